@@ -1,0 +1,606 @@
+//! The command line: argument parsing, directory defaults, and the glue from
+//! each command to the library. Errors become the exit codes of [`Exit`].
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, LoadReport, Target};
+use crate::crawl::{self, Engine};
+use crate::error::Exit;
+use crate::export::{self, Format};
+use crate::extract::{self, Kinds};
+use crate::fetcher::{self, Fetcher};
+use crate::frontier::{Frontier, Refusal};
+use crate::ids::TargetId;
+use crate::report::{self, ProgressView};
+use crate::store::{RunMode, RunStatus, Store};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "crawld",
+    version,
+    about = "Keeps structured data from websites fresh."
+)]
+struct Cli {
+    /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate every file of the configs directory.
+    Check(ConfigsArg),
+    /// Show what a target's selectors extract from one page.
+    Test {
+        target: String,
+        /// The page to fetch (with --file: the URL the file's content stands for).
+        url: Option<String>,
+        /// Read the page from this file instead of fetching it.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        configs: ConfigsArg,
+    },
+    /// Run one crawl of a target in the foreground.
+    Crawl {
+        target: String,
+        /// Refetch everything (default: an incremental run).
+        #[arg(long)]
+        full: bool,
+        /// No progress bar, even on a terminal.
+        #[arg(long)]
+        no_progress: bool,
+        #[command(flatten)]
+        configs: ConfigsArg,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Write a target's current items to stdout or a file.
+    Export {
+        target: String,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: Format,
+        /// Only items of this kind (needed for CSV when a target has several).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        configs: ConfigsArg,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Serve the bundled demo shop on 127.0.0.1 and crawl it.
+    Demo {
+        /// Port of the demo site; the example target `shop` points at 8088.
+        #[arg(long, default_value_t = 8088)]
+        port: u16,
+        /// Only serve the site until Ctrl-C, do not crawl.
+        #[arg(long)]
+        serve: bool,
+        /// The site's files (default: examples/shop).
+        #[arg(long)]
+        site: Option<PathBuf>,
+        #[command(flatten)]
+        configs: ConfigsArg,
+        #[command(flatten)]
+        state: StateArg,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ConfigsArg {
+    /// Configs directory [default: $CONFIGURATION_DIRECTORY, else ./configs]
+    #[arg(long, env = "CRAWLD_CONFIGS")]
+    configs: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct StateArg {
+    /// State directory [default: $STATE_DIRECTORY, else ./state]
+    #[arg(long, env = "CRAWLD_STATE")]
+    state: Option<PathBuf>,
+}
+
+impl ConfigsArg {
+    fn dir(&self) -> PathBuf {
+        self.configs
+            .clone()
+            .unwrap_or_else(|| systemd_dir("CONFIGURATION_DIRECTORY", "configs"))
+    }
+}
+
+impl StateArg {
+    fn dir(&self) -> PathBuf {
+        self.state
+            .clone()
+            .unwrap_or_else(|| systemd_dir("STATE_DIRECTORY", "state"))
+    }
+}
+
+/// systemd passes `StateDirectory=`/`ConfigurationDirectory=` as a
+/// colon-separated list; the first entry is ours.
+fn systemd_dir(var: &str, fallback: &str) -> PathBuf {
+    std::env::var_os(var)
+        .and_then(|v| {
+            v.to_str()
+                .and_then(|s| s.split(':').next())
+                .map(PathBuf::from)
+        })
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from(fallback))
+}
+
+/// Entry point of the binary.
+pub fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                Exit::Usage.into()
+            } else {
+                Exit::Ok.into()
+            };
+        }
+    };
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(Exit::Failed, format!("cannot start the async runtime: {e}")).into(),
+    };
+    runtime.block_on(dispatch(cli.command)).into()
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "crawld=warn",
+        1 => "crawld=info",
+        _ => "crawld=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn dispatch(command: Command) -> Exit {
+    match command {
+        Command::Check(c) => check(&c.dir()),
+        Command::Test {
+            target,
+            url,
+            file,
+            json,
+            configs,
+        } => {
+            test(
+                &configs.dir(),
+                &target,
+                url.as_deref(),
+                file.as_deref(),
+                json,
+            )
+            .await
+        }
+        Command::Crawl {
+            target,
+            full,
+            no_progress,
+            configs,
+            state,
+        } => {
+            let mode = if full {
+                RunMode::Full
+            } else {
+                RunMode::Incremental
+            };
+            crawl(&configs.dir(), &state.dir(), &target, mode, !no_progress).await
+        }
+        Command::Export {
+            target,
+            format,
+            kind,
+            out,
+            configs,
+            state,
+        } => export(
+            &configs.dir(),
+            &state.dir(),
+            &target,
+            format,
+            kind.as_deref(),
+            out.as_deref(),
+        ),
+        Command::Demo {
+            port,
+            serve,
+            site,
+            configs,
+            state,
+        } => crate::demo::run(port, serve, site, configs.configs.clone(), &state.dir()).await,
+    }
+}
+
+/// Prints an error and returns its exit code.
+pub(crate) fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
+    eprintln!("error: {message}");
+    exit
+}
+
+fn load(dir: &Path) -> Result<LoadReport, Exit> {
+    config::load_dir(dir).map_err(|e| fail(Exit::Config, e))
+}
+
+fn print_errors(errors: &[config::ConfigError]) {
+    for e in errors {
+        eprintln!("error: {e}");
+    }
+}
+
+fn check(dir: &Path) -> Exit {
+    let report = match load(dir) {
+        Ok(r) => r,
+        Err(exit) => return exit,
+    };
+    let errors = report.all_errors();
+    if errors.is_empty() {
+        println!(
+            "{}: {} target(s), {} profile(s), no errors",
+            dir.display(),
+            report.set.targets.len(),
+            report.set.profiles.len()
+        );
+        Exit::Ok
+    } else {
+        print_errors(&errors);
+        eprintln!(
+            "{} configuration error(s) in {}",
+            errors.len(),
+            dir.display()
+        );
+        Exit::Config
+    }
+}
+
+/// The target named on the command line, or the exit code that says why not.
+pub(crate) fn pick_target(dir: &Path, name: &str) -> Result<Arc<Target>, Exit> {
+    let report = load(dir)?;
+    let id = TargetId::new(name);
+    let errors = report.target_errors(&id);
+    if !errors.is_empty() {
+        print_errors(&errors);
+        return Err(fail(
+            Exit::Config,
+            format!("target {name} has configuration errors and will not run"),
+        ));
+    }
+    match report.set.targets.get(&id) {
+        Some(t) => {
+            let others = report.all_errors().len();
+            if others > 0 {
+                eprintln!(
+                    "warning: {others} configuration error(s) in other files (see `crawld check`)"
+                );
+            }
+            Ok(t.clone())
+        }
+        None => {
+            let known: Vec<&str> = report.set.targets.keys().map(|t| t.as_str()).collect();
+            Err(fail(
+                Exit::Config,
+                format!(
+                    "no target {name:?} in {} (targets: {})",
+                    dir.display(),
+                    known.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+pub(crate) fn open_store(dir: &Path) -> Result<Arc<Store>, Exit> {
+    Store::open(dir).map(Arc::new).map_err(|e| {
+        let exit = Exit::from(&e);
+        fail(exit, e)
+    })
+}
+
+/// A token cancelled by Ctrl-C or SIGTERM.
+pub(crate) fn cancel_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                },
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("stopping: committing what was fetched…");
+        t.cancel();
+    });
+    token
+}
+
+pub(crate) async fn crawl_target(
+    store: Arc<Store>,
+    target: Arc<Target>,
+    mode: RunMode,
+    progress: bool,
+) -> Exit {
+    let engine = Engine::default();
+    let view = ProgressView::new(progress);
+    let cancel = cancel_on_signals();
+    let result = crawl::run(&engine, store.clone(), target.clone(), mode, cancel, &view).await;
+    view.finish();
+    match result {
+        Ok(run) => {
+            print!("{}", report::summary(&run));
+            println!(
+                "Items are in {}; export them with: crawld export {} --format jsonl",
+                store.path().display(),
+                target.id
+            );
+            if run.status == RunStatus::Completed {
+                Exit::Ok
+            } else {
+                Exit::Failed
+            }
+        }
+        Err(crawl::RunError::Store(e)) => {
+            let exit = Exit::from(&e);
+            fail(exit, e)
+        }
+        Err(e) => fail(Exit::Failed, e),
+    }
+}
+
+async fn crawl(configs: &Path, state: &Path, name: &str, mode: RunMode, progress: bool) -> Exit {
+    let target = match pick_target(configs, name) {
+        Ok(t) => t,
+        Err(exit) => return exit,
+    };
+    let store = match open_store(state) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    crawl_target(store, target, mode, progress).await
+}
+
+fn export(
+    configs: &Path,
+    state: &Path,
+    name: &str,
+    format: Format,
+    kind: Option<&str>,
+    out: Option<&Path>,
+) -> Exit {
+    let store = match open_store(state) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    // The config only orders CSV columns: a missing or broken one is no reason to fail.
+    let target = config::load_dir(configs)
+        .ok()
+        .and_then(|r| r.set.targets.get(&TargetId::new(name)).cloned());
+    let mut sink: Box<dyn Write> = match out {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                return fail(
+                    Exit::Failed,
+                    format!("cannot create {}: {e}", path.display()),
+                )
+            }
+        },
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let id = TargetId::new(name);
+    match export::export(&store, &id, target.as_deref(), kind, format, &mut sink) {
+        Ok(n) => {
+            if n == 0 {
+                eprintln!("warning: no items of target {name} in {}", state.display());
+            } else if let Some(path) = out {
+                eprintln!("{n} item(s) written to {}", path.display());
+            }
+            Exit::Ok
+        }
+        Err(export::ExportError::Store(e)) => {
+            let exit = Exit::from(&e);
+            fail(exit, e)
+        }
+        Err(e @ export::ExportError::KindNeeded { .. }) => fail(Exit::Usage, e),
+        Err(e) => fail(Exit::Failed, e),
+    }
+}
+
+async fn test(
+    configs: &Path,
+    name: &str,
+    url: Option<&str>,
+    file: Option<&Path>,
+    json: bool,
+) -> Exit {
+    let target = match pick_target(configs, name) {
+        Ok(t) => t,
+        Err(exit) => return exit,
+    };
+    let page_url = match url.map(url::Url::parse) {
+        Some(Ok(u)) => Some(u),
+        Some(Err(e)) => {
+            return fail(
+                Exit::Usage,
+                format!("invalid URL {:?}: {e}", url.unwrap_or_default()),
+            )
+        }
+        None => None,
+    };
+    let (html, page_url, kinds, status) = match (file, page_url) {
+        (Some(path), u) => {
+            let bytes = match std::fs::read(path) {
+                Ok(b) => b,
+                Err(e) => {
+                    return fail(Exit::Failed, format!("cannot read {}: {e}", path.display()))
+                }
+            };
+            let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            let kinds = if u.is_some() {
+                Kinds::Matching
+            } else {
+                Kinds::All
+            };
+            let u = u.or_else(|| url::Url::from_file_path(&abs).ok());
+            let Some(u) = u else {
+                return fail(Exit::Usage, "give the page's URL along with --file");
+            };
+            (fetcher::decode(&bytes, None).into_owned(), u, kinds, None)
+        }
+        (None, Some(u)) => {
+            let fetcher = match Fetcher::new(&target.profile) {
+                Ok(f) => f,
+                Err(e) => return fail(Exit::Failed, e),
+            };
+            let resp = match fetcher.get(&u, &target.headers).await {
+                Ok(r) => r,
+                Err(e) => return fail(Exit::Failed, e),
+            };
+            if !(200..300).contains(&resp.status) {
+                return fail(
+                    Exit::Failed,
+                    format!("{} answered HTTP {}", resp.url, resp.status),
+                );
+            }
+            if !resp.is_html() {
+                return fail(
+                    Exit::Failed,
+                    format!(
+                        "{} is not HTML ({})",
+                        resp.url,
+                        resp.content_type.as_deref().unwrap_or("no type")
+                    ),
+                );
+            }
+            let status = Some(resp.status);
+            (resp.text().into_owned(), resp.url, Kinds::Matching, status)
+        }
+        (None, None) => return fail(Exit::Usage, "give a URL to fetch, or --file PAGE.html"),
+    };
+    let t = target.clone();
+    let u = page_url.clone();
+    let page =
+        match tokio::task::spawn_blocking(move || extract::extract(&t, &html, &u, kinds)).await {
+            Ok(p) => p,
+            Err(e) => return fail(Exit::Failed, format!("extraction failed: {e}")),
+        };
+    let mut frontier = Frontier::new(&target);
+    let mut refused: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    let mut followed = Vec::new();
+    for link in &page.links {
+        match frontier.offer(&target, link.clone(), 1) {
+            Ok(()) => followed.push(link.as_str().to_owned()),
+            Err(r) => *refused.entry(refusal_name(r)).or_default() += 1,
+        }
+    }
+    if json {
+        let out = serde_json::json!({
+            "url": page_url.as_str(),
+            "status": status,
+            "items": page.items.iter().map(|i| serde_json::json!({"kind": i.kind, "key": i.key, "value": i.value})).collect::<Vec<_>>(),
+            "invalid": page.invalid.iter().map(|i| serde_json::json!({"kind": i.kind, "missing": i.missing})).collect::<Vec<_>>(),
+            "links": page.links.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
+            "followed": followed,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Exit::Ok;
+    }
+    match status {
+        Some(s) => println!("{page_url} → HTTP {s}"),
+        None => println!("{page_url} (from file)"),
+    }
+    for kind in &target.items {
+        let items: Vec<_> = page.items.iter().filter(|i| i.kind == kind.name).collect();
+        let invalid: Vec<_> = page
+            .invalid
+            .iter()
+            .filter(|i| i.kind == kind.name)
+            .collect();
+        if items.is_empty() && invalid.is_empty() {
+            let applies = kinds == Kinds::All
+                || kind
+                    .pages
+                    .as_ref()
+                    .is_none_or(|re| re.is_match(&page_url[url::Position::BeforePath..]));
+            let why = if applies {
+                "no match on this page"
+            } else {
+                "`pages` does not match this URL"
+            };
+            println!("\n[{}] 0 items ({why})", kind.name);
+            continue;
+        }
+        println!(
+            "\n[{}] {} item(s), {} invalid",
+            kind.name,
+            items.len(),
+            invalid.len()
+        );
+        for item in items {
+            println!("  key {}", item.key);
+            for (field, value) in &item.value {
+                println!("    {field:<12} {value}");
+            }
+        }
+        for bad in invalid {
+            println!("  invalid: missing {}", bad.missing.join(", "));
+        }
+    }
+    let refused: Vec<String> = refused.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!(
+        "\nlinks: {} found, {} would be followed{}",
+        page.links.len(),
+        followed.len(),
+        if refused.is_empty() {
+            String::new()
+        } else {
+            format!(" (refused: {})", refused.join(", "))
+        }
+    );
+    Exit::Ok
+}
+
+fn refusal_name(r: Refusal) -> &'static str {
+    match r {
+        Refusal::AlreadySeen => "already seen",
+        Refusal::OffHost => "off host",
+        Refusal::NotAllowed => "not allowed",
+        Refusal::Denied => "denied",
+        Refusal::TooDeep => "too deep",
+        Refusal::OverBudget => "over budget",
+    }
+}

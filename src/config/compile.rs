@@ -1,0 +1,410 @@
+//! Turns one raw target file into a validated [`Target`], collecting every
+//! error with its position instead of stopping at the first.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use regex::Regex;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use scraper::Selector;
+use toml::Spanned;
+use url::Url;
+
+use super::error::{ConfigError, Source};
+use super::raw::{RawField, RawFile, RawFollow, RawItem};
+use super::schedule::Schedule;
+use super::{
+    Field, FieldType, Follow, ItemKey, ItemKind, ParamPattern, Profile, Target,
+    DEFAULT_LINK_SELECTOR, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAGES, DEFAULT_PROFILE,
+};
+use crate::extract::Query;
+use crate::frontier::normalize_url;
+use crate::ids::{ProfileName, TargetId};
+
+/// What a target may refer to while it compiles.
+pub struct Context<'a> {
+    pub profiles: &'a BTreeMap<ProfileName, Arc<Profile>>,
+    /// Profiles that were declared but failed to resolve, with their file.
+    pub broken_profiles: &'a BTreeMap<String, std::path::PathBuf>,
+    /// Reads `${VAR}` references in header values.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+struct Compiler<'a> {
+    src: &'a Source,
+    errors: Vec<ConfigError>,
+}
+
+impl Compiler<'_> {
+    fn err(&mut self, span: Range<usize>, key: impl Into<String>, msg: impl Into<String>) {
+        self.errors
+            .push(self.src.error(span, Some(key.into()), msg));
+    }
+
+    /// Runs `f` on a spanned value, recording its error at the value's span.
+    fn check<T, R>(
+        &mut self,
+        v: &Spanned<T>,
+        key: &str,
+        f: impl FnOnce(&T) -> Result<R, String>,
+    ) -> Option<R> {
+        match f(v.get_ref()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.err(v.span(), key, e);
+                None
+            }
+        }
+    }
+}
+
+/// Compiles a file that declares a target. `None` when it has errors, which
+/// are returned alongside.
+pub fn target(
+    id: TargetId,
+    raw: &RawFile,
+    src: &Source,
+    cx: &Context,
+) -> Result<Target, Vec<ConfigError>> {
+    let mut c = Compiler {
+        src,
+        errors: Vec::new(),
+    };
+    let mut start_urls = Vec::new();
+    if let Some(urls) = &raw.start_urls {
+        if urls.get_ref().is_empty() {
+            c.err(
+                urls.span(),
+                "start_urls",
+                "start_urls is empty: give at least one URL",
+            );
+        }
+        for u in urls.get_ref() {
+            if let Some(url) = c.check(u, "start_urls", |s| parse_http_url(s)) {
+                start_urls.push(url);
+            }
+        }
+    }
+
+    let profile = match &raw.profile {
+        None => cx.profiles.get(&ProfileName::new(DEFAULT_PROFILE)).cloned(),
+        Some(p) => c.check(p, "profile", |name| lookup_profile(name, cx)),
+    };
+    let max_pages = match &raw.max_pages {
+        None => Some(DEFAULT_MAX_PAGES),
+        Some(m) => c.check(m, "max_pages", |&n| {
+            u64::try_from(n)
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| "max_pages must be at least 1".to_owned())
+        }),
+    };
+    let schedule = raw
+        .schedule
+        .as_ref()
+        .and_then(|s| c.check(s, "schedule", |e| Schedule::parse(e)));
+    let full_schedule = raw
+        .full_schedule
+        .as_ref()
+        .and_then(|s| c.check(s, "full_schedule", |e| Schedule::parse(e)));
+
+    let mut headers = HeaderMap::new();
+    if let Some(h) = &raw.headers {
+        for (name, value) in h.get_ref() {
+            let key = format!("headers.{name}");
+            let Ok(hname) = HeaderName::from_bytes(name.as_bytes()) else {
+                c.err(
+                    value.span(),
+                    key,
+                    format!("{name:?} is not a valid HTTP header name"),
+                );
+                continue;
+            };
+            if let Some(v) = c.check(value, &key, |v| expand_env(v, cx.env)) {
+                match HeaderValue::from_str(&v) {
+                    Ok(mut hv) => {
+                        // Header values may hold tokens: keep them out of logs and debug output.
+                        hv.set_sensitive(true);
+                        headers.append(hname, hv);
+                    }
+                    Err(_) => c.err(
+                        value.span(),
+                        key,
+                        "header value contains characters not allowed in HTTP headers",
+                    ),
+                }
+            }
+        }
+    }
+    let strip_params: Vec<ParamPattern> = raw
+        .strip_params
+        .as_ref()
+        .map(|s| {
+            s.get_ref()
+                .iter()
+                .map(|p| ParamPattern::parse(p.get_ref()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let follow = follow(&mut c, raw.follow.as_ref().map(|f| f.get_ref()));
+
+    let mut items = Vec::new();
+    if let Some(raw_items) = &raw.items {
+        for (name, item) in raw_items.get_ref() {
+            if let Some(kind) = item_kind(&mut c, name, item) {
+                items.push(kind);
+            }
+        }
+    }
+
+    // Start URLs are stored normalised so that the frontier dedups them like any link.
+    let start_urls = start_urls
+        .into_iter()
+        .map(|u| normalize_url(u, &strip_params))
+        .collect();
+    match (c.errors.is_empty(), profile, max_pages, follow) {
+        (true, Some(profile), Some(max_pages), Some(follow)) => Ok(Target {
+            id,
+            file: src.path.clone(),
+            start_urls,
+            profile,
+            max_pages,
+            schedule,
+            full_schedule,
+            headers,
+            strip_params,
+            follow,
+            items,
+        }),
+        _ => Err(c.errors),
+    }
+}
+
+fn parse_http_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s.trim()).map_err(|e| format!("invalid URL {s:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{s:?} is not an http(s) URL with a host"));
+    }
+    Ok(url)
+}
+
+fn lookup_profile(name: &str, cx: &Context) -> Result<Arc<Profile>, String> {
+    if let Some(p) = cx.profiles.get(&ProfileName::new(name)) {
+        return Ok(p.clone());
+    }
+    if let Some(file) = cx.broken_profiles.get(name) {
+        return Err(format!(
+            "profile {name:?} has errors (see {})",
+            file.display()
+        ));
+    }
+    let known: Vec<&str> = cx.profiles.keys().map(|p| p.as_str()).collect();
+    Err(format!(
+        "unknown profile {name:?}; known: {}",
+        known.join(", ")
+    ))
+}
+
+/// Replaces `${VAR}` with the variable's value; an undefined variable is an error.
+fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "unterminated ${…} reference".to_owned())?;
+        let var = &after[..end];
+        if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("invalid variable name {var:?} in ${{…}}"));
+        }
+        match env(var) {
+            Some(v) => out.push_str(&v),
+            None => return Err(format!("environment variable {var} is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn regex(s: &str) -> Result<Regex, String> {
+    Regex::new(s).map_err(|e| format!("invalid regex {s:?}: {e}"))
+}
+
+fn selector(s: &str) -> Result<Selector, String> {
+    Selector::parse(s).map_err(|e| format!("invalid CSS selector {s:?}: {e}"))
+}
+
+fn follow(c: &mut Compiler, raw: Option<&RawFollow>) -> Option<Follow> {
+    let links = match raw.and_then(|f| f.links.as_ref()) {
+        Some(l) => c.check(l, "follow.links", |s| selector(s)),
+        None => selector(DEFAULT_LINK_SELECTOR).ok(),
+    };
+    let mut allow = Vec::new();
+    let mut deny = Vec::new();
+    let mut max_depth = Some(DEFAULT_MAX_DEPTH);
+    let mut same_host = true;
+    if let Some(raw) = raw {
+        allow = raw
+            .allow
+            .iter()
+            .filter_map(|r| c.check(r, "follow.allow", |s| regex(s)))
+            .collect();
+        deny = raw
+            .deny
+            .iter()
+            .filter_map(|r| c.check(r, "follow.deny", |s| regex(s)))
+            .collect();
+        if let Some(d) = &raw.max_depth {
+            max_depth = c.check(d, "follow.max_depth", |&d| {
+                u32::try_from(d).map_err(|_| "max_depth must be 0 or more".to_owned())
+            });
+        }
+        same_host = raw.same_host.unwrap_or(true);
+    }
+    Some(Follow {
+        links: links?,
+        allow,
+        deny,
+        max_depth: max_depth?,
+        same_host,
+    })
+}
+
+fn item_kind(c: &mut Compiler, name: &str, raw: &Spanned<RawItem>) -> Option<ItemKind> {
+    let before = c.errors.len();
+    let at = |k: &str| format!("items.{name}.{k}");
+    let item = raw.get_ref();
+    let pages = item
+        .pages
+        .as_ref()
+        .and_then(|p| c.check(p, &at("pages"), |s| regex(s)));
+    let sel = item
+        .selector
+        .as_ref()
+        .and_then(|s| c.check(s, &at("selector"), |s| selector(s)));
+
+    let mut fields = Vec::new();
+    for (fname, f) in &item.fields {
+        if fname.starts_with('_') {
+            c.err(
+                f.span(),
+                at(&format!("fields.{fname}")),
+                "field names starting with _ are reserved for crawld's metadata",
+            );
+            continue;
+        }
+        if let Some(field) = field(c, &at(&format!("fields.{fname}")), fname, f) {
+            fields.push(field);
+        }
+    }
+    if item.fields.is_empty() {
+        c.err(
+            raw.span(),
+            format!("items.{name}"),
+            "an item kind needs at least one field under [items.NAME.fields]",
+        );
+    }
+    let key = match &item.key {
+        Some(k)
+            if k.get_ref() == "url"
+                && !item.fields.contains_key("url")
+                && item.selector.is_none() =>
+        {
+            Some(ItemKey::PageUrl)
+        }
+        Some(k) => match item.fields.get_index_of(k.get_ref().as_str()) {
+            Some(i) => Some(ItemKey::Field(i)),
+            None => {
+                let names: Vec<&str> = item.fields.keys().map(String::as_str).collect();
+                c.err(
+                    k.span(),
+                    at("key"),
+                    format!(
+                        "key {:?} is not one of the fields: {}",
+                        k.get_ref(),
+                        names.join(", ")
+                    ),
+                );
+                None
+            }
+        },
+        None if item.selector.is_some() => {
+            c.err(
+                raw.span(),
+                format!("items.{name}"),
+                "an item kind with a selector needs `key`: the field that identifies an item across runs",
+            );
+            None
+        }
+        None => Some(ItemKey::PageUrl),
+    };
+    if c.errors.len() > before {
+        return None;
+    }
+    Some(ItemKind {
+        name: name.to_owned(),
+        pages,
+        selector: sel,
+        key: key?,
+        fields,
+    })
+}
+
+fn field(c: &mut Compiler, key: &str, name: &str, raw: &Spanned<RawField>) -> Option<Field> {
+    let f = raw.get_ref();
+    // The string shorthand has no span of its own: use the whole value's.
+    let css_span = if f.css.span().is_empty() {
+        raw.span()
+    } else {
+        f.css.span()
+    };
+    let query = match Query::parse(f.css.get_ref()) {
+        Ok(q) => Some(q),
+        Err(e) => {
+            c.err(css_span, key, e);
+            None
+        }
+    };
+    let kind = match &f.kind {
+        None => Some(FieldType::Text),
+        Some(t) => c.check(t, &format!("{key}.type"), |t| match t.as_str() {
+            "text" => Ok(FieldType::Text),
+            "url" => Ok(FieldType::Url),
+            "number" => Ok(FieldType::Number),
+            other => Err(format!(
+                "unknown field type {other:?}; known: text, url, number"
+            )),
+        }),
+    };
+    Some(Field {
+        name: name.to_owned(),
+        query: query?,
+        kind: kind?,
+        required: f.required,
+        many: f.many,
+        join: f.join.as_ref().map(|j| j.get_ref().clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand_env;
+
+    #[test]
+    fn expands_defined_variables_only() {
+        let env = |v: &str| (v == "TOKEN").then(|| "s3cret".to_owned());
+        assert_eq!(
+            expand_env("Bearer ${TOKEN}", &env).unwrap(),
+            "Bearer s3cret"
+        );
+        assert_eq!(expand_env("plain", &env).unwrap(), "plain");
+        assert!(expand_env("${MISSING}", &env)
+            .unwrap_err()
+            .contains("MISSING is not set"));
+        assert!(expand_env("${TOKEN", &env).is_err());
+    }
+}

@@ -1,0 +1,160 @@
+//! Configuration errors. Each one names the file, line, column and key, and
+//! renders the offending line with a caret under the bad value, so that a user
+//! can fix every error of a load in one pass.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// One problem found while loading the configs directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, as it was found in the configs directory.
+    pub file: PathBuf,
+    /// 1-based line and column of the bad value; `None` for file-level errors.
+    pub position: Option<Position>,
+    /// Dotted key path (`items.book.fields.price`) when the error is about a key.
+    pub key: Option<String>,
+    /// What is wrong, in words a user can act on.
+    pub message: String,
+    /// The source line with a caret marker, when known.
+    snippet: Option<String>,
+}
+
+/// A 1-based line and column (in characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// A file's text, kept so that errors can be located after parsing.
+#[derive(Clone)]
+pub struct Source {
+    pub path: PathBuf,
+    pub text: Arc<str>,
+}
+
+impl Source {
+    /// An error about the bytes at `span` of this file.
+    pub fn error(
+        &self,
+        span: Range<usize>,
+        key: Option<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let (position, snippet) = locate(&self.text, span);
+        ConfigError {
+            file: self.path.clone(),
+            position: Some(position),
+            key,
+            message: message.into(),
+            snippet: Some(snippet),
+        }
+    }
+}
+
+impl ConfigError {
+    /// An error about a whole file (unreadable, badly named).
+    pub fn file(path: &Path, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: path.to_path_buf(),
+            position: None,
+            key: None,
+            message: message.into(),
+            snippet: None,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(p) = self.position {
+            write!(f, ":{}:{}", p.line, p.column)?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(snippet) = &self.snippet {
+            write!(f, "\n{snippet}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every error of one load, in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            writeln!(f, "error: {e}")?;
+        }
+        write!(f, "{} configuration error(s)", self.0.len())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Line, column and a rendered snippet for a byte span of `text`.
+fn locate(text: &str, span: Range<usize>) -> (Position, String) {
+    let start = floor_char_boundary(text, span.start.min(text.len()));
+    let end = floor_char_boundary(text, span.end.clamp(start, text.len()));
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line_no = text[..start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    let line = text[line_start..line_end].trim_end_matches('\r');
+    let width = text[start..end.min(line_end)].chars().count().max(1);
+    let gutter = line_no.to_string().len();
+    let snippet = format!(
+        "{:gutter$} |\n{line_no} | {line}\n{:gutter$} | {}{}",
+        "",
+        "",
+        " ".repeat(column - 1),
+        "^".repeat(width),
+    );
+    (
+        Position {
+            line: line_no,
+            column,
+        },
+        snippet,
+    )
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locates_line_and_column_in_characters() {
+        let src = Source {
+            path: "x.toml".into(),
+            text: "a = 1\nbé = \"oops\"\n".into(),
+        };
+        let start = src.text.find("\"oops").unwrap();
+        let e = src.error(start..start + 6, Some("bé".into()), "bad");
+        assert_eq!(e.position, Some(Position { line: 2, column: 6 }));
+        assert_eq!(
+            e.to_string(),
+            "x.toml:2:6: bé: bad\n  |\n2 | bé = \"oops\"\n  |      ^^^^^^"
+        );
+    }
+}

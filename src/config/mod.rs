@@ -1,0 +1,140 @@
+//! Configuration: the TOML files of the configs directory, loaded, validated
+//! and compiled into a [`TargetSet`] that the rest of crawld runs from.
+//!
+//! `raw` mirrors the files, `compile` validates them into the types below,
+//! `load` reads a directory and collects every error with its position.
+
+mod compile;
+mod error;
+mod load;
+mod profile;
+mod raw;
+mod schedule;
+mod values;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use regex::Regex;
+use reqwest::header::HeaderMap;
+use scraper::Selector;
+use url::Url;
+
+pub use error::{ConfigError, ConfigErrors, Position};
+pub use load::{load_dir, LoadReport};
+pub use profile::{DelayRange, Profile, BUILTIN_PROFILES, DEFAULT_PROFILE};
+pub use schedule::Schedule;
+
+use crate::extract::Query;
+use crate::ids::{ProfileName, TargetId};
+
+/// Default page budget of one run (`max_pages`).
+pub const DEFAULT_MAX_PAGES: u64 = 10_000;
+/// Default link depth from the start URLs (`follow.max_depth`).
+pub const DEFAULT_MAX_DEPTH: u32 = 10;
+/// Default link selector (`follow.links`).
+pub const DEFAULT_LINK_SELECTOR: &str = "a[href]";
+
+/// Every valid target and profile of a configs directory.
+#[derive(Debug, Default, Clone)]
+pub struct TargetSet {
+    pub targets: BTreeMap<TargetId, Arc<Target>>,
+    pub profiles: BTreeMap<ProfileName, Arc<Profile>>,
+}
+
+/// One compiled target: everything a run needs, validated.
+#[derive(Debug)]
+pub struct Target {
+    pub id: TargetId,
+    /// The file that declares the target.
+    pub file: PathBuf,
+    pub start_urls: Vec<Url>,
+    pub profile: Arc<Profile>,
+    pub max_pages: u64,
+    pub schedule: Option<Schedule>,
+    pub full_schedule: Option<Schedule>,
+    /// Extra request headers, `${VAR}` already expanded and marked sensitive.
+    pub headers: HeaderMap,
+    pub strip_params: Vec<ParamPattern>,
+    pub follow: Follow,
+    pub items: Vec<ItemKind>,
+}
+
+/// `[follow]`, compiled.
+#[derive(Debug)]
+pub struct Follow {
+    pub links: Selector,
+    pub allow: Vec<Regex>,
+    pub deny: Vec<Regex>,
+    pub max_depth: u32,
+    pub same_host: bool,
+}
+
+/// A query parameter name or a `prefix*` pattern to drop when normalising URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamPattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl ParamPattern {
+    /// `utm_*` → prefix `utm_`; anything else is matched exactly.
+    pub fn parse(s: &str) -> Self {
+        match s.strip_suffix('*') {
+            Some(prefix) => ParamPattern::Prefix(prefix.to_owned()),
+            None => ParamPattern::Exact(s.to_owned()),
+        }
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            ParamPattern::Exact(n) => n == name,
+            ParamPattern::Prefix(p) => name.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// `[items.NAME]`, compiled.
+#[derive(Debug)]
+pub struct ItemKind {
+    pub name: String,
+    /// Which pages (path + query) the kind applies to; `None` = all.
+    pub pages: Option<Regex>,
+    /// Each match is one item; `None` = the whole page is one item.
+    pub selector: Option<Selector>,
+    pub key: ItemKey,
+    pub fields: Vec<Field>,
+}
+
+/// What identifies an item across runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemKey {
+    /// The URL of the page the item was found on.
+    PageUrl,
+    /// The value of the field at this index of [`ItemKind::fields`].
+    Field(usize),
+}
+
+/// One field of an item kind.
+#[derive(Debug)]
+pub struct Field {
+    pub name: String,
+    pub query: Query,
+    pub kind: FieldType,
+    pub required: bool,
+    pub many: bool,
+    /// Join every match into one string with this separator.
+    pub join: Option<String>,
+}
+
+/// How a field's text is turned into a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    /// Trimmed text.
+    Text,
+    /// Made absolute against the page URL (and `<base href>`).
+    Url,
+    /// A number read from text like "£51.77" or "1.299,00".
+    Number,
+}

@@ -1,0 +1,227 @@
+//! Politeness profiles: the built-in presets, and user profiles resolved
+//! through their `extends` chain into complete [`Profile`]s.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use toml::Spanned;
+
+use super::error::{ConfigError, Source};
+use super::raw::RawProfile;
+use super::values;
+use crate::ids::ProfileName;
+
+/// The profile of targets and profiles that name none.
+pub const DEFAULT_PROFILE: &str = "balanced";
+
+/// Honest default identity: who we are and where to read about us.
+pub const DEFAULT_USER_AGENT: &str = concat!(
+    "crawld/",
+    env!("CARGO_PKG_VERSION"),
+    " (+https://github.com/crawld/crawld)"
+);
+
+/// The built-in profiles, one row each: name, concurrency per host, delay
+/// range in milliseconds, timeout in seconds. README's profile table mirrors it.
+pub const BUILTIN_PROFILES: [(&str, u32, (u64, u64), u64); 3] = [
+    ("conservative", 5, (500, 1000), 30),
+    ("balanced", 10, (300, 700), 30),
+    ("aggressive", 20, (200, 500), 20),
+];
+/// Connect timeout of every built-in profile.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Body cap of every built-in profile, counted after decompression.
+pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+
+/// A complete set of politeness settings for the hosts of a target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub name: ProfileName,
+    /// Max requests in flight per host.
+    pub concurrency: u32,
+    /// How long a request's slot stays taken after its response.
+    pub delay: DelayRange,
+    /// Total time for one request, body included.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Body cap in bytes, after decompression.
+    pub max_body: u64,
+    pub user_agent: String,
+}
+
+/// A fixed delay (`min == max`) or a uniform random one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DelayRange {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl DelayRange {
+    /// A delay drawn uniformly from the range.
+    pub fn sample(&self) -> Duration {
+        if self.max <= self.min {
+            return self.min;
+        }
+        rand::rng().random_range(self.min..=self.max)
+    }
+}
+
+/// The built-in profiles.
+pub fn builtins() -> BTreeMap<ProfileName, Arc<Profile>> {
+    BUILTIN_PROFILES
+        .iter()
+        .map(|&(name, concurrency, (lo, hi), timeout)| {
+            let p = Profile {
+                name: ProfileName::new(name),
+                concurrency,
+                delay: DelayRange {
+                    min: Duration::from_millis(lo),
+                    max: Duration::from_millis(hi),
+                },
+                timeout: Duration::from_secs(timeout),
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                max_body: DEFAULT_MAX_BODY,
+                user_agent: DEFAULT_USER_AGENT.to_owned(),
+            };
+            (p.name.clone(), Arc::new(p))
+        })
+        .collect()
+}
+
+/// A user profile as found in a file, before resolution.
+pub struct Declared {
+    pub raw: Spanned<RawProfile>,
+    pub source: Source,
+}
+
+/// Resolves every declared profile against the built-ins and each other.
+/// Profiles with errors are left out; their errors are pushed to `errors`.
+pub fn resolve(
+    declared: &BTreeMap<String, Declared>,
+    errors: &mut Vec<ConfigError>,
+) -> BTreeMap<ProfileName, Arc<Profile>> {
+    let mut done = builtins();
+    let mut failed = std::collections::BTreeSet::new();
+    for name in declared.keys() {
+        let mut chain = Vec::new();
+        resolve_one(name, declared, &mut done, &mut failed, &mut chain, errors);
+    }
+    done
+}
+
+fn resolve_one(
+    name: &str,
+    declared: &BTreeMap<String, Declared>,
+    done: &mut BTreeMap<ProfileName, Arc<Profile>>,
+    failed: &mut std::collections::BTreeSet<String>,
+    chain: &mut Vec<String>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Arc<Profile>> {
+    if let Some(p) = done.get(&ProfileName::new(name)) {
+        return Some(p.clone());
+    }
+    if failed.contains(name) {
+        return None;
+    }
+    let decl = declared.get(name)?;
+    let raw = decl.raw.get_ref();
+    let key = |k: &str| Some(format!("profiles.{name}.{k}"));
+    chain.push(name.to_owned());
+    let parent_name = raw
+        .extends
+        .as_ref()
+        .map_or(DEFAULT_PROFILE, |e| e.get_ref().as_str());
+    let parent = if chain.iter().any(|c| c == parent_name) {
+        let span = raw.extends.as_ref().map_or(decl.raw.span(), |e| e.span());
+        errors.push(decl.source.error(
+            span,
+            key("extends"),
+            format!(
+                "profile {name:?} extends itself through {}",
+                chain.join(" → ")
+            ),
+        ));
+        None
+    } else if declared.contains_key(parent_name)
+        || done.contains_key(&ProfileName::new(parent_name))
+    {
+        resolve_one(parent_name, declared, done, failed, chain, errors)
+    } else {
+        let span = raw.extends.as_ref().map_or(decl.raw.span(), |e| e.span());
+        errors.push(decl.source.error(
+            span,
+            key("extends"),
+            format!(
+                "unknown profile {parent_name:?}; known: {}",
+                known(declared, done)
+            ),
+        ));
+        None
+    };
+    chain.pop();
+    let Some(parent) = parent else {
+        failed.insert(name.to_owned());
+        return None;
+    };
+
+    let before = errors.len();
+    let mut p = (*parent).clone();
+    p.name = ProfileName::new(name);
+    if let Some(c) = &raw.concurrency {
+        match u32::try_from(*c.get_ref()) {
+            Ok(n) if (1..=1024).contains(&n) => p.concurrency = n,
+            _ => errors.push(decl.source.error(
+                c.span(),
+                key("concurrency"),
+                "concurrency must be between 1 and 1024",
+            )),
+        }
+    }
+    let mut set =
+        |v: &Option<Spanned<String>>, k: &str, f: &mut dyn FnMut(&str) -> Result<(), String>| {
+            if let Some(v) = v {
+                if let Err(e) = f(v.get_ref()) {
+                    errors.push(decl.source.error(v.span(), key(k), e));
+                }
+            }
+        };
+    set(&raw.delay, "delay", &mut |s| {
+        values::delay(s).map(|d| p.delay = d)
+    });
+    set(&raw.timeout, "timeout", &mut |s| {
+        values::duration(s).map(|d| p.timeout = d)
+    });
+    set(&raw.connect_timeout, "connect_timeout", &mut |s| {
+        values::duration(s).map(|d| p.connect_timeout = d)
+    });
+    set(&raw.max_body, "max_body", &mut |s| {
+        values::size(s).map(|b| p.max_body = b)
+    });
+    set(&raw.user_agent, "user_agent", &mut |s| {
+        if s.trim().is_empty() || reqwest::header::HeaderValue::from_str(s).is_err() {
+            return Err("user_agent must be a non-empty header value".into());
+        }
+        p.user_agent = s.to_owned();
+        Ok(())
+    });
+    if errors.len() > before {
+        failed.insert(name.to_owned());
+        return None;
+    }
+    let p = Arc::new(p);
+    done.insert(p.name.clone(), p.clone());
+    Some(p)
+}
+
+fn known(
+    declared: &BTreeMap<String, Declared>,
+    done: &BTreeMap<ProfileName, Arc<Profile>>,
+) -> String {
+    let mut names: Vec<&str> = done.keys().map(|n| n.as_str()).collect();
+    names.extend(declared.keys().map(String::as_str));
+    names.sort_unstable();
+    names.dedup();
+    names.join(", ")
+}

@@ -1,0 +1,131 @@
+//! The configuration exactly as written in TOML. Every struct mirrors a table,
+//! rejects unknown keys, and wraps values that are validated after parsing in
+//! [`Spanned`] so that a later error can still point at its line and column.
+//! Nothing outside `config/` sees these types: [`super::compile`] turns them
+//! into validated ones.
+
+use std::fmt;
+
+use indexmap::IndexMap;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+/// One file of the configs directory: a target (it has `start_urls`), a set of
+/// profiles, or both.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub start_urls: Option<Spanned<Vec<Spanned<String>>>>,
+    pub profile: Option<Spanned<String>>,
+    pub max_pages: Option<Spanned<i64>>,
+    pub schedule: Option<Spanned<String>>,
+    pub full_schedule: Option<Spanned<String>>,
+    pub headers: Option<Spanned<IndexMap<String, Spanned<String>>>>,
+    pub strip_params: Option<Spanned<Vec<Spanned<String>>>>,
+    pub follow: Option<Spanned<RawFollow>>,
+    pub items: Option<Spanned<IndexMap<String, Spanned<RawItem>>>>,
+    #[serde(default)]
+    pub profiles: IndexMap<String, Spanned<RawProfile>>,
+}
+
+/// `[follow]`: which links a crawl follows.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFollow {
+    pub links: Option<Spanned<String>>,
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub deny: Vec<Spanned<String>>,
+    pub max_depth: Option<Spanned<i64>>,
+    pub same_host: Option<bool>,
+}
+
+/// `[items.NAME]`: one kind of item.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawItem {
+    pub pages: Option<Spanned<String>>,
+    pub selector: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub fields: IndexMap<String, Spanned<RawField>>,
+}
+
+/// A field: `"css"` shorthand or `{ css = "…", type = "…", … }`.
+///
+/// Written by hand because serde's untagged enums buffer the input and lose
+/// the spans of the values inside the table form.
+#[derive(Debug)]
+pub struct RawField {
+    pub css: Spanned<String>,
+    pub kind: Option<Spanned<String>>,
+    pub required: bool,
+    pub many: bool,
+    pub join: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFieldTable {
+    css: Spanned<String>,
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    many: bool,
+    join: Option<Spanned<String>>,
+}
+
+impl<'de> Deserialize<'de> for RawField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+
+        impl<'de> Visitor<'de> for FieldVisitor {
+            type Value = RawField;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a CSS query string or a table like { css = "…", type = "url" }"#)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawField, E> {
+                // The enclosing `Spanned<RawField>` carries the position of the string.
+                Ok(RawField {
+                    css: Spanned::new(0..0, v.to_owned()),
+                    kind: None,
+                    required: false,
+                    many: false,
+                    join: None,
+                })
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawField, A::Error> {
+                let t = RawFieldTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawField {
+                    css: t.css,
+                    kind: t.kind,
+                    required: t.required,
+                    many: t.many,
+                    join: t.join,
+                })
+            }
+        }
+
+        deserializer.deserialize_any(FieldVisitor)
+    }
+}
+
+/// `[profiles.NAME]`: politeness settings; absent keys come from `extends`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    pub extends: Option<Spanned<String>>,
+    pub concurrency: Option<Spanned<i64>>,
+    pub delay: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub max_body: Option<Spanned<String>>,
+    pub user_agent: Option<Spanned<String>>,
+}

@@ -1,0 +1,34 @@
+//! Process exit codes, one table used by every command (README mirrors it).
+
+/// How a crawld process ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Completed (failed pages are counted in the summary, not here).
+    Ok = 0,
+    /// The run failed or was interrupted.
+    Failed = 1,
+    /// Bad command line.
+    Usage = 2,
+    /// Store I/O error or corrupt store (sysexits EX_IOERR).
+    Store = 74,
+    /// The state dir is held by another process (EX_TEMPFAIL).
+    Locked = 75,
+    /// Configuration error (EX_CONFIG).
+    Config = 78,
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(e as u8)
+    }
+}
+
+impl From<&crate::store::StoreError> for Exit {
+    fn from(e: &crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Locked { .. } => Exit::Locked,
+            _ => Exit::Store,
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Writing a target's current items out as JSON Lines or CSV.
+//!
+//! Each item is its fields (in config order) plus metadata under names that
+//! start with `_`, which field names may not use: `_kind`, `_key`, `_page`,
+//! `_first_seen`, `_last_seen`, `_last_changed` (RFC 3339, UTC).
+
+use std::io::Write;
+
+use serde_json::{Map, Value};
+
+use crate::config::Target;
+use crate::ids::TargetId;
+use crate::store::{ItemRecord, Store, StoreError};
+
+/// Output formats of `crawld export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write the export: {0}")]
+    Write(#[from] std::io::Error),
+    #[error("cannot write CSV: {0}")]
+    Csv(#[from] csv::Error),
+    #[error("target {target} has item kinds {kinds}: CSV needs one, choose it with --kind")]
+    KindNeeded { target: TargetId, kinds: String },
+}
+
+const META: [&str; 6] = [
+    "_kind",
+    "_key",
+    "_page",
+    "_first_seen",
+    "_last_seen",
+    "_last_changed",
+];
+
+/// Writes the current (not removed) items of `target`, optionally of one kind.
+/// `config` gives CSV its column order; without it columns follow the items.
+/// Returns how many items were written.
+pub fn export(
+    store: &Store,
+    target: &TargetId,
+    config: Option<&Target>,
+    kind: Option<&str>,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<u64, ExportError> {
+    let items = store.items(target).filter(|r| match r {
+        Ok(item) => item.removed_ms.is_none() && kind.is_none_or(|k| item.kind == k),
+        Err(_) => true,
+    });
+    match format {
+        Format::Jsonl => {
+            let mut n = 0;
+            for item in items {
+                serde_json::to_writer(&mut *out, &flatten(&item?)).map_err(std::io::Error::from)?;
+                out.write_all(b"\n")?;
+                n += 1;
+            }
+            out.flush()?;
+            Ok(n)
+        }
+        Format::Csv => {
+            let items: Vec<ItemRecord> = items.collect::<Result<_, _>>()?;
+            let mut kinds: Vec<&str> = items.iter().map(|i| i.kind.as_str()).collect();
+            kinds.sort_unstable();
+            kinds.dedup();
+            if kinds.len() > 1 {
+                return Err(ExportError::KindNeeded {
+                    target: target.clone(),
+                    kinds: kinds.join(", "),
+                });
+            }
+            let columns = csv_columns(config, kinds.first().copied(), &items);
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(&columns)?;
+            for item in &items {
+                let flat = flatten(item);
+                w.write_record(columns.iter().map(|c| cell(flat.get(c.as_str()))))?;
+            }
+            w.flush()?;
+            Ok(items.len() as u64)
+        }
+    }
+}
+
+fn csv_columns(config: Option<&Target>, kind: Option<&str>, items: &[ItemRecord]) -> Vec<String> {
+    let mut columns: Vec<String> = vec!["_key".into()];
+    let configured = config.and_then(|t| t.items.iter().find(|k| Some(k.name.as_str()) == kind));
+    match configured {
+        Some(k) => columns.extend(k.fields.iter().map(|f| f.name.clone())),
+        None => {
+            for item in items {
+                for name in item.value.keys() {
+                    if !columns.contains(name) {
+                        columns.push(name.clone());
+                    }
+                }
+            }
+        }
+    }
+    columns.extend(["_page", "_first_seen", "_last_seen", "_last_changed"].map(String::from));
+    columns
+}
+
+/// A CSV cell: strings as they are, lists and objects as JSON, null as empty.
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The item's fields followed by its metadata.
+pub fn flatten(item: &ItemRecord) -> Map<String, Value> {
+    let mut out = Map::with_capacity(item.value.len() + META.len());
+    out.insert("_kind".into(), item.kind.clone().into());
+    out.insert("_key".into(), item.key.clone().into());
+    for (k, v) in &item.value {
+        out.insert(k.clone(), v.clone());
+    }
+    out.insert("_page".into(), item.page.clone().into());
+    out.insert("_first_seen".into(), rfc3339(item.first_seen_ms).into());
+    out.insert("_last_seen".into(), rfc3339(item.last_seen_ms).into());
+    out.insert("_last_changed".into(), rfc3339(item.last_changed_ms).into());
+    out
+}
+
+/// Milliseconds since the epoch as RFC 3339 in UTC.
+pub fn rfc3339(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}

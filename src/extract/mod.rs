@@ -1,0 +1,192 @@
+//! Extraction: from one parsed page, the items of every kind that applies to
+//! it and the links to follow. Pure and synchronous: callers run it off the
+//! async worker threads.
+
+mod number;
+mod query;
+
+use scraper::{ElementRef, Html, Selector};
+use serde_json::{Map, Value};
+use url::{Position, Url};
+
+pub use number::parse_number;
+pub use query::Query;
+
+use crate::config::{FieldType, ItemKey, ItemKind, Target};
+use crate::frontier::normalize_url;
+
+/// One extracted item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// The item kind's name (`[items.NAME]`).
+    pub kind: String,
+    /// The value that identifies the item across runs.
+    pub key: String,
+    /// Field values in config order; `null` (or `[]` with `many`) when absent.
+    pub value: Map<String, Value>,
+}
+
+/// An item dropped because required fields (or its key) were missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidItem {
+    pub kind: String,
+    pub missing: Vec<String>,
+}
+
+/// Everything extracted from one page.
+#[derive(Debug, Default)]
+pub struct PageExtract {
+    pub items: Vec<Item>,
+    pub invalid: Vec<InvalidItem>,
+    /// Absolute, normalised http(s) links found by `follow.links`, deduplicated, in page order.
+    pub links: Vec<Url>,
+}
+
+/// Which item kinds to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kinds {
+    /// Kinds whose `pages` pattern matches the page URL.
+    Matching,
+    /// Every kind, whatever the URL (for `crawld test --file`).
+    All,
+}
+
+/// Parses `html` (the page at `url`) and extracts items and links for `target`.
+pub fn extract(target: &Target, html: &str, url: &Url, kinds: Kinds) -> PageExtract {
+    let doc = Html::parse_document(html);
+    let base = base_url(&doc, url);
+    let mut out = PageExtract {
+        links: links(&doc, &target.follow.links, &base, target),
+        ..Default::default()
+    };
+    let path = &url[Position::BeforePath..];
+    for kind in &target.items {
+        if kinds == Kinds::Matching && kind.pages.as_ref().is_some_and(|re| !re.is_match(path)) {
+            continue;
+        }
+        match &kind.selector {
+            Some(sel) => {
+                for root in doc.select(sel) {
+                    item(kind, root, url, &base, &mut out);
+                }
+            }
+            None => item(kind, doc.root_element(), url, &base, &mut out),
+        }
+    }
+    out
+}
+
+/// `<base href>` resolved against the page URL, or the page URL.
+fn base_url(doc: &Html, url: &Url) -> Url {
+    static BASE: std::sync::OnceLock<Option<Selector>> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| Selector::parse("base[href]").ok())
+        .as_ref()
+        .and_then(|sel| doc.select(sel).next())
+        .and_then(|b| b.value().attr("href"))
+        .and_then(|href| url.join(href.trim()).ok())
+        .unwrap_or_else(|| url.clone())
+}
+
+fn links(doc: &Html, selector: &Selector, base: &Url, target: &Target) -> Vec<Url> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for el in doc.select(selector) {
+        let Some(href) = el.value().attr("href") else {
+            continue;
+        };
+        let Ok(link) = base.join(href.trim()) else {
+            continue;
+        };
+        if !matches!(link.scheme(), "http" | "https") {
+            continue;
+        }
+        let link = normalize_url(link, &target.strip_params);
+        if seen.insert(link.as_str().to_owned()) {
+            out.push(link);
+        }
+    }
+    out
+}
+
+fn item(kind: &ItemKind, root: ElementRef<'_>, page: &Url, base: &Url, out: &mut PageExtract) {
+    let mut value = Map::with_capacity(kind.fields.len());
+    let mut missing = Vec::new();
+    for field in &kind.fields {
+        let converted = |raw: String| -> Option<Value> {
+            match field.kind {
+                FieldType::Text => Some(Value::String(raw)),
+                FieldType::Url => base.join(&raw).ok().map(|u| Value::String(u.into())),
+                FieldType::Number => parse_number(&raw)
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number),
+            }
+        };
+        let v = if field.many {
+            let list: Vec<Value> = field
+                .query
+                .values(root)
+                .into_iter()
+                .filter_map(converted)
+                .collect();
+            if list.is_empty() {
+                None
+            } else {
+                Some(Value::Array(list))
+            }
+        } else if let Some(sep) = &field.join {
+            let parts = field.query.values(root);
+            if parts.is_empty() {
+                None
+            } else {
+                converted(parts.join(sep))
+            }
+        } else {
+            field.query.first(root).and_then(converted)
+        };
+        match v {
+            Some(v) => {
+                value.insert(field.name.clone(), v);
+            }
+            None => {
+                if field.required {
+                    missing.push(field.name.clone());
+                }
+                let empty = if field.many {
+                    Value::Array(Vec::new())
+                } else {
+                    Value::Null
+                };
+                value.insert(field.name.clone(), empty);
+            }
+        }
+    }
+    let key = match kind.key {
+        ItemKey::PageUrl => Some(page.as_str().to_owned()),
+        ItemKey::Field(i) => match value.get(&kind.fields[i].name) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        },
+    };
+    match key {
+        Some(key) if missing.is_empty() => out.items.push(Item {
+            kind: kind.name.clone(),
+            key,
+            value,
+        }),
+        key => {
+            if key.is_none() {
+                if let ItemKey::Field(i) = kind.key {
+                    let name = &kind.fields[i].name;
+                    if !missing.contains(name) {
+                        missing.push(name.clone());
+                    }
+                }
+            }
+            out.invalid.push(InvalidItem {
+                kind: kind.name.clone(),
+                missing,
+            });
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The frontier of one run: which URLs are still to fetch, breadth-first,
+//! deduplicated, within the follow rules, depth and page budget.
+//!
+//! URLs are queued per host and handed out round-robin across hosts, so a
+//! host whose politeness slots are all taken never blocks another.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use url::{Position, Url};
+
+use crate::config::{ParamPattern, Target};
+use crate::ids::HostKey;
+
+/// The canonical form of a URL: fragment dropped, listed query parameters
+/// removed, empty query dropped. `url` already lowercases scheme and host,
+/// drops default ports, resolves dot segments and writes IDN hosts in punycode.
+pub fn normalize_url(mut url: Url, strip: &[ParamPattern]) -> Url {
+    url.set_fragment(None);
+    if let Some(query) = url.query() {
+        if query.is_empty() {
+            url.set_query(None);
+        } else if !strip.is_empty()
+            && url
+                .query_pairs()
+                .any(|(k, _)| strip.iter().any(|p| p.matches(&k)))
+        {
+            // Rewrite only when something goes, so other parameters keep their encoding.
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| !strip.iter().any(|p| p.matches(k)))
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            if kept.is_empty() {
+                url.set_query(None);
+            } else {
+                url.query_pairs_mut().clear().extend_pairs(kept);
+            }
+        }
+    }
+    url
+}
+
+/// A URL waiting to be fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedUrl {
+    pub url: Url,
+    pub host: HostKey,
+    /// Links followed from a start URL to reach it.
+    pub depth: u32,
+}
+
+/// Why a discovered link was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    AlreadySeen,
+    OffHost,
+    NotAllowed,
+    Denied,
+    TooDeep,
+    OverBudget,
+}
+
+/// The frontier of one run.
+#[derive(Debug)]
+pub struct Frontier {
+    seen: HashSet<String>,
+    queues: HashMap<HostKey, VecDeque<QueuedUrl>>,
+    /// Hosts with queued URLs, in round-robin order.
+    ready: VecDeque<HostKey>,
+    start_hosts: HashSet<HostKey>,
+    admitted: u64,
+    budget: u64,
+    queued: usize,
+}
+
+impl Frontier {
+    /// A frontier seeded with the target's start URLs (always admitted, even
+    /// when the follow rules would refuse them).
+    pub fn new(target: &Target) -> Self {
+        let mut f = Frontier {
+            seen: HashSet::new(),
+            queues: HashMap::new(),
+            ready: VecDeque::new(),
+            start_hosts: target.start_urls.iter().filter_map(HostKey::of).collect(),
+            admitted: 0,
+            budget: target.max_pages,
+            queued: 0,
+        };
+        for url in &target.start_urls {
+            if f.admitted < f.budget && f.seen.insert(url.as_str().to_owned()) {
+                f.push(url.clone(), 0);
+            }
+        }
+        f
+    }
+
+    /// Offers a link found at depth `depth - 1`; queues it if the rules allow.
+    pub fn offer(&mut self, target: &Target, url: Url, depth: u32) -> Result<(), Refusal> {
+        let follow = &target.follow;
+        if depth > follow.max_depth {
+            return Err(Refusal::TooDeep);
+        }
+        let host = HostKey::of(&url).ok_or(Refusal::OffHost)?;
+        if follow.same_host && !self.start_hosts.contains(&host) {
+            return Err(Refusal::OffHost);
+        }
+        let path = &url[Position::BeforePath..];
+        if !follow.allow.is_empty() && !follow.allow.iter().any(|re| re.is_match(path)) {
+            return Err(Refusal::NotAllowed);
+        }
+        if follow.deny.iter().any(|re| re.is_match(path)) {
+            return Err(Refusal::Denied);
+        }
+        if self.seen.contains(url.as_str()) {
+            return Err(Refusal::AlreadySeen);
+        }
+        if self.admitted >= self.budget {
+            return Err(Refusal::OverBudget);
+        }
+        self.seen.insert(url.as_str().to_owned());
+        self.push(url, depth);
+        Ok(())
+    }
+
+    /// Marks a URL as fetched without queueing it (the target of a redirect).
+    pub fn mark_seen(&mut self, url: &Url) {
+        if !self.seen.contains(url.as_str()) {
+            self.seen.insert(url.as_str().to_owned());
+        }
+    }
+
+    fn push(&mut self, url: Url, depth: u32) {
+        let Some(host) = HostKey::of(&url) else {
+            return;
+        };
+        self.admitted += 1;
+        self.queued += 1;
+        let queue = self.queues.entry(host.clone()).or_default();
+        if queue.is_empty() {
+            self.ready.push_back(host.clone());
+        }
+        queue.push_back(QueuedUrl { url, host, depth });
+    }
+
+    /// The next URL of the first ready host for which `admit` grants a slot,
+    /// with that slot. Hosts are tried round-robin, each at most once.
+    pub fn pop_with<P>(
+        &mut self,
+        mut admit: impl FnMut(&HostKey) -> Option<P>,
+    ) -> Option<(QueuedUrl, P)> {
+        for _ in 0..self.ready.len() {
+            let host = self.ready.pop_front()?;
+            let Some(permit) = admit(&host) else {
+                self.ready.push_back(host);
+                continue;
+            };
+            let queue = self.queues.get_mut(&host)?;
+            let next = queue.pop_front()?;
+            if queue.is_empty() {
+                self.queues.remove(&host);
+            } else {
+                self.ready.push_back(host);
+            }
+            self.queued -= 1;
+            return Some((next, permit));
+        }
+        None
+    }
+
+    /// URLs waiting to be fetched.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// URLs admitted so far (counts against `max_pages`).
+    pub fn admitted(&self) -> u64 {
+        self.admitted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(s: &str) -> String {
+        let strip = [
+            ParamPattern::parse("utm_*"),
+            ParamPattern::parse("sessionid"),
+        ];
+        normalize_url(Url::parse(s).unwrap(), &strip).to_string()
+    }
+
+    #[test]
+    fn normalises_urls() {
+        assert_eq!(
+            norm("HTTP://Example.COM:80/a/./b/../c#frag"),
+            "http://example.com/a/c"
+        );
+        assert_eq!(norm("https://example.com:443/?"), "https://example.com/");
+        assert_eq!(
+            norm("http://x.org/p?utm_source=a&id=3&sessionid=9"),
+            "http://x.org/p?id=3"
+        );
+        assert_eq!(norm("http://x.org/p?utm_source=a"), "http://x.org/p");
+        assert_eq!(
+            norm("http://x.org/p?q=a%20b&z=1"),
+            "http://x.org/p?q=a%20b&z=1"
+        );
+        assert_eq!(
+            norm("http://bücher.example/"),
+            "http://xn--bcher-kva.example/"
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! crawld keeps structured data from websites fresh.
+//!
+//! The data flow, one module per stage:
+//!
+//! ```text
+//! configs/*.toml ─ config::load_dir ─► TargetSet
+//!        │
+//!        ▼
+//! crawl::run (one run of one target)
+//!    frontier ─► limiter (per host: permit → delay) ─► fetcher ─► extract
+//!       ▲                                                           │
+//!       └───────────────────── discovered links ◄───────────────────┤
+//!                                               store (sled) ◄─────┘ items, pages, runs
+//! ```
+//!
+//! `cli` is the command line on top; `export` reads items back out.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod crawl;
+pub mod demo;
+pub mod error;
+pub mod export;
+pub mod extract;
+pub mod fetcher;
+pub mod frontier;
+pub mod ids;
+pub mod limiter;
+pub mod report;
+pub mod store;

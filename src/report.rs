@@ -1,0 +1,116 @@
+//! What a foreground run shows a person: a progress bar on a terminal,
+//! periodic log lines otherwise, and a summary at the end.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::crawl::{Progress, ProgressSink};
+use crate::store::RunRecord;
+
+/// How often progress is logged when stderr is not a terminal.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Progress display for `crawld crawl` and `crawld demo`.
+pub struct ProgressView {
+    bar: Option<ProgressBar>,
+    started: Instant,
+    last_log: Mutex<Instant>,
+}
+
+impl ProgressView {
+    /// A bar when stderr is a terminal and `enabled`, log lines otherwise.
+    pub fn new(enabled: bool) -> Self {
+        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(0);
+            let style = ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} pages · {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        ProgressView {
+            bar,
+            started: Instant::now(),
+            last_log: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Removes the bar before the summary is printed.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl ProgressSink for ProgressView {
+    fn update(&self, p: &Progress) {
+        let rate = p.fetched as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(p.fetched + p.failed + p.queued);
+                bar.set_position(p.fetched + p.failed);
+                bar.set_message(format!(
+                    "{} items · {} errors · {:.0} pages/s",
+                    p.items, p.failed, rate
+                ));
+            }
+            None => {
+                let Ok(mut last) = self.last_log.lock() else {
+                    return;
+                };
+                if last.elapsed() >= LOG_EVERY {
+                    *last = Instant::now();
+                    eprintln!(
+                        "progress: {} fetched, {} queued, {} items, {} errors, {} committed, {:.0} pages/s",
+                        p.fetched, p.queued, p.items, p.failed, p.committed, rate
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The end-of-run summary, several lines.
+pub fn summary(run: &RunRecord) -> String {
+    let c = &run.counts;
+    let secs = run.ended_ms.map_or(0.0, |end| {
+        end.saturating_sub(run.started_ms) as f64 / 1000.0
+    });
+    let rate = c.pages_fetched as f64 / secs.max(0.001);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Run {} of {} ({}): {} in {:.1}s",
+        run.id,
+        run.target,
+        format!("{:?}", run.mode).to_lowercase(),
+        format!("{:?}", run.status).to_lowercase(),
+        secs
+    );
+    let _ = writeln!(
+        s,
+        "  pages   {} fetched, {} committed, {} failed, {} not HTML ({:.1} pages/s)",
+        c.pages_fetched, c.pages_committed, c.pages_failed, c.pages_not_html, rate
+    );
+    let _ = writeln!(
+        s,
+        "  items   {} new, {} changed, {} unchanged, {} invalid, {} duplicate",
+        c.items_new, c.items_changed, c.items_unchanged, c.items_invalid, c.items_duplicate
+    );
+    if !c.errors.is_empty() {
+        let errors: Vec<String> = c.errors.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+        let _ = writeln!(s, "  errors  {}", errors.join(", "));
+    }
+    let _ = writeln!(s, "  data    {} received", bytesize::ByteSize(c.bytes));
+    if let Some(e) = &run.error {
+        let _ = writeln!(s, "  error   {e}");
+    }
+    s
+}

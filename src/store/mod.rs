@@ -1,0 +1,244 @@
+//! The embedded store (sled): runs, pages with their validators and links,
+//! and items with their history. This is the only module that imports sled.
+//!
+//! Everything lives in one tree with typed key prefixes, so that one sled
+//! `Batch` writes a page, its items and its run's counters atomically:
+//!
+//! | prefix | key                          | value          |
+//! |--------|------------------------------|----------------|
+//! | `r`    | target · run id (big endian) | [`RunRecord`]  |
+//! | `p`    | target · url                 | [`PageRecord`] |
+//! | `i`    | target · kind · key          | [`ItemRecord`] |
+
+mod lock;
+mod records;
+mod writer;
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+pub use lock::StateLock;
+pub use records::{
+    now_ms, value_hash, ItemRecord, ItemVersion, PageRecord, RunCounts, RunMode, RunRecord,
+    RunStatus, FORMAT,
+};
+pub use writer::{CommitStats, PageCommit, RunWriter};
+
+use crate::ids::{RunId, TargetId};
+
+/// sled's page cache, capped: its default is 1 GiB.
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+const SEP: u8 = 0;
+
+/// Errors at the store boundary; each names the path or record involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state dir {dir} is in use by crawld pid {pid}")]
+    Locked { dir: PathBuf, pid: String },
+    #[error("cannot open the store at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store write failed at {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("corrupt record {key:?} in the store at {path}: {detail}")]
+    Corrupt {
+        path: PathBuf,
+        key: String,
+        detail: String,
+    },
+}
+
+/// An open state directory. Holding it holds the directory's lock.
+pub struct Store {
+    db: sled::Db,
+    data: sled::Tree,
+    path: PathBuf,
+    _lock: StateLock,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `state_dir`, taking its lock.
+    /// Runs left "running" by a process that died are marked interrupted.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Io {
+            what: "cannot create the state dir",
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
+        let lock = StateLock::acquire(state_dir)?;
+        let path = state_dir.join("db");
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(open_err)?;
+        let data = db.open_tree("data").map_err(open_err)?;
+        let store = Store {
+            db,
+            data,
+            path,
+            _lock: lock,
+        };
+        store.interrupt_stale_runs()?;
+        Ok(store)
+    }
+
+    /// Where the sled files are.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn write_err(&self, source: sled::Error) -> StoreError {
+        StoreError::Write {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&self, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            path: self.path.clone(),
+            key: String::from_utf8_lossy(key).replace('\0', "/"),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Every record under a key prefix, decoded.
+    fn scan<T: DeserializeOwned>(
+        &self,
+        prefix: Vec<u8>,
+    ) -> impl Iterator<Item = Result<T, StoreError>> + '_ {
+        self.data.scan_prefix(prefix).map(move |kv| {
+            let (k, v) = kv.map_err(|e| self.write_err(e))?;
+            self.decode(&k, &v)
+        })
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(|e| self.write_err(e))
+    }
+
+    fn put<T: serde::Serialize>(&self, key: Vec<u8>, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+            path: self.path.clone(),
+            key: String::from_utf8_lossy(&key).into_owned(),
+            detail: e.to_string(),
+        })?;
+        self.data
+            .insert(key, bytes)
+            .map_err(|e| self.write_err(e))?;
+        Ok(())
+    }
+
+    /// Starts a run: records it as running, durably.
+    pub fn begin_run(&self, target: &TargetId, mode: RunMode) -> Result<RunRecord, StoreError> {
+        let id = RunId(self.db.generate_id().map_err(|e| self.write_err(e))? + 1);
+        let run = RunRecord {
+            v: FORMAT,
+            id,
+            target: target.clone(),
+            mode,
+            status: RunStatus::Running,
+            started_ms: now_ms(),
+            ended_ms: None,
+            resumed_from: None,
+            counts: RunCounts::default(),
+            error: None,
+        };
+        self.put(run_key(target, id), &run)?;
+        self.flush()?;
+        Ok(run)
+    }
+
+    /// Records a run's final state, durably.
+    pub fn finish_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        self.put(run_key(&run.target, run.id), run)?;
+        self.flush()
+    }
+
+    /// A target's runs, oldest first.
+    pub fn runs(
+        &self,
+        target: &TargetId,
+    ) -> impl Iterator<Item = Result<RunRecord, StoreError>> + '_ {
+        self.scan(prefixed(b'r', &[target.as_str().as_bytes()]))
+    }
+
+    /// A target's current items (tombstones included), by kind then key.
+    pub fn items(
+        &self,
+        target: &TargetId,
+    ) -> impl Iterator<Item = Result<ItemRecord, StoreError>> + '_ {
+        self.scan(prefixed(b'i', &[target.as_str().as_bytes()]))
+    }
+
+    /// The last fetch of a URL by a target.
+    pub fn page(&self, target: &TargetId, url: &str) -> Result<Option<PageRecord>, StoreError> {
+        let key = page_key(target, url);
+        match self.data.get(&key).map_err(|e| self.write_err(e))? {
+            Some(v) => self.decode(&key, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn interrupt_stale_runs(&self) -> Result<(), StoreError> {
+        let stale: Vec<RunRecord> = self
+            .scan::<RunRecord>(vec![b'r'])
+            .filter(|r| !matches!(r, Ok(run) if run.status != RunStatus::Running))
+            .collect::<Result<_, _>>()?;
+        for mut run in stale {
+            run.status = RunStatus::Interrupted;
+            self.put(run_key(&run.target, run.id), &run)?;
+        }
+        self.flush()
+    }
+}
+
+/// `prefix · part · part …` with separators.
+fn prefixed(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + parts.iter().map(|p| p.len() + 1).sum::<usize>());
+    key.push(prefix);
+    for p in parts {
+        key.push(SEP);
+        key.extend_from_slice(p);
+    }
+    key.push(SEP);
+    key
+}
+
+fn run_key(target: &TargetId, id: RunId) -> Vec<u8> {
+    let mut k = prefixed(b'r', &[target.as_str().as_bytes()]);
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+fn page_key(target: &TargetId, url: &str) -> Vec<u8> {
+    let mut k = prefixed(b'p', &[target.as_str().as_bytes()]);
+    k.extend_from_slice(url.as_bytes());
+    k
+}
+
+fn item_key(target: &TargetId, kind: &str, key: &str) -> Vec<u8> {
+    let mut k = prefixed(b'i', &[target.as_str().as_bytes(), kind.as_bytes()]);
+    k.extend_from_slice(key.as_bytes());
+    k
+}

@@ -1,0 +1,137 @@
+//! The records crawld keeps, as they are encoded in the store. Every record
+//! carries a format version `v` so that a later release can read old stores.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::ids::{RunId, TargetId};
+
+/// Current format version of every record.
+pub const FORMAT: u8 = 1;
+
+/// Incremental runs fetch conditionally; full runs refetch everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    Incremental,
+    Full,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Completed,
+    Interrupted,
+    Failed,
+    Abandoned,
+}
+
+/// One run of one target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub v: u8,
+    pub id: RunId,
+    pub target: TargetId,
+    pub mode: RunMode,
+    pub status: RunStatus,
+    /// Milliseconds since the Unix epoch.
+    pub started_ms: u64,
+    pub ended_ms: Option<u64>,
+    pub resumed_from: Option<RunId>,
+    pub counts: RunCounts,
+    /// Why the run failed, for `crawld runs`.
+    pub error: Option<String>,
+}
+
+/// What a run did, for summaries and `crawld runs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCounts {
+    /// Responses received (any status).
+    pub pages_fetched: u64,
+    /// Pages whose results are durably in the store.
+    pub pages_committed: u64,
+    /// Pages that ended in a transport error or an HTTP error status.
+    pub pages_failed: u64,
+    /// Responses that were not HTML and so were not parsed.
+    pub pages_not_html: u64,
+    pub items_new: u64,
+    pub items_changed: u64,
+    pub items_unchanged: u64,
+    /// Items dropped because a required field was missing.
+    pub items_invalid: u64,
+    /// Items whose key was already seen in this run (the first one is kept).
+    pub items_duplicate: u64,
+    /// Body bytes received, after decompression.
+    pub bytes: u64,
+    /// Failures by kind (`http_404`, `timeout`, `too_large`, …).
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// The last fetch of one URL of a target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PageRecord {
+    pub v: u8,
+    pub url: String,
+    pub run: RunId,
+    pub fetched_ms: u64,
+    pub status: u16,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// xxh3-128 of the body, hex; `None` when no body was read.
+    pub body_hash: Option<String>,
+    /// Outgoing links (normalised), so an unchanged page's links can be followed without a parse.
+    pub links: Vec<String>,
+    /// `kind\0key` of every item this page yielded.
+    pub items: Vec<String>,
+    pub depth: u32,
+}
+
+/// The current state of one item, with its recent history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemRecord {
+    pub v: u8,
+    pub kind: String,
+    pub key: String,
+    /// The page it was last seen on.
+    pub page: String,
+    pub value: Map<String, Value>,
+    /// xxh3-128 of the value with keys sorted, hex.
+    pub hash: String,
+    pub first_seen_ms: u64,
+    pub last_seen_ms: u64,
+    pub last_changed_ms: u64,
+    /// The run that last saw it.
+    pub run: RunId,
+    /// Set when a full run found the item gone (a tombstone, not a deletion).
+    pub removed_ms: Option<u64>,
+    /// Earlier versions, newest last.
+    pub history: VecDeque<ItemVersion>,
+}
+
+/// A past value of an item.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemVersion {
+    pub value: Map<String, Value>,
+    pub hash: String,
+    pub run: RunId,
+    pub at_ms: u64,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Order-independent content hash of an item value.
+pub fn value_hash(value: &Map<String, Value>) -> String {
+    let mut fields: Vec<(&String, &Value)> = value.iter().collect();
+    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let bytes = serde_json::to_vec(&fields).unwrap_or_default();
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))
+}
