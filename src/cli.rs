@@ -350,6 +350,7 @@ pub(crate) fn cancel_on_signals() -> CancellationToken {
 
 pub(crate) async fn crawl_target(
     store: Arc<Store>,
+    state: &Path,
     target: Arc<Target>,
     mode: RunMode,
     progress: bool,
@@ -363,9 +364,10 @@ pub(crate) async fn crawl_target(
         Ok(run) => {
             print!("{}", report::summary(&run));
             println!(
-                "Items are in {}; export them with: crawld export {} --format jsonl",
-                store.path().display(),
-                target.id
+                "Items are in {}; export them with: crawld export {} --state {} --format jsonl",
+                state.display(),
+                target.id,
+                state.display()
             );
             if run.status == RunStatus::Completed {
                 Exit::Ok
@@ -390,7 +392,7 @@ async fn crawl(configs: &Path, state: &Path, name: &str, mode: RunMode, progress
         Ok(s) => s,
         Err(exit) => return exit,
     };
-    crawl_target(store, target, mode, progress).await
+    crawl_target(store, state, target, mode, progress).await
 }
 
 fn export(
@@ -429,6 +431,13 @@ fn export(
             } else if let Some(path) = out {
                 eprintln!("{n} item(s) written to {}", path.display());
             }
+            Exit::Ok
+        }
+        // `crawld export … | head` closing the pipe early is not an error.
+        Err(export::ExportError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Exit::Ok
+        }
+        Err(export::ExportError::Csv(e)) if matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe) => {
             Exit::Ok
         }
         Err(export::ExportError::Store(e)) => {

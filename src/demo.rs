@@ -71,7 +71,7 @@ pub async fn run(
         Ok(s) => s,
         Err(exit) => return exit,
     };
-    let exit = crawl_target(store, target, RunMode::Full, true).await;
+    let exit = crawl_target(store, state, target, RunMode::Full, true).await;
     server.abort();
     exit
 }

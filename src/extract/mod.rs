@@ -12,7 +12,7 @@ use url::{Position, Url};
 pub use number::parse_number;
 pub use query::Query;
 
-use crate::config::{FieldType, ItemKey, ItemKind, Target};
+use crate::config::{FieldType, ItemKey, ItemKind, ParamPattern, Target};
 use crate::frontier::normalize_url;
 
 /// One extracted item.
@@ -67,10 +67,17 @@ pub fn extract(target: &Target, html: &str, url: &Url, kinds: Kinds) -> PageExtr
         match &kind.selector {
             Some(sel) => {
                 for root in doc.select(sel) {
-                    item(kind, root, url, &base, &mut out);
+                    item(kind, root, url, &base, &target.strip_params, &mut out);
                 }
             }
-            None => item(kind, doc.root_element(), url, &base, &mut out),
+            None => item(
+                kind,
+                doc.root_element(),
+                url,
+                &base,
+                &target.strip_params,
+                &mut out,
+            ),
         }
     }
     out
@@ -108,14 +115,24 @@ fn links(doc: &Html, selector: &Selector, base: &Url, target: &Target) -> Vec<Ur
     out
 }
 
-fn item(kind: &ItemKind, root: ElementRef<'_>, page: &Url, base: &Url, out: &mut PageExtract) {
+fn item(
+    kind: &ItemKind,
+    root: ElementRef<'_>,
+    page: &Url,
+    base: &Url,
+    strip: &[ParamPattern],
+    out: &mut PageExtract,
+) {
     let mut value = Map::with_capacity(kind.fields.len());
     let mut missing = Vec::new();
     for field in &kind.fields {
         let converted = |raw: String| -> Option<Value> {
             match field.kind {
                 FieldType::Text => Some(Value::String(raw)),
-                FieldType::Url => base.join(&raw).ok().map(|u| Value::String(u.into())),
+                FieldType::Url => base
+                    .join(&raw)
+                    .ok()
+                    .map(|u| Value::String(normalize_url(u, strip).into())),
                 FieldType::Number => parse_number(&raw)
                     .and_then(serde_json::Number::from_f64)
                     .map(Value::Number),

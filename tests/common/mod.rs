@@ -1,0 +1,195 @@
+//! A real HTTP test site on 127.0.0.1 with an ephemeral port, serving a
+//! generated shop, and counting what it is asked.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode};
+
+/// One resource of the site.
+#[derive(Clone)]
+pub struct Resource {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+    pub delay: Duration,
+}
+
+impl Resource {
+    pub fn html(body: impl Into<String>) -> Self {
+        Resource {
+            status: 200,
+            content_type: Some("text/html; charset=utf-8".into()),
+            body: body.into().into_bytes(),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+/// What the server saw.
+#[derive(Default)]
+pub struct Stats {
+    in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
+    pub requests: AtomicUsize,
+    pub paths: Mutex<Vec<String>>,
+}
+
+impl Stats {
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+    pub fn count(&self, path: &str) -> usize {
+        self.paths
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| *p == path)
+            .count()
+    }
+}
+
+/// A running site; stops when dropped with the test process.
+pub struct Site {
+    pub addr: SocketAddr,
+    pub stats: Arc<Stats>,
+}
+
+impl Site {
+    /// Serves `pages` (keyed by path and query) on its own thread and runtime,
+    /// so that sync and async tests can both use it.
+    pub fn start(pages: HashMap<String, Resource>) -> Site {
+        let pages = Arc::new(pages);
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let st = stats.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = axum::Router::new().fallback(move |req: Request<Body>| {
+                    let (pages, stats) = (pages.clone(), st.clone());
+                    async move { serve(req, &pages, &stats).await }
+                });
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        let addr = rx.recv().unwrap();
+        Site { addr, stats }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+async fn serve(
+    req: Request<Body>,
+    pages: &HashMap<String, Resource>,
+    stats: &Stats,
+) -> Response<Body> {
+    let key = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    stats.requests.fetch_add(1, Ordering::SeqCst);
+    stats.paths.lock().unwrap().push(key.clone());
+    let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let resp = match pages.get(&key) {
+        Some(r) => {
+            if !r.delay.is_zero() {
+                tokio::time::sleep(r.delay).await;
+            }
+            let mut b = Response::builder().status(r.status);
+            if let Some(ct) = &r.content_type {
+                b = b.header("content-type", ct);
+            }
+            b.body(Body::from(r.body.clone())).unwrap()
+        }
+        None => Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Body::from("not found"))
+            .unwrap(),
+    };
+    stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+    resp
+}
+
+/// A shop: `lists` listing pages of `per_list` products each, linked by
+/// pagination; every product page links to the next product, and every
+/// tenth one to a missing page. Prices are `i + 0.99` in pounds.
+pub fn shop(lists: usize, per_list: usize) -> HashMap<String, Resource> {
+    let mut pages = HashMap::new();
+    let total = lists * per_list;
+    for l in 1..=lists {
+        let mut body = format!("<html><head><title>List {l}</title></head><body><h1>List {l}</h1>");
+        for i in (l - 1) * per_list..l * per_list {
+            body.push_str(&format!(
+                r#"<article class="pod"><h3><a href="/p/{i}.html#reviews" title="Product {i}">P{i}</a></h3><p class="price">£{i}.99</p></article>"#
+            ));
+        }
+        if l < lists {
+            body.push_str(&format!(
+                r#"<a class="next" href="/list/{}?utm_source=pager">next</a>"#,
+                l + 1
+            ));
+        }
+        body.push_str("</body></html>");
+        let path = if l == 1 {
+            "/".to_owned()
+        } else {
+            format!("/list/{l}")
+        };
+        pages.insert(path, Resource::html(body));
+    }
+    for i in 0..total {
+        let mut body = format!(
+            r#"<html><body><div class="product"><h1>Product {i} <small>new</small></h1>
+<p class="price">Price: £{i}.99</p><ul class="tags"><li>t{}</li><li>t{}</li></ul>
+<p class="desc">Lead <b>bold</b> tail</p>
+<a href="/p/{}.html">next product</a> <a href="/">home</a>"#,
+            i % 3,
+            i % 5,
+            (i + 1) % total
+        );
+        if i % 10 == 9 {
+            body.push_str(&format!(r#" <a href="/missing/{i}.html">gone</a>"#));
+        }
+        body.push_str("</div></body></html>");
+        pages.insert(format!("/p/{i}.html"), Resource::html(body));
+    }
+    pages
+}
+
+/// Writes `files` (name, TOML text with `{base}` replaced by the site URL) to `dir`.
+pub fn write_configs(dir: &Path, base: &str, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text.replace("{base}", base)).unwrap();
+    }
+}
+
+/// A fast profile for tests: no delay.
+pub const FAST_PROFILE: &str = r#"
+[profiles.fast]
+extends = "aggressive"
+concurrency = 8
+delay = "0ms"
+timeout = "5s"
+"#;
