@@ -235,7 +235,7 @@ fn regex(s: &str) -> Result<Regex, String> {
 }
 
 fn selector(s: &str) -> Result<Selector, String> {
-    Selector::parse(s).map_err(|e| format!("invalid CSS selector {s:?}: {e}"))
+    crate::extract::parse_selector(s)
 }
 
 fn follow(c: &mut Compiler, raw: Option<&RawFollow>) -> Option<Follow> {

@@ -175,6 +175,9 @@ pub fn load_dir_with_env(
         }
     }
     report.set.profiles = profiles;
+    for errors in report.errors.values_mut() {
+        errors.sort_by_key(|e| e.position.map(|p| (p.line, p.column)));
+    }
     Ok(report)
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use url::{Position, Url};
 
 pub use number::parse_number;
-pub use query::Query;
+pub use query::{parse_selector, Query};
 
 use crate::config::{FieldType, ItemKey, ItemKind, ParamPattern, Target};
 use crate::frontier::normalize_url;

@@ -56,6 +56,9 @@ impl Query {
         } else if let Some(rest) = query.strip_suffix(')') {
             match rest.rsplit_once("::attr(") {
                 Some((css, name)) => {
+                    if name.contains('(') {
+                        return Err(format!("invalid ::attr(name) in {query:?}"));
+                    }
                     let name = name.trim().trim_matches(|c| c == '"' || c == '\'');
                     if name.is_empty() || name.contains(char::is_whitespace) {
                         return Err(format!("invalid attribute name in {query:?}"));
@@ -68,6 +71,9 @@ impl Query {
             (query, Pick::FullText)
         };
         let css = css.trim();
+        if css.contains("::attr(") {
+            return Err(format!("::attr(name) in {query:?} is missing its closing parenthesis or is not at the end"));
+        }
         if css.contains("::") {
             return Err(format!(
                 "unsupported pseudo-element in {query:?}: only ::text and ::attr(name) are known, at the end"
@@ -79,7 +85,7 @@ impl Query {
             }
             None
         } else {
-            Some(Selector::parse(css).map_err(|e| format!("invalid CSS selector {css:?}: {e}"))?)
+            Some(parse_selector(css)?)
         };
         Ok(Query { css, pick })
     }
@@ -159,6 +165,35 @@ impl Query {
             }
         }
     }
+}
+
+/// Compiles a CSS selector with an error message fit for a user.
+pub fn parse_selector(css: &str) -> Result<Selector, String> {
+    Selector::parse(css).map_err(|e| {
+        use scraper::error::SelectorErrorKind as K;
+        let why = match &e {
+            // scraper's Display for these asks to report a bug; the kind names the problem.
+            K::UnexpectedSelectorParseError(kind) => {
+                let debug = format!("{kind:?}");
+                let (name, detail) = debug.split_once('(').unwrap_or((&debug, ""));
+                let mut words = String::new();
+                for (i, c) in name.chars().enumerate() {
+                    if c.is_uppercase() && i > 0 {
+                        words.push(' ');
+                    }
+                    words.push(c.to_ascii_lowercase());
+                }
+                let detail = detail.trim_end_matches(')');
+                if detail.is_empty() {
+                    words
+                } else {
+                    format!("{words} {detail}")
+                }
+            }
+            other => other.to_string(),
+        };
+        format!("invalid CSS selector {css:?}: {why}")
+    })
 }
 
 fn own_text(el: ElementRef<'_>, f: &mut dyn FnMut(String) -> bool) {
