@@ -72,7 +72,9 @@ impl Query {
         };
         let css = css.trim();
         if css.contains("::attr(") {
-            return Err(format!("::attr(name) in {query:?} is missing its closing parenthesis or is not at the end"));
+            return Err(format!(
+                "::attr(name) in {query:?} is missing its closing parenthesis or is not at the end"
+            ));
         }
         if css.contains("::") {
             return Err(format!(

@@ -1,0 +1,328 @@
+//! The `crawld` binary as a user runs it: check, test, crawl, export, exit codes.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use common::{shop, write_configs, Resource, Site, FAST_PROFILE};
+use predicates::prelude::*;
+
+const SHOP: &str = r#"
+start_urls = ["{base}/"]
+profile = "fast"
+strip_params = ["utm_*"]
+[follow]
+allow = ['^/$', '^/list/', '^/p/']
+[items.card]
+pages = '^/(list/\d+)?$'
+selector = "article.pod"
+key = "url"
+[items.card.fields]
+title = "h3 a::attr(title)"
+url = { css = "h3 a::attr(href)", type = "url" }
+price = { css = "p.price::text", type = "number", required = true }
+[items.product]
+pages = '^/p/'
+[items.product.fields]
+name = { css = "h1::text", required = true }
+tags = { css = "ul.tags li::text", many = true }
+"#;
+
+fn crawld() -> Command {
+    let mut cmd = Command::cargo_bin("crawld").unwrap();
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("CRAWLD_CONFIGS")
+        .env_remove("CRAWLD_STATE")
+        .env_remove("CONFIGURATION_DIRECTORY")
+        .env_remove("STATE_DIRECTORY")
+        .env_remove("RUST_LOG")
+        .timeout(Duration::from_secs(60));
+    cmd
+}
+
+fn setup(site: &Site, dir: &Path) {
+    write_configs(
+        &dir.join("configs"),
+        &site.url(""),
+        &[("shop.toml", SHOP), ("profiles.toml", FAST_PROFILE)],
+    );
+}
+
+#[test]
+fn check_reports_every_error_with_its_position() {
+    let expected = std::fs::read_to_string("tests/fixtures/bad-configs.expected").unwrap();
+    crawld()
+        .args(["check", "--configs", "tests/fixtures/bad-configs"])
+        .env_remove("CRAWLD_TEST_UNDEFINED_TOKEN")
+        .assert()
+        .code(78)
+        .stderr(expected);
+}
+
+#[test]
+fn check_accepts_the_documented_example_and_needs_its_variables() {
+    crawld()
+        .args(["check", "--configs", "tests/fixtures/good-configs"])
+        .env("BOOKS_TOKEN", "t0ken")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("1 target(s)"));
+    crawld()
+        .args(["check", "--configs", "tests/fixtures/good-configs"])
+        .env_remove("BOOKS_TOKEN")
+        .assert()
+        .code(78)
+        .stderr(predicate::str::contains(
+            "books.toml:7:29: headers.Authorization: environment variable BOOKS_TOKEN is not set",
+        ));
+    crawld()
+        .args(["check", "--configs", "configs"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn crawl_then_export_jsonl_and_csv() {
+    let site = Site::start(shop(2, 5));
+    let tmp = tempfile::tempdir().unwrap();
+    setup(&site, tmp.path());
+    // Directories from the environment, as a service manager would set them.
+    crawld()
+        .args(["crawl", "shop"])
+        .env("CRAWLD_CONFIGS", tmp.path().join("configs"))
+        .env("STATE_DIRECTORY", tmp.path().join("state"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("completed"))
+        .stdout(predicate::str::contains(
+            "12 fetched, 12 committed, 0 failed",
+        ))
+        .stdout(predicate::str::contains("20 new"));
+
+    let state = tmp.path().join("state");
+    let out = crawld()
+        .args(["export", "shop", "--state"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 20);
+    let card = lines
+        .iter()
+        .find(|l| l["_kind"] == "card" && l["title"] == "Product 3")
+        .unwrap();
+    assert_eq!(card["price"], 3.99);
+    assert_eq!(card["_key"], site.url("/p/3.html"));
+
+    let csv_path = tmp.path().join("cards.csv");
+    crawld()
+        .args([
+            "export",
+            "shop",
+            "--format",
+            "csv",
+            "--kind",
+            "card",
+            "--configs",
+        ])
+        .arg(tmp.path().join("configs"))
+        .arg("--state")
+        .arg(&state)
+        .arg("--out")
+        .arg(&csv_path)
+        .assert()
+        .success();
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    let mut rows = csv.lines();
+    assert_eq!(
+        rows.next().unwrap(),
+        "_key,title,url,price,_page,_first_seen,_last_seen,_last_changed",
+        "columns follow the config"
+    );
+    assert_eq!(rows.count(), 10);
+    crawld()
+        .args(["export", "shop", "--format", "csv", "--state"])
+        .arg(&state)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--kind"));
+}
+
+#[test]
+fn crawl_refuses_a_target_whose_file_is_invalid() {
+    let site = Site::start(shop(1, 2));
+    let tmp = tempfile::tempdir().unwrap();
+    setup(&site, tmp.path());
+    let broken = SHOP
+        .replace("key = \"url\"", "key = \"url\"\nmax_depht = 3")
+        .replace("{base}", &site.url(""));
+    std::fs::write(tmp.path().join("configs/shop.toml"), broken).unwrap();
+    crawld()
+        .args(["crawl", "shop", "--configs"])
+        .arg(tmp.path().join("configs"))
+        .arg("--state")
+        .arg(tmp.path().join("state"))
+        .assert()
+        .code(78)
+        .stderr(predicate::str::contains(
+            "shop.toml:11:1: unknown field `max_depht`",
+        ));
+    assert_eq!(
+        site.stats.requests(),
+        0,
+        "nothing fetched for an invalid target"
+    );
+    crawld()
+        .args(["crawl", "nope", "--configs"])
+        .arg(tmp.path().join("configs"))
+        .assert()
+        .code(78)
+        .stderr(predicate::str::contains("no target \"nope\""));
+}
+
+#[test]
+fn a_held_state_dir_exits_75_and_a_broken_store_74() {
+    let site = Site::start(shop(1, 2));
+    let tmp = tempfile::tempdir().unwrap();
+    setup(&site, tmp.path());
+    let state = tmp.path().join("state");
+    let held = crawld::store::Store::open(&state).unwrap();
+    crawld()
+        .args(["crawl", "shop", "--configs"])
+        .arg(tmp.path().join("configs"))
+        .arg("--state")
+        .arg(&state)
+        .assert()
+        .code(75)
+        .stderr(predicate::str::contains(format!(
+            "is in use by crawld pid {}",
+            std::process::id()
+        )));
+    drop(held);
+
+    let bad = tmp.path().join("bad-state");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("db"), b"this is not a sled database").unwrap();
+    crawld()
+        .args(["export", "shop", "--state"])
+        .arg(&bad)
+        .assert()
+        .code(74)
+        .stderr(predicate::str::contains("cannot open the store at"));
+    assert_eq!(
+        std::fs::read(bad.join("db")).unwrap(),
+        b"this is not a sled database",
+        "left in place"
+    );
+}
+
+#[test]
+fn test_shows_what_selectors_extract() {
+    let site = Site::start(shop(1, 3));
+    let tmp = tempfile::tempdir().unwrap();
+    setup(&site, tmp.path());
+    let configs = tmp.path().join("configs");
+    crawld()
+        .args(["test", "shop"])
+        .arg(site.url("/"))
+        .arg("--configs")
+        .arg(&configs)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("[card] 3 item(s), 0 invalid"))
+        .stdout(predicate::str::contains("price        2.99"))
+        .stdout(predicate::str::contains(
+            "[product] 0 items (`pages` does not match this URL)",
+        ))
+        .stdout(predicate::str::contains(
+            "links: 3 found, 3 would be followed",
+        ));
+
+    let page = tmp.path().join("page.html");
+    std::fs::write(
+        &page,
+        "<h1>Own <i>child</i></h1><ul class=tags><li>a</li><li>b</li></ul>",
+    )
+    .unwrap();
+    let out = crawld()
+        .args(["test", "shop", "--json", "--file"])
+        .arg(&page)
+        .arg("--configs")
+        .arg(&configs)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let product = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["kind"] == "product")
+        .unwrap();
+    assert_eq!(product["value"]["name"], "Own");
+    assert_eq!(product["value"]["tags"], serde_json::json!(["a", "b"]));
+    assert_eq!(
+        json["invalid"],
+        serde_json::json!([]),
+        "no card on the page is no invalid card"
+    );
+}
+
+#[test]
+fn sigterm_interrupts_a_crawl_and_keeps_what_was_fetched() {
+    let mut pages = shop(1, 6);
+    for (path, r) in pages.iter_mut() {
+        if path != "/" {
+            r.delay = Duration::from_secs(20);
+        }
+    }
+    let site = Site::start(pages);
+    let tmp = tempfile::tempdir().unwrap();
+    setup(&site, tmp.path());
+    let bin = assert_cmd::cargo::cargo_bin("crawld");
+    let mut child = std::process::Command::new(bin)
+        .args(["crawl", "shop", "--configs"])
+        .arg(tmp.path().join("configs"))
+        .arg("--state")
+        .arg(tmp.path().join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the slow product pages are being fetched.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while site.stats.requests() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(site.stats.requests() >= 2);
+    std::thread::sleep(Duration::from_millis(400));
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stops promptly"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("interrupted"), "{stdout}");
+    assert!(stdout.contains("1 fetched, 1 committed"), "{stdout}");
+    let items = crawld()
+        .args(["export", "shop", "--state"])
+        .arg(tmp.path().join("state"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&items.stdout).lines().count(),
+        6,
+        "the list page's cards were kept"
+    );
+}
