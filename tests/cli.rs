@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use assert_cmd::Command;
-use common::{shop, write_configs, Resource, Site, FAST_PROFILE};
+use common::{shop, write_configs, Site, FAST_PROFILE};
 use predicates::prelude::*;
 
 const SHOP: &str = r#"
@@ -287,7 +287,7 @@ fn sigterm_interrupts_a_crawl_and_keeps_what_was_fetched() {
     let tmp = tempfile::tempdir().unwrap();
     setup(&site, tmp.path());
     let bin = assert_cmd::cargo::cargo_bin("crawld");
-    let mut child = std::process::Command::new(bin)
+    let child = std::process::Command::new(bin)
         .args(["crawl", "shop", "--configs"])
         .arg(tmp.path().join("configs"))
         .arg("--state")
