@@ -69,7 +69,7 @@ fn product(i: usize, total: usize) -> String {
             w = w
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            s.push_str(WORDS[(w >> 60) as usize]);
+            s.push_str(WORDS[w >> 60]);
             s.push(' ');
         }
         s.push_str("</p>\n");
