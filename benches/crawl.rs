@@ -128,6 +128,8 @@ delay = "0ms"
 timeout = "30s"
 "#;
 
+// The crawler child is reaped by `wait4`, which also yields its rusage.
+#[allow(clippy::zombie_processes)]
 fn main() {
     let total: usize = std::env::var("BENCH_PAGES")
         .ok()
