@@ -262,7 +262,19 @@ delay = "0ms..5ms"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_cap_timeout_charset_and_duplicates() {
     let mut pages = std::collections::HashMap::new();
-    let links = r#"<a href="/big">big</a><a href="/slow">slow</a><a href="/latin">latin</a><a href="/dup">dup</a><a href="/ok">ok</a>"#;
+    let links = r#"<a href="/big">big</a><a href="/slow">slow</a><a href="/latin">latin</a><a href="/dup">dup</a><a href="/ok">ok</a><a href="/loop">loop</a><a href="/moved">moved</a>"#;
+    pages.insert("/loop".into(), Resource::redirect("/loop"));
+    pages.insert("/moved".into(), Resource::redirect("/sub/dir/page"));
+    pages.insert(
+        "/sub/dir/page".into(),
+        Resource::html(
+            r#"<head><base href="/base/"></head><h1>Moved</h1><a class=rel href="rel.html">r</a>"#,
+        ),
+    );
+    pages.insert(
+        "/base/rel.html".into(),
+        Resource::html("<h1>Relative to base</h1>"),
+    );
     pages.insert(
         "/".into(),
         Resource::html(format!("<h1>Home</h1>{links}<p class=v>1</p>")),
@@ -296,7 +308,7 @@ async fn body_cap_timeout_charset_and_duplicates() {
     let tmp = tempfile::tempdir().unwrap();
     let configs = tmp.path().join("configs");
     let target = r#"
-start_urls = ["{base}/"]
+start_urls = ["{base}/", "http://127.0.0.1:9/unreachable"]
 profile = "tight"
 [items.page]
 [items.page.fields]
@@ -328,7 +340,24 @@ max_body = "100KiB"
     );
     assert_eq!(c.errors.get("too_large"), Some(&1), "{c:?}");
     assert_eq!(c.errors.get("timeout"), Some(&1), "{c:?}");
-    assert_eq!(c.pages_fetched, 4, "{c:?}");
+    assert_eq!(
+        c.errors.get("redirect"),
+        Some(&1),
+        "a redirect loop is an error: {c:?}"
+    );
+    assert_eq!(
+        c.errors.get("connect"),
+        Some(&1),
+        "an unreachable host is an error: {c:?}"
+    );
+    // home, latin, dup, ok, moved (→ /sub/dir/page), and rel.html found through <base href>
+    assert_eq!(c.pages_fetched, 6, "{c:?}");
+    assert!(
+        items
+            .iter()
+            .any(|i| i.value["h1"] == json!("Relative to base")),
+        "<base href> is honoured"
+    );
     let latin = items
         .iter()
         .find(|i| i.kind == "page" && i.key.ends_with("/latin"))

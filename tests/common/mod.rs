@@ -19,6 +19,7 @@ pub struct Resource {
     pub content_type: Option<String>,
     pub body: Vec<u8>,
     pub delay: Duration,
+    pub headers: Vec<(String, String)>,
 }
 
 impl Resource {
@@ -28,6 +29,16 @@ impl Resource {
             content_type: Some("text/html; charset=utf-8".into()),
             body: body.into().into_bytes(),
             delay: Duration::ZERO,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A redirect to `location`.
+    pub fn redirect(location: &str) -> Self {
+        Resource {
+            status: 302,
+            headers: vec![("location".into(), location.into())],
+            ..Resource::html("")
         }
     }
 }
@@ -119,6 +130,9 @@ async fn serve(
             let mut b = Response::builder().status(r.status);
             if let Some(ct) = &r.content_type {
                 b = b.header("content-type", ct);
+            }
+            for (k, v) in &r.headers {
+                b = b.header(k, v);
             }
             b.body(Body::from(r.body.clone())).unwrap()
         }
