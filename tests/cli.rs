@@ -276,6 +276,7 @@ fn test_shows_what_selectors_extract() {
 }
 
 #[test]
+#[allow(clippy::disallowed_methods)] // a sync test, polling a child process
 fn sigterm_interrupts_a_crawl_and_keeps_what_was_fetched() {
     let mut pages = shop(1, 6);
     for (path, r) in pages.iter_mut() {

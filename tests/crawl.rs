@@ -85,7 +85,7 @@ async fn crawls_a_shop_and_extracts_every_field() {
         },
     );
     let mut home = pages["/"].clone();
-    let extra = r#"<a href="/extra/boom">x</a><a href="/extra/file.pdf">pdf</a><a href="/p/1.html?utm_source=x#top">dup</a>"#;
+    let extra = r#"<a href="/extra/boom">x</a><a href="/extra/file.pdf">pdf</a><a href="/p/1.html?utm_source=x#top">dup</a><a href="http://localhost/p/1.html">other host</a><a href="mailto:x@example.org">mail</a>"#;
     home.body = String::from_utf8(home.body)
         .unwrap()
         .replace("</body>", &format!("{extra}</body>"))
@@ -103,7 +103,7 @@ async fn crawls_a_shop_and_extracts_every_field() {
     let (run, items) = crawl_once(&configs, &tmp.path().join("state"), "shop").await;
     assert_eq!(run.status, RunStatus::Completed);
     let c = &run.counts;
-    // 3 lists + 30 products + 3 missing + boom + pdf
+    // 3 lists + 30 products + 3 missing + boom + pdf; not the other host, not mailto:
     assert_eq!(c.pages_fetched, 3 + 30 + 3 + 1 + 1, "{c:?}");
     assert_eq!(c.errors.get("http_404"), Some(&3), "{c:?}");
     assert_eq!(c.errors.get("http_500"), Some(&1), "{c:?}");
@@ -273,7 +273,25 @@ async fn body_cap_timeout_charset_and_duplicates() {
     );
     pages.insert(
         "/base/rel.html".into(),
-        Resource::html("<h1>Relative to base</h1>"),
+        Resource::html("<h1>Relative to base</h1><a href=/bomb>b</a><a href=/noh1>n</a>"),
+    );
+    pages.insert("/noh1".into(), Resource::html("<p>no heading here</p>"));
+    // 5 MB of HTML compressed to a few KB: the cap counts decompressed bytes.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(
+        &mut gz,
+        format!("<h1>Bomb</h1>{}", " ".repeat(5_000_000)).as_bytes(),
+    )
+    .unwrap();
+    let gz = gz.finish().unwrap();
+    assert!(gz.len() < 100_000);
+    pages.insert(
+        "/bomb".into(),
+        Resource {
+            body: gz,
+            headers: vec![("content-encoding".into(), "gzip".into())],
+            ..Resource::html("")
+        },
     );
     pages.insert(
         "/".into(),
@@ -338,7 +356,14 @@ max_body = "100KiB"
         RunStatus::Completed,
         "failed pages do not fail the run"
     );
-    assert_eq!(c.errors.get("too_large"), Some(&1), "{c:?}");
+    let seen = site.stats.paths.lock().unwrap().clone();
+    assert_eq!(
+        c.errors.get("too_large"),
+        Some(&2),
+        "a large body and a gzip bomb: {c:?} {seen:?}"
+    );
+    // Both kinds drop the page without h1: `page` requires it, `keyed` uses it as key.
+    assert_eq!(c.items_invalid, 2, "{c:?}");
     assert_eq!(c.errors.get("timeout"), Some(&1), "{c:?}");
     assert_eq!(
         c.errors.get("redirect"),
@@ -350,8 +375,8 @@ max_body = "100KiB"
         Some(&1),
         "an unreachable host is an error: {c:?}"
     );
-    // home, latin, dup, ok, moved (→ /sub/dir/page), and rel.html found through <base href>
-    assert_eq!(c.pages_fetched, 6, "{c:?}");
+    // home, latin, dup, ok, moved (→ /sub/dir/page), rel.html found through <base href>, noh1
+    assert_eq!(c.pages_fetched, 7, "{c:?}");
     assert!(
         items
             .iter()
