@@ -495,7 +495,7 @@ async fn test(
                 Ok(f) => f,
                 Err(e) => return fail(Exit::Failed, e),
             };
-            let resp = match fetcher.get(&u, &target.headers).await {
+            let resp = match fetcher.get(&u, &target.headers, Default::default()).await {
                 Ok(r) => r,
                 Err(e) => return fail(Exit::Failed, e),
             };

@@ -13,14 +13,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, instrument, warn};
 
+use url::Url;
+
 use crate::config::Target;
 use crate::extract::{self, Kinds, PageExtract};
-use crate::fetcher::{FetchError, Fetcher, Response};
+use crate::fetcher::{FetchError, Fetcher, Response, Validators};
 use crate::frontier::{Frontier, QueuedUrl};
 use crate::limiter::{HostLimits, HostPool};
 use crate::store::{
-    now_ms, CommitStats, PageCommit, RunCounts, RunMode, RunRecord, RunStatus, RunWriter, Store,
-    StoreError,
+    now_ms, CommitStats, PageCommit, PageOutcome, PageRecord, RunCounts, RunMode, RunPolicy,
+    RunRecord, RunStart, RunStatus, RunWriter, Store, StoreError,
 };
 
 /// Pages per store commit, at most.
@@ -77,7 +79,24 @@ impl ProgressSink for () {
 /// The result of one fetch task.
 struct Outcome {
     queued: QueuedUrl,
+    /// The page's record from an earlier run (incremental runs only).
+    prev: Option<PageRecord>,
     result: Result<Fetched, Failure>,
+}
+
+/// What a fetch brought back.
+enum Fetched {
+    /// A body that was parsed (HTML) or not (anything else).
+    New {
+        response: Response,
+        body_hash: Option<String>,
+        extract: Option<PageExtract>,
+    },
+    /// 304 Not Modified, or the same body hash as last time: not parsed.
+    Unchanged {
+        response: Response,
+        not_modified: bool,
+    },
 }
 
 /// A page that produced nothing to store.
@@ -96,14 +115,10 @@ impl Failure {
     }
 }
 
-struct Fetched {
-    response: Response,
-    body_hash: Option<String>,
-    extract: Option<PageExtract>,
-}
-
-/// Runs `target` once and returns its final run record. Cancelling `cancel`
-/// stops the run; it is then recorded as interrupted.
+/// Runs `target` once and returns its final run record. An interrupted
+/// crawl of the target is resumed (see [`Store::start_run`]). Cancelling
+/// `cancel` stops the run: what was fetched is committed, the frontier stays
+/// in the store, and the run is recorded as interrupted.
 #[instrument(skip_all, fields(target = %target.id))]
 pub async fn run(
     engine: &Engine,
@@ -114,14 +129,115 @@ pub async fn run(
     progress: &dyn ProgressSink,
 ) -> Result<RunRecord, RunError> {
     let fetcher = Fetcher::new(&target.profile)?;
-    let record = store.begin_run(&target.id, mode)?;
-    info!(run = %record.id, ?mode, "Run started.");
+    let policy = RunPolicy {
+        resume_within: target.resume_within,
+        keep_versions: target.keep_versions,
+        keep_runs: target.keep_runs,
+    };
+    let start = {
+        let (store, target) = (store.clone(), target.clone());
+        blocking(move || {
+            let urls: Vec<String> = target.start_urls.iter().map(|u| u.to_string()).collect();
+            store.start_run(&target.id, mode, &urls, &policy)
+        })
+        .await??
+    };
+    let mode = start.run.mode;
+    if let Some(old) = start.abandoned {
+        info!(run = %old, "Interrupted run abandoned: too old, or replaced by a full run.");
+    }
+    match start.run.resumed_from {
+        Some(from) => info!(run = %start.run.id, %from, ?mode, "Run started, resuming."),
+        None => info!(run = %start.run.id, ?mode, "Run started."),
+    }
     let started = Instant::now();
+    let mut frontier = match &start.resume {
+        Some(resume) => Frontier::resume(&target, &resume.entries),
+        None => Frontier::new(&target),
+    };
+    let (writer, status, counts, store_error) = crawl_loop(
+        engine,
+        &store,
+        &target,
+        &fetcher,
+        mode,
+        &start,
+        policy,
+        &mut frontier,
+        cancel,
+        progress,
+    )
+    .await?;
 
+    let error = store_error.as_ref().map(|e| e.to_string());
+    let record = blocking(move || {
+        writer.finish(status, error, |run| {
+            let committed = std::mem::take(&mut run.counts);
+            run.counts = RunCounts {
+                pages_committed: committed.pages_committed,
+                items_new: committed.items_new,
+                items_changed: committed.items_changed,
+                items_unchanged: committed.items_unchanged,
+                items_duplicate: committed.items_duplicate,
+                ..counts
+            };
+        })
+    })
+    .await?;
+    if let Some(e) = store_error {
+        warn!(error = %e, "Run failed: the store could not be written.");
+        return Err(e.into());
+    }
+    let record = record?;
+    if let Some(template) = &target.changes_jsonl {
+        let (store, record2, template) = (store.clone(), record.clone(), template.clone());
+        match blocking(move || write_changes(&store, &record2, &template)).await {
+            Ok(Ok(path)) => info!(path = %path.display(), "Changes written."),
+            Ok(Err(e)) | Err(e) => warn!(error = %e, "Could not write the run's changes file."),
+        }
+    }
+    info!(
+        run = %record.id,
+        status = ?record.status,
+        pages = record.counts.pages_fetched,
+        secs = started.elapsed().as_secs_f64(),
+        "Run finished."
+    );
+    Ok(record)
+}
+
+/// Runs blocking store work off the async worker threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Io {
+            what: "a store task stopped",
+            path: std::path::PathBuf::new(),
+            source: std::io::Error::other(e.to_string()),
+        })
+}
+
+type LoopEnd = (RunWriter, RunStatus, RunCounts, Option<StoreError>);
+
+#[allow(clippy::too_many_arguments)]
+async fn crawl_loop(
+    engine: &Engine,
+    store: &Arc<Store>,
+    target: &Arc<Target>,
+    fetcher: &Fetcher,
+    mode: RunMode,
+    start: &RunStart,
+    policy: RunPolicy,
+    frontier: &mut Frontier,
+    cancel: CancellationToken,
+    progress: &dyn ProgressSink,
+) -> Result<LoopEnd, RunError> {
     // The writer thread commits batches and reports each commit back.
     let (batch_tx, mut batch_rx) = mpsc::unbounded_channel::<Vec<PageCommit>>();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Result<CommitStats, StoreError>>();
-    let mut writer = RunWriter::new(store.clone(), record);
+    let mut writer = RunWriter::new(store.clone(), start, policy);
     let writer_task = tokio::task::spawn_blocking(move || {
         while let Some(batch) = batch_rx.blocking_recv() {
             let result = writer.commit(batch);
@@ -135,9 +251,11 @@ pub async fn run(
     });
 
     let limits = HostLimits::of(&target.profile);
-    let mut frontier = Frontier::new(&target);
     let mut counts = RunCounts::default();
     let mut live = Progress::default();
+    if let Some(resume) = &start.resume {
+        live.committed = resume.counts.pages_committed;
+    }
     let mut tasks: JoinSet<Outcome> = JoinSet::new();
     let mut freed = engine.hosts.subscribe();
     let mut pending: Vec<PageCommit> = Vec::new();
@@ -152,17 +270,29 @@ pub async fn run(
             else {
                 break;
             };
+            let prev = match mode {
+                RunMode::Incremental => store.page(&target.id, queued.url.as_str()).ok().flatten(),
+                RunMode::Full => None,
+            };
             let (fetcher, target, slots) =
                 (fetcher.clone(), target.clone(), engine.parse_slots.clone());
             tasks.spawn(async move {
-                let result = fetcher.get(&queued.url, &target.headers).await;
+                let validators = Validators {
+                    etag: prev.as_ref().and_then(|p| p.etag.as_deref()),
+                    last_modified: prev.as_ref().and_then(|p| p.last_modified.as_deref()),
+                };
+                let result = fetcher.get(&queued.url, &target.headers, validators).await;
                 // The slot stays taken for the delay after the response, parse or not.
                 permit.release_after_delay();
                 let result = match result {
-                    Ok(response) => process(response, target, slots).await,
+                    Ok(response) => process(response, prev.as_ref(), target, slots).await,
                     Err(e) => Err(Failure::Fetch(e)),
                 };
-                Outcome { queued, result }
+                Outcome {
+                    queued,
+                    prev,
+                    result,
+                }
             });
         }
         live.queued = frontier.queued() as u64;
@@ -186,12 +316,11 @@ pub async fn run(
             },
             Some(joined) = tasks.join_next() => {
                 let Ok(outcome) = joined else { continue };
-                if let Some(page) = record_outcome(&target, &mut frontier, &mut counts, &mut live, outcome) {
-                    if pending.is_empty() {
-                        pending_since = Instant::now();
-                    }
-                    pending.push(page);
+                let page = record_outcome(target, frontier, &mut counts, &mut live, outcome);
+                if pending.is_empty() {
+                    pending_since = Instant::now();
                 }
+                pending.push(page);
                 if pending.len() >= COMMIT_PAGES {
                     let _ = batch_tx.send(std::mem::take(&mut pending));
                 }
@@ -204,6 +333,7 @@ pub async fn run(
     }
 
     // Whatever was fetched is committed, also when the run was interrupted.
+    // Pages still in flight are not: they stay queued in the stored frontier.
     tasks.abort_all();
     if !pending.is_empty() && store_error.is_none() {
         let _ = batch_tx.send(pending);
@@ -225,46 +355,36 @@ pub async fn run(
         (None, true) => RunStatus::Interrupted,
         (None, false) => RunStatus::Completed,
     };
-    let error = store_error.as_ref().map(|e| e.to_string());
-    let record = writer.finish(|run| {
-        run.status = status;
-        run.error = error;
-        let committed = std::mem::take(&mut run.counts);
-        run.counts = RunCounts {
-            pages_committed: committed.pages_committed,
-            items_new: committed.items_new,
-            items_changed: committed.items_changed,
-            items_unchanged: committed.items_unchanged,
-            items_duplicate: committed.items_duplicate,
-            ..counts
-        };
-    });
-    if let Some(e) = store_error {
-        warn!(error = %e, "Run failed: the store could not be written.");
-        return Err(e.into());
-    }
-    let record = record?;
-    info!(
-        run = %record.id,
-        status = ?record.status,
-        pages = record.counts.pages_fetched,
-        secs = started.elapsed().as_secs_f64(),
-        "Run finished."
-    );
-    Ok(record)
+    Ok((writer, status, counts, store_error))
 }
 
-/// Hashes the body and, for HTML, extracts on a parse thread.
+/// Hashes the body, and extracts on a parse thread when the page is new HTML.
 async fn process(
     response: Response,
+    prev: Option<&PageRecord>,
     target: Arc<Target>,
     slots: Arc<Semaphore>,
 ) -> Result<Fetched, Failure> {
+    if response.status == 304 && prev.is_some() {
+        return Ok(Fetched::Unchanged {
+            response,
+            not_modified: true,
+        });
+    }
     let ok = (200..300).contains(&response.status);
     let body_hash = (!response.body.is_empty())
         .then(|| format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&response.body)));
+    if ok
+        && body_hash.is_some()
+        && prev.is_some_and(|p| p.body_hash == body_hash && p.status == response.status)
+    {
+        return Ok(Fetched::Unchanged {
+            response,
+            not_modified: false,
+        });
+    }
     if !ok || !response.is_html() {
-        return Ok(Fetched {
+        return Ok(Fetched::New {
             response,
             body_hash,
             extract: None,
@@ -278,7 +398,7 @@ async fn process(
     })
     .await;
     match joined {
-        Ok((response, page)) => Ok(Fetched {
+        Ok((response, page)) => Ok(Fetched::New {
             response,
             body_hash,
             extract: Some(page),
@@ -294,67 +414,140 @@ fn record_outcome(
     counts: &mut RunCounts,
     live: &mut Progress,
     outcome: Outcome,
-) -> Option<PageCommit> {
-    let Outcome { queued, result } = outcome;
+) -> PageCommit {
+    let Outcome {
+        queued,
+        prev,
+        result,
+    } = outcome;
+    let mut commit = PageCommit {
+        url: queued.url.as_str().to_owned(),
+        depth: queued.depth,
+        admitted: Vec::new(),
+        fetched_ms: now_ms(),
+        outcome: PageOutcome::Failed,
+    };
+    let mut offer = |frontier: &mut Frontier, links: &mut dyn Iterator<Item = Url>| {
+        for link in links {
+            let text = link.as_str().to_owned();
+            if frontier.offer(target, link, queued.depth + 1).is_ok() {
+                commit.admitted.push((text, queued.depth + 1));
+            }
+        }
+    };
     let fetched = match result {
         Ok(f) => f,
         Err(e) => {
-            if let Failure::Fetch(e) = &e {
-                debug!(url = %queued.url, error = %e, "Fetch failed.");
-            } else {
-                warn!(url = %queued.url, "The HTML parser panicked on this page; skipped.");
+            match &e {
+                Failure::Fetch(e) => debug!(url = %queued.url, error = %e, "Fetch failed."),
+                Failure::Parse => {
+                    warn!(url = %queued.url, "The HTML parser panicked on this page; skipped.")
+                }
             }
             counts.pages_failed += 1;
             *counts.errors.entry(e.kind().to_owned()).or_default() += 1;
             live.failed += 1;
-            return None;
+            return commit;
         }
     };
-    let Fetched {
-        response,
-        body_hash,
-        extract,
-    } = fetched;
     counts.pages_fetched += 1;
     live.fetched += 1;
-    counts.bytes += response.body.len() as u64;
-    if response.url != queued.url {
-        frontier.mark_seen(&response.url);
-    }
-    let mut links = Vec::new();
-    let mut items = Vec::new();
-    if !(200..300).contains(&response.status) {
-        debug!(url = %queued.url, status = response.status, "HTTP error.");
-        counts.pages_failed += 1;
-        live.failed += 1;
-        *counts
-            .errors
-            .entry(format!("http_{}", response.status))
-            .or_default() += 1;
-    } else if let Some(page) = extract {
-        counts.items_invalid += page.invalid.len() as u64;
-        live.items += page.items.len() as u64;
-        for link in page.links {
-            links.push(link.as_str().to_owned());
-            let _ = frontier.offer(target, link, queued.depth + 1);
+    match fetched {
+        Fetched::Unchanged {
+            response,
+            not_modified,
+        } => {
+            counts.bytes += response.body.len() as u64;
+            if not_modified {
+                counts.pages_not_modified += 1;
+            } else {
+                counts.pages_unchanged += 1;
+            }
+            // An unchanged page links where it linked last time.
+            let links = prev.map(|p| p.links).unwrap_or_default();
+            offer(
+                frontier,
+                &mut links.iter().filter_map(|l| Url::parse(l).ok()),
+            );
+            commit.outcome = PageOutcome::Unchanged {
+                etag: response.etag,
+                last_modified: response.last_modified,
+            };
         }
-        items = page.items;
-    } else {
-        counts.pages_not_html += 1;
+        Fetched::New {
+            response,
+            body_hash,
+            extract,
+        } => {
+            counts.bytes += response.body.len() as u64;
+            if response.url != queued.url {
+                frontier.mark_seen(&response.url);
+            }
+            let status = response.status;
+            let gone = matches!(status, 404 | 410);
+            if !(200..300).contains(&status) {
+                debug!(url = %queued.url, status, "HTTP error.");
+                counts.pages_failed += 1;
+                live.failed += 1;
+                *counts.errors.entry(format!("http_{status}")).or_default() += 1;
+                if !gone {
+                    // A server error says nothing about the page: keep what we knew.
+                    return commit;
+                }
+            }
+            let mut links = Vec::new();
+            let mut items = Vec::new();
+            if let Some(page) = extract {
+                counts.items_invalid += page.invalid.len() as u64;
+                live.items += page.items.len() as u64;
+                links = page.links.iter().map(|l| l.as_str().to_owned()).collect();
+                offer(frontier, &mut page.links.into_iter());
+                items = page.items;
+            } else if !gone {
+                counts.pages_not_html += 1;
+            }
+            commit.outcome = PageOutcome::Fetched {
+                status,
+                etag: response.etag,
+                last_modified: response.last_modified,
+                body_hash,
+                links,
+                items,
+            };
+        }
     }
-    Some(PageCommit {
-        url: queued.url.into(),
-        status: response.status,
-        etag: response.etag,
-        last_modified: response.last_modified,
-        body_hash,
-        links,
-        depth: queued.depth,
-        items,
-        fetched_ms: now_ms(),
-    })
+    commit
 }
 
 fn note_commit(live: &mut Progress, stats: CommitStats) {
     live.committed += stats.pages;
+}
+
+/// Writes the run's change events as JSON Lines to the target's
+/// `changes_jsonl` path (relative to the state dir).
+fn write_changes(
+    store: &Store,
+    run: &RunRecord,
+    template: &str,
+) -> Result<std::path::PathBuf, StoreError> {
+    let relative = template
+        .replace("{target}", run.target.as_str())
+        .replace("{run}", &run.id.to_string());
+    let path = store.state_dir().join(relative);
+    let io = |source| StoreError::Io {
+        what: "cannot write the changes file",
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
+    for event in store.events(&run.target, run.id) {
+        let line = crate::export::change_line(&event?);
+        serde_json::to_writer(&mut out, &line).map_err(|e| io(e.into()))?;
+        std::io::Write::write_all(&mut out, b"\n").map_err(io)?;
+    }
+    std::io::Write::flush(&mut out).map_err(io)?;
+    Ok(path)
 }

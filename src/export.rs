@@ -9,8 +9,9 @@ use std::io::Write;
 use serde_json::{Map, Value};
 
 use crate::config::Target;
+use crate::ids::RunId;
 use crate::ids::TargetId;
-use crate::store::{ItemRecord, Store, StoreError};
+use crate::store::{ChangeEvent, ChangeKind, ItemRecord, RunRecord, Store, StoreError};
 
 /// Output formats of `crawld export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -138,4 +139,60 @@ pub fn flatten(item: &ItemRecord) -> Map<String, Value> {
 pub fn rfc3339(ms: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// One line of the change feed.
+pub fn change_line(event: &ChangeEvent) -> Value {
+    let mut out = Map::new();
+    out.insert(
+        "change".into(),
+        serde_json::to_value(event.change).unwrap_or(Value::Null),
+    );
+    out.insert("_kind".into(), event.kind.clone().into());
+    out.insert("_key".into(), event.key.clone().into());
+    if event.change == ChangeKind::Changed {
+        out.insert("fields".into(), event.fields.clone().into());
+    }
+    out.insert("run".into(), event.run.0.into());
+    out.insert("at".into(), rfc3339(event.at_ms).into());
+    out.insert("_page".into(), event.page.clone().into());
+    out.insert("value".into(), Value::Object(event.value.clone()));
+    Value::Object(out)
+}
+
+/// Writes change events as JSON Lines: those of the target's last run (with
+/// the runs it resumed), or, with `since`, of every run after that one.
+pub fn export_changes(
+    store: &Store,
+    target: &TargetId,
+    since: Option<RunId>,
+    out: &mut dyn Write,
+) -> Result<u64, ExportError> {
+    let runs: Vec<RunRecord> = store.runs(target).collect::<Result<_, _>>()?;
+    let ids: Vec<RunId> = match since {
+        Some(after) => runs.iter().map(|r| r.id).filter(|&id| id > after).collect(),
+        None => {
+            let mut chain = Vec::new();
+            let mut cursor = runs.last();
+            while let Some(run) = cursor {
+                chain.push(run.id);
+                cursor = run
+                    .resumed_from
+                    .and_then(|p| runs.iter().find(|r| r.id == p));
+            }
+            chain.reverse();
+            chain
+        }
+    };
+    let mut n = 0;
+    for id in ids {
+        for event in store.events(target, id) {
+            serde_json::to_writer(&mut *out, &change_line(&event?))
+                .map_err(std::io::Error::from)?;
+            out.write_all(b"\n")?;
+            n += 1;
+        }
+    }
+    out.flush()?;
+    Ok(n)
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use encoding_rs::Encoding;
 use reqwest::header::{
-    HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED, USER_AGENT,
+    HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    LAST_MODIFIED, USER_AGENT,
 };
 use url::Url;
 
@@ -113,6 +114,13 @@ impl Response {
     }
 }
 
+/// Validators of the last fetch, for a conditional request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Validators<'a> {
+    pub etag: Option<&'a str>,
+    pub last_modified: Option<&'a str>,
+}
+
 /// A client with one profile's identity and timeouts.
 #[derive(Clone)]
 pub struct Fetcher {
@@ -150,13 +158,26 @@ impl Fetcher {
         })
     }
 
-    /// GETs `url` with extra `headers`. HTTP error statuses are responses,
-    /// not errors; their bodies are not read.
-    pub async fn get(&self, url: &Url, headers: &HeaderMap) -> Result<Response, FetchError> {
-        let resp = self
-            .client
-            .get(url.clone())
-            .headers(headers.clone())
+    /// GETs `url` with extra `headers`, conditionally when `validators` are
+    /// given. HTTP error statuses (and 304) are responses, not errors; their
+    /// bodies are not read.
+    pub async fn get(
+        &self,
+        url: &Url,
+        headers: &HeaderMap,
+        validators: Validators<'_>,
+    ) -> Result<Response, FetchError> {
+        let mut request = self.client.get(url.clone()).headers(headers.clone());
+        if let Some(etag) = validators.etag.and_then(|v| HeaderValue::from_str(v).ok()) {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        if let Some(lm) = validators
+            .last_modified
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            request = request.header(IF_MODIFIED_SINCE, lm);
+        }
+        let resp = request
             .send()
             .await
             .map_err(|e| FetchError::from_reqwest(url, e, false))?;

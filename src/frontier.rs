@@ -94,6 +94,35 @@ impl Frontier {
         f
     }
 
+    /// A frontier continuing an interrupted crawl: every URL it had admitted
+    /// counts as seen and against the budget; those not done are queued again,
+    /// shallowest first.
+    pub fn resume(target: &Target, entries: &[(String, crate::store::FrontierEntry)]) -> Self {
+        let mut f = Frontier {
+            seen: HashSet::with_capacity(entries.len()),
+            queues: HashMap::new(),
+            ready: VecDeque::new(),
+            start_hosts: target.start_urls.iter().filter_map(HostKey::of).collect(),
+            admitted: entries.len() as u64,
+            budget: target.max_pages,
+            queued: 0,
+        };
+        let mut todo: Vec<(u32, Url)> = Vec::new();
+        for (url, entry) in entries {
+            f.seen.insert(url.clone());
+            if !entry.done {
+                if let Ok(u) = Url::parse(url) {
+                    todo.push((entry.depth, u));
+                }
+            }
+        }
+        todo.sort_by_key(|(depth, _)| *depth);
+        for (depth, url) in todo {
+            f.enqueue(url, depth);
+        }
+        f
+    }
+
     /// Offers a link found at depth `depth - 1`; queues it if the rules allow.
     pub fn offer(&mut self, target: &Target, url: Url, depth: u32) -> Result<(), Refusal> {
         let follow = &target.follow;
@@ -130,10 +159,14 @@ impl Frontier {
     }
 
     fn push(&mut self, url: Url, depth: u32) {
+        self.admitted += 1;
+        self.enqueue(url, depth);
+    }
+
+    fn enqueue(&mut self, url: Url, depth: u32) {
         let Some(host) = HostKey::of(&url) else {
             return;
         };
-        self.admitted += 1;
         self.queued += 1;
         let queue = self.queues.entry(host.clone()).or_default();
         if queue.is_empty() {

@@ -15,8 +15,9 @@ use super::error::{ConfigError, Source};
 use super::raw::{RawField, RawFile, RawFollow, RawItem};
 use super::schedule::Schedule;
 use super::{
-    Field, FieldType, Follow, ItemKey, ItemKind, ParamPattern, Profile, Target,
-    DEFAULT_LINK_SELECTOR, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAGES, DEFAULT_PROFILE,
+    Field, FieldType, Follow, ItemKey, ItemKind, ParamPattern, Profile, Target, DEFAULT_KEEP_RUNS,
+    DEFAULT_KEEP_VERSIONS, DEFAULT_LINK_SELECTOR, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAGES,
+    DEFAULT_PROFILE, DEFAULT_RESUME_WITHIN,
 };
 use crate::extract::Query;
 use crate::frontier::normalize_url;
@@ -158,13 +159,55 @@ pub fn target(
         }
     }
 
+    let resume_within = match &raw.resume_within {
+        None => Some(DEFAULT_RESUME_WITHIN),
+        Some(d) => c.check(d, "resume_within", |s| super::values::duration(s)),
+    };
+    let count = |c: &mut Compiler, v: &Option<Spanned<i64>>, key: &str, default: usize| match v {
+        None => Some(default),
+        Some(n) => c.check(n, key, |&n| {
+            usize::try_from(n)
+                .ok()
+                .filter(|&n| (1..=100_000).contains(&n))
+                .ok_or_else(|| format!("{key} must be between 1 and 100000"))
+        }),
+    };
+    let keep_versions = count(
+        &mut c,
+        &raw.keep_versions,
+        "keep_versions",
+        DEFAULT_KEEP_VERSIONS,
+    );
+    let keep_runs = count(&mut c, &raw.keep_runs, "keep_runs", DEFAULT_KEEP_RUNS);
+    let changes_jsonl = raw
+        .output
+        .as_ref()
+        .and_then(|o| o.get_ref().changes_jsonl.as_ref())
+        .and_then(|p| c.check(p, "output.changes_jsonl", |s| output_path(s)));
+
     // Start URLs are stored normalised so that the frontier dedups them like any link.
     let start_urls = start_urls
         .into_iter()
         .map(|u| normalize_url(u, &strip_params))
         .collect();
-    match (c.errors.is_empty(), profile, max_pages, follow) {
-        (true, Some(profile), Some(max_pages), Some(follow)) => Ok(Target {
+    match (
+        c.errors.is_empty(),
+        profile,
+        max_pages,
+        follow,
+        resume_within,
+        keep_versions,
+        keep_runs,
+    ) {
+        (
+            true,
+            Some(profile),
+            Some(max_pages),
+            Some(follow),
+            Some(resume_within),
+            Some(keep_versions),
+            Some(keep_runs),
+        ) => Ok(Target {
             id,
             file: src.path.clone(),
             start_urls,
@@ -176,9 +219,32 @@ pub fn target(
             strip_params,
             follow,
             items,
+            resume_within,
+            keep_versions,
+            keep_runs,
+            changes_jsonl,
         }),
         _ => Err(c.errors),
     }
+}
+
+/// A relative path that stays inside the state dir, with known placeholders.
+fn output_path(s: &str) -> Result<String, String> {
+    let path = std::path::Path::new(s);
+    if s.trim().is_empty() || path.is_absolute() {
+        return Err("changes_jsonl must be a path relative to the state dir".into());
+    }
+    if path
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err("changes_jsonl must stay inside the state dir (no `..`)".into());
+    }
+    let stripped = s.replace("{target}", "").replace("{run}", "");
+    if stripped.contains('{') || stripped.contains('}') {
+        return Err("changes_jsonl knows only the placeholders {target} and {run}".into());
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_http_url(s: &str) -> Result<Url, String> {

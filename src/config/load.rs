@@ -209,4 +209,8 @@ fn has_target_keys(raw: &RawFile) -> bool {
         || raw.strip_params.is_some()
         || raw.follow.is_some()
         || raw.items.is_some()
+        || raw.resume_within.is_some()
+        || raw.keep_versions.is_some()
+        || raw.keep_runs.is_some()
+        || raw.output.is_some()
 }

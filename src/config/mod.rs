@@ -33,6 +33,12 @@ use crate::ids::{ProfileName, TargetId};
 pub const DEFAULT_MAX_PAGES: u64 = 10_000;
 /// Default link depth from the start URLs (`follow.max_depth`).
 pub const DEFAULT_MAX_DEPTH: u32 = 10;
+/// Default age past which an interrupted run is abandoned (`resume_within`).
+pub const DEFAULT_RESUME_WITHIN: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// Default past versions kept per item (`keep_versions`).
+pub const DEFAULT_KEEP_VERSIONS: usize = 10;
+/// Default run records kept per target (`keep_runs`).
+pub const DEFAULT_KEEP_RUNS: usize = 100;
 /// Default link selector (`follow.links`).
 pub const DEFAULT_LINK_SELECTOR: &str = "a[href]";
 
@@ -59,6 +65,11 @@ pub struct Target {
     pub strip_params: Vec<ParamPattern>,
     pub follow: Follow,
     pub items: Vec<ItemKind>,
+    pub resume_within: std::time::Duration,
+    pub keep_versions: usize,
+    pub keep_runs: usize,
+    /// `[output] changes_jsonl`: a path under the state dir, with `{target}` and `{run}`.
+    pub changes_jsonl: Option<String>,
 }
 
 /// `[follow]`, compiled.

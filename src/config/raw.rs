@@ -25,8 +25,19 @@ pub struct RawFile {
     pub strip_params: Option<Spanned<Vec<Spanned<String>>>>,
     pub follow: Option<Spanned<RawFollow>>,
     pub items: Option<Spanned<IndexMap<String, Spanned<RawItem>>>>,
+    pub resume_within: Option<Spanned<String>>,
+    pub keep_versions: Option<Spanned<i64>>,
+    pub keep_runs: Option<Spanned<i64>>,
+    pub output: Option<Spanned<RawOutput>>,
     #[serde(default)]
     pub profiles: IndexMap<String, Spanned<RawProfile>>,
+}
+
+/// `[output]`: files written when a run ends.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutput {
+    pub changes_jsonl: Option<Spanned<String>>,
 }
 
 /// `[follow]`: which links a crawl follows.

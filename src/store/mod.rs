@@ -9,21 +9,27 @@
 //! | `r`    | target · run id (big endian) | [`RunRecord`]  |
 //! | `p`    | target · url                 | [`PageRecord`] |
 //! | `i`    | target · kind · key          | [`ItemRecord`] |
+//! | `f`    | target · crawl id · url      | [`FrontierEntry`] |
+//! | `e`    | target · run id · sequence   | [`ChangeEvent`] |
 
+mod backup;
 mod lock;
 mod records;
+mod runs;
 mod writer;
 
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+pub use backup::CheckReport;
 pub use lock::StateLock;
 pub use records::{
-    now_ms, value_hash, ItemRecord, ItemVersion, PageRecord, RunCounts, RunMode, RunRecord,
-    RunStatus, FORMAT,
+    now_ms, value_hash, ChangeEvent, ChangeKind, FrontierEntry, ItemRecord, ItemVersion,
+    PageRecord, RunCounts, RunMode, RunRecord, RunStatus, FORMAT,
 };
-pub use writer::{CommitStats, PageCommit, RunWriter};
+pub use runs::{Resume, RunPolicy, RunStart};
+pub use writer::{CommitStats, PageCommit, PageOutcome, RunWriter};
 
 use crate::ids::{RunId, TargetId};
 
@@ -61,6 +67,8 @@ pub enum StoreError {
         key: String,
         detail: String,
     },
+    #[error("backup file {path}: {detail}")]
+    Backup { path: PathBuf, detail: String },
 }
 
 /// An open state directory. Holding it holds the directory's lock.
@@ -100,6 +108,11 @@ impl Store {
         };
         store.interrupt_stale_runs()?;
         Ok(store)
+    }
+
+    /// The state directory the store lives in.
+    pub fn state_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(&self.path)
     }
 
     /// Where the sled files are.
@@ -149,32 +162,6 @@ impl Store {
         Ok(())
     }
 
-    /// Starts a run: records it as running, durably.
-    pub fn begin_run(&self, target: &TargetId, mode: RunMode) -> Result<RunRecord, StoreError> {
-        let id = RunId(self.db.generate_id().map_err(|e| self.write_err(e))? + 1);
-        let run = RunRecord {
-            v: FORMAT,
-            id,
-            target: target.clone(),
-            mode,
-            status: RunStatus::Running,
-            started_ms: now_ms(),
-            ended_ms: None,
-            resumed_from: None,
-            counts: RunCounts::default(),
-            error: None,
-        };
-        self.put(run_key(target, id), &run)?;
-        self.flush()?;
-        Ok(run)
-    }
-
-    /// Records a run's final state, durably.
-    pub fn finish_run(&self, run: &RunRecord) -> Result<(), StoreError> {
-        self.put(run_key(&run.target, run.id), run)?;
-        self.flush()
-    }
-
     /// A target's runs, oldest first.
     pub fn runs(
         &self,
@@ -193,9 +180,22 @@ impl Store {
 
     /// The last fetch of a URL by a target.
     pub fn page(&self, target: &TargetId, url: &str) -> Result<Option<PageRecord>, StoreError> {
-        let key = page_key(target, url);
-        match self.data.get(&key).map_err(|e| self.write_err(e))? {
-            Some(v) => self.decode(&key, &v).map(Some),
+        self.get(&page_key(target, url))
+    }
+
+    /// One item of a target, tombstoned or not.
+    pub fn item(
+        &self,
+        target: &TargetId,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<ItemRecord>, StoreError> {
+        self.get(&item_key(target, kind, key))
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.data.get(key).map_err(|e| self.write_err(e))? {
+            Some(v) => self.decode(key, &v).map(Some),
             None => Ok(None),
         }
     }
@@ -211,6 +211,14 @@ impl Store {
         }
         self.flush()
     }
+}
+
+fn encode<T: serde::Serialize>(store: &Store, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+        path: store.path.clone(),
+        key: "(encoding)".into(),
+        detail: e.to_string(),
+    })
 }
 
 /// `prefix · part · part …` with separators.
@@ -234,6 +242,26 @@ fn run_key(target: &TargetId, id: RunId) -> Vec<u8> {
 fn page_key(target: &TargetId, url: &str) -> Vec<u8> {
     let mut k = prefixed(b'p', &[target.as_str().as_bytes()]);
     k.extend_from_slice(url.as_bytes());
+    k
+}
+
+fn frontier_prefix(target: &TargetId, crawl: RunId) -> Vec<u8> {
+    prefixed(b'f', &[target.as_str().as_bytes(), &crawl.0.to_be_bytes()])
+}
+
+fn frontier_key(target: &TargetId, crawl: RunId, url: &str) -> Vec<u8> {
+    let mut k = frontier_prefix(target, crawl);
+    k.extend_from_slice(url.as_bytes());
+    k
+}
+
+fn event_prefix(target: &TargetId, run: RunId) -> Vec<u8> {
+    prefixed(b'e', &[target.as_str().as_bytes(), &run.0.to_be_bytes()])
+}
+
+fn event_key(target: &TargetId, run: RunId, seq: u64) -> Vec<u8> {
+    let mut k = event_prefix(target, run);
+    k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 

@@ -41,7 +41,10 @@ pub struct RunRecord {
     /// Milliseconds since the Unix epoch.
     pub started_ms: u64,
     pub ended_ms: Option<u64>,
+    /// The interrupted run this one continues.
     pub resumed_from: Option<RunId>,
+    /// The first run of a chain of resumed runs: it names the shared frontier.
+    pub crawl: RunId,
     pub counts: RunCounts,
     /// Why the run failed, for `crawld runs`.
     pub error: Option<String>,
@@ -69,6 +72,34 @@ pub struct RunCounts {
     pub bytes: u64,
     /// Failures by kind (`http_404`, `timeout`, `too_large`, …).
     pub errors: BTreeMap<String, u64>,
+    /// Conditional requests answered 304 Not Modified.
+    pub pages_not_modified: u64,
+    /// Pages fetched whose body hash was unchanged, so not re-extracted.
+    pub pages_unchanged: u64,
+    /// Items marked removed by this run.
+    pub items_removed: u64,
+}
+
+impl RunCounts {
+    /// Adds another run's counters (a resumed chain's totals).
+    pub fn add(&mut self, o: &RunCounts) {
+        self.pages_fetched += o.pages_fetched;
+        self.pages_committed += o.pages_committed;
+        self.pages_failed += o.pages_failed;
+        self.pages_not_html += o.pages_not_html;
+        self.items_new += o.items_new;
+        self.items_changed += o.items_changed;
+        self.items_unchanged += o.items_unchanged;
+        self.items_invalid += o.items_invalid;
+        self.items_duplicate += o.items_duplicate;
+        self.bytes += o.bytes;
+        self.pages_not_modified += o.pages_not_modified;
+        self.pages_unchanged += o.pages_unchanged;
+        self.items_removed += o.items_removed;
+        for (k, n) in &o.errors {
+            *self.errors.entry(k.clone()).or_default() += n;
+        }
+    }
 }
 
 /// The last fetch of one URL of a target.
@@ -88,6 +119,40 @@ pub struct PageRecord {
     /// `kind\0key` of every item this page yielded.
     pub items: Vec<String>,
     pub depth: u32,
+}
+
+/// A URL of a crawl's frontier. Written with the page that discovered it,
+/// marked done with the page's own commit, deleted when the crawl completes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FrontierEntry {
+    pub v: u8,
+    pub depth: u32,
+    pub done: bool,
+}
+
+/// What happened to an item in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Added,
+    Changed,
+    Removed,
+}
+
+/// One entry of the change feed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChangeEvent {
+    pub v: u8,
+    pub run: RunId,
+    pub change: ChangeKind,
+    pub kind: String,
+    pub key: String,
+    /// The fields whose values changed (for `changed`).
+    pub fields: Vec<String>,
+    /// The new value (the last one, for `removed`).
+    pub value: Map<String, Value>,
+    pub page: String,
+    pub at_ms: u64,
 }
 
 /// The current state of one item, with its recent history.

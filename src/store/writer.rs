@@ -1,29 +1,58 @@
-//! Committing a run's pages: each batch of pages, with their items and the
-//! run's counters, is one atomic sled batch followed by a blocking flush.
-//! Called from a dedicated thread, never from the async workers.
+//! Committing a run's pages: each batch of pages, with their items, change
+//! events, frontier transitions and the run's counters, is one atomic sled
+//! batch followed by a blocking flush. Called from a dedicated thread, never
+//! from the async workers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::records::{now_ms, value_hash, ItemRecord, ItemVersion, PageRecord, RunRecord, FORMAT};
-use super::{item_key, page_key, run_key, Store, StoreError};
+use serde_json::{Map, Value};
+
+use super::records::{
+    now_ms, value_hash, ChangeEvent, ChangeKind, FrontierEntry, ItemRecord, ItemVersion,
+    PageRecord, RunMode, RunRecord, RunStatus, FORMAT,
+};
+use super::runs::{RunPolicy, RunStart};
+use super::{
+    encode, event_key, event_prefix, frontier_key, frontier_prefix, item_key, page_key, run_key,
+    Store, StoreError,
+};
 use crate::extract::Item;
+use crate::ids::RunId;
 
-/// How many past versions an item keeps.
-pub const KEEP_VERSIONS: usize = 10;
-
-/// One fetched page, ready to be stored.
+/// One URL's result, ready to be stored.
 #[derive(Debug)]
 pub struct PageCommit {
     pub url: String,
-    pub status: u16,
-    pub etag: Option<String>,
-    pub last_modified: Option<String>,
-    pub body_hash: Option<String>,
-    pub links: Vec<String>,
     pub depth: u32,
-    pub items: Vec<Item>,
+    /// Links this page admitted to the frontier, with their depth.
+    pub admitted: Vec<(String, u32)>,
     pub fetched_ms: u64,
+    pub outcome: PageOutcome,
+}
+
+/// What the fetch of a page brought.
+#[derive(Debug)]
+pub enum PageOutcome {
+    /// A body (or a 404/410 saying the page is gone): the page's record and
+    /// items are replaced.
+    Fetched {
+        status: u16,
+        etag: Option<String>,
+        last_modified: Option<String>,
+        body_hash: Option<String>,
+        links: Vec<String>,
+        items: Vec<Item>,
+    },
+    /// 304 Not Modified, or the same body as last time: the stored page and
+    /// its items stay as they are; only the validators are refreshed.
+    Unchanged {
+        etag: Option<String>,
+        last_modified: Option<String>,
+    },
+    /// A transport error or an HTTP error status: nothing stored changes,
+    /// the URL is only marked done in the frontier.
+    Failed,
 }
 
 /// What one commit changed.
@@ -36,23 +65,27 @@ pub struct CommitStats {
     pub items_duplicate: u64,
 }
 
-/// Writes one run's pages; owns the run's item dedup set.
+/// Writes one run's pages.
 pub struct RunWriter {
     store: Arc<Store>,
     run: RunRecord,
-    seen: HashSet<(String, String)>,
+    chain: Vec<RunId>,
+    policy: RunPolicy,
+    next_event: u64,
 }
 
 impl RunWriter {
-    pub fn new(store: Arc<Store>, run: RunRecord) -> Self {
+    pub fn new(store: Arc<Store>, start: &RunStart, policy: RunPolicy) -> Self {
         RunWriter {
             store,
-            run,
-            seen: HashSet::new(),
+            run: start.run.clone(),
+            chain: start.chain.clone(),
+            policy,
+            next_event: 0,
         }
     }
 
-    /// The run record with the item counters committed so far.
+    /// The run record with the counters committed so far.
     pub fn run(&self) -> &RunRecord {
         &self.run
     }
@@ -62,91 +95,102 @@ impl RunWriter {
     pub fn commit(&mut self, pages: Vec<PageCommit>) -> Result<CommitStats, StoreError> {
         let store = &*self.store;
         let target = self.run.target.clone();
-        let run_id = self.run.id;
+        let (run_id, crawl) = (self.run.id, self.run.crawl);
         let mut stats = CommitStats::default();
         let mut batch = sled::Batch::default();
-        let mut newly_seen = HashSet::new();
+        let mut next_event = self.next_event;
         // Items written earlier in this batch, so two pages of one batch see each other.
         let mut pending: HashMap<Vec<u8>, ItemRecord> = HashMap::new();
         for page in pages {
             let now = page.fetched_ms;
-            let mut item_ids = Vec::with_capacity(page.items.len());
-            for item in page.items {
-                let id = (item.kind, item.key);
-                if self.seen.contains(&id) || newly_seen.contains(&id) {
-                    stats.items_duplicate += 1;
-                    continue;
-                }
-                let key = item_key(&target, &id.0, &id.1);
-                let previous = match pending.remove(&key) {
-                    Some(r) => Some(r),
-                    None => match store.data.get(&key).map_err(|e| store.write_err(e))? {
-                        Some(bytes) => Some(store.decode::<ItemRecord>(&key, &bytes)?),
-                        None => None,
-                    },
+            for (url, depth) in &page.admitted {
+                let entry = FrontierEntry {
+                    v: FORMAT,
+                    depth: *depth,
+                    done: false,
                 };
-                let hash = value_hash(&item.value);
-                let record = match previous {
-                    None => {
-                        stats.items_new += 1;
-                        ItemRecord {
-                            v: FORMAT,
-                            kind: id.0.clone(),
-                            key: id.1.clone(),
-                            page: page.url.clone(),
-                            value: item.value,
-                            hash,
-                            first_seen_ms: now,
-                            last_seen_ms: now,
-                            last_changed_ms: now,
-                            run: run_id,
-                            removed_ms: None,
-                            history: Default::default(),
-                        }
-                    }
-                    Some(mut old) => {
-                        if old.hash == hash && old.removed_ms.is_none() {
-                            stats.items_unchanged += 1;
-                        } else {
-                            stats.items_changed += 1;
-                            let value = std::mem::replace(&mut old.value, item.value);
-                            old.history.push_back(ItemVersion {
-                                value,
-                                hash: std::mem::replace(&mut old.hash, hash),
-                                run: old.run,
-                                at_ms: old.last_changed_ms,
-                            });
-                            while old.history.len() > KEEP_VERSIONS {
-                                old.history.pop_front();
-                            }
-                            old.last_changed_ms = now;
-                            old.removed_ms = None;
-                        }
-                        old.page.clone_from(&page.url);
-                        old.last_seen_ms = now;
-                        old.run = run_id;
-                        old
-                    }
-                };
-                item_ids.push(format!("{}\0{}", id.0, id.1));
-                pending.insert(key, record);
-                newly_seen.insert(id);
+                batch.insert(frontier_key(&target, crawl, url), encode(store, &entry)?);
             }
-            let record = PageRecord {
+            let done = FrontierEntry {
                 v: FORMAT,
-                url: page.url,
-                run: run_id,
-                fetched_ms: now,
-                status: page.status,
-                etag: page.etag,
-                last_modified: page.last_modified,
-                body_hash: page.body_hash,
-                links: page.links,
-                items: item_ids,
                 depth: page.depth,
+                done: true,
+            };
+            batch.insert(
+                frontier_key(&target, crawl, &page.url),
+                encode(store, &done)?,
+            );
+            stats.pages += 1;
+            let record = match page.outcome {
+                PageOutcome::Failed => continue,
+                PageOutcome::Unchanged {
+                    etag,
+                    last_modified,
+                } => {
+                    let Some(mut record) = store.page(&target, &page.url)? else {
+                        continue;
+                    };
+                    record.run = run_id;
+                    record.fetched_ms = now;
+                    record.etag = etag.or(record.etag);
+                    record.last_modified = last_modified.or(record.last_modified);
+                    record
+                }
+                PageOutcome::Fetched {
+                    status,
+                    etag,
+                    last_modified,
+                    body_hash,
+                    links,
+                    items,
+                } => {
+                    let mut item_ids = Vec::with_capacity(items.len());
+                    for item in items {
+                        let key = item_key(&target, &item.kind, &item.key);
+                        let (previous, from_batch) = match pending.remove(&key) {
+                            Some(r) => (Some(r), true),
+                            None => (store.get::<ItemRecord>(&key)?, false),
+                        };
+                        if previous
+                            .as_ref()
+                            .is_some_and(|old| self.chain.contains(&old.run))
+                        {
+                            // Seen earlier in this crawl: the first one wins.
+                            stats.items_duplicate += 1;
+                            if let (Some(old), true) = (previous, from_batch) {
+                                pending.insert(key, old);
+                            }
+                            continue;
+                        }
+                        item_ids.push(format!("{}\0{}", item.kind, item.key));
+                        let (record, event) =
+                            self.update_item(previous, item, &page.url, now, &mut stats);
+                        if let Some(mut event) = event {
+                            event.run = run_id;
+                            batch.insert(
+                                event_key(&target, run_id, next_event),
+                                encode(store, &event)?,
+                            );
+                            next_event += 1;
+                        }
+                        pending.insert(key, record);
+                    }
+                    PageRecord {
+                        v: FORMAT,
+                        url: page.url.clone(),
+                        run: run_id,
+                        fetched_ms: now,
+                        status,
+                        etag,
+                        last_modified,
+                        body_hash,
+                        links,
+                        items: item_ids,
+                        depth: page.depth,
+                    }
+                }
             };
             batch.insert(page_key(&target, &record.url), encode(store, &record)?);
-            stats.pages += 1;
         }
         for (key, record) in &pending {
             batch.insert(key.as_slice(), encode(store, record)?);
@@ -164,23 +208,210 @@ impl RunWriter {
             .map_err(|e| store.write_err(e))?;
         store.flush()?;
         self.run = run;
-        self.seen.extend(newly_seen);
+        self.next_event = next_event;
         Ok(stats)
     }
 
-    /// Records the run's end state, merging the counters the fetch side kept.
-    pub fn finish(mut self, update: impl FnOnce(&mut RunRecord)) -> Result<RunRecord, StoreError> {
-        update(&mut self.run);
+    /// The new record of an item and, when it is new or changed, its event.
+    fn update_item(
+        &self,
+        previous: Option<ItemRecord>,
+        item: Item,
+        page: &str,
+        now: u64,
+        stats: &mut CommitStats,
+    ) -> (ItemRecord, Option<ChangeEvent>) {
+        let hash = value_hash(&item.value);
+        let Some(mut old) = previous else {
+            stats.items_new += 1;
+            let event = event(
+                ChangeKind::Added,
+                &item.kind,
+                &item.key,
+                Vec::new(),
+                &item.value,
+                page,
+                now,
+            );
+            let record = ItemRecord {
+                v: FORMAT,
+                kind: item.kind,
+                key: item.key,
+                page: page.to_owned(),
+                value: item.value,
+                hash,
+                first_seen_ms: now,
+                last_seen_ms: now,
+                last_changed_ms: now,
+                run: self.run.id,
+                removed_ms: None,
+                history: Default::default(),
+            };
+            return (record, Some(event));
+        };
+        let mut change = None;
+        if old.hash == hash && old.removed_ms.is_none() {
+            stats.items_unchanged += 1;
+        } else {
+            stats.items_changed += 1;
+            let (kind, fields) = if old.removed_ms.is_some() {
+                (ChangeKind::Added, Vec::new())
+            } else {
+                (ChangeKind::Changed, changed_fields(&old.value, &item.value))
+            };
+            change = Some(event(
+                kind,
+                &old.kind,
+                &old.key,
+                fields,
+                &item.value,
+                page,
+                now,
+            ));
+            let value = std::mem::replace(&mut old.value, item.value);
+            old.history.push_back(ItemVersion {
+                value,
+                hash: std::mem::replace(&mut old.hash, hash),
+                run: old.run,
+                at_ms: old.last_changed_ms,
+            });
+            while old.history.len() > self.policy.keep_versions {
+                old.history.pop_front();
+            }
+            old.last_changed_ms = now;
+            old.removed_ms = None;
+        }
+        old.page = page.to_owned();
+        old.last_seen_ms = now;
+        old.run = self.run.id;
+        (old, change)
+    }
+
+    /// Records the run's end. A completed full run marks removed the items
+    /// whose page it fetched and which that page no longer yields; a
+    /// completed run drops its crawl's frontier; old runs are pruned.
+    pub fn finish(
+        mut self,
+        status: RunStatus,
+        error: Option<String>,
+        fetch: impl FnOnce(&mut RunRecord),
+    ) -> Result<RunRecord, StoreError> {
+        let store = self.store.clone();
+        let target = self.run.target.clone();
+        let mut batch = sled::Batch::default();
+        fetch(&mut self.run);
+        self.run.status = status;
+        self.run.error = error;
         self.run.ended_ms = Some(now_ms());
-        self.store.finish_run(&self.run)?;
+        if status == RunStatus::Completed {
+            if self.run.mode == RunMode::Full {
+                self.sweep_removed(&mut batch)?;
+            }
+            for kv in store
+                .data
+                .scan_prefix(frontier_prefix(&target, self.run.crawl))
+            {
+                let (k, _) = kv.map_err(|e| store.write_err(e))?;
+                batch.remove(k);
+            }
+            let runs: Vec<RunRecord> = store.runs(&target).collect::<Result<_, _>>()?;
+            let excess = (runs.len() + 1).saturating_sub(self.policy.keep_runs.max(1));
+            for old in runs.iter().filter(|r| r.id != self.run.id).take(excess) {
+                batch.remove(run_key(&target, old.id));
+                for kv in store.data.scan_prefix(event_prefix(&target, old.id)) {
+                    let (k, _) = kv.map_err(|e| store.write_err(e))?;
+                    batch.remove(k);
+                }
+            }
+        }
+        batch.insert(run_key(&target, self.run.id), encode(&store, &self.run)?);
+        store
+            .data
+            .apply_batch(batch)
+            .map_err(|e| store.write_err(e))?;
+        store.flush()?;
         Ok(self.run)
+    }
+
+    fn sweep_removed(&mut self, batch: &mut sled::Batch) -> Result<(), StoreError> {
+        let store = self.store.clone();
+        let target = self.run.target.clone();
+        let now = now_ms();
+        let mut pages: HashMap<String, bool> = HashMap::new();
+        for item in store.items(&target) {
+            let mut item = item?;
+            if item.removed_ms.is_some() || self.chain.contains(&item.run) {
+                continue;
+            }
+            let fetched_here = match pages.get(&item.page) {
+                Some(&f) => f,
+                None => {
+                    let f = store.page(&target, &item.page)?.is_some_and(|p| {
+                        self.chain.contains(&p.run)
+                            && ((200..300).contains(&p.status) || matches!(p.status, 404 | 410))
+                    });
+                    pages.insert(item.page.clone(), f);
+                    f
+                }
+            };
+            if !fetched_here {
+                continue;
+            }
+            item.removed_ms = Some(now);
+            let mut ev = event(
+                ChangeKind::Removed,
+                &item.kind,
+                &item.key,
+                Vec::new(),
+                &item.value,
+                &item.page,
+                now,
+            );
+            ev.run = self.run.id;
+            batch.insert(
+                event_key(&target, self.run.id, self.next_event),
+                encode(&store, &ev)?,
+            );
+            self.next_event += 1;
+            batch.insert(
+                item_key(&target, &item.kind, &item.key),
+                encode(&store, &item)?,
+            );
+            self.run.counts.items_removed += 1;
+        }
+        Ok(())
     }
 }
 
-fn encode<T: serde::Serialize>(store: &Store, value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
-        path: store.path.clone(),
-        key: "(encoding)".into(),
-        detail: e.to_string(),
-    })
+fn event(
+    change: ChangeKind,
+    kind: &str,
+    key: &str,
+    fields: Vec<String>,
+    value: &Map<String, Value>,
+    page: &str,
+    at_ms: u64,
+) -> ChangeEvent {
+    ChangeEvent {
+        v: FORMAT,
+        run: RunId(0),
+        change,
+        kind: kind.to_owned(),
+        key: key.to_owned(),
+        fields,
+        value: value.clone(),
+        page: page.to_owned(),
+        at_ms,
+    }
+}
+
+/// Names of the fields whose values differ, in the new value's order.
+fn changed_fields(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec<String> {
+    let mut fields: Vec<String> = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    fields.extend(old.keys().filter(|k| !new.contains_key(*k)).cloned());
+    fields
 }
