@@ -1,17 +1,18 @@
 //! The command line: argument parsing, directory defaults, and the glue from
 //! each command to the library. Errors become the exit codes of [`Exit`].
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+mod data;
+
 use crate::config::{self, LoadReport, Target};
 use crate::crawl::{self, Engine};
 use crate::error::Exit;
-use crate::export::{self, Format};
+use crate::export::Format;
 use crate::extract::{self, Kinds};
 use crate::fetcher::{self, Fetcher};
 use crate::frontier::{Frontier, Refusal};
@@ -65,9 +66,15 @@ enum Command {
         #[command(flatten)]
         state: StateArg,
     },
-    /// Write a target's current items to stdout or a file.
+    /// Write a target's current items (or its changes) to stdout or a file.
     Export {
         target: String,
+        /// The change feed of the last run instead of the current items.
+        #[arg(long)]
+        changes: bool,
+        /// With --changes: every change after this run id.
+        #[arg(long, requires = "changes")]
+        since: Option<u64>,
         #[arg(long, value_enum, default_value = "jsonl")]
         format: Format,
         /// Only items of this kind (needed for CSV when a target has several).
@@ -80,6 +87,30 @@ enum Command {
         configs: ConfigsArg,
         #[command(flatten)]
         state: StateArg,
+    },
+    /// The stored versions of one item, oldest first.
+    History {
+        target: String,
+        key: String,
+        /// The item kind (needed when several kinds have this key).
+        #[arg(long)]
+        kind: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// A target's runs: id, mode, status, counts, duration.
+    Runs {
+        target: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Check, back up or restore the store.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
     },
     /// Serve the bundled demo shop on 127.0.0.1 and crawl it.
     Demo {
@@ -94,6 +125,27 @@ enum Command {
         site: Option<PathBuf>,
         #[command(flatten)]
         configs: ConfigsArg,
+        #[command(flatten)]
+        state: StateArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreAction {
+    /// Decode every record and verify the store's invariants (exit 74 on a problem).
+    Check {
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Write a consistent copy of the store to FILE.
+    Backup {
+        file: PathBuf,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Restore FILE into the state dir, which must hold no store yet.
+    Restore {
+        file: PathBuf,
         #[command(flatten)]
         state: StateArg,
     },
@@ -215,12 +267,21 @@ async fn dispatch(command: Command) -> Exit {
         }
         Command::Export {
             target,
+            changes: true,
+            since,
+            out,
+            state,
+            ..
+        } => data::export_changes(&state.dir(), &target, since, out.as_deref()),
+        Command::Export {
+            target,
             format,
             kind,
             out,
             configs,
             state,
-        } => export(
+            ..
+        } => data::export(
             &configs.dir(),
             &state.dir(),
             &target,
@@ -228,6 +289,22 @@ async fn dispatch(command: Command) -> Exit {
             kind.as_deref(),
             out.as_deref(),
         ),
+        Command::History {
+            target,
+            key,
+            kind,
+            state,
+        } => data::history(&state.dir(), &target, &key, kind.as_deref()),
+        Command::Runs {
+            target,
+            json,
+            state,
+        } => data::runs(&state.dir(), &target, json),
+        Command::Store { action } => match action {
+            StoreAction::Check { state } => data::store_check(&state.dir()),
+            StoreAction::Backup { file, state } => data::store_backup(&state.dir(), &file),
+            StoreAction::Restore { file, state } => data::store_restore(&state.dir(), &file),
+        },
         Command::Demo {
             port,
             serve,
@@ -393,60 +470,6 @@ async fn crawl(configs: &Path, state: &Path, name: &str, mode: RunMode, progress
         Err(exit) => return exit,
     };
     crawl_target(store, state, target, mode, progress).await
-}
-
-fn export(
-    configs: &Path,
-    state: &Path,
-    name: &str,
-    format: Format,
-    kind: Option<&str>,
-    out: Option<&Path>,
-) -> Exit {
-    let store = match open_store(state) {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
-    // The config only orders CSV columns: a missing or broken one is no reason to fail.
-    let target = config::load_dir(configs)
-        .ok()
-        .and_then(|r| r.set.targets.get(&TargetId::new(name)).cloned());
-    let mut sink: Box<dyn Write> = match out {
-        Some(path) => match std::fs::File::create(path) {
-            Ok(f) => Box::new(std::io::BufWriter::new(f)),
-            Err(e) => {
-                return fail(
-                    Exit::Failed,
-                    format!("cannot create {}: {e}", path.display()),
-                )
-            }
-        },
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
-    let id = TargetId::new(name);
-    match export::export(&store, &id, target.as_deref(), kind, format, &mut sink) {
-        Ok(n) => {
-            if n == 0 {
-                eprintln!("warning: no items of target {name} in {}", state.display());
-            } else if let Some(path) = out {
-                eprintln!("{n} item(s) written to {}", path.display());
-            }
-            Exit::Ok
-        }
-        // `crawld export … | head` closing the pipe early is not an error.
-        Err(export::ExportError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            Exit::Ok
-        }
-        Err(export::ExportError::Csv(e)) if matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe) => {
-            Exit::Ok
-        }
-        Err(export::ExportError::Store(e)) => {
-            let exit = Exit::from(&e);
-            fail(exit, e)
-        }
-        Err(e @ export::ExportError::KindNeeded { .. }) => fail(Exit::Usage, e),
-        Err(e) => fail(Exit::Failed, e),
-    }
 }
 
 async fn test(
