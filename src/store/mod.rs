@@ -42,7 +42,10 @@ const SEP: u8 = 0;
 pub enum StoreError {
     #[error("state dir {dir} is in use by crawld pid {pid}")]
     Locked { dir: PathBuf, pid: String },
-    #[error("cannot open the store at {path}: {source}")]
+    #[error(
+        "cannot open the store at {path}: {source}. It was left as it is: move the state dir aside, \
+         or restore a backup into an empty one with `crawld store restore FILE`"
+    )]
     Open {
         path: PathBuf,
         #[source]
@@ -69,6 +72,26 @@ pub enum StoreError {
     },
     #[error("backup file {path}: {detail}")]
     Backup { path: PathBuf, detail: String },
+    #[error(
+        "only {available} bytes free on the filesystem of {path}: crawld stops writing below {reserve} \
+         bytes, before a full disk could tear a commit. Everything committed so far is kept; free space \
+         and run again to resume"
+    )]
+    DiskFull {
+        path: PathBuf,
+        available: u64,
+        reserve: u64,
+    },
+    #[error(
+        "the store at {path} lost committed data: it holds commit {found}, but commit {expected} was \
+         recorded (a truncated or replaced file?). It was left as it is: restore a backup into an empty \
+         state dir with `crawld store restore FILE`, or move it aside"
+    )]
+    Lost {
+        path: PathBuf,
+        found: u64,
+        expected: u64,
+    },
 }
 
 /// An open state directory. Holding it holds the directory's lock.
@@ -76,8 +99,20 @@ pub struct Store {
     db: sled::Db,
     data: sled::Tree,
     path: PathBuf,
+    /// Serialises commits, so that the commit counter only grows.
+    commits: std::sync::Mutex<u64>,
     _lock: StateLock,
 }
+
+/// Free space below which commits stop: sled can tear a batch when the disk
+/// fills up in the middle of writing it, so crawld stops well before.
+pub const MIN_FREE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Meta record: the number of the last commit.
+const COMMITS: &[u8] = b"m\0commits";
+/// A file beside the store holding the number of the last flushed commit: a
+/// store that comes back with a smaller one has lost data.
+const COMMIT_MARK: &str = "crawld.commit";
 
 impl Store {
     /// Opens (creating if needed) the store in `state_dir`, taking its lock.
@@ -90,6 +125,7 @@ impl Store {
         })?;
         let lock = StateLock::acquire(state_dir)?;
         let path = state_dir.join("db");
+        let existed = path.exists();
         let open_err = |source| StoreError::Open {
             path: path.clone(),
             source,
@@ -100,14 +136,66 @@ impl Store {
             .open()
             .map_err(open_err)?;
         let data = db.open_tree("data").map_err(open_err)?;
+        let found = data
+            .get(COMMITS)
+            .map_err(open_err)?
+            .and_then(|v| v.as_ref().try_into().ok())
+            .map_or(0, u64::from_be_bytes);
+        let mark = std::fs::read_to_string(state_dir.join(COMMIT_MARK))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        if let Some(expected) = mark.filter(|&m| existed && m > found) {
+            return Err(StoreError::Lost {
+                path,
+                found,
+                expected,
+            });
+        }
         let store = Store {
             db,
             data,
             path,
+            commits: std::sync::Mutex::new(found),
             _lock: lock,
         };
         store.interrupt_stale_runs()?;
         Ok(store)
+    }
+
+    /// Applies `batch` atomically, flushes it to disk (blocking), and records
+    /// the commit's number beside the store.
+    fn apply(&self, mut batch: sled::Batch) -> Result<(), StoreError> {
+        let mut commits = self
+            .commits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let next = *commits + 1;
+        let available = rustix::fs::statvfs(&self.path)
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+            .unwrap_or(u64::MAX);
+        if available < MIN_FREE_BYTES {
+            return Err(StoreError::DiskFull {
+                path: self.path.clone(),
+                available,
+                reserve: MIN_FREE_BYTES,
+            });
+        }
+        batch.insert(COMMITS, &next.to_be_bytes());
+        self.data
+            .apply_batch(batch)
+            .map_err(|e| self.write_err(e))?;
+        self.flush()?;
+        *commits = next;
+        let mark = self.state_dir().join(COMMIT_MARK);
+        let tmp = mark.with_extension("tmp");
+        let io = |source| StoreError::Io {
+            what: "cannot write the commit mark",
+            path: mark.clone(),
+            source,
+        };
+        std::fs::write(&tmp, format!("{next}\n")).map_err(io)?;
+        std::fs::rename(&tmp, &mark).map_err(io)?;
+        Ok(())
     }
 
     /// The state directory the store lives in.
@@ -148,18 +236,6 @@ impl Store {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(|e| self.write_err(e))
-    }
-
-    fn put<T: serde::Serialize>(&self, key: Vec<u8>, value: &T) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
-            path: self.path.clone(),
-            key: String::from_utf8_lossy(&key).into_owned(),
-            detail: e.to_string(),
-        })?;
-        self.data
-            .insert(key, bytes)
-            .map_err(|e| self.write_err(e))?;
-        Ok(())
     }
 
     /// A target's runs, oldest first.
@@ -205,11 +281,15 @@ impl Store {
             .scan::<RunRecord>(vec![b'r'])
             .filter(|r| !matches!(r, Ok(run) if run.status != RunStatus::Running))
             .collect::<Result<_, _>>()?;
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
         for mut run in stale {
             run.status = RunStatus::Interrupted;
-            self.put(run_key(&run.target, run.id), &run)?;
+            batch.insert(run_key(&run.target, run.id), encode(self, &run)?);
         }
-        self.flush()
+        self.apply(batch)
     }
 }
 

@@ -122,10 +122,7 @@ impl Store {
             }
         }
         batch.insert(run_key(target, id), encode(self, &run)?);
-        self.data
-            .apply_batch(batch)
-            .map_err(|e| self.write_err(e))?;
-        self.flush()?;
+        self.apply(batch)?;
         Ok(RunStart {
             run,
             chain,

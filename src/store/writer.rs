@@ -202,11 +202,7 @@ impl RunWriter {
         run.counts.items_unchanged += stats.items_unchanged;
         run.counts.items_duplicate += stats.items_duplicate;
         batch.insert(run_key(&target, run_id), encode(store, &run)?);
-        store
-            .data
-            .apply_batch(batch)
-            .map_err(|e| store.write_err(e))?;
-        store.flush()?;
+        store.apply(batch)?;
         self.run = run;
         self.next_event = next_event;
         Ok(stats)
@@ -325,11 +321,7 @@ impl RunWriter {
             }
         }
         batch.insert(run_key(&target, self.run.id), encode(&store, &self.run)?);
-        store
-            .data
-            .apply_batch(batch)
-            .map_err(|e| store.write_err(e))?;
-        store.flush()?;
+        store.apply(batch)?;
         Ok(self.run)
     }
 

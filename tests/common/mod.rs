@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -50,6 +50,8 @@ pub struct Stats {
     pub max_in_flight: AtomicUsize,
     pub requests: AtomicUsize,
     pub paths: Mutex<Vec<String>>,
+    /// (path, status) of every response.
+    pub responses: Mutex<Vec<(String, u16)>>,
 }
 
 impl Stats {
@@ -67,19 +69,39 @@ impl Stats {
             .filter(|p| *p == path)
             .count()
     }
+    /// Responses with this status so far.
+    pub fn status_count(&self, status: u16) -> usize {
+        self.responses
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| *s == status)
+            .count()
+    }
+    /// Forgets what was counted so far.
+    pub fn reset(&self) {
+        self.requests.store(0, Ordering::SeqCst);
+        self.max_in_flight.store(0, Ordering::SeqCst);
+        self.paths.lock().unwrap().clear();
+        self.responses.lock().unwrap().clear();
+    }
 }
 
-/// A running site; stops when dropped with the test process.
+/// A running site; stops when dropped with the test process. Pages can be
+/// changed while it runs. Every 200 carries an ETag, and a matching
+/// If-None-Match gets a 304.
 pub struct Site {
     pub addr: SocketAddr,
     pub stats: Arc<Stats>,
+    pages: Arc<RwLock<HashMap<String, Resource>>>,
 }
 
 impl Site {
     /// Serves `pages` (keyed by path and query) on its own thread and runtime,
     /// so that sync and async tests can both use it.
     pub fn start(pages: HashMap<String, Resource>) -> Site {
-        let pages = Arc::new(pages);
+        let pages = Arc::new(RwLock::new(pages));
+        let served = pages.clone();
         let stats = Arc::new(Stats::default());
         let (tx, rx) = std::sync::mpsc::channel();
         let st = stats.clone();
@@ -93,14 +115,29 @@ impl Site {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
                 let app = axum::Router::new().fallback(move |req: Request<Body>| {
-                    let (pages, stats) = (pages.clone(), st.clone());
+                    let (pages, stats) = (served.clone(), st.clone());
                     async move { serve(req, &pages, &stats).await }
                 });
                 axum::serve(listener, app).await.unwrap();
             });
         });
         let addr = rx.recv().unwrap();
-        Site { addr, stats }
+        Site { addr, stats, pages }
+    }
+
+    /// Replaces (or adds) a page.
+    pub fn set(&self, path: &str, r: Resource) {
+        self.pages.write().unwrap().insert(path.to_owned(), r);
+    }
+
+    /// Removes a page: it answers 404 from now on.
+    pub fn remove(&self, path: &str) {
+        self.pages.write().unwrap().remove(path);
+    }
+
+    /// A page as it is served now.
+    pub fn get(&self, path: &str) -> Option<Resource> {
+        self.pages.read().unwrap().get(path).cloned()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -110,7 +147,7 @@ impl Site {
 
 async fn serve(
     req: Request<Body>,
-    pages: &HashMap<String, Resource>,
+    pages: &RwLock<HashMap<String, Resource>>,
     stats: &Stats,
 ) -> Response<Body> {
     let key = req
@@ -122,12 +159,31 @@ async fn serve(
     stats.paths.lock().unwrap().push(key.clone());
     let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
-    let resp = match pages.get(&key) {
+    let found = pages.read().unwrap().get(&key).cloned();
+    let if_none_match = req
+        .headers()
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let resp = match found {
         Some(r) => {
             if !r.delay.is_zero() {
                 tokio::time::sleep(r.delay).await;
             }
+            let etag = format!("\"{:x}\"", xxhash_rust::xxh3::xxh3_64(&r.body));
+            if r.status == 200 && if_none_match.as_deref() == Some(etag.as_str()) {
+                stats.responses.lock().unwrap().push((key, 304));
+                stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+                return Response::builder()
+                    .status(304)
+                    .header("etag", etag)
+                    .body(Body::empty())
+                    .unwrap();
+            }
             let mut b = Response::builder().status(r.status);
+            if r.status == 200 {
+                b = b.header("etag", etag);
+            }
             if let Some(ct) = &r.content_type {
                 b = b.header("content-type", ct);
             }
@@ -141,6 +197,11 @@ async fn serve(
             .body(Body::from("not found"))
             .unwrap(),
     };
+    stats
+        .responses
+        .lock()
+        .unwrap()
+        .push((key, resp.status().as_u16()));
     stats.in_flight.fetch_sub(1, Ordering::SeqCst);
     resp
 }
