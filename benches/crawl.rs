@@ -93,16 +93,21 @@ fn listing(l: usize, lists: usize, total: usize) -> String {
     s
 }
 
-fn site(total: usize) -> HashMap<String, Bytes> {
+fn site(total: usize) -> HashMap<String, (Bytes, String)> {
     let lists = total.div_ceil(PER_LIST);
     let mut pages = HashMap::with_capacity(total + lists);
     for l in 1..=lists {
-        pages.insert(format!("/list/{l}"), Bytes::from(listing(l, lists, total)));
+        pages.insert(format!("/list/{l}"), with_etag(listing(l, lists, total)));
     }
     for i in 0..total {
-        pages.insert(format!("/p/{i}.html"), Bytes::from(product(i, total)));
+        pages.insert(format!("/p/{i}.html"), with_etag(product(i, total)));
     }
     pages
+}
+
+fn with_etag(body: String) -> (Bytes, String) {
+    let etag = format!("\"{:x}\"", xxhash_rust::xxh3::xxh3_64(body.as_bytes()));
+    (Bytes::from(body), etag)
 }
 
 const TARGET: &str = r#"
@@ -164,59 +169,110 @@ fn main() {
     std::fs::write(configs.join("bench.toml"), TARGET.replace("{addr}", &addr)).expect("write");
     std::fs::write(configs.join("profiles.toml"), PROFILE).expect("write");
 
+    let state = dir.path().join("state");
+    let crawl = |mode: &str| measure(&configs, &state, mode);
+
+    println!("== full run (10,000 product pages) ==");
+    let full = crawl("--full");
+    full.report();
+    println!("== incremental run over the unchanged site ==");
+    let inc = crawl("");
+    inc.report();
+    println!(
+        "bench: incremental / full: wall {:.0}%, CPU {:.0}%, bytes {:.1}%",
+        inc.wall / full.wall * 100.0,
+        inc.cpu / full.cpu * 100.0,
+        inc.bytes as f64 / full.bytes.max(1) as f64 * 100.0
+    );
+    let runs: usize = std::env::var("BENCH_FULL_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    for _ in 1..runs {
+        crawl("--full");
+    }
+    println!(
+        "bench: store {:.1} MB on disk after {runs} full runs and 1 incremental run",
+        dir_size(&state) as f64 / 1e6
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// One `crawld crawl` as a child process, measured by the kernel.
+struct Measure {
+    wall: f64,
+    cpu: f64,
+    user: f64,
+    sys: f64,
+    max_rss_kb: i64,
+    pages: u64,
+    bytes: u64,
+}
+
+impl Measure {
+    fn report(&self) {
+        let pages = self.pages.max(1) as f64;
+        println!(
+            "bench: {} pages in {:.2}s wall, {:.0} pages/s",
+            self.pages,
+            self.wall,
+            pages / self.wall
+        );
+        println!(
+            "bench: {:.3} CPU s per 1,000 pages ({:.2}s user, {:.2}s sys)",
+            self.cpu / pages * 1000.0,
+            self.user,
+            self.sys
+        );
+        println!(
+            "bench: {:.1} MB of bodies received",
+            self.bytes as f64 / 1e6
+        );
+        println!("bench: peak RSS {:.1} MB", self.max_rss_kb as f64 / 1024.0);
+    }
+}
+
+fn measure(configs: &std::path::Path, state: &std::path::Path, mode: &str) -> Measure {
     let started = Instant::now();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_crawld"))
-        .args(["crawl", "bench", "--full", "--no-progress", "--configs"])
-        .arg(&configs)
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_crawld"));
+    cmd.args(["crawl", "bench", "--no-progress", "--configs"])
+        .arg(configs)
         .arg("--state")
-        .arg(dir.path().join("state"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn crawld");
-    let pid = child.id() as libc::pid_t;
+        .arg(state)
+        .stdout(std::process::Stdio::null());
+    if !mode.is_empty() {
+        cmd.arg(mode);
+    }
+    let child = cmd.spawn().expect("spawn crawld");
     let mut status = 0;
     // SAFETY: plain POSIX calls on a zeroed rusage and our own child's pid.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
-        libc::wait4(pid, &mut status, 0, &mut usage);
+        libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage);
         usage
     };
     let wall = started.elapsed().as_secs_f64();
-    let _ = server.kill();
-    let _ = server.wait();
-    let mut out = String::new();
-    if let Some(mut stdout) = child.stdout {
-        use std::io::Read;
-        let _ = stdout.read_to_string(&mut out);
-    }
-    print!("{out}");
-    let fetched = out
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("pages")?
-                .split_whitespace()
-                .next()?
-                .parse::<f64>()
-                .ok()
-        })
-        .unwrap_or(0.0);
-    let store_bytes = dir_size(&dir.path().join("state"));
-    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let cpu_s = cpu(usage.ru_utime) + cpu(usage.ru_stime);
-    println!("bench: {fetched} pages in {wall:.2}s wall");
-    println!("bench: {:.0} pages/s", fetched / wall);
-    println!(
-        "bench: {:.3} CPU s per 1,000 pages ({:.2}s user, {:.2}s sys)",
-        cpu_s / fetched.max(1.0) * 1000.0,
-        cpu(usage.ru_utime),
-        cpu(usage.ru_stime)
-    );
-    println!("bench: peak RSS {:.1} MB", usage.ru_maxrss as f64 / 1024.0);
-    println!("bench: store {:.1} MB on disk", store_bytes as f64 / 1e6);
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
         eprintln!("crawld did not exit cleanly (status {status})");
         std::process::exit(1);
+    }
+    let runs = std::process::Command::new(env!("CARGO_BIN_EXE_crawld"))
+        .args(["runs", "bench", "--json", "--state"])
+        .arg(state)
+        .output()
+        .expect("crawld runs");
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).expect("runs JSON");
+    let last = &runs[runs.as_array().map_or(0, |r| r.len().saturating_sub(1))];
+    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Measure {
+        wall,
+        cpu: cpu(usage.ru_utime) + cpu(usage.ru_stime),
+        user: cpu(usage.ru_utime),
+        sys: cpu(usage.ru_stime),
+        max_rss_kb: usage.ru_maxrss,
+        pages: last["counts"]["pages_fetched"].as_u64().unwrap_or(0),
+        bytes: last["counts"]["bytes"].as_u64().unwrap_or(0),
     }
 }
 
@@ -239,7 +295,7 @@ fn dir_size(dir: &std::path::Path) -> u64 {
 fn serve(total: usize) {
     let t = Instant::now();
     let pages = Arc::new(site(total));
-    let bytes: usize = pages.values().map(|b| b.len()).sum();
+    let bytes: usize = pages.values().map(|(b, _)| b.len()).sum();
     eprintln!(
         "site: {} pages, {:.1} MB, generated in {:.1}s",
         pages.len(),
@@ -262,9 +318,19 @@ fn serve(total: usize) {
             let pages = pages.clone();
             let content_type = content_type.clone();
             async move {
+                let inm = req
+                    .headers()
+                    .get("if-none-match")
+                    .and_then(|v| v.to_str().ok());
                 match pages.get(req.uri().path()) {
-                    Some(b) => Response::builder()
+                    Some((_, etag)) if inm == Some(etag.as_str()) => Response::builder()
+                        .status(StatusCode::NOT_MODIFIED)
+                        .header("etag", etag)
+                        .body(Body::empty())
+                        .unwrap_or_default(),
+                    Some((b, etag)) => Response::builder()
                         .header("content-type", content_type)
+                        .header("etag", etag)
                         .body(Body::from(b.clone()))
                         .unwrap_or_default(),
                     None => Response::builder()

@@ -256,6 +256,15 @@ async fn crawl_loop(
     if let Some(resume) = &start.resume {
         live.committed = resume.counts.pages_committed;
     }
+    // An incremental run needs every page's validators and links: read them
+    // in one scan, and hand each out (moved, not copied) as its URL comes up.
+    let mut prev_pages = match mode {
+        RunMode::Incremental => {
+            let (store, id) = (store.clone(), target.id.clone());
+            blocking(move || store.pages(&id)).await??
+        }
+        RunMode::Full => Default::default(),
+    };
     let mut tasks: JoinSet<Outcome> = JoinSet::new();
     let mut freed = engine.hosts.subscribe();
     let mut pending: Vec<PageCommit> = Vec::new();
@@ -270,10 +279,7 @@ async fn crawl_loop(
             else {
                 break;
             };
-            let prev = match mode {
-                RunMode::Incremental => store.page(&target.id, queued.url.as_str()).ok().flatten(),
-                RunMode::Full => None,
-            };
+            let prev = prev_pages.remove(queued.url.as_str());
             let (fetcher, target, slots) =
                 (fetcher.clone(), target.clone(), engine.parse_slots.clone());
             tasks.spawn(async move {
@@ -463,15 +469,22 @@ fn record_outcome(
             } else {
                 counts.pages_unchanged += 1;
             }
-            // An unchanged page links where it linked last time.
-            let links = prev.map(|p| p.links).unwrap_or_default();
+            // An unchanged page links where it linked last time. Most of those
+            // links are known already: skip parsing them.
+            let prev = prev.unwrap_or_else(|| empty_page(&queued.url));
+            let fresh = prev.links.iter().filter(|l| !frontier.has_seen(l));
             offer(
                 frontier,
-                &mut links.iter().filter_map(|l| Url::parse(l).ok()),
+                &mut fresh
+                    .filter_map(|l| Url::parse(l).ok())
+                    .collect::<Vec<_>>()
+                    .into_iter(),
             );
+            let same = (response.etag.is_none() || response.etag == prev.etag)
+                && (response.last_modified.is_none()
+                    || response.last_modified == prev.last_modified);
             commit.outcome = PageOutcome::Unchanged {
-                etag: response.etag,
-                last_modified: response.last_modified,
+                validators: (!same).then_some((response.etag, response.last_modified)),
             };
         }
         Fetched::New {
@@ -517,6 +530,23 @@ fn record_outcome(
         }
     }
     commit
+}
+
+/// A stand-in record for a page with none (an unchanged answer always has one).
+fn empty_page(url: &Url) -> PageRecord {
+    PageRecord {
+        v: crate::store::FORMAT,
+        url: url.as_str().to_owned(),
+        run: crate::ids::RunId(0),
+        fetched_ms: 0,
+        status: 0,
+        etag: None,
+        last_modified: None,
+        body_hash: None,
+        links: Vec::new(),
+        items: Vec::new(),
+        depth: 0,
+    }
 }
 
 fn note_commit(live: &mut Progress, stats: CommitStats) {

@@ -151,6 +151,11 @@ impl Frontier {
         Ok(())
     }
 
+    /// Whether a (normalised) URL was admitted or fetched already.
+    pub fn has_seen(&self, url: &str) -> bool {
+        self.seen.contains(url)
+    }
+
     /// Marks a URL as fetched without queueing it (the target of a redirect).
     pub fn mark_seen(&mut self, url: &Url) {
         if !self.seen.contains(url.as_str()) {

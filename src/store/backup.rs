@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::lock::StateLock;
-use super::records::{ChangeEvent, FrontierEntry, ItemRecord, PageRecord, RunRecord};
+use super::records::{ChangeEvent, FrontierChunk, ItemRecord, PageRecord, RunRecord};
 use super::{Store, StoreError, SEP};
 
 const MAGIC: &[u8] = b"CRAWLD-BACKUP 1\n";
@@ -60,7 +60,7 @@ impl Store {
                 Some(b'i') => self
                     .decode::<ItemRecord>(&k, &v)
                     .map(|i| items.push((target, i))),
-                Some(b'f') => self.decode::<FrontierEntry>(&k, &v).map(|_| {
+                Some(b'f') => self.decode::<FrontierChunk>(&k, &v).map(|_| {
                     frontier_crawls.insert((target, be(rest)));
                 }),
                 Some(b'e') => self.decode::<ChangeEvent>(&k, &v).map(|_| {

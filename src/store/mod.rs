@@ -9,7 +9,7 @@
 //! | `r`    | target · run id (big endian) | [`RunRecord`]  |
 //! | `p`    | target · url                 | [`PageRecord`] |
 //! | `i`    | target · kind · key          | [`ItemRecord`] |
-//! | `f`    | target · crawl id · url      | [`FrontierEntry`] |
+//! | `f`    | target · crawl id · sequence | [`FrontierChunk`] |
 //! | `e`    | target · run id · sequence   | [`ChangeEvent`] |
 
 mod backup;
@@ -25,8 +25,8 @@ use serde::de::DeserializeOwned;
 pub use backup::CheckReport;
 pub use lock::StateLock;
 pub use records::{
-    now_ms, value_hash, ChangeEvent, ChangeKind, FrontierEntry, ItemRecord, ItemVersion,
-    PageRecord, RunCounts, RunMode, RunRecord, RunStatus, FORMAT,
+    now_ms, value_hash, ChangeEvent, ChangeKind, FrontierChunk, FrontierEntry, ItemRecord,
+    ItemVersion, PageRecord, RunCounts, RunMode, RunRecord, RunStatus, FORMAT,
 };
 pub use runs::{Resume, RunPolicy, RunStart};
 pub use writer::{CommitStats, PageCommit, PageOutcome, RunWriter};
@@ -259,6 +259,17 @@ impl Store {
         self.get(&page_key(target, url))
     }
 
+    /// Every page record of a target, by URL: one sequential scan, much
+    /// cheaper than a lookup per URL on a cold store.
+    pub fn pages(
+        &self,
+        target: &TargetId,
+    ) -> Result<std::collections::HashMap<String, PageRecord>, StoreError> {
+        self.scan::<PageRecord>(prefixed(b'p', &[target.as_str().as_bytes()]))
+            .map(|p| p.map(|p| (p.url.clone(), p)))
+            .collect()
+    }
+
     /// One item of a target, tombstoned or not.
     pub fn item(
         &self,
@@ -329,9 +340,9 @@ fn frontier_prefix(target: &TargetId, crawl: RunId) -> Vec<u8> {
     prefixed(b'f', &[target.as_str().as_bytes(), &crawl.0.to_be_bytes()])
 }
 
-fn frontier_key(target: &TargetId, crawl: RunId, url: &str) -> Vec<u8> {
+fn frontier_key(target: &TargetId, crawl: RunId, seq: u64) -> Vec<u8> {
     let mut k = frontier_prefix(target, crawl);
-    k.extend_from_slice(url.as_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 

@@ -121,13 +121,23 @@ pub struct PageRecord {
     pub depth: u32,
 }
 
-/// A URL of a crawl's frontier. Written with the page that discovered it,
-/// marked done with the page's own commit, deleted when the crawl completes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A URL of a crawl's frontier, as rebuilt from its journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrontierEntry {
-    pub v: u8,
     pub depth: u32,
     pub done: bool,
+}
+
+/// One commit's worth of frontier transitions: the URLs it admitted and the
+/// URLs it finished. Written in the same batch as those pages, so the
+/// frontier never disagrees with the pages; one record per commit rather than
+/// one per URL keeps the write volume low. Deleted when the crawl completes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FrontierChunk {
+    pub v: u8,
+    /// (url, depth)
+    pub admitted: Vec<(String, u32)>,
+    pub done: Vec<String>,
 }
 
 /// What happened to an item in a run.

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::records::{
-    now_ms, ChangeEvent, FrontierEntry, RunCounts, RunMode, RunRecord, RunStatus, FORMAT,
+    now_ms, ChangeEvent, FrontierChunk, FrontierEntry, RunCounts, RunMode, RunRecord, RunStatus,
+    FORMAT,
 };
 use super::{encode, event_prefix, frontier_key, frontier_prefix, run_key, Store, StoreError};
 use crate::ids::{RunId, TargetId};
@@ -41,6 +42,8 @@ pub struct RunStart {
 pub struct Resume {
     /// Every URL admitted so far, done or not.
     pub entries: Vec<(String, FrontierEntry)>,
+    /// The next sequence number of the crawl's frontier journal.
+    pub next_chunk: u64,
     /// Totals of the runs being continued.
     pub counts: RunCounts,
 }
@@ -83,7 +86,7 @@ impl Store {
             .last()
             .filter(|r| matches!(r.status, RunStatus::Interrupted | RunStatus::Failed))
         {
-            let entries = self.frontier(target, prev.crawl)?;
+            let (entries, next_chunk) = self.frontier(target, prev.crawl)?;
             let age =
                 Duration::from_millis(now.saturating_sub(prev.ended_ms.unwrap_or(prev.started_ms)));
             let replaced = mode == RunMode::Full && prev.mode == RunMode::Incremental;
@@ -93,8 +96,8 @@ impl Store {
                 let mut old = prev.clone();
                 old.status = RunStatus::Abandoned;
                 batch.insert(run_key(target, old.id), encode(self, &old)?);
-                for (url, _) in &entries {
-                    batch.remove(frontier_key(target, prev.crawl, url));
+                for seq in 0..next_chunk {
+                    batch.remove(frontier_key(target, prev.crawl, seq));
                 }
                 abandoned = Some(old.id);
             } else {
@@ -108,18 +111,20 @@ impl Store {
                     counts.add(&r.counts);
                     cursor = r.resumed_from.and_then(|p| by_id.get(&p).copied());
                 }
-                resume = Some(Resume { entries, counts });
+                resume = Some(Resume {
+                    entries,
+                    next_chunk,
+                    counts,
+                });
             }
         }
         if resume.is_none() {
-            let entry = FrontierEntry {
+            let chunk = FrontierChunk {
                 v: FORMAT,
-                depth: 0,
-                done: false,
+                admitted: start_urls.iter().map(|u| (u.clone(), 0)).collect(),
+                done: Vec::new(),
             };
-            for url in start_urls {
-                batch.insert(frontier_key(target, id, url), encode(self, &entry)?);
-            }
+            batch.insert(frontier_key(target, id, 0), encode(self, &chunk)?);
         }
         batch.insert(run_key(target, id), encode(self, &run)?);
         self.apply(batch)?;
@@ -151,22 +156,43 @@ impl Store {
         Ok(RunId(id))
     }
 
-    /// Every URL of a crawl's frontier.
+    /// Every URL of a crawl's frontier, rebuilt from its journal, and the
+    /// journal's next sequence number.
     pub fn frontier(
         &self,
         target: &TargetId,
         crawl: RunId,
-    ) -> Result<Vec<(String, FrontierEntry)>, StoreError> {
+    ) -> Result<(Vec<(String, FrontierEntry)>, u64), StoreError> {
         let prefix = frontier_prefix(target, crawl);
         let skip = prefix.len();
-        self.data
-            .scan_prefix(&prefix)
-            .map(|kv| {
-                let (k, v) = kv.map_err(|e| self.write_err(e))?;
-                let url = String::from_utf8_lossy(&k[skip..]).into_owned();
-                Ok((url, self.decode(&k, &v)?))
-            })
-            .collect()
+        let mut entries: std::collections::HashMap<String, FrontierEntry> = HashMap::new();
+        let mut next = 0;
+        for kv in self.data.scan_prefix(&prefix) {
+            let (k, v) = kv.map_err(|e| self.write_err(e))?;
+            let seq = k
+                .get(skip..)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_be_bytes);
+            next = next.max(seq + 1);
+            let chunk: FrontierChunk = self.decode(&k, &v)?;
+            for (url, depth) in chunk.admitted {
+                entries
+                    .entry(url)
+                    .or_insert(FrontierEntry { depth, done: false });
+            }
+            for url in chunk.done {
+                entries
+                    .entry(url)
+                    .or_insert(FrontierEntry {
+                        depth: 0,
+                        done: true,
+                    })
+                    .done = true;
+            }
+        }
+        let mut entries: Vec<(String, FrontierEntry)> = entries.into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok((entries, next))
     }
 
     /// A target's last run.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::records::{
-    now_ms, value_hash, ChangeEvent, ChangeKind, FrontierEntry, ItemRecord, ItemVersion,
+    now_ms, value_hash, ChangeEvent, ChangeKind, FrontierChunk, ItemRecord, ItemVersion,
     PageRecord, RunMode, RunRecord, RunStatus, FORMAT,
 };
 use super::runs::{RunPolicy, RunStart};
@@ -45,10 +45,10 @@ pub enum PageOutcome {
         items: Vec<Item>,
     },
     /// 304 Not Modified, or the same body as last time: the stored page and
-    /// its items stay as they are; only the validators are refreshed.
+    /// its items stay as they are; only new validators (ETag, Last-Modified)
+    /// are written, when the server sent different ones.
     Unchanged {
-        etag: Option<String>,
-        last_modified: Option<String>,
+        validators: Option<(Option<String>, Option<String>)>,
     },
     /// A transport error or an HTTP error status: nothing stored changes,
     /// the URL is only marked done in the frontier.
@@ -72,6 +72,7 @@ pub struct RunWriter {
     chain: Vec<RunId>,
     policy: RunPolicy,
     next_event: u64,
+    next_chunk: u64,
 }
 
 impl RunWriter {
@@ -82,6 +83,7 @@ impl RunWriter {
             chain: start.chain.clone(),
             policy,
             next_event: 0,
+            next_chunk: start.resume.as_ref().map_or(1, |r| r.next_chunk),
         }
     }
 
@@ -101,31 +103,21 @@ impl RunWriter {
         let mut next_event = self.next_event;
         // Items written earlier in this batch, so two pages of one batch see each other.
         let mut pending: HashMap<Vec<u8>, ItemRecord> = HashMap::new();
-        for page in pages {
+        let mut chunk = FrontierChunk {
+            v: FORMAT,
+            ..Default::default()
+        };
+        for mut page in pages {
             let now = page.fetched_ms;
-            for (url, depth) in &page.admitted {
-                let entry = FrontierEntry {
-                    v: FORMAT,
-                    depth: *depth,
-                    done: false,
-                };
-                batch.insert(frontier_key(&target, crawl, url), encode(store, &entry)?);
-            }
-            let done = FrontierEntry {
-                v: FORMAT,
-                depth: page.depth,
-                done: true,
-            };
-            batch.insert(
-                frontier_key(&target, crawl, &page.url),
-                encode(store, &done)?,
-            );
+            chunk.admitted.append(&mut page.admitted);
+            chunk.done.push(page.url.clone());
             stats.pages += 1;
             let record = match page.outcome {
                 PageOutcome::Failed => continue,
+                // Same validators as stored: nothing to write but the frontier.
+                PageOutcome::Unchanged { validators: None } => continue,
                 PageOutcome::Unchanged {
-                    etag,
-                    last_modified,
+                    validators: Some((etag, last_modified)),
                 } => {
                     let Some(mut record) = store.page(&target, &page.url)? else {
                         continue;
@@ -195,6 +187,10 @@ impl RunWriter {
         for (key, record) in &pending {
             batch.insert(key.as_slice(), encode(store, record)?);
         }
+        batch.insert(
+            frontier_key(&target, crawl, self.next_chunk),
+            encode(store, &chunk)?,
+        );
         let mut run = self.run.clone();
         run.counts.pages_committed += stats.pages;
         run.counts.items_new += stats.items_new;
@@ -205,6 +201,7 @@ impl RunWriter {
         store.apply(batch)?;
         self.run = run;
         self.next_event = next_event;
+        self.next_chunk += 1;
         Ok(stats)
     }
 
