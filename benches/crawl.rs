@@ -233,6 +233,7 @@ impl Measure {
     }
 }
 
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also yields its rusage
 fn measure(configs: &std::path::Path, state: &std::path::Path, mode: &str) -> Measure {
     let started = Instant::now();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_crawld"));

@@ -226,7 +226,8 @@ fn sigterm_checkpoints_and_the_next_run_refetches_nothing_committed() {
     assert_eq!(first[0]["status"], "interrupted");
     let committed = first[0]["counts"]["pages_committed"].as_u64().unwrap() as usize;
     assert!(
-        committed >= 40 && committed < lists * per_list,
+        // Answers still in flight at the signal are not committed.
+        committed >= 40 - IN_FLIGHT && committed < lists * per_list,
         "{committed}"
     );
 
