@@ -28,6 +28,8 @@ pub struct Context<'a> {
     pub profiles: &'a BTreeMap<ProfileName, Arc<Profile>>,
     /// Profiles that were declared but failed to resolve, with their file.
     pub broken_profiles: &'a BTreeMap<String, std::path::PathBuf>,
+    /// Files that did not parse: a profile they define is unknown here.
+    pub unreadable: &'a [std::path::PathBuf],
     /// Reads `${VAR}` references in header values.
     pub env: &'a dyn Fn(&str) -> Option<String>,
 }
@@ -266,10 +268,19 @@ fn lookup_profile(name: &str, cx: &Context) -> Result<Arc<Profile>, String> {
         ));
     }
     let known: Vec<&str> = cx.profiles.keys().map(|p| p.as_str()).collect();
-    Err(format!(
-        "unknown profile {name:?}; known: {}",
-        known.join(", ")
-    ))
+    let mut msg = format!("unknown profile {name:?}; known: {}", known.join(", "));
+    if !cx.unreadable.is_empty() {
+        let files: Vec<String> = cx
+            .unreadable
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        msg.push_str(&format!(
+            " (it may be in {}, which could not be read: fix that first)",
+            files.join(", ")
+        ));
+    }
+    Err(msg)
 }
 
 /// Replaces `${VAR}` with the variable's value; an undefined variable is an error.
@@ -297,7 +308,19 @@ fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
 }
 
 fn regex(s: &str) -> Result<Regex, String> {
-    Regex::new(s).map_err(|e| format!("invalid regex {s:?}: {e}"))
+    Regex::new(s).map_err(|e| {
+        // regex draws its own caret over several lines; its last line says what is wrong.
+        let text = e.to_string();
+        let why = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or(&text);
+        format!(
+            "invalid regex {s:?}: {}",
+            why.trim().trim_start_matches("error: ")
+        )
+    })
 }
 
 fn selector(s: &str) -> Result<Selector, String> {
@@ -383,6 +406,17 @@ fn item_kind(c: &mut Compiler, name: &str, raw: &Spanned<RawItem>) -> Option<Ite
             Some(ItemKey::PageUrl)
         }
         Some(k) => match item.fields.get_index_of(k.get_ref().as_str()) {
+            Some(i) if item.fields[i].get_ref().many => {
+                c.err(
+                    k.span(),
+                    at("key"),
+                    format!(
+                        "key {:?} names a field with many = true: a key is one value",
+                        k.get_ref()
+                    ),
+                );
+                None
+            }
             Some(i) => Some(ItemKey::Field(i)),
             None => {
                 let names: Vec<&str> = item.fields.keys().map(String::as_str).collect();
@@ -435,6 +469,15 @@ fn field(c: &mut Compiler, key: &str, name: &str, raw: &Spanned<RawField>) -> Op
             None
         }
     };
+    if f.many {
+        if let Some(j) = &f.join {
+            c.err(
+                j.span(),
+                format!("{key}.join"),
+                "many and join do not go together: many makes a list, join one string",
+            );
+        }
+    }
     let kind = match &f.kind {
         None => Some(FieldType::Text),
         Some(t) => c.check(t, &format!("{key}.type"), |t| match t.as_str() {

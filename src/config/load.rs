@@ -80,12 +80,29 @@ pub fn load_dir_with_env(
             path: path.clone(),
             text: text.into(),
         };
+        // Every syntax error of the file at once; then the first type or key error,
+        // located and named by its dotted key.
+        let (doc, syntax) = toml::de::DeTable::parse_recoverable(&source.text);
+        if !syntax.is_empty() {
+            // The first error of each line: later ones on a line are mostly its echoes.
+            let mut lines = std::collections::BTreeSet::new();
+            for e in syntax {
+                let span = e.span().unwrap_or(0..0);
+                let error = source.error(span, None, e.message().trim_end().to_owned());
+                if lines.insert(error.position.map(|p| p.line)) {
+                    push(&mut report, error);
+                }
+            }
+            report.invalid_targets.insert(TargetId::new(stem), path);
+            continue;
+        }
         match toml::from_str::<RawFile>(&source.text) {
             Ok(raw) => parsed.push((source, raw)),
             Err(e) => {
                 let span = e.span().unwrap_or(0..0);
+                let key = key_path(doc.get_ref(), span.start);
                 let message = e.message().trim_end().to_owned();
-                push(&mut report, source.error(span, None, message));
+                push(&mut report, source.error(span, key, message));
                 // Whatever this file declared is unknown; a target of the same name must not run.
                 report.invalid_targets.insert(TargetId::new(stem), path);
             }
@@ -138,11 +155,17 @@ pub fn load_dir_with_env(
         .filter(|(n, _)| !profiles.contains_key(&ProfileName::new(n.as_str())))
         .collect();
 
-    let env_lookup = env;
+    let unreadable: Vec<PathBuf> = report
+        .errors
+        .keys()
+        .filter(|p| !parsed.iter().any(|(src, _)| &src.path == *p))
+        .cloned()
+        .collect();
     let cx = Context {
         profiles: &profiles,
         broken_profiles: &broken,
-        env: env_lookup,
+        unreadable: &unreadable,
+        env,
     };
     for (source, raw) in &parsed {
         let stem = source
@@ -151,8 +174,12 @@ pub fn load_dir_with_env(
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         if raw.start_urls.is_none() {
-            if has_target_keys(raw) {
-                push(&mut report, ConfigError::file(&source.path, "this file sets target keys but has no start_urls; a target needs start_urls (a file of profiles only may hold nothing but [profiles.*])"));
+            if let Some((key, span)) = first_target_key(raw) {
+                let message = format!("`{key}` is a target key, but this file has no start_urls; a target needs start_urls, and a file of profiles holds only [profiles.*]");
+                push(
+                    &mut report,
+                    source.error(span, Some(key.to_owned()), message),
+                );
             }
             continue;
         }
@@ -181,6 +208,41 @@ pub fn load_dir_with_env(
     Ok(report)
 }
 
+/// The dotted key whose key or value covers byte `pos` (`items.book.fields.price`).
+/// Tables made by `[a.b]` headers have no span of their own, so every
+/// branch is searched.
+fn key_path(table: &toml::de::DeTable<'_>, pos: usize) -> Option<String> {
+    fn walk(value: &toml::de::DeValue<'_>, pos: usize) -> Option<Vec<String>> {
+        match value {
+            toml::de::DeValue::Table(t) => t.iter().find_map(|(k, v)| {
+                let here = k.span().contains(&pos) || v.span().contains(&pos);
+                match walk(v.get_ref(), pos) {
+                    Some(mut below) => {
+                        below.insert(0, k.get_ref().to_string());
+                        Some(below)
+                    }
+                    None => here.then(|| vec![k.get_ref().to_string()]),
+                }
+            }),
+            toml::de::DeValue::Array(a) => a.iter().enumerate().find_map(|(i, v)| {
+                let mut below = walk(v.get_ref(), pos)?;
+                below.insert(0, format!("[{i}]"));
+                Some(below)
+            }),
+            _ => None,
+        }
+    }
+    let path = walk(&toml::de::DeValue::Table(table.clone()), pos)?;
+    let mut out = String::new();
+    for part in path {
+        if !out.is_empty() && !part.starts_with('[') {
+            out.push('.');
+        }
+        out.push_str(&part);
+    }
+    Some(out)
+}
+
 fn push(report: &mut LoadReport, e: ConfigError) {
     report.errors.entry(e.file.clone()).or_default().push(e);
 }
@@ -200,17 +262,33 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-fn has_target_keys(raw: &RawFile) -> bool {
-    raw.profile.is_some()
-        || raw.max_pages.is_some()
-        || raw.schedule.is_some()
-        || raw.full_schedule.is_some()
-        || raw.headers.is_some()
-        || raw.strip_params.is_some()
-        || raw.follow.is_some()
-        || raw.items.is_some()
-        || raw.resume_within.is_some()
-        || raw.keep_versions.is_some()
-        || raw.keep_runs.is_some()
-        || raw.output.is_some()
+/// The first target key set in a file, with its span.
+fn first_target_key(raw: &RawFile) -> Option<(&'static str, std::ops::Range<usize>)> {
+    let spans = [
+        ("profile", raw.profile.as_ref().map(|v| v.span())),
+        ("max_pages", raw.max_pages.as_ref().map(|v| v.span())),
+        ("schedule", raw.schedule.as_ref().map(|v| v.span())),
+        (
+            "full_schedule",
+            raw.full_schedule.as_ref().map(|v| v.span()),
+        ),
+        ("headers", raw.headers.as_ref().map(|v| v.span())),
+        ("strip_params", raw.strip_params.as_ref().map(|v| v.span())),
+        ("follow", raw.follow.as_ref().map(|v| v.span())),
+        ("items", raw.items.as_ref().map(|v| v.span())),
+        (
+            "resume_within",
+            raw.resume_within.as_ref().map(|v| v.span()),
+        ),
+        (
+            "keep_versions",
+            raw.keep_versions.as_ref().map(|v| v.span()),
+        ),
+        ("keep_runs", raw.keep_runs.as_ref().map(|v| v.span())),
+        ("output", raw.output.as_ref().map(|v| v.span())),
+    ];
+    spans
+        .into_iter()
+        .filter_map(|(k, s)| Some((k, s?)))
+        .min_by_key(|(_, s)| s.start)
 }
