@@ -183,7 +183,7 @@ fn crawl_refuses_a_target_whose_file_is_invalid() {
         .args(["crawl", "nope", "--configs"])
         .arg(tmp.path().join("configs"))
         .assert()
-        .code(78)
+        .code(2)
         .stderr(predicate::str::contains("no target \"nope\""));
 }
 

@@ -381,7 +381,7 @@ pub(crate) fn pick_target(dir: &Path, name: &str) -> Result<Arc<Target>, Exit> {
         None => {
             let known: Vec<&str> = report.set.targets.keys().map(|t| t.as_str()).collect();
             Err(fail(
-                Exit::Config,
+                Exit::Usage,
                 format!(
                     "no target {name:?} in {} (targets: {})",
                     dir.display(),
