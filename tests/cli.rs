@@ -172,7 +172,7 @@ fn crawl_refuses_a_target_whose_file_is_invalid() {
         .assert()
         .code(78)
         .stderr(predicate::str::contains(
-            "shop.toml:11:1: unknown field `max_depht`",
+            "shop.toml:11:1: items.card.max_depht: unknown field `max_depht`",
         ));
     assert_eq!(
         site.stats.requests(),
