@@ -5,6 +5,7 @@
 //! tasks run concurrently within the host limits; HTML is parsed on blocking
 //! threads (at most one per core); a writer thread commits pages in batches.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,8 @@ use url::Url;
 use crate::config::Target;
 use crate::extract::{self, Kinds, PageExtract};
 use crate::fetcher::{FetchError, Fetcher, Response, Validators};
-use crate::frontier::{Frontier, QueuedUrl};
+use crate::frontier::{normalize_url, Frontier, QueuedUrl};
+use crate::ids::HostKey;
 use crate::limiter::{HostLimits, HostPool};
 use crate::store::{
     now_ms, CommitStats, PageCommit, PageOutcome, PageRecord, RunCounts, RunMode, RunPolicy,
@@ -60,10 +62,15 @@ pub enum RunError {
 /// Live figures of a run, for progress display.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
-    pub fetched: u64,
+    /// URLs finished, whatever their outcome.
+    pub done: u64,
+    /// URLs waiting in the frontier or in flight.
     pub queued: u64,
-    pub items: u64,
+    /// Responses received.
+    pub fetched: u64,
+    /// URLs that ended in an error (transport or HTTP status).
     pub failed: u64,
+    pub items: u64,
     pub committed: u64,
 }
 
@@ -104,6 +111,10 @@ enum Failure {
     Fetch(FetchError),
     /// The parser panicked on this page; the run goes on without it.
     Parse,
+    /// The fetch task panicked.
+    Panic,
+    /// A redirect led where the follow rules do not go.
+    Redirect(Url),
 }
 
 impl Failure {
@@ -111,6 +122,17 @@ impl Failure {
         match self {
             Failure::Fetch(e) => e.kind(),
             Failure::Parse => "parse",
+            Failure::Panic => "panic",
+            Failure::Redirect(_) => "redirect_refused",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Failure::Fetch(e) => e.to_string(),
+            Failure::Parse => "the HTML parser panicked on this page".into(),
+            Failure::Panic => "the fetch task panicked".into(),
+            Failure::Redirect(to) => format!("redirected to {to}, which the follow rules exclude"),
         }
     }
 }
@@ -237,7 +259,7 @@ async fn crawl_loop(
     // The writer thread commits batches and reports each commit back.
     let (batch_tx, mut batch_rx) = mpsc::unbounded_channel::<Vec<PageCommit>>();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Result<CommitStats, StoreError>>();
-    let mut writer = RunWriter::new(store.clone(), start, policy);
+    let mut writer = RunWriter::new(store.clone(), start, policy, target.fingerprint.clone());
     let writer_task = tokio::task::spawn_blocking(move || {
         while let Some(batch) = batch_rx.blocking_recv() {
             let result = writer.commit(batch);
@@ -266,6 +288,13 @@ async fn crawl_loop(
         RunMode::Full => Default::default(),
     };
     let mut tasks: JoinSet<Outcome> = JoinSet::new();
+    // What each task fetches, so that a task that panics is still accounted for.
+    let mut in_flight: HashMap<tokio::task::Id, (Url, u32)> = HashMap::new();
+    // Target headers may carry credentials: they go to the start URLs' hosts only.
+    let start_hosts: Arc<HashSet<HostKey>> =
+        Arc::new(target.start_urls.iter().filter_map(HostKey::of).collect());
+    let no_headers = Arc::new(reqwest::header::HeaderMap::new());
+    let target_headers = Arc::new(target.headers.clone());
     let mut freed = engine.hosts.subscribe();
     let mut pending: Vec<PageCommit> = Vec::new();
     let mut pending_since = Instant::now();
@@ -279,15 +308,24 @@ async fn crawl_loop(
             else {
                 break;
             };
-            let prev = prev_pages.remove(queued.url.as_str());
+            // A page extracted under another configuration is fetched and parsed again.
+            let prev = prev_pages
+                .remove(queued.url.as_str())
+                .filter(|p| p.config.as_deref() == Some(target.fingerprint.as_str()));
+            let headers = if start_hosts.contains(&queued.host) {
+                target_headers.clone()
+            } else {
+                no_headers.clone()
+            };
             let (fetcher, target, slots) =
                 (fetcher.clone(), target.clone(), engine.parse_slots.clone());
-            tasks.spawn(async move {
+            let what = (queued.url.clone(), queued.depth);
+            let handle = tasks.spawn(async move {
                 let validators = Validators {
                     etag: prev.as_ref().and_then(|p| p.etag.as_deref()),
                     last_modified: prev.as_ref().and_then(|p| p.last_modified.as_deref()),
                 };
-                let result = fetcher.get(&queued.url, &target.headers, validators).await;
+                let result = fetcher.get(&queued.url, &headers, validators).await;
                 // The slot stays taken for the delay after the response, parse or not.
                 permit.release_after_delay();
                 let result = match result {
@@ -300,8 +338,9 @@ async fn crawl_loop(
                     result,
                 }
             });
+            in_flight.insert(handle.id(), what);
         }
-        live.queued = frontier.queued() as u64;
+        live.queued = (frontier.queued() + tasks.len()) as u64;
         progress.update(&live);
         if tasks.is_empty() && frontier.queued() == 0 {
             break;
@@ -320,8 +359,24 @@ async fn crawl_loop(
                     break;
                 }
             },
-            Some(joined) = tasks.join_next() => {
-                let Ok(outcome) = joined else { continue };
+            Some(joined) = tasks.join_next_with_id() => {
+                let outcome = match joined {
+                    Ok((id, outcome)) => {
+                        in_flight.remove(&id);
+                        outcome
+                    }
+                    Err(e) => {
+                        // A bug in a fetch task must cost one URL, not the run.
+                        let Some((url, depth)) = in_flight.remove(&e.id()) else { continue };
+                        warn!(%url, "A fetch task panicked; the URL is counted as failed.");
+                        let Some(host) = HostKey::of(&url) else { continue };
+                        Outcome {
+                            queued: QueuedUrl { url, host, depth },
+                            prev: None,
+                            result: Err(Failure::Panic),
+                        }
+                    }
+                };
                 let page = record_outcome(target, frontier, &mut counts, &mut live, outcome);
                 if pending.is_empty() {
                     pending_since = Instant::now();
@@ -366,11 +421,13 @@ async fn crawl_loop(
 
 /// Hashes the body, and extracts on a parse thread when the page is new HTML.
 async fn process(
-    response: Response,
+    mut response: Response,
     prev: Option<&PageRecord>,
     target: Arc<Target>,
     slots: Arc<Semaphore>,
 ) -> Result<Fetched, Failure> {
+    // After redirects the page is where it landed, in canonical form.
+    response.url = normalize_url(response.url, &target.strip_params);
     if response.status == 304 && prev.is_some() {
         return Ok(Fetched::Unchanged {
             response,
@@ -431,7 +488,26 @@ fn record_outcome(
         depth: queued.depth,
         admitted: Vec::new(),
         fetched_ms: now_ms(),
-        outcome: PageOutcome::Failed,
+        outcome: PageOutcome::Fetched {
+            status: 0,
+            etag: None,
+            last_modified: None,
+            body_hash: None,
+            links: Vec::new(),
+            items: Vec::new(),
+        },
+    };
+    live.done += 1;
+    let mut fail = |counts: &mut RunCounts, kind: String, detail: String, status: Option<u16>| {
+        debug!(url = %queued.url, error = %detail, "Page failed.");
+        counts.pages_failed += 1;
+        *counts.errors.entry(kind.clone()).or_default() += 1;
+        live.failed += 1;
+        PageOutcome::Failed {
+            kind,
+            detail,
+            status,
+        }
     };
     let mut offer = |frontier: &mut Frontier, links: &mut dyn Iterator<Item = Url>| {
         for link in links {
@@ -444,15 +520,10 @@ fn record_outcome(
     let fetched = match result {
         Ok(f) => f,
         Err(e) => {
-            match &e {
-                Failure::Fetch(e) => debug!(url = %queued.url, error = %e, "Fetch failed."),
-                Failure::Parse => {
-                    warn!(url = %queued.url, "The HTML parser panicked on this page; skipped.")
-                }
+            if matches!(e, Failure::Parse) {
+                warn!(url = %queued.url, "The HTML parser panicked on this page; skipped.");
             }
-            counts.pages_failed += 1;
-            *counts.errors.entry(e.kind().to_owned()).or_default() += 1;
-            live.failed += 1;
+            commit.outcome = fail(counts, e.kind().to_owned(), e.detail(), None);
             return commit;
         }
     };
@@ -495,16 +566,27 @@ fn record_outcome(
             counts.bytes += response.body.len() as u64;
             if response.url != queued.url {
                 frontier.mark_seen(&response.url);
+                if queued.depth == 0 {
+                    frontier.add_start_host(&response.url);
+                } else if frontier.rules_refuse(target, &response.url).is_some() {
+                    // A redirect may not lead where the follow rules would not.
+                    let e = Failure::Redirect(response.url);
+                    commit.outcome = fail(counts, e.kind().to_owned(), e.detail(), None);
+                    return commit;
+                }
             }
             let status = response.status;
             let gone = matches!(status, 404 | 410);
             if !(200..300).contains(&status) {
-                debug!(url = %queued.url, status, "HTTP error.");
-                counts.pages_failed += 1;
-                live.failed += 1;
-                *counts.errors.entry(format!("http_{status}")).or_default() += 1;
+                let failed = fail(
+                    counts,
+                    format!("http_{status}"),
+                    format!("HTTP {status}"),
+                    Some(status),
+                );
                 if !gone {
                     // A server error says nothing about the page: keep what we knew.
+                    commit.outcome = failed;
                     return commit;
                 }
             }
@@ -546,6 +628,7 @@ fn empty_page(url: &Url) -> PageRecord {
         links: Vec::new(),
         items: Vec::new(),
         depth: 0,
+        config: None,
     }
 }
 

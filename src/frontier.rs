@@ -123,6 +123,33 @@ impl Frontier {
         f
     }
 
+    /// Whether the follow rules (hosts, allow, deny) exclude a URL.
+    pub fn rules_refuse(&self, target: &Target, url: &Url) -> Option<Refusal> {
+        let follow = &target.follow;
+        let Some(host) = HostKey::of(url) else {
+            return Some(Refusal::OffHost);
+        };
+        if follow.same_host && !self.start_hosts.contains(&host) {
+            return Some(Refusal::OffHost);
+        }
+        let path = &url[Position::BeforePath..];
+        if !follow.allow.is_empty() && !follow.allow.iter().any(|re| re.is_match(path)) {
+            return Some(Refusal::NotAllowed);
+        }
+        if follow.deny.iter().any(|re| re.is_match(path)) {
+            return Some(Refusal::Denied);
+        }
+        None
+    }
+
+    /// A start URL redirected to another host (`http://a` → `https://www.a`):
+    /// that host counts as a start host from now on.
+    pub fn add_start_host(&mut self, url: &Url) {
+        if let Some(host) = HostKey::of(url) {
+            self.start_hosts.insert(host);
+        }
+    }
+
     /// Offers a link found at depth `depth - 1`; queues it if the rules allow.
     pub fn offer(&mut self, target: &Target, url: Url, depth: u32) -> Result<(), Refusal> {
         let follow = &target.follow;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::crawl::{Progress, ProgressSink};
-use crate::store::RunRecord;
+use crate::store::{FailureRecord, RunRecord};
 
 /// How often progress is logged when stderr is not a terminal.
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -54,8 +54,8 @@ impl ProgressSink for ProgressView {
         let rate = p.fetched as f64 / self.started.elapsed().as_secs_f64().max(0.001);
         match &self.bar {
             Some(bar) => {
-                bar.set_length(p.fetched + p.failed + p.queued);
-                bar.set_position(p.fetched + p.failed);
+                bar.set_length(p.done + p.queued);
+                bar.set_position(p.done);
                 bar.set_message(format!(
                     "{} items · {} errors · {:.0} pages/s",
                     p.items, p.failed, rate
@@ -77,8 +77,8 @@ impl ProgressSink for ProgressView {
     }
 }
 
-/// The end-of-run summary, several lines.
-pub fn summary(run: &RunRecord) -> String {
+/// The end-of-run summary, several lines, with the first few failed URLs.
+pub fn summary(run: &RunRecord, failures: &[FailureRecord]) -> String {
     let c = &run.counts;
     let secs = run.ended_ms.map_or(0.0, |end| {
         end.saturating_sub(run.started_ms) as f64 / 1000.0
@@ -109,6 +109,32 @@ pub fn summary(run: &RunRecord) -> String {
         let _ = writeln!(s, "  errors  {}", errors.join(", "));
     }
     let _ = writeln!(s, "  data    {} received", bytesize::ByteSize(c.bytes));
+    if c.pages_not_modified + c.pages_unchanged > 0 {
+        let _ = writeln!(
+            s,
+            "  reused  {} not modified (304), {} with an unchanged body: not parsed again",
+            c.pages_not_modified, c.pages_unchanged
+        );
+    }
+    if c.items_removed > 0 {
+        let _ = writeln!(
+            s,
+            "  removed {} item(s) no longer on their pages",
+            c.items_removed
+        );
+    }
+    for f in failures {
+        let _ = writeln!(s, "  failed  {} ({})", f.url, f.detail);
+    }
+    if (failures.len() as u64) < c.pages_failed {
+        let _ = writeln!(
+            s,
+            "  …and {} more: crawld failures {} --run {}",
+            c.pages_failed - failures.len() as u64,
+            run.target,
+            run.id
+        );
+    }
     if let Some(e) = &run.error {
         let _ = writeln!(s, "  error   {e}");
     }

@@ -407,3 +407,75 @@ fn a_second_process_on_one_state_dir_is_refused() {
     assert!(msg.contains("is in use by crawld pid"), "{msg}");
     assert!(msg.contains(&std::process::id().to_string()), "{msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_go_to_start_hosts_only_and_redirects_obey_the_rules() {
+    let mut pages: std::collections::HashMap<String, Resource> = std::collections::HashMap::new();
+    let site = Site::start(std::collections::HashMap::new());
+    let other = format!("http://localhost:{}", site.addr.port());
+    pages.insert(
+        "/".into(),
+        Resource::html(format!(
+            r#"<h1>Home</h1><a href="{other}/elsewhere">other host</a><a href="/hop">hop</a><a href="/fine">fine</a>"#
+        )),
+    );
+    pages.insert("/elsewhere".into(), Resource::html("<h1>Elsewhere</h1>"));
+    pages.insert("/hop".into(), Resource::redirect("/private/x"));
+    pages.insert("/private/x".into(), Resource::html("<h1>Private</h1>"));
+    pages.insert("/fine".into(), Resource::html("<h1>Fine</h1>"));
+    for (path, r) in pages {
+        site.set(&path, r);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = tmp.path().join("configs");
+    let target = r#"
+start_urls = ["{base}/"]
+profile = "fast"
+headers = { Authorization = "Bearer s3cret" }
+[follow]
+same_host = false
+deny = ['^/private/']
+[items.page]
+[items.page.fields]
+h1 = "h1"
+"#;
+    write_configs(
+        &configs,
+        &site.url(""),
+        &[("t.toml", target), ("p.toml", FAST_PROFILE)],
+    );
+    let (run, items) = crawl_once(&configs, &tmp.path().join("state"), "t").await;
+    let auth = site.stats.auth.lock().unwrap().clone();
+    let home = auth.iter().find(|(_, path, _)| path == "/").unwrap();
+    assert_eq!(
+        home.2.as_deref(),
+        Some("Bearer s3cret"),
+        "the start host gets the target's headers"
+    );
+    let elsewhere = auth
+        .iter()
+        .find(|(_, path, _)| path == "/elsewhere")
+        .unwrap();
+    assert!(elsewhere.0.starts_with("localhost"), "{elsewhere:?}");
+    assert_eq!(elsewhere.2, None, "another host never sees the credentials");
+    assert_eq!(
+        run.counts.errors.get("redirect_refused"),
+        Some(&1),
+        "{:?}",
+        run.counts
+    );
+    assert!(
+        !items.iter().any(|i| i.value["h1"] == json!("Private")),
+        "a denied page is not extracted via a redirect"
+    );
+    let store = Store::open(&tmp.path().join("state")).unwrap();
+    let failures: Vec<_> = store
+        .failures(&TargetId::new("t"), run.id)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(failures.len(), 1);
+    assert!(
+        failures[0].url.ends_with("/hop") && failures[0].kind == "redirect_refused",
+        "{failures:?}"
+    );
+}

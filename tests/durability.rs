@@ -578,3 +578,36 @@ fn a_full_disk_fails_the_run_loudly_and_keeps_what_was_committed() {
         .success();
     assert_all_products_once(&state, 400);
 }
+
+#[test]
+fn an_incremental_run_reextracts_pages_after_the_selectors_change() {
+    let site = Site::start(shop(1, 5));
+    let e = env(&site, TARGET);
+    crawl(&e, true).success();
+    crawl(&e, false).success();
+    let quiet = runs(&e.state).pop().unwrap();
+    assert_eq!(quiet["counts"]["pages_not_modified"], 6, "{quiet}");
+    // A new field: unchanged pages must be parsed again to fill it.
+    let edited = TARGET.replace(
+        "[items.product.fields]",
+        "[items.product.fields]\nfull = \"h1\"",
+    );
+    write_configs(&e.configs, &site.url(""), &[("shop.toml", &edited)]);
+    crawl(&e, false).success();
+    let run = runs(&e.state).pop().unwrap();
+    assert_eq!(run["counts"]["pages_not_modified"], 0, "{run}");
+    let changes = jsonl(&e.state, &["--changes"]);
+    assert_eq!(changes.len(), 5, "{changes:?}");
+    assert!(
+        changes
+            .iter()
+            .all(|c| c["fields"] == serde_json::json!(["full"])),
+        "{changes:?}"
+    );
+    // And the run after that is quiet again.
+    crawl(&e, false).success();
+    assert_eq!(
+        runs(&e.state).pop().unwrap()["counts"]["pages_not_modified"],
+        6
+    );
+}

@@ -299,3 +299,42 @@ pub(super) fn store_restore(state: &Path, file: &Path) -> Exit {
         }
     }
 }
+
+pub(super) fn failures(state: &Path, name: &str, run: Option<u64>) -> Exit {
+    let store = match open_store(state) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    let target = TargetId::new(name);
+    let run = match run {
+        Some(id) => RunId(id),
+        None => match store.last_run(&target) {
+            Ok(Some(r)) => r.id,
+            Ok(None) => {
+                return fail(
+                    Exit::Failed,
+                    format!("target {name} has no runs in {}", state.display()),
+                )
+            }
+            Err(e) => {
+                let exit = Exit::from(&e);
+                return fail(exit, e);
+            }
+        },
+    };
+    let mut out = std::io::stdout().lock();
+    for f in store.failures(&target, run) {
+        let f = match f {
+            Ok(f) => f,
+            Err(e) => {
+                let exit = Exit::from(&e);
+                return fail(exit, e);
+            }
+        };
+        let line = serde_json::json!({"url": f.url, "run": f.run, "kind": f.kind, "detail": f.detail, "status": f.status, "at": export::rfc3339(f.at_ms)});
+        if writeln!(out, "{line}").is_err() {
+            break;
+        }
+    }
+    Exit::Ok
+}

@@ -98,6 +98,15 @@ enum Command {
         #[command(flatten)]
         state: StateArg,
     },
+    /// The URLs that failed in a run (default: the last one), with why.
+    Failures {
+        target: String,
+        /// The run (default: the target's last run).
+        #[arg(long)]
+        run: Option<u64>,
+        #[command(flatten)]
+        state: StateArg,
+    },
     /// A target's runs: id, mode, status, counts, duration.
     Runs {
         target: String,
@@ -193,6 +202,9 @@ fn systemd_dir(var: &str, fallback: &str) -> PathBuf {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from(fallback))
 }
+
+/// Failed URLs listed in a run's summary; `crawld failures` lists them all.
+const SUMMARY_FAILURES: usize = 5;
 
 /// Entry point of the binary.
 pub fn main() -> std::process::ExitCode {
@@ -300,6 +312,7 @@ async fn dispatch(command: Command) -> Exit {
             json,
             state,
         } => data::runs(&state.dir(), &target, json),
+        Command::Failures { target, run, state } => data::failures(&state.dir(), &target, run),
         Command::Store { action } => match action {
             StoreAction::Check { state } => data::store_check(&state.dir()),
             StoreAction::Backup { file, state } => data::store_backup(&state.dir(), &file),
@@ -439,7 +452,12 @@ pub(crate) async fn crawl_target(
     view.finish();
     match result {
         Ok(run) => {
-            print!("{}", report::summary(&run));
+            let failures: Vec<_> = store
+                .failures(&run.target, run.id)
+                .take(SUMMARY_FAILURES)
+                .filter_map(Result::ok)
+                .collect();
+            print!("{}", report::summary(&run, &failures));
             println!(
                 "Items are in {}; export them with: crawld export {} --state {} --format jsonl",
                 state.display(),

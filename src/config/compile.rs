@@ -225,9 +225,29 @@ pub fn target(
             keep_versions,
             keep_runs,
             changes_jsonl,
+            fingerprint: fingerprint(&src.text),
         }),
         _ => Err(c.errors),
     }
+}
+
+/// Hash of the sections that decide what a page yields, in their TOML form
+/// (so comments and other keys do not count).
+fn fingerprint(text: &str) -> String {
+    let table: toml::Table = toml::from_str(text).unwrap_or_default();
+    let parts: Vec<String> = ["items", "follow", "strip_params"]
+        .iter()
+        .map(|k| {
+            table
+                .get(*k)
+                .and_then(|v| serde_json::to_string(v).ok())
+                .unwrap_or_default()
+        })
+        .collect();
+    format!(
+        "{:016x}",
+        xxhash_rust::xxh3::xxh3_64(parts.join("\u{1}").as_bytes())
+    )
 }
 
 /// A relative path that stays inside the state dir, with known placeholders.

@@ -70,6 +70,9 @@ pub struct Target {
     pub keep_runs: usize,
     /// `[output] changes_jsonl`: a path under the state dir, with `{target}` and `{run}`.
     pub changes_jsonl: Option<String>,
+    /// Hash of what decides extraction (`items`, `follow`, `strip_params`):
+    /// pages extracted under another fingerprint are fetched and parsed again.
+    pub fingerprint: String,
 }
 
 /// `[follow]`, compiled.

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::lock::StateLock;
-use super::records::{ChangeEvent, FrontierChunk, ItemRecord, PageRecord, RunRecord};
+use super::records::{
+    ChangeEvent, FailureRecord, FrontierChunk, ItemRecord, PageRecord, RunRecord,
+};
 use super::{Store, StoreError, SEP};
 
 const MAGIC: &[u8] = b"CRAWLD-BACKUP 1\n";
@@ -64,6 +66,9 @@ impl Store {
                     frontier_crawls.insert((target, be(rest)));
                 }),
                 Some(b'e') => self.decode::<ChangeEvent>(&k, &v).map(|_| {
+                    event_runs.insert((target, be(rest)));
+                }),
+                Some(b'x') => self.decode::<FailureRecord>(&k, &v).map(|_| {
                     event_runs.insert((target, be(rest)));
                 }),
                 Some(b'm') => Ok(()),

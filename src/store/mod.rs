@@ -11,6 +11,7 @@
 //! | `i`    | target · kind · key          | [`ItemRecord`] |
 //! | `f`    | target · crawl id · sequence | [`FrontierChunk`] |
 //! | `e`    | target · run id · sequence   | [`ChangeEvent`] |
+//! | `x`    | target · run id · url        | [`FailureRecord`] |
 
 mod backup;
 mod lock;
@@ -25,8 +26,8 @@ use serde::de::DeserializeOwned;
 pub use backup::CheckReport;
 pub use lock::StateLock;
 pub use records::{
-    now_ms, value_hash, ChangeEvent, ChangeKind, FrontierChunk, FrontierEntry, ItemRecord,
-    ItemVersion, PageRecord, RunCounts, RunMode, RunRecord, RunStatus, FORMAT,
+    now_ms, value_hash, ChangeEvent, ChangeKind, FailureRecord, FrontierChunk, FrontierEntry,
+    ItemRecord, ItemVersion, PageRecord, RunCounts, RunMode, RunRecord, RunStatus, FORMAT,
 };
 pub use runs::{Resume, RunPolicy, RunStart};
 pub use writer::{CommitStats, PageCommit, PageOutcome, RunWriter};
@@ -270,6 +271,15 @@ impl Store {
             .collect()
     }
 
+    /// The URLs that failed in one run.
+    pub fn failures(
+        &self,
+        target: &TargetId,
+        run: RunId,
+    ) -> impl Iterator<Item = Result<FailureRecord, StoreError>> + '_ {
+        self.scan(failure_prefix(target, run))
+    }
+
     /// One item of a target, tombstoned or not.
     pub fn item(
         &self,
@@ -353,6 +363,16 @@ fn event_prefix(target: &TargetId, run: RunId) -> Vec<u8> {
 fn event_key(target: &TargetId, run: RunId, seq: u64) -> Vec<u8> {
     let mut k = event_prefix(target, run);
     k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn failure_prefix(target: &TargetId, run: RunId) -> Vec<u8> {
+    prefixed(b'x', &[target.as_str().as_bytes(), &run.0.to_be_bytes()])
+}
+
+fn failure_key(target: &TargetId, run: RunId, url: &str) -> Vec<u8> {
+    let mut k = failure_prefix(target, run);
+    k.extend_from_slice(url.as_bytes());
     k
 }
 

@@ -119,6 +119,23 @@ pub struct PageRecord {
     /// `kind\0key` of every item this page yielded.
     pub items: Vec<String>,
     pub depth: u32,
+    /// Fingerprint of the target configuration the page was extracted with;
+    /// a page extracted under another one is fetched and parsed again.
+    #[serde(default)]
+    pub config: Option<String>,
+}
+
+/// A URL that failed in a run, with why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailureRecord {
+    pub v: u8,
+    pub url: String,
+    pub run: RunId,
+    pub at_ms: u64,
+    /// `timeout`, `connect`, `http_503`, …
+    pub kind: String,
+    pub detail: String,
+    pub status: Option<u16>,
 }
 
 /// A URL of a crawl's frontier, as rebuilt from its journal.

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::records::{
-    now_ms, value_hash, ChangeEvent, ChangeKind, FrontierChunk, ItemRecord, ItemVersion,
-    PageRecord, RunMode, RunRecord, RunStatus, FORMAT,
+    now_ms, value_hash, ChangeEvent, ChangeKind, FailureRecord, FrontierChunk, ItemRecord,
+    ItemVersion, PageRecord, RunMode, RunRecord, RunStatus, FORMAT,
 };
 use super::runs::{RunPolicy, RunStart};
 use super::{
-    encode, event_key, event_prefix, frontier_key, frontier_prefix, item_key, page_key, run_key,
-    Store, StoreError,
+    encode, event_key, event_prefix, failure_key, failure_prefix, frontier_key, frontier_prefix,
+    item_key, page_key, run_key, Store, StoreError,
 };
 use crate::extract::Item;
 use crate::ids::RunId;
@@ -50,9 +50,13 @@ pub enum PageOutcome {
     Unchanged {
         validators: Option<(Option<String>, Option<String>)>,
     },
-    /// A transport error or an HTTP error status: nothing stored changes,
-    /// the URL is only marked done in the frontier.
-    Failed,
+    /// A transport error or an HTTP error status: the stored page stays as
+    /// it was; the failure is recorded for this run and the URL marked done.
+    Failed {
+        kind: String,
+        detail: String,
+        status: Option<u16>,
+    },
 }
 
 /// What one commit changed.
@@ -73,10 +77,17 @@ pub struct RunWriter {
     policy: RunPolicy,
     next_event: u64,
     next_chunk: u64,
+    /// The target configuration's fingerprint, stamped on every page written.
+    fingerprint: String,
 }
 
 impl RunWriter {
-    pub fn new(store: Arc<Store>, start: &RunStart, policy: RunPolicy) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        start: &RunStart,
+        policy: RunPolicy,
+        fingerprint: String,
+    ) -> Self {
         RunWriter {
             store,
             run: start.run.clone(),
@@ -84,6 +95,7 @@ impl RunWriter {
             policy,
             next_event: 0,
             next_chunk: start.resume.as_ref().map_or(1, |r| r.next_chunk),
+            fingerprint,
         }
     }
 
@@ -113,7 +125,26 @@ impl RunWriter {
             chunk.done.push(page.url.clone());
             stats.pages += 1;
             let record = match page.outcome {
-                PageOutcome::Failed => continue,
+                PageOutcome::Failed {
+                    kind,
+                    detail,
+                    status,
+                } => {
+                    let failure = FailureRecord {
+                        v: FORMAT,
+                        url: page.url,
+                        run: run_id,
+                        at_ms: now,
+                        kind,
+                        detail,
+                        status,
+                    };
+                    batch.insert(
+                        failure_key(&target, run_id, &failure.url),
+                        encode(store, &failure)?,
+                    );
+                    continue;
+                }
                 // Same validators as stored: nothing to write but the frontier.
                 PageOutcome::Unchanged { validators: None } => continue,
                 PageOutcome::Unchanged {
@@ -179,6 +210,7 @@ impl RunWriter {
                         links,
                         items: item_ids,
                         depth: page.depth,
+                        config: Some(self.fingerprint.clone()),
                     }
                 }
             };
@@ -311,9 +343,14 @@ impl RunWriter {
             let excess = (runs.len() + 1).saturating_sub(self.policy.keep_runs.max(1));
             for old in runs.iter().filter(|r| r.id != self.run.id).take(excess) {
                 batch.remove(run_key(&target, old.id));
-                for kv in store.data.scan_prefix(event_prefix(&target, old.id)) {
-                    let (k, _) = kv.map_err(|e| store.write_err(e))?;
-                    batch.remove(k);
+                for prefix in [
+                    event_prefix(&target, old.id),
+                    failure_prefix(&target, old.id),
+                ] {
+                    for kv in store.data.scan_prefix(prefix) {
+                        let (k, _) = kv.map_err(|e| store.write_err(e))?;
+                        batch.remove(k);
+                    }
                 }
             }
         }

@@ -52,6 +52,8 @@ pub struct Stats {
     pub paths: Mutex<Vec<String>>,
     /// (path, status) of every response.
     pub responses: Mutex<Vec<(String, u16)>>,
+    /// (Host header, path, Authorization header) of every request.
+    pub auth: Mutex<Vec<(String, String, Option<String>)>>,
 }
 
 impl Stats {
@@ -159,6 +161,16 @@ async fn serve(
     stats.paths.lock().unwrap().push(key.clone());
     let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let (host, auth) = {
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (header("host").unwrap_or_default(), header("authorization"))
+    };
+    stats.auth.lock().unwrap().push((host, key.clone(), auth));
     let found = pages.read().unwrap().get(&key).cloned();
     let if_none_match = req
         .headers()
