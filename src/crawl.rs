@@ -157,8 +157,8 @@ pub async fn run(
         keep_runs: target.keep_runs,
     };
     let start = {
-        let (store, target) = (store.clone(), target.clone());
-        blocking(move || {
+        let target = target.clone();
+        blocking(&store, move |store| {
             let urls: Vec<String> = target.start_urls.iter().map(|u| u.to_string()).collect();
             store.start_run(&target.id, mode, &urls, &policy)
         })
@@ -192,7 +192,7 @@ pub async fn run(
     .await?;
 
     let error = store_error.as_ref().map(|e| e.to_string());
-    let record = blocking(move || {
+    let record = blocking(&store, move |_| {
         writer.finish(status, error, |run| {
             let committed = std::mem::take(&mut run.counts);
             run.counts = RunCounts {
@@ -212,8 +212,12 @@ pub async fn run(
     }
     let record = record?;
     if let Some(template) = &target.changes_jsonl {
-        let (store, record2, template) = (store.clone(), record.clone(), template.clone());
-        match blocking(move || write_changes(&store, &record2, &template)).await {
+        let (record2, template) = (record.clone(), template.clone());
+        match blocking(&store, move |store| {
+            write_changes(store, &record2, &template)
+        })
+        .await
+        {
             Ok(Ok(path)) => info!(path = %path.display(), "Changes written."),
             Ok(Err(e)) | Err(e) => warn!(error = %e, "Could not write the run's changes file."),
         }
@@ -230,13 +234,16 @@ pub async fn run(
 
 /// Runs blocking store work off the async worker threads.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
+    store: &Arc<Store>,
+    f: impl FnOnce(&Store) -> T + Send + 'static,
 ) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
+    let path = store.path().to_path_buf();
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
         .await
         .map_err(|e| StoreError::Io {
             what: "a store task stopped",
-            path: std::path::PathBuf::new(),
+            path,
             source: std::io::Error::other(e.to_string()),
         })
 }
@@ -282,8 +289,8 @@ async fn crawl_loop(
     // in one scan, and hand each out (moved, not copied) as its URL comes up.
     let mut prev_pages = match mode {
         RunMode::Incremental => {
-            let (store, id) = (store.clone(), target.id.clone());
-            blocking(move || store.pages(&id)).await??
+            let id = target.id.clone();
+            blocking(store, move |store| store.pages(&id)).await??
         }
         RunMode::Full => Default::default(),
     };

@@ -147,12 +147,30 @@ fn crawl_then_export_jsonl_and_csv() {
         "columns follow the config"
     );
     assert_eq!(rows.count(), 10);
+    let refused = tmp.path().join("all.csv");
     crawld()
         .args(["export", "shop", "--format", "csv", "--state"])
         .arg(&state)
+        .arg("--out")
+        .arg(&refused)
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--kind"));
+    assert!(!refused.exists(), "a failed export leaves no file");
+    assert!(std::fs::read_dir(tmp.path()).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".partial")));
+    // A mistyped state dir is an error, and is not created.
+    let typo = tmp.path().join("stat");
+    crawld()
+        .args(["export", "shop", "--state"])
+        .arg(&typo)
+        .assert()
+        .code(74)
+        .stderr(predicate::str::contains("no store in"));
+    assert!(!typo.exists());
 }
 
 #[test]

@@ -4,17 +4,18 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::{fail, open_store};
+use super::{fail, open_existing_store as open_store};
 use crate::config;
 use crate::error::Exit;
 use crate::export::{self, ExportError, Format};
 use crate::ids::{RunId, TargetId};
 use crate::store::{RunStatus, Store};
 
-/// stdout, or a file created at `out`.
+/// stdout, or a temporary file beside `out` that [`finish`] moves in place,
+/// so that a failed export never leaves a partial file.
 fn sink(out: Option<&Path>) -> Result<Box<dyn Write>, Exit> {
     match out {
-        Some(path) => match std::fs::File::create(path) {
+        Some(path) => match std::fs::File::create(partial(path)) {
             Ok(f) => Ok(Box::new(std::io::BufWriter::new(f))),
             Err(e) => Err(fail(
                 Exit::Failed,
@@ -22,6 +23,31 @@ fn sink(out: Option<&Path>) -> Result<Box<dyn Write>, Exit> {
             )),
         },
         None => Ok(Box::new(std::io::BufWriter::new(std::io::stdout().lock()))),
+    }
+}
+
+fn partial(path: &Path) -> std::path::PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+/// Moves a finished export in place, or removes what a failed one wrote.
+fn finish(out: Option<&Path>, exit: Exit) -> Exit {
+    let Some(path) = out else { return exit };
+    if exit != Exit::Ok {
+        let _ = std::fs::remove_file(partial(path));
+        return exit;
+    }
+    match std::fs::rename(partial(path), path) {
+        Ok(()) => Exit::Ok,
+        Err(e) => fail(
+            Exit::Failed,
+            format!("cannot write {}: {e}", path.display()),
+        ),
     }
 }
 
@@ -62,14 +88,10 @@ pub(super) fn export(
         Ok(s) => s,
         Err(exit) => return exit,
     };
-    match export::export(
-        &store,
-        &TargetId::new(name),
-        target.as_deref(),
-        kind,
-        format,
-        &mut sink,
-    ) {
+    let id = TargetId::new(name);
+    let result = export::export(&store, &id, target.as_deref(), kind, format, &mut sink);
+    drop(sink);
+    let exit = match result {
         Ok(n) => {
             if n == 0 {
                 eprintln!("warning: no items of target {name} in {}", state.display());
@@ -79,7 +101,8 @@ pub(super) fn export(
             Exit::Ok
         }
         Err(e) => export_failed(e),
-    }
+    };
+    finish(out, exit)
 }
 
 pub(super) fn export_changes(
@@ -96,7 +119,9 @@ pub(super) fn export_changes(
         Ok(s) => s,
         Err(exit) => return exit,
     };
-    match export::export_changes(&store, &TargetId::new(name), since.map(RunId), &mut sink) {
+    let result = export::export_changes(&store, &TargetId::new(name), since.map(RunId), &mut sink);
+    drop(sink);
+    let exit = match result {
         Ok(n) => {
             if let Some(path) = out {
                 eprintln!("{n} change(s) written to {}", path.display());
@@ -104,7 +129,8 @@ pub(super) fn export_changes(
             Exit::Ok
         }
         Err(e) => export_failed(e),
-    }
+    };
+    finish(out, exit)
 }
 
 pub(super) fn history(state: &Path, name: &str, key: &str, kind: Option<&str>) -> Exit {
@@ -192,13 +218,13 @@ pub(super) fn runs(state: &Path, name: &str, json: bool) -> Exit {
         }
     };
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&runs).unwrap_or_default()
         );
         return Exit::Ok;
     }
-    println!(
+    outln!(
         "{:>6}  {:<11}  {:<11}  {:<24}  {:>9}  {:>7}  {:>7}  {:>6}  {:>7}  {:>7}  resumed_from",
         "run",
         "mode",
@@ -217,7 +243,7 @@ pub(super) fn runs(state: &Path, name: &str, json: bool) -> Exit {
             .map(|end| format!("{:.1}s", end.saturating_sub(r.started_ms) as f64 / 1000.0))
             .unwrap_or_else(|| "-".into());
         let c = &r.counts;
-        println!(
+        outln!(
             "{:>6}  {:<11}  {:<11}  {:<24}  {:>9}  {:>7}  {:>7}  {:>6}  {:>7}  {:>7}  {}",
             r.id.0,
             format!("{:?}", r.mode).to_lowercase(),
@@ -245,7 +271,7 @@ pub(super) fn store_check(state: &Path) -> Exit {
     };
     match store.check() {
         Ok(report) if report.problems.is_empty() => {
-            println!(
+            outln!(
                 "{}: {} records, all valid",
                 store.path().display(),
                 report.records
@@ -280,7 +306,7 @@ pub(super) fn store_backup(state: &Path, file: &Path) -> Exit {
     };
     match store.backup(file) {
         Ok(n) => {
-            println!("{n} records written to {}", file.display());
+            outln!("{n} records written to {}", file.display());
             Exit::Ok
         }
         Err(e) => fail(Exit::Store, e),
@@ -290,7 +316,7 @@ pub(super) fn store_backup(state: &Path, file: &Path) -> Exit {
 pub(super) fn store_restore(state: &Path, file: &Path) -> Exit {
     match Store::restore(state, file) {
         Ok(n) => {
-            println!("{n} records restored into {}", state.display());
+            outln!("{n} records restored into {}", state.display());
             Exit::Ok
         }
         Err(e) => {

@@ -7,6 +7,22 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+/// `println!` that does not panic when stdout is a closed pipe (`crawld … | head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` that does not panic when stdout is a closed pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod data;
 
 use crate::config::{self, LoadReport, Target};
@@ -351,7 +367,7 @@ fn check(dir: &Path) -> Exit {
     };
     let errors = report.all_errors();
     if errors.is_empty() {
-        println!(
+        outln!(
             "{}: {} target(s), {} profile(s), no errors",
             dir.display(),
             report.set.targets.len(),
@@ -412,6 +428,21 @@ pub(crate) fn open_store(dir: &Path) -> Result<Arc<Store>, Exit> {
     })
 }
 
+/// Opens a store that must exist already: reading commands never create one
+/// (a mistyped `--state` would otherwise read as "no items").
+pub(crate) fn open_existing_store(dir: &Path) -> Result<Arc<Store>, Exit> {
+    if !dir.join("db").exists() {
+        return Err(fail(
+            Exit::Store,
+            format!(
+                "no store in {}: nothing was crawled with this state dir (check --state)",
+                dir.display()
+            ),
+        ));
+    }
+    open_store(dir)
+}
+
 /// A token cancelled by Ctrl-C or SIGTERM.
 pub(crate) fn cancel_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
@@ -457,8 +488,8 @@ pub(crate) async fn crawl_target(
                 .take(SUMMARY_FAILURES)
                 .filter_map(Result::ok)
                 .collect();
-            print!("{}", report::summary(&run, &failures));
-            println!(
+            out!("{}", report::summary(&run, &failures));
+            outln!(
                 "Items are in {}; export them with: crawld export {} --state {} --format jsonl",
                 state.display(),
                 target.id,
@@ -586,12 +617,12 @@ async fn test(
             "links": page.links.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
             "followed": followed,
         });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Exit::Ok;
     }
     match status {
-        Some(s) => println!("{page_url} → HTTP {s}"),
-        None => println!("{page_url} (from file)"),
+        Some(s) => outln!("{page_url} → HTTP {s}"),
+        None => outln!("{page_url} (from file)"),
     }
     for kind in &target.items {
         let items: Vec<_> = page.items.iter().filter(|i| i.kind == kind.name).collect();
@@ -611,27 +642,27 @@ async fn test(
             } else {
                 "`pages` does not match this URL"
             };
-            println!("\n[{}] 0 items ({why})", kind.name);
+            outln!("\n[{}] 0 items ({why})", kind.name);
             continue;
         }
-        println!(
+        outln!(
             "\n[{}] {} item(s), {} invalid",
             kind.name,
             items.len(),
             invalid.len()
         );
         for item in items {
-            println!("  key {}", item.key);
+            outln!("  key {}", item.key);
             for (field, value) in &item.value {
-                println!("    {field:<12} {value}");
+                outln!("    {field:<12} {value}");
             }
         }
         for bad in invalid {
-            println!("  invalid: missing {}", bad.missing.join(", "));
+            outln!("  invalid: missing {}", bad.missing.join(", "));
         }
     }
     let refused: Vec<String> = refused.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    println!(
+    outln!(
         "\nlinks: {} found, {} would be followed{}",
         page.links.len(),
         followed.len(),

@@ -11,9 +11,21 @@
 
 /// Parses a number from text such as "£51.77", "1,299.00" or "1.299,00 €".
 pub fn parse_number(text: &str) -> Option<f64> {
-    let start = text.find(|c: char| c.is_ascii_digit())?;
-    let negative = text[..start].trim_end().ends_with('-');
+    let mut start = text.find(|c: char| c.is_ascii_digit())?;
+    // ".99" and "£.99": a separator right before the first digit starts a fraction.
+    if start > 0 && text[..start].ends_with('.') {
+        start -= 1;
+    }
+    // A minus sign counts when it touches the number or its currency sign:
+    // "-12.5", "-£5.00", "£-5", but not "Price - 42".
+    let before = &text[..start];
+    let sign_part = before
+        .trim_end_matches(|c: char| !c.is_ascii_alphanumeric() && !c.is_whitespace() && c != '-');
+    let negative = before.ends_with('-')
+        || (sign_part.ends_with('-') && !before.ends_with(char::is_whitespace));
     let run: String = text[start..]
+        .strip_prefix('.')
+        .map_or_else(|| text[start..].to_owned(), |rest| format!("0.{rest}"))
         .chars()
         .take_while(|&c| {
             c.is_ascii_digit() || matches!(c, '.' | ',' | '\'' | '\u{a0}' | '\u{202f}')
@@ -71,5 +83,10 @@ mod tests {
         assert_eq!(n("Price: 42."), Some(42.0));
         assert_eq!(n("1\u{a0}299,99"), Some(1299.99));
         assert_eq!(n("free"), None);
+        assert_eq!(n("-£5.00"), Some(-5.0));
+        assert_eq!(n("£-5"), Some(-5.0));
+        assert_eq!(n("Price - 42"), Some(42.0));
+        assert_eq!(n("£.99"), Some(0.99));
+        assert_eq!(n(".5"), Some(0.5));
     }
 }
