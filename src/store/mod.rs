@@ -101,13 +101,22 @@ pub struct Store {
     data: sled::Tree,
     path: PathBuf,
     /// Serialises commits, so that the commit counter only grows.
-    commits: std::sync::Mutex<u64>,
+    commits: std::sync::Mutex<Commits>,
     _lock: StateLock,
 }
 
 /// Free space below which commits stop: sled can tear a batch when the disk
 /// fills up in the middle of writing it, so crawld stops well before.
 pub const MIN_FREE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// How often the commit mark is rewritten, at most.
+const MARK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The commit counter, and when it was last written beside the store.
+struct Commits {
+    last: u64,
+    marked: Option<std::time::Instant>,
+}
 
 /// Meta record: the number of the last commit.
 const COMMITS: &[u8] = b"m\0commits";
@@ -156,7 +165,10 @@ impl Store {
             db,
             data,
             path,
-            commits: std::sync::Mutex::new(found),
+            commits: std::sync::Mutex::new(Commits {
+                last: found,
+                marked: None,
+            }),
             _lock: lock,
         };
         store.interrupt_stale_runs()?;
@@ -165,12 +177,18 @@ impl Store {
 
     /// Applies `batch` atomically, flushes it to disk (blocking), and records
     /// the commit's number beside the store.
-    fn apply(&self, mut batch: sled::Batch) -> Result<(), StoreError> {
+    fn apply(&self, batch: sled::Batch) -> Result<(), StoreError> {
+        self.apply_marked(batch, false)
+    }
+
+    /// [`Store::apply`], writing the commit mark now when `force`d (a run's
+    /// start and end), else at most every [`MARK_EVERY`].
+    fn apply_marked(&self, mut batch: sled::Batch, force: bool) -> Result<(), StoreError> {
         let mut commits = self
             .commits
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let next = *commits + 1;
+        let next = commits.last + 1;
         let available = rustix::fs::statvfs(&self.path)
             .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
             .unwrap_or(u64::MAX);
@@ -186,7 +204,13 @@ impl Store {
             .apply_batch(batch)
             .map_err(|e| self.write_err(e))?;
         self.flush()?;
-        *commits = next;
+        commits.last = next;
+        // The mark is a guard against lost files, not part of the commit: it
+        // may lag (never lead), so it is written at most every MARK_EVERY.
+        if !force && commits.marked.is_some_and(|t| t.elapsed() < MARK_EVERY) {
+            return Ok(());
+        }
+        commits.marked = Some(std::time::Instant::now());
         let mark = self.state_dir().join(COMMIT_MARK);
         let tmp = mark.with_extension("tmp");
         let io = |source| StoreError::Io {

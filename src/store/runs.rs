@@ -127,7 +127,7 @@ impl Store {
             batch.insert(frontier_key(target, id, 0), encode(self, &chunk)?);
         }
         batch.insert(run_key(target, id), encode(self, &run)?);
-        self.apply(batch)?;
+        self.apply_marked(batch, true)?;
         Ok(RunStart {
             run,
             chain,

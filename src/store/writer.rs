@@ -355,7 +355,7 @@ impl RunWriter {
             }
         }
         batch.insert(run_key(&target, self.run.id), encode(&store, &self.run)?);
-        store.apply(batch)?;
+        store.apply_marked(batch, true)?;
         Ok(self.run)
     }
 
