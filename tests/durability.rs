@@ -611,3 +611,80 @@ fn an_incremental_run_reextracts_pages_after_the_selectors_change() {
         6
     );
 }
+
+#[test]
+fn retention_bounds_runs_and_versions() {
+    let site = Site::start(shop(1, 3));
+    let target = TARGET.replace(
+        "max_pages = 100000",
+        "max_pages = 100000\nkeep_runs = 2\nkeep_versions = 2",
+    );
+    let e = env(&site, &target);
+    for round in 0..4 {
+        // A new price every round: one more version of product 1 each time.
+        let mut page = site.get("/p/1.html").unwrap();
+        let body = String::from_utf8(page.body).unwrap();
+        let price = format!("£{}.{round}9", 100 + round);
+        let start = body.find("Price: ").unwrap() + "Price: ".len();
+        let end = start + body[start..].find('<').unwrap();
+        page.body = format!("{}{}{}", &body[..start], price, &body[end..]).into_bytes();
+        site.set("/p/1.html", page);
+        crawl(&e, true).success();
+    }
+    let runs = runs(&e.state);
+    assert_eq!(runs.len(), 2, "keep_runs = 2: {runs:?}");
+    let history = crawld()
+        .args(["history", "shop"])
+        .arg(site.url("/p/1.html"))
+        .arg("--state")
+        .arg(&e.state)
+        .output()
+        .unwrap();
+    let versions = String::from_utf8(history.stdout).unwrap().lines().count();
+    assert_eq!(
+        versions, 3,
+        "keep_versions = 2 past versions plus the current one"
+    );
+    crawld()
+        .args(["store", "check", "--state"])
+        .arg(&e.state)
+        .assert()
+        .success();
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)]
+fn stale_or_replaced_interrupted_runs_are_abandoned() {
+    let site = Site::start(slow_shop(2, 40, Duration::from_millis(20)));
+    let target = TARGET.replace(
+        "max_pages = 100000",
+        "max_pages = 100000\nresume_within = \"300ms\"",
+    );
+    let e = env(&site, &target);
+    let interrupt = |e: &Env| {
+        let child = spawn_crawl(e);
+        let before = site.stats.requests();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while site.stats.requests() < before + 10 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        assert_eq!(child.wait_with_output().unwrap().status.code(), Some(1));
+    };
+    // Too old to resume.
+    interrupt(&e);
+    std::thread::sleep(Duration::from_millis(400));
+    crawl(&e, false).success();
+    let runs_now = runs(&e.state);
+    assert_eq!(runs_now[0]["status"], "abandoned");
+    assert!(runs_now[1]["resumed_from"].is_null());
+    // An interrupted incremental run is replaced by a full one.
+    interrupt(&e);
+    crawl(&e, true).success();
+    let runs_now = runs(&e.state);
+    assert_eq!(runs_now[2]["status"], "abandoned", "{runs_now:?}");
+    assert_eq!(runs_now[3]["mode"], "full");
+    assert!(runs_now[3]["resumed_from"].is_null());
+    assert_all_products_once(&e.state, 80);
+}

@@ -340,7 +340,8 @@ impl RunWriter {
                 batch.remove(k);
             }
             let runs: Vec<RunRecord> = store.runs(&target).collect::<Result<_, _>>()?;
-            let excess = (runs.len() + 1).saturating_sub(self.policy.keep_runs.max(1));
+            // `runs` holds this run too.
+            let excess = runs.len().saturating_sub(self.policy.keep_runs.max(1));
             for old in runs.iter().filter(|r| r.id != self.run.id).take(excess) {
                 batch.remove(run_key(&target, old.id));
                 for prefix in [
