@@ -20,6 +20,7 @@
 pub mod cli;
 pub mod config;
 pub mod crawl;
+pub mod daemon;
 pub mod demo;
 pub mod error;
 pub mod export;

@@ -15,7 +15,7 @@ use super::error::{ConfigError, Source};
 use super::raw::{RawField, RawFile, RawFollow, RawItem};
 use super::schedule::Schedule;
 use super::{
-    Field, FieldType, Follow, ItemKey, ItemKind, ParamPattern, Profile, Target, DEFAULT_KEEP_RUNS,
+    CatchUp, Field, FieldType, Follow, ItemKey, ItemKind, ParamPattern, Profile, Target, DEFAULT_KEEP_RUNS,
     DEFAULT_KEEP_VERSIONS, DEFAULT_LINK_SELECTOR, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAGES,
     DEFAULT_PROFILE, DEFAULT_RESUME_WITHIN,
 };
@@ -161,6 +161,29 @@ pub fn target(
         }
     }
 
+    let timezone = match &raw.timezone {
+        None => Some(chrono_tz::Tz::UTC),
+        Some(z) => c.check(z, "timezone", |s| {
+            s.parse::<chrono_tz::Tz>()
+                .map_err(|_| format!("unknown time zone {s:?}: use an IANA name like \"Europe/Berlin\" or \"UTC\""))
+        }),
+    };
+    let catch_up = match &raw.catch_up {
+        None => Some(CatchUp::Once),
+        Some(v) => c.check(v, "catch_up", |s| match s.as_str() {
+            "once" => Ok(CatchUp::Once),
+            "skip" => Ok(CatchUp::Skip),
+            other => Err(format!("catch_up is \"once\" or \"skip\", not {other:?}")),
+        }),
+    };
+    let spread = match &raw.spread {
+        None => Some(std::time::Duration::ZERO),
+        Some(d) => c.check(d, "spread", |s| super::values::duration(s)),
+    };
+    let max_duration = match &raw.max_duration {
+        None => Some(None),
+        Some(d) => c.check(d, "max_duration", |s| super::values::duration(s).map(Some)),
+    };
     let resume_within = match &raw.resume_within {
         None => Some(DEFAULT_RESUME_WITHIN),
         Some(d) => c.check(d, "resume_within", |s| super::values::duration(s)),
@@ -192,6 +215,10 @@ pub fn target(
         .into_iter()
         .map(|u| normalize_url(u, &strip_params))
         .collect();
+    let (Some(timezone), Some(catch_up), Some(spread), Some(max_duration)) = (timezone, catch_up, spread, max_duration)
+    else {
+        return Err(c.errors);
+    };
     match (
         c.errors.is_empty(),
         profile,
@@ -226,6 +253,11 @@ pub fn target(
             keep_runs,
             changes_jsonl,
             fingerprint: fingerprint(&src.text),
+            timezone,
+            catch_up,
+            spread,
+            max_duration,
+            source_hash: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(src.text.as_bytes())),
         }),
         _ => Err(c.errors),
     }

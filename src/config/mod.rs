@@ -70,9 +70,28 @@ pub struct Target {
     pub keep_runs: usize,
     /// `[output] changes_jsonl`: a path under the state dir, with `{target}` and `{run}`.
     pub changes_jsonl: Option<String>,
+    /// Zone the cron expressions are read in.
+    pub timezone: chrono_tz::Tz,
+    pub catch_up: CatchUp,
+    /// Each firing starts after a stable per-target offset within this window.
+    pub spread: std::time::Duration,
+    /// A run past this is stopped (and resumes at its next start).
+    pub max_duration: Option<std::time::Duration>,
+    /// Hash of the whole file and its profile: a reload applies a target
+    /// whose hash changed.
+    pub source_hash: String,
     /// Hash of what decides extraction (`items`, `follow`, `strip_params`):
     /// pages extracted under another fingerprint are fetched and parsed again.
     pub fingerprint: String,
+}
+
+/// What the daemon does about full runs it missed while it was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Run a missed full scrape once at start-up (and a first one for a new target).
+    Once,
+    /// Wait for the next firing.
+    Skip,
 }
 
 /// `[follow]`, compiled.

@@ -1,0 +1,3 @@
+//! `crawld run`: the long-running service.
+
+pub mod schedule;

@@ -1,0 +1,229 @@
+//! When targets fire: cron expressions read in each target's time zone, and
+//! the one-shot jobs in tokio-cron-scheduler that wake the daemon at those
+//! times. This is the only module that touches tokio-cron-scheduler.
+//!
+//! Fire times are computed here rather than by the scheduler's own time-zone
+//! jobs, which freeze the UTC offset when they are created and drift by an
+//! hour after each DST change. Each firing arms exactly one job for the next
+//! one, so every job is computed with the offset of its own day.
+//!
+//! DST: a local time that does not exist (the spring gap, 02:00–03:00 in
+//! Europe/Berlin) fires at the first instant after the gap; a local time that
+//! happens twice (the autumn repeat) fires once, at its first occurrence.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use tokio::sync::mpsc;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use uuid::Uuid;
+
+use crate::config::{Schedule, Target};
+use crate::ids::TargetId;
+use crate::store::RunMode;
+
+/// The next time `schedule` fires strictly after `after`, read in `tz`.
+pub fn next_fire(schedule: &Schedule, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    // Walk local wall-clock times: croner finds the next matching local time,
+    // and we map it to an instant ourselves, so DST is handled in one place.
+    let mut local = after.with_timezone(&tz).naive_local();
+    for _ in 0..1000 {
+        let next = schedule.cron.find_next_occurrence(&Utc.from_utc_datetime(&local), false).ok()?;
+        let naive = next.naive_utc();
+        match instant(tz, naive) {
+            Some(at) if at > after => return Some(at),
+            // The first occurrence of a repeated time already passed: skip its echo.
+            _ => local = naive,
+        }
+    }
+    None
+}
+
+/// The instant of a local wall-clock time: the first of two in a repeat, the
+/// end of the gap for a time that does not exist.
+fn instant(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+        LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
+        LocalResult::None => {
+            // In a gap: the first minute after it.
+            (1..=180).find_map(|m| match tz.from_local_datetime(&(local + chrono::Duration::minutes(m))) {
+                LocalResult::Single(t) => {
+                    let t = t.with_timezone(&Utc);
+                    Some(t - chrono::Duration::seconds(i64::from(chrono::Timelike::second(&t))))
+                }
+                LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
+                LocalResult::None => None,
+            })
+        }
+    }
+}
+
+/// A stable offset in `[0, spread)` for a target, so targets sharing a
+/// schedule do not all start in the same second.
+pub fn spread_offset(target: &TargetId, spread: Duration) -> Duration {
+    if spread.is_zero() {
+        return Duration::ZERO;
+    }
+    let h = xxhash_rust::xxh3::xxh3_64(target.as_str().as_bytes());
+    Duration::from_millis(h % spread.as_millis().max(1) as u64)
+}
+
+/// A firing, sent to the daemon by a job.
+#[derive(Debug, Clone)]
+pub struct Firing {
+    pub target: TargetId,
+    pub mode: RunMode,
+    /// The cron time that fired (before the spread offset).
+    pub at: DateTime<Utc>,
+}
+
+/// The armed jobs of every target.
+pub struct Scheduler {
+    jobs: JobScheduler,
+    armed: HashMap<(TargetId, RunModeKey), (Uuid, DateTime<Utc>)>,
+    tx: mpsc::UnboundedSender<Firing>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum RunModeKey {
+    Incremental,
+    Full,
+}
+
+impl Scheduler {
+    pub async fn start(tx: mpsc::UnboundedSender<Firing>) -> Result<Self, String> {
+        let jobs = JobScheduler::new().await.map_err(|e| format!("cannot start the scheduler: {e}"))?;
+        jobs.start().await.map_err(|e| format!("cannot start the scheduler: {e}"))?;
+        Ok(Scheduler {
+            jobs,
+            armed: HashMap::new(),
+            tx,
+        })
+    }
+
+    /// Arms (or re-arms) the next firing of each of the target's schedules.
+    pub async fn arm(&mut self, target: &Target) {
+        for (mode, key, schedule) in [
+            (RunMode::Incremental, RunModeKey::Incremental, &target.schedule),
+            (RunMode::Full, RunModeKey::Full, &target.full_schedule),
+        ] {
+            self.disarm_one(&target.id, key).await;
+            let Some(schedule) = schedule else { continue };
+            let Some(at) = next_fire(schedule, target.timezone, Utc::now()) else {
+                tracing::warn!(target = %target.id, expr = %schedule.expr, "Schedule never fires.");
+                continue;
+            };
+            let start = at + chrono::Duration::from_std(spread_offset(&target.id, target.spread)).unwrap_or_default();
+            let wait = (start - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            let firing = Firing {
+                target: target.id.clone(),
+                mode,
+                at,
+            };
+            let tx = self.tx.clone();
+            // The job only tells the daemon; it does no crawling itself.
+            let job = Job::new_one_shot_async(wait, move |_, _| {
+                let (tx, firing) = (tx.clone(), firing.clone());
+                Box::pin(async move {
+                    let _ = tx.send(firing);
+                })
+            });
+            match job {
+                Ok(job) => match self.jobs.add(job).await {
+                    Ok(id) => {
+                        self.armed.insert((target.id.clone(), key), (id, at));
+                    }
+                    Err(e) => tracing::error!(target = %target.id, error = %e, "Cannot arm a schedule."),
+                },
+                Err(e) => tracing::error!(target = %target.id, error = %e, "Cannot arm a schedule."),
+            }
+        }
+    }
+
+    /// Removes every job of a target.
+    pub async fn disarm(&mut self, target: &TargetId) {
+        self.disarm_one(target, RunModeKey::Incremental).await;
+        self.disarm_one(target, RunModeKey::Full).await;
+    }
+
+    async fn disarm_one(&mut self, target: &TargetId, key: RunModeKey) {
+        if let Some((id, _)) = self.armed.remove(&(target.clone(), key)) {
+            let _ = self.jobs.remove(&id).await;
+        }
+    }
+
+    /// The next incremental and full fire times of a target.
+    pub fn next(&self, target: &TargetId) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        let get = |k| self.armed.get(&(target.clone(), k)).map(|(_, at)| *at);
+        (get(RunModeKey::Incremental), get(RunModeKey::Full))
+    }
+
+    pub async fn shutdown(&mut self) {
+        let _ = self.jobs.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn fires(expr: &str, tz: &str, from: &str, n: usize) -> Vec<String> {
+        let schedule = Schedule::parse(expr).unwrap();
+        let tz: Tz = tz.parse().unwrap();
+        let mut t = at(from);
+        let mut out = Vec::new();
+        for _ in 0..n {
+            t = next_fire(&schedule, tz, t).unwrap();
+            out.push(t.to_rfc3339());
+        }
+        out
+    }
+
+    #[test]
+    fn daily_times_follow_berlin_across_both_dst_changes() {
+        // 03:00 local every day: 02:00 UTC in summer, 03:00 UTC... in winter 02:00 UTC+1.
+        assert_eq!(
+            fires("0 0 3 * * *", "Europe/Berlin", "2026-03-27T12:00:00Z", 3),
+            ["2026-03-28T02:00:00+00:00", "2026-03-29T01:00:00+00:00", "2026-03-30T01:00:00+00:00"]
+        );
+        assert_eq!(
+            fires("0 0 3 * * *", "Europe/Berlin", "2026-10-23T12:00:00Z", 3),
+            ["2026-10-24T01:00:00+00:00", "2026-10-25T02:00:00+00:00", "2026-10-26T02:00:00+00:00"]
+        );
+    }
+
+    #[test]
+    fn a_time_in_the_spring_gap_fires_when_the_gap_ends() {
+        // 02:30 does not exist on 2026-03-29 in Berlin: it fires at 03:00 CEST = 01:00 UTC.
+        assert_eq!(
+            fires("0 30 2 * * *", "Europe/Berlin", "2026-03-28T12:00:00Z", 2),
+            ["2026-03-29T01:00:00+00:00", "2026-03-30T00:30:00+00:00"]
+        );
+    }
+
+    #[test]
+    fn a_repeated_time_fires_once() {
+        // 02:30 happens twice on 2026-10-25 in Berlin (00:30 and 01:30 UTC): once only.
+        assert_eq!(
+            fires("0 30 2 * * *", "Europe/Berlin", "2026-10-24T12:00:00Z", 2),
+            ["2026-10-25T00:30:00+00:00", "2026-10-26T01:30:00+00:00"]
+        );
+    }
+
+    #[test]
+    fn spread_is_stable_and_within_the_window() {
+        let w = Duration::from_secs(600);
+        let a = spread_offset(&TargetId::new("books"), w);
+        assert_eq!(a, spread_offset(&TargetId::new("books"), w));
+        assert!(a < w);
+        assert_ne!(a, spread_offset(&TargetId::new("films"), w));
+        assert_eq!(spread_offset(&TargetId::new("books"), Duration::ZERO), Duration::ZERO);
+    }
+}
