@@ -14,7 +14,10 @@ use crate::ids::TargetId;
 use crate::store::{ChangeEvent, ChangeKind, ItemRecord, RunRecord, Store, StoreError};
 
 /// Output formats of `crawld export`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Jsonl,
     Csv,

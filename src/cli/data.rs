@@ -1,15 +1,62 @@
-//! Commands that read or manage what is stored: export, history, runs and
-//! `store check|backup|restore`.
+//! Commands that read or manage what is stored: export, history, runs,
+//! failures and `store check|backup|restore`.
+//!
+//! The reading commands are a [`ReadCommand`]: the CLI runs one against the
+//! store itself, or, when a daemon holds the state dir, sends it over the
+//! control socket and the daemon runs the very same code.
 
 use std::io::Write;
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use super::{fail, open_existing_store as open_store};
-use crate::config;
+use crate::config::Target;
+use crate::daemon::control;
 use crate::error::Exit;
 use crate::export::{self, ExportError, Format};
 use crate::ids::{RunId, TargetId};
-use crate::store::{RunStatus, Store};
+use crate::store::{RunStatus, Store, StoreError};
+
+/// A command that only reads the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "lowercase")]
+pub enum ReadCommand {
+    Export {
+        target: String,
+        format: Format,
+        kind: Option<String>,
+    },
+    Changes {
+        target: String,
+        since: Option<u64>,
+    },
+    History {
+        target: String,
+        key: String,
+        kind: Option<String>,
+    },
+    Runs {
+        target: String,
+        json: bool,
+    },
+    Failures {
+        target: String,
+        run: Option<u64>,
+    },
+}
+
+impl ReadCommand {
+    pub fn target(&self) -> &str {
+        match self {
+            ReadCommand::Export { target, .. }
+            | ReadCommand::Changes { target, .. }
+            | ReadCommand::History { target, .. }
+            | ReadCommand::Runs { target, .. }
+            | ReadCommand::Failures { target, .. } => target,
+        }
+    }
+}
 
 /// stdout, or a temporary file beside `out` that [`finish`] moves in place,
 /// so that a failed export never leaves a partial file.
@@ -51,180 +98,205 @@ fn finish(out: Option<&Path>, exit: Exit) -> Exit {
     }
 }
 
-fn export_failed(e: ExportError) -> Exit {
-    let broken_pipe = |e: &std::io::Error| e.kind() == std::io::ErrorKind::BrokenPipe;
-    match e {
-        // `crawld export … | head` closing the pipe early is not an error.
-        ExportError::Write(e) if broken_pipe(&e) => Exit::Ok,
-        ExportError::Csv(e) if matches!(e.kind(), csv::ErrorKind::Io(io) if broken_pipe(io)) => {
-            Exit::Ok
+/// Runs a reading command here, or through the daemon that holds the state dir.
+pub(super) async fn read(
+    state: &Path,
+    socket: Option<&Path>,
+    config: Option<&Target>,
+    cmd: ReadCommand,
+    out: Option<&Path>,
+) -> Exit {
+    if !state.join("db").exists() {
+        // `open_store` explains that nothing was crawled here.
+        return open_store(state).err().unwrap_or(Exit::Store);
+    }
+    let mut sink = match sink(out) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    let exit = match Store::open(state) {
+        Ok(store) => run_read(&store, config, &cmd, &mut sink, &mut std::io::stderr()),
+        Err(StoreError::Locked { dir, pid }) => {
+            let path = control::socket_path(socket, state);
+            match control::call(&path, "POST", "/read", serde_json::to_value(&cmd).ok()).await {
+                Ok(answer) => {
+                    let exit = answer
+                        .headers
+                        .get(control::EXIT_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u8>().ok())
+                        .unwrap_or(1);
+                    if let Some(err) = answer.headers.get("x-crawld-stderr").and_then(|v| v.to_str().ok()) {
+                        if !err.is_empty() {
+                            eprint!("{}", err.replace('\u{1f}', "\n"));
+                        }
+                    }
+                    let written = sink.write_all(&answer.body).and_then(|_| sink.flush());
+                    match written {
+                        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => fail(Exit::Failed, e),
+                        _ => exit_from(exit),
+                    }
+                }
+                Err(e) => fail(
+                    Exit::Locked,
+                    format!("state dir {} is in use by crawld pid {pid}, and its control socket does not answer: {e}", dir.display()),
+                ),
+            }
         }
-        ExportError::Store(e) => {
+        Err(e) => {
             let exit = Exit::from(&e);
             fail(exit, e)
         }
-        e @ ExportError::KindNeeded { .. } => fail(Exit::Usage, e),
-        e => fail(Exit::Failed, e),
+    };
+    drop(sink);
+    finish(out, exit)
+}
+
+fn exit_from(code: u8) -> Exit {
+    match code {
+        0 => Exit::Ok,
+        2 => Exit::Usage,
+        74 => Exit::Store,
+        75 => Exit::Locked,
+        78 => Exit::Config,
+        _ => Exit::Failed,
     }
 }
 
-pub(super) fn export(
-    configs: &Path,
-    state: &Path,
-    name: &str,
-    format: Format,
+/// Runs a reading command against an open store: output to `out`, messages to `err`.
+pub fn run_read(
+    store: &Store,
+    config: Option<&Target>,
+    cmd: &ReadCommand,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Exit {
+    let target = TargetId::new(cmd.target());
+    let store_failed = |e: StoreError| (Exit::from(&e), e.to_string());
+    let result: Result<(), (Exit, String)> = match cmd {
+        ReadCommand::Export { format, kind, .. } => {
+            match export::export(store, &target, config, kind.as_deref(), *format, out) {
+                Ok(0) => {
+                    let _ = writeln!(err, "warning: no items of target {target}");
+                    Ok(())
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(export_failed(e)),
+            }
+        }
+        ReadCommand::Changes { since, .. } => {
+            export::export_changes(store, &target, since.map(RunId), out)
+                .map(|_| ())
+                .map_err(export_failed)
+        }
+        ReadCommand::History { key, kind, .. } => {
+            history(store, &target, key, kind.as_deref(), out)
+        }
+        ReadCommand::Runs { json, .. } => {
+            runs(store, &target, *json, out, err).map_err(store_failed)
+        }
+        ReadCommand::Failures { run, .. } => failures(store, &target, *run, out),
+    };
+    match result {
+        Ok(()) => Exit::Ok,
+        Err((Exit::Ok, _)) => Exit::Ok,
+        Err((exit, msg)) => {
+            let _ = writeln!(err, "error: {msg}");
+            exit
+        }
+    }
+}
+
+fn export_failed(e: ExportError) -> (Exit, String) {
+    let broken_pipe = |e: &std::io::Error| e.kind() == std::io::ErrorKind::BrokenPipe;
+    match e {
+        // `crawld export … | head` closing the pipe early is not an error.
+        ExportError::Write(e) if broken_pipe(&e) => (Exit::Ok, String::new()),
+        ExportError::Csv(e) if matches!(e.kind(), csv::ErrorKind::Io(io) if broken_pipe(io)) => {
+            (Exit::Ok, String::new())
+        }
+        ExportError::Store(e) => (Exit::from(&e), e.to_string()),
+        e @ ExportError::KindNeeded { .. } => (Exit::Usage, e.to_string()),
+        e => (Exit::Failed, e.to_string()),
+    }
+}
+
+fn history(
+    store: &Store,
+    target: &TargetId,
+    key: &str,
     kind: Option<&str>,
-    out: Option<&Path>,
-) -> Exit {
-    let store = match open_store(state) {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
-    // The config only orders CSV columns: a missing or broken one is no reason to fail.
-    let target = config::load_dir(configs)
-        .ok()
-        .and_then(|r| r.set.targets.get(&TargetId::new(name)).cloned());
-    let mut sink = match sink(out) {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
-    let id = TargetId::new(name);
-    let result = export::export(&store, &id, target.as_deref(), kind, format, &mut sink);
-    drop(sink);
-    let exit = match result {
-        Ok(n) => {
-            if n == 0 {
-                eprintln!("warning: no items of target {name} in {}", state.display());
-            } else if let Some(path) = out {
-                eprintln!("{n} item(s) written to {}", path.display());
-            }
-            Exit::Ok
-        }
-        Err(e) => export_failed(e),
-    };
-    finish(out, exit)
-}
-
-pub(super) fn export_changes(
-    state: &Path,
-    name: &str,
-    since: Option<u64>,
-    out: Option<&Path>,
-) -> Exit {
-    let store = match open_store(state) {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
-    let mut sink = match sink(out) {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
-    let result = export::export_changes(&store, &TargetId::new(name), since.map(RunId), &mut sink);
-    drop(sink);
-    let exit = match result {
-        Ok(n) => {
-            if let Some(path) = out {
-                eprintln!("{n} change(s) written to {}", path.display());
-            }
-            Exit::Ok
-        }
-        Err(e) => export_failed(e),
-    };
-    finish(out, exit)
-}
-
-pub(super) fn history(state: &Path, name: &str, key: &str, kind: Option<&str>) -> Exit {
-    let store = match open_store(state) {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
-    let target = TargetId::new(name);
+    out: &mut dyn Write,
+) -> Result<(), (Exit, String)> {
     let found = match kind {
         Some(kind) => store
-            .item(&target, kind, key)
+            .item(target, kind, key)
             .map(|i| i.into_iter().collect::<Vec<_>>()),
         None => store
-            .items(&target)
+            .items(target)
             .filter(|i| !matches!(i, Ok(item) if item.key != key))
             .collect::<Result<Vec<_>, _>>(),
-    };
-    let found = match found {
-        Ok(f) => f,
-        Err(e) => {
-            let exit = Exit::from(&e);
-            return fail(exit, e);
-        }
-    };
+    }
+    .map_err(|e| (Exit::from(&e), e.to_string()))?;
     let item = match found.as_slice() {
         [] => {
-            return fail(
+            return Err((
                 Exit::Failed,
-                format!("no item with key {key:?} in target {name}"),
-            )
+                format!("no item with key {key:?} in target {target}"),
+            ))
         }
         [item] => item,
         several => {
             let kinds: Vec<&str> = several.iter().map(|i| i.kind.as_str()).collect();
-            return fail(
+            return Err((
                 Exit::Usage,
                 format!(
                     "key {key:?} exists in kinds {}: choose one with --kind",
                     kinds.join(", ")
                 ),
-            );
+            ));
         }
     };
-    let mut out = std::io::stdout().lock();
-    let mut line = |v: serde_json::Value| writeln!(out, "{v}");
-    let mut result = Ok(());
-    for version in &item.history {
-        result = result.and_then(|_| {
-            line(serde_json::json!({
-                "run": version.run,
-                "at": export::rfc3339(version.at_ms),
-                "value": version.value,
-            }))
-        });
+    let mut lines: Vec<serde_json::Value> = item
+        .history
+        .iter()
+        .map(
+            |v| serde_json::json!({"run": v.run, "at": export::rfc3339(v.at_ms), "value": v.value}),
+        )
+        .collect();
+    lines.push(serde_json::json!({
+        "run": item.run,
+        "at": export::rfc3339(item.last_changed_ms),
+        "value": item.value,
+        "current": true,
+        "removed": item.removed_ms.map(export::rfc3339),
+    }));
+    for line in lines {
+        if writeln!(out, "{line}").is_err() {
+            break;
+        }
     }
-    result = result.and_then(|_| {
-        line(serde_json::json!({
-            "run": item.run,
-            "at": export::rfc3339(item.last_changed_ms),
-            "value": item.value,
-            "current": true,
-            "removed": item.removed_ms.map(export::rfc3339),
-        }))
-    });
-    match result {
-        Ok(()) => Exit::Ok,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok,
-        Err(e) => fail(Exit::Failed, e),
-    }
+    Ok(())
 }
 
-pub(super) fn runs(state: &Path, name: &str, json: bool) -> Exit {
-    let store = match open_store(state) {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
-    let runs = match store
-        .runs(&TargetId::new(name))
-        .collect::<Result<Vec<_>, _>>()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            let exit = Exit::from(&e);
-            return fail(exit, e);
-        }
-    };
+fn runs(
+    store: &Store,
+    target: &TargetId,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), StoreError> {
+    let runs = store.runs(target).collect::<Result<Vec<_>, _>>()?;
     if json {
-        outln!(
+        let _ = writeln!(
+            out,
             "{}",
             serde_json::to_string_pretty(&runs).unwrap_or_default()
         );
-        return Exit::Ok;
+        return Ok(());
     }
-    outln!(
+    let _ = writeln!(
+        out,
         "{:>6}  {:<11}  {:<11}  {:<24}  {:>9}  {:>7}  {:>7}  {:>6}  {:>7}  {:>7}  resumed_from",
         "run",
         "mode",
@@ -243,7 +315,8 @@ pub(super) fn runs(state: &Path, name: &str, json: bool) -> Exit {
             .map(|end| format!("{:.1}s", end.saturating_sub(r.started_ms) as f64 / 1000.0))
             .unwrap_or_else(|| "-".into());
         let c = &r.counts;
-        outln!(
+        let _ = writeln!(
+            out,
             "{:>6}  {:<11}  {:<11}  {:<24}  {:>9}  {:>7}  {:>7}  {:>6}  {:>7}  {:>7}  {}",
             r.id.0,
             format!("{:?}", r.mode).to_lowercase(),
@@ -259,9 +332,36 @@ pub(super) fn runs(state: &Path, name: &str, json: bool) -> Exit {
         );
     }
     if runs.iter().any(|r| r.status == RunStatus::Interrupted) {
-        eprintln!("an interrupted run resumes at the target's next run (within its resume_within)");
+        let _ = writeln!(
+            err,
+            "an interrupted run resumes at the target's next run (within its resume_within)"
+        );
     }
-    Exit::Ok
+    Ok(())
+}
+
+fn failures(
+    store: &Store,
+    target: &TargetId,
+    run: Option<u64>,
+    out: &mut dyn Write,
+) -> Result<(), (Exit, String)> {
+    let store_err = |e: StoreError| (Exit::from(&e), e.to_string());
+    let run = match run {
+        Some(id) => RunId(id),
+        None => match store.last_run(target).map_err(store_err)? {
+            Some(r) => r.id,
+            None => return Err((Exit::Failed, format!("target {target} has no runs"))),
+        },
+    };
+    for f in store.failures(target, run) {
+        let f = f.map_err(store_err)?;
+        let line = serde_json::json!({"url": f.url, "run": f.run, "kind": f.kind, "detail": f.detail, "status": f.status, "at": export::rfc3339(f.at_ms)});
+        if writeln!(out, "{line}").is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn store_check(state: &Path) -> Exit {
@@ -324,43 +424,4 @@ pub(super) fn store_restore(state: &Path, file: &Path) -> Exit {
             fail(exit, e)
         }
     }
-}
-
-pub(super) fn failures(state: &Path, name: &str, run: Option<u64>) -> Exit {
-    let store = match open_store(state) {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
-    let target = TargetId::new(name);
-    let run = match run {
-        Some(id) => RunId(id),
-        None => match store.last_run(&target) {
-            Ok(Some(r)) => r.id,
-            Ok(None) => {
-                return fail(
-                    Exit::Failed,
-                    format!("target {name} has no runs in {}", state.display()),
-                )
-            }
-            Err(e) => {
-                let exit = Exit::from(&e);
-                return fail(exit, e);
-            }
-        },
-    };
-    let mut out = std::io::stdout().lock();
-    for f in store.failures(&target, run) {
-        let f = match f {
-            Ok(f) => f,
-            Err(e) => {
-                let exit = Exit::from(&e);
-                return fail(exit, e);
-            }
-        };
-        let line = serde_json::json!({"url": f.url, "run": f.run, "kind": f.kind, "detail": f.detail, "status": f.status, "at": export::rfc3339(f.at_ms)});
-        if writeln!(out, "{line}").is_err() {
-            break;
-        }
-    }
-    Exit::Ok
 }

@@ -23,10 +23,14 @@ macro_rules! out {
     }};
 }
 
+mod daemon_cli;
 mod data;
+
+pub use data::{run_read, ReadCommand};
 
 use crate::config::{self, LoadReport, Target};
 use crate::crawl::{self, Engine};
+use crate::daemon::control;
 use crate::error::Exit;
 use crate::export::Format;
 use crate::extract::{self, Kinds};
@@ -101,6 +105,47 @@ enum Command {
         out: Option<PathBuf>,
         #[command(flatten)]
         configs: ConfigsArg,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Run the daemon: every target on its schedules, configs reloaded on change.
+    Run {
+        #[command(flatten)]
+        configs: ConfigsArg,
+        #[command(flatten)]
+        state: StateArg,
+        /// Runs in progress across all targets, at most; further ones queue.
+        #[arg(long, default_value_t = 4)]
+        max_runs: usize,
+        /// How long running runs get to checkpoint on SIGTERM.
+        #[arg(long, default_value = "30s")]
+        grace: humantime::Duration,
+    },
+    /// The running daemon's targets, next fire times, runs and config errors.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Ask the running daemon to start a run of a target now.
+    Trigger {
+        target: String,
+        /// A full run (default: incremental).
+        #[arg(long)]
+        full: bool,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Ask the running daemon to stop a target's run; it resumes at its next start.
+    StopRun {
+        target: String,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Ask the running daemon to re-read the configs directory (like SIGHUP).
+    Reload {
         #[command(flatten)]
         state: StateArg,
     },
@@ -188,6 +233,9 @@ struct StateArg {
     /// State directory [default: $STATE_DIRECTORY, else ./state]
     #[arg(long, env = "CRAWLD_STATE")]
     state: Option<PathBuf>,
+    /// The daemon's control socket [default: $RUNTIME_DIRECTORY/control.sock, else STATE/control.sock]
+    #[arg(long, env = "CRAWLD_SOCKET")]
+    socket: Option<PathBuf>,
 }
 
 impl ConfigsArg {
@@ -291,44 +339,84 @@ async fn dispatch(command: Command) -> Exit {
             } else {
                 RunMode::Incremental
             };
-            crawl(&configs.dir(), &state.dir(), &target, mode, !no_progress).await
+            crawl(&configs.dir(), &state, &target, mode, !no_progress).await
         }
         Command::Export {
             target,
-            changes: true,
+            changes,
             since,
-            out,
-            state,
-            ..
-        } => data::export_changes(&state.dir(), &target, since, out.as_deref()),
-        Command::Export {
-            target,
             format,
             kind,
             out,
             configs,
             state,
-            ..
-        } => data::export(
-            &configs.dir(),
-            &state.dir(),
-            &target,
-            format,
-            kind.as_deref(),
-            out.as_deref(),
-        ),
+        } => {
+            let cmd = if changes {
+                data::ReadCommand::Changes { target, since }
+            } else {
+                data::ReadCommand::Export {
+                    target,
+                    format,
+                    kind,
+                }
+            };
+            // The config only orders CSV columns: a missing or broken one is no reason to fail.
+            let config = config::load_dir(&configs.dir())
+                .ok()
+                .and_then(|r| r.set.targets.get(&TargetId::new(cmd.target())).cloned());
+            data::read(
+                &state.dir(),
+                state.socket.as_deref(),
+                config.as_deref(),
+                cmd,
+                out.as_deref(),
+            )
+            .await
+        }
         Command::History {
             target,
             key,
             kind,
             state,
-        } => data::history(&state.dir(), &target, &key, kind.as_deref()),
+        } => {
+            let cmd = data::ReadCommand::History { target, key, kind };
+            data::read(&state.dir(), state.socket.as_deref(), None, cmd, None).await
+        }
         Command::Runs {
             target,
             json,
             state,
-        } => data::runs(&state.dir(), &target, json),
-        Command::Failures { target, run, state } => data::failures(&state.dir(), &target, run),
+        } => {
+            let cmd = data::ReadCommand::Runs { target, json };
+            data::read(&state.dir(), state.socket.as_deref(), None, cmd, None).await
+        }
+        Command::Failures { target, run, state } => {
+            let cmd = data::ReadCommand::Failures { target, run };
+            data::read(&state.dir(), state.socket.as_deref(), None, cmd, None).await
+        }
+        Command::Run {
+            configs,
+            state,
+            max_runs,
+            grace,
+        } => {
+            let opts = crate::daemon::Options {
+                configs: configs.dir(),
+                state: state.dir(),
+                socket: control::socket_path(state.socket.as_deref(), &state.dir()),
+                max_runs,
+                grace: grace.into(),
+            };
+            crate::daemon::run(opts).await
+        }
+        Command::Status { json, state } => daemon_cli::status(&state, json).await,
+        Command::Trigger {
+            target,
+            full,
+            state,
+        } => daemon_cli::trigger(&state, &target, full).await,
+        Command::StopRun { target, state } => daemon_cli::stop_run(&state, &target).await,
+        Command::Reload { state } => daemon_cli::reload(&state).await,
         Command::Store { action } => match action {
             StoreAction::Check { state } => data::store_check(&state.dir()),
             StoreAction::Backup { file, state } => data::store_backup(&state.dir(), &file),
@@ -509,16 +597,37 @@ pub(crate) async fn crawl_target(
     }
 }
 
-async fn crawl(configs: &Path, state: &Path, name: &str, mode: RunMode, progress: bool) -> Exit {
+async fn crawl(
+    configs: &Path,
+    state: &StateArg,
+    name: &str,
+    mode: RunMode,
+    progress: bool,
+) -> Exit {
     let target = match pick_target(configs, name) {
         Ok(t) => t,
         Err(exit) => return exit,
     };
-    let store = match open_store(state) {
-        Ok(s) => s,
-        Err(exit) => return exit,
+    let dir = state.dir();
+    let store = match Store::open(&dir) {
+        Ok(s) => Arc::new(s),
+        Err(crate::store::StoreError::Locked { pid, .. }) => {
+            // A daemon owns this state dir: runs go through it.
+            let socket = control::socket_path(state.socket.as_deref(), &dir);
+            let daemon = control::call(&socket, "GET", "/status", None).await.is_ok();
+            let msg = if daemon {
+                format!("the crawld daemon (pid {pid}) runs on state dir {}: start a run with `crawld trigger {name}`", dir.display())
+            } else {
+                format!("state dir {} is in use by crawld pid {pid}", dir.display())
+            };
+            return fail(Exit::Locked, msg);
+        }
+        Err(e) => {
+            let exit = Exit::from(&e);
+            return fail(exit, e);
+        }
     };
-    crawl_target(store, state, target, mode, progress).await
+    crawl_target(store, &dir, target, mode, progress).await
 }
 
 async fn test(

@@ -15,9 +15,9 @@ use super::error::{ConfigError, Source};
 use super::raw::{RawField, RawFile, RawFollow, RawItem};
 use super::schedule::Schedule;
 use super::{
-    CatchUp, Field, FieldType, Follow, ItemKey, ItemKind, ParamPattern, Profile, Target, DEFAULT_KEEP_RUNS,
-    DEFAULT_KEEP_VERSIONS, DEFAULT_LINK_SELECTOR, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAGES,
-    DEFAULT_PROFILE, DEFAULT_RESUME_WITHIN,
+    CatchUp, Field, FieldType, Follow, ItemKey, ItemKind, ParamPattern, Profile, Target,
+    DEFAULT_KEEP_RUNS, DEFAULT_KEEP_VERSIONS, DEFAULT_LINK_SELECTOR, DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_PAGES, DEFAULT_PROFILE, DEFAULT_RESUME_WITHIN,
 };
 use crate::extract::Query;
 use crate::frontier::normalize_url;
@@ -164,8 +164,11 @@ pub fn target(
     let timezone = match &raw.timezone {
         None => Some(chrono_tz::Tz::UTC),
         Some(z) => c.check(z, "timezone", |s| {
-            s.parse::<chrono_tz::Tz>()
-                .map_err(|_| format!("unknown time zone {s:?}: use an IANA name like \"Europe/Berlin\" or \"UTC\""))
+            s.parse::<chrono_tz::Tz>().map_err(|_| {
+                format!(
+                    "unknown time zone {s:?}: use an IANA name like \"Europe/Berlin\" or \"UTC\""
+                )
+            })
         }),
     };
     let catch_up = match &raw.catch_up {
@@ -215,7 +218,8 @@ pub fn target(
         .into_iter()
         .map(|u| normalize_url(u, &strip_params))
         .collect();
-    let (Some(timezone), Some(catch_up), Some(spread), Some(max_duration)) = (timezone, catch_up, spread, max_duration)
+    let (Some(timezone), Some(catch_up), Some(spread), Some(max_duration)) =
+        (timezone, catch_up, spread, max_duration)
     else {
         return Err(c.errors);
     };

@@ -57,15 +57,30 @@ pub fn load_dir_with_env(
         .filter(|p| is_config_file(p))
         .collect();
     paths.sort();
+    let files = paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p);
+            (p, text)
+        })
+        .collect();
+    Ok(load_files(files, env))
+}
 
+/// The configs directory's files, in order: their paths and what reading each gave.
+pub type ConfigFiles = Vec<(PathBuf, std::io::Result<String>)>;
+
+/// Loads a set of config files already read (the daemon substitutes the last
+/// good version of a broken file this way).
+pub fn load_files(files: ConfigFiles, env: &dyn Fn(&str) -> Option<String>) -> LoadReport {
     let mut report = LoadReport::default();
     let mut parsed: Vec<(Source, RawFile)> = Vec::new();
-    for path in paths {
+    for (path, text) in files {
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let text = match std::fs::read_to_string(&path) {
+        let text = match text {
             Ok(t) => t,
             Err(e) => {
                 push(
@@ -205,7 +220,7 @@ pub fn load_dir_with_env(
     for errors in report.errors.values_mut() {
         errors.sort_by_key(|e| e.position.map(|p| (p.line, p.column)));
     }
-    Ok(report)
+    report
 }
 
 /// The dotted key whose key or value covers byte `pos` (`items.book.fields.price`).
@@ -248,7 +263,7 @@ fn push(report: &mut LoadReport, e: ConfigError) {
 }
 
 /// `*.toml`, not hidden, not an editor's backup or swap file.
-fn is_config_file(path: &Path) -> bool {
+pub fn is_config_file(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;
     };

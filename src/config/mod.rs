@@ -22,7 +22,7 @@ use scraper::Selector;
 use url::Url;
 
 pub use error::{ConfigError, ConfigErrors, Position};
-pub use load::{load_dir, load_dir_with_env, LoadReport};
+pub use load::{is_config_file, load_dir, load_dir_with_env, load_files, ConfigFiles, LoadReport};
 pub use profile::{DelayRange, Profile, BUILTIN_PROFILES, DEFAULT_PROFILE};
 pub use schedule::Schedule;
 

@@ -28,9 +28,13 @@ use crate::store::RunMode;
 pub fn next_fire(schedule: &Schedule, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
     // Walk local wall-clock times: croner finds the next matching local time,
     // and we map it to an instant ourselves, so DST is handled in one place.
-    let mut local = after.with_timezone(&tz).naive_local();
+    // Cron has whole seconds: drop the fraction, or the same second could come back.
+    let mut local = chrono::Timelike::with_nanosecond(&after.with_timezone(&tz).naive_local(), 0)?;
     for _ in 0..1000 {
-        let next = schedule.cron.find_next_occurrence(&Utc.from_utc_datetime(&local), false).ok()?;
+        let next = schedule
+            .cron
+            .find_next_occurrence(&Utc.from_utc_datetime(&local), false)
+            .ok()?;
         let naive = next.naive_utc();
         match instant(tz, naive) {
             Some(at) if at > after => return Some(at),
@@ -49,13 +53,15 @@ fn instant(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
         LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
         LocalResult::None => {
             // In a gap: the first minute after it.
-            (1..=180).find_map(|m| match tz.from_local_datetime(&(local + chrono::Duration::minutes(m))) {
-                LocalResult::Single(t) => {
-                    let t = t.with_timezone(&Utc);
-                    Some(t - chrono::Duration::seconds(i64::from(chrono::Timelike::second(&t))))
+            (1..=180).find_map(|m| {
+                match tz.from_local_datetime(&(local + chrono::Duration::minutes(m))) {
+                    LocalResult::Single(t) => {
+                        let t = t.with_timezone(&Utc);
+                        Some(t - chrono::Duration::seconds(i64::from(chrono::Timelike::second(&t))))
+                    }
+                    LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
+                    LocalResult::None => None,
                 }
-                LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
-                LocalResult::None => None,
             })
         }
     }
@@ -95,8 +101,12 @@ enum RunModeKey {
 
 impl Scheduler {
     pub async fn start(tx: mpsc::UnboundedSender<Firing>) -> Result<Self, String> {
-        let jobs = JobScheduler::new().await.map_err(|e| format!("cannot start the scheduler: {e}"))?;
-        jobs.start().await.map_err(|e| format!("cannot start the scheduler: {e}"))?;
+        let jobs = JobScheduler::new()
+            .await
+            .map_err(|e| format!("cannot start the scheduler: {e}"))?;
+        jobs.start()
+            .await
+            .map_err(|e| format!("cannot start the scheduler: {e}"))?;
         Ok(Scheduler {
             jobs,
             armed: HashMap::new(),
@@ -106,17 +116,30 @@ impl Scheduler {
 
     /// Arms (or re-arms) the next firing of each of the target's schedules.
     pub async fn arm(&mut self, target: &Target) {
+        self.arm_after(target, Utc::now()).await;
+    }
+
+    /// Arms the first firings strictly after `after` (the time that just
+    /// fired, so a job that woke a little early cannot fire twice).
+    pub async fn arm_after(&mut self, target: &Target, after: DateTime<Utc>) {
+        let after = after.max(Utc::now());
         for (mode, key, schedule) in [
-            (RunMode::Incremental, RunModeKey::Incremental, &target.schedule),
+            (
+                RunMode::Incremental,
+                RunModeKey::Incremental,
+                &target.schedule,
+            ),
             (RunMode::Full, RunModeKey::Full, &target.full_schedule),
         ] {
             self.disarm_one(&target.id, key).await;
             let Some(schedule) = schedule else { continue };
-            let Some(at) = next_fire(schedule, target.timezone, Utc::now()) else {
+            let Some(at) = next_fire(schedule, target.timezone, after) else {
                 tracing::warn!(target = %target.id, expr = %schedule.expr, "Schedule never fires.");
                 continue;
             };
-            let start = at + chrono::Duration::from_std(spread_offset(&target.id, target.spread)).unwrap_or_default();
+            let start = at
+                + chrono::Duration::from_std(spread_offset(&target.id, target.spread))
+                    .unwrap_or_default();
             let wait = (start - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             let firing = Firing {
                 target: target.id.clone(),
@@ -136,9 +159,13 @@ impl Scheduler {
                     Ok(id) => {
                         self.armed.insert((target.id.clone(), key), (id, at));
                     }
-                    Err(e) => tracing::error!(target = %target.id, error = %e, "Cannot arm a schedule."),
+                    Err(e) => {
+                        tracing::error!(target = %target.id, error = %e, "Cannot arm a schedule.")
+                    }
                 },
-                Err(e) => tracing::error!(target = %target.id, error = %e, "Cannot arm a schedule."),
+                Err(e) => {
+                    tracing::error!(target = %target.id, error = %e, "Cannot arm a schedule.")
+                }
             }
         }
     }
@@ -191,11 +218,19 @@ mod tests {
         // 03:00 local every day: 02:00 UTC in summer, 03:00 UTC... in winter 02:00 UTC+1.
         assert_eq!(
             fires("0 0 3 * * *", "Europe/Berlin", "2026-03-27T12:00:00Z", 3),
-            ["2026-03-28T02:00:00+00:00", "2026-03-29T01:00:00+00:00", "2026-03-30T01:00:00+00:00"]
+            [
+                "2026-03-28T02:00:00+00:00",
+                "2026-03-29T01:00:00+00:00",
+                "2026-03-30T01:00:00+00:00"
+            ]
         );
         assert_eq!(
             fires("0 0 3 * * *", "Europe/Berlin", "2026-10-23T12:00:00Z", 3),
-            ["2026-10-24T01:00:00+00:00", "2026-10-25T02:00:00+00:00", "2026-10-26T02:00:00+00:00"]
+            [
+                "2026-10-24T01:00:00+00:00",
+                "2026-10-25T02:00:00+00:00",
+                "2026-10-26T02:00:00+00:00"
+            ]
         );
     }
 
@@ -224,6 +259,9 @@ mod tests {
         assert_eq!(a, spread_offset(&TargetId::new("books"), w));
         assert!(a < w);
         assert_ne!(a, spread_offset(&TargetId::new("films"), w));
-        assert_eq!(spread_offset(&TargetId::new("books"), Duration::ZERO), Duration::ZERO);
+        assert_eq!(
+            spread_offset(&TargetId::new("books"), Duration::ZERO),
+            Duration::ZERO
+        );
     }
 }

@@ -295,6 +295,37 @@ impl Store {
             .collect()
     }
 
+    /// When a target's schedule of `mode` last fired (for catch-up).
+    pub fn last_fired(
+        &self,
+        target: &TargetId,
+        mode: RunMode,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        let key = fired_key(target, mode);
+        let ms = self
+            .data
+            .get(&key)
+            .map_err(|e| self.write_err(e))?
+            .and_then(|v| v.as_ref().try_into().ok())
+            .map(i64::from_be_bytes);
+        Ok(ms.and_then(chrono::DateTime::from_timestamp_millis))
+    }
+
+    /// Records a firing of a target's schedule.
+    pub fn set_last_fired(
+        &self,
+        target: &TargetId,
+        mode: RunMode,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(
+            fired_key(target, mode),
+            &at.timestamp_millis().to_be_bytes(),
+        );
+        self.apply(batch)
+    }
+
     /// The URLs that failed in one run.
     pub fn failures(
         &self,
@@ -388,6 +419,14 @@ fn event_key(target: &TargetId, run: RunId, seq: u64) -> Vec<u8> {
     let mut k = event_prefix(target, run);
     k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+fn fired_key(target: &TargetId, mode: RunMode) -> Vec<u8> {
+    let mode = match mode {
+        RunMode::Incremental => b"incremental".as_slice(),
+        RunMode::Full => b"full".as_slice(),
+    };
+    prefixed(b'm', &[b"fired", target.as_str().as_bytes(), mode])
 }
 
 fn failure_prefix(target: &TargetId, run: RunId) -> Vec<u8> {
