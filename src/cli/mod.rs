@@ -120,6 +120,9 @@ enum Command {
         /// How long running runs get to checkpoint on SIGTERM.
         #[arg(long, default_value = "30s")]
         grace: humantime::Duration,
+        /// Do not watch the configs directory (reload with SIGHUP or `crawld reload`).
+        #[arg(long)]
+        no_watch: bool,
     },
     /// The running daemon's targets, next fire times, runs and config errors.
     Status {
@@ -302,10 +305,17 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    // journald stamps every line itself.
+    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().compact().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 async fn dispatch(command: Command) -> Exit {
@@ -399,6 +409,7 @@ async fn dispatch(command: Command) -> Exit {
             state,
             max_runs,
             grace,
+            no_watch,
         } => {
             let opts = crate::daemon::Options {
                 configs: configs.dir(),
@@ -406,6 +417,7 @@ async fn dispatch(command: Command) -> Exit {
                 socket: control::socket_path(state.socket.as_deref(), &state.dir()),
                 max_runs,
                 grace: grace.into(),
+                watch: !no_watch,
             };
             crate::daemon::run(opts).await
         }

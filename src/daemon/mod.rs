@@ -45,6 +45,8 @@ pub struct Options {
     pub max_runs: usize,
     /// How long running runs get to checkpoint on SIGTERM.
     pub grace: Duration,
+    /// Watch the configs directory for changes.
+    pub watch: bool,
 }
 
 /// Quiet period after the last change in the configs directory before a
@@ -119,12 +121,17 @@ pub async fn run(opts: Options) -> Exit {
         Err(e) => return fail(Exit::Failed, e),
     };
     let (watch_tx, mut watch_rx) = mpsc::unbounded_channel();
-    let _watcher = match reload::watch(&opts.configs, watch_tx) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            warn!(error = %e, "Config changes will need SIGHUP or `crawld reload`.");
-            None
+    let _watcher = if opts.watch {
+        match reload::watch(&opts.configs, watch_tx) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                warn!(error = %e, "Config changes will need SIGHUP or `crawld reload`.");
+                None
+            }
         }
+    } else {
+        drop(watch_tx);
+        None
     };
     let (mut term, mut int, mut hup) = match (
         signal(SignalKind::terminate()),

@@ -1,0 +1,393 @@
+//! The real `crawld run` daemon, driven as an operator would: schedules,
+//! hot reload (rename-over edits, broken edits, deletions), the control
+//! socket, signals.
+#![allow(clippy::disallowed_methods)] // these tests poll child processes with thread sleeps
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use common::{shop, write_configs, Site};
+use serde_json::Value;
+
+const PROFILE: &str = r#"
+[profiles.quick]
+concurrency = 2
+delay = "0ms"
+timeout = "30s"
+"#;
+
+fn target(schedule: &str) -> String {
+    format!(
+        r#"
+start_urls = ["{{base}}/"]
+profile = "quick"
+schedule = "{schedule}"
+[follow]
+allow = ['^/$', '^/list/', '^/p/']
+[items.product]
+pages = '^/p/'
+[items.product.fields]
+name = {{ css = "h1::text", required = true }}
+"#
+    )
+}
+
+struct Daemon {
+    child: Child,
+    configs: PathBuf,
+    state: PathBuf,
+}
+
+impl Daemon {
+    fn start(configs: &Path, state: &Path, extra: &[&str]) -> Daemon {
+        let child = Process::new(assert_cmd::cargo::cargo_bin("crawld"))
+            .args(["run", "--grace", "10s", "--configs"])
+            .arg(configs)
+            .arg("--state")
+            .arg(state)
+            .args(extra)
+            .env("RUST_LOG", "crawld=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Daemon {
+            child,
+            configs: configs.to_path_buf(),
+            state: state.to_path_buf(),
+        };
+        wait_for(|| d.try_status().is_some(), "the daemon answers");
+        d
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::cargo_bin("crawld").unwrap();
+        cmd.env_remove("CRAWLD_STATE")
+            .timeout(Duration::from_secs(30))
+            .args(args)
+            .arg("--state");
+        cmd.arg(&self.state);
+        cmd
+    }
+
+    fn try_status(&self) -> Option<Value> {
+        let out = Command::cargo_bin("crawld")
+            .unwrap()
+            .args(["status", "--json", "--state"])
+            .arg(&self.state)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
+    fn status(&self) -> Value {
+        self.try_status().expect("status answers")
+    }
+
+    fn target(&self, name: &str) -> Option<Value> {
+        self.status()["targets"]
+            .as_array()?
+            .iter()
+            .find(|t| t["name"] == name)
+            .cloned()
+    }
+
+    fn runs(&self, name: &str) -> Vec<Value> {
+        let out = Command::cargo_bin("crawld")
+            .unwrap()
+            .args(["runs", name, "--json", "--state"])
+            .arg(&self.state)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: a signal to our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// SIGTERM, and the exit code.
+    fn stop(mut self) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon stops within its grace period"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(mut ok: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Writes a file the way editors do: a temporary file renamed over it.
+fn rename_over(path: &Path, text: &str) {
+    let tmp = path.with_file_name(format!(
+        ".{}.swp",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn slow_site(delay_ms: u64) -> Site {
+    let mut pages = shop(1, 8);
+    for r in pages.values_mut() {
+        r.delay = Duration::from_millis(delay_ms);
+    }
+    Site::start(pages)
+}
+
+#[test]
+fn a_frequent_schedule_runs_repeatedly_and_never_overlaps() {
+    let site = slow_site(150);
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = tmp.path().join("configs");
+    // Every second, while a run takes longer: firings during a run are skipped.
+    write_configs(
+        &configs,
+        &site.url(""),
+        &[("shop.toml", &target("* * * * * *")), ("p.toml", PROFILE)],
+    );
+    let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
+    wait_for(
+        || {
+            d.runs("shop")
+                .iter()
+                .filter(|r| r["status"] == "completed")
+                .count()
+                >= 3
+        },
+        "three runs completed",
+    );
+    let runs = d.runs("shop");
+    for pair in runs.windows(2) {
+        let ended = pair[0]["ended_ms"].as_u64().unwrap();
+        assert!(
+            pair[1]["started_ms"].as_u64().unwrap() >= ended,
+            "one run of a target at a time: {pair:?}"
+        );
+    }
+    assert!(site.stats.max_in_flight() <= 2, "the profile's limit holds");
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn hot_reload_adds_changes_breaks_and_deletes_targets() {
+    let site = slow_site(0);
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = tmp.path().join("configs");
+    write_configs(&configs, &site.url(""), &[("p.toml", PROFILE)]);
+    let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
+    assert_eq!(d.status()["targets"], serde_json::json!([]));
+
+    // A file dropped in is scheduled without a restart.
+    let yearly = target("0 0 0 1 1 *").replace("{base}", &site.url(""));
+    rename_over(&configs.join("shop.toml"), &yearly);
+    wait_for(|| d.target("shop").is_some(), "the new target is scheduled");
+    assert!(d.target("shop").unwrap()["next_incremental"]
+        .as_str()
+        .unwrap()
+        .contains("-01-01T00:00:00"));
+
+    // An edit written with rename-over changes the schedule.
+    let frequent = target("*/2 * * * * *").replace("{base}", &site.url(""));
+    rename_over(&configs.join("shop.toml"), &frequent);
+    wait_for(|| d.runs("shop").len() >= 2, "the new schedule fires");
+
+    // A broken edit keeps the last good version running and is reported.
+    let broken = frequent.replace(
+        "profile = \"quick\"",
+        "profile = \"quick\"\nmax_pages = \"many\"",
+    );
+    rename_over(&configs.join("shop.toml"), &broken);
+    wait_for(
+        || {
+            d.status()["errors"]
+                .as_object()
+                .is_some_and(|e| !e.is_empty())
+        },
+        "the error is reported",
+    );
+    let status = d.status();
+    let errors = status["errors"].to_string();
+    assert!(errors.contains("shop.toml:4:13: max_pages"), "{errors}");
+    assert_eq!(d.target("shop").unwrap()["stale"], true);
+    let before = d.runs("shop").len();
+    wait_for(
+        || d.runs("shop").len() > before,
+        "the last good version keeps running",
+    );
+
+    // ... also after a restart.
+    let state = d.state.clone();
+    assert_eq!(d.stop(), Some(0));
+    let d = Daemon::start(&configs, &state, &[]);
+    let text = d.cmd(&["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("last good version") && text.contains("shop.toml:4:13"),
+        "{text}"
+    );
+    let before = d.runs("shop").len();
+    wait_for(
+        || d.runs("shop").len() > before,
+        "the last good version runs after a restart",
+    );
+
+    // Deleting the file unschedules the target.
+    std::fs::remove_file(configs.join("shop.toml")).unwrap();
+    wait_for(|| d.target("shop").is_none(), "the target is unscheduled");
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn trigger_stop_run_and_resume_through_the_socket() {
+    let site = slow_site(400);
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = tmp.path().join("configs");
+    write_configs(
+        &configs,
+        &site.url(""),
+        &[("shop.toml", &target("0 0 0 1 1 *")), ("p.toml", PROFILE)],
+    );
+    let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
+
+    d.cmd(&["trigger", "shop", "--full"]).assert().success();
+    wait_for(
+        || d.target("shop").unwrap()["running"].is_object(),
+        "the run is in progress",
+    );
+    assert_eq!(d.target("shop").unwrap()["running"]["mode"], "full");
+    // A second trigger is refused, naming the running run.
+    d.cmd(&["trigger", "shop"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("is running run"));
+    // `crawld crawl` refuses while the daemon owns the state dir.
+    Command::cargo_bin("crawld")
+        .unwrap()
+        .args(["crawl", "shop", "--configs"])
+        .arg(&configs)
+        .arg("--state")
+        .arg(&d.state)
+        .assert()
+        .code(75)
+        .stderr(predicates::str::contains("crawld trigger shop"));
+
+    wait_for(
+        || site.stats.status_count(200) >= 2,
+        "some pages are fetched",
+    );
+    d.cmd(&["stop-run", "shop"]).assert().success();
+    wait_for(
+        || d.target("shop").unwrap()["running"].is_null(),
+        "the run stops",
+    );
+    let runs = d.runs("shop");
+    assert_eq!(runs[0]["status"], "interrupted");
+
+    d.cmd(&["trigger", "shop"]).assert().success();
+    wait_for(
+        || d.runs("shop").last().unwrap()["status"] == "completed",
+        "the resumed run completes",
+    );
+    let runs = d.runs("shop");
+    assert_eq!(
+        runs[1]["resumed_from"], runs[0]["id"],
+        "stop-run then trigger resumes"
+    );
+    assert_eq!(runs[1]["mode"], "full");
+    // Reading commands go through the daemon.
+    let items = d.cmd(&["export", "shop"]).output().unwrap();
+    assert!(items.status.success());
+    assert_eq!(String::from_utf8_lossy(&items.stdout).lines().count(), 8);
+    d.cmd(&["trigger", "nope"]).assert().code(2);
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn sigterm_checkpoints_the_run_and_sighup_reloads() {
+    let site = slow_site(400);
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = tmp.path().join("configs");
+    write_configs(
+        &configs,
+        &site.url(""),
+        &[("shop.toml", &target("0 0 0 1 1 *")), ("p.toml", PROFILE)],
+    );
+    let state = tmp.path().join("state");
+    let d = Daemon::start(&configs, &state, &["--no-watch"]);
+
+    // SIGHUP reloads (the watcher is off here).
+    let other = target("0 0 0 1 1 *").replace("{base}", &site.url(""));
+    std::fs::write(configs.join("other.toml"), other).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        d.target("other").is_none(),
+        "no watcher: nothing happens by itself"
+    );
+    d.signal(libc::SIGHUP);
+    wait_for(|| d.target("other").is_some(), "SIGHUP reloads");
+
+    d.cmd(&["trigger", "shop"]).assert().success();
+    wait_for(|| site.stats.status_count(200) >= 2, "the run is under way");
+    let started = Instant::now();
+    assert_eq!(d.stop(), Some(0), "a graceful stop exits 0");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "within the grace period"
+    );
+    assert!(
+        !state.join("control.sock").exists(),
+        "the socket is removed"
+    );
+    Command::cargo_bin("crawld")
+        .unwrap()
+        .args(["status", "--state"])
+        .arg(&state)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("no daemon is running"));
+
+    let d = Daemon::start(&configs, &state, &["--no-watch"]);
+    assert_eq!(d.runs("shop")[0]["status"], "interrupted");
+    d.cmd(&["trigger", "shop"]).assert().success();
+    wait_for(
+        || d.runs("shop").last().unwrap()["status"] == "completed",
+        "the run resumes and completes",
+    );
+    assert!(d.runs("shop")[1]["resumed_from"].is_u64());
+    assert_eq!(d.stop(), Some(0));
+}
