@@ -38,7 +38,6 @@ name = {{ css = "h1::text", required = true }}
 
 struct Daemon {
     child: Child,
-    configs: PathBuf,
     state: PathBuf,
 }
 
@@ -57,7 +56,6 @@ impl Daemon {
             .unwrap();
         let d = Daemon {
             child,
-            configs: configs.to_path_buf(),
             state: state.to_path_buf(),
         };
         wait_for(|| d.try_status().is_some(), "the daemon answers");
