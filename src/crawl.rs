@@ -141,7 +141,7 @@ impl Failure {
 /// crawl of the target is resumed (see [`Store::start_run`]). Cancelling
 /// `cancel` stops the run: what was fetched is committed, the frontier stays
 /// in the store, and the run is recorded as interrupted.
-#[instrument(skip_all, fields(target = %target.id))]
+#[instrument(skip_all, fields(target = %target.id, run = tracing::field::Empty))]
 pub async fn run(
     engine: &Engine,
     store: Arc<Store>,
@@ -165,6 +165,8 @@ pub async fn run(
         .await??
     };
     let mode = start.run.mode;
+    // Every line of the run carries its id from here on.
+    tracing::Span::current().record("run", start.run.id.0);
     if let Some(old) = start.abandoned {
         info!(run = %old, "Interrupted run abandoned: too old, or replaced by a full run.");
     }

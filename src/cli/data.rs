@@ -106,7 +106,9 @@ pub(super) async fn read(
     cmd: ReadCommand,
     out: Option<&Path>,
 ) -> Exit {
-    if !state.join("db").exists() {
+    // An operator may name only the daemon's socket (`--socket` or
+    // CRAWLD_SOCKET), not its state dir: ask the daemon then.
+    if !state.join("db").exists() && socket.is_none() {
         // `open_store` explains that nothing was crawled here.
         return open_store(state).err().unwrap_or(Exit::Store);
     }
@@ -114,7 +116,15 @@ pub(super) async fn read(
         Ok(s) => s,
         Err(exit) => return exit,
     };
-    let exit = match Store::open(state) {
+    let local = if state.join("db").exists() {
+        Store::open(state)
+    } else {
+        Err(StoreError::Locked {
+            dir: state.to_path_buf(),
+            pid: "unknown".into(),
+        })
+    };
+    let exit = match local {
         Ok(store) => run_read(&store, config, &cmd, &mut sink, &mut std::io::stderr()),
         Err(StoreError::Locked { dir, pid }) => {
             let path = control::socket_path(socket, state);

@@ -123,6 +123,12 @@ enum Command {
         /// Do not watch the configs directory (reload with SIGHUP or `crawld reload`).
         #[arg(long)]
         no_watch: bool,
+        /// Also log to daily files in this directory (crawld.YYYY-MM-DD.log).
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
+        /// Log files kept with --log-dir.
+        #[arg(long, default_value_t = 14)]
+        log_keep: usize,
     },
     /// The running daemon's targets, next fire times, runs and config errors.
     Status {
@@ -286,7 +292,19 @@ pub fn main() -> std::process::ExitCode {
             };
         }
     };
-    init_logging(cli.verbose);
+    let log_files = match &cli.command {
+        Command::Run {
+            log_dir: Some(dir),
+            log_keep,
+            ..
+        } => Some((dir.clone(), *log_keep)),
+        _ => None,
+    };
+    // Keeps the log file writer flushing until the process ends.
+    let _log_guard = match init_logging(cli.verbose, log_files) {
+        Ok(guard) => guard,
+        Err(e) => return fail(Exit::Usage, e).into(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -297,25 +315,62 @@ pub fn main() -> std::process::ExitCode {
     runtime.block_on(dispatch(cli.command)).into()
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(
+    verbose: u8,
+    files: Option<(PathBuf, usize)>,
+) -> Result<Option<tracing_appender::non_blocking::WorkerGuard>, String> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let level = match verbose {
+        0 if files.is_some() => "crawld=info",
         0 => "crawld=warn",
         1 => "crawld=info",
         _ => "crawld=debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level))
+    };
+    // journald stamps every line itself.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let stderr = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    // journald stamps every line itself.
-    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().compact().try_init()
+    let stderr = if journald {
+        stderr
+            .without_time()
+            .compact()
+            .with_filter(filter())
+            .boxed()
     } else {
-        builder.try_init()
+        stderr.with_filter(filter()).boxed()
     };
+    let (file_layer, guard) = match files {
+        Some((dir, keep)) => {
+            let appender = tracing_appender::rolling::Builder::new()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix("crawld")
+                .filename_suffix("log")
+                .max_log_files(keep.max(1))
+                .build(&dir)
+                .map_err(|e| format!("cannot log to {}: {e}", dir.display()))?;
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let layer = tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(writer)
+                .with_filter(filter());
+            (Some(layer), Some(guard))
+        }
+        None => (None, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(file_layer)
+        .try_init();
+    Ok(guard)
 }
 
 async fn dispatch(command: Command) -> Exit {
@@ -410,6 +465,7 @@ async fn dispatch(command: Command) -> Exit {
             max_runs,
             grace,
             no_watch,
+            ..
         } => {
             let opts = crate::daemon::Options {
                 configs: configs.dir(),
