@@ -389,3 +389,129 @@ fn sigterm_checkpoints_the_run_and_sighup_reloads() {
     assert!(d.runs("shop")[1]["resumed_from"].is_u64());
     assert_eq!(d.stop(), Some(0));
 }
+
+fn yearly_full(extra: &str) -> String {
+    format!(
+        r#"
+start_urls = ["{{base}}/"]
+profile = "quick"
+schedule = "0 0 0 1 1 *"
+full_schedule = "0 0 3 * * *"
+{extra}
+[items.product]
+pages = '^/p/'
+[items.product.fields]
+name = {{ css = "h1::text", required = true }}
+"#
+    )
+}
+
+#[test]
+fn new_targets_get_a_first_full_run_within_max_runs() {
+    let site = slow_site(150);
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = tmp.path().join("configs");
+    write_configs(
+        &configs,
+        &site.url(""),
+        &[
+            ("a.toml", &yearly_full("")),
+            ("b.toml", &yearly_full("")),
+            ("c.toml", &yearly_full("catch_up = \"skip\"")),
+            ("p.toml", PROFILE),
+        ],
+    );
+    let d = Daemon::start(&configs, &tmp.path().join("state"), &["--max-runs", "1"]);
+    let s = d.status();
+    assert_eq!(s["running"], 1, "--max-runs 1: {s}");
+    assert_eq!(s["queued"], 1, "the other first full run waits: {s}");
+    wait_for(
+        || {
+            ["a", "b"]
+                .iter()
+                .all(|t| d.runs(t).iter().any(|r| r["status"] == "completed"))
+        },
+        "both first full runs",
+    );
+    assert_eq!(d.runs("a")[0]["mode"], "full");
+    assert!(
+        d.runs("c").is_empty(),
+        "catch_up = \"skip\" waits for the schedule"
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn a_full_run_missed_while_down_runs_once_at_start_up() {
+    let site = slow_site(0);
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = tmp.path().join("configs");
+    write_configs(
+        &configs,
+        &site.url(""),
+        &[("a.toml", &yearly_full("")), ("p.toml", PROFILE)],
+    );
+    let state = tmp.path().join("state");
+    // A completed full run, and a daily full firing last seen two days ago.
+    Command::cargo_bin("crawld")
+        .unwrap()
+        .args(["crawl", "a", "--full", "--configs"])
+        .arg(&configs)
+        .arg("--state")
+        .arg(&state)
+        .assert()
+        .success();
+    {
+        let store = crawld::store::Store::open(&state).unwrap();
+        let two_days_ago = chrono::Utc::now() - chrono::Duration::days(2);
+        store
+            .set_last_fired(
+                &crawld::ids::TargetId::new("a"),
+                crawld::store::RunMode::Full,
+                two_days_ago,
+            )
+            .unwrap();
+    }
+    let d = Daemon::start(&configs, &state, &[]);
+    wait_for(
+        || d.runs("a").len() == 2 && d.runs("a")[1]["status"] == "completed",
+        "the missed full run",
+    );
+    assert_eq!(d.runs("a")[1]["mode"], "full");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.runs("a").len(), 2, "once");
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn max_duration_stops_a_run_and_the_next_start_resumes_it() {
+    let site = slow_site(300);
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = tmp.path().join("configs");
+    let t = target("0 0 0 1 1 *").replace(
+        "profile = \"quick\"",
+        "profile = \"quick\"\nmax_duration = \"700ms\"",
+    );
+    write_configs(
+        &configs,
+        &site.url(""),
+        &[("shop.toml", &t), ("p.toml", PROFILE)],
+    );
+    let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
+    d.cmd(&["trigger", "shop"]).assert().success();
+    wait_for(
+        || {
+            d.runs("shop")
+                .first()
+                .is_some_and(|r| r["status"] == "interrupted")
+        },
+        "max_duration stops the run",
+    );
+    d.cmd(&["trigger", "shop"]).assert().success();
+    wait_for(
+        || d.runs("shop").len() == 2 && d.runs("shop")[1]["status"] != "running",
+        "the second run ends",
+    );
+    assert_eq!(d.runs("shop")[1]["resumed_from"], d.runs("shop")[0]["id"]);
+    assert_eq!(d.stop(), Some(0));
+}
