@@ -13,7 +13,10 @@
 //!                                               store (sled) ◄─────┘ items, pages, runs
 //! ```
 //!
-//! `cli` is the command line on top; `export` reads items back out.
+//! `daemon` runs every target on its schedules (`crawld run`): cron firings,
+//! the control socket, config reloads and signals all feed one supervisor
+//! loop, which starts `crawl::run` tasks. `cli` is the command line on top;
+//! `export` reads items back out.
 
 #![forbid(unsafe_code)]
 

@@ -515,3 +515,27 @@ fn max_duration_stops_a_run_and_the_next_start_resumes_it() {
     assert_eq!(d.runs("shop")[1]["resumed_from"], d.runs("shop")[0]["id"]);
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn deleting_a_running_targets_file_stops_and_checkpoints_its_run() {
+    let site = slow_site(400);
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = tmp.path().join("configs");
+    write_configs(
+        &configs,
+        &site.url(""),
+        &[("shop.toml", &target("0 0 0 1 1 *")), ("p.toml", PROFILE)],
+    );
+    let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
+    d.cmd(&["trigger", "shop"]).assert().success();
+    wait_for(|| site.stats.status_count(200) >= 2, "the run is under way");
+    std::fs::remove_file(configs.join("shop.toml")).unwrap();
+    wait_for(|| d.target("shop").is_none(), "the target is unscheduled");
+    wait_for(|| d.status()["running"] == 0, "its run stops");
+    assert_eq!(
+        d.runs("shop")[0]["status"],
+        "interrupted",
+        "checkpointed, resumable if the file comes back"
+    );
+    assert_eq!(d.stop(), Some(0));
+}
