@@ -152,20 +152,11 @@ impl Frontier {
 
     /// Offers a link found at depth `depth - 1`; queues it if the rules allow.
     pub fn offer(&mut self, target: &Target, url: Url, depth: u32) -> Result<(), Refusal> {
-        let follow = &target.follow;
-        if depth > follow.max_depth {
+        if depth > target.follow.max_depth {
             return Err(Refusal::TooDeep);
         }
-        let host = HostKey::of(&url).ok_or(Refusal::OffHost)?;
-        if follow.same_host && !self.start_hosts.contains(&host) {
-            return Err(Refusal::OffHost);
-        }
-        let path = &url[Position::BeforePath..];
-        if !follow.allow.is_empty() && !follow.allow.iter().any(|re| re.is_match(path)) {
-            return Err(Refusal::NotAllowed);
-        }
-        if follow.deny.iter().any(|re| re.is_match(path)) {
-            return Err(Refusal::Denied);
+        if let Some(refusal) = self.rules_refuse(target, &url) {
+            return Err(refusal);
         }
         if self.seen.contains(url.as_str()) {
             return Err(Refusal::AlreadySeen);
