@@ -43,6 +43,15 @@ struct Daemon {
 
 impl Daemon {
     fn start(configs: &Path, state: &Path, extra: &[&str]) -> Daemon {
+        Self::start_logged(configs, state, extra, None)
+    }
+
+    /// Starts the daemon, its log going to `log` when given.
+    fn start_logged(configs: &Path, state: &Path, extra: &[&str], log: Option<&Path>) -> Daemon {
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::null(),
+        };
         let child = Process::new(assert_cmd::cargo::cargo_bin("crawld"))
             .args(["run", "--grace", "10s", "--configs"])
             .arg(configs)
@@ -51,7 +60,7 @@ impl Daemon {
             .args(extra)
             .env("RUST_LOG", "crawld=info")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let d = Daemon {
@@ -537,5 +546,48 @@ fn deleting_a_running_targets_file_stops_and_checkpoints_its_run() {
         "interrupted",
         "checkpointed, resumable if the file comes back"
     );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn a_full_firing_during_an_incremental_run_starts_right_after_it() {
+    let site = slow_site(250);
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = tmp.path().join("configs");
+    // Incremental every second, runs of about a second: full firings land in them.
+    let t = target("* * * * * *").replace(
+        "[follow]",
+        "full_schedule = \"*/3 * * * * *\"\ncatch_up = \"skip\"\n[follow]",
+    );
+    write_configs(
+        &configs,
+        &site.url(""),
+        &[("shop.toml", &t), ("p.toml", PROFILE)],
+    );
+    let log = tmp.path().join("daemon.log");
+    let d = Daemon::start_logged(&configs, &tmp.path().join("state"), &[], Some(&log));
+    let deferred = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("Full firing during an incremental run")
+    };
+    wait_for(deferred, "a full firing lands in an incremental run");
+    wait_for(
+        || {
+            d.runs("shop")
+                .iter()
+                .filter(|r| r["mode"] == "full" && r["status"] == "completed")
+                .count()
+                >= 1
+        },
+        "the full run",
+    );
+    let runs = d.runs("shop");
+    for pair in runs.windows(2) {
+        assert!(
+            pair[1]["started_ms"].as_u64() >= pair[0]["ended_ms"].as_u64(),
+            "never two at once: {pair:?}"
+        );
+    }
     assert_eq!(d.stop(), Some(0));
 }
