@@ -48,7 +48,8 @@ impl Daemon {
 
     /// Starts the daemon, its log going to `log` when given.
     fn start_logged(configs: &Path, state: &Path, extra: &[&str], log: Option<&Path>) -> Daemon {
-        let stderr = match log {
+        // The daemon logs to stdout.
+        let stdout = match log {
             Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
             None => Stdio::null(),
         };
@@ -59,8 +60,8 @@ impl Daemon {
             .arg(state)
             .args(extra)
             .env("RUST_LOG", "crawld=info")
-            .stdout(Stdio::null())
-            .stderr(stderr)
+            .stdout(stdout)
+            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let d = Daemon {

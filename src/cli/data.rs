@@ -129,6 +129,10 @@ pub(super) async fn read(
         Err(StoreError::Locked { dir, pid }) => {
             let path = control::socket_path(socket, state);
             match control::call(&path, "POST", "/read", serde_json::to_value(&cmd).ok()).await {
+                Ok(answer) if answer.status >= 400 => {
+                    let v: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+                    fail(Exit::Failed, v["error"].as_str().unwrap_or("the daemon refused the request"))
+                }
                 Ok(answer) => {
                     let exit = answer
                         .headers
@@ -136,16 +140,20 @@ pub(super) async fn read(
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<u8>().ok())
                         .unwrap_or(1);
-                    if let Some(err) = answer.headers.get("x-crawld-stderr").and_then(|v| v.to_str().ok()) {
-                        if !err.is_empty() {
-                            eprint!("{}", err.replace('\u{1f}', "\n"));
-                        }
+                    if let Some(err) = answer.headers.get(control::STDERR_HEADER).and_then(|v| v.to_str().ok()) {
+                        let text: String = url::form_urlencoded::parse(format!("e={err}").as_bytes())
+                            .map(|(_, v)| v.into_owned())
+                            .collect();
+                        eprint!("{text}");
                     }
                     let written = sink.write_all(&answer.body).and_then(|_| sink.flush());
                     match written {
                         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => fail(Exit::Failed, e),
                         _ => exit_from(exit),
                     }
+                }
+                Err(e @ control::ClientError::NoDaemon(_)) if !state.join("db").exists() => {
+                    fail(Exit::Failed, format!("{e}, and there is no store in {} either", dir.display()))
                 }
                 Err(e) => fail(
                     Exit::Locked,

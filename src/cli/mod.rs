@@ -292,6 +292,7 @@ pub fn main() -> std::process::ExitCode {
             };
         }
     };
+    let daemon = matches!(cli.command, Command::Run { .. });
     let log_files = match &cli.command {
         Command::Run {
             log_dir: Some(dir),
@@ -301,7 +302,7 @@ pub fn main() -> std::process::ExitCode {
         _ => None,
     };
     // Keeps the log file writer flushing until the process ends.
-    let _log_guard = match init_logging(cli.verbose, log_files) {
+    let _log_guard = match init_logging(cli.verbose, daemon, log_files) {
         Ok(guard) => guard,
         Err(e) => return fail(Exit::Usage, e).into(),
     };
@@ -315,8 +316,12 @@ pub fn main() -> std::process::ExitCode {
     runtime.block_on(dispatch(cli.command)).into()
 }
 
+/// Logs go to stderr for the foreground commands (their stdout is data) and
+/// to stdout for the daemon, at INFO by default; `-v`, `-vv` and RUST_LOG
+/// change the level.
 fn init_logging(
     verbose: u8,
+    daemon: bool,
     files: Option<(PathBuf, usize)>,
 ) -> Result<Option<tracing_appender::non_blocking::WorkerGuard>, String> {
     use std::io::IsTerminal;
@@ -325,7 +330,7 @@ fn init_logging(
     use tracing_subscriber::Layer;
 
     let level = match verbose {
-        0 if files.is_some() => "crawld=info",
+        0 if daemon => "crawld=info",
         0 => "crawld=warn",
         1 => "crawld=info",
         _ => "crawld=debug",
@@ -336,17 +341,34 @@ fn init_logging(
     };
     // journald stamps every line itself.
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+    // The daemon logs to stdout; the other commands keep stdout for their data.
+    let to_stdout = daemon;
+    let ansi = if to_stdout {
+        std::io::stdout().is_terminal()
+    } else {
+        std::io::stderr().is_terminal()
+    };
+    let writer = move || -> Box<dyn std::io::Write> {
+        if to_stdout {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(std::io::stderr())
+        }
+    };
     let stderr = if journald {
-        stderr
+        tracing_subscriber::fmt::layer()
             .without_time()
             .compact()
+            .with_ansi(false)
+            .with_writer(writer)
             .with_filter(filter())
             .boxed()
     } else {
-        stderr.with_filter(filter()).boxed()
+        tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(writer)
+            .with_filter(filter())
+            .boxed()
     };
     let (file_layer, guard) = match files {
         Some((dir, keep)) => {

@@ -20,6 +20,8 @@ pub const MAX_SOCKET_PATH: usize = 107;
 
 /// Header carrying the exit code of a forwarded reading command.
 pub const EXIT_HEADER: &str = "x-crawld-exit";
+/// Header carrying its messages, percent-encoded.
+pub const STDERR_HEADER: &str = "x-crawld-stderr";
 
 /// What the socket asks of the daemon's main loop.
 #[derive(Debug)]
@@ -198,8 +200,10 @@ async fn read(State(tx): State<mpsc::Sender<Request>>, Json(command): Json<Value
             let mut resp = (StatusCode::OK, out).into_response();
             resp.headers_mut()
                 .insert(EXIT_HEADER, HeaderValue::from(u16::from(exit)));
-            if let Ok(v) = HeaderValue::from_str(&err.replace(['\r', '\n'], "\u{1f}")) {
-                resp.headers_mut().insert("x-crawld-stderr", v);
+            // Percent-encoded: a header holds ASCII only.
+            let encoded: String = url::form_urlencoded::byte_serialize(err.as_bytes()).collect();
+            if let Ok(v) = HeaderValue::from_str(&encoded) {
+                resp.headers_mut().insert(STDERR_HEADER, v);
             }
             resp
         }
@@ -235,9 +239,13 @@ pub async fn call(
         path: socket.to_path_buf(),
         detail,
     };
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|_| ClientError::NoDaemon(socket.to_path_buf()))?;
+    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => ClientError::NoDaemon(socket.to_path_buf()),
+        std::io::ErrorKind::PermissionDenied => failed(format!(
+            "permission denied: the socket is for the daemon's group (`crawld` under systemd); join it, or use sudo ({e})"
+        )),
+        _ => failed(e.to_string()),
+    })?;
     let io = hyper_util::rt::TokioIo::new(stream);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await

@@ -85,6 +85,8 @@ struct Daemon {
     /// Full firings that came during an incremental run of their target.
     full_after: HashSet<TargetId>,
     tasks: JoinSet<RunResult>,
+    /// Which target each run task crawls, so a task that panics frees its target.
+    task_targets: HashMap<tokio::task::Id, (TargetId, RunMode)>,
     /// Targets removed while running: their runs are stopping.
     stopping: HashSet<TargetId>,
 }
@@ -97,7 +99,7 @@ fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(opts: Options) -> Exit {
-    let store = match Store::open(&opts.state) {
+    let store = match open_store(&opts).await {
         Ok(s) => Arc::new(s),
         Err(e) => {
             let exit = Exit::from(&e);
@@ -118,7 +120,8 @@ pub async fn run(opts: Options) -> Exit {
     let stop_server = CancellationToken::new();
     let server = match control::serve(&opts.socket, ctl_tx, stop_server.clone()).await {
         Ok(s) => s,
-        Err(e) => return fail(Exit::Failed, e),
+        // A socket path that cannot work is a configuration error: no restart fixes it.
+        Err(e) => return fail(Exit::Config, e),
     };
     let (watch_tx, mut watch_rx) = mpsc::unbounded_channel();
     let _watcher = if opts.watch {
@@ -154,6 +157,7 @@ pub async fn run(opts: Options) -> Exit {
         queue: VecDeque::new(),
         full_after: HashSet::new(),
         tasks: JoinSet::new(),
+        task_targets: HashMap::new(),
         stopping: HashSet::new(),
     };
     d.apply(loaded).await;
@@ -191,11 +195,7 @@ pub async fn run(opts: Options) -> Exit {
             }
             Some(firing) = fire_rx.recv() => d.fired(firing).await,
             Some(req) = ctl_rx.recv() => d.control(req).await,
-            Some(done) = d.tasks.join_next() => {
-                if let Ok(done) = done {
-                    d.finished(done);
-                }
-            }
+            Some(done) = d.tasks.join_next_with_id() => d.joined(done),
             _ = watchdog_tick.tick(), if watchdog.is_some() => {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
             }
@@ -205,9 +205,12 @@ pub async fn run(opts: Options) -> Exit {
     // Shutdown: no new runs, running ones checkpoint within the grace period.
     info!(running = d.running.len(), grace = ?opts.grace, "Shutting down.");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    // Requests waiting in the channel get "shutting down" from their handlers.
+    drop(ctl_rx);
     stop_server.cancel();
     d.scheduler.shutdown().await;
     d.queue.clear();
+    d.full_after.clear();
     for r in d.running.values() {
         r.cancel.cancel();
     }
@@ -216,24 +219,34 @@ pub async fn run(opts: Options) -> Exit {
     let mut exit = Exit::Ok;
     while !d.tasks.is_empty() {
         tokio::select! {
-            Some(done) = d.tasks.join_next() => {
-                if let Ok(done) = done {
-                    d.finished(done);
-                }
-            }
+            Some(done) = d.tasks.join_next_with_id() => d.joined(done),
             _ = &mut deadline => {
-                warn!(left = d.tasks.len(), "Grace period over: runs not yet stopped are abandoned mid-way; they resume at the next start.");
-                exit = Exit::Failed;
+                // What they committed is safe; they resume at the next start.
+                warn!(left = d.tasks.len(), "Grace period over: runs still stopping are left mid-way.");
                 break;
             }
             _ = term.recv() => { exit = Exit::Failed; break; }
             _ = int.recv() => { exit = Exit::Failed; break; }
         }
     }
-    let _ = server.await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     let _ = std::fs::remove_file(&opts.socket);
     info!("Daemon stopped.");
     exit
+}
+
+/// Opens the store, waiting a little for a command that briefly holds the
+/// state dir (`crawld export` on it): exit 75 stops systemd's restarts.
+async fn open_store(opts: &Options) -> Result<Store, crate::store::StoreError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Store::open(&opts.state) {
+            Err(crate::store::StoreError::Locked { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Half of systemd's watchdog period, when it asks for one.
@@ -282,11 +295,15 @@ impl Daemon {
             info!(target = %t.id, "Target scheduled.");
             self.scheduler.arm(t).await;
         }
+        let loaded_good = reload::Loaded {
+            good: loaded.good,
+            errors: loaded.errors.clone(),
+            ..Default::default()
+        };
         self.set = loaded.set;
         self.errors = loaded.errors;
         self.stale = loaded.stale;
-        if let Err(e) = reload::save_last_good(&self.opts.configs, &self.last_good(), &self.errors)
-        {
+        if let Err(e) = reload::save_last_good(&self.last_good(), &loaded_good) {
             warn!(error = %e, "Cannot keep the last good configs in the state dir.");
         }
         for t in &diff.added {
@@ -316,6 +333,13 @@ impl Daemon {
         };
         if !has_full || missed {
             info!(target = %target.id, first = !has_full, "Catching up on a full run.");
+            // Recorded as a firing, so a restart does not catch up again.
+            if let Err(e) = self
+                .store
+                .set_last_fired(&target.id, RunMode::Full, Utc::now())
+            {
+                warn!(target = %target.id, error = %e, "Cannot record the catch-up.");
+            }
             let _ = self.request(&target.id, RunMode::Full, false);
         }
     }
@@ -420,12 +444,13 @@ impl Daemon {
             progress.clone(),
         );
         let tid = id.clone();
-        self.tasks.spawn(async move {
+        let handle = self.tasks.spawn(async move {
             let result = crawl::run(&engine, store, target, mode, token.clone(), &*sink).await;
             // Stop the max_duration timer.
             token.cancel();
             (tid, mode, result.map_err(|e| e.to_string()))
         });
+        self.task_targets.insert(handle.id(), (id.clone(), mode));
         self.running.insert(
             id.clone(),
             Running {
@@ -435,6 +460,21 @@ impl Daemon {
                 started: Instant::now(),
             },
         );
+    }
+
+    /// A run task ended, normally or by a panic.
+    fn joined(&mut self, done: Result<(tokio::task::Id, RunResult), tokio::task::JoinError>) {
+        match done {
+            Ok((task, result)) => {
+                self.task_targets.remove(&task);
+                self.finished(result);
+            }
+            Err(e) => {
+                if let Some((id, mode)) = self.task_targets.remove(&e.id()) {
+                    self.finished((id, mode, Err(format!("the run task failed: {e}"))));
+                }
+            }
+        }
     }
 
     fn finished(&mut self, (id, mode, result): RunResult) {

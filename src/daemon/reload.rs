@@ -6,9 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use notify_debouncer_mini::{new_debouncer, notify::RecursiveMode, DebounceEventResult, Debouncer};
+use notify_debouncer_mini::notify::{self, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::config::{self, ConfigError, Target, TargetSet};
@@ -22,41 +21,67 @@ pub struct Loaded {
     pub errors: Vec<ConfigError>,
     /// Targets running their last good version because their file is broken.
     pub stale: Vec<TargetId>,
+    /// The files that loaded without errors, with the text that was loaded:
+    /// the next last good versions.
+    pub good: Vec<(PathBuf, String)>,
+}
+
+/// Reads the configs directory's files, in order.
+fn read_files(configs: &Path) -> Result<config::ConfigFiles, ConfigError> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(configs)
+        .map_err(|e| ConfigError::file(configs, format!("cannot read the configs directory: {e}")))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| config::is_config_file(p))
+        .collect();
+    paths.sort();
+    Ok(paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p);
+            (p, text)
+        })
+        .collect())
 }
 
 /// Loads `configs`, substituting the last good copy of each broken file.
 pub fn load(configs: &Path, last_good: &Path) -> Result<Loaded, ConfigError> {
     let env = |v: &str| std::env::var(v).ok();
-    let current = config::load_dir(configs)?;
-    let broken: Vec<PathBuf> = current.errors.keys().cloned().collect();
-    let substitutes: Vec<&PathBuf> = broken
+    let files = read_files(configs)?;
+    let texts: Vec<(PathBuf, Option<String>)> = files
         .iter()
-        .filter(|p| p.file_name().is_some_and(|n| last_good.join(n).is_file()))
+        .map(|(p, t)| (p.clone(), t.as_ref().ok().cloned()))
+        .collect();
+    let current = config::load_files(files, &env);
+    // Exactly the texts that compiled become the last good versions.
+    let good: Vec<(PathBuf, String)> = texts
+        .iter()
+        .filter(|(p, _)| !current.errors.contains_key(p))
+        .filter_map(|(p, t)| Some((p.clone(), t.clone()?)))
+        .collect();
+    let substitutes: Vec<(PathBuf, String)> = texts
+        .iter()
+        .filter(|(p, _)| current.errors.contains_key(p))
+        .filter_map(|(p, _)| {
+            let copy = last_good.join(p.file_name()?);
+            Some((p.clone(), std::fs::read_to_string(copy).ok()?))
+        })
         .collect();
     if substitutes.is_empty() {
         return Ok(Loaded {
             errors: current.all_errors(),
             set: current.set,
             stale: Vec::new(),
+            good,
         });
     }
-    // Second pass: the same files, with the last good text of the broken ones.
-    let mut files: config::ConfigFiles = Vec::new();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(configs)
-        .map_err(|e| ConfigError::file(configs, format!("cannot read the configs directory: {e}")))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| config::is_config_file(p))
+    // Second pass: the same texts, with the last good version of the broken files.
+    let files: config::ConfigFiles = texts
+        .into_iter()
+        .filter_map(|(p, t)| match substitutes.iter().find(|(s, _)| s == &p) {
+            Some((_, old)) => Some((p, Ok(old.clone()))),
+            None => Some((p, Ok(t?))),
+        })
         .collect();
-    entries.sort();
-    for path in entries {
-        let text = match path.file_name() {
-            Some(name) if substitutes.contains(&&path) => {
-                std::fs::read_to_string(last_good.join(name))
-            }
-            _ => std::fs::read_to_string(&path),
-        };
-        files.push((path, text));
-    }
     let merged = config::load_files(files, &env);
     let stale = merged
         .set
@@ -69,39 +94,35 @@ pub fn load(configs: &Path, last_good: &Path) -> Result<Loaded, ConfigError> {
         set: merged.set,
         errors: current.all_errors(),
         stale,
+        good,
     })
 }
 
 /// Keeps a copy of every file that loaded without errors, and drops copies
 /// of files that are gone, so that a deleted target stays deleted.
-pub fn save_last_good(
-    configs: &Path,
-    last_good: &Path,
-    errors: &[ConfigError],
-) -> std::io::Result<()> {
+pub fn save_last_good(last_good: &Path, loaded: &Loaded) -> std::io::Result<()> {
     std::fs::create_dir_all(last_good)?;
-    let broken: Vec<&Path> = errors.iter().map(|e| e.file.as_path()).collect();
-    for entry in std::fs::read_dir(configs)? {
-        let path = entry?.path();
-        if !config::is_config_file(&path) || broken.contains(&path.as_path()) {
+    for (path, text) in &loaded.good {
+        let Some(name) = path.file_name() else {
             continue;
-        }
-        if let Some(name) = path.file_name() {
-            let copy = last_good.join(name);
-            let text = std::fs::read(&path)?;
-            if std::fs::read(&copy).ok().as_deref() != Some(text.as_slice()) {
-                let tmp = copy.with_extension("tmp");
-                std::fs::write(&tmp, &text)?;
-                std::fs::rename(&tmp, &copy)?;
-            }
+        };
+        let copy = last_good.join(name);
+        if std::fs::read_to_string(&copy).ok().as_deref() != Some(text.as_str()) {
+            let tmp = copy.with_extension("tmp");
+            std::fs::write(&tmp, text)?;
+            std::fs::rename(&tmp, &copy)?;
         }
     }
+    let present: Vec<&std::ffi::OsStr> = loaded
+        .good
+        .iter()
+        .filter_map(|(p, _)| p.file_name())
+        .chain(loaded.errors.iter().filter_map(|e| e.file.file_name()))
+        .collect();
     for entry in std::fs::read_dir(last_good)? {
         let copy = entry?.path();
-        if let Some(name) = copy.file_name() {
-            if !configs.join(name).exists() {
-                std::fs::remove_file(&copy)?;
-            }
+        if copy.file_name().is_some_and(|n| !present.contains(&n)) {
+            std::fs::remove_file(&copy)?;
         }
     }
     Ok(())
@@ -149,30 +170,24 @@ fn relevant(path: &Path) -> bool {
 }
 
 /// Watches the configs directory (not its files: editors replace them by
-/// renaming) and sends a signal for each batch of relevant changes. Errors,
-/// including a kernel queue overflow, also signal: the reload rescans all.
-pub fn watch(
-    configs: &Path,
-    tx: mpsc::UnboundedSender<()>,
-) -> Result<Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>, String> {
-    let mut debouncer = new_debouncer(
-        Duration::from_millis(200),
-        move |res: DebounceEventResult| {
-            let matters = match res {
-                Ok(events) => events.iter().any(|e| relevant(&e.path)),
-                Err(_) => true,
-            };
-            if matters {
-                let _ = tx.send(());
-            }
-        },
-    )
+/// renaming) and signals every relevant change; the daemon waits for a quiet
+/// period before it reloads, which debounces bursts. Errors, and a kernel
+/// queue overflow ("rescan"), also signal: a reload rescans everything.
+pub fn watch(configs: &Path, tx: mpsc::UnboundedSender<()>) -> Result<RecommendedWatcher, String> {
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let matters = match res {
+            Ok(event) => event.need_rescan() || event.paths.iter().any(|p| relevant(p)),
+            Err(_) => true,
+        };
+        if matters {
+            let _ = tx.send(());
+        }
+    })
     .map_err(|e| format!("cannot watch {}: {e}", configs.display()))?;
-    debouncer
-        .watcher()
+    watcher
         .watch(configs, RecursiveMode::NonRecursive)
         .map_err(|e| format!("cannot watch {}: {e}", configs.display()))?;
-    Ok(debouncer)
+    Ok(watcher)
 }
 
 /// Errors by file, for status.

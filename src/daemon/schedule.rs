@@ -89,9 +89,21 @@ pub struct Firing {
 /// The armed jobs of every target.
 pub struct Scheduler {
     jobs: JobScheduler,
-    armed: HashMap<(TargetId, RunModeKey), (Uuid, DateTime<Utc>)>,
+    armed: HashMap<(TargetId, RunModeKey), Armed>,
     tx: mpsc::UnboundedSender<Firing>,
 }
+
+/// An armed job, with what it was computed from.
+struct Armed {
+    job: Uuid,
+    at: DateTime<Utc>,
+    /// Expression, zone and spread: when they are unchanged a reload keeps the job.
+    from: (String, Tz, Duration),
+}
+
+/// tokio-cron-scheduler's add/remove wait on its internal tasks: never let
+/// that stall the daemon's loop.
+const JOB_OP_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum RunModeKey {
@@ -114,14 +126,20 @@ impl Scheduler {
         })
     }
 
-    /// Arms (or re-arms) the next firing of each of the target's schedules.
+    /// Arms the next firing of each of the target's schedules, keeping a job
+    /// already armed from the same expression, zone and spread (so a reload
+    /// that changed other keys loses no pending firing).
     pub async fn arm(&mut self, target: &Target) {
-        self.arm_after(target, Utc::now()).await;
+        self.arm_inner(target, Utc::now(), true).await;
     }
 
     /// Arms the first firings strictly after `after` (the time that just
     /// fired, so a job that woke a little early cannot fire twice).
     pub async fn arm_after(&mut self, target: &Target, after: DateTime<Utc>) {
+        self.arm_inner(target, after, false).await;
+    }
+
+    async fn arm_inner(&mut self, target: &Target, after: DateTime<Utc>, keep: bool) {
         let after = after.max(Utc::now());
         for (mode, key, schedule) in [
             (
@@ -131,8 +149,20 @@ impl Scheduler {
             ),
             (RunMode::Full, RunModeKey::Full, &target.full_schedule),
         ] {
+            let from = schedule
+                .as_ref()
+                .map(|s| (s.expr.clone(), target.timezone, target.spread));
+            let same = self
+                .armed
+                .get(&(target.id.clone(), key))
+                .is_some_and(|a| Some(&a.from) == from.as_ref());
+            if keep && same {
+                continue;
+            }
             self.disarm_one(&target.id, key).await;
-            let Some(schedule) = schedule else { continue };
+            let (Some(schedule), Some(from)) = (schedule, from) else {
+                continue;
+            };
             let Some(at) = next_fire(schedule, target.timezone, after) else {
                 tracing::warn!(target = %target.id, expr = %schedule.expr, "Schedule never fires.");
                 continue;
@@ -140,7 +170,9 @@ impl Scheduler {
             let start = at
                 + chrono::Duration::from_std(spread_offset(&target.id, target.spread))
                     .unwrap_or_default();
-            let wait = (start - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            // The scheduler counts whole seconds and truncates: round up, never fire early.
+            let wait =
+                (start - Utc::now()).to_std().unwrap_or(Duration::ZERO) + Duration::from_secs(1);
             let firing = Firing {
                 target: target.id.clone(),
                 mode,
@@ -154,15 +186,18 @@ impl Scheduler {
                     let _ = tx.send(firing);
                 })
             });
-            match job {
-                Ok(job) => match self.jobs.add(job).await {
-                    Ok(id) => {
-                        self.armed.insert((target.id.clone(), key), (id, at));
-                    }
-                    Err(e) => {
-                        tracing::error!(target = %target.id, error = %e, "Cannot arm a schedule.")
-                    }
-                },
+            let added = match job {
+                Ok(job) => tokio::time::timeout(JOB_OP_TIMEOUT, self.jobs.add(job))
+                    .await
+                    .map_err(|_| "the scheduler did not answer".to_owned())
+                    .and_then(|r| r.map_err(|e| e.to_string())),
+                Err(e) => Err(e.to_string()),
+            };
+            match added {
+                Ok(job) => {
+                    self.armed
+                        .insert((target.id.clone(), key), Armed { job, at, from });
+                }
                 Err(e) => {
                     tracing::error!(target = %target.id, error = %e, "Cannot arm a schedule.")
                 }
@@ -177,19 +212,19 @@ impl Scheduler {
     }
 
     async fn disarm_one(&mut self, target: &TargetId, key: RunModeKey) {
-        if let Some((id, _)) = self.armed.remove(&(target.clone(), key)) {
-            let _ = self.jobs.remove(&id).await;
+        if let Some(armed) = self.armed.remove(&(target.clone(), key)) {
+            let _ = tokio::time::timeout(JOB_OP_TIMEOUT, self.jobs.remove(&armed.job)).await;
         }
     }
 
     /// The next incremental and full fire times of a target.
     pub fn next(&self, target: &TargetId) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
-        let get = |k| self.armed.get(&(target.clone(), k)).map(|(_, at)| *at);
+        let get = |k| self.armed.get(&(target.clone(), k)).map(|a| a.at);
         (get(RunModeKey::Incremental), get(RunModeKey::Full))
     }
 
     pub async fn shutdown(&mut self) {
-        let _ = self.jobs.shutdown().await;
+        let _ = tokio::time::timeout(JOB_OP_TIMEOUT, self.jobs.shutdown()).await;
     }
 }
 
