@@ -258,6 +258,13 @@ fn hot_reload_adds_changes_breaks_and_deletes_targets() {
         "the last good version keeps running",
     );
 
+    // Other files' valid changes still apply meanwhile.
+    rename_over(&configs.join("other.toml"), &yearly);
+    wait_for(
+        || d.target("other").is_some(),
+        "a valid new file next to a broken one is scheduled",
+    );
+
     // ... also after a restart.
     let state = d.state.clone();
     assert_eq!(d.stop(), Some(0));
