@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use encoding_rs::Encoding;
 use reqwest::header::{
     HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    LAST_MODIFIED, USER_AGENT,
+    LAST_MODIFIED, RETRY_AFTER, USER_AGENT,
 };
 use url::Url;
 
@@ -87,6 +87,7 @@ pub struct Response {
     pub content_type: Option<String>,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
+    pub retry_after: Option<String>,
     pub body: Bytes,
 }
 
@@ -191,6 +192,7 @@ impl Fetcher {
         };
         let (content_type, etag, last_modified) =
             (text(CONTENT_TYPE), text(ETAG), text(LAST_MODIFIED));
+        let retry_after = text(RETRY_AFTER);
         let declared_len = h
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -212,6 +214,7 @@ impl Fetcher {
             content_type,
             etag,
             last_modified,
+            retry_after,
             body,
         })
     }

@@ -33,4 +33,5 @@ pub mod frontier;
 pub mod ids;
 pub mod limiter;
 pub mod report;
+pub mod retry;
 pub mod store;

@@ -34,6 +34,16 @@ pub const BUILTIN_PROFILES: [(&str, u32, (u64, u64), u64); 3] = [
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Body cap of every built-in profile, counted after decompression.
 pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+/// Retry settings of the built-in profiles, one row each: name, retries,
+/// backoff base, backoff cap, 429/503 backoff base (milliseconds),
+/// max requeues per URL. README's profile table mirrors it.
+pub const BUILTIN_RETRIES: [(&str, u32, u64, u64, u64, u32); 3] = [
+    ("conservative", 3, 2_000, 120_000, 5_000, 20),
+    ("balanced", 3, 1_000, 60_000, 2_000, 20),
+    ("aggressive", 2, 500, 30_000, 1_000, 10),
+];
+/// Longest Retry-After honoured by every built-in profile; longer ones are cut.
+pub const DEFAULT_RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
 
 /// A complete set of politeness settings for the hosts of a target.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +59,18 @@ pub struct Profile {
     /// Body cap in bytes, after decompression.
     pub max_body: u64,
     pub user_agent: String,
+    /// Further attempts after a failure (errors and 5xx other than 503).
+    pub retries: u32,
+    /// Base of the exponential backoff between attempts (full jitter).
+    pub backoff: Duration,
+    pub backoff_max: Duration,
+    /// Base of the host-wide backoff after a 429 or 503.
+    pub backoff_429: Duration,
+    /// Requeues per URL after 429/503 answers, apart from retries.
+    pub max_requeues: u32,
+    /// A longer Retry-After is cut to this.
+    pub retry_after_max: Duration,
+    pub respect_robots: bool,
 }
 
 /// A fixed delay (`min == max`) or a uniform random one.
@@ -73,8 +95,20 @@ pub fn builtins() -> BTreeMap<ProfileName, Arc<Profile>> {
     BUILTIN_PROFILES
         .iter()
         .map(|&(name, concurrency, (lo, hi), timeout)| {
+            let (_, retries, backoff, backoff_max, backoff_429, max_requeues) = BUILTIN_RETRIES
+                .iter()
+                .copied()
+                .find(|r| r.0 == name)
+                .unwrap_or(BUILTIN_RETRIES[1]);
             let p = Profile {
                 name: ProfileName::new(name),
+                retries,
+                backoff: Duration::from_millis(backoff),
+                backoff_max: Duration::from_millis(backoff_max),
+                backoff_429: Duration::from_millis(backoff_429),
+                max_requeues,
+                retry_after_max: DEFAULT_RETRY_AFTER_MAX,
+                respect_robots: true,
                 concurrency,
                 delay: DelayRange {
                     min: Duration::from_millis(lo),
@@ -199,6 +233,18 @@ fn resolve_one(
     set(&raw.max_body, "max_body", &mut |s| {
         values::size(s).map(|b| p.max_body = b)
     });
+    set(&raw.backoff, "backoff", &mut |s| {
+        values::duration(s).map(|d| p.backoff = d)
+    });
+    set(&raw.backoff_max, "backoff_max", &mut |s| {
+        values::duration(s).map(|d| p.backoff_max = d)
+    });
+    set(&raw.backoff_429, "backoff_429", &mut |s| {
+        values::duration(s).map(|d| p.backoff_429 = d)
+    });
+    set(&raw.retry_after_max, "retry_after_max", &mut |s| {
+        values::duration(s).map(|d| p.retry_after_max = d)
+    });
     set(&raw.user_agent, "user_agent", &mut |s| {
         if s.trim().is_empty() || reqwest::header::HeaderValue::from_str(s).is_err() {
             return Err("user_agent must be a non-empty header value".into());
@@ -206,6 +252,31 @@ fn resolve_one(
         p.user_agent = s.to_owned();
         Ok(())
     });
+    for (v, k, field) in [
+        (&raw.retries, "retries", &mut p.retries),
+        (&raw.max_requeues, "max_requeues", &mut p.max_requeues),
+    ] {
+        if let Some(v) = v {
+            match u32::try_from(*v.get_ref()) {
+                Ok(n) if n <= 100 => *field = n,
+                _ => errors.push(decl.source.error(
+                    v.span(),
+                    key(k),
+                    format!("{k} must be between 0 and 100"),
+                )),
+            }
+        }
+    }
+    if let Some(r) = raw.respect_robots {
+        p.respect_robots = r;
+    }
+    if p.backoff > p.backoff_max {
+        errors.push(decl.source.error(
+            decl.raw.span(),
+            key("backoff"),
+            "backoff is larger than backoff_max",
+        ));
+    }
     if errors.len() > before {
         failed.insert(name.to_owned());
         return None;

@@ -143,4 +143,11 @@ pub struct RawProfile {
     pub connect_timeout: Option<Spanned<String>>,
     pub max_body: Option<Spanned<String>>,
     pub user_agent: Option<Spanned<String>>,
+    pub retries: Option<Spanned<i64>>,
+    pub backoff: Option<Spanned<String>>,
+    pub backoff_max: Option<Spanned<String>>,
+    pub backoff_429: Option<Spanned<String>>,
+    pub max_requeues: Option<Spanned<i64>>,
+    pub retry_after_max: Option<Spanned<String>>,
+    pub respect_robots: Option<bool>,
 }
