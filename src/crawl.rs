@@ -22,6 +22,7 @@ use crate::fetcher::{FetchError, Fetcher, Response, Validators};
 use crate::frontier::{normalize_url, Frontier, QueuedUrl};
 use crate::ids::HostKey;
 use crate::limiter::{HostLimits, HostPool};
+use crate::retry::{self, Verdict};
 use crate::store::{
     now_ms, CommitStats, PageCommit, PageOutcome, PageRecord, RunCounts, RunMode, RunPolicy,
     RunRecord, RunStart, RunStatus, RunWriter, Store, StoreError,
@@ -36,7 +37,7 @@ const MAX_TASKS: usize = 512;
 
 /// What runs share: the per-host limits and the parse threads.
 pub struct Engine {
-    pub hosts: HostPool,
+    pub hosts: Arc<HostPool>,
     parse_slots: Arc<Semaphore>,
 }
 
@@ -44,7 +45,7 @@ impl Default for Engine {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Engine {
-            hosts: HostPool::default(),
+            hosts: Arc::new(HostPool::default()),
             parse_slots: Arc::new(Semaphore::new(cores)),
         }
     }
@@ -89,6 +90,65 @@ struct Outcome {
     /// The page's record from an earlier run (incremental runs only).
     prev: Option<PageRecord>,
     result: Result<Fetched, Failure>,
+    /// When the answer arrived: a 429's backoff window starts here.
+    at: tokio::time::Instant,
+}
+
+/// What becomes of an outcome (see `retry`).
+enum Next {
+    /// Record it.
+    Keep,
+    /// Try the URL again after its own backoff.
+    RetryAfter(Duration),
+    /// Back off the whole host until this instant, then requeue the URL.
+    Requeue(tokio::time::Instant),
+}
+
+/// Applies the retry table to an outcome. `throttles` counts the 429/503
+/// answers of the host in a row (for the exponential host backoff).
+fn next_step(
+    profile: &crate::config::Profile,
+    outcome: &Outcome,
+    throttles: u32,
+    counts: &mut RunCounts,
+) -> Next {
+    let q = &outcome.queued;
+    let retry = |attempt: u32| {
+        if attempt < profile.retries {
+            Next::RetryAfter(retry::backoff(
+                profile.backoff,
+                profile.backoff_max,
+                attempt,
+            ))
+        } else {
+            Next::Keep
+        }
+    };
+    match &outcome.result {
+        Err(Failure::Fetch(e)) => match retry::for_error(e) {
+            Verdict::Retry => retry(q.attempt),
+            _ => Next::Keep,
+        },
+        Ok(Fetched::New { response, .. }) => match retry::for_status(response.status) {
+            Verdict::Retry => retry(q.attempt),
+            Verdict::Requeue => {
+                counts.throttled += 1;
+                if q.requeues >= profile.max_requeues {
+                    return Next::Keep;
+                }
+                let asked = retry::retry_after(response.retry_after.as_deref(), chrono::Utc::now());
+                if asked.is_some_and(|d| d > profile.retry_after_max) {
+                    warn!(host = %q.host, asked = ?asked, max = ?profile.retry_after_max, "Retry-After cut to retry_after_max.");
+                }
+                let own =
+                    retry::exponential(profile.backoff_429, profile.retry_after_max, throttles);
+                let wait = asked.map_or(own, |a| a.min(profile.retry_after_max).max(own));
+                Next::Requeue(outcome.at + wait)
+            }
+            _ => Next::Keep,
+        },
+        _ => Next::Keep,
+    }
 }
 
 /// What a fetch brought back.
@@ -309,6 +369,13 @@ async fn crawl_loop(
     let mut pending_since = Instant::now();
     let mut store_error: Option<StoreError> = None;
     let mut interrupted = false;
+    // URLs waiting out their retry backoff, soonest first.
+    let mut retry_later: std::collections::BinaryHeap<
+        std::cmp::Reverse<(tokio::time::Instant, u64, RetryEntry)>,
+    > = Default::default();
+    let mut retry_seq = 0u64;
+    // 429/503 answers in a row, per host.
+    let mut throttles: HashMap<HostKey, u32> = HashMap::new();
 
     loop {
         while tasks.len() < MAX_TASKS {
@@ -326,8 +393,12 @@ async fn crawl_loop(
             } else {
                 no_headers.clone()
             };
-            let (fetcher, target, slots) =
-                (fetcher.clone(), target.clone(), engine.parse_slots.clone());
+            let (fetcher, target, slots, hosts) = (
+                fetcher.clone(),
+                target.clone(),
+                engine.parse_slots.clone(),
+                engine.hosts.clone(),
+            );
             let what = (queued.url.clone(), queued.depth);
             let handle = tasks.spawn(async move {
                 let validators = Validators {
@@ -335,6 +406,19 @@ async fn crawl_loop(
                     last_modified: prev.as_ref().and_then(|p| p.last_modified.as_deref()),
                 };
                 let result = fetcher.get(&queued.url, &headers, validators).await;
+                let at = tokio::time::Instant::now();
+                // A 429/503 closes the host at once, before the supervisor hears
+                // of it; the supervisor then extends the window as the table says.
+                if let Ok(r) = &result {
+                    if retry::for_status(r.status) == Verdict::Requeue {
+                        let asked =
+                            retry::retry_after(r.retry_after.as_deref(), chrono::Utc::now());
+                        let wait = asked.map_or(target.profile.backoff_429, |a| {
+                            a.min(target.profile.retry_after_max)
+                        });
+                        hosts.block(&queued.host, at + wait);
+                    }
+                }
                 // The slot stays taken for the delay after the response, parse or not.
                 permit.release_after_delay();
                 let result = match result {
@@ -345,15 +429,18 @@ async fn crawl_loop(
                     queued,
                     prev,
                     result,
+                    at,
                 }
             });
             in_flight.insert(handle.id(), what);
         }
-        live.queued = (frontier.queued() + tasks.len()) as u64;
+        live.queued = (frontier.queued() + tasks.len() + retry_later.len()) as u64;
         progress.update(&live);
-        if tasks.is_empty() && frontier.queued() == 0 {
+        if tasks.is_empty() && frontier.queued() == 0 && retry_later.is_empty() {
             break;
         }
+        let retry_at = retry_later.peek().map(|std::cmp::Reverse((at, _, _))| *at);
+        let host_ready = engine.hosts.next_ready();
         let flush_at = tokio::time::Instant::from_std(pending_since + COMMIT_INTERVAL);
         tokio::select! {
             biased;
@@ -380,12 +467,44 @@ async fn crawl_loop(
                         warn!(%url, "A fetch task panicked; the URL is counted as failed.");
                         let Some(host) = HostKey::of(&url) else { continue };
                         Outcome {
-                            queued: QueuedUrl { url, host, depth },
+                            queued: QueuedUrl {
+                                url,
+                                host,
+                                depth,
+                                attempt: 0,
+                                requeues: u32::MAX,
+                            },
                             prev: None,
                             result: Err(Failure::Panic),
+                            at: tokio::time::Instant::now(),
                         }
                     }
                 };
+                let host = outcome.queued.host.clone();
+                let streak = throttles.get(&host).copied().unwrap_or(0);
+                match next_step(&target.profile, &outcome, streak, &mut counts) {
+                    Next::RetryAfter(wait) => {
+                        counts.retries += 1;
+                        let mut q = outcome.queued;
+                        q.attempt += 1;
+                        retry_seq += 1;
+                        retry_later.push(std::cmp::Reverse((tokio::time::Instant::now() + wait, retry_seq, RetryEntry(q))));
+                        continue;
+                    }
+                    Next::Requeue(until) => {
+                        counts.requeues += 1;
+                        *throttles.entry(host.clone()).or_default() += 1;
+                        engine.hosts.block(&host, until);
+                        debug!(%host, wait = ?until.saturating_duration_since(tokio::time::Instant::now()), "Host backs off.");
+                        let mut q = outcome.queued;
+                        q.requeues += 1;
+                        frontier.requeue(q);
+                        continue;
+                    }
+                    Next::Keep => {
+                        throttles.remove(&host);
+                    }
+                }
                 let page = record_outcome(target, frontier, &mut counts, &mut live, outcome);
                 if pending.is_empty() {
                     pending_since = Instant::now();
@@ -399,6 +518,18 @@ async fn crawl_loop(
                 let _ = batch_tx.send(std::mem::take(&mut pending));
             }
             _ = freed.changed() => {}
+            _ = sleep_until_opt(retry_at), if retry_at.is_some() => {}
+            _ = sleep_until_opt(host_ready), if host_ready.is_some() => {}
+        }
+        // Retries whose backoff is over go back to the frontier.
+        let now = tokio::time::Instant::now();
+        while retry_later
+            .peek()
+            .is_some_and(|std::cmp::Reverse((at, _, _))| *at <= now)
+        {
+            if let Some(std::cmp::Reverse((_, _, RetryEntry(q)))) = retry_later.pop() {
+                frontier.requeue(q);
+            }
         }
     }
 
@@ -426,6 +557,33 @@ async fn crawl_loop(
         (None, false) => RunStatus::Completed,
     };
     Ok((writer, status, counts, store_error))
+}
+
+/// A URL waiting for its retry (ordered by the heap's instant and sequence only).
+struct RetryEntry(QueuedUrl);
+
+impl PartialEq for RetryEntry {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for RetryEntry {}
+impl PartialOrd for RetryEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for RetryEntry {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Hashes the body, and extracts on a parse thread when the page is new HTML.
@@ -491,6 +649,7 @@ fn record_outcome(
         queued,
         prev,
         result,
+        ..
     } = outcome;
     let mut commit = PageCommit {
         url: queued.url.as_str().to_owned(),

@@ -47,6 +47,10 @@ pub struct QueuedUrl {
     pub host: HostKey,
     /// Links followed from a start URL to reach it.
     pub depth: u32,
+    /// Attempts made so far after failures (see `retries`).
+    pub attempt: u32,
+    /// Times it was requeued after a 429/503 (see `max_requeues`).
+    pub requeues: u32,
 }
 
 /// Why a discovered link was not queued.
@@ -195,7 +199,13 @@ impl Frontier {
         if queue.is_empty() {
             self.ready.push_back(host.clone());
         }
-        queue.push_back(QueuedUrl { url, host, depth });
+        queue.push_back(QueuedUrl {
+            url,
+            host,
+            depth,
+            attempt: 0,
+            requeues: 0,
+        });
     }
 
     /// The next URL of the first ready host for which `admit` grants a slot,
@@ -221,6 +231,17 @@ impl Frontier {
             return Some((next, permit));
         }
         None
+    }
+
+    /// Puts back a URL that is to be tried again (it stays admitted once).
+    pub fn requeue(&mut self, q: QueuedUrl) {
+        self.queued += 1;
+        let host = q.host.clone();
+        let queue = self.queues.entry(host.clone()).or_default();
+        if queue.is_empty() {
+            self.ready.push_back(host);
+        }
+        queue.push_back(q);
     }
 
     /// URLs waiting to be fetched.

@@ -8,7 +8,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use std::time::Duration;
+
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use crate::config::{DelayRange, Profile};
 use crate::ids::HostKey;
@@ -32,6 +35,11 @@ impl HostLimits {
 struct Host {
     slots: Arc<Semaphore>,
     limits: HostLimits,
+    /// No request starts before this (a 429/503 backoff, a robots.txt pause).
+    window: Option<Instant>,
+    /// Minimum gap between request starts (robots.txt Crawl-delay).
+    gap: Duration,
+    last_start: Option<Instant>,
 }
 
 /// The registry of hosts of one engine. Not a global: two engines (two tests
@@ -54,21 +62,64 @@ impl Default for HostPool {
 impl HostPool {
     /// Takes a slot for `host` if one is free. The first profile that names a
     /// host sets its limits.
+    /// Order: the host's slot, then its backoff window and Crawl-delay gap;
+    /// a request that may not start yet gives its slot back at once.
     pub fn try_acquire(&self, host: &HostKey, limits: HostLimits) -> Option<HostPermit> {
-        let (slots, limits) = {
-            let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-            let h = hosts.entry(host.clone()).or_insert_with(|| Host {
-                slots: Arc::new(Semaphore::new(limits.concurrency.max(1) as usize)),
-                limits,
-            });
-            (h.slots.clone(), h.limits)
-        };
-        let permit = slots.try_acquire_owned().ok()?;
+        let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        let h = hosts.entry(host.clone()).or_insert_with(|| Host {
+            slots: Arc::new(Semaphore::new(limits.concurrency.max(1) as usize)),
+            limits,
+            window: None,
+            gap: Duration::ZERO,
+            last_start: None,
+        });
+        let permit = h.slots.clone().try_acquire_owned().ok()?;
+        let now = Instant::now();
+        if h.window.is_some_and(|w| now < w) || h.last_start.is_some_and(|t| now < t + h.gap) {
+            return None;
+        }
+        h.last_start = Some(now);
+        let limits = h.limits;
+        drop(hosts);
         Some(HostPermit {
             permit: Some(permit),
             delay: limits.delay,
             freed: self.freed.clone(),
         })
+    }
+
+    /// Keeps every request to `host` from starting before `until` (requests
+    /// already on the wire complete).
+    pub fn block(&self, host: &HostKey, until: Instant) {
+        let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(h) = hosts.get_mut(host) {
+            h.window = Some(h.window.map_or(until, |w| w.max(until)));
+        }
+    }
+
+    /// Sets the minimum gap between request starts of a host.
+    pub fn set_gap(&self, host: &HostKey, gap: Duration) {
+        let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(h) = hosts.get_mut(host) {
+            h.gap = h.gap.max(gap);
+        }
+    }
+
+    /// The earliest future moment a blocked or gapped host may start a request.
+    pub fn next_ready(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        hosts
+            .values()
+            .flat_map(|h| {
+                [
+                    h.window,
+                    h.last_start.map(|t| t + h.gap).filter(|_| !h.gap.is_zero()),
+                ]
+            })
+            .flatten()
+            .filter(|&t| t > now)
+            .min()
     }
 
     /// A receiver that changes whenever any host frees a slot.
@@ -110,7 +161,6 @@ impl Drop for HostPermit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn slots_are_held_for_the_delay() {
@@ -145,5 +195,59 @@ mod tests {
             pool.try_acquire(&host, limits).is_some(),
             "free after the delay"
         );
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+    use crate::config::DelayRange;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backoff_window_blocks_the_host_until_it_ends() {
+        let pool = HostPool::default();
+        let host = HostKey::new("a:80");
+        let limits = HostLimits {
+            concurrency: 4,
+            delay: DelayRange {
+                min: Duration::ZERO,
+                max: Duration::ZERO,
+            },
+        };
+        drop(pool.try_acquire(&host, limits).unwrap());
+        pool.block(&host, Instant::now() + Duration::from_secs(2));
+        assert!(pool.try_acquire(&host, limits).is_none());
+        assert_eq!(
+            pool.next_ready(),
+            Some(Instant::now() + Duration::from_secs(2))
+        );
+        tokio::time::advance(Duration::from_millis(1999)).await;
+        assert!(
+            pool.try_acquire(&host, limits).is_none(),
+            "not a millisecond early"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(pool.try_acquire(&host, limits).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn crawl_delay_spaces_request_starts() {
+        let pool = HostPool::default();
+        let host = HostKey::new("a:80");
+        let limits = HostLimits {
+            concurrency: 4,
+            delay: DelayRange {
+                min: Duration::ZERO,
+                max: Duration::ZERO,
+            },
+        };
+        let _a = pool.try_acquire(&host, limits).unwrap();
+        pool.set_gap(&host, Duration::from_millis(500));
+        assert!(
+            pool.try_acquire(&host, limits).is_none(),
+            "a free slot, but too soon"
+        );
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(pool.try_acquire(&host, limits).is_some());
     }
 }

@@ -343,6 +343,7 @@ v = "p.v"
 delay = "0ms"
 timeout = "700ms"
 max_body = "100KiB"
+retries = 0
 "#;
     write_configs(
         &configs,

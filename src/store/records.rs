@@ -52,6 +52,7 @@ pub struct RunRecord {
 
 /// What a run did, for summaries and `crawld runs`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunCounts {
     /// Responses received (any status).
     pub pages_fetched: u64,
@@ -78,6 +79,14 @@ pub struct RunCounts {
     pub pages_unchanged: u64,
     /// Items marked removed by this run.
     pub items_removed: u64,
+    /// Attempts made again after a failure.
+    pub retries: u64,
+    /// URLs put back after a 429/503 answer.
+    pub requeues: u64,
+    /// 429 and 503 answers.
+    pub throttled: u64,
+    /// URLs that robots.txt disallows: counted, not fetched.
+    pub robots_disallowed: u64,
 }
 
 impl RunCounts {
@@ -96,6 +105,10 @@ impl RunCounts {
         self.pages_not_modified += o.pages_not_modified;
         self.pages_unchanged += o.pages_unchanged;
         self.items_removed += o.items_removed;
+        self.retries += o.retries;
+        self.requeues += o.requeues;
+        self.throttled += o.throttled;
+        self.robots_disallowed += o.robots_disallowed;
         for (k, n) in &o.errors {
             *self.errors.entry(k.clone()).or_default() += n;
         }

@@ -54,6 +54,10 @@ pub struct Stats {
     pub responses: Mutex<Vec<(String, u16)>>,
     /// (Host header, path, Authorization header) of every request.
     pub auth: Mutex<Vec<(String, String, Option<String>)>>,
+    /// (path, started, answered, status) of every request.
+    pub timeline: Mutex<Vec<(String, std::time::Instant, std::time::Instant, u16)>>,
+    /// Answers given before a path's normal one, in order.
+    pub scripts: Mutex<HashMap<String, std::collections::VecDeque<Resource>>>,
 }
 
 impl Stats {
@@ -137,6 +141,15 @@ impl Site {
         self.pages.write().unwrap().remove(path);
     }
 
+    /// Answers `path` with these, in order, before its normal resource.
+    pub fn script(&self, path: &str, answers: Vec<Resource>) {
+        self.stats
+            .scripts
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), answers.into());
+    }
+
     /// A page as it is served now.
     pub fn get(&self, path: &str) -> Option<Resource> {
         self.pages.read().unwrap().get(path).cloned()
@@ -171,7 +184,14 @@ async fn serve(
         (header("host").unwrap_or_default(), header("authorization"))
     };
     stats.auth.lock().unwrap().push((host, key.clone(), auth));
-    let found = pages.read().unwrap().get(&key).cloned();
+    let started = std::time::Instant::now();
+    let scripted = stats
+        .scripts
+        .lock()
+        .unwrap()
+        .get_mut(&key)
+        .and_then(|q| q.pop_front());
+    let found = scripted.or_else(|| pages.read().unwrap().get(&key).cloned());
     let if_none_match = req
         .headers()
         .get("if-none-match")
@@ -213,7 +233,13 @@ async fn serve(
         .responses
         .lock()
         .unwrap()
-        .push((key, resp.status().as_u16()));
+        .push((key.clone(), resp.status().as_u16()));
+    stats.timeline.lock().unwrap().push((
+        key,
+        started,
+        std::time::Instant::now(),
+        resp.status().as_u16(),
+    ));
     stats.in_flight.fetch_sub(1, Ordering::SeqCst);
     resp
 }
@@ -279,4 +305,7 @@ extends = "aggressive"
 concurrency = 8
 delay = "0ms"
 timeout = "5s"
+backoff = "10ms"
+backoff_max = "40ms"
+backoff_429 = "10ms"
 "#;

@@ -1,0 +1,151 @@
+//! Retries, 429/503 backoff with Retry-After, against a real loopback server.
+//! Backoffs are in milliseconds so the suite stays fast; the timing checks
+//! have tolerances.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{shop, write_configs, Resource, Site};
+use crawld::config::load_dir;
+use crawld::crawl::{self, Engine};
+use crawld::ids::TargetId;
+use crawld::store::{RunMode, RunRecord, Store};
+
+const TARGET: &str = r#"
+start_urls = ["{base}/"]
+profile = "p"
+[follow]
+allow = ['^/$', '^/p/']
+[items.product]
+pages = '^/p/'
+[items.product.fields]
+name = { css = "h1::text", required = true }
+"#;
+
+async fn crawl_with(site: &Site, profile: &str) -> (RunRecord, usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = tmp.path().join("configs");
+    write_configs(
+        &configs,
+        &site.url(""),
+        &[("t.toml", TARGET), ("p.toml", profile)],
+    );
+    let report = load_dir(&configs).unwrap();
+    assert!(report.all_errors().is_empty(), "{:?}", report.all_errors());
+    let target = report.set.targets[&TargetId::new("t")].clone();
+    let store = Arc::new(Store::open(&tmp.path().join("state")).unwrap());
+    let run = crawl::run(
+        &Engine::default(),
+        store.clone(),
+        target,
+        RunMode::Full,
+        Default::default(),
+        &(),
+    )
+    .await
+    .unwrap();
+    let items = store.items(&TargetId::new("t")).count();
+    (run, items)
+}
+
+fn status(code: u16, retry_after: Option<String>) -> Resource {
+    Resource {
+        status: code,
+        headers: retry_after
+            .into_iter()
+            .map(|v| ("retry-after".to_owned(), v))
+            .collect(),
+        ..Resource::html("busy")
+    }
+}
+
+/// No request may start inside [answered, answered + wait) of the throttling
+/// answer, but for those already on the wire when it was answered (sent by
+/// the crawler before it could see the 429: within a few milliseconds).
+fn assert_quiet_after(site: &Site, path: &str, wait: Duration) {
+    let on_the_wire = Duration::from_millis(15);
+    let timeline = site.stats.timeline.lock().unwrap().clone();
+    let (_, _, answered, _) = timeline
+        .iter()
+        .find(|(p, _, _, s)| p == path && *s == 429)
+        .cloned()
+        .unwrap();
+    let early: Vec<_> = timeline
+        .iter()
+        .filter(|(_, started, _, _)| {
+            *started > answered + on_the_wire && *started < answered + wait
+        })
+        .map(|(p, started, _, _)| (p.clone(), started.duration_since(answered)))
+        .collect();
+    assert!(
+        early.is_empty(),
+        "requests started inside the Retry-After window: {early:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_in_seconds_pauses_the_whole_host() {
+    let site = Site::start(shop(1, 12));
+    site.script("/p/3.html", vec![status(429, Some("1".into()))]);
+    let profile = "[profiles.p]\nconcurrency = 4\ndelay = \"0ms\"\nbackoff_429 = \"10ms\"\n";
+    let (run, items) = crawl_with(&site, profile).await;
+    assert_eq!(items, 12, "every page fetched in the end");
+    assert_eq!(run.counts.requeues, 1);
+    assert_quiet_after(&site, "/p/3.html", Duration::from_millis(950));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_as_an_http_date_is_honoured() {
+    let site = Site::start(shop(1, 12));
+    let at = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let date = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    site.script("/p/5.html", vec![status(429, Some(date))]);
+    let profile = "[profiles.p]\nconcurrency = 4\ndelay = \"0ms\"\nbackoff_429 = \"10ms\"\n";
+    let (_, items) = crawl_with(&site, profile).await;
+    assert_eq!(items, 12);
+    // The date has whole seconds: at least one full second of quiet.
+    assert_quiet_after(&site, "/p/5.html", Duration::from_millis(950));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_answering_half_503_ends_with_every_page() {
+    let site = Site::start(shop(1, 20));
+    for i in (0..20).step_by(2) {
+        site.script(&format!("/p/{i}.html"), vec![status(503, None)]);
+    }
+    let profile = "[profiles.p]\nconcurrency = 4\ndelay = \"0ms\"\nbackoff = \"5ms\"\nbackoff_429 = \"5ms\"\nbackoff_max = \"50ms\"\n";
+    let (run, items) = crawl_with(&site, profile).await;
+    assert_eq!(items, 20, "{:?}", run.counts);
+    assert_eq!(run.counts.throttled, 10);
+    assert_eq!(run.counts.pages_failed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_with_backoff_then_recorded() {
+    let site = Site::start(shop(1, 4));
+    // Fails twice, then works: fetched with retries = 2.
+    site.script("/p/1.html", vec![status(500, None), status(502, None)]);
+    // Fails three times: with retries = 2, recorded as failed after 3 requests.
+    site.script(
+        "/p/2.html",
+        vec![status(500, None), status(500, None), status(500, None)],
+    );
+    // Not retried at all.
+    site.script("/p/3.html", vec![status(403, None)]);
+    let profile = "[profiles.p]\nconcurrency = 2\ndelay = \"0ms\"\nretries = 2\nbackoff = \"20ms\"\nbackoff_max = \"100ms\"\n";
+    let (run, items) = crawl_with(&site, profile).await;
+    assert_eq!(site.stats.count("/p/1.html"), 3);
+    assert_eq!(site.stats.count("/p/2.html"), 3);
+    assert_eq!(site.stats.count("/p/3.html"), 1, "a 403 is final");
+    assert_eq!(items, 2, "p/0 and p/1");
+    assert_eq!(
+        run.counts.errors.get("http_500"),
+        Some(&1),
+        "{:?}",
+        run.counts
+    );
+    assert_eq!(run.counts.errors.get("http_403"), Some(&1));
+    assert_eq!(run.counts.retries, 4);
+}
