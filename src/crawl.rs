@@ -376,14 +376,59 @@ async fn crawl_loop(
     let mut retry_seq = 0u64;
     // 429/503 answers in a row, per host.
     let mut throttles: HashMap<HostKey, u32> = HashMap::new();
+    // robots.txt of each host, fetched once per run.
+    let mut robots = crate::robots::Robots::default();
+    let mut robots_tasks: JoinSet<(HostKey, crate::robots::Answer)> = JoinSet::new();
 
     loop {
         while tasks.len() < MAX_TASKS {
-            let Some((queued, permit)) =
-                frontier.pop_with(|host| engine.hosts.try_acquire(host, limits))
-            else {
+            let respect = target.profile.respect_robots;
+            let popped = frontier.pop_with(|host| {
+                if respect && !robots.ready(host) {
+                    robots.start(host, target, fetcher, &mut robots_tasks);
+                    return None;
+                }
+                engine.hosts.try_acquire(host, limits)
+            });
+            let Some((queued, permit)) = popped else {
                 break;
             };
+            let decision = if respect {
+                robots.decide(&queued.host, &queued.url)
+            } else {
+                crate::robots::Decision::Allowed
+            };
+            if decision != crate::robots::Decision::Allowed {
+                drop(permit);
+                live.done += 1;
+                let (kind, detail) = if decision == crate::robots::Decision::Disallowed {
+                    counts.robots_disallowed += 1;
+                    ("robots_disallowed", "disallowed by robots.txt: not fetched")
+                } else {
+                    counts.pages_failed += 1;
+                    live.failed += 1;
+                    *counts
+                        .errors
+                        .entry("robots_unavailable".into())
+                        .or_default() += 1;
+                    ("robots_unavailable", "robots.txt could not be fetched (5xx or unreachable): the host is not crawled")
+                };
+                if pending.is_empty() {
+                    pending_since = Instant::now();
+                }
+                pending.push(PageCommit {
+                    url: queued.url.as_str().to_owned(),
+                    depth: queued.depth,
+                    admitted: Vec::new(),
+                    fetched_ms: now_ms(),
+                    outcome: PageOutcome::Failed {
+                        kind: kind.into(),
+                        detail: detail.into(),
+                        status: None,
+                    },
+                });
+                continue;
+            }
             // A page extracted under another configuration is fetched and parsed again.
             let prev = prev_pages
                 .remove(queued.url.as_str())
@@ -439,8 +484,14 @@ async fn crawl_loop(
         if tasks.is_empty() && frontier.queued() == 0 && retry_later.is_empty() {
             break;
         }
+        if !pending.is_empty() && pending.len() >= COMMIT_PAGES {
+            let _ = batch_tx.send(std::mem::take(&mut pending));
+        }
         let retry_at = retry_later.peek().map(|std::cmp::Reverse((at, _, _))| *at);
-        let host_ready = engine.hosts.next_ready();
+        let host_ready = [engine.hosts.next_ready(), robots.next_retry()]
+            .into_iter()
+            .flatten()
+            .min();
         let flush_at = tokio::time::Instant::from_std(pending_since + COMMIT_INTERVAL);
         tokio::select! {
             biased;
@@ -455,6 +506,11 @@ async fn crawl_loop(
                     break;
                 }
             },
+            Some(Ok((host, answer))) = robots_tasks.join_next() => {
+                if let Some(gap) = robots.finish(&host, answer, &target.profile, &engine.hosts) {
+                    info!(%host, ?gap, "robots.txt Crawl-delay applies.");
+                }
+            }
             Some(joined) = tasks.join_next_with_id() => {
                 let outcome = match joined {
                     Ok((id, outcome)) => {

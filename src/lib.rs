@@ -34,4 +34,5 @@ pub mod ids;
 pub mod limiter;
 pub mod report;
 pub mod retry;
+pub mod robots;
 pub mod store;

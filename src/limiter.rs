@@ -33,13 +33,24 @@ impl HostLimits {
 }
 
 struct Host {
-    slots: Arc<Semaphore>,
-    limits: HostLimits,
+    /// Made on the first request, with the limits of the profile that makes it.
+    slots: Option<(Arc<Semaphore>, HostLimits)>,
     /// No request starts before this (a 429/503 backoff, a robots.txt pause).
     window: Option<Instant>,
     /// Minimum gap between request starts (robots.txt Crawl-delay).
     gap: Duration,
     last_start: Option<Instant>,
+}
+
+impl Host {
+    fn new() -> Self {
+        Host {
+            slots: None,
+            window: None,
+            gap: Duration::ZERO,
+            last_start: None,
+        }
+    }
 }
 
 /// The registry of hosts of one engine. Not a global: two engines (two tests
@@ -66,20 +77,22 @@ impl HostPool {
     /// a request that may not start yet gives its slot back at once.
     pub fn try_acquire(&self, host: &HostKey, limits: HostLimits) -> Option<HostPermit> {
         let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-        let h = hosts.entry(host.clone()).or_insert_with(|| Host {
-            slots: Arc::new(Semaphore::new(limits.concurrency.max(1) as usize)),
-            limits,
-            window: None,
-            gap: Duration::ZERO,
-            last_start: None,
-        });
-        let permit = h.slots.clone().try_acquire_owned().ok()?;
+        let h = hosts.entry(host.clone()).or_insert_with(Host::new);
+        let (slots, limits) = h
+            .slots
+            .get_or_insert_with(|| {
+                (
+                    Arc::new(Semaphore::new(limits.concurrency.max(1) as usize)),
+                    limits,
+                )
+            })
+            .clone();
+        let permit = slots.try_acquire_owned().ok()?;
         let now = Instant::now();
         if h.window.is_some_and(|w| now < w) || h.last_start.is_some_and(|t| now < t + h.gap) {
             return None;
         }
         h.last_start = Some(now);
-        let limits = h.limits;
         drop(hosts);
         Some(HostPermit {
             permit: Some(permit),
@@ -92,17 +105,15 @@ impl HostPool {
     /// already on the wire complete).
     pub fn block(&self, host: &HostKey, until: Instant) {
         let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(h) = hosts.get_mut(host) {
-            h.window = Some(h.window.map_or(until, |w| w.max(until)));
-        }
+        let h = hosts.entry(host.clone()).or_insert_with(Host::new);
+        h.window = Some(h.window.map_or(until, |w| w.max(until)));
     }
 
     /// Sets the minimum gap between request starts of a host.
     pub fn set_gap(&self, host: &HostKey, gap: Duration) {
         let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(h) = hosts.get_mut(host) {
-            h.gap = h.gap.max(gap);
-        }
+        let h = hosts.entry(host.clone()).or_insert_with(Host::new);
+        h.gap = h.gap.max(gap);
     }
 
     /// The earliest future moment a blocked or gapped host may start a request.

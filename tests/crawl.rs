@@ -206,16 +206,20 @@ h1 = "h1"
         "product pages are not allowed"
     );
 
-    let before = site.stats.requests();
+    let before = site.stats.page_requests();
     let (run, _) = crawl_once(&configs, &tmp.path().join("s2"), "depth").await;
     // Depth 0: "/", depth 1: its 4 products and /list/2; nothing deeper.
     assert_eq!(run.counts.pages_fetched, 6, "{:?}", run.counts);
-    assert_eq!(site.stats.requests() - before, 6);
+    assert_eq!(site.stats.page_requests() - before, 6);
 
-    let before = site.stats.requests();
+    let before = site.stats.paths.lock().unwrap().len();
     let (run, items) = crawl_once(&configs, &tmp.path().join("s3"), "budget").await;
     assert_eq!(run.counts.pages_fetched, 7);
-    let seen: Vec<String> = site.stats.paths.lock().unwrap()[before..].to_vec();
+    let seen: Vec<String> = site.stats.paths.lock().unwrap()[before..]
+        .iter()
+        .filter(|p| *p != "/robots.txt")
+        .cloned()
+        .collect();
     assert_eq!(seen.len(), 7, "max_pages caps requests: {seen:?}");
     assert_eq!(items.len(), 7);
 }
@@ -344,6 +348,7 @@ delay = "0ms"
 timeout = "700ms"
 max_body = "100KiB"
 retries = 0
+backoff_429 = "10ms"
 "#;
     write_configs(
         &configs,
@@ -372,7 +377,7 @@ retries = 0
         "a redirect loop is an error: {c:?}"
     );
     assert_eq!(
-        c.errors.get("connect"),
+        c.errors.get("robots_unavailable"),
         Some(&1),
         "an unreachable host is an error: {c:?}"
     );

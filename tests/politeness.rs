@@ -149,3 +149,47 @@ async fn server_errors_are_retried_with_backoff_then_recorded() {
     assert_eq!(run.counts.errors.get("http_403"), Some(&1));
     assert_eq!(run.counts.retries, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn robots_disallow_and_crawl_delay_hold() {
+    let site = Site::start(shop(1, 6));
+    site.set(
+        "/robots.txt",
+        Resource {
+            content_type: Some("text/plain".into()),
+            ..Resource::html("User-agent: *\nDisallow: /p/1.html\nCrawl-delay: 0.2\n")
+        },
+    );
+    let profile = "[profiles.p]\nconcurrency = 4\ndelay = \"0ms\"\n";
+    let (run, items) = crawl_with(&site, profile).await;
+    assert_eq!(site.stats.count("/p/1.html"), 0, "disallowed: not fetched");
+    assert_eq!(run.counts.robots_disallowed, 1);
+    assert_eq!(items, 5);
+    assert_eq!(site.stats.count("/robots.txt"), 1, "fetched once per run");
+    let mut starts: Vec<_> = site
+        .stats
+        .timeline
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, ..)| p != "/robots.txt")
+        .map(|(_, started, ..)| *started)
+        .collect();
+    starts.sort();
+    for pair in starts.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(190),
+            "Crawl-delay 0.2 s between request starts, saw {gap:?}"
+        );
+    }
+
+    // respect_robots = false fetches it anyway.
+    let (run, items) = crawl_with(
+        &site,
+        "[profiles.p]\nconcurrency = 4\ndelay = \"0ms\"\nrespect_robots = false\n",
+    )
+    .await;
+    assert_eq!(run.counts.robots_disallowed, 0);
+    assert_eq!(items, 6);
+}

@@ -75,6 +75,15 @@ impl Stats {
             .filter(|p| *p == path)
             .count()
     }
+    /// Requests so far, robots.txt aside.
+    pub fn page_requests(&self) -> usize {
+        self.paths
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| *p != "/robots.txt")
+            .count()
+    }
     /// Responses with this status so far.
     pub fn status_count(&self, status: u16) -> usize {
         self.responses
