@@ -1,0 +1,244 @@
+//! The command line's shape: every command, its arguments and their
+//! defaults (directories from the environment and systemd).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::export::Format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "crawld",
+    version,
+    about = "Keeps structured data from websites fresh."
+)]
+pub(super) struct Cli {
+    /// More log output on stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(super) verbose: u8,
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum Command {
+    /// Validate every file of the configs directory.
+    Check(ConfigsArg),
+    /// Show what a target's selectors extract from one page.
+    Test {
+        target: String,
+        /// The page to fetch (with --file: the URL the file's content stands for).
+        url: Option<String>,
+        /// Read the page from this file instead of fetching it.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        configs: ConfigsArg,
+    },
+    /// Run one crawl of a target in the foreground.
+    Crawl {
+        target: String,
+        /// Refetch everything (default: an incremental run).
+        #[arg(long)]
+        full: bool,
+        /// No progress bar, even on a terminal.
+        #[arg(long)]
+        no_progress: bool,
+        #[command(flatten)]
+        configs: ConfigsArg,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Write a target's current items (or its changes) to stdout or a file.
+    Export {
+        target: String,
+        /// The change feed of the last run instead of the current items.
+        #[arg(long)]
+        changes: bool,
+        /// With --changes: every change after this run id.
+        #[arg(long, requires = "changes")]
+        since: Option<u64>,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: Format,
+        /// Only items of this kind (needed for CSV when a target has several).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        configs: ConfigsArg,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Run the daemon: every target on its schedules, configs reloaded on change.
+    Run {
+        #[command(flatten)]
+        configs: ConfigsArg,
+        #[command(flatten)]
+        state: StateArg,
+        /// Runs in progress across all targets, at most; further ones queue.
+        #[arg(long, default_value_t = 4)]
+        max_runs: usize,
+        /// How long running runs get to checkpoint on SIGTERM.
+        #[arg(long, default_value = "30s")]
+        grace: humantime::Duration,
+        /// Do not watch the configs directory (reload with SIGHUP or `crawld reload`).
+        #[arg(long)]
+        no_watch: bool,
+        /// Also log to daily files in this directory (crawld.YYYY-MM-DD.log).
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
+        /// Log files kept with --log-dir.
+        #[arg(long, default_value_t = 14)]
+        log_keep: usize,
+    },
+    /// The running daemon's targets, next fire times, runs and config errors.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Ask the running daemon to start a run of a target now.
+    Trigger {
+        target: String,
+        /// A full run (default: incremental).
+        #[arg(long)]
+        full: bool,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Ask the running daemon to stop a target's run; it resumes at its next start.
+    StopRun {
+        target: String,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Ask the running daemon to re-read the configs directory (like SIGHUP).
+    Reload {
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// The stored versions of one item, oldest first.
+    History {
+        target: String,
+        key: String,
+        /// The item kind (needed when several kinds have this key).
+        #[arg(long)]
+        kind: Option<String>,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// The URLs that failed in a run (default: the last one), with why.
+    Failures {
+        target: String,
+        /// The run (default: the target's last run).
+        #[arg(long)]
+        run: Option<u64>,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// A target's runs: id, mode, status, counts, duration.
+    Runs {
+        target: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Check, back up or restore the store.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+    /// Serve the bundled demo shop on 127.0.0.1 and crawl it.
+    Demo {
+        /// Port of the demo site; the example target `shop` points at 8088.
+        #[arg(long, default_value_t = 8088)]
+        port: u16,
+        /// Only serve the site until Ctrl-C, do not crawl.
+        #[arg(long)]
+        serve: bool,
+        /// The site's files (default: examples/shop).
+        #[arg(long)]
+        site: Option<PathBuf>,
+        #[command(flatten)]
+        configs: ConfigsArg,
+        #[command(flatten)]
+        state: StateArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum StoreAction {
+    /// Decode every record and verify the store's invariants (exit 74 on a problem).
+    Check {
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Write a consistent copy of the store to FILE.
+    Backup {
+        file: PathBuf,
+        #[command(flatten)]
+        state: StateArg,
+    },
+    /// Restore FILE into the state dir, which must hold no store yet.
+    Restore {
+        file: PathBuf,
+        #[command(flatten)]
+        state: StateArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ConfigsArg {
+    /// Configs directory [default: $CONFIGURATION_DIRECTORY, else ./configs]
+    #[arg(long, env = "CRAWLD_CONFIGS")]
+    pub(super) configs: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct StateArg {
+    /// State directory [default: $STATE_DIRECTORY, else ./state]
+    #[arg(long, env = "CRAWLD_STATE")]
+    pub(super) state: Option<PathBuf>,
+    /// The daemon's control socket [default: $RUNTIME_DIRECTORY/control.sock, else STATE/control.sock]
+    #[arg(long, env = "CRAWLD_SOCKET")]
+    pub(super) socket: Option<PathBuf>,
+}
+
+impl ConfigsArg {
+    pub(super) fn dir(&self) -> PathBuf {
+        self.configs
+            .clone()
+            .unwrap_or_else(|| systemd_dir("CONFIGURATION_DIRECTORY", "configs"))
+    }
+}
+
+impl StateArg {
+    pub(super) fn dir(&self) -> PathBuf {
+        self.state
+            .clone()
+            .unwrap_or_else(|| systemd_dir("STATE_DIRECTORY", "state"))
+    }
+}
+
+/// systemd passes `StateDirectory=`/`ConfigurationDirectory=` as a
+/// colon-separated list; the first entry is ours.
+pub(super) fn systemd_dir(var: &str, fallback: &str) -> PathBuf {
+    std::env::var_os(var)
+        .and_then(|v| {
+            v.to_str()
+                .and_then(|s| s.split(':').next())
+                .map(PathBuf::from)
+        })
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from(fallback))
+}
