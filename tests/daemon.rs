@@ -151,6 +151,16 @@ impl Drop for Daemon {
     }
 }
 
+/// A temp dir with a configs dir holding `files` and the `quick` profile.
+fn setup(site: &Site, files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = tmp.path().join("configs");
+    let mut all = files.to_vec();
+    all.push(("p.toml", PROFILE));
+    write_configs(&configs, &site.url(""), &all);
+    (tmp, configs)
+}
+
 fn wait_for(mut ok: impl FnMut() -> bool, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ok() {
@@ -180,14 +190,8 @@ fn slow_site(delay_ms: u64) -> Site {
 #[test]
 fn a_frequent_schedule_runs_repeatedly_and_never_overlaps() {
     let site = slow_site(150);
-    let tmp = tempfile::tempdir().unwrap();
-    let configs = tmp.path().join("configs");
     // Every second, while a run takes longer: firings during a run are skipped.
-    write_configs(
-        &configs,
-        &site.url(""),
-        &[("shop.toml", &target("* * * * * *")), ("p.toml", PROFILE)],
-    );
+    let (tmp, configs) = setup(&site, &[("shop.toml", &target("* * * * * *"))]);
     let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
     wait_for(
         || {
@@ -214,9 +218,7 @@ fn a_frequent_schedule_runs_repeatedly_and_never_overlaps() {
 #[test]
 fn hot_reload_adds_changes_breaks_and_deletes_targets() {
     let site = slow_site(0);
-    let tmp = tempfile::tempdir().unwrap();
-    let configs = tmp.path().join("configs");
-    write_configs(&configs, &site.url(""), &[("p.toml", PROFILE)]);
+    let (tmp, configs) = setup(&site, &[]);
     let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
     assert_eq!(d.status()["targets"], serde_json::json!([]));
 
@@ -290,13 +292,7 @@ fn hot_reload_adds_changes_breaks_and_deletes_targets() {
 #[test]
 fn trigger_stop_run_and_resume_through_the_socket() {
     let site = slow_site(400);
-    let tmp = tempfile::tempdir().unwrap();
-    let configs = tmp.path().join("configs");
-    write_configs(
-        &configs,
-        &site.url(""),
-        &[("shop.toml", &target("0 0 0 1 1 *")), ("p.toml", PROFILE)],
-    );
+    let (tmp, configs) = setup(&site, &[("shop.toml", &target("0 0 0 1 1 *"))]);
     let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
 
     d.cmd(&["trigger", "shop", "--full"]).assert().success();
@@ -355,13 +351,7 @@ fn trigger_stop_run_and_resume_through_the_socket() {
 #[test]
 fn sigterm_checkpoints_the_run_and_sighup_reloads() {
     let site = slow_site(400);
-    let tmp = tempfile::tempdir().unwrap();
-    let configs = tmp.path().join("configs");
-    write_configs(
-        &configs,
-        &site.url(""),
-        &[("shop.toml", &target("0 0 0 1 1 *")), ("p.toml", PROFILE)],
-    );
+    let (tmp, configs) = setup(&site, &[("shop.toml", &target("0 0 0 1 1 *"))]);
     let state = tmp.path().join("state");
     let d = Daemon::start(&configs, &state, &["--no-watch"]);
 
@@ -426,16 +416,12 @@ name = {{ css = "h1::text", required = true }}
 #[test]
 fn new_targets_get_a_first_full_run_within_max_runs() {
     let site = slow_site(150);
-    let tmp = tempfile::tempdir().unwrap();
-    let configs = tmp.path().join("configs");
-    write_configs(
-        &configs,
-        &site.url(""),
+    let (tmp, configs) = setup(
+        &site,
         &[
             ("a.toml", &yearly_full("")),
             ("b.toml", &yearly_full("")),
             ("c.toml", &yearly_full("catch_up = \"skip\"")),
-            ("p.toml", PROFILE),
         ],
     );
     let d = Daemon::start(&configs, &tmp.path().join("state"), &["--max-runs", "1"]);
@@ -461,13 +447,7 @@ fn new_targets_get_a_first_full_run_within_max_runs() {
 #[test]
 fn a_full_run_missed_while_down_runs_once_at_start_up() {
     let site = slow_site(0);
-    let tmp = tempfile::tempdir().unwrap();
-    let configs = tmp.path().join("configs");
-    write_configs(
-        &configs,
-        &site.url(""),
-        &[("a.toml", &yearly_full("")), ("p.toml", PROFILE)],
-    );
+    let (tmp, configs) = setup(&site, &[("a.toml", &yearly_full(""))]);
     let state = tmp.path().join("state");
     // A completed full run, and a daily full firing last seen two days ago.
     Command::cargo_bin("crawld")
@@ -503,17 +483,11 @@ fn a_full_run_missed_while_down_runs_once_at_start_up() {
 #[test]
 fn max_duration_stops_a_run_and_the_next_start_resumes_it() {
     let site = slow_site(300);
-    let tmp = tempfile::tempdir().unwrap();
-    let configs = tmp.path().join("configs");
     let t = target("0 0 0 1 1 *").replace(
         "profile = \"quick\"",
         "profile = \"quick\"\nmax_duration = \"700ms\"",
     );
-    write_configs(
-        &configs,
-        &site.url(""),
-        &[("shop.toml", &t), ("p.toml", PROFILE)],
-    );
+    let (tmp, configs) = setup(&site, &[("shop.toml", &t)]);
     let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
     d.cmd(&["trigger", "shop"]).assert().success();
     wait_for(
@@ -536,13 +510,7 @@ fn max_duration_stops_a_run_and_the_next_start_resumes_it() {
 #[test]
 fn deleting_a_running_targets_file_stops_and_checkpoints_its_run() {
     let site = slow_site(400);
-    let tmp = tempfile::tempdir().unwrap();
-    let configs = tmp.path().join("configs");
-    write_configs(
-        &configs,
-        &site.url(""),
-        &[("shop.toml", &target("0 0 0 1 1 *")), ("p.toml", PROFILE)],
-    );
+    let (tmp, configs) = setup(&site, &[("shop.toml", &target("0 0 0 1 1 *"))]);
     let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
     d.cmd(&["trigger", "shop"]).assert().success();
     wait_for(|| site.stats.status_count(200) >= 2, "the run is under way");
@@ -560,18 +528,12 @@ fn deleting_a_running_targets_file_stops_and_checkpoints_its_run() {
 #[test]
 fn a_full_firing_during_an_incremental_run_starts_right_after_it() {
     let site = slow_site(250);
-    let tmp = tempfile::tempdir().unwrap();
-    let configs = tmp.path().join("configs");
     // Incremental every second, runs of about a second: full firings land in them.
     let t = target("* * * * * *").replace(
         "[follow]",
         "full_schedule = \"*/3 * * * * *\"\ncatch_up = \"skip\"\n[follow]",
     );
-    write_configs(
-        &configs,
-        &site.url(""),
-        &[("shop.toml", &t), ("p.toml", PROFILE)],
-    );
+    let (tmp, configs) = setup(&site, &[("shop.toml", &t)]);
     let log = tmp.path().join("daemon.log");
     let d = Daemon::start_logged(&configs, &tmp.path().join("state"), &[], Some(&log));
     let deferred = || {
