@@ -132,7 +132,7 @@ pub struct Fetcher {
 impl Fetcher {
     pub fn new(profile: &Profile) -> Result<Self, FetchError> {
         let mut headers = HeaderMap::new();
-        if let Ok(ua) = HeaderValue::from_str(&profile.user_agent) {
+        if let Ok(ua) = HeaderValue::from_str(profile.user_agent()) {
             headers.insert(USER_AGENT, ua);
         }
         headers.insert(

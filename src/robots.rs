@@ -117,7 +117,7 @@ impl Robots {
     ) -> Option<Duration> {
         match answer {
             Answer::Rules(body) => {
-                let robot = texting_robots::Robot::new(&agent(&profile.user_agent), &body).ok();
+                let robot = texting_robots::Robot::new(&agent(profile.user_agent()), &body).ok();
                 let gap = robot
                     .as_ref()
                     .and_then(|r| r.delay)

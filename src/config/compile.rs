@@ -94,6 +94,30 @@ pub fn target(
         None => cx.profiles.get(&ProfileName::new(DEFAULT_PROFILE)).cloned(),
         Some(p) => c.check(p, "profile", |name| lookup_profile(name, cx)),
     };
+    let mut domains = Vec::new();
+    if let Some(d) = &raw.domains {
+        for (host, entry) in d.get_ref() {
+            let key = format!("domains.{host}");
+            let valid = url::Url::parse(&format!("http://{host}/"))
+                .ok()
+                .filter(|u| {
+                    let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+                    u.host_str().is_some_and(|h| format!("{h}{port}") == *host)
+                });
+            if valid.is_none() {
+                c.err(
+                    entry.span(),
+                    key.clone(),
+                    format!("{host:?} is not a lowercase host name or host:port"),
+                );
+                continue;
+            }
+            let name = &entry.get_ref().profile;
+            if let Some(p) = c.check(name, &format!("{key}.profile"), |n| lookup_profile(n, cx)) {
+                domains.push((host.clone(), p));
+            }
+        }
+    }
     let max_pages = match &raw.max_pages {
         None => Some(DEFAULT_MAX_PAGES),
         Some(m) => c.check(m, "max_pages", |&n| {
@@ -245,6 +269,8 @@ pub fn target(
             file: src.path.clone(),
             start_urls,
             profile,
+            domains,
+            allow_private_networks: raw.allow_private_networks.unwrap_or(false),
             max_pages,
             schedule,
             full_schedule,

@@ -291,6 +291,7 @@ fn first_target_key(raw: &RawFile) -> Option<(&'static str, std::ops::Range<usiz
         ("strip_params", raw.strip_params.as_ref().map(|v| v.span())),
         ("follow", raw.follow.as_ref().map(|v| v.span())),
         ("items", raw.items.as_ref().map(|v| v.span())),
+        ("domains", raw.domains.as_ref().map(|v| v.span())),
         (
             "resume_within",
             raw.resume_within.as_ref().map(|v| v.span()),

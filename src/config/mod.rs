@@ -23,7 +23,9 @@ use url::Url;
 
 pub use error::{ConfigError, ConfigErrors, Position};
 pub use load::{is_config_file, load_dir, load_dir_with_env, load_files, ConfigFiles, LoadReport};
-pub use profile::{DelayRange, Profile, BUILTIN_PROFILES, DEFAULT_PROFILE};
+pub use profile::{
+    DelayRange, Identity, Profile, ProxyUrl, BUILTIN_ADAPTIVE, BUILTIN_PROFILES, DEFAULT_PROFILE,
+};
 pub use schedule::Schedule;
 
 use crate::extract::Query;
@@ -57,6 +59,11 @@ pub struct Target {
     pub file: PathBuf,
     pub start_urls: Vec<Url>,
     pub profile: Arc<Profile>,
+    /// `[domains."HOST"]` profiles: `host` or `host:port`, lowercase.
+    pub domains: Vec<(String, Arc<Profile>)>,
+    /// Follow links and redirects to loopback, private and link-local
+    /// addresses too (always so when a start URL is on one).
+    pub allow_private_networks: bool,
     pub max_pages: u64,
     pub schedule: Option<Schedule>,
     pub full_schedule: Option<Schedule>,
@@ -83,6 +90,25 @@ pub struct Target {
     /// Hash of what decides extraction (`items`, `follow`, `strip_params`):
     /// pages extracted under another fingerprint are fetched and parsed again.
     pub fingerprint: String,
+}
+
+impl Target {
+    /// The profile that governs requests to `host`: its `[domains]` entry
+    /// (`host:port` before `host`), else the target's profile.
+    pub fn profile_for(&self, host: &crate::ids::HostKey) -> &Arc<Profile> {
+        let key = host.as_str();
+        let name = key.rsplit_once(':').map_or(key, |(h, _)| h);
+        self.domains
+            .iter()
+            .find(|(d, _)| d == key)
+            .or_else(|| self.domains.iter().find(|(d, _)| d == name))
+            .map_or(&self.profile, |(_, p)| p)
+    }
+
+    /// Every profile the target may use.
+    pub fn profiles(&self) -> impl Iterator<Item = &Arc<Profile>> {
+        std::iter::once(&self.profile).chain(self.domains.iter().map(|(_, p)| p))
+    }
 }
 
 /// What the daemon does about full runs it missed while it was down.

@@ -44,6 +44,15 @@ pub const BUILTIN_RETRIES: [(&str, u32, u64, u64, u64, u32); 3] = [
 ];
 /// Longest Retry-After honoured by every built-in profile; longer ones are cut.
 pub const DEFAULT_RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
+/// Adaptive settings of the built-in profiles, one row each: name, adaptive
+/// (AIMD) concurrency, 429/403 answers in a row that pause the host (0:
+/// never), the pause in seconds, requests per session (0: one session for
+/// the whole life of the daemon). README's profile table mirrors it.
+pub const BUILTIN_ADAPTIVE: [(&str, bool, u32, u64, u32); 3] = [
+    ("conservative", true, 3, 1_800, 0),
+    ("balanced", true, 5, 600, 0),
+    ("aggressive", true, 10, 300, 0),
+];
 
 /// A complete set of politeness settings for the hosts of a target.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +67,19 @@ pub struct Profile {
     pub connect_timeout: Duration,
     /// Body cap in bytes, after decompression.
     pub max_body: u64,
-    pub user_agent: String,
+    /// Header sets sent together, one per session, in turn; never empty.
+    pub identities: Vec<Identity>,
+    /// Proxies, one per session, in turn; empty: direct connections.
+    pub proxies: Vec<ProxyUrl>,
+    /// Fresh cookie jar, next identity and proxy every this many requests
+    /// to a host (0: never).
+    pub rotate_session_every: u32,
+    /// AIMD: halve a host's effective concurrency on 429/503, add one back
+    /// after a run of successes.
+    pub adaptive: bool,
+    /// 429/403 answers in a row that pause the host (0: never).
+    pub pause_after: u32,
+    pub pause_for: Duration,
     /// Further attempts after a failure (errors and 5xx other than 503).
     pub retries: u32,
     /// Base of the exponential backoff between attempts (full jitter).
@@ -71,6 +92,80 @@ pub struct Profile {
     /// A longer Retry-After is cut to this.
     pub retry_after_max: Duration,
     pub respect_robots: bool,
+}
+
+impl Profile {
+    /// The first identity's User-Agent: the one robots.txt rules are matched with.
+    pub fn user_agent(&self) -> &str {
+        self.identities
+            .first()
+            .map_or(DEFAULT_USER_AGENT, |i| i.user_agent.as_str())
+    }
+}
+
+/// One identity: a User-Agent and the headers sent with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub user_agent: String,
+    /// Further headers (Accept-Language and the like), validated.
+    pub headers: Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
+}
+
+impl Identity {
+    fn plain(user_agent: &str) -> Self {
+        Identity {
+            user_agent: user_agent.to_owned(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// A proxy URL. Its credentials never reach a log: `Display` and `Debug`
+/// show `user:***@`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ProxyUrl(url::Url);
+
+impl ProxyUrl {
+    /// Parses an `http://` or `https://` proxy URL.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let url = url::Url::parse(s).map_err(|e| format!("{s:?} is not a proxy URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(format!(
+                "proxy {} must be an http:// or https:// URL with a host",
+                ProxyUrl(url)
+            ));
+        }
+        Ok(ProxyUrl(url))
+    }
+
+    /// The full URL, credentials included: for the HTTP client only.
+    pub fn secret_url(&self) -> &url::Url {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ProxyUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let u = &self.0;
+        let user = if u.username().is_empty() && u.password().is_none() {
+            String::new()
+        } else {
+            format!("{}:***@", u.username())
+        };
+        let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+        write!(
+            f,
+            "{}://{user}{}{port}",
+            u.scheme(),
+            u.host_str().unwrap_or("")
+        )
+    }
+}
+
+impl std::fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ProxyUrl({self})")
+    }
 }
 
 /// A fixed delay (`min == max`) or a uniform random one.
@@ -100,6 +195,11 @@ pub fn builtins() -> BTreeMap<ProfileName, Arc<Profile>> {
                 .copied()
                 .find(|r| r.0 == name)
                 .unwrap_or(BUILTIN_RETRIES[1]);
+            let (_, adaptive, pause_after, pause_for, rotate) = BUILTIN_ADAPTIVE
+                .iter()
+                .copied()
+                .find(|r| r.0 == name)
+                .unwrap_or(BUILTIN_ADAPTIVE[1]);
             let p = Profile {
                 name: ProfileName::new(name),
                 retries,
@@ -117,7 +217,12 @@ pub fn builtins() -> BTreeMap<ProfileName, Arc<Profile>> {
                 timeout: Duration::from_secs(timeout),
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 max_body: DEFAULT_MAX_BODY,
-                user_agent: DEFAULT_USER_AGENT.to_owned(),
+                identities: vec![Identity::plain(DEFAULT_USER_AGENT)],
+                proxies: Vec::new(),
+                rotate_session_every: rotate,
+                adaptive,
+                pause_after,
+                pause_for: Duration::from_secs(pause_for),
             };
             (p.name.clone(), Arc::new(p))
         })
@@ -245,30 +350,77 @@ fn resolve_one(
     set(&raw.retry_after_max, "retry_after_max", &mut |s| {
         values::duration(s).map(|d| p.retry_after_max = d)
     });
+    set(&raw.pause_for, "pause_for", &mut |s| {
+        values::duration(s).map(|d| p.pause_for = d)
+    });
     set(&raw.user_agent, "user_agent", &mut |s| {
-        if s.trim().is_empty() || reqwest::header::HeaderValue::from_str(s).is_err() {
-            return Err("user_agent must be a non-empty header value".into());
-        }
-        p.user_agent = s.to_owned();
+        p.identities = vec![Identity::plain(&user_agent(s)?)];
         Ok(())
     });
-    for (v, k, field) in [
-        (&raw.retries, "retries", &mut p.retries),
-        (&raw.max_requeues, "max_requeues", &mut p.max_requeues),
+    for (v, k, field, max) in [
+        (&raw.retries, "retries", &mut p.retries, 100),
+        (&raw.max_requeues, "max_requeues", &mut p.max_requeues, 100),
+        (&raw.pause_after, "pause_after", &mut p.pause_after, 10_000),
+        (
+            &raw.rotate_session_every,
+            "rotate_session_every",
+            &mut p.rotate_session_every,
+            1_000_000,
+        ),
     ] {
         if let Some(v) = v {
             match u32::try_from(*v.get_ref()) {
-                Ok(n) if n <= 100 => *field = n,
+                Ok(n) if n <= max => *field = n,
                 _ => errors.push(decl.source.error(
                     v.span(),
                     key(k),
-                    format!("{k} must be between 0 and 100"),
+                    format!("{k} must be between 0 and {max}"),
                 )),
             }
         }
     }
     if let Some(r) = raw.respect_robots {
         p.respect_robots = r;
+    }
+    if let Some(a) = raw.adaptive {
+        p.adaptive = a;
+    }
+    if let Some(ids) = &raw.identities {
+        if let Some(ua) = &raw.user_agent {
+            errors.push(decl.source.error(
+                ua.span(),
+                key("user_agent"),
+                "set either user_agent or identities, not both (user_agent = \"…\" is shorthand for one identity)",
+            ));
+        }
+        if ids.get_ref().is_empty() {
+            errors.push(decl.source.error(
+                ids.span(),
+                key("identities"),
+                "identities is empty: give at least one { user_agent = \"…\" }",
+            ));
+        }
+        let mut list = Vec::new();
+        for (i, id) in ids.get_ref().iter().enumerate() {
+            match identity(id.get_ref()) {
+                Ok(identity) => list.push(identity),
+                Err(e) => errors.push(decl.source.error(
+                    id.span(),
+                    Some(format!("profiles.{name}.identities[{i}]")),
+                    e,
+                )),
+            }
+        }
+        p.identities = list;
+    }
+    if let Some(proxies) = &raw.proxies {
+        p.proxies = Vec::new();
+        for v in proxies.get_ref() {
+            match ProxyUrl::parse(v.get_ref()) {
+                Ok(u) => p.proxies.push(u),
+                Err(e) => errors.push(decl.source.error(v.span(), key("proxies"), e)),
+            }
+        }
     }
     if p.backoff > p.backoff_max {
         errors.push(decl.source.error(
@@ -284,6 +436,34 @@ fn resolve_one(
     let p = Arc::new(p);
     done.insert(p.name.clone(), p.clone());
     Some(p)
+}
+
+fn user_agent(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() || reqwest::header::HeaderValue::from_str(s).is_err() {
+        return Err("user_agent must be a non-empty header value".into());
+    }
+    Ok(s.to_owned())
+}
+
+fn identity(raw: &super::raw::RawIdentity) -> Result<Identity, String> {
+    use reqwest::header::{HeaderName, HeaderValue, ACCEPT_LANGUAGE};
+    let mut id = Identity::plain(&user_agent(raw.user_agent.get_ref())?);
+    let value = |name: &str, v: &str| {
+        HeaderValue::from_str(v).map_err(|_| format!("{name}: {v:?} is not a valid header value"))
+    };
+    if let Some(lang) = &raw.accept_language {
+        id.headers
+            .push((ACCEPT_LANGUAGE, value("accept_language", lang.get_ref())?));
+    }
+    for (name, v) in &raw.headers {
+        let hname = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("{name:?} is not a valid HTTP header name"))?;
+        if hname == reqwest::header::USER_AGENT {
+            return Err("set the User-Agent with user_agent, not in headers".into());
+        }
+        id.headers.push((hname, value(name, v.get_ref())?));
+    }
+    Ok(id)
 }
 
 fn known(

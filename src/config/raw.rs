@@ -33,6 +33,8 @@ pub struct RawFile {
     pub keep_versions: Option<Spanned<i64>>,
     pub keep_runs: Option<Spanned<i64>>,
     pub output: Option<Spanned<RawOutput>>,
+    pub allow_private_networks: Option<bool>,
+    pub domains: Option<Spanned<IndexMap<String, Spanned<RawDomain>>>>,
     #[serde(default)]
     pub profiles: IndexMap<String, Spanned<RawProfile>>,
 }
@@ -150,4 +152,27 @@ pub struct RawProfile {
     pub max_requeues: Option<Spanned<i64>>,
     pub retry_after_max: Option<Spanned<String>>,
     pub respect_robots: Option<bool>,
+    pub adaptive: Option<bool>,
+    pub pause_after: Option<Spanned<i64>>,
+    pub pause_for: Option<Spanned<String>>,
+    pub rotate_session_every: Option<Spanned<i64>>,
+    pub identities: Option<Spanned<Vec<Spanned<RawIdentity>>>>,
+    pub proxies: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// One identity of `identities = [...]`: a header set sent together.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub user_agent: Spanned<String>,
+    pub accept_language: Option<Spanned<String>>,
+    #[serde(default)]
+    pub headers: IndexMap<String, Spanned<String>>,
+}
+
+/// `[domains."HOST"]`: settings for one host of a target.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDomain {
+    pub profile: Spanned<String>,
 }

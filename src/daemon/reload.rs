@@ -142,7 +142,7 @@ pub fn diff(old: &TargetSet, new: &TargetSet) -> Diff {
     for (id, t) in &new.targets {
         match old.targets.get(id) {
             None => d.added.push(t.clone()),
-            Some(o) if o.source_hash != t.source_hash || o.profile != t.profile => {
+            Some(o) if o.source_hash != t.source_hash || !o.profiles().eq(t.profiles()) => {
                 d.changed.push(t.clone())
             }
             Some(_) => {}
