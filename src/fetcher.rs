@@ -1,18 +1,25 @@
-//! HTTP: one reqwest client per profile, built here and nowhere else, and a
-//! fetch that streams the body under a size cap and decodes its charset.
+//! HTTP: the reqwest clients, built here and nowhere else; sessions (cookie
+//! jars, identities, proxies) per host; a fetch that streams the body under
+//! a size cap and decodes its charset.
 
 use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use encoding_rs::Encoding;
+use reqwest::cookie::{CookieStore, Jar};
 use reqwest::header::{
     HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    LAST_MODIFIED, RETRY_AFTER, USER_AGENT,
+    LAST_MODIFIED, LOCATION, RETRY_AFTER, SET_COOKIE, USER_AGENT,
 };
+use tracing::{debug, warn};
 use url::Url;
 
-use crate::config::Profile;
+use crate::address::{AddressPolicy, GuardResolver, InternalAddress};
+use crate::config::{Identity, Profile, ProxyUrl};
+use crate::ids::HostKey;
 
 /// Redirects followed before a fetch fails.
 pub const MAX_REDIRECTS: usize = 10;
@@ -40,6 +47,8 @@ pub enum FetchError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("{url}: not fetched: {why}")]
+    Refused { url: Url, why: String },
     #[error("{url}: request failed: {source}")]
     Request {
         url: Url,
@@ -59,11 +68,22 @@ impl FetchError {
             FetchError::TooLarge { .. } => "too_large",
             FetchError::Body { .. } => "body",
             FetchError::Request { .. } => "request",
+            FetchError::Refused { .. } => "address_refused",
         }
     }
 
     fn from_reqwest(url: &Url, e: reqwest::Error, reading_body: bool) -> Self {
         let url = url.clone();
+        let mut cause: Option<&dyn std::error::Error> = Some(&e);
+        while let Some(c) = cause {
+            if let Some(internal) = c.downcast_ref::<InternalAddress>() {
+                return FetchError::Refused {
+                    why: internal.to_string(),
+                    url,
+                };
+            }
+            cause = c.source();
+        }
         if e.is_timeout() {
             FetchError::Timeout { url }
         } else if e.is_redirect() {
@@ -81,13 +101,15 @@ impl FetchError {
 /// A response, its body read in full (empty for error statuses).
 #[derive(Debug)]
 pub struct Response {
-    /// The URL after redirects.
+    /// The URL asked for (redirects are not followed).
     pub url: Url,
     pub status: u16,
     pub content_type: Option<String>,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     pub retry_after: Option<String>,
+    /// Where a 3xx points, resolved.
+    pub location: Option<Url>,
     pub body: Bytes,
 }
 
@@ -122,69 +144,246 @@ pub struct Validators<'a> {
     pub last_modified: Option<&'a str>,
 }
 
-/// A client with one profile's identity and timeouts.
-#[derive(Clone)]
+/// One request: what to get, under which profile and network policy.
+pub struct Request<'a> {
+    pub url: &'a Url,
+    pub profile: &'a Profile,
+    /// Extra headers (a target's credentials go to its start hosts only).
+    pub headers: &'a HeaderMap,
+    pub validators: Validators<'a>,
+    /// Internal (loopback, private, link-local) addresses may be reached.
+    pub internal_ok: bool,
+}
+
+/// Clients differ in what reqwest fixes per client: proxy, resolver, timeouts.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    proxy: Option<ProxyUrl>,
+    internal_ok: bool,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+}
+
+/// A host's current session: its cookie jar, and which identity and proxy
+/// it uses (the session number, modulo their counts).
+struct Session {
+    number: usize,
+    requests: u32,
+    jar: Arc<Jar>,
+}
+
+impl Session {
+    fn new(number: usize) -> Self {
+        Session {
+            number,
+            requests: 0,
+            jar: Arc::new(Jar::default()),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Net {
+    policy: AddressPolicy,
+    clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
+    sessions: Mutex<HashMap<HostKey, Session>>,
+    /// Failed requests per proxy (credentials hidden).
+    proxy_failures: Mutex<BTreeMap<String, u64>>,
+}
+
+/// The HTTP side of an engine, shared by its runs: a small pool of clients
+/// keyed by proxy and network policy, and a session per host (cookie jar,
+/// identity, proxy) that rotates every `rotate_session_every` requests.
+/// Redirects are not followed here: each hop is a request of its own, so
+/// that it passes the host limits and the follow rules.
+#[derive(Clone, Default)]
 pub struct Fetcher {
-    client: reqwest::Client,
-    max_body: u64,
+    net: Arc<Net>,
 }
 
 impl Fetcher {
-    pub fn new(profile: &Profile) -> Result<Self, FetchError> {
-        let mut headers = HeaderMap::new();
-        if let Ok(ua) = HeaderValue::from_str(profile.user_agent()) {
-            headers.insert(USER_AGENT, ua);
+    /// A fetcher that refuses internal addresses as `policy` classifies them.
+    pub fn new(policy: AddressPolicy) -> Self {
+        Fetcher {
+            net: Arc::new(Net {
+                policy,
+                ..Net::default()
+            }),
         }
-        headers.insert(
-            reqwest::header::ACCEPT,
-            HeaderValue::from_static("text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"),
-        );
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(profile.timeout)
-            .connect_timeout(profile.connect_timeout)
-            .read_timeout(profile.timeout)
-            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
-            .pool_max_idle_per_host(profile.concurrency as usize * 2)
+    }
+
+    /// The address policy in force.
+    pub fn policy(&self) -> &AddressPolicy {
+        &self.net.policy
+    }
+
+    fn client(&self, key: ClientKey) -> Result<reqwest::Client, FetchError> {
+        let mut clients = self
+            .net
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(key.connect_timeout)
+            .read_timeout(key.read_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(64)
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
             .gzip(true)
             .brotli(true)
-            .deflate(true)
-            .build()
-            .map_err(FetchError::Client)?;
-        Ok(Fetcher {
-            client,
-            max_body: profile.max_body,
-        })
+            .deflate(true);
+        match &key.proxy {
+            Some(p) => {
+                b = b.proxy(
+                    reqwest::Proxy::all(p.secret_url().clone()).map_err(FetchError::Client)?,
+                );
+            }
+            None => {
+                b = b.no_proxy();
+                if !key.internal_ok {
+                    b = b.dns_resolver(Arc::new(GuardResolver {
+                        policy: self.net.policy.clone(),
+                    }));
+                }
+            }
+        }
+        let client = b.build().map_err(FetchError::Client)?;
+        clients.insert(key, client.clone());
+        Ok(client)
     }
 
-    /// GETs `url` with extra `headers`, conditionally when `validators` are
-    /// given. HTTP error statuses (and 304) are responses, not errors; their
-    /// bodies are not read.
-    pub async fn get(
+    /// The session of `host` for one more request: its jar, identity and proxy.
+    fn session<'p>(
         &self,
-        url: &Url,
-        headers: &HeaderMap,
-        validators: Validators<'_>,
-    ) -> Result<Response, FetchError> {
-        let mut request = self.client.get(url.clone()).headers(headers.clone());
-        if let Some(etag) = validators.etag.and_then(|v| HeaderValue::from_str(v).ok()) {
+        host: &HostKey,
+        profile: &'p Profile,
+    ) -> (Arc<Jar>, Option<&'p Identity>, Option<&'p ProxyUrl>) {
+        let mut sessions = self
+            .net
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let s = sessions
+            .entry(host.clone())
+            .or_insert_with(|| Session::new(0));
+        let every = profile.rotate_session_every;
+        if every > 0 && s.requests >= every {
+            debug!(%host, session = s.number + 1, "Session rotated: fresh cookies, next identity.");
+            *s = Session::new(s.number + 1);
+        }
+        s.requests += 1;
+        let pick = |n: usize| s.number % n.max(1);
+        (
+            s.jar.clone(),
+            profile.identities.get(pick(profile.identities.len())),
+            profile.proxies.get(pick(profile.proxies.len())),
+        )
+    }
+
+    /// A proxy failed: count it, and move the host to its next session.
+    fn proxy_failed(&self, host: &HostKey, proxy: &ProxyUrl) {
+        *self
+            .net
+            .proxy_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(proxy.to_string())
+            .or_default() += 1;
+        let mut sessions = self
+            .net
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = sessions.get_mut(host) {
+            *s = Session::new(s.number + 1);
+        }
+        warn!(%host, %proxy, "Request through a proxy failed; the next one uses the next proxy.");
+    }
+
+    /// Failed requests per proxy since start (credentials hidden).
+    pub fn proxy_failures(&self) -> Vec<(String, u64)> {
+        let f = self
+            .net
+            .proxy_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        f.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// GETs one URL, conditionally when validators are given. HTTP error
+    /// statuses, redirects and 304 are responses, not errors; their bodies
+    /// are not read.
+    pub async fn get(&self, req: Request<'_>) -> Result<Response, FetchError> {
+        let url = req.url;
+        if !req.internal_ok {
+            if let Some(why) = self.net.policy.refuses(url) {
+                return Err(FetchError::Refused {
+                    url: url.clone(),
+                    why: why.into(),
+                });
+            }
+        }
+        let host = HostKey::of(url).ok_or_else(|| FetchError::Refused {
+            url: url.clone(),
+            why: "no host".into(),
+        })?;
+        let profile = req.profile;
+        let (jar, identity, proxy) = self.session(&host, profile);
+        let client = self.client(ClientKey {
+            proxy: proxy.cloned(),
+            internal_ok: req.internal_ok,
+            connect_timeout: profile.connect_timeout,
+            read_timeout: profile.timeout,
+        })?;
+        let mut request = client.get(url.clone()).timeout(profile.timeout).header(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"),
+        );
+        if let Some(id) = identity {
+            if let Ok(ua) = HeaderValue::from_str(&id.user_agent) {
+                request = request.header(USER_AGENT, ua);
+            }
+            for (k, v) in &id.headers {
+                request = request.header(k, v.clone());
+            }
+        }
+        request = request.headers(req.headers.clone());
+        if let Some(cookies) = jar.cookies(url) {
+            request = request.header(reqwest::header::COOKIE, cookies);
+        }
+        if let Some(etag) = req
+            .validators
+            .etag
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
             request = request.header(IF_NONE_MATCH, etag);
         }
-        if let Some(lm) = validators
+        if let Some(lm) = req
+            .validators
             .last_modified
             .and_then(|v| HeaderValue::from_str(v).ok())
         {
             request = request.header(IF_MODIFIED_SINCE, lm);
         }
-        let resp = request
-            .send()
-            .await
-            .map_err(|e| FetchError::from_reqwest(url, e, false))?;
-        let final_url = resp.url().clone();
-        let status = resp.status().as_u16();
+        let resp = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let e = FetchError::from_reqwest(url, e, false);
+                if let (Some(p), FetchError::Connect { .. } | FetchError::Timeout { .. }) =
+                    (proxy, &e)
+                {
+                    self.proxy_failed(&host, p);
+                }
+                return Err(e);
+            }
+        };
         let h = resp.headers();
+        jar.set_cookies(&mut h.get_all(SET_COOKIE).iter(), url);
+        let status = resp.status().as_u16();
         let text = |name| {
             h.get(name)
                 .and_then(|v: &HeaderValue| v.to_str().ok())
@@ -193,63 +392,100 @@ impl Fetcher {
         let (content_type, etag, last_modified) =
             (text(CONTENT_TYPE), text(ETAG), text(LAST_MODIFIED));
         let retry_after = text(RETRY_AFTER);
+        let location = resp
+            .status()
+            .is_redirection()
+            .then(|| text(LOCATION))
+            .flatten()
+            .and_then(|l| url.join(&l).ok());
         let declared_len = h
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let body = if resp.status().is_success() {
             let compressed = h.contains_key(reqwest::header::CONTENT_ENCODING);
-            self.read_body(
+            read_body(
                 resp,
-                &final_url,
+                url,
                 if compressed { None } else { declared_len },
+                profile.max_body,
             )
             .await?
         } else {
             Bytes::new()
         };
         Ok(Response {
-            url: final_url,
+            url: url.clone(),
             status,
             content_type,
             etag,
             last_modified,
             retry_after,
+            location,
             body,
         })
     }
 
-    /// Streams the body, failing as soon as it passes the cap (counted after
-    /// decompression, so a small gzip bomb cannot blow memory up).
-    async fn read_body(
-        &self,
-        mut resp: reqwest::Response,
-        url: &Url,
-        declared: Option<u64>,
-    ) -> Result<Bytes, FetchError> {
-        let limit = self.max_body;
-        if declared.is_some_and(|n| n > limit) {
+    /// GETs a URL and follows its redirects (up to [`MAX_REDIRECTS`]), with
+    /// no host limits: for robots.txt and `crawld test`.
+    pub async fn get_following(&self, mut req: Request<'_>) -> Result<Response, FetchError> {
+        let first = req.url.clone();
+        let mut url;
+        let mut resp = self.get(Request { ..req }).await?;
+        for _ in 0..MAX_REDIRECTS {
+            let Some(next) = resp.location.take() else {
+                return Ok(resp);
+            };
+            url = next;
+            if HostKey::of(&url) != HostKey::of(&first) {
+                req.headers = empty_headers();
+            }
+            resp = self
+                .get(Request {
+                    url: &url,
+                    validators: Validators::default(),
+                    ..req
+                })
+                .await?;
+        }
+        Err(FetchError::Redirect { url: first })
+    }
+}
+
+fn empty_headers() -> &'static HeaderMap {
+    static EMPTY: std::sync::OnceLock<HeaderMap> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(HeaderMap::new)
+}
+
+/// Streams the body, failing as soon as it passes the cap (counted after
+/// decompression, so a small gzip bomb cannot blow memory up).
+async fn read_body(
+    mut resp: reqwest::Response,
+    url: &Url,
+    declared: Option<u64>,
+    limit: u64,
+) -> Result<Bytes, FetchError> {
+    if declared.is_some_and(|n| n > limit) {
+        return Err(FetchError::TooLarge {
+            url: url.clone(),
+            limit,
+        });
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(limit) as usize);
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| FetchError::from_reqwest(url, e, true))?
+    {
+        if (buf.len() + chunk.len()) as u64 > limit {
             return Err(FetchError::TooLarge {
                 url: url.clone(),
                 limit,
             });
         }
-        let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(limit) as usize);
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| FetchError::from_reqwest(url, e, true))?
-        {
-            if (buf.len() + chunk.len()) as u64 > limit {
-                return Err(FetchError::TooLarge {
-                    url: url.clone(),
-                    limit,
-                });
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        Ok(buf.freeze())
+        buf.extend_from_slice(&chunk);
     }
+    Ok(buf.freeze())
 }
 
 /// Decodes an HTML body: a BOM wins, then the Content-Type charset, then a

@@ -71,7 +71,8 @@ pub struct Frontier {
     queues: HashMap<HostKey, VecDeque<QueuedUrl>>,
     /// Hosts with queued URLs, in round-robin order.
     ready: VecDeque<HostKey>,
-    start_hosts: HashSet<HostKey>,
+    /// Shared with fetch tasks, which check each redirect hop against the rules.
+    start_hosts: std::sync::Arc<HashSet<HostKey>>,
     admitted: u64,
     budget: u64,
     queued: usize,
@@ -85,7 +86,9 @@ impl Frontier {
             seen: HashSet::new(),
             queues: HashMap::new(),
             ready: VecDeque::new(),
-            start_hosts: target.start_urls.iter().filter_map(HostKey::of).collect(),
+            start_hosts: std::sync::Arc::new(
+                target.start_urls.iter().filter_map(HostKey::of).collect(),
+            ),
             admitted: 0,
             budget: target.max_pages,
             queued: 0,
@@ -106,7 +109,9 @@ impl Frontier {
             seen: HashSet::with_capacity(entries.len()),
             queues: HashMap::new(),
             ready: VecDeque::new(),
-            start_hosts: target.start_urls.iter().filter_map(HostKey::of).collect(),
+            start_hosts: std::sync::Arc::new(
+                target.start_urls.iter().filter_map(HostKey::of).collect(),
+            ),
             admitted: entries.len() as u64,
             budget: target.max_pages,
             queued: 0,
@@ -129,28 +134,19 @@ impl Frontier {
 
     /// Whether the follow rules (hosts, allow, deny) exclude a URL.
     pub fn rules_refuse(&self, target: &Target, url: &Url) -> Option<Refusal> {
-        let follow = &target.follow;
-        let Some(host) = HostKey::of(url) else {
-            return Some(Refusal::OffHost);
-        };
-        if follow.same_host && !self.start_hosts.contains(&host) {
-            return Some(Refusal::OffHost);
-        }
-        let path = &url[Position::BeforePath..];
-        if !follow.allow.is_empty() && !follow.allow.iter().any(|re| re.is_match(path)) {
-            return Some(Refusal::NotAllowed);
-        }
-        if follow.deny.iter().any(|re| re.is_match(path)) {
-            return Some(Refusal::Denied);
-        }
-        None
+        rules_refuse(target, &self.start_hosts, url)
+    }
+
+    /// The start hosts as they are now (they grow when a start URL redirects).
+    pub fn start_hosts(&self) -> std::sync::Arc<HashSet<HostKey>> {
+        self.start_hosts.clone()
     }
 
     /// A start URL redirected to another host (`http://a` → `https://www.a`):
     /// that host counts as a start host from now on.
     pub fn add_start_host(&mut self, url: &Url) {
         if let Some(host) = HostKey::of(url) {
-            self.start_hosts.insert(host);
+            std::sync::Arc::make_mut(&mut self.start_hosts).insert(host);
         }
     }
 
@@ -253,6 +249,26 @@ impl Frontier {
     pub fn admitted(&self) -> u64 {
         self.admitted
     }
+}
+
+/// Whether the follow rules (hosts, allow, deny) exclude a URL, given the
+/// target's start hosts.
+pub fn rules_refuse(target: &Target, start_hosts: &HashSet<HostKey>, url: &Url) -> Option<Refusal> {
+    let follow = &target.follow;
+    let Some(host) = HostKey::of(url) else {
+        return Some(Refusal::OffHost);
+    };
+    if follow.same_host && !start_hosts.contains(&host) {
+        return Some(Refusal::OffHost);
+    }
+    let path = &url[Position::BeforePath..];
+    if !follow.allow.is_empty() && !follow.allow.iter().any(|re| re.is_match(path)) {
+        return Some(Refusal::NotAllowed);
+    }
+    if follow.deny.iter().any(|re| re.is_match(path)) {
+        return Some(Refusal::Denied);
+    }
+    None
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod cli;
 pub mod config;
 pub mod crawl;

@@ -1,150 +1,367 @@
-//! Per-host politeness, shared by every run of one engine: at most
-//! `concurrency` requests in flight per host, each slot held for the
-//! profile's `delay` after its response.
+//! Per-host politeness, shared by every run of one engine (so by every
+//! target of the daemon): at most `concurrency` requests in flight per host,
+//! each slot held for the profile's `delay` after its response; host-wide
+//! backoff windows after 429/503; AIMD concurrency; the 429/403 breaker.
 //!
-//! The order every request follows is fixed here: host permit → (later: the
-//! host's backoff/pause window) → request → permit held for the delay.
+//! The order every request follows is fixed here: host slot → the host's
+//! pause, backoff window and Crawl-delay gap → request → slot held for the
+//! delay after the response.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-
 use std::time::Duration;
 
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use serde::Serialize;
+use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::{info, warn};
 
 use crate::config::{DelayRange, Profile};
-use crate::ids::HostKey;
+use crate::ids::{HostKey, ProfileName};
 
 /// The limits that apply to one host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostLimits {
     pub concurrency: u32,
     pub delay: DelayRange,
+    pub adaptive: bool,
+    /// 429/403 answers in a row that pause the host (0: never).
+    pub pause_after: u32,
+    pub pause_for: Duration,
 }
 
 impl HostLimits {
     pub fn of(profile: &Profile) -> Self {
         HostLimits {
-            concurrency: profile.concurrency,
+            concurrency: profile.concurrency.max(1),
             delay: profile.delay,
+            adaptive: profile.adaptive,
+            pause_after: profile.pause_after,
+            pause_for: profile.pause_for,
+        }
+    }
+
+    /// The stricter of two profiles' limits, each limit on its own: the
+    /// lower concurrency, the larger bound of each end of the delay range,
+    /// the earlier breaker and the longer pause.
+    pub fn stricter(self, o: HostLimits) -> HostLimits {
+        let pause_after = match (self.pause_after, o.pause_after) {
+            (0, n) | (n, 0) => n,
+            (a, b) => a.min(b),
+        };
+        HostLimits {
+            concurrency: self.concurrency.min(o.concurrency),
+            delay: DelayRange {
+                min: self.delay.min.max(o.delay.min),
+                max: self.delay.max.max(o.delay.max),
+            },
+            adaptive: self.adaptive || o.adaptive,
+            pause_after,
+            pause_for: self.pause_for.max(o.pause_for),
         }
     }
 }
 
+/// What a host answered, as the limiter sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Status(u16),
+    /// A transport error: says nothing about the host's mood.
+    Error,
+}
+
+/// Counters of one host since the engine started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct HostCounters {
+    pub requests: u64,
+    pub status_2xx: u64,
+    pub status_3xx: u64,
+    pub status_4xx: u64,
+    pub status_5xx: u64,
+    pub status_429: u64,
+    pub errors: u64,
+}
+
+/// One host as `crawld status` and run summaries show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostSnapshot {
+    pub host: HostKey,
+    pub in_flight: u32,
+    pub concurrency: u32,
+    /// AIMD's current limit (= `concurrency` when not adaptive or recovered).
+    pub effective: u32,
+    pub delay_ms: (u64, u64),
+    /// Breaker pause end, milliseconds since the Unix epoch.
+    pub paused_until_ms: Option<u64>,
+    /// 429/503 backoff end, milliseconds since the Unix epoch.
+    pub backoff_until_ms: Option<u64>,
+    pub counters: HostCounters,
+}
+
 struct Host {
-    /// Made on the first request, with the limits of the profile that makes it.
-    slots: Option<(Arc<Semaphore>, HostLimits)>,
-    /// No request starts before this (a 429/503 backoff, a robots.txt pause).
+    /// Set by the first request; made stricter by each further profile.
+    limits: Option<HostLimits>,
+    profiles: Vec<ProfileName>,
+    in_flight: u32,
+    effective: u32,
+    /// Successes since AIMD last changed `effective`.
+    successes: u32,
+    /// 429/403 answers in a row.
+    refusals: u32,
+    /// No request starts before this: a 429/503 backoff, a robots.txt pause.
     window: Option<Instant>,
+    /// The breaker's pause.
+    paused_until: Option<Instant>,
     /// Minimum gap between request starts (robots.txt Crawl-delay).
     gap: Duration,
     last_start: Option<Instant>,
+    counters: HostCounters,
 }
 
 impl Host {
     fn new() -> Self {
         Host {
-            slots: None,
+            limits: None,
+            profiles: Vec::new(),
+            in_flight: 0,
+            effective: u32::MAX,
+            successes: 0,
+            refusals: 0,
             window: None,
+            paused_until: None,
             gap: Duration::ZERO,
             last_start: None,
+            counters: HostCounters::default(),
         }
+    }
+
+    fn closed_until(&self) -> Option<Instant> {
+        let gap = self
+            .last_start
+            .map(|t| t + self.gap)
+            .filter(|_| !self.gap.is_zero());
+        [self.window, self.paused_until, gap]
+            .into_iter()
+            .flatten()
+            .max()
     }
 }
 
-/// The registry of hosts of one engine. Not a global: two engines (two tests
-/// in one process) never share budgets.
-pub struct HostPool {
+struct Inner {
     hosts: Mutex<HashMap<HostKey, Host>>,
     /// Bumped whenever a slot is freed, so dispatchers waiting for one wake up.
     freed: watch::Sender<u64>,
 }
 
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<HostKey, Host>> {
+        self.hosts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The registry of hosts of one engine. Not a global: two engines (two tests
+/// in one process) never share budgets.
+#[derive(Clone)]
+pub struct HostPool {
+    inner: Arc<Inner>,
+}
+
 impl Default for HostPool {
     fn default() -> Self {
         HostPool {
-            hosts: Mutex::new(HashMap::new()),
-            freed: watch::channel(0).0,
+            inner: Arc::new(Inner {
+                hosts: Mutex::new(HashMap::new()),
+                freed: watch::channel(0).0,
+            }),
         }
     }
 }
 
 impl HostPool {
-    /// Takes a slot for `host` if one is free. The first profile that names a
-    /// host sets its limits.
-    /// Order: the host's slot, then its backoff window and Crawl-delay gap;
-    /// a request that may not start yet gives its slot back at once.
-    pub fn try_acquire(&self, host: &HostKey, limits: HostLimits) -> Option<HostPermit> {
-        let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Takes a slot for `host` if one is free and the host is open. When a
+    /// second profile uses a host, the host keeps the stricter of each limit.
+    pub fn try_acquire(&self, host: &HostKey, profile: &Profile) -> Option<HostPermit> {
+        let mut hosts = self.inner.lock();
         let h = hosts.entry(host.clone()).or_insert_with(Host::new);
-        let (slots, limits) = h
-            .slots
-            .get_or_insert_with(|| {
-                (
-                    Arc::new(Semaphore::new(limits.concurrency.max(1) as usize)),
-                    limits,
-                )
-            })
-            .clone();
-        let permit = slots.try_acquire_owned().ok()?;
-        let now = Instant::now();
-        if h.window.is_some_and(|w| now < w) || h.last_start.is_some_and(|t| now < t + h.gap) {
+        if !h.profiles.contains(&profile.name) {
+            let mine = HostLimits::of(profile);
+            let limits = h.limits.map_or(mine, |l| l.stricter(mine));
+            if !h.profiles.is_empty() {
+                info!(%host, first = %h.profiles[0], other = %profile.name, ?limits,
+                    "Two profiles crawl one host: each limit takes the stricter value.");
+            }
+            h.profiles.push(profile.name.clone());
+            h.effective = h.effective.min(limits.concurrency);
+            h.limits = Some(limits);
+        }
+        let limits = h.limits?;
+        if h.in_flight >= h.effective.min(limits.concurrency) {
             return None;
         }
+        let now = Instant::now();
+        if h.closed_until().is_some_and(|t| now < t) {
+            return None;
+        }
+        h.in_flight += 1;
         h.last_start = Some(now);
-        drop(hosts);
+        h.counters.requests += 1;
         Some(HostPermit {
-            permit: Some(permit),
+            pool: Some(self.inner.clone()),
+            host: host.clone(),
             delay: limits.delay,
-            freed: self.freed.clone(),
         })
+    }
+
+    /// Waits for a slot of `host` (a redirect hop inside a fetch task).
+    pub async fn acquire(&self, host: &HostKey, profile: &Profile) -> HostPermit {
+        let mut freed = self.subscribe();
+        loop {
+            if let Some(permit) = self.try_acquire(host, profile) {
+                return permit;
+            }
+            let opens = self.inner.lock().get(host).and_then(Host::closed_until);
+            tokio::select! {
+                _ = freed.changed() => {}
+                _ = async {
+                    match opens {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+            }
+        }
     }
 
     /// Keeps every request to `host` from starting before `until` (requests
     /// already on the wire complete).
     pub fn block(&self, host: &HostKey, until: Instant) {
-        let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut hosts = self.inner.lock();
         let h = hosts.entry(host.clone()).or_insert_with(Host::new);
         h.window = Some(h.window.map_or(until, |w| w.max(until)));
     }
 
+    /// Pauses `host` until `until`: the breaker, or a pause kept in the store.
+    pub fn pause(&self, host: &HostKey, until: Instant) {
+        let mut hosts = self.inner.lock();
+        let h = hosts.entry(host.clone()).or_insert_with(Host::new);
+        h.paused_until = Some(h.paused_until.map_or(until, |p| p.max(until)));
+    }
+
+    /// Feeds an answer to AIMD and the breaker. Returns the pause when this
+    /// answer trips the breaker.
+    pub fn answered(&self, host: &HostKey, answer: Answer) -> Option<Duration> {
+        let mut hosts = self.inner.lock();
+        let h = hosts.get_mut(host)?;
+        let limits = h.limits?;
+        let status = match answer {
+            Answer::Error => {
+                h.counters.errors += 1;
+                return None;
+            }
+            Answer::Status(s) => s,
+        };
+        let c = &mut h.counters;
+        match status {
+            200..=299 => c.status_2xx += 1,
+            300..=399 => c.status_3xx += 1,
+            400..=499 => c.status_4xx += 1,
+            _ => c.status_5xx += 1,
+        }
+        if status == 429 {
+            c.status_429 += 1;
+        }
+        if matches!(status, 429 | 503) {
+            if limits.adaptive {
+                h.effective = (h.effective.min(limits.concurrency) / 2).max(1);
+            }
+            h.successes = 0;
+        } else if status < 500 && status != 403 {
+            // Additive increase: one more slot after a window's worth of successes.
+            h.successes += 1;
+            if h.effective < limits.concurrency && h.successes >= h.effective {
+                h.effective += 1;
+                h.successes = 0;
+                self.inner.freed.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+        if matches!(status, 429 | 403) {
+            h.refusals += 1;
+            if limits.pause_after > 0 && h.refusals >= limits.pause_after {
+                h.refusals = 0;
+                let until = Instant::now() + limits.pause_for;
+                h.paused_until = Some(h.paused_until.map_or(until, |p| p.max(until)));
+                warn!(%host, answers = limits.pause_after, pause = %humantime::format_duration(limits.pause_for),
+                    "Host paused: too many 429/403 answers in a row.");
+                return Some(limits.pause_for);
+            }
+        } else {
+            h.refusals = 0;
+        }
+        None
+    }
+
     /// Sets the minimum gap between request starts of a host.
     pub fn set_gap(&self, host: &HostKey, gap: Duration) {
-        let mut hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut hosts = self.inner.lock();
         let h = hosts.entry(host.clone()).or_insert_with(Host::new);
         h.gap = h.gap.max(gap);
     }
 
-    /// The earliest future moment a blocked or gapped host may start a request.
+    /// The earliest future moment a closed host opens again.
     pub fn next_ready(&self) -> Option<Instant> {
         let now = Instant::now();
-        let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        let hosts = self.inner.lock();
         hosts
             .values()
-            .flat_map(|h| {
-                [
-                    h.window,
-                    h.last_start.map(|t| t + h.gap).filter(|_| !h.gap.is_zero()),
-                ]
-            })
-            .flatten()
+            .filter_map(Host::closed_until)
             .filter(|&t| t > now)
             .min()
     }
 
     /// A receiver that changes whenever any host frees a slot.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.freed.subscribe()
+        self.inner.freed.subscribe()
+    }
+
+    /// Every host's state, sorted by host.
+    pub fn snapshot(&self) -> Vec<HostSnapshot> {
+        let now = Instant::now();
+        let wall = crate::store::now_ms();
+        let at = |t: Option<Instant>| {
+            t.filter(|&t| t > now)
+                .map(|t| wall + t.duration_since(now).as_millis() as u64)
+        };
+        let hosts = self.inner.lock();
+        let mut out: Vec<HostSnapshot> = hosts
+            .iter()
+            .filter_map(|(key, h)| {
+                let l = h.limits?;
+                Some(HostSnapshot {
+                    host: key.clone(),
+                    in_flight: h.in_flight,
+                    concurrency: l.concurrency,
+                    effective: h.effective.min(l.concurrency),
+                    delay_ms: (
+                        l.delay.min.as_millis() as u64,
+                        l.delay.max.as_millis() as u64,
+                    ),
+                    paused_until_ms: at(h.paused_until),
+                    backoff_until_ms: at(h.window),
+                    counters: h.counters,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.host.cmp(&b.host));
+        out
     }
 }
 
 /// A request slot of one host. Dropping it frees the slot at once; call
 /// [`HostPermit::release_after_delay`] once the response has arrived.
 pub struct HostPermit {
-    permit: Option<OwnedSemaphorePermit>,
+    pool: Option<Arc<Inner>>,
+    host: HostKey,
     delay: DelayRange,
-    freed: watch::Sender<u64>,
 }
 
 impl HostPermit {
@@ -163,102 +380,14 @@ impl HostPermit {
 
 impl Drop for HostPermit {
     fn drop(&mut self) {
-        if self.permit.take().is_some() {
-            self.freed.send_modify(|n| *n = n.wrapping_add(1));
+        if let Some(pool) = self.pool.take() {
+            if let Some(h) = pool.lock().get_mut(&self.host) {
+                h.in_flight = h.in_flight.saturating_sub(1);
+            }
+            pool.freed.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn slots_are_held_for_the_delay() {
-        let pool = HostPool::default();
-        let host = HostKey::new("a:80");
-        let limits = HostLimits {
-            concurrency: 2,
-            delay: DelayRange {
-                min: Duration::from_millis(500),
-                max: Duration::from_millis(500),
-            },
-        };
-        let a = pool.try_acquire(&host, limits).unwrap();
-        let _b = pool.try_acquire(&host, limits).unwrap();
-        assert!(
-            pool.try_acquire(&host, limits).is_none(),
-            "only 2 in flight"
-        );
-        assert!(
-            pool.try_acquire(&HostKey::new("b:80"), limits).is_some(),
-            "hosts are independent"
-        );
-        let mut freed = pool.subscribe();
-        a.release_after_delay();
-        tokio::time::sleep(Duration::from_millis(499)).await;
-        assert!(
-            pool.try_acquire(&host, limits).is_none(),
-            "still held during the delay"
-        );
-        freed.changed().await.unwrap();
-        assert!(
-            pool.try_acquire(&host, limits).is_some(),
-            "free after the delay"
-        );
-    }
-}
-
-#[cfg(test)]
-mod window_tests {
-    use super::*;
-    use crate::config::DelayRange;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_backoff_window_blocks_the_host_until_it_ends() {
-        let pool = HostPool::default();
-        let host = HostKey::new("a:80");
-        let limits = HostLimits {
-            concurrency: 4,
-            delay: DelayRange {
-                min: Duration::ZERO,
-                max: Duration::ZERO,
-            },
-        };
-        drop(pool.try_acquire(&host, limits).unwrap());
-        pool.block(&host, Instant::now() + Duration::from_secs(2));
-        assert!(pool.try_acquire(&host, limits).is_none());
-        assert_eq!(
-            pool.next_ready(),
-            Some(Instant::now() + Duration::from_secs(2))
-        );
-        tokio::time::advance(Duration::from_millis(1999)).await;
-        assert!(
-            pool.try_acquire(&host, limits).is_none(),
-            "not a millisecond early"
-        );
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(pool.try_acquire(&host, limits).is_some());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn crawl_delay_spaces_request_starts() {
-        let pool = HostPool::default();
-        let host = HostKey::new("a:80");
-        let limits = HostLimits {
-            concurrency: 4,
-            delay: DelayRange {
-                min: Duration::ZERO,
-                max: Duration::ZERO,
-            },
-        };
-        let _a = pool.try_acquire(&host, limits).unwrap();
-        pool.set_gap(&host, Duration::from_millis(500));
-        assert!(
-            pool.try_acquire(&host, limits).is_none(),
-            "a free slot, but too soon"
-        );
-        tokio::time::advance(Duration::from_millis(500)).await;
-        assert!(pool.try_acquire(&host, limits).is_some());
-    }
-}
+mod tests;

@@ -53,9 +53,10 @@ pub fn for_error(e: &FetchError) -> Verdict {
                 Verdict::Retry
             }
         }
-        FetchError::Redirect { .. } | FetchError::TooLarge { .. } | FetchError::Client(_) => {
-            Verdict::Final
-        }
+        FetchError::Redirect { .. }
+        | FetchError::TooLarge { .. }
+        | FetchError::Client(_)
+        | FetchError::Refused { .. } => Verdict::Final,
     }
 }
 

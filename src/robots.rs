@@ -70,6 +70,7 @@ impl Robots {
         host: &HostKey,
         target: &Target,
         fetcher: &Fetcher,
+        internal_ok: bool,
         tasks: &mut JoinSet<(HostKey, Answer)>,
     ) {
         match self.hosts.get(host) {
@@ -90,11 +91,16 @@ impl Robots {
         };
         self.hosts.insert(host.clone(), State::Fetching);
         let (fetcher, host) = (fetcher.clone(), host.clone());
+        let profile = target.profile_for(&host).clone();
         tasks.spawn(async move {
-            let answer = match fetcher
-                .get(&url, &Default::default(), Default::default())
-                .await
-            {
+            let request = crate::fetcher::Request {
+                url: &url,
+                profile: &profile,
+                headers: &Default::default(),
+                validators: Default::default(),
+                internal_ok,
+            };
+            let answer = match fetcher.get_following(request).await {
                 Ok(r) if (200..300).contains(&r.status) => {
                     let mut body = r.body.to_vec();
                     body.truncate(MAX_ROBOTS);

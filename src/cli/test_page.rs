@@ -51,11 +51,19 @@ pub(super) async fn test(
             (fetcher::decode(&bytes, None).into_owned(), u, kinds, None)
         }
         (None, Some(u)) => {
-            let fetcher = match Fetcher::new(&target.profile) {
-                Ok(f) => f,
-                Err(e) => return fail(Exit::Failed, e),
+            let fetcher = Fetcher::default();
+            let host = crate::ids::HostKey::of(&u);
+            let request = fetcher::Request {
+                url: &u,
+                profile: host
+                    .as_ref()
+                    .map_or(&target.profile, |h| target.profile_for(h)),
+                headers: &target.headers,
+                validators: Default::default(),
+                // The user names the page: any address they can reach is fine.
+                internal_ok: true,
             };
-            let resp = match fetcher.get(&u, &target.headers, Default::default()).await {
+            let resp = match fetcher.get_following(request).await {
                 Ok(r) => r,
                 Err(e) => return fail(Exit::Failed, e),
             };

@@ -24,7 +24,8 @@ use url::Url;
 pub use error::{ConfigError, ConfigErrors, Position};
 pub use load::{is_config_file, load_dir, load_dir_with_env, load_files, ConfigFiles, LoadReport};
 pub use profile::{
-    DelayRange, Identity, Profile, ProxyUrl, BUILTIN_ADAPTIVE, BUILTIN_PROFILES, DEFAULT_PROFILE,
+    builtins, DelayRange, Identity, Profile, ProxyUrl, BUILTIN_ADAPTIVE, BUILTIN_PROFILES,
+    DEFAULT_PROFILE,
 };
 pub use schedule::Schedule;
 

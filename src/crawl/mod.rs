@@ -5,7 +5,7 @@
 //! tasks run concurrently within the host limits; HTML is parsed on blocking
 //! threads (at most one per core); a writer thread commits pages in batches.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use tracing::{debug, info, instrument, warn};
 
 use url::Url;
 
+mod hops;
 mod outcome;
 
 use outcome::{
@@ -23,12 +24,12 @@ use outcome::{
     RetryEntry,
 };
 
+use crate::address::AddressPolicy;
 use crate::config::Target;
 use crate::fetcher::{FetchError, Fetcher, Validators};
 use crate::frontier::{Frontier, QueuedUrl};
 use crate::ids::HostKey;
-use crate::limiter::{HostLimits, HostPool};
-use crate::retry::{self, Verdict};
+use crate::limiter::HostPool;
 use crate::store::{
     now_ms, CommitStats, PageCommit, PageOutcome, RunCounts, RunMode, RunPolicy, RunRecord,
     RunStart, RunStatus, RunWriter, Store, StoreError,
@@ -41,17 +42,27 @@ pub const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
 /// Fetch tasks of one run in flight, at most, whatever the host limits.
 const MAX_TASKS: usize = 512;
 
-/// What runs share: the per-host limits and the parse threads.
+/// What runs share: the per-host limits, the HTTP clients and sessions,
+/// and the parse threads.
 pub struct Engine {
-    pub hosts: Arc<HostPool>,
+    pub hosts: HostPool,
+    pub fetcher: Fetcher,
     parse_slots: Arc<Semaphore>,
 }
 
 impl Default for Engine {
     fn default() -> Self {
+        Engine::new(AddressPolicy::default())
+    }
+}
+
+impl Engine {
+    /// An engine that tells internal addresses by `policy`.
+    pub fn new(policy: AddressPolicy) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Engine {
-            hosts: Arc::new(HostPool::default()),
+            hosts: HostPool::default(),
+            fetcher: Fetcher::new(policy),
             parse_slots: Arc::new(Semaphore::new(cores)),
         }
     }
@@ -103,7 +114,7 @@ pub async fn run(
     cancel: CancellationToken,
     progress: &dyn ProgressSink,
 ) -> Result<RunRecord, RunError> {
-    let fetcher = Fetcher::new(&target.profile)?;
+    let fetcher = engine.fetcher.clone();
     let policy = RunPolicy {
         resume_within: target.resume_within,
         keep_versions: target.keep_versions,
@@ -128,6 +139,22 @@ pub async fn run(
         None => info!(run = %start.run.id, ?mode, "Run started."),
     }
     let started = Instant::now();
+    // Breaker pauses outlive the process.
+    let pauses = blocking(&store, |store| store.host_pauses()).await??;
+    let (now_wall, now) = (now_ms(), tokio::time::Instant::now());
+    for (host, until) in pauses.into_iter().filter(|(_, until)| *until > now_wall) {
+        info!(%host, secs = (until - now_wall) / 1000, "Host still paused by the breaker.");
+        engine
+            .hosts
+            .pause(&host, now + Duration::from_millis(until - now_wall));
+    }
+    let mut internal_ok = target.allow_private_networks;
+    for url in &target.start_urls {
+        internal_ok = internal_ok || fetcher.policy().url_is_internal(url).await;
+    }
+    if !internal_ok && target.profiles().any(|p| !p.proxies.is_empty()) {
+        info!("Behind a proxy only raw-IP URLs can be checked for internal addresses: the proxy resolves names.");
+    }
     let mut frontier = match &start.resume {
         Some(resume) => Frontier::resume(&target, &resume.entries),
         None => Frontier::new(&target),
@@ -137,6 +164,7 @@ pub async fn run(
         &store,
         &target,
         &fetcher,
+        internal_ok,
         mode,
         &start,
         policy,
@@ -211,6 +239,7 @@ async fn crawl_loop(
     store: &Arc<Store>,
     target: &Arc<Target>,
     fetcher: &Fetcher,
+    internal_ok: bool,
     mode: RunMode,
     start: &RunStart,
     policy: RunPolicy,
@@ -234,7 +263,6 @@ async fn crawl_loop(
         writer
     });
 
-    let limits = HostLimits::of(&target.profile);
     let mut counts = RunCounts::default();
     let mut live = Progress::default();
     if let Some(resume) = &start.resume {
@@ -252,11 +280,13 @@ async fn crawl_loop(
     let mut tasks: JoinSet<Outcome> = JoinSet::new();
     // What each task fetches, so that a task that panics is still accounted for.
     let mut in_flight: HashMap<tokio::task::Id, (Url, u32)> = HashMap::new();
-    // Target headers may carry credentials: they go to the start URLs' hosts only.
-    let start_hosts: Arc<HashSet<HostKey>> =
-        Arc::new(target.start_urls.iter().filter_map(HostKey::of).collect());
-    let no_headers = Arc::new(reqwest::header::HeaderMap::new());
-    let target_headers = Arc::new(target.headers.clone());
+    let hops = hops::Hops {
+        fetcher: fetcher.clone(),
+        hosts: engine.hosts.clone(),
+        target: target.clone(),
+        headers: Arc::new(target.headers.clone()),
+        internal_ok,
+    };
     let mut freed = engine.hosts.subscribe();
     let mut pending: Vec<PageCommit> = Vec::new();
     let mut pending_since = Instant::now();
@@ -275,18 +305,18 @@ async fn crawl_loop(
 
     loop {
         while tasks.len() < MAX_TASKS {
-            let respect = target.profile.respect_robots;
             let popped = frontier.pop_with(|host| {
-                if respect && !robots.ready(host) {
-                    robots.start(host, target, fetcher, &mut robots_tasks);
+                let profile = target.profile_for(host);
+                if profile.respect_robots && !robots.ready(host) {
+                    robots.start(host, target, fetcher, internal_ok, &mut robots_tasks);
                     return None;
                 }
-                engine.hosts.try_acquire(host, limits)
+                engine.hosts.try_acquire(host, profile)
             });
             let Some((queued, permit)) = popped else {
                 break;
             };
-            let decision = if respect {
+            let decision = if target.profile_for(&queued.host).respect_robots {
                 robots.decide(&queued.host, &queued.url)
             } else {
                 crate::robots::Decision::Allowed
@@ -326,16 +356,11 @@ async fn crawl_loop(
             let prev = prev_pages
                 .remove(queued.url.as_str())
                 .filter(|p| p.config.as_deref() == Some(target.fingerprint.as_str()));
-            let headers = if start_hosts.contains(&queued.host) {
-                target_headers.clone()
-            } else {
-                no_headers.clone()
-            };
-            let (fetcher, target, slots, hosts) = (
-                fetcher.clone(),
+            let (hops, target, slots, start_hosts) = (
+                hops.clone(),
                 target.clone(),
                 engine.parse_slots.clone(),
-                engine.hosts.clone(),
+                frontier.start_hosts(),
             );
             let what = (queued.url.clone(), queued.depth);
             let handle = tasks.spawn(async move {
@@ -343,31 +368,19 @@ async fn crawl_loop(
                     etag: prev.as_ref().and_then(|p| p.etag.as_deref()),
                     last_modified: prev.as_ref().and_then(|p| p.last_modified.as_deref()),
                 };
-                let result = fetcher.get(&queued.url, &headers, validators).await;
-                let at = tokio::time::Instant::now();
-                // A 429/503 closes the host at once, before the supervisor hears
-                // of it; the supervisor then extends the window as the table says.
-                if let Ok(r) = &result {
-                    if retry::for_status(r.status) == Verdict::Requeue {
-                        let asked =
-                            retry::retry_after(r.retry_after.as_deref(), chrono::Utc::now());
-                        let wait = asked.map_or(target.profile.backoff_429, |a| {
-                            a.min(target.profile.retry_after_max)
-                        });
-                        hosts.block(&queued.host, at + wait);
-                    }
-                }
-                // The slot stays taken for the delay after the response, parse or not.
-                permit.release_after_delay();
-                let result = match result {
+                let hopped = hops.fetch(&queued, &start_hosts, permit, validators).await;
+                let result = match hopped.result {
                     Ok(response) => process(response, prev.as_ref(), target, slots).await,
-                    Err(e) => Err(Failure::Fetch(e)),
+                    Err(e) => Err(e),
                 };
                 Outcome {
                     queued,
                     prev,
                     result,
-                    at,
+                    at: hopped.at,
+                    host: hopped.host,
+                    tripped: hopped.tripped,
+                    answers: hopped.answers,
                 }
             });
             in_flight.insert(handle.id(), what);
@@ -400,12 +413,12 @@ async fn crawl_loop(
                 }
             },
             Some(Ok((host, answer))) = robots_tasks.join_next() => {
-                if let Some(gap) = robots.finish(&host, answer, &target.profile, &engine.hosts) {
+                if let Some(gap) = robots.finish(&host, answer, target.profile_for(&host), &engine.hosts) {
                     info!(%host, ?gap, "robots.txt Crawl-delay applies.");
                 }
             }
             Some(joined) = tasks.join_next_with_id() => {
-                let outcome = match joined {
+                let mut outcome = match joined {
                     Ok((id, outcome)) => {
                         in_flight.remove(&id);
                         outcome
@@ -418,7 +431,7 @@ async fn crawl_loop(
                         Outcome {
                             queued: QueuedUrl {
                                 url,
-                                host,
+                                host: host.clone(),
                                 depth,
                                 attempt: 0,
                                 requeues: u32::MAX,
@@ -426,14 +439,28 @@ async fn crawl_loop(
                             prev: None,
                             result: Err(Failure::Panic),
                             at: tokio::time::Instant::now(),
+                            host,
+                            tripped: Vec::new(),
+                            answers: Vec::new(),
                         }
                     }
                 };
-                let host = outcome.queued.host.clone();
+                let host = outcome.host.clone();
+                for (h, status) in &outcome.answers {
+                    counts.hosts.entry(h.to_string()).or_default().answer(*status);
+                }
+                for (h, pause) in std::mem::take(&mut outcome.tripped) {
+                    let until = now_ms() + pause.as_millis() as u64;
+                    let (h2, store2) = (h.clone(), store.clone());
+                    if let Err(e) = blocking(&store2, move |s| s.set_host_pause(&h2, until)).await.and_then(|r| r) {
+                        warn!(host = %h, error = %e, "Could not keep the host's pause in the store.");
+                    }
+                }
                 let streak = throttles.get(&host).copied().unwrap_or(0);
-                match next_step(&target.profile, &outcome, streak, &mut counts) {
+                match next_step(target.profile_for(&host), &outcome, streak, &mut counts) {
                     Next::RetryAfter(wait) => {
                         counts.retries += 1;
+                        counts.hosts.entry(host.to_string()).or_default().retries += 1;
                         let mut q = outcome.queued;
                         q.attempt += 1;
                         retry_seq += 1;
@@ -442,6 +469,7 @@ async fn crawl_loop(
                     }
                     Next::Requeue(until) => {
                         counts.requeues += 1;
+                        counts.hosts.entry(host.to_string()).or_default().requeues += 1;
                         *throttles.entry(host.clone()).or_default() += 1;
                         engine.hosts.block(&host, until);
                         debug!(%host, wait = ?until.saturating_duration_since(tokio::time::Instant::now()), "Host backs off.");
@@ -498,6 +526,15 @@ async fn crawl_loop(
         match done {
             Ok(stats) => note_commit(&mut live, stats),
             Err(e) => store_error = store_error.or(Some(e)),
+        }
+    }
+    // The limiter's view of each host the run touched, as the run ends.
+    for snap in engine.hosts.snapshot() {
+        if let Some(h) = counts.hosts.get_mut(snap.host.as_str()) {
+            h.concurrency = snap.concurrency;
+            h.effective_concurrency = snap.effective;
+            h.delay_ms = snap.delay_ms;
+            h.paused_until_ms = snap.paused_until_ms;
         }
     }
     let status = match (&store_error, interrupted) {

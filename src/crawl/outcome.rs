@@ -24,6 +24,12 @@ pub(super) struct Outcome {
     pub(super) result: Result<Fetched, Failure>,
     /// When the answer arrived: a 429's backoff window starts here.
     pub(super) at: tokio::time::Instant,
+    /// The host that answered last (another than the URL's after a redirect).
+    pub(super) host: crate::ids::HostKey,
+    /// Hosts whose 429/403 breaker this fetch tripped, with the pause.
+    pub(super) tripped: Vec<(crate::ids::HostKey, Duration)>,
+    /// (host, status; `None` for an error) of every hop.
+    pub(super) answers: Vec<(crate::ids::HostKey, Option<u16>)>,
 }
 
 /// What becomes of an outcome (see `retry`).

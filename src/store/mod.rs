@@ -12,6 +12,7 @@
 //! | `f`    | target · crawl id · sequence | [`FrontierChunk`] |
 //! | `e`    | target · run id · sequence   | [`ChangeEvent`] |
 //! | `x`    | target · run id · url        | [`FailureRecord`] |
+//! | `h`    | host                         | breaker pause end (ms, big endian) |
 
 mod backup;
 mod lock;
@@ -27,12 +28,13 @@ pub use backup::CheckReport;
 pub use lock::StateLock;
 pub use records::{
     now_ms, value_hash, ChangeEvent, ChangeKind, FailureRecord, FrontierChunk, FrontierEntry,
-    ItemRecord, ItemVersion, PageRecord, RunCounts, RunMode, RunRecord, RunStatus, FORMAT,
+    HostRunCounts, ItemRecord, ItemVersion, PageRecord, RunCounts, RunMode, RunRecord, RunStatus,
+    FORMAT,
 };
 pub use runs::{Resume, RunPolicy, RunStart};
 pub use writer::{CommitStats, PageCommit, PageOutcome, RunWriter};
 
-use crate::ids::{RunId, TargetId};
+use crate::ids::{HostKey, RunId, TargetId};
 
 /// sled's page cache, capped: its default is 1 GiB.
 const CACHE_BYTES: u64 = 32 * 1024 * 1024;
@@ -322,6 +324,32 @@ impl Store {
         batch.insert(
             fired_key(target, mode),
             &at.timestamp_millis().to_be_bytes(),
+        );
+        self.apply(batch)
+    }
+
+    /// Hosts paused by the 429/403 breaker, with the end of each pause
+    /// (milliseconds since the Unix epoch); ended pauses included.
+    pub fn host_pauses(&self) -> Result<Vec<(HostKey, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.data.scan_prefix([b'h', SEP]) {
+            let (k, v) = kv.map_err(|e| self.write_err(e))?;
+            let host = k.get(2..k.len().saturating_sub(1)).unwrap_or_default();
+            let (Ok(host), Ok(ms)) = (std::str::from_utf8(host), <[u8; 8]>::try_from(v.as_ref()))
+            else {
+                continue;
+            };
+            out.push((HostKey::new(host), u64::from_be_bytes(ms)));
+        }
+        Ok(out)
+    }
+
+    /// Records a breaker pause of `host` until `until_ms`.
+    pub fn set_host_pause(&self, host: &HostKey, until_ms: u64) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(
+            prefixed(b'h', &[host.as_str().as_bytes()]),
+            &until_ms.to_be_bytes(),
         );
         self.apply(batch)
     }

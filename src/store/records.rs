@@ -87,6 +87,47 @@ pub struct RunCounts {
     pub throttled: u64,
     /// URLs that robots.txt disallows: counted, not fetched.
     pub robots_disallowed: u64,
+    /// Figures per host (`host:port`).
+    pub hosts: BTreeMap<String, HostRunCounts>,
+}
+
+/// One host's figures in a run: its answers, and its limiter's state when
+/// the run ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostRunCounts {
+    /// Answers and transport errors (each redirect hop counts).
+    pub requests: u64,
+    pub status_2xx: u64,
+    pub status_3xx: u64,
+    pub status_4xx: u64,
+    pub status_5xx: u64,
+    pub status_429: u64,
+    pub errors: u64,
+    pub retries: u64,
+    pub requeues: u64,
+    pub concurrency: u32,
+    /// AIMD's limit when the run ended.
+    pub effective_concurrency: u32,
+    pub delay_ms: (u64, u64),
+    pub paused_until_ms: Option<u64>,
+}
+
+impl HostRunCounts {
+    /// Counts one answer (`None`: a transport error).
+    pub fn answer(&mut self, status: Option<u16>) {
+        self.requests += 1;
+        match status {
+            None => self.errors += 1,
+            Some(200..=299) => self.status_2xx += 1,
+            Some(300..=399) => self.status_3xx += 1,
+            Some(400..=499) => self.status_4xx += 1,
+            Some(_) => self.status_5xx += 1,
+        }
+        if status == Some(429) {
+            self.status_429 += 1;
+        }
+    }
 }
 
 impl RunCounts {
@@ -111,6 +152,23 @@ impl RunCounts {
         self.robots_disallowed += o.robots_disallowed;
         for (k, n) in &o.errors {
             *self.errors.entry(k.clone()).or_default() += n;
+        }
+        for (host, h) in &o.hosts {
+            let mine = self.hosts.entry(host.clone()).or_default();
+            mine.requests += h.requests;
+            mine.status_2xx += h.status_2xx;
+            mine.status_3xx += h.status_3xx;
+            mine.status_4xx += h.status_4xx;
+            mine.status_5xx += h.status_5xx;
+            mine.status_429 += h.status_429;
+            mine.errors += h.errors;
+            mine.retries += h.retries;
+            mine.requeues += h.requeues;
+            // The limiter's state is the latest run's.
+            mine.concurrency = h.concurrency;
+            mine.effective_concurrency = h.effective_concurrency;
+            mine.delay_ms = h.delay_ms;
+            mine.paused_until_ms = h.paused_until_ms;
         }
     }
 }

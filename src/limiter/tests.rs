@@ -1,0 +1,175 @@
+//! The limiter's arithmetic under paused time.
+
+use super::*;
+use crate::config::builtins;
+
+fn profile(name: &str, concurrency: u32, delay_ms: u64) -> Profile {
+    let mut p = (*builtins()[&ProfileName::new("balanced")]).clone();
+    p.name = ProfileName::new(name);
+    p.concurrency = concurrency;
+    p.delay = DelayRange {
+        min: Duration::from_millis(delay_ms),
+        max: Duration::from_millis(delay_ms),
+    };
+    p
+}
+
+#[tokio::test(start_paused = true)]
+async fn slots_are_held_for_the_delay() {
+    let pool = HostPool::default();
+    let host = HostKey::new("a:80");
+    let p = profile("p", 2, 500);
+    let a = pool.try_acquire(&host, &p).unwrap();
+    let _b = pool.try_acquire(&host, &p).unwrap();
+    assert!(pool.try_acquire(&host, &p).is_none(), "only 2 in flight");
+    assert!(
+        pool.try_acquire(&HostKey::new("b:80"), &p).is_some(),
+        "hosts are independent"
+    );
+    let mut freed = pool.subscribe();
+    a.release_after_delay();
+    tokio::time::sleep(Duration::from_millis(499)).await;
+    assert!(
+        pool.try_acquire(&host, &p).is_none(),
+        "still held during the delay"
+    );
+    freed.changed().await.unwrap();
+    assert!(
+        pool.try_acquire(&host, &p).is_some(),
+        "free after the delay"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backoff_window_blocks_the_host_until_it_ends() {
+    let pool = HostPool::default();
+    let host = HostKey::new("a:80");
+    let p = profile("p", 4, 0);
+    drop(pool.try_acquire(&host, &p).unwrap());
+    pool.block(&host, Instant::now() + Duration::from_secs(2));
+    assert!(pool.try_acquire(&host, &p).is_none());
+    assert_eq!(
+        pool.next_ready(),
+        Some(Instant::now() + Duration::from_secs(2))
+    );
+    tokio::time::advance(Duration::from_millis(1999)).await;
+    assert!(
+        pool.try_acquire(&host, &p).is_none(),
+        "not a millisecond early"
+    );
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(pool.try_acquire(&host, &p).is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn crawl_delay_spaces_request_starts() {
+    let pool = HostPool::default();
+    let host = HostKey::new("a:80");
+    let p = profile("p", 4, 0);
+    let _a = pool.try_acquire(&host, &p).unwrap();
+    pool.set_gap(&host, Duration::from_millis(500));
+    assert!(
+        pool.try_acquire(&host, &p).is_none(),
+        "a free slot, but too soon"
+    );
+    tokio::time::advance(Duration::from_millis(500)).await;
+    assert!(pool.try_acquire(&host, &p).is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_profiles_on_one_host_get_the_stricter_of_each_limit() {
+    let pool = HostPool::default();
+    let host = HostKey::new("a:80");
+    let loose = profile("loose", 8, 100);
+    let mut strict = profile("strict", 2, 50);
+    strict.delay.max = Duration::from_millis(300);
+    let _a = pool.try_acquire(&host, &loose).unwrap();
+    let _b = pool.try_acquire(&host, &strict).unwrap();
+    assert!(
+        pool.try_acquire(&host, &loose).is_none(),
+        "the lower concurrency holds for every profile"
+    );
+    let snap = &pool.snapshot()[0];
+    assert_eq!(snap.concurrency, 2);
+    assert_eq!(snap.delay_ms, (100, 300), "larger bound of each end");
+}
+
+fn in_flight_limit(pool: &HostPool, host: &HostKey, p: &Profile) -> u32 {
+    let mut held = Vec::new();
+    while let Some(permit) = pool.try_acquire(host, p) {
+        held.push(permit);
+    }
+    held.len() as u32
+}
+
+#[tokio::test(start_paused = true)]
+async fn aimd_halves_on_429_and_adds_one_per_window_of_successes() {
+    let pool = HostPool::default();
+    let host = HostKey::new("a:80");
+    let mut p = profile("p", 8, 0);
+    p.pause_after = 0;
+    assert_eq!(in_flight_limit(&pool, &host, &p), 8);
+    pool.answered(&host, Answer::Status(429));
+    assert_eq!(in_flight_limit(&pool, &host, &p), 4);
+    pool.answered(&host, Answer::Status(503));
+    pool.answered(&host, Answer::Status(429));
+    assert_eq!(in_flight_limit(&pool, &host, &p), 1);
+    pool.answered(&host, Answer::Status(429));
+    assert_eq!(in_flight_limit(&pool, &host, &p), 1, "never below one");
+    // 1 → 2 after one success, 2 → 3 after two more, and so on up to 8.
+    let mut successes = 0;
+    while pool.snapshot()[0].effective < 8 {
+        pool.answered(&host, Answer::Status(200));
+        successes += 1;
+        assert!(successes <= 28, "recovers within 1+2+…+7 successes");
+    }
+    assert_eq!(successes, 28);
+    assert_eq!(in_flight_limit(&pool, &host, &p), 8);
+    p.adaptive = false;
+    let other = HostKey::new("b:80");
+    in_flight_limit(&pool, &other, &p);
+    pool.answered(&other, Answer::Status(429));
+    assert_eq!(in_flight_limit(&pool, &other, &p), 8, "not adaptive");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_breaker_pauses_after_n_refusals_in_a_row() {
+    let pool = HostPool::default();
+    let host = HostKey::new("a:80");
+    let mut p = profile("p", 4, 0);
+    p.pause_after = 3;
+    p.pause_for = Duration::from_secs(60);
+    drop(pool.try_acquire(&host, &p).unwrap());
+    assert_eq!(pool.answered(&host, Answer::Status(403)), None);
+    assert_eq!(pool.answered(&host, Answer::Status(429)), None);
+    assert_eq!(
+        pool.answered(&host, Answer::Status(200)),
+        None,
+        "a success resets the count"
+    );
+    assert_eq!(pool.answered(&host, Answer::Status(429)), None);
+    assert_eq!(
+        pool.answered(&host, Answer::Error),
+        None,
+        "errors do not count"
+    );
+    assert_eq!(pool.answered(&host, Answer::Status(403)), None);
+    assert_eq!(
+        pool.answered(&host, Answer::Status(429)),
+        Some(Duration::from_secs(60))
+    );
+    assert!(pool.try_acquire(&host, &p).is_none());
+    assert!(pool.snapshot()[0].paused_until_ms.is_some());
+    tokio::time::advance(Duration::from_secs(59)).await;
+    assert!(pool.try_acquire(&host, &p).is_none());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(
+        pool.try_acquire(&host, &p).is_some(),
+        "resumes after pause_for"
+    );
+    let c = pool.snapshot()[0].counters;
+    assert_eq!(
+        (c.status_4xx, c.status_429, c.status_2xx, c.errors),
+        (5, 3, 1, 1)
+    );
+}
