@@ -62,6 +62,8 @@ pub enum Refusal {
     Denied,
     TooDeep,
     OverBudget,
+    /// An internal (loopback, private…) raw-IP address the target may not reach.
+    Internal,
 }
 
 /// The frontier of one run.
@@ -76,6 +78,8 @@ pub struct Frontier {
     admitted: u64,
     budget: u64,
     queued: usize,
+    /// Set when the target may not reach internal addresses.
+    guard: Option<crate::address::AddressPolicy>,
 }
 
 impl Frontier {
@@ -92,6 +96,7 @@ impl Frontier {
             admitted: 0,
             budget: target.max_pages,
             queued: 0,
+            guard: None,
         };
         for url in &target.start_urls {
             if f.admitted < f.budget && f.seen.insert(url.as_str().to_owned()) {
@@ -115,6 +120,7 @@ impl Frontier {
             admitted: entries.len() as u64,
             budget: target.max_pages,
             queued: 0,
+            guard: None,
         };
         let mut todo: Vec<(u32, Url)> = Vec::new();
         for (url, entry) in entries {
@@ -137,6 +143,11 @@ impl Frontier {
         rules_refuse(target, &self.start_hosts, url)
     }
 
+    /// Refuses links to internal raw-IP addresses from now on.
+    pub fn guard(&mut self, policy: crate::address::AddressPolicy) {
+        self.guard = Some(policy);
+    }
+
     /// The start hosts as they are now (they grow when a start URL redirects).
     pub fn start_hosts(&self) -> std::sync::Arc<HashSet<HostKey>> {
         self.start_hosts.clone()
@@ -157,6 +168,13 @@ impl Frontier {
         }
         if let Some(refusal) = self.rules_refuse(target, &url) {
             return Err(refusal);
+        }
+        if self
+            .guard
+            .as_ref()
+            .is_some_and(|g| g.refuses(&url).is_some())
+        {
+            return Err(Refusal::Internal);
         }
         if self.seen.contains(url.as_str()) {
             return Err(Refusal::AlreadySeen);

@@ -232,6 +232,16 @@ impl HostPool {
         }
     }
 
+    /// Whether `host` is paused or backing off now.
+    pub fn is_closed(&self, host: &HostKey) -> bool {
+        let now = Instant::now();
+        self.inner
+            .lock()
+            .get(host)
+            .and_then(|h| [h.window, h.paused_until].into_iter().flatten().max())
+            .is_some_and(|t| now < t)
+    }
+
     /// Keeps every request to `host` from starting before `until` (requests
     /// already on the wire complete).
     pub fn block(&self, host: &HostKey, until: Instant) {

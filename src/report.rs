@@ -123,6 +123,36 @@ pub fn summary(run: &RunRecord, failures: &[FailureRecord]) -> String {
             c.items_removed
         );
     }
+    if c.retries + c.requeues + c.throttled > 0 {
+        let _ = writeln!(
+            s,
+            "  retried {} retries, {} requeues after {} 429/503 answers",
+            c.retries, c.requeues, c.throttled
+        );
+    }
+    for (host, h) in &c.hosts {
+        let _ = writeln!(
+            s,
+            "  host    {host}: {} req (2xx {}, 3xx {}, 4xx {}, 5xx {}, 429 {}, errors {}), {} retries, {} requeues, concurrency {}/{}, delay {}–{} ms{}",
+            h.requests,
+            h.status_2xx,
+            h.status_3xx,
+            h.status_4xx,
+            h.status_5xx,
+            h.status_429,
+            h.errors,
+            h.retries,
+            h.requeues,
+            h.effective_concurrency,
+            h.concurrency,
+            h.delay_ms.0,
+            h.delay_ms.1,
+            match h.paused_until_ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64)) {
+                Some(t) => format!(", paused until {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                None => String::new(),
+            }
+        );
+    }
     for f in failures {
         let _ = writeln!(s, "  failed  {} ({})", f.url, f.detail);
     }

@@ -28,6 +28,8 @@ pub enum Decision {
     Disallowed,
     /// robots.txt could not be had (5xx, unreachable): the host is not crawled.
     Unavailable,
+    /// The host is on an internal address the target may not reach.
+    Refused,
 }
 
 /// What fetching a robots.txt gave.
@@ -39,6 +41,8 @@ pub enum Answer {
     Missing,
     /// 5xx or transport error: ask again later.
     Unavailable,
+    /// The address policy refuses the host.
+    Refused,
 }
 
 enum State {
@@ -47,6 +51,8 @@ enum State {
     Ready(Option<Arc<texting_robots::Robot>>),
     /// Given up after repeated failures: nothing allowed.
     Closed,
+    /// On an internal address: nothing fetched.
+    Refused,
     /// Waiting to ask again, not before this instant.
     Retry(tokio::time::Instant),
 }
@@ -61,7 +67,10 @@ pub struct Robots {
 impl Robots {
     /// Whether the host's rules are known (URLs of it may be decided).
     pub fn ready(&self, host: &HostKey) -> bool {
-        matches!(self.hosts.get(host), Some(State::Ready(_) | State::Closed))
+        matches!(
+            self.hosts.get(host),
+            Some(State::Ready(_) | State::Closed | State::Refused)
+        )
     }
 
     /// Starts fetching a host's robots.txt, unless that is under way.
@@ -74,7 +83,7 @@ impl Robots {
         tasks: &mut JoinSet<(HostKey, Answer)>,
     ) {
         match self.hosts.get(host) {
-            Some(State::Fetching | State::Ready(_) | State::Closed) => return,
+            Some(State::Fetching | State::Ready(_) | State::Closed | State::Refused) => return,
             Some(State::Retry(at)) if tokio::time::Instant::now() < *at => return,
             _ => {}
         }
@@ -107,6 +116,7 @@ impl Robots {
                     Answer::Rules(body)
                 }
                 Ok(r) if (400..500).contains(&r.status) => Answer::Missing,
+                Err(crate::fetcher::FetchError::Refused { .. }) => Answer::Refused,
                 _ => Answer::Unavailable,
             };
             (host, answer)
@@ -135,6 +145,10 @@ impl Robots {
                 self.hosts
                     .insert(host.clone(), State::Ready(robot.map(Arc::new)));
                 gap
+            }
+            Answer::Refused => {
+                self.hosts.insert(host.clone(), State::Refused);
+                None
             }
             Answer::Missing => {
                 self.hosts.insert(host.clone(), State::Ready(None));
@@ -175,6 +189,7 @@ impl Robots {
         match self.hosts.get(host) {
             Some(State::Ready(Some(robot))) if !robot.allowed(url.as_str()) => Decision::Disallowed,
             Some(State::Closed) => Decision::Unavailable,
+            Some(State::Refused) => Decision::Refused,
             _ => Decision::Allowed,
         }
     }

@@ -24,6 +24,9 @@ pages = '^/p/'
 name = { css = "h1::text", required = true }
 "#;
 
+/// Timing tests run one at a time, so that they do not skew each other.
+static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn crawl_with(site: &Site, profile: &str) -> (RunRecord, usize) {
     let tmp = tempfile::tempdir().unwrap();
     let configs = tmp.path().join("configs");
@@ -87,6 +90,7 @@ fn assert_quiet_after(site: &Site, path: &str, wait: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_in_seconds_pauses_the_whole_host() {
+    let _serial = TIMING.lock().await;
     let site = Site::start(shop(1, 12));
     site.script("/p/3.html", vec![status(429, Some("1".into()))]);
     let profile = "[profiles.p]\nconcurrency = 4\ndelay = \"0ms\"\nbackoff_429 = \"10ms\"\n";
@@ -98,6 +102,7 @@ async fn retry_after_in_seconds_pauses_the_whole_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_as_an_http_date_is_honoured() {
+    let _serial = TIMING.lock().await;
     let site = Site::start(shop(1, 12));
     let at = chrono::Utc::now() + chrono::Duration::seconds(2);
     let date = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
@@ -152,6 +157,7 @@ async fn server_errors_are_retried_with_backoff_then_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn robots_disallow_and_crawl_delay_hold() {
+    let _serial = TIMING.lock().await;
     let site = Site::start(shop(1, 6));
     site.set(
         "/robots.txt",
@@ -192,4 +198,174 @@ async fn robots_disallow_and_crawl_delay_hold() {
     .await;
     assert_eq!(run.counts.robots_disallowed, 0);
     assert_eq!(items, 6);
+}
+
+/// How many requests were open at the server when each request (of those
+/// `pick`ed) started, in start order.
+fn in_flight_at_starts(site: &Site, pick: impl Fn(&str) -> bool) -> Vec<usize> {
+    let mut timeline = site.stats.timeline.lock().unwrap().clone();
+    timeline.sort_by_key(|(_, started, _, _)| *started);
+    timeline
+        .iter()
+        .filter(|(p, ..)| pick(p))
+        .map(|(_, s, _, _)| {
+            timeline
+                .iter()
+                .filter(|(_, s2, a2, _)| s2 <= s && a2 > s)
+                .count()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_concurrency_halves_under_429s_and_recovers() {
+    let _serial = TIMING.lock().await;
+    let mut pages = shop(1, 40);
+    for (path, r) in pages.iter_mut() {
+        if path.starts_with("/p/") {
+            r.delay = Duration::from_millis(30);
+        }
+    }
+    let site = Site::start(pages);
+    site.script(
+        "/",
+        vec![status(429, None), status(429, None), status(429, None)],
+    );
+    let profile = "[profiles.p]\nconcurrency = 8\ndelay = \"0ms\"\nbackoff_429 = \"10ms\"\nadaptive = true\npause_after = 0\n";
+    let (run, items) = crawl_with(&site, profile).await;
+    assert_eq!(items, 40);
+    let products = in_flight_at_starts(&site, |p| p.starts_with("/p/"));
+    let early = products[..5].iter().max().copied().unwrap_or(0);
+    let overall = products.iter().max().copied().unwrap_or(0);
+    assert!(
+        early <= 3,
+        "three 429s took the host from 8 to 1, it climbs back one at a time: {products:?}"
+    );
+    assert!(overall >= 6, "and recovers towards 8: {products:?}");
+    assert!(overall <= 8, "never above the profile's concurrency");
+    let host = &run.counts.hosts[&format!("{}", site.addr)];
+    assert_eq!(host.status_429, 3);
+    assert_eq!(host.requeues, 3);
+    assert_eq!(
+        (host.effective_concurrency, host.concurrency),
+        (8, 8),
+        "recovered by the end: {host:?}"
+    );
+
+    // Without adaptive, concurrency stays at 8 after the same 429s.
+    site.stats.reset();
+    site.stats.timeline.lock().unwrap().clear();
+    site.script(
+        "/",
+        vec![status(429, None), status(429, None), status(429, None)],
+    );
+    let (_, items) = crawl_with(
+        &site,
+        &profile.replace("adaptive = true", "adaptive = false"),
+    )
+    .await;
+    assert_eq!(items, 40);
+    let products = in_flight_at_starts(&site, |p| p.starts_with("/p/"));
+    assert!(
+        products[..8].iter().max().copied().unwrap_or(0) >= 6,
+        "not adaptive: full concurrency at once: {products:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_pauses_the_host_and_the_pause_survives_a_restart() {
+    let _serial = TIMING.lock().await;
+    let site = Site::start(shop(1, 6));
+    site.script(
+        "/",
+        vec![status(429, None), status(429, None), status(429, None)],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = tmp.path().join("configs");
+    let profile = "[profiles.p]\nconcurrency = 2\ndelay = \"0ms\"\nbackoff_429 = \"10ms\"\nadaptive = false\npause_after = 3\npause_for = \"1500ms\"\n";
+    write_configs(
+        &configs,
+        &site.url(""),
+        &[("t.toml", TARGET), ("p.toml", profile)],
+    );
+    let report = load_dir(&configs).unwrap();
+    let target = report.set.targets[&TargetId::new("t")].clone();
+    let state = tmp.path().join("state");
+
+    // First process: three 429s in a row trip the breaker; stop while paused.
+    let store = Arc::new(Store::open(&state).unwrap());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let engine = Engine::default();
+    let running = crawl::run(
+        &engine,
+        store.clone(),
+        target.clone(),
+        RunMode::Full,
+        cancel.clone(),
+        &(),
+    );
+    let stopper = async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while site.stats.status_count(429) < 3 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel();
+    };
+    let (first, ()) = tokio::join!(running, stopper);
+    let first = first.unwrap();
+    assert_eq!(site.stats.status_count(429), 3);
+    assert_eq!(format!("{:?}", first.status), "Interrupted");
+    let host = &first.counts.hosts[&format!("{}", site.addr)];
+    assert!(host.paused_until_ms.is_some(), "{host:?}");
+    let tripped_at = site
+        .stats
+        .timeline
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, _, _, s)| *s == 429)
+        .map(|(_, _, answered, _)| *answered)
+        .max()
+        .unwrap();
+    assert_eq!(
+        site.stats.requests(),
+        4,
+        "robots.txt and three 429s, then quiet"
+    );
+    drop(store);
+
+    // Second process: a fresh engine knows the pause from the store.
+    let store = Arc::new(Store::open(&state).unwrap());
+    let second = crawl::run(
+        &Engine::default(),
+        store.clone(),
+        target,
+        RunMode::Full,
+        Default::default(),
+        &(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store.items(&TargetId::new("t")).count(),
+        6,
+        "{:?}",
+        second.counts
+    );
+    let resumed_at = site
+        .stats
+        .timeline
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, started, _, _)| *started)
+        .filter(|s| *s > tripped_at)
+        .min()
+        .unwrap();
+    let quiet = resumed_at.duration_since(tripped_at);
+    assert!(
+        quiet >= Duration::from_millis(1450),
+        "no request before pause_for has passed, also after a restart: {quiet:?}"
+    );
 }

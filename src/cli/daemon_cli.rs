@@ -93,6 +93,21 @@ pub(super) async fn status(state: &StateArg, json: bool) -> Exit {
             }
         }
     }
+    if let Some(hosts) = v["hosts"].as_array().filter(|h| !h.is_empty()) {
+        outln!("\nhosts (since the daemon started):");
+        for h in hosts {
+            outln!("  {}", host_line(h));
+        }
+    }
+    if let Some(proxies) = v["proxy_failures"].as_array().filter(|p| !p.is_empty()) {
+        for p in proxies {
+            outln!(
+                "  proxy {} failed {} time(s)",
+                p[0].as_str().unwrap_or("?"),
+                p[1]
+            );
+        }
+    }
     if let Some(errors) = v["errors"].as_object() {
         if !errors.is_empty() {
             outln!("\nconfiguration errors:");
@@ -104,6 +119,40 @@ pub(super) async fn status(state: &StateArg, json: bool) -> Exit {
         }
     }
     Exit::Ok
+}
+
+/// One host of `status`: its limits now and what it answered.
+fn host_line(h: &Value) -> String {
+    let c = &h["counters"];
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let mut line = format!(
+        "{}  {} req (2xx {}, 3xx {}, 4xx {}, 5xx {}, 429 {}, errors {})  concurrency {}/{} in flight {}  delay {}–{} ms",
+        h["host"].as_str().unwrap_or("?"),
+        n(&c["requests"]),
+        n(&c["status_2xx"]),
+        n(&c["status_3xx"]),
+        n(&c["status_4xx"]),
+        n(&c["status_5xx"]),
+        n(&c["status_429"]),
+        n(&c["errors"]),
+        n(&h["effective"]),
+        n(&h["concurrency"]),
+        n(&h["in_flight"]),
+        n(&h["delay_ms"][0]),
+        n(&h["delay_ms"][1]),
+    );
+    let at = |ms: u64| {
+        chrono::DateTime::from_timestamp_millis(ms as i64)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    if let Some(ms) = h["paused_until_ms"].as_u64() {
+        line.push_str(&format!("  PAUSED until {}", at(ms)));
+    }
+    if let Some(ms) = h["backoff_until_ms"].as_u64() {
+        line.push_str(&format!("  backing off until {}", at(ms)));
+    }
+    line
 }
 
 pub(super) async fn trigger(state: &StateArg, target: &str, full: bool) -> Exit {

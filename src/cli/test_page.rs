@@ -179,5 +179,6 @@ fn refusal_name(r: Refusal) -> &'static str {
         Refusal::Denied => "denied",
         Refusal::TooDeep => "too deep",
         Refusal::OverBudget => "over budget",
+        Refusal::Internal => "internal address",
     }
 }

@@ -159,6 +159,9 @@ pub async fn run(
         Some(resume) => Frontier::resume(&target, &resume.entries),
         None => Frontier::new(&target),
     };
+    if !internal_ok {
+        frontier.guard(fetcher.policy().clone());
+    }
     let (writer, status, counts, store_error) = crawl_loop(
         engine,
         &store,
@@ -308,7 +311,10 @@ async fn crawl_loop(
             let popped = frontier.pop_with(|host| {
                 let profile = target.profile_for(host);
                 if profile.respect_robots && !robots.ready(host) {
-                    robots.start(host, target, fetcher, internal_ok, &mut robots_tasks);
+                    // Not even robots.txt is asked of a paused host.
+                    if !engine.hosts.is_closed(host) {
+                        robots.start(host, target, fetcher, internal_ok, &mut robots_tasks);
+                    }
                     return None;
                 }
                 engine.hosts.try_acquire(host, profile)
@@ -327,6 +333,14 @@ async fn crawl_loop(
                 let (kind, detail) = if decision == crate::robots::Decision::Disallowed {
                     counts.robots_disallowed += 1;
                     ("robots_disallowed", "disallowed by robots.txt: not fetched")
+                } else if decision == crate::robots::Decision::Refused {
+                    counts.pages_failed += 1;
+                    live.failed += 1;
+                    *counts.errors.entry("address_refused".into()).or_default() += 1;
+                    (
+                        "address_refused",
+                        "the host resolves to internal addresses only: not fetched",
+                    )
                 } else {
                     counts.pages_failed += 1;
                     live.failed += 1;

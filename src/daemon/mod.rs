@@ -620,6 +620,8 @@ impl Daemon {
             "running": self.running.len(),
             "queued": self.queue.len(),
             "targets": targets,
+            "hosts": self.engine.hosts.snapshot(),
+            "proxy_failures": self.engine.fetcher.proxy_failures(),
             "errors": reload::errors_by_file(&self.errors),
         })
     }

@@ -43,6 +43,9 @@ impl Resource {
     }
 }
 
+/// (path, User-Agent, Cookie) of one request.
+pub type ClientSeen = (String, Option<String>, Option<String>);
+
 /// What the server saw.
 #[derive(Default)]
 pub struct Stats {
@@ -56,6 +59,8 @@ pub struct Stats {
     pub auth: Mutex<Vec<(String, String, Option<String>)>>,
     /// (path, started, answered, status) of every request.
     pub timeline: Mutex<Vec<(String, std::time::Instant, std::time::Instant, u16)>>,
+    /// (path, User-Agent, Cookie) of every request, in order.
+    pub clients: Mutex<Vec<ClientSeen>>,
     /// Answers given before a path's normal one, in order.
     pub scripts: Mutex<HashMap<String, std::collections::VecDeque<Resource>>>,
 }
@@ -190,9 +195,17 @@ async fn serve(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
+        stats
+            .clients
+            .lock()
+            .unwrap()
+            .push((key.clone(), header("user-agent"), header("cookie")));
         (header("host").unwrap_or_default(), header("authorization"))
     };
     stats.auth.lock().unwrap().push((host, key.clone(), auth));
+    // A client without cookies gets one: `sid=N`, N this request's number.
+    let set_cookie = (!req.headers().contains_key("cookie"))
+        .then(|| format!("sid={}; Path=/", stats.requests()));
     let started = std::time::Instant::now();
     let scripted = stats
         .scripts
@@ -206,7 +219,7 @@ async fn serve(
         .get("if-none-match")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let resp = match found {
+    let mut resp = match found {
         Some(r) => {
             if !r.delay.is_zero() {
                 tokio::time::sleep(r.delay).await;
@@ -225,6 +238,7 @@ async fn serve(
             if r.status == 200 {
                 b = b.header("etag", etag);
             }
+
             if let Some(ct) = &r.content_type {
                 b = b.header("content-type", ct);
             }
@@ -238,6 +252,9 @@ async fn serve(
             .body(Body::from("not found"))
             .unwrap(),
     };
+    if let Some(c) = set_cookie.and_then(|c| c.parse().ok()) {
+        resp.headers_mut().insert("set-cookie", c);
+    }
     stats
         .responses
         .lock()

@@ -1,0 +1,226 @@
+//! Sessions, proxies and the internal-address guard, against real loopback
+//! servers: what the server (or the proxy) sees is what is asserted.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, Response};
+use common::{shop, write_configs, Resource, Site};
+use crawld::address::{is_internal, AddressPolicy};
+use crawld::config::load_dir;
+use crawld::crawl::{self, Engine};
+use crawld::ids::TargetId;
+use crawld::store::{RunMode, RunRecord, Store};
+
+const TARGET: &str = r#"
+start_urls = ["{base}/"]
+profile = "p"
+[follow]
+same_host = false
+[items.page]
+[items.page.fields]
+h1 = "h1"
+"#;
+
+async fn crawl_with(engine: &Engine, base: &str, target: &str, profile: &str) -> RunRecord {
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = tmp.path().join("configs");
+    write_configs(&configs, base, &[("t.toml", target), ("p.toml", profile)]);
+    let report = load_dir(&configs).unwrap();
+    assert!(report.all_errors().is_empty(), "{:?}", report.all_errors());
+    let target = report.set.targets[&TargetId::new("t")].clone();
+    let store = Arc::new(Store::open(&tmp.path().join("state")).unwrap());
+    crawl::run(
+        engine,
+        store,
+        target,
+        RunMode::Full,
+        Default::default(),
+        &(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_jar_and_identity_change_every_n_requests() {
+    let site = Site::start(shop(1, 8));
+    let profile = r#"
+[profiles.p]
+extends = "aggressive"
+concurrency = 1
+delay = "0ms"
+rotate_session_every = 3
+identities = [
+  { user_agent = "crawld-test/A (+https://example.org/bot)", accept_language = "en" },
+  { user_agent = "crawld-test/B (+https://example.org/bot)" },
+]
+"#;
+    let run = crawl_with(&Engine::default(), &site.url(""), TARGET, profile).await;
+    let seen = site.stats.clients.lock().unwrap().clone();
+    assert_eq!(
+        seen.len(),
+        10,
+        "robots.txt, home, 8 products: {:?}",
+        run.counts
+    );
+    for (i, (path, ua, cookie)) in seen.iter().enumerate() {
+        let session = i / 3;
+        let ua = ua.as_deref().unwrap_or("");
+        let want = if session % 2 == 0 { "/A" } else { "/B" };
+        assert!(ua.contains(want), "request {i} ({path}): {ua}");
+        // The server hands a cookieless request `sid=<its number>`; the
+        // session's later requests send it back, the next session's first does not.
+        let expect = (i % 3 != 0).then(|| format!("sid={}", session * 3 + 1));
+        assert_eq!(cookie, &expect, "request {i} ({path})");
+    }
+}
+
+/// (proxy, request URI, Proxy-Authorization) of every request a proxy passed on.
+type ProxyLog = Arc<Mutex<Vec<(&'static str, String, Option<String>)>>>;
+
+/// A forward HTTP proxy on loopback that records what passes through it.
+fn proxy(name: &'static str, log: ProxyLog) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let client = reqwest::Client::builder().no_proxy().build().unwrap();
+            let app = axum::Router::new().fallback(move |req: Request<Body>| {
+                let (client, log) = (client.clone(), log.clone());
+                async move {
+                    let auth = req
+                        .headers()
+                        .get("proxy-authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    let uri = req.uri().to_string();
+                    log.lock().unwrap().push((name, uri.clone(), auth));
+                    let upstream = client.get(&uri).send().await.unwrap();
+                    let mut b = Response::builder().status(upstream.status().as_u16());
+                    for (k, v) in upstream.headers() {
+                        b = b.header(k.as_str(), v.as_bytes());
+                    }
+                    b.body(Body::from(upstream.bytes().await.unwrap())).unwrap()
+                }
+            });
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_rotate_with_sessions_and_carry_their_credentials() {
+    let site = Site::start(shop(1, 5));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (one, two) = (proxy("one", log.clone()), proxy("two", log.clone()));
+    let profile = format!(
+        r#"
+[profiles.p]
+extends = "aggressive"
+concurrency = 1
+delay = "0ms"
+rotate_session_every = 2
+proxies = ["http://alice:s3cret@{one}", "http://{two}"]
+"#
+    );
+    let run = crawl_with(&Engine::default(), &site.url(""), TARGET, &profile).await;
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log.len(),
+        site.stats.requests(),
+        "every request went through a proxy"
+    );
+    assert_eq!(
+        log.len(),
+        7,
+        "robots.txt, home, 5 products: {:?}",
+        run.counts
+    );
+    for (i, (name, uri, auth)) in log.iter().enumerate() {
+        let want = if (i / 2) % 2 == 0 { "one" } else { "two" };
+        assert_eq!(*name, want, "request {i} ({uri})");
+        if *name == "one" {
+            // alice:s3cret
+            assert_eq!(auth.as_deref(), Some("Basic YWxpY2U6czNjcmV0"));
+        } else {
+            assert_eq!(auth, &None, "the other proxy never sees them");
+        }
+    }
+    assert_eq!(
+        format!(
+            "{}",
+            crawld::config::ProxyUrl::parse(&format!("http://alice:s3cret@{one}")).unwrap()
+        ),
+        format!("http://alice:***@{one}"),
+        "credentials never reach a log line"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_and_redirects_to_internal_addresses_are_refused() {
+    let site = Site::start(Default::default());
+    let port = site.addr.port();
+    let internal = format!("http://127.0.0.1:{port}");
+    site.set(
+        "/",
+        Resource::html(format!(
+            r#"<h1>Home</h1><a href="/go">go</a><a href="{internal}/direct">raw IP</a><a href="/fine">fine</a>"#
+        )),
+    );
+    site.set("/go", Resource::redirect(&format!("{internal}/secret")));
+    for p in ["/secret", "/direct", "/fine"] {
+        site.set(p, Resource::html(format!("<h1>{p}</h1>")));
+    }
+    // On loopback everything is internal: call the name `localhost` public,
+    // so that the site stands for a public one and 127.0.0.1 for the inside.
+    let public_localhost = || AddressPolicy::new(|host, ip| host != "localhost" && is_internal(ip));
+    let base = format!("http://localhost:{port}");
+    let profile = "[profiles.p]\nextends = \"aggressive\"\nconcurrency = 2\ndelay = \"0ms\"\n";
+    let run = crawl_with(&Engine::new(public_localhost()), &base, TARGET, profile).await;
+    assert_eq!(site.stats.count("/secret"), 0, "redirect not followed");
+    assert_eq!(site.stats.count("/direct"), 0, "raw-IP link not followed");
+    assert_eq!(site.stats.count("/fine"), 1);
+    // The redirect is recorded as a failure; the raw-IP link is never queued.
+    assert_eq!(
+        run.counts.errors.get("address_refused"),
+        Some(&1),
+        "{:?}",
+        run.counts
+    );
+
+    // allow_private_networks = true lets the target in.
+    let open = format!("allow_private_networks = true\n{TARGET}");
+    let run = crawl_with(&Engine::new(public_localhost()), &base, &open, profile).await;
+    assert_eq!(site.stats.count("/secret"), 1, "{:?}", run.counts);
+    assert_eq!(site.stats.count("/direct"), 1);
+
+    // A host name is checked after resolution: `localhost` internal this time,
+    // the start URL's raw IP public.
+    site.stats.reset();
+    site.set(
+        "/",
+        Resource::html(format!(
+            r#"<h1>Home</h1><a href="http://localhost:{port}/hidden">by name</a><a href="/fine">fine</a>"#
+        )),
+    );
+    site.set("/hidden", Resource::html("<h1>hidden</h1>"));
+    let names_internal = AddressPolicy::new(|host, _| host == "localhost");
+    let run = crawl_with(&Engine::new(names_internal), &internal, TARGET, profile).await;
+    assert_eq!(site.stats.count("/hidden"), 0, "{:?}", run.counts);
+    assert_eq!(site.stats.count("/fine"), 1);
+    assert_eq!(run.counts.errors.get("address_refused"), Some(&1));
+
+    // With the default policy a loopback start URL allows loopback links.
+    site.stats.reset();
+    let run = crawl_with(&Engine::default(), &internal, TARGET, profile).await;
+    assert_eq!(site.stats.count("/hidden"), 1, "{:?}", run.counts);
+}
