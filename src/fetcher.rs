@@ -14,11 +14,11 @@ use reqwest::header::{
     HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
     LAST_MODIFIED, LOCATION, RETRY_AFTER, SET_COOKIE, USER_AGENT,
 };
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use url::Url;
 
 use crate::address::{AddressPolicy, GuardResolver, InternalAddress};
-use crate::config::{Identity, Profile, ProxyUrl};
+use crate::config::{Profile, ProxyUrl};
 use crate::ids::HostKey;
 
 /// Redirects followed before a fetch fails.
@@ -147,7 +147,7 @@ pub struct Validators<'a> {
 /// One request: what to get, under which profile and network policy.
 pub struct Request<'a> {
     pub url: &'a Url,
-    pub profile: &'a Profile,
+    pub profile: &'a Arc<Profile>,
     /// Extra headers (a target's credentials go to its start hosts only).
     pub headers: &'a HeaderMap,
     pub validators: Validators<'a>,
@@ -165,19 +165,25 @@ struct ClientKey {
 }
 
 /// A host's current session: its cookie jar, and which identity and proxy
-/// it uses (the session number, modulo their counts).
+/// it uses (the session number, modulo their counts). Identities, proxies
+/// and the rotation period come from the first profile that used the host.
 struct Session {
     number: usize,
     requests: u32,
     jar: Arc<Jar>,
+    owner: Arc<Profile>,
+    /// Another profile was told it uses the owner's identities.
+    told: bool,
 }
 
 impl Session {
-    fn new(number: usize) -> Self {
+    fn next(&self) -> Self {
         Session {
-            number,
+            number: self.number + 1,
             requests: 0,
             jar: Arc::new(Jar::default()),
+            owner: self.owner.clone(),
+            told: self.told,
         }
     }
 }
@@ -256,32 +262,33 @@ impl Fetcher {
         Ok(client)
     }
 
-    /// The session of `host` for one more request: its jar, identity and proxy.
-    fn session<'p>(
-        &self,
-        host: &HostKey,
-        profile: &'p Profile,
-    ) -> (Arc<Jar>, Option<&'p Identity>, Option<&'p ProxyUrl>) {
+    /// The session of `host` for one more request: its jar, the profile
+    /// whose identities and proxies it uses, and its number.
+    fn session(&self, host: &HostKey, profile: &Arc<Profile>) -> (Arc<Jar>, Arc<Profile>, usize) {
         let mut sessions = self
             .net
             .sessions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let s = sessions
-            .entry(host.clone())
-            .or_insert_with(|| Session::new(0));
-        let every = profile.rotate_session_every;
+        let s = sessions.entry(host.clone()).or_insert_with(|| Session {
+            number: 0,
+            requests: 0,
+            jar: Arc::new(Jar::default()),
+            owner: profile.clone(),
+            told: false,
+        });
+        if s.owner.name != profile.name && !s.told {
+            s.told = true;
+            info!(%host, owner = %s.owner.name, other = %profile.name,
+                "Two profiles crawl one host: identities, proxies and sessions follow the first.");
+        }
+        let every = s.owner.rotate_session_every;
         if every > 0 && s.requests >= every {
             debug!(%host, session = s.number + 1, "Session rotated: fresh cookies, next identity.");
-            *s = Session::new(s.number + 1);
+            *s = s.next();
         }
         s.requests += 1;
-        let pick = |n: usize| s.number % n.max(1);
-        (
-            s.jar.clone(),
-            profile.identities.get(pick(profile.identities.len())),
-            profile.proxies.get(pick(profile.proxies.len())),
-        )
+        (s.jar.clone(), s.owner.clone(), s.number)
     }
 
     /// A proxy failed: count it, and move the host to its next session.
@@ -299,7 +306,7 @@ impl Fetcher {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = sessions.get_mut(host) {
-            *s = Session::new(s.number + 1);
+            *s = s.next();
         }
         warn!(%host, %proxy, "Request through a proxy failed; the next one uses the next proxy.");
     }
@@ -332,7 +339,9 @@ impl Fetcher {
             why: "no host".into(),
         })?;
         let profile = req.profile;
-        let (jar, identity, proxy) = self.session(&host, profile);
+        let (jar, owner, number) = self.session(&host, profile);
+        let identity = pick(&owner.identities, number);
+        let proxy = pick(&owner.proxies, number);
         let client = self.client(ClientKey {
             proxy: proxy.cloned(),
             internal_ok: req.internal_ok,
@@ -450,6 +459,11 @@ impl Fetcher {
         }
         Err(FetchError::Redirect { url: first })
     }
+}
+
+/// The session's turn in a list.
+fn pick<T>(list: &[T], session: usize) -> Option<&T> {
+    list.get(session % list.len().max(1))
 }
 
 fn empty_headers() -> &'static HeaderMap {

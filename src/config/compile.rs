@@ -366,7 +366,10 @@ fn lookup_profile(name: &str, cx: &Context) -> Result<Arc<Profile>, String> {
 }
 
 /// Replaces `${VAR}` with the variable's value; an undefined variable is an error.
-fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub(super) fn expand_env(
+    value: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("${") {

@@ -161,7 +161,7 @@ pub fn load_files(files: ConfigFiles, env: &dyn Fn(&str) -> Option<String>) -> L
         }
     }
     let mut profile_errors = Vec::new();
-    let profiles = profile::resolve(&declared, &mut profile_errors);
+    let profiles = profile::resolve(&declared, env, &mut profile_errors);
     for e in profile_errors {
         push(&mut report, e);
     }

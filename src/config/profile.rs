@@ -128,7 +128,8 @@ pub struct ProxyUrl(url::Url);
 impl ProxyUrl {
     /// Parses an `http://` or `https://` proxy URL.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let url = url::Url::parse(s).map_err(|e| format!("{s:?} is not a proxy URL: {e}"))?;
+        // The text may hold credentials: the error does not repeat it.
+        let url = url::Url::parse(s).map_err(|e| format!("not a valid proxy URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(format!(
                 "proxy {} must be an http:// or https:// URL with a host",
@@ -237,22 +238,31 @@ pub struct Declared {
 
 /// Resolves every declared profile against the built-ins and each other.
 /// Profiles with errors are left out; their errors are pushed to `errors`.
+/// `${VAR}` in proxy URLs is read from `env`, so that credentials can stay
+/// out of the files.
 pub fn resolve(
     declared: &BTreeMap<String, Declared>,
+    env: &dyn Fn(&str) -> Option<String>,
     errors: &mut Vec<ConfigError>,
 ) -> BTreeMap<ProfileName, Arc<Profile>> {
     let mut done = builtins();
     let mut failed = std::collections::BTreeSet::new();
+    let cx = Resolve { declared, env };
     for name in declared.keys() {
         let mut chain = Vec::new();
-        resolve_one(name, declared, &mut done, &mut failed, &mut chain, errors);
+        resolve_one(name, &cx, &mut done, &mut failed, &mut chain, errors);
     }
     done
 }
 
+struct Resolve<'a> {
+    declared: &'a BTreeMap<String, Declared>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
 fn resolve_one(
     name: &str,
-    declared: &BTreeMap<String, Declared>,
+    cx: &Resolve,
     done: &mut BTreeMap<ProfileName, Arc<Profile>>,
     failed: &mut std::collections::BTreeSet<String>,
     chain: &mut Vec<String>,
@@ -264,6 +274,7 @@ fn resolve_one(
     if failed.contains(name) {
         return None;
     }
+    let declared = cx.declared;
     let decl = declared.get(name)?;
     let raw = decl.raw.get_ref();
     let key = |k: &str| Some(format!("profiles.{name}.{k}"));
@@ -286,7 +297,7 @@ fn resolve_one(
     } else if declared.contains_key(parent_name)
         || done.contains_key(&ProfileName::new(parent_name))
     {
-        resolve_one(parent_name, declared, done, failed, chain, errors)
+        resolve_one(parent_name, cx, done, failed, chain, errors)
     } else {
         let span = raw.extends.as_ref().map_or(decl.raw.span(), |e| e.span());
         errors.push(decl.source.error(
@@ -416,7 +427,9 @@ fn resolve_one(
     if let Some(proxies) = &raw.proxies {
         p.proxies = Vec::new();
         for v in proxies.get_ref() {
-            match ProxyUrl::parse(v.get_ref()) {
+            match super::compile::expand_env(v.get_ref(), cx.env)
+                .and_then(|url| ProxyUrl::parse(&url))
+            {
                 Ok(u) => p.proxies.push(u),
                 Err(e) => errors.push(decl.source.error(v.span(), key("proxies"), e)),
             }
