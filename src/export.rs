@@ -199,3 +199,32 @@ pub fn export_changes(
     out.flush()?;
     Ok(n)
 }
+
+/// Writes the run's change events as JSON Lines to the target's
+/// `changes_jsonl` path (relative to the state dir).
+pub fn write_run_changes(
+    store: &Store,
+    run: &RunRecord,
+    template: &str,
+) -> Result<std::path::PathBuf, StoreError> {
+    let relative = template
+        .replace("{target}", run.target.as_str())
+        .replace("{run}", &run.id.to_string());
+    let path = store.state_dir().join(relative);
+    let io = |source| StoreError::Io {
+        what: "cannot write the changes file",
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
+    for event in store.events(&run.target, run.id) {
+        let line = change_line(&event?);
+        serde_json::to_writer(&mut out, &line).map_err(|e| io(e.into()))?;
+        std::io::Write::write_all(&mut out, b"\n").map_err(io)?;
+    }
+    std::io::Write::flush(&mut out).map_err(io)?;
+    Ok(path)
+}

@@ -6,12 +6,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
+use common::daemon::{wait_for, Daemon};
 use common::{shop, write_configs, Site};
-use serde_json::Value;
 
 const PROFILE: &str = r#"
 [profiles.quick]
@@ -36,121 +35,6 @@ name = {{ css = "h1::text", required = true }}
     )
 }
 
-struct Daemon {
-    child: Child,
-    state: PathBuf,
-}
-
-impl Daemon {
-    fn start(configs: &Path, state: &Path, extra: &[&str]) -> Daemon {
-        Self::start_logged(configs, state, extra, None)
-    }
-
-    /// Starts the daemon, its log going to `log` when given.
-    fn start_logged(configs: &Path, state: &Path, extra: &[&str], log: Option<&Path>) -> Daemon {
-        // The daemon logs to stdout.
-        let stdout = match log {
-            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
-            None => Stdio::null(),
-        };
-        let child = Process::new(assert_cmd::cargo::cargo_bin("crawld"))
-            .args(["run", "--grace", "10s", "--configs"])
-            .arg(configs)
-            .arg("--state")
-            .arg(state)
-            .args(extra)
-            .env("RUST_LOG", "crawld=info")
-            .stdout(stdout)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let d = Daemon {
-            child,
-            state: state.to_path_buf(),
-        };
-        wait_for(|| d.try_status().is_some(), "the daemon answers");
-        d
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::cargo_bin("crawld").unwrap();
-        cmd.env_remove("CRAWLD_STATE")
-            .timeout(Duration::from_secs(30))
-            .args(args)
-            .arg("--state");
-        cmd.arg(&self.state);
-        cmd
-    }
-
-    fn try_status(&self) -> Option<Value> {
-        let out = Command::cargo_bin("crawld")
-            .unwrap()
-            .args(["status", "--json", "--state"])
-            .arg(&self.state)
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).ok())
-            .flatten()
-    }
-
-    fn status(&self) -> Value {
-        self.try_status().expect("status answers")
-    }
-
-    fn target(&self, name: &str) -> Option<Value> {
-        self.status()["targets"]
-            .as_array()?
-            .iter()
-            .find(|t| t["name"] == name)
-            .cloned()
-    }
-
-    fn runs(&self, name: &str) -> Vec<Value> {
-        let out = Command::cargo_bin("crawld")
-            .unwrap()
-            .args(["runs", name, "--json", "--state"])
-            .arg(&self.state)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: a signal to our own child.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
-    }
-
-    /// SIGTERM, and the exit code.
-    fn stop(mut self) -> Option<i32> {
-        self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon stops within its grace period"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A temp dir with a configs dir holding `files` and the `quick` profile.
 fn setup(site: &Site, files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
@@ -159,14 +43,6 @@ fn setup(site: &Site, files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
     all.push(("p.toml", PROFILE));
     write_configs(&configs, &site.url(""), &all);
     (tmp, configs)
-}
-
-fn wait_for(mut ok: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Writes a file the way editors do: a temporary file renamed over it.

@@ -20,8 +20,8 @@ mod hops;
 mod outcome;
 
 use outcome::{
-    next_step, note_commit, process, record_outcome, sleep_until_opt, Failure, Next, Outcome,
-    RetryEntry,
+    next_step, not_fetched, note_commit, process, record_outcome, sleep_until_opt, Failure, Next,
+    Outcome, RetryEntry,
 };
 
 use crate::address::AddressPolicy;
@@ -31,8 +31,8 @@ use crate::frontier::{Frontier, QueuedUrl};
 use crate::ids::HostKey;
 use crate::limiter::HostPool;
 use crate::store::{
-    now_ms, CommitStats, PageCommit, PageOutcome, RunCounts, RunMode, RunPolicy, RunRecord,
-    RunStart, RunStatus, RunWriter, Store, StoreError,
+    now_ms, CommitStats, PageCommit, RunCounts, RunMode, RunPolicy, RunRecord, RunStart, RunStatus,
+    RunWriter, Store, StoreError,
 };
 
 /// Pages per store commit, at most.
@@ -200,7 +200,7 @@ pub async fn run(
     if let Some(template) = &target.changes_jsonl {
         let (record2, template) = (record.clone(), template.clone());
         match blocking(&store, move |store| {
-            write_changes(store, &record2, &template)
+            crate::export::write_run_changes(store, &record2, &template)
         })
         .await
         {
@@ -329,41 +329,10 @@ async fn crawl_loop(
             };
             if decision != crate::robots::Decision::Allowed {
                 drop(permit);
-                live.done += 1;
-                let (kind, detail) = if decision == crate::robots::Decision::Disallowed {
-                    counts.robots_disallowed += 1;
-                    ("robots_disallowed", "disallowed by robots.txt: not fetched")
-                } else if decision == crate::robots::Decision::Refused {
-                    counts.pages_failed += 1;
-                    live.failed += 1;
-                    *counts.errors.entry("address_refused".into()).or_default() += 1;
-                    (
-                        "address_refused",
-                        "the host resolves to internal addresses only: not fetched",
-                    )
-                } else {
-                    counts.pages_failed += 1;
-                    live.failed += 1;
-                    *counts
-                        .errors
-                        .entry("robots_unavailable".into())
-                        .or_default() += 1;
-                    ("robots_unavailable", "robots.txt could not be fetched (5xx or unreachable): the host is not crawled")
-                };
                 if pending.is_empty() {
                     pending_since = Instant::now();
                 }
-                pending.push(PageCommit {
-                    url: queued.url.as_str().to_owned(),
-                    depth: queued.depth,
-                    admitted: Vec::new(),
-                    fetched_ms: now_ms(),
-                    outcome: PageOutcome::Failed {
-                        kind: kind.into(),
-                        detail: detail.into(),
-                        status: None,
-                    },
-                });
+                pending.push(not_fetched(decision, &queued, &mut counts, &mut live));
                 continue;
             }
             // A page extracted under another configuration is fetched and parsed again.
@@ -557,33 +526,4 @@ async fn crawl_loop(
         (None, false) => RunStatus::Completed,
     };
     Ok((writer, status, counts, store_error))
-}
-
-/// Writes the run's change events as JSON Lines to the target's
-/// `changes_jsonl` path (relative to the state dir).
-fn write_changes(
-    store: &Store,
-    run: &RunRecord,
-    template: &str,
-) -> Result<std::path::PathBuf, StoreError> {
-    let relative = template
-        .replace("{target}", run.target.as_str())
-        .replace("{run}", &run.id.to_string());
-    let path = store.state_dir().join(relative);
-    let io = |source| StoreError::Io {
-        what: "cannot write the changes file",
-        path: path.clone(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
-    for event in store.events(&run.target, run.id) {
-        let line = crate::export::change_line(&event?);
-        serde_json::to_writer(&mut out, &line).map_err(|e| io(e.into()))?;
-        std::io::Write::write_all(&mut out, b"\n").map_err(io)?;
-    }
-    std::io::Write::flush(&mut out).map_err(io)?;
-    Ok(path)
 }

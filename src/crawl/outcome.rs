@@ -379,3 +379,45 @@ pub(super) fn empty_page(url: &Url) -> PageRecord {
 pub(super) fn note_commit(live: &mut Progress, stats: CommitStats) {
     live.committed += stats.pages;
 }
+
+/// The record of a URL that robots.txt or the address policy kept from
+/// being fetched.
+pub(super) fn not_fetched(
+    decision: crate::robots::Decision,
+    queued: &QueuedUrl,
+    counts: &mut RunCounts,
+    live: &mut Progress,
+) -> PageCommit {
+    use crate::robots::Decision;
+    live.done += 1;
+    let (kind, detail) = match decision {
+        Decision::Disallowed => {
+            counts.robots_disallowed += 1;
+            ("robots_disallowed", "disallowed by robots.txt: not fetched")
+        }
+        Decision::Refused => (
+            "address_refused",
+            "the host resolves to internal addresses only: not fetched",
+        ),
+        Decision::Unavailable | Decision::Allowed => (
+            "robots_unavailable",
+            "robots.txt could not be fetched (5xx or unreachable): the host is not crawled",
+        ),
+    };
+    if decision != Decision::Disallowed {
+        counts.pages_failed += 1;
+        live.failed += 1;
+        *counts.errors.entry(kind.into()).or_default() += 1;
+    }
+    PageCommit {
+        url: queued.url.as_str().to_owned(),
+        depth: queued.depth,
+        admitted: Vec::new(),
+        fetched_ms: now_ms(),
+        outcome: PageOutcome::Failed {
+            kind: kind.into(),
+            detail: detail.into(),
+            status: None,
+        },
+    }
+}

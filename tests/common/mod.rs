@@ -2,6 +2,8 @@
 //! generated shop, and counting what it is asked.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
