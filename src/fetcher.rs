@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::header::{
     HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    LAST_MODIFIED, LOCATION, RETRY_AFTER, SET_COOKIE, USER_AGENT,
+    LAST_MODIFIED, LOCATION, RETRY_AFTER, SET_COOKIE,
 };
 use tracing::{debug, info, warn};
 use url::Url;
@@ -272,13 +272,22 @@ impl Fetcher {
             .sessions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let s = sessions.entry(host.clone()).or_insert_with(|| Session {
-            number: 0,
-            requests: 0,
-            jar: Arc::new(Jar::default()),
-            owner: profile.clone(),
-            told: false,
-        });
+        // Looked up before inserting, so that the common case clones no key.
+        if !sessions.contains_key(host) {
+            sessions.insert(
+                host.clone(),
+                Session {
+                    number: 0,
+                    requests: 0,
+                    jar: Arc::new(Jar::default()),
+                    owner: profile.clone(),
+                    told: false,
+                },
+            );
+        }
+        let Some(s) = sessions.get_mut(host) else {
+            return (Arc::new(Jar::default()), profile.clone(), 0);
+        };
         if s.owner.name != profile.name && !s.told {
             s.told = true;
             info!(%host, owner = %s.owner.name, other = %profile.name,
@@ -355,9 +364,6 @@ impl Fetcher {
             HeaderValue::from_static("text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"),
         );
         if let Some(id) = identity {
-            if let Ok(ua) = HeaderValue::from_str(&id.user_agent) {
-                request = request.header(USER_AGENT, ua);
-            }
             for (k, v) in &id.headers {
                 request = request.header(k, v.clone());
             }

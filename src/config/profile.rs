@@ -107,7 +107,8 @@ impl Profile {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
     pub user_agent: String,
-    /// Further headers (Accept-Language and the like), validated.
+    /// Every header of the identity, User-Agent first, validated once here
+    /// rather than on each request.
     pub headers: Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
 }
 
@@ -115,7 +116,9 @@ impl Identity {
     fn plain(user_agent: &str) -> Self {
         Identity {
             user_agent: user_agent.to_owned(),
-            headers: Vec::new(),
+            headers: reqwest::header::HeaderValue::from_str(user_agent)
+                .map(|v| vec![(reqwest::header::USER_AGENT, v)])
+                .unwrap_or_default(),
         }
     }
 }
