@@ -187,6 +187,34 @@ impl Frontier {
         Ok(())
     }
 
+    /// Queues where a page at `depth` redirects to another host, at the
+    /// same depth, so that the new host's robots.txt and limits apply. A
+    /// start URL may redirect anywhere (the new host becomes a start host);
+    /// any other page only where a link could lead.
+    pub fn offer_redirect(&mut self, target: &Target, url: Url, depth: u32) -> Result<(), Refusal> {
+        if depth == 0 {
+            self.add_start_host(&url);
+        } else if let Some(refusal) = self.rules_refuse(target, &url) {
+            return Err(refusal);
+        }
+        if self
+            .guard
+            .as_ref()
+            .is_some_and(|g| g.refuses(&url).is_some())
+        {
+            return Err(Refusal::Internal);
+        }
+        if self.seen.contains(url.as_str()) {
+            return Err(Refusal::AlreadySeen);
+        }
+        if self.admitted >= self.budget {
+            return Err(Refusal::OverBudget);
+        }
+        self.seen.insert(url.as_str().to_owned());
+        self.push(url, depth);
+        Ok(())
+    }
+
     /// Whether a (normalised) URL was admitted or fetched already.
     pub fn has_seen(&self, url: &str) -> bool {
         self.seen.contains(url)

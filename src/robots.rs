@@ -184,6 +184,14 @@ impl Robots {
             .min()
     }
 
+    /// A host's parsed rules, for checking its redirect hops inside a fetch.
+    pub fn rules(&self, host: &HostKey) -> Option<Arc<texting_robots::Robot>> {
+        match self.hosts.get(host) {
+            Some(State::Ready(Some(robot))) => Some(robot.clone()),
+            _ => None,
+        }
+    }
+
     /// What robots.txt says about fetching `url`.
     pub fn decide(&self, host: &HostKey, url: &Url) -> Decision {
         match self.hosts.get(host) {

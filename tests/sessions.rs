@@ -224,3 +224,54 @@ async fn links_and_redirects_to_internal_addresses_are_refused() {
     let run = crawl_with(&Engine::default(), &internal, TARGET, profile).await;
     assert_eq!(site.stats.count("/hidden"), 1, "{:?}", run.counts);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_obey_robots_txt_and_another_host_gets_its_own_robots_txt() {
+    let site = Site::start(Default::default());
+    let port = site.addr.port();
+    site.set(
+        "/robots.txt",
+        Resource {
+            content_type: Some("text/plain".into()),
+            ..Resource::html("User-agent: *\nDisallow: /blocked/\n")
+        },
+    );
+    site.set(
+        "/",
+        Resource::html(r#"<h1>Home</h1><a href="/a">a</a><a href="/b">b</a>"#),
+    );
+    site.set("/a", Resource::redirect("/blocked/x"));
+    site.set("/blocked/x", Resource::html("<h1>blocked</h1>"));
+    site.set(
+        "/b",
+        Resource::redirect(&format!("http://localhost:{port}/c")),
+    );
+    site.set("/c", Resource::html("<h1>moved here</h1>"));
+    let profile = "[profiles.p]\nextends = \"aggressive\"\nconcurrency = 2\ndelay = \"0ms\"\n";
+    let run = crawl_with(&Engine::default(), &site.url(""), TARGET, profile).await;
+    assert_eq!(
+        site.stats.count("/blocked/x"),
+        0,
+        "a redirect into a disallowed path is not followed"
+    );
+    assert_eq!(
+        run.counts.errors.get("robots_disallowed"),
+        Some(&1),
+        "{:?}",
+        run.counts
+    );
+    // The other host's robots.txt is asked before its page.
+    let asked: Vec<(String, String)> = site
+        .stats
+        .auth
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(host, ..)| host.starts_with("localhost"))
+        .map(|(host, path, _)| (host.clone(), path.clone()))
+        .collect();
+    let paths: Vec<&str> = asked.iter().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(paths, ["/robots.txt", "/c"], "{asked:?}");
+    assert_eq!(run.counts.hosts[&format!("localhost:{port}")].status_2xx, 1);
+    assert_eq!(run.counts.hosts[&site.addr.to_string()].status_3xx, 2);
+}

@@ -1,6 +1,8 @@
-//! One fetch task: a URL and its redirects, hop by hop. Each hop passes the
-//! host limiter (a slot of its own host), the follow rules and the address
-//! policy, and each answer feeds the host's backoff window, AIMD and breaker.
+//! One fetch task: a URL and its redirects on the same host, hop by hop.
+//! Each hop takes a slot of the host limiter and passes the follow rules,
+//! robots.txt and the address policy; each answer feeds the host's backoff
+//! window, AIMD and breaker. A redirect to another host ends the task: the
+//! coordinator queues its target like a link.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -49,10 +51,11 @@ impl Hops {
         start_hosts: &HashSet<HostKey>,
         mut permit: HostPermit,
         validators: Validators<'_>,
+        robot: Option<Arc<texting_robots::Robot>>,
     ) -> Hopped {
         let no_headers = HeaderMap::new();
         let mut url = queued.url.clone();
-        let mut host = queued.host.clone();
+        let host = queued.host.clone();
         let mut visited: Vec<Url> = Vec::new();
         let mut out = Hopped {
             result: Err(Failure::Panic),
@@ -117,6 +120,12 @@ impl Hops {
                 out.result = Ok(response);
                 return out;
             };
+            // Another host: the coordinator queues the target, so that its
+            // host's robots.txt and limits apply like any URL's.
+            if HostKey::of(&next).as_ref() != Some(&host) {
+                out.result = Ok(response);
+                return out;
+            }
             visited.push(url);
             if visited.len() > MAX_REDIRECTS || visited.contains(&next) {
                 out.result = Err(Failure::Fetch(FetchError::Redirect {
@@ -140,11 +149,10 @@ impl Hops {
                 }));
                 return out;
             }
-            let Some(next_host) = HostKey::of(&next) else {
-                out.result = Err(Failure::Redirect(next));
+            if robot.as_ref().is_some_and(|r| !r.allowed(next.as_str())) {
+                out.result = Err(Failure::Robots(next));
                 return out;
-            };
-            host = next_host;
+            }
             permit = self
                 .hosts
                 .acquire(&host, self.target.profile_for(&host))

@@ -339,11 +339,12 @@ async fn crawl_loop(
             let prev = prev_pages
                 .remove(queued.url.as_str())
                 .filter(|p| p.config.as_deref() == Some(target.fingerprint.as_str()));
-            let (hops, target, slots, start_hosts) = (
+            let (hops, target, slots, start_hosts, robot) = (
                 hops.clone(),
                 target.clone(),
                 engine.parse_slots.clone(),
                 frontier.start_hosts(),
+                robots.rules(&queued.host),
             );
             let what = (queued.url.clone(), queued.depth);
             let handle = tasks.spawn(async move {
@@ -351,7 +352,9 @@ async fn crawl_loop(
                     etag: prev.as_ref().and_then(|p| p.etag.as_deref()),
                     last_modified: prev.as_ref().and_then(|p| p.last_modified.as_deref()),
                 };
-                let hopped = hops.fetch(&queued, &start_hosts, permit, validators).await;
+                let hopped = hops
+                    .fetch(&queued, &start_hosts, permit, validators, robot)
+                    .await;
                 let result = match hopped.result {
                     Ok(response) => process(response, prev.as_ref(), target, slots).await,
                     Err(e) => Err(e),

@@ -12,7 +12,7 @@ use super::Progress;
 use crate::config::Target;
 use crate::extract::{self, Kinds, PageExtract};
 use crate::fetcher::{FetchError, Response};
-use crate::frontier::{normalize_url, Frontier, QueuedUrl};
+use crate::frontier::{normalize_url, Frontier, QueuedUrl, Refusal};
 use crate::retry::{self, Verdict};
 use crate::store::{now_ms, CommitStats, PageCommit, PageOutcome, PageRecord, RunCounts};
 
@@ -113,6 +113,8 @@ pub(super) enum Failure {
     Panic,
     /// A redirect led where the follow rules do not go.
     Redirect(Url),
+    /// A redirect led where robots.txt disallows.
+    Robots(Url),
 }
 
 impl Failure {
@@ -122,6 +124,7 @@ impl Failure {
             Failure::Parse => "parse",
             Failure::Panic => "panic",
             Failure::Redirect(_) => "redirect_refused",
+            Failure::Robots(_) => "robots_disallowed",
         }
     }
 
@@ -131,6 +134,7 @@ impl Failure {
             Failure::Parse => "the HTML parser panicked on this page".into(),
             Failure::Panic => "the fetch task panicked".into(),
             Failure::Redirect(to) => format!("redirected to {to}, which the follow rules exclude"),
+            Failure::Robots(to) => format!("redirected to {to}, which robots.txt disallows"),
         }
     }
 }
@@ -303,11 +307,40 @@ pub(super) fn record_outcome(
             };
         }
         Fetched::New {
-            response,
+            mut response,
             body_hash,
             extract,
         } => {
             counts.bytes += response.body.len() as u64;
+            if let Some(to) = response.location.take() {
+                let status = response.status;
+                let to = normalize_url(to, &target.strip_params);
+                let refused = |kind: &str| match kind {
+                    "address_refused" => format!("redirected to {to}, an internal address"),
+                    _ => format!("redirected to {to}, which the follow rules exclude"),
+                };
+                let kind = match frontier.offer_redirect(target, to.clone(), queued.depth) {
+                    Ok(()) => {
+                        commit.admitted.push((to.as_str().to_owned(), queued.depth));
+                        None
+                    }
+                    Err(Refusal::AlreadySeen | Refusal::OverBudget | Refusal::TooDeep) => None,
+                    Err(Refusal::Internal) => Some("address_refused"),
+                    Err(_) => Some("redirect_refused"),
+                };
+                commit.outcome = match kind {
+                    Some(kind) => fail(counts, kind.to_owned(), refused(kind), Some(status)),
+                    None => PageOutcome::Fetched {
+                        status,
+                        etag: None,
+                        last_modified: None,
+                        body_hash: None,
+                        links: vec![to.as_str().to_owned()],
+                        items: Vec::new(),
+                    },
+                };
+                return commit;
+            }
             if response.url != queued.url {
                 frontier.mark_seen(&response.url);
                 if queued.depth == 0 {
