@@ -169,22 +169,7 @@ impl Frontier {
         if let Some(refusal) = self.rules_refuse(target, &url) {
             return Err(refusal);
         }
-        if self
-            .guard
-            .as_ref()
-            .is_some_and(|g| g.refuses(&url).is_some())
-        {
-            return Err(Refusal::Internal);
-        }
-        if self.seen.contains(url.as_str()) {
-            return Err(Refusal::AlreadySeen);
-        }
-        if self.admitted >= self.budget {
-            return Err(Refusal::OverBudget);
-        }
-        self.seen.insert(url.as_str().to_owned());
-        self.push(url, depth);
-        Ok(())
+        self.admit(url, depth)
     }
 
     /// Queues where a page at `depth` redirects to another host, at the
@@ -197,6 +182,11 @@ impl Frontier {
         } else if let Some(refusal) = self.rules_refuse(target, &url) {
             return Err(refusal);
         }
+        self.admit(url, depth)
+    }
+
+    /// Queues a URL the rules allow, unless it is internal, known or over budget.
+    fn admit(&mut self, url: Url, depth: u32) -> Result<(), Refusal> {
         if self
             .guard
             .as_ref()

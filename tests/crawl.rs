@@ -3,14 +3,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{shop, write_configs, Resource, Site, FAST_PROFILE};
-use crawld::config::load_dir;
-use crawld::crawl::{self, Engine};
+use common::{crawl_target, shop, write_configs, Resource, Site, FAST_PROFILE};
+use crawld::crawl::Engine;
 use crawld::ids::TargetId;
-use crawld::store::{ItemRecord, RunMode, RunRecord, RunStatus, Store};
+use crawld::store::{ItemRecord, RunRecord, RunStatus, Store};
 use serde_json::json;
 
 const SHOP_TARGET: &str = r#"
@@ -46,20 +44,7 @@ async fn crawl_once(
     state: &std::path::Path,
     name: &str,
 ) -> (RunRecord, Vec<ItemRecord>) {
-    let report = load_dir(configs).unwrap();
-    assert!(report.all_errors().is_empty(), "{:?}", report.all_errors());
-    let target = report.set.targets[&TargetId::new(name)].clone();
-    let store = Arc::new(Store::open(state).unwrap());
-    let run = crawl::run(
-        &Engine::default(),
-        store.clone(),
-        target,
-        RunMode::Full,
-        Default::default(),
-        &(),
-    )
-    .await
-    .unwrap();
+    let (run, store) = crawl_target(&Engine::default(), configs, state, name).await;
     let items = store
         .items(&TargetId::new(name))
         .collect::<Result<Vec<_>, _>>()

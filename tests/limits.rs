@@ -5,15 +5,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::daemon::{wait_for, Daemon};
-use common::{shop, write_configs, Site};
-use crawld::config::load_dir;
-use crawld::crawl::{self, Engine};
+use common::{crawl_target, shop, write_configs, Site};
+use crawld::crawl::Engine;
 use crawld::ids::TargetId;
-use crawld::store::{RunMode, Store};
 use serde_json::Value;
 
 /// Start instants of every page request (robots.txt aside), sorted.
@@ -63,20 +60,8 @@ name = { css = "h1::text", required = true }
         &site.url(""),
         &[("t.toml", target), ("p.toml", &profile)],
     );
-    let report = load_dir(&configs).unwrap();
-    assert!(report.all_errors().is_empty(), "{:?}", report.all_errors());
-    let target = report.set.targets[&TargetId::new("t")].clone();
-    let store = Arc::new(Store::open(&tmp.path().join("state")).unwrap());
-    let run = crawl::run(
-        &Engine::default(),
-        store.clone(),
-        target,
-        RunMode::Full,
-        Default::default(),
-        &(),
-    )
-    .await
-    .unwrap();
+    let (run, store) =
+        crawl_target(&Engine::default(), &configs, &tmp.path().join("state"), "t").await;
     assert_eq!(
         store.items(&TargetId::new("t")).count(),
         PRODUCTS,

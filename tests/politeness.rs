@@ -7,8 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{shop, write_configs, Resource, Site};
-use crawld::config::load_dir;
+use common::{crawl_target, load_target, shop, write_configs, Resource, Site};
 use crawld::crawl::{self, Engine};
 use crawld::ids::TargetId;
 use crawld::store::{RunMode, RunRecord, Store};
@@ -35,20 +34,8 @@ async fn crawl_with(site: &Site, profile: &str) -> (RunRecord, usize) {
         &site.url(""),
         &[("t.toml", TARGET), ("p.toml", profile)],
     );
-    let report = load_dir(&configs).unwrap();
-    assert!(report.all_errors().is_empty(), "{:?}", report.all_errors());
-    let target = report.set.targets[&TargetId::new("t")].clone();
-    let store = Arc::new(Store::open(&tmp.path().join("state")).unwrap());
-    let run = crawl::run(
-        &Engine::default(),
-        store.clone(),
-        target,
-        RunMode::Full,
-        Default::default(),
-        &(),
-    )
-    .await
-    .unwrap();
+    let (run, store) =
+        crawl_target(&Engine::default(), &configs, &tmp.path().join("state"), "t").await;
     let items = store.items(&TargetId::new("t")).count();
     (run, items)
 }
@@ -288,8 +275,7 @@ async fn the_breaker_pauses_the_host_and_the_pause_survives_a_restart() {
         &site.url(""),
         &[("t.toml", TARGET), ("p.toml", profile)],
     );
-    let report = load_dir(&configs).unwrap();
-    let target = report.set.targets[&TargetId::new("t")].clone();
+    let target = load_target(&configs, "t");
     let state = tmp.path().join("state");
 
     // First process: three 429s in a row trip the breaker; stop while paused.

@@ -7,12 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{Request, Response};
-use common::{shop, write_configs, Resource, Site};
+use common::{crawl_target, shop, write_configs, Resource, Site};
 use crawld::address::{is_internal, AddressPolicy};
-use crawld::config::load_dir;
-use crawld::crawl::{self, Engine};
-use crawld::ids::TargetId;
-use crawld::store::{RunMode, RunRecord, Store};
+use crawld::crawl::Engine;
+use crawld::store::RunRecord;
 
 const TARGET: &str = r#"
 start_urls = ["{base}/"]
@@ -28,20 +26,9 @@ async fn crawl_with(engine: &Engine, base: &str, target: &str, profile: &str) ->
     let tmp = tempfile::tempdir().unwrap();
     let configs = tmp.path().join("configs");
     write_configs(&configs, base, &[("t.toml", target), ("p.toml", profile)]);
-    let report = load_dir(&configs).unwrap();
-    assert!(report.all_errors().is_empty(), "{:?}", report.all_errors());
-    let target = report.set.targets[&TargetId::new("t")].clone();
-    let store = Arc::new(Store::open(&tmp.path().join("state")).unwrap());
-    crawl::run(
-        engine,
-        store,
-        target,
-        RunMode::Full,
-        Default::default(),
-        &(),
-    )
-    .await
-    .unwrap()
+    crawl_target(engine, &configs, &tmp.path().join("state"), "t")
+        .await
+        .0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

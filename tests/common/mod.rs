@@ -337,3 +337,32 @@ backoff = "10ms"
 backoff_max = "40ms"
 backoff_429 = "10ms"
 "#;
+
+/// The target `name` of a configs dir, which must load without errors.
+pub fn load_target(configs: &Path, name: &str) -> Arc<crawld::config::Target> {
+    let report = crawld::config::load_dir(configs).unwrap();
+    assert!(report.all_errors().is_empty(), "{:?}", report.all_errors());
+    report.set.targets[&crawld::ids::TargetId::new(name)].clone()
+}
+
+/// One full run of target `name` in-process, with a store in `state`.
+pub async fn crawl_target(
+    engine: &crawld::crawl::Engine,
+    configs: &Path,
+    state: &Path,
+    name: &str,
+) -> (crawld::store::RunRecord, Arc<crawld::store::Store>) {
+    let target = load_target(configs, name);
+    let store = Arc::new(crawld::store::Store::open(state).unwrap());
+    let run = crawld::crawl::run(
+        engine,
+        store.clone(),
+        target,
+        crawld::store::RunMode::Full,
+        Default::default(),
+        &(),
+    )
+    .await
+    .unwrap();
+    (run, store)
+}
