@@ -176,6 +176,7 @@ struct Session {
     owner: Arc<Profile>,
     /// Another profile was told it uses the owner's identities.
     told: bool,
+    last_used: std::time::Instant,
 }
 
 impl Session {
@@ -186,6 +187,7 @@ impl Session {
             jar: Arc::new(Jar::default()),
             owner: self.owner.clone(),
             told: self.told,
+            last_used: self.last_used,
         }
     }
 }
@@ -195,6 +197,8 @@ struct Net {
     policy: AddressPolicy,
     clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
     sessions: Mutex<HashMap<HostKey, Session>>,
+    /// Requests so far: every few thousand, idle sessions are dropped.
+    requests: std::sync::atomic::AtomicU64,
     /// Failed requests per proxy (credentials hidden).
     proxy_failures: Mutex<BTreeMap<String, u64>>,
 }
@@ -272,6 +276,14 @@ impl Fetcher {
             .sessions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        let n = self
+            .net
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % 4096 == 4095 {
+            sessions.retain(|_, s| now.duration_since(s.last_used) < crate::limiter::IDLE_HOST);
+        }
         // Looked up before inserting, so that the common case clones no key.
         if !sessions.contains_key(host) {
             sessions.insert(
@@ -282,6 +294,7 @@ impl Fetcher {
                     jar: Arc::new(Jar::default()),
                     owner: profile.clone(),
                     told: false,
+                    last_used: now,
                 },
             );
         }
@@ -299,6 +312,7 @@ impl Fetcher {
             *s = s.next();
         }
         s.requests += 1;
+        s.last_used = now;
         (s.jar.clone(), s.owner.clone(), s.number)
     }
 

@@ -147,8 +147,15 @@ impl Host {
     }
 }
 
+/// Hosts idle this long are forgotten (their counters and AIMD state too),
+/// so that a daemon that has met many hosts does not keep them all.
+pub const IDLE_HOST: Duration = Duration::from_secs(3600);
+/// Acquisitions between two sweeps for idle hosts.
+const SWEEP_EVERY: u64 = 4096;
+
 struct Inner {
     hosts: Mutex<HashMap<HostKey, Host>>,
+    acquisitions: std::sync::atomic::AtomicU64,
     /// Bumped whenever a slot is freed, so dispatchers waiting for one wake up.
     freed: watch::Sender<u64>,
 }
@@ -171,6 +178,7 @@ impl Default for HostPool {
         HostPool {
             inner: Arc::new(Inner {
                 hosts: Mutex::new(HashMap::new()),
+                acquisitions: std::sync::atomic::AtomicU64::new(0),
                 freed: watch::channel(0).0,
             }),
         }
@@ -182,6 +190,13 @@ impl HostPool {
     /// second profile uses a host, the host keeps the stricter of each limit.
     pub fn try_acquire(&self, host: &HostKey, profile: &Profile) -> Option<HostPermit> {
         let mut hosts = self.inner.lock();
+        let n = self
+            .inner
+            .acquisitions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            sweep(&mut hosts, Instant::now());
+        }
         let h = hosts.entry(host.clone()).or_insert_with(Host::new);
         if !h.profiles.contains(&profile.name) {
             let mine = HostLimits::of(profile);
@@ -364,6 +379,17 @@ impl HostPool {
         out.sort_by(|a, b| a.host.cmp(&b.host));
         out
     }
+}
+
+/// Forgets hosts with nothing in flight, no pause or window ahead, and no
+/// request for [`IDLE_HOST`].
+fn sweep(hosts: &mut HashMap<HostKey, Host>, now: Instant) {
+    hosts.retain(|_, h| {
+        h.in_flight > 0
+            || h.closed_until().is_some_and(|t| t > now)
+            || h.last_start
+                .is_none_or(|t| now.duration_since(t) < IDLE_HOST)
+    });
 }
 
 /// A request slot of one host. Dropping it frees the slot at once; call

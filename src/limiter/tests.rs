@@ -173,3 +173,25 @@ async fn the_breaker_pauses_after_n_refusals_in_a_row() {
         (5, 3, 1, 1)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn idle_hosts_are_forgotten_but_not_paused_ones() {
+    let pool = HostPool::default();
+    let p = profile("p", 4, 0);
+    let (idle, paused, busy) = (
+        HostKey::new("a:80"),
+        HostKey::new("b:80"),
+        HostKey::new("c:80"),
+    );
+    drop(pool.try_acquire(&idle, &p).unwrap());
+    drop(pool.try_acquire(&paused, &p).unwrap());
+    let _held = pool.try_acquire(&busy, &p).unwrap();
+    pool.pause(&paused, Instant::now() + IDLE_HOST * 2);
+    tokio::time::advance(IDLE_HOST + Duration::from_secs(1)).await;
+    let other = HostKey::new("d:80");
+    for _ in 0..SWEEP_EVERY {
+        drop(pool.try_acquire(&other, &p));
+    }
+    let left: Vec<String> = pool.snapshot().iter().map(|h| h.host.to_string()).collect();
+    assert_eq!(left, ["b:80", "c:80", "d:80"]);
+}
