@@ -86,8 +86,11 @@ impl AddressPolicy {
     }
 }
 
-/// Loopback, private (RFC 1918, unique local), link-local, shared (CGNAT),
-/// unspecified, broadcast and documentation addresses.
+/// Anything but a global unicast address: loopback, private (RFC 1918,
+/// unique local), link-local, site-local, shared (CGNAT), unspecified,
+/// broadcast, multicast, documentation, benchmarking and reserved ranges;
+/// IPv6 forms that embed an IPv4 address (mapped, compatible, NAT64, 6to4)
+/// are judged by that address.
 pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -98,18 +101,37 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || v4.is_unspecified()
                 || v4.is_broadcast()
                 || v4.is_documentation()
-                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                || v4.is_multicast()
                 || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
+                || o[0] >= 240
         }
         IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
+            };
+            if v6.is_loopback() || v6.is_unspecified() {
+                return true;
+            }
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_internal(IpAddr::V4(v4));
             }
-            let s = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (s[0] & 0xfe00) == 0xfc00
+            // ::a.b.c.d (compatible) and 64:ff9b::a.b.c.d (NAT64).
+            if s[..6] == [0; 6] || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_internal(IpAddr::V4(embedded(s[6], s[7])));
+            }
+            // 2002:AABB:CCDD::/48 (6to4).
+            if s[0] == 0x2002 {
+                return is_internal(IpAddr::V4(embedded(s[1], s[2])));
+            }
+            (s[0] & 0xfe00) == 0xfc00
                 || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                || (s[0] & 0xff00) == 0xff00
+                || (s[0] == 0x2001 && s[1] == 0x0db8)
         }
     }
 }
@@ -169,10 +191,28 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "2002:7f00:1::",
+            "fec0::1",
+            "ff02::1",
+            "224.0.0.1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "192.0.0.8",
+            "2001:db8::1",
         ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "172.32.0.1"] {
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "172.32.0.1",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(!is_internal(ip.parse().unwrap()), "{ip}");
         }
         let p = AddressPolicy::default();

@@ -18,7 +18,7 @@ use url::Url;
 
 use crate::address::{AddressPolicy, GuardResolver, InternalAddress};
 use crate::config::{Profile, ProxyUrl};
-use crate::ids::HostKey;
+use crate::ids::{HostKey, TargetId};
 
 mod decode;
 pub use decode::decode;
@@ -155,6 +155,8 @@ pub struct Request<'a> {
     pub validators: Validators<'a>,
     /// Internal (loopback, private, link-local) addresses may be reached.
     pub internal_ok: bool,
+    /// A target that sends credentials keeps its cookies to itself: its id.
+    pub private_session: Option<&'a TargetId>,
 }
 
 /// Clients differ in what reqwest fixes per client: proxy, resolver, timeouts.
@@ -179,7 +181,26 @@ struct Session {
     last_used: std::time::Instant,
 }
 
+/// The sessions of one host: one shared by the targets without
+/// credentials, one per target with them.
+#[derive(Default)]
+struct HostSessions {
+    shared: Option<Session>,
+    private: HashMap<TargetId, Session>,
+}
+
 impl Session {
+    fn first(owner: &Arc<Profile>, now: std::time::Instant) -> Self {
+        Session {
+            number: 0,
+            requests: 0,
+            jar: Arc::new(Jar::default()),
+            owner: owner.clone(),
+            told: false,
+            last_used: now,
+        }
+    }
+
     fn next(&self) -> Self {
         Session {
             number: self.number + 1,
@@ -196,7 +217,7 @@ impl Session {
 struct Net {
     policy: AddressPolicy,
     clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
-    sessions: Mutex<HashMap<HostKey, Session>>,
+    sessions: Mutex<HashMap<HostKey, HostSessions>>,
     /// Requests so far: every few thousand, idle sessions are dropped.
     requests: std::sync::atomic::AtomicU64,
     /// Failed requests per proxy (credentials hidden).
@@ -269,8 +290,14 @@ impl Fetcher {
     }
 
     /// The session of `host` for one more request: its jar, the profile
-    /// whose identities and proxies it uses, and its number.
-    fn session(&self, host: &HostKey, profile: &Arc<Profile>) -> (Arc<Jar>, Arc<Profile>, usize) {
+    /// whose identities and proxies it uses, and its number. `private`: the
+    /// target keeps its own sessions (it sends credentials).
+    fn session(
+        &self,
+        host: &HostKey,
+        private: Option<&TargetId>,
+        profile: &Arc<Profile>,
+    ) -> (Arc<Jar>, Arc<Profile>, usize) {
         let mut sessions = self
             .net
             .sessions
@@ -282,26 +309,39 @@ impl Fetcher {
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if n % 4096 == 4095 {
-            sessions.retain(|_, s| now.duration_since(s.last_used) < crate::limiter::IDLE_HOST);
+            sessions.retain(|_, h| {
+                h.private
+                    .retain(|_, s| now.duration_since(s.last_used) < crate::limiter::IDLE_HOST);
+                h.shared
+                    .take_if(|s| now.duration_since(s.last_used) >= crate::limiter::IDLE_HOST);
+                h.shared.is_some() || !h.private.is_empty()
+            });
         }
         // Looked up before inserting, so that the common case clones no key.
         if !sessions.contains_key(host) {
-            sessions.insert(
-                host.clone(),
-                Session {
-                    number: 0,
-                    requests: 0,
-                    jar: Arc::new(Jar::default()),
-                    owner: profile.clone(),
-                    told: false,
-                    last_used: now,
-                },
-            );
+            sessions.insert(host.clone(), HostSessions::default());
         }
-        let Some(s) = sessions.get_mut(host) else {
+        let Some(h) = sessions.get_mut(host) else {
             return (Arc::new(Jar::default()), profile.clone(), 0);
         };
-        if s.owner.name != profile.name && !s.told {
+        let s = match private {
+            Some(t) => {
+                if !h.private.contains_key(t) {
+                    h.private.insert(t.clone(), Session::first(profile, now));
+                }
+                h.private.get_mut(t)
+            }
+            None => Some(h.shared.get_or_insert_with(|| Session::first(profile, now))),
+        };
+        let Some(s) = s else {
+            return (Arc::new(Jar::default()), profile.clone(), 0);
+        };
+        if s.owner.name == profile.name {
+            // A reloaded profile of the same name takes over.
+            if !Arc::ptr_eq(&s.owner, profile) && *s.owner != **profile {
+                s.owner = profile.clone();
+            }
+        } else if !s.told {
             s.told = true;
             info!(%host, owner = %s.owner.name, other = %profile.name,
                 "Two profiles crawl one host: identities, proxies and sessions follow the first.");
@@ -316,8 +356,15 @@ impl Fetcher {
         (s.jar.clone(), s.owner.clone(), s.number)
     }
 
-    /// A proxy failed: count it, and move the host to its next session.
-    fn proxy_failed(&self, host: &HostKey, proxy: &ProxyUrl) {
+    /// A proxy failed in session `number`: count it, and move the host on to
+    /// its next session (once, however many requests of the session fail).
+    fn proxy_failed(
+        &self,
+        host: &HostKey,
+        private: Option<&TargetId>,
+        number: usize,
+        proxy: &ProxyUrl,
+    ) {
         *self
             .net
             .proxy_failures
@@ -330,7 +377,11 @@ impl Fetcher {
             .sessions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(s) = sessions.get_mut(host) {
+        let s = sessions.get_mut(host).and_then(|h| match private {
+            Some(t) => h.private.get_mut(t),
+            None => h.shared.as_mut(),
+        });
+        if let Some(s) = s.filter(|s| s.number == number) {
             *s = s.next();
         }
         warn!(%host, %proxy, "Request through a proxy failed; the next one uses the next proxy.");
@@ -364,7 +415,7 @@ impl Fetcher {
             why: "no host".into(),
         })?;
         let profile = req.profile;
-        let (jar, owner, number) = self.session(&host, profile);
+        let (jar, owner, number) = self.session(&host, req.private_session, profile);
         let identity = pick(&owner.identities, number);
         let proxy = pick(&owner.proxies, number);
         let client = self.client(ClientKey {
@@ -407,7 +458,7 @@ impl Fetcher {
                 if let (Some(p), FetchError::Connect { .. } | FetchError::Timeout { .. }) =
                     (proxy, &e)
                 {
-                    self.proxy_failed(&host, p);
+                    self.proxy_failed(&host, req.private_session, number, p);
                 }
                 return Err(e);
             }

@@ -123,7 +123,15 @@ impl Frontier {
             guard: None,
         };
         let mut todo: Vec<(u32, Url)> = Vec::new();
+        // With same_host, every admitted URL was on a start host when it was
+        // admitted, those a start URL redirected to included.
+        let hosts = std::sync::Arc::make_mut(&mut f.start_hosts);
         for (url, entry) in entries {
+            if target.follow.same_host {
+                if let Some(host) = Url::parse(url).ok().as_ref().and_then(HostKey::of) {
+                    hosts.insert(host);
+                }
+            }
             f.seen.insert(url.clone());
             if !entry.done {
                 if let Ok(u) = Url::parse(url) {
@@ -172,17 +180,31 @@ impl Frontier {
         self.admit(url, depth)
     }
 
-    /// Queues where a page at `depth` redirects to another host, at the
-    /// same depth, so that the new host's robots.txt and limits apply. A
-    /// start URL may redirect anywhere (the new host becomes a start host);
-    /// any other page only where a link could lead.
-    pub fn offer_redirect(&mut self, target: &Target, url: Url, depth: u32) -> Result<(), Refusal> {
-        if depth == 0 {
+    /// Queues where a page at `depth` redirects to another host, so that
+    /// the new host's robots.txt and limits apply; returns the depth it was
+    /// queued at. A start URL may redirect to a new host at depth 0 (the
+    /// host becomes a start host); any other redirect is a link of the page.
+    pub fn offer_redirect(
+        &mut self,
+        target: &Target,
+        url: Url,
+        depth: u32,
+    ) -> Result<u32, Refusal> {
+        let new_start_host =
+            depth == 0 && HostKey::of(&url).is_some_and(|h| !self.start_hosts.contains(&h));
+        if new_start_host {
             self.add_start_host(&url);
-        } else if let Some(refusal) = self.rules_refuse(target, &url) {
+            return self.admit(url, 0).map(|()| 0);
+        }
+        // Any other redirect counts as a link, so that a chain of redirects
+        // between hosts ends at max_depth.
+        if depth + 1 > target.follow.max_depth {
+            return Err(Refusal::TooDeep);
+        }
+        if let Some(refusal) = self.rules_refuse(target, &url) {
             return Err(refusal);
         }
-        self.admit(url, depth)
+        self.admit(url, depth + 1).map(|()| depth + 1)
     }
 
     /// Queues a URL the rules allow, unless it is internal, known or over budget.

@@ -101,7 +101,8 @@ pub struct HostSnapshot {
 struct Host {
     /// Set by the first request; made stricter by each further profile.
     limits: Option<HostLimits>,
-    profiles: Vec<ProfileName>,
+    /// The limits of each profile that used the host, as last seen.
+    profiles: Vec<(ProfileName, HostLimits)>,
     in_flight: u32,
     effective: u32,
     /// Successes since AIMD last changed `effective`.
@@ -197,16 +198,38 @@ impl HostPool {
         if n % SWEEP_EVERY == SWEEP_EVERY - 1 {
             sweep(&mut hosts, Instant::now());
         }
-        let h = hosts.entry(host.clone()).or_insert_with(Host::new);
-        if !h.profiles.contains(&profile.name) {
-            let mine = HostLimits::of(profile);
-            let limits = h.limits.map_or(mine, |l| l.stricter(mine));
-            if !h.profiles.is_empty() {
-                info!(%host, first = %h.profiles[0], other = %profile.name, ?limits,
-                    "Two profiles crawl one host: each limit takes the stricter value.");
+        // Looked up before inserting, so that the common case clones no key.
+        if !hosts.contains_key(host) {
+            hosts.insert(host.clone(), Host::new());
+        }
+        let h = hosts.get_mut(host)?;
+        let mine = HostLimits::of(profile);
+        let known = h.profiles.iter().position(|(n, _)| *n == profile.name);
+        if known.is_none_or(|i| h.profiles[i].1 != mine) {
+            // A new profile on the host, or a profile changed by a reload.
+            match known {
+                Some(i) => h.profiles[i].1 = mine,
+                None => {
+                    if let Some((first, _)) = h.profiles.first() {
+                        info!(%host, %first, other = %profile.name,
+                            "Two profiles crawl one host: each limit takes the stricter value.");
+                    }
+                    h.profiles.push((profile.name.clone(), mine));
+                }
             }
-            h.profiles.push(profile.name.clone());
-            h.effective = h.effective.min(limits.concurrency);
+            let limits = h
+                .profiles
+                .iter()
+                .map(|(_, l)| *l)
+                .reduce(HostLimits::stricter)
+                .unwrap_or(mine);
+            let was = h.limits.map_or(u32::MAX, |l| l.concurrency);
+            // AIMD keeps its reduction; a host at full speed follows the new limit.
+            h.effective = if h.effective >= was {
+                limits.concurrency
+            } else {
+                h.effective.min(limits.concurrency)
+            };
             h.limits = Some(limits);
         }
         let limits = h.limits?;
@@ -234,7 +257,14 @@ impl HostPool {
             if let Some(permit) = self.try_acquire(host, profile) {
                 return permit;
             }
-            let opens = self.inner.lock().get(host).and_then(Host::closed_until);
+            // A window that has passed is no reason to wake: wait for a slot.
+            let now = Instant::now();
+            let opens = self
+                .inner
+                .lock()
+                .get(host)
+                .and_then(Host::closed_until)
+                .filter(|&t| t > now);
             tokio::select! {
                 _ = freed.changed() => {}
                 _ = async {
@@ -309,7 +339,9 @@ impl HostPool {
                 self.inner.freed.send_modify(|n| *n = n.wrapping_add(1));
             }
         }
-        if matches!(status, 429 | 403) {
+        // Answers to requests sent before a pause do not count towards the next.
+        let paused = h.paused_until.is_some_and(|t| t > Instant::now());
+        if matches!(status, 429 | 403) && !paused {
             h.refusals += 1;
             if limits.pause_after > 0 && h.refusals >= limits.pause_after {
                 h.refusals = 0;

@@ -101,6 +101,7 @@ impl Robots {
         self.hosts.insert(host.clone(), State::Fetching);
         let (fetcher, host) = (fetcher.clone(), host.clone());
         let profile = target.profile_for(&host).clone();
+        let private = (!target.headers.is_empty()).then(|| target.id.clone());
         tasks.spawn(async move {
             let request = crate::fetcher::Request {
                 url: &url,
@@ -108,6 +109,7 @@ impl Robots {
                 headers: &Default::default(),
                 validators: Default::default(),
                 internal_ok,
+                private_session: private.as_ref(),
             };
             let answer = match fetcher.get_following(request).await {
                 Ok(r) if (200..300).contains(&r.status) => {

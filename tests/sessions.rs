@@ -262,3 +262,57 @@ async fn redirects_obey_robots_txt_and_another_host_gets_its_own_robots_txt() {
     assert_eq!(run.counts.hosts[&format!("localhost:{port}")].status_2xx, 1);
     assert_eq!(run.counts.hosts[&site.addr.to_string()].status_3xx, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_and_their_cookies_stay_with_their_target_and_start_hosts() {
+    let site = Site::start(shop(1, 3));
+    let port = site.addr.port();
+    // The start URL moves to another host name: crawled, but no credentials there.
+    site.set(
+        "/start",
+        Resource::redirect(&format!("http://localhost:{port}/")),
+    );
+    let with_token = r#"
+start_urls = ["{base}/start"]
+profile = "p"
+headers = { Authorization = "Bearer s3cret" }
+[items.page]
+[items.page.fields]
+h1 = "h1"
+"#;
+    let profile = "[profiles.p]\nextends = \"aggressive\"\nconcurrency = 1\ndelay = \"0ms\"\n";
+    let engine = Engine::default();
+    let run = crawl_with(&engine, &site.url(""), with_token, profile).await;
+    let auth = site.stats.auth.lock().unwrap().clone();
+    let start = auth.iter().find(|(_, path, _)| path == "/start").unwrap();
+    assert_eq!(
+        start.2.as_deref(),
+        Some("Bearer s3cret"),
+        "the start host gets them"
+    );
+    let moved: Vec<_> = auth
+        .iter()
+        .filter(|(host, ..)| host.starts_with("localhost"))
+        .collect();
+    assert!(
+        moved.len() >= 4,
+        "the site is crawled on its new host: {:?}",
+        run.counts
+    );
+    assert!(
+        moved.iter().all(|(.., a)| a.is_none()),
+        "a host a redirect adds never sees the credentials: {moved:?}"
+    );
+
+    // Another target without credentials on the same engine (one daemon)
+    // does not get the first target's cookies.
+    let before = site.stats.clients.lock().unwrap().len();
+    let plain = with_token.replace("headers = { Authorization = \"Bearer s3cret\" }\n", "");
+    crawl_with(&engine, &site.url(""), &plain, profile).await;
+    let clients = site.stats.clients.lock().unwrap().clone();
+    let first = &clients[before];
+    assert_eq!(
+        first.2, None,
+        "no cookie from the other target's session: {first:?}"
+    );
+}

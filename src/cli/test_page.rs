@@ -62,6 +62,7 @@ pub(super) async fn test(
                 validators: Default::default(),
                 // The user names the page: any address they can reach is fine.
                 internal_ok: true,
+                private_session: None,
             };
             let resp = match fetcher.get_following(request).await {
                 Ok(r) => r,

@@ -341,31 +341,33 @@ fn resolve_one(
             }
         };
     set(&raw.delay, "delay", &mut |s| {
-        values::delay(s).map(|d| p.delay = d)
+        values::delay(s)
+            .and_then(|d| duration_cap(d.max).map(|_| d))
+            .map(|d| p.delay = d)
     });
     set(&raw.timeout, "timeout", &mut |s| {
-        values::duration(s).map(|d| p.timeout = d)
+        duration(s).map(|d| p.timeout = d)
     });
     set(&raw.connect_timeout, "connect_timeout", &mut |s| {
-        values::duration(s).map(|d| p.connect_timeout = d)
+        duration(s).map(|d| p.connect_timeout = d)
     });
     set(&raw.max_body, "max_body", &mut |s| {
         values::size(s).map(|b| p.max_body = b)
     });
     set(&raw.backoff, "backoff", &mut |s| {
-        values::duration(s).map(|d| p.backoff = d)
+        duration(s).map(|d| p.backoff = d)
     });
     set(&raw.backoff_max, "backoff_max", &mut |s| {
-        values::duration(s).map(|d| p.backoff_max = d)
+        duration(s).map(|d| p.backoff_max = d)
     });
     set(&raw.backoff_429, "backoff_429", &mut |s| {
-        values::duration(s).map(|d| p.backoff_429 = d)
+        duration(s).map(|d| p.backoff_429 = d)
     });
     set(&raw.retry_after_max, "retry_after_max", &mut |s| {
-        values::duration(s).map(|d| p.retry_after_max = d)
+        duration(s).map(|d| p.retry_after_max = d)
     });
     set(&raw.pause_for, "pause_for", &mut |s| {
-        values::duration(s).map(|d| p.pause_for = d)
+        duration(s).map(|d| p.pause_for = d)
     });
     set(&raw.user_agent, "user_agent", &mut |s| {
         p.identities = vec![Identity::plain(&user_agent(s)?)];
@@ -438,6 +440,14 @@ fn resolve_one(
             }
         }
     }
+    if p.pause_after > 0 && p.pause_for < Duration::from_secs(1) {
+        let span = raw.pause_for.as_ref().map_or(decl.raw.span(), |v| v.span());
+        errors.push(decl.source.error(
+            span,
+            key("pause_for"),
+            "pause_for must be at least 1s when pause_after is set (pause_after = 0 turns the breaker off)",
+        ));
+    }
     if p.backoff > p.backoff_max {
         errors.push(decl.source.error(
             decl.raw.span(),
@@ -454,6 +464,21 @@ fn resolve_one(
     Some(p)
 }
 
+/// Longest duration a profile accepts: longer ones are typos, and would
+/// overflow clock arithmetic.
+pub const MAX_PROFILE_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn duration(s: &str) -> Result<Duration, String> {
+    values::duration(s).and_then(duration_cap)
+}
+
+fn duration_cap(d: Duration) -> Result<Duration, String> {
+    if d > MAX_PROFILE_DURATION {
+        return Err("durations in a profile may be at most 7 days".into());
+    }
+    Ok(d)
+}
+
 fn user_agent(s: &str) -> Result<String, String> {
     if s.trim().is_empty() || reqwest::header::HeaderValue::from_str(s).is_err() {
         return Err("user_agent must be a non-empty header value".into());
@@ -465,7 +490,8 @@ fn identity(raw: &super::raw::RawIdentity) -> Result<Identity, String> {
     use reqwest::header::{HeaderName, HeaderValue, ACCEPT_LANGUAGE};
     let mut id = Identity::plain(&user_agent(raw.user_agent.get_ref())?);
     let value = |name: &str, v: &str| {
-        HeaderValue::from_str(v).map_err(|_| format!("{name}: {v:?} is not a valid header value"))
+        // The value may be a secret: the error names the header only.
+        HeaderValue::from_str(v).map_err(|_| format!("{name}: not a valid header value"))
     };
     if let Some(lang) = &raw.accept_language {
         id.headers

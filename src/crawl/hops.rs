@@ -25,8 +25,10 @@ pub(super) struct Hops {
     pub(super) fetcher: Fetcher,
     pub(super) hosts: HostPool,
     pub(super) target: Arc<Target>,
-    /// The target's headers (credentials): sent to start hosts only.
+    /// The target's headers (credentials): sent to the hosts of its start
+    /// URLs only, never to hosts a redirect adds.
     pub(super) headers: Arc<HeaderMap>,
+    pub(super) credential_hosts: Arc<HashSet<HostKey>>,
     pub(super) internal_ok: bool,
 }
 
@@ -66,7 +68,7 @@ impl Hops {
         };
         loop {
             let profile = self.target.profile_for(&host).clone();
-            let headers = if start_hosts.contains(&host) {
+            let headers = if self.credential_hosts.contains(&host) {
                 &*self.headers
             } else {
                 &no_headers
@@ -83,6 +85,7 @@ impl Hops {
                         Validators::default()
                     },
                     internal_ok: self.internal_ok,
+                    private_session: (!self.target.headers.is_empty()).then_some(&self.target.id),
                 })
                 .await;
             let at = tokio::time::Instant::now();

@@ -288,6 +288,7 @@ async fn crawl_loop(
         hosts: engine.hosts.clone(),
         target: target.clone(),
         headers: Arc::new(target.headers.clone()),
+        credential_hosts: Arc::new(target.start_urls.iter().filter_map(HostKey::of).collect()),
         internal_ok,
     };
     let mut freed = engine.hosts.subscribe();

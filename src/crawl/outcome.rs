@@ -320,8 +320,8 @@ pub(super) fn record_outcome(
                     _ => format!("redirected to {to}, which the follow rules exclude"),
                 };
                 let kind = match frontier.offer_redirect(target, to.clone(), queued.depth) {
-                    Ok(()) => {
-                        commit.admitted.push((to.as_str().to_owned(), queued.depth));
+                    Ok(depth) => {
+                        commit.admitted.push((to.as_str().to_owned(), depth));
                         None
                     }
                     Err(Refusal::AlreadySeen | Refusal::OverBudget | Refusal::TooDeep) => None,

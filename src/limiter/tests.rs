@@ -195,3 +195,16 @@ async fn idle_hosts_are_forgotten_but_not_paused_ones() {
     let left: Vec<String> = pool.snapshot().iter().map(|h| h.host.to_string()).collect();
     assert_eq!(left, ["b:80", "c:80", "d:80"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_profile_changed_by_a_reload_takes_effect_on_a_known_host() {
+    let pool = HostPool::default();
+    let host = HostKey::new("a:80");
+    assert_eq!(in_flight_limit(&pool, &host, &profile("p", 2, 0)), 2);
+    assert_eq!(
+        in_flight_limit(&pool, &host, &profile("p", 5, 0)),
+        5,
+        "same name, new limits: the new ones hold"
+    );
+    assert_eq!(in_flight_limit(&pool, &host, &profile("p", 1, 0)), 1);
+}
