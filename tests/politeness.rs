@@ -79,26 +79,27 @@ fn assert_quiet_after(site: &Site, path: &str, wait: Duration) {
 async fn retry_after_in_seconds_pauses_the_whole_host() {
     let _serial = TIMING.lock().await;
     let site = Site::start(shop(1, 12));
-    site.script("/p/3.html", vec![status(429, Some("1".into()))]);
+    site.script("/p/3.html", vec![status(429, Some("2".into()))]);
     let profile = "[profiles.p]\nconcurrency = 4\ndelay = \"0ms\"\nbackoff_429 = \"10ms\"\n";
     let (run, items) = crawl_with(&site, profile).await;
     assert_eq!(items, 12, "every page fetched in the end");
     assert_eq!(run.counts.requeues, 1);
-    assert_quiet_after(&site, "/p/3.html", Duration::from_millis(950));
+    assert_quiet_after(&site, "/p/3.html", Duration::from_millis(2000));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_as_an_http_date_is_honoured() {
     let _serial = TIMING.lock().await;
     let site = Site::start(shop(1, 12));
-    let at = chrono::Utc::now() + chrono::Duration::seconds(2);
+    // The date has whole seconds: 3 s ahead, cut to the second, is at least
+    // 2 s after the 429 is answered (a few milliseconds into the crawl).
+    let at = chrono::Utc::now() + chrono::Duration::seconds(3);
     let date = at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
     site.script("/p/5.html", vec![status(429, Some(date))]);
     let profile = "[profiles.p]\nconcurrency = 4\ndelay = \"0ms\"\nbackoff_429 = \"10ms\"\n";
     let (_, items) = crawl_with(&site, profile).await;
     assert_eq!(items, 12);
-    // The date has whole seconds: at least one full second of quiet.
-    assert_quiet_after(&site, "/p/5.html", Duration::from_millis(950));
+    assert_quiet_after(&site, "/p/5.html", Duration::from_millis(1900));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
