@@ -1,4 +1,5 @@
-//! Sessions, proxies and the internal-address guard, against real loopback
+//! Per-host settings ([domains], sessions, proxies, credentials) and the
+//! internal-address guard, against real loopback
 //! servers: what the server (or the proxy) sees is what is asserted.
 
 mod common;
@@ -315,4 +316,32 @@ h1 = "h1"
         first.2, None,
         "no cookie from the other target's session: {first:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domains_table_gives_one_host_its_own_profile() {
+    let site = Site::start(Default::default());
+    let port = site.addr.port();
+    let links: String = (0..6)
+        .map(|i| {
+            format!(r#"<a href="http://localhost:{port}/img/{i}">i</a><a href="/p/{i}">p</a>"#)
+        })
+        .collect();
+    site.set("/", Resource::html(format!("<h1>Home</h1>{links}")));
+    for i in 0..6 {
+        let mut page = Resource::html(format!("<h1>{i}</h1>"));
+        page.delay = std::time::Duration::from_millis(20);
+        site.set(&format!("/img/{i}"), page.clone());
+        site.set(&format!("/p/{i}"), page);
+    }
+    let target = format!("{TARGET}\n[domains.\"localhost:{port}\"]\nprofile = \"slow\"\n");
+    let profiles = "[profiles.p]\nextends = \"aggressive\"\nconcurrency = 6\ndelay = \"0ms\"\n\n[profiles.slow]\nextends = \"conservative\"\nconcurrency = 1\ndelay = \"30ms\"\n";
+    let run = crawl_with(&Engine::default(), &site.url(""), &target, profiles).await;
+    let (main, img) = (
+        &run.counts.hosts[&site.addr.to_string()],
+        &run.counts.hosts[&format!("localhost:{port}")],
+    );
+    assert_eq!((main.concurrency, main.delay_ms), (6, (0, 0)), "{main:?}");
+    assert_eq!((img.concurrency, img.delay_ms), (1, (30, 30)), "{img:?}");
+    assert_eq!((main.status_2xx, img.status_2xx), (7, 6));
 }
