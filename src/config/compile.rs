@@ -12,14 +12,14 @@ use toml::Spanned;
 use url::Url;
 
 use super::error::{ConfigError, Source};
-use super::raw::{RawField, RawFile, RawFollow, RawItem};
+use super::items::item_kind;
+use super::raw::{RawFile, RawFollow};
 use super::schedule::Schedule;
 use super::{
-    CatchUp, Field, FieldType, Follow, ItemKey, ItemKind, ParamPattern, Profile, Target,
-    DEFAULT_KEEP_RUNS, DEFAULT_KEEP_VERSIONS, DEFAULT_LINK_SELECTOR, DEFAULT_MAX_DEPTH,
-    DEFAULT_MAX_PAGES, DEFAULT_PROFILE, DEFAULT_RESUME_WITHIN,
+    CatchUp, Follow, ParamPattern, Profile, Target, DEFAULT_KEEP_RUNS, DEFAULT_KEEP_VERSIONS,
+    DEFAULT_LINK_SELECTOR, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAGES, DEFAULT_PROFILE,
+    DEFAULT_RESUME_WITHIN,
 };
-use crate::extract::Query;
 use crate::frontier::normalize_url;
 use crate::ids::{ProfileName, TargetId};
 
@@ -34,19 +34,25 @@ pub struct Context<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
 }
 
-struct Compiler<'a> {
-    src: &'a Source,
-    errors: Vec<ConfigError>,
+/// Collects the errors of one file while its parts compile.
+pub(super) struct Compiler<'a> {
+    pub(super) src: &'a Source,
+    pub(super) errors: Vec<ConfigError>,
 }
 
 impl Compiler<'_> {
-    fn err(&mut self, span: Range<usize>, key: impl Into<String>, msg: impl Into<String>) {
+    pub(super) fn err(
+        &mut self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        msg: impl Into<String>,
+    ) {
         self.errors
             .push(self.src.error(span, Some(key.into()), msg));
     }
 
     /// Runs `f` on a spanned value, recording its error at the value's span.
-    fn check<T, R>(
+    pub(super) fn check<T, R>(
         &mut self,
         v: &Spanned<T>,
         key: &str,
@@ -392,7 +398,7 @@ pub(super) fn expand_env(
     Ok(out)
 }
 
-fn regex(s: &str) -> Result<Regex, String> {
+pub(super) fn regex(s: &str) -> Result<Regex, String> {
     Regex::new(s).map_err(|e| {
         // regex draws its own caret over several lines; its last line says what is wrong.
         let text = e.to_string();
@@ -408,7 +414,7 @@ fn regex(s: &str) -> Result<Regex, String> {
     })
 }
 
-fn selector(s: &str) -> Result<Selector, String> {
+pub(super) fn selector(s: &str) -> Result<Selector, String> {
     crate::extract::parse_selector(s)
 }
 
@@ -447,143 +453,6 @@ fn follow(c: &mut Compiler, raw: Option<&RawFollow>) -> Option<Follow> {
         same_host,
     })
 }
-
-fn item_kind(c: &mut Compiler, name: &str, raw: &Spanned<RawItem>) -> Option<ItemKind> {
-    let before = c.errors.len();
-    let at = |k: &str| format!("items.{name}.{k}");
-    let item = raw.get_ref();
-    let pages = item
-        .pages
-        .as_ref()
-        .and_then(|p| c.check(p, &at("pages"), |s| regex(s)));
-    let sel = item
-        .selector
-        .as_ref()
-        .and_then(|s| c.check(s, &at("selector"), |s| selector(s)));
-
-    let mut fields = Vec::new();
-    for (fname, f) in &item.fields {
-        if fname.starts_with('_') {
-            c.err(
-                f.span(),
-                at(&format!("fields.{fname}")),
-                "field names starting with _ are reserved for crawld's metadata",
-            );
-            continue;
-        }
-        if let Some(field) = field(c, &at(&format!("fields.{fname}")), fname, f) {
-            fields.push(field);
-        }
-    }
-    if item.fields.is_empty() {
-        c.err(
-            raw.span(),
-            format!("items.{name}"),
-            "an item kind needs at least one field under [items.NAME.fields]",
-        );
-    }
-    let key = match &item.key {
-        Some(k)
-            if k.get_ref() == "url"
-                && !item.fields.contains_key("url")
-                && item.selector.is_none() =>
-        {
-            Some(ItemKey::PageUrl)
-        }
-        Some(k) => match item.fields.get_index_of(k.get_ref().as_str()) {
-            Some(i) if item.fields[i].get_ref().many => {
-                c.err(
-                    k.span(),
-                    at("key"),
-                    format!(
-                        "key {:?} names a field with many = true: a key is one value",
-                        k.get_ref()
-                    ),
-                );
-                None
-            }
-            Some(i) => Some(ItemKey::Field(i)),
-            None => {
-                let names: Vec<&str> = item.fields.keys().map(String::as_str).collect();
-                c.err(
-                    k.span(),
-                    at("key"),
-                    format!(
-                        "key {:?} is not one of the fields: {}",
-                        k.get_ref(),
-                        names.join(", ")
-                    ),
-                );
-                None
-            }
-        },
-        None if item.selector.is_some() => {
-            c.err(
-                raw.span(),
-                format!("items.{name}"),
-                "an item kind with a selector needs `key`: the field that identifies an item across runs",
-            );
-            None
-        }
-        None => Some(ItemKey::PageUrl),
-    };
-    if c.errors.len() > before {
-        return None;
-    }
-    Some(ItemKind {
-        name: name.to_owned(),
-        pages,
-        selector: sel,
-        key: key?,
-        fields,
-    })
-}
-
-fn field(c: &mut Compiler, key: &str, name: &str, raw: &Spanned<RawField>) -> Option<Field> {
-    let f = raw.get_ref();
-    // The string shorthand has no span of its own: use the whole value's.
-    let css_span = if f.css.span().is_empty() {
-        raw.span()
-    } else {
-        f.css.span()
-    };
-    let query = match Query::parse(f.css.get_ref()) {
-        Ok(q) => Some(q),
-        Err(e) => {
-            c.err(css_span, key, e);
-            None
-        }
-    };
-    if f.many {
-        if let Some(j) = &f.join {
-            c.err(
-                j.span(),
-                format!("{key}.join"),
-                "many and join do not go together: many makes a list, join one string",
-            );
-        }
-    }
-    let kind = match &f.kind {
-        None => Some(FieldType::Text),
-        Some(t) => c.check(t, &format!("{key}.type"), |t| match t.as_str() {
-            "text" => Ok(FieldType::Text),
-            "url" => Ok(FieldType::Url),
-            "number" => Ok(FieldType::Number),
-            other => Err(format!(
-                "unknown field type {other:?}; known: text, url, number"
-            )),
-        }),
-    };
-    Some(Field {
-        name: name.to_owned(),
-        query: query?,
-        kind: kind?,
-        required: f.required,
-        many: f.many,
-        join: f.join.as_ref().map(|j| j.get_ref().clone()),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::expand_env;

@@ -6,6 +6,8 @@
 
 mod compile;
 mod error;
+mod identity;
+mod items;
 mod load;
 mod profile;
 mod raw;
@@ -22,10 +24,10 @@ use scraper::Selector;
 use url::Url;
 
 pub use error::{ConfigError, ConfigErrors, Position};
+pub use identity::{Identity, ProxyUrl};
 pub use load::{is_config_file, load_dir, load_dir_with_env, load_files, ConfigFiles, LoadReport};
 pub use profile::{
-    builtins, DelayRange, Identity, Profile, ProxyUrl, BUILTIN_ADAPTIVE, BUILTIN_PROFILES,
-    DEFAULT_PROFILE,
+    builtins, DelayRange, Profile, BUILTIN_ADAPTIVE, BUILTIN_PROFILES, DEFAULT_PROFILE,
 };
 pub use schedule::Schedule;
 
