@@ -66,6 +66,9 @@ pub enum Refusal {
     Internal,
 }
 
+/// New hosts that redirects of start URLs may add as start hosts, per run.
+pub const MAX_START_REDIRECT_HOSTS: usize = 10;
+
 /// The frontier of one run.
 #[derive(Debug)]
 pub struct Frontier {
@@ -80,6 +83,8 @@ pub struct Frontier {
     queued: usize,
     /// Set when the target may not reach internal addresses.
     guard: Option<crate::address::AddressPolicy>,
+    /// Start hosts added by redirects of start URLs.
+    redirect_hosts: usize,
 }
 
 impl Frontier {
@@ -97,6 +102,7 @@ impl Frontier {
             budget: target.max_pages,
             queued: 0,
             guard: None,
+            redirect_hosts: 0,
         };
         for url in &target.start_urls {
             if f.admitted < f.budget && f.seen.insert(url.as_str().to_owned()) {
@@ -121,6 +127,7 @@ impl Frontier {
             budget: target.max_pages,
             queued: 0,
             guard: None,
+            redirect_hosts: 0,
         };
         let mut todo: Vec<(u32, Url)> = Vec::new();
         // With same_host, every admitted URL was on a start host when it was
@@ -182,19 +189,27 @@ impl Frontier {
 
     /// Queues where a page at `depth` redirects to another host, so that
     /// the new host's robots.txt and limits apply; returns the depth it was
-    /// queued at. A start URL may redirect to a new host at depth 0 (the
-    /// host becomes a start host); any other redirect is a link of the page.
+    /// queued at. A start URL (or a page it redirected to) may redirect
+    /// anywhere at depth 0, its host becoming a start host, up to
+    /// [`MAX_START_REDIRECT_HOSTS`] new hosts; any other redirect is a link
+    /// of the page.
     pub fn offer_redirect(
         &mut self,
         target: &Target,
         url: Url,
         depth: u32,
     ) -> Result<u32, Refusal> {
-        let new_start_host =
-            depth == 0 && HostKey::of(&url).is_some_and(|h| !self.start_hosts.contains(&h));
-        if new_start_host {
-            self.add_start_host(&url);
-            return self.admit(url, 0).map(|()| 0);
+        if depth == 0 {
+            let host = HostKey::of(&url);
+            let known = host.as_ref().is_some_and(|h| self.start_hosts.contains(h));
+            // A chain of start redirects across new hosts is cut after a few.
+            if known || self.redirect_hosts < MAX_START_REDIRECT_HOSTS {
+                if !known {
+                    self.redirect_hosts += 1;
+                    self.add_start_host(&url);
+                }
+                return self.admit(url, 0).map(|()| 0);
+            }
         }
         // Any other redirect counts as a link, so that a chain of redirects
         // between hosts ends at max_depth.

@@ -101,8 +101,8 @@ pub struct HostSnapshot {
 struct Host {
     /// Set by the first request; made stricter by each further profile.
     limits: Option<HostLimits>,
-    /// The limits of each profile that used the host, as last seen.
-    profiles: Vec<(ProfileName, HostLimits)>,
+    /// The limits of each profile (and version of it) that used the host lately.
+    profiles: Vec<ProfileUse>,
     in_flight: u32,
     effective: u32,
     /// Successes since AIMD last changed `effective`.
@@ -119,7 +119,67 @@ struct Host {
     counters: HostCounters,
 }
 
+/// A profile's limits as one host saw them, and when.
+struct ProfileUse {
+    name: ProfileName,
+    limits: HostLimits,
+    last_used: Instant,
+}
+
+/// A profile unused this long on a host no longer shapes its limits: the
+/// run that used it ended, or a reload changed or removed it.
+const PROFILE_IDLE: Duration = Duration::from_secs(60);
+
 impl Host {
+    /// Merges the limits of `profile` into the host's: the stricter of
+    /// each, over every profile (and version of one) used lately.
+    fn note_profile(&mut self, host: &HostKey, profile: &Profile, now: Instant) {
+        let mine = HostLimits::of(profile);
+        let mut changed = false;
+        match self
+            .profiles
+            .iter_mut()
+            .find(|u| u.name == profile.name && u.limits == mine)
+        {
+            Some(u) => u.last_used = now,
+            None => {
+                if let Some(first) = self.profiles.iter().find(|u| u.name != profile.name) {
+                    info!(%host, first = %first.name, other = %profile.name,
+                        "Two profiles crawl one host: each limit takes the stricter value.");
+                }
+                self.profiles.push(ProfileUse {
+                    name: profile.name.clone(),
+                    limits: mine,
+                    last_used: now,
+                });
+                changed = true;
+            }
+        }
+        if self.profiles.len() > 1 {
+            let before = self.profiles.len();
+            self.profiles
+                .retain(|u| now.duration_since(u.last_used) < PROFILE_IDLE);
+            changed |= self.profiles.len() != before;
+        }
+        if !changed {
+            return;
+        }
+        let limits = self
+            .profiles
+            .iter()
+            .map(|u| u.limits)
+            .reduce(HostLimits::stricter)
+            .unwrap_or(mine);
+        let was = self.limits.map_or(u32::MAX, |l| l.concurrency);
+        // AIMD keeps its reduction; a host at full speed follows the new limit.
+        self.effective = if self.effective >= was {
+            limits.concurrency
+        } else {
+            self.effective.min(limits.concurrency)
+        };
+        self.limits = Some(limits);
+    }
+
     fn new() -> Self {
         Host {
             limits: None,
@@ -190,60 +250,42 @@ impl HostPool {
     /// Takes a slot for `host` if one is free and the host is open. When a
     /// second profile uses a host, the host keeps the stricter of each limit.
     pub fn try_acquire(&self, host: &HostKey, profile: &Profile) -> Option<HostPermit> {
+        self.attempt(host, profile).ok()
+    }
+
+    /// A slot, or why not: `Some(t)` when the host is closed until `t`,
+    /// `None` when its slots are taken. Both decided under one lock.
+    fn attempt(&self, host: &HostKey, profile: &Profile) -> Result<HostPermit, Option<Instant>> {
         let mut hosts = self.inner.lock();
+        let now = Instant::now();
         let n = self
             .inner
             .acquisitions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if n % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            sweep(&mut hosts, Instant::now());
+            sweep(&mut hosts, now);
         }
         // Looked up before inserting, so that the common case clones no key.
         if !hosts.contains_key(host) {
             hosts.insert(host.clone(), Host::new());
         }
-        let h = hosts.get_mut(host)?;
-        let mine = HostLimits::of(profile);
-        let known = h.profiles.iter().position(|(n, _)| *n == profile.name);
-        if known.is_none_or(|i| h.profiles[i].1 != mine) {
-            // A new profile on the host, or a profile changed by a reload.
-            match known {
-                Some(i) => h.profiles[i].1 = mine,
-                None => {
-                    if let Some((first, _)) = h.profiles.first() {
-                        info!(%host, %first, other = %profile.name,
-                            "Two profiles crawl one host: each limit takes the stricter value.");
-                    }
-                    h.profiles.push((profile.name.clone(), mine));
-                }
-            }
-            let limits = h
-                .profiles
-                .iter()
-                .map(|(_, l)| *l)
-                .reduce(HostLimits::stricter)
-                .unwrap_or(mine);
-            let was = h.limits.map_or(u32::MAX, |l| l.concurrency);
-            // AIMD keeps its reduction; a host at full speed follows the new limit.
-            h.effective = if h.effective >= was {
-                limits.concurrency
-            } else {
-                h.effective.min(limits.concurrency)
-            };
-            h.limits = Some(limits);
-        }
-        let limits = h.limits?;
+        let Some(h) = hosts.get_mut(host) else {
+            return Err(None);
+        };
+        h.note_profile(host, profile, now);
+        let Some(limits) = h.limits else {
+            return Err(None);
+        };
         if h.in_flight >= h.effective.min(limits.concurrency) {
-            return None;
+            return Err(None);
         }
-        let now = Instant::now();
-        if h.closed_until().is_some_and(|t| now < t) {
-            return None;
+        if let Some(t) = h.closed_until().filter(|&t| now < t) {
+            return Err(Some(t));
         }
         h.in_flight += 1;
         h.last_start = Some(now);
         h.counters.requests += 1;
-        Some(HostPermit {
+        Ok(HostPermit {
             pool: Some(self.inner.clone()),
             host: host.clone(),
             delay: limits.delay,
@@ -254,17 +296,10 @@ impl HostPool {
     pub async fn acquire(&self, host: &HostKey, profile: &Profile) -> HostPermit {
         let mut freed = self.subscribe();
         loop {
-            if let Some(permit) = self.try_acquire(host, profile) {
-                return permit;
-            }
-            // A window that has passed is no reason to wake: wait for a slot.
-            let now = Instant::now();
-            let opens = self
-                .inner
-                .lock()
-                .get(host)
-                .and_then(Host::closed_until)
-                .filter(|&t| t > now);
+            let opens = match self.attempt(host, profile) {
+                Ok(permit) => return permit,
+                Err(opens) => opens,
+            };
             tokio::select! {
                 _ = freed.changed() => {}
                 _ = async {
@@ -418,6 +453,8 @@ impl HostPool {
 fn sweep(hosts: &mut HashMap<HostKey, Host>, now: Instant) {
     hosts.retain(|_, h| {
         h.in_flight > 0
+            // The Crawl-delay is set once per run: keep it.
+            || !h.gap.is_zero()
             || h.closed_until().is_some_and(|t| t > now)
             || h.last_start
                 .is_none_or(|t| now.duration_since(t) < IDLE_HOST)

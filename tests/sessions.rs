@@ -345,3 +345,27 @@ async fn a_domains_table_gives_one_host_its_own_profile() {
     assert_eq!((img.concurrency, img.delay_ms), (1, (30, 30)), "{img:?}");
     assert_eq!((main.status_2xx, img.status_2xx), (7, 6));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_redirects_across_hosts_stop_after_ten_new_hosts() {
+    // Twelve hosts (ports), each start page redirecting to the next one's.
+    let sites: Vec<Site> = (0..12).map(|_| Site::start(Default::default())).collect();
+    for (i, site) in sites.iter().enumerate() {
+        match sites.get(i + 1) {
+            Some(next) => site.set("/", Resource::redirect(&next.url("/"))),
+            None => site.set("/", Resource::html("<h1>end</h1>")),
+        }
+    }
+    let target = "start_urls = [\"{base}/\"]\nprofile = \"p\"\n[follow]\nmax_depth = 0\n";
+    let profile = "[profiles.p]\nextends = \"aggressive\"\nconcurrency = 1\ndelay = \"0ms\"\n";
+    let run = crawl_with(&Engine::default(), &sites[0].url(""), target, profile).await;
+    let asked: Vec<usize> = sites.iter().map(|s| s.stats.count("/")).collect();
+    // The start host, then ten new hosts at depth 0; the twelfth would be
+    // depth 1, past max_depth.
+    assert_eq!(
+        asked,
+        [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0],
+        "{:?}",
+        run.counts
+    );
+}

@@ -21,7 +21,13 @@ struct Session {
     /// Another profile was told it uses the owner's identities.
     told: bool,
     last_used: std::time::Instant,
+    /// When the owner profile last made a request here.
+    owner_seen: std::time::Instant,
 }
+
+/// An owner profile unused this long on a host hands the session over to
+/// the profile that uses it now (its run ended, or a reload changed it).
+const OWNER_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The sessions of one host: one shared by the targets without
 /// credentials, one per target with them.
@@ -40,6 +46,7 @@ impl Session {
             owner: owner.clone(),
             told: false,
             last_used: now,
+            owner_seen: now,
         }
     }
 
@@ -51,6 +58,7 @@ impl Session {
             owner: self.owner.clone(),
             told: self.told,
             last_used: self.last_used,
+            owner_seen: self.owner_seen,
         }
     }
 }
@@ -108,11 +116,13 @@ impl Sessions {
         let Some(s) = s else {
             return (Arc::new(Jar::default()), profile.clone(), 0);
         };
-        if s.owner.name == profile.name {
-            // A reloaded profile of the same name takes over.
-            if !Arc::ptr_eq(&s.owner, profile) && *s.owner != **profile {
-                s.owner = profile.clone();
-            }
+        if Arc::ptr_eq(&s.owner, profile) || *s.owner == **profile {
+            s.owner_seen = now;
+        } else if now.duration_since(s.owner_seen) >= OWNER_IDLE {
+            // The owner's runs are over, or a reload changed it: hand over.
+            s.owner = profile.clone();
+            s.owner_seen = now;
+            s.told = false;
         } else if !s.told {
             s.told = true;
             info!(%host, owner = %s.owner.name, other = %profile.name,

@@ -203,8 +203,20 @@ async fn a_profile_changed_by_a_reload_takes_effect_on_a_known_host() {
     assert_eq!(in_flight_limit(&pool, &host, &profile("p", 2, 0)), 2);
     assert_eq!(
         in_flight_limit(&pool, &host, &profile("p", 5, 0)),
+        2,
+        "while a run still uses the old version, the stricter of both holds"
+    );
+    tokio::time::advance(PROFILE_IDLE).await;
+    assert_eq!(
+        in_flight_limit(&pool, &host, &profile("p", 5, 0)),
         5,
-        "same name, new limits: the new ones hold"
+        "once the old version is unused, the new one alone"
     );
     assert_eq!(in_flight_limit(&pool, &host, &profile("p", 1, 0)), 1);
+    tokio::time::advance(PROFILE_IDLE).await;
+    assert_eq!(
+        in_flight_limit(&pool, &host, &profile("q", 3, 0)),
+        3,
+        "a profile no longer used (renamed, removed) stops counting"
+    );
 }

@@ -375,7 +375,9 @@ impl RunWriter {
                 None => {
                     let f = store.page(&target, &item.page)?.is_some_and(|p| {
                         self.chain.contains(&p.run)
-                            && ((200..300).contains(&p.status) || matches!(p.status, 404 | 410))
+                            // A permanent redirect says the page has moved too.
+                            && ((200..300).contains(&p.status)
+                                || matches!(p.status, 301 | 308 | 404 | 410))
                     });
                     pages.insert(item.page.clone(), f);
                     f
