@@ -132,6 +132,11 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || (s[0] & 0xffc0) == 0xfec0
                 || (s[0] & 0xff00) == 0xff00
                 || (s[0] == 0x2001 && s[1] == 0x0db8)
+                // Local-use NAT64, discard-only, benchmarking, documentation.
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+                || s[..4] == [0x100, 0, 0, 0]
+                || (s[0] == 0x2001 && s[1] == 2 && s[2] == 0)
+                || (s[0] & 0xfff0) == 0x3ff0
         }
     }
 }
@@ -202,6 +207,10 @@ mod tests {
             "240.0.0.1",
             "192.0.0.8",
             "2001:db8::1",
+            "64:ff9b:1::a",
+            "100::1",
+            "2001:2::1",
+            "3fff::1",
         ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
