@@ -314,12 +314,17 @@ impl HostPool {
 
     /// Whether `host` is paused or backing off now.
     pub fn is_closed(&self, host: &HostKey) -> bool {
+        self.closed_until(host).is_some()
+    }
+
+    /// When a paused or backing-off host opens again.
+    pub fn closed_until(&self, host: &HostKey) -> Option<Instant> {
         let now = Instant::now();
         self.inner
             .lock()
             .get(host)
             .and_then(|h| [h.window, h.paused_until].into_iter().flatten().max())
-            .is_some_and(|t| now < t)
+            .filter(|&t| now < t)
     }
 
     /// Keeps every request to `host` from starting before `until` (requests

@@ -73,6 +73,11 @@ impl Hops {
             } else {
                 &no_headers
             };
+            // A 429 may have closed the host since this slot was taken: the
+            // last moment to hold back a request that is not on the wire yet.
+            if let Some(until) = self.hosts.closed_until(&host) {
+                tokio::time::sleep_until(until).await;
+            }
             let result = self
                 .fetcher
                 .get(Request {
