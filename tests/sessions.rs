@@ -369,3 +369,45 @@ async fn start_redirects_across_hosts_stop_after_ten_new_hosts() {
         run.counts
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_moved_for_good_loses_its_items() {
+    let site = Site::start(Default::default());
+    let port = site.addr.port();
+    site.set(
+        "/",
+        Resource::html(r#"<h1>Home</h1><a href="/old">old</a>"#),
+    );
+    site.set("/old", Resource::html("<h1>Old</h1>"));
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = tmp.path().join("configs");
+    let target = TARGET.replace("same_host = false", "same_host = false\nmax_depth = 2");
+    let profile = "[profiles.p]\nextends = \"aggressive\"\ndelay = \"0ms\"\n";
+    write_configs(
+        &configs,
+        &site.url(""),
+        &[("t.toml", &target), ("p.toml", profile)],
+    );
+    let state = tmp.path().join("state");
+    let engine = Engine::default();
+    let (_, store) = crawl_target(&engine, &configs, &state, "t").await;
+    drop(store);
+
+    let moved = |code: u16| Resource {
+        status: code,
+        ..Resource::redirect(&format!("http://localhost:{port}/new"))
+    };
+    site.set("/old", moved(301));
+    site.set("/new", Resource::html("<h1>New</h1>"));
+    let (run, store) = crawl_target(&engine, &configs, &state, "t").await;
+    let items: Vec<_> = store
+        .items(&crawld::ids::TargetId::new("t"))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let old = items.iter().find(|i| i.page.ends_with("/old")).unwrap();
+    assert!(old.removed_ms.is_some(), "{:?} {:?}", old, run.counts);
+    assert_eq!(run.counts.items_removed, 1, "{:?}", run.counts);
+    assert!(items
+        .iter()
+        .any(|i| i.page.ends_with("/new") && i.removed_ms.is_none()));
+}
