@@ -5,28 +5,13 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::daemon::{wait_for, Daemon};
 use common::{crawl_target, shop, write_configs, Site};
 use crawld::crawl::Engine;
 use crawld::ids::TargetId;
 use serde_json::Value;
-
-/// Start instants of every page request (robots.txt aside), sorted.
-fn page_starts(site: &Site) -> Vec<Instant> {
-    let mut starts: Vec<_> = site
-        .stats
-        .timeline
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(p, ..)| p != "/robots.txt")
-        .map(|(_, started, ..)| *started)
-        .collect();
-    starts.sort();
-    starts
-}
 
 /// The timing tests of this file run one at a time, so that a daemon
 /// crawling in one does not skew the rate measured in the other.
@@ -89,7 +74,7 @@ name = { css = "h1::text", required = true }
         site.stats.max_in_flight()
     );
 
-    let starts = page_starts(&site);
+    let starts = site.stats.page_starts();
     let limit = N as f64 / (latency + delay).as_secs_f64();
     // The steady part: from the first product (the start page is fetched
     // alone) to the last request start. Counting the starts in

@@ -160,16 +160,7 @@ async fn robots_disallow_and_crawl_delay_hold() {
     assert_eq!(run.counts.robots_disallowed, 1);
     assert_eq!(items, 5);
     assert_eq!(site.stats.count("/robots.txt"), 1, "fetched once per run");
-    let mut starts: Vec<_> = site
-        .stats
-        .timeline
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(p, ..)| p != "/robots.txt")
-        .map(|(_, started, ..)| *started)
-        .collect();
-    starts.sort();
+    let starts = site.stats.page_starts();
     for pair in starts.windows(2) {
         let gap = pair[1] - pair[0];
         assert!(

@@ -100,6 +100,20 @@ impl Stats {
             .filter(|(_, s)| *s == status)
             .count()
     }
+    /// Start instants of every page request (robots.txt aside), sorted.
+    pub fn page_starts(&self) -> Vec<std::time::Instant> {
+        let mut starts: Vec<_> = self
+            .timeline
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, ..)| p != "/robots.txt")
+            .map(|(_, started, ..)| *started)
+            .collect();
+        starts.sort();
+        starts
+    }
+
     /// Forgets what was counted so far.
     pub fn reset(&self) {
         self.requests.store(0, Ordering::SeqCst);
