@@ -76,8 +76,7 @@ pub struct Frontier {
     queues: HashMap<HostKey, VecDeque<QueuedUrl>>,
     /// Hosts with queued URLs, in round-robin order.
     ready: VecDeque<HostKey>,
-    /// Shared with fetch tasks, which check each redirect hop against the rules.
-    start_hosts: std::sync::Arc<HashSet<HostKey>>,
+    start_hosts: HashSet<HostKey>,
     admitted: u64,
     budget: u64,
     queued: usize,
@@ -95,9 +94,7 @@ impl Frontier {
             seen: HashSet::new(),
             queues: HashMap::new(),
             ready: VecDeque::new(),
-            start_hosts: std::sync::Arc::new(
-                target.start_urls.iter().filter_map(HostKey::of).collect(),
-            ),
+            start_hosts: target.start_urls.iter().filter_map(HostKey::of).collect(),
             admitted: 0,
             budget: target.max_pages,
             queued: 0,
@@ -120,9 +117,7 @@ impl Frontier {
             seen: HashSet::with_capacity(entries.len()),
             queues: HashMap::new(),
             ready: VecDeque::new(),
-            start_hosts: std::sync::Arc::new(
-                target.start_urls.iter().filter_map(HostKey::of).collect(),
-            ),
+            start_hosts: target.start_urls.iter().filter_map(HostKey::of).collect(),
             admitted: entries.len() as u64,
             budget: target.max_pages,
             queued: 0,
@@ -132,11 +127,10 @@ impl Frontier {
         let mut todo: Vec<(u32, Url)> = Vec::new();
         // With same_host, every admitted URL was on a start host when it was
         // admitted, those a start URL redirected to included.
-        let hosts = std::sync::Arc::make_mut(&mut f.start_hosts);
         for (url, entry) in entries {
             if target.follow.same_host {
                 if let Some(host) = Url::parse(url).ok().as_ref().and_then(HostKey::of) {
-                    hosts.insert(host);
+                    f.start_hosts.insert(host);
                 }
             }
             f.seen.insert(url.clone());
@@ -155,25 +149,18 @@ impl Frontier {
 
     /// Whether the follow rules (hosts, allow, deny) exclude a URL.
     pub fn rules_refuse(&self, target: &Target, url: &Url) -> Option<Refusal> {
-        rules_refuse(target, &self.start_hosts, url)
+        let Some(host) = HostKey::of(url) else {
+            return Some(Refusal::OffHost);
+        };
+        if target.follow.same_host && !self.start_hosts.contains(&host) {
+            return Some(Refusal::OffHost);
+        }
+        path_refused(target, url)
     }
 
     /// Refuses links to internal raw-IP addresses from now on.
     pub fn guard(&mut self, policy: crate::address::AddressPolicy) {
         self.guard = Some(policy);
-    }
-
-    /// The start hosts as they are now (they grow when a start URL redirects).
-    pub fn start_hosts(&self) -> std::sync::Arc<HashSet<HostKey>> {
-        self.start_hosts.clone()
-    }
-
-    /// A start URL redirected to another host (`http://a` → `https://www.a`):
-    /// that host counts as a start host from now on.
-    pub fn add_start_host(&mut self, url: &Url) {
-        if let Some(host) = HostKey::of(url) {
-            std::sync::Arc::make_mut(&mut self.start_hosts).insert(host);
-        }
     }
 
     /// Offers a link found at depth `depth - 1`; queues it if the rules allow.
@@ -199,14 +186,16 @@ impl Frontier {
         url: Url,
         depth: u32,
     ) -> Result<u32, Refusal> {
+        let Some(host) = HostKey::of(&url) else {
+            return Err(Refusal::OffHost);
+        };
         if depth == 0 {
-            let host = HostKey::of(&url);
-            let known = host.as_ref().is_some_and(|h| self.start_hosts.contains(h));
+            let known = self.start_hosts.contains(&host);
             // A chain of start redirects across new hosts is cut after a few.
             if known || self.redirect_hosts < MAX_START_REDIRECT_HOSTS {
                 if !known {
                     self.redirect_hosts += 1;
-                    self.add_start_host(&url);
+                    self.start_hosts.insert(host);
                 }
                 return self.admit(url, 0).map(|()| 0);
             }
@@ -324,16 +313,10 @@ impl Frontier {
     }
 }
 
-/// Whether the follow rules (hosts, allow, deny) exclude a URL, given the
-/// target's start hosts.
-pub fn rules_refuse(target: &Target, start_hosts: &HashSet<HostKey>, url: &Url) -> Option<Refusal> {
+/// Whether the allow and deny rules exclude a URL's path and query (the
+/// host rules aside: a redirect on one host only needs these).
+pub fn path_refused(target: &Target, url: &Url) -> Option<Refusal> {
     let follow = &target.follow;
-    let Some(host) = HostKey::of(url) else {
-        return Some(Refusal::OffHost);
-    };
-    if follow.same_host && !start_hosts.contains(&host) {
-        return Some(Refusal::OffHost);
-    }
     let path = &url[Position::BeforePath..];
     if !follow.allow.is_empty() && !follow.allow.iter().any(|re| re.is_match(path)) {
         return Some(Refusal::NotAllowed);

@@ -1,6 +1,6 @@
 //! One fetch task: a URL and its redirects on the same host, hop by hop.
-//! Each hop takes a slot of the host limiter and passes the follow rules,
-//! robots.txt and the address policy; each answer feeds the host's backoff
+//! Each hop takes a slot of the host limiter and passes the follow rules
+//! and robots.txt (the fetcher checks the address policy); each answer feeds the host's backoff
 //! window, AIMD and breaker. A redirect to another host ends the task: the
 //! coordinator queues its target like a link.
 
@@ -14,7 +14,7 @@ use url::Url;
 use super::outcome::Failure;
 use crate::config::Target;
 use crate::fetcher::{FetchError, Fetcher, Request, Response, Validators, MAX_REDIRECTS};
-use crate::frontier::{rules_refuse, QueuedUrl};
+use crate::frontier::{path_refused, QueuedUrl};
 use crate::ids::HostKey;
 use crate::limiter::{Answer, HostPermit, HostPool};
 use crate::retry::{self, Verdict};
@@ -32,57 +32,60 @@ pub(super) struct Hops {
     pub(super) internal_ok: bool,
 }
 
-/// How a fetch ended.
-pub(super) struct Hopped {
-    pub(super) result: Result<Response, Failure>,
-    /// The host that gave the last answer.
-    pub(super) host: HostKey,
+/// What the host answered during one fetch task.
+pub(super) struct Answers {
     /// When the last answer arrived: a 429's backoff window starts here.
     pub(super) at: tokio::time::Instant,
-    /// Hosts whose breaker this fetch tripped, with the pause.
-    pub(super) tripped: Vec<(HostKey, Duration)>,
-    /// (host, status or `None` for an error) of every hop.
-    pub(super) answers: Vec<(HostKey, Option<u16>)>,
+    /// The pause, when an answer tripped the host's breaker.
+    pub(super) tripped: Option<Duration>,
+    /// The status of every hop (`None`: a transport error).
+    pub(super) statuses: Vec<Option<u16>>,
+}
+
+impl Answers {
+    /// No answer (yet): a task that never got one.
+    pub(super) fn none() -> Self {
+        Answers {
+            at: tokio::time::Instant::now(),
+            tripped: None,
+            statuses: Vec::new(),
+        }
+    }
 }
 
 impl Hops {
-    /// Fetches `queued` (its slot already taken) and follows its redirects.
+    /// Fetches `queued` (its slot already taken) and follows its redirects
+    /// on the same host.
     pub(super) async fn fetch(
         &self,
         queued: &QueuedUrl,
-        start_hosts: &HashSet<HostKey>,
         mut permit: HostPermit,
         validators: Validators<'_>,
         robot: Option<Arc<texting_robots::Robot>>,
-    ) -> Hopped {
+    ) -> (Result<Response, Failure>, Answers) {
+        let host = &queued.host;
+        let profile = self.target.profile_for(host);
         let no_headers = HeaderMap::new();
-        let mut url = queued.url.clone();
-        let host = queued.host.clone();
-        let mut visited: Vec<Url> = Vec::new();
-        let mut out = Hopped {
-            result: Err(Failure::Panic),
-            host: host.clone(),
-            at: tokio::time::Instant::now(),
-            tripped: Vec::new(),
-            answers: Vec::new(),
+        let headers = if self.credential_hosts.contains(host) {
+            &*self.headers
+        } else {
+            &no_headers
         };
+        let private_session = (!self.target.headers.is_empty()).then_some(&self.target.id);
+        let mut url = queued.url.clone();
+        let mut visited: Vec<Url> = Vec::new();
+        let mut answers = Answers::none();
         loop {
-            let profile = self.target.profile_for(&host).clone();
-            let headers = if self.credential_hosts.contains(&host) {
-                &*self.headers
-            } else {
-                &no_headers
-            };
             // A 429 may have closed the host since this slot was taken: the
             // last moment to hold back a request that is not on the wire yet.
-            if let Some(until) = self.hosts.closed_until(&host) {
+            if let Some(until) = self.hosts.closed_until(host) {
                 tokio::time::sleep_until(until).await;
             }
             let result = self
                 .fetcher
                 .get(Request {
                     url: &url,
-                    profile: &profile,
+                    profile,
                     headers,
                     validators: if visited.is_empty() {
                         validators
@@ -90,18 +93,15 @@ impl Hops {
                         Validators::default()
                     },
                     internal_ok: self.internal_ok,
-                    private_session: (!self.target.headers.is_empty()).then_some(&self.target.id),
+                    private_session,
                 })
                 .await;
-            let at = tokio::time::Instant::now();
+            answers.at = tokio::time::Instant::now();
             let status = result.as_ref().ok().map(|r| r.status);
-            out.answers.push((host.clone(), status));
-            let refused = matches!(result, Err(FetchError::Refused { .. }));
-            if !refused {
+            answers.statuses.push(status);
+            if !matches!(result, Err(FetchError::Refused { .. })) {
                 let answer = status.map_or(Answer::Error, Answer::Status);
-                if let Some(pause) = self.hosts.answered(&host, answer) {
-                    out.tripped.push((host.clone(), pause));
-                }
+                answers.tripped = answers.tripped.or(self.hosts.answered(host, answer));
             }
             // A 429/503 closes the host at once, before the coordinator hears
             // of it; the coordinator then extends the window as the table says.
@@ -110,61 +110,40 @@ impl Hops {
                     let asked = retry::retry_after(r.retry_after.as_deref(), chrono::Utc::now());
                     let wait =
                         asked.map_or(profile.backoff_429, |a| a.min(profile.retry_after_max));
-                    self.hosts.block(&host, at + wait);
+                    self.hosts.block(host, answers.at + wait);
                 }
             }
             // The slot stays taken for the delay after the response.
             permit.release_after_delay();
-            out.host = host.clone();
-            out.at = at;
             let response = match result {
                 Ok(r) => r,
-                Err(e) => {
-                    out.result = Err(Failure::Fetch(e));
-                    return out;
-                }
+                Err(e) => return (Err(Failure::Fetch(e)), answers),
             };
-            let Some(next) = response.location.clone() else {
-                out.result = Ok(response);
-                return out;
+            // No redirect, or one to another host: the coordinator queues
+            // that target, so that its host's robots.txt and limits apply.
+            let Some(next) = response
+                .location
+                .clone()
+                .filter(|next| HostKey::of(next).as_ref() == Some(host))
+            else {
+                return (Ok(response), answers);
             };
-            // Another host: the coordinator queues the target, so that its
-            // host's robots.txt and limits apply like any URL's.
-            if HostKey::of(&next).as_ref() != Some(&host) {
-                out.result = Ok(response);
-                return out;
-            }
             visited.push(url);
             if visited.len() > MAX_REDIRECTS || visited.contains(&next) {
-                out.result = Err(Failure::Fetch(FetchError::Redirect {
+                let loop_error = FetchError::Redirect {
                     url: queued.url.clone(),
-                }));
-                return out;
+                };
+                return (Err(Failure::Fetch(loop_error)), answers);
             }
-            // A start URL may redirect anywhere (its host becomes a start
-            // host); any other redirect only where a link could lead.
-            if queued.depth > 0 && rules_refuse(&self.target, start_hosts, &next).is_some() {
-                out.result = Err(Failure::Redirect(next));
-                return out;
-            }
-            if let Some(why) = (!self.internal_ok)
-                .then(|| self.fetcher.policy().refuses(&next))
-                .flatten()
-            {
-                out.result = Err(Failure::Fetch(FetchError::Refused {
-                    url: next,
-                    why: format!("a redirect to {why}"),
-                }));
-                return out;
+            // A start URL may redirect anywhere on its host; any other page
+            // only where a link could lead.
+            if queued.depth > 0 && path_refused(&self.target, &next).is_some() {
+                return (Err(Failure::Redirect(next)), answers);
             }
             if robot.as_ref().is_some_and(|r| !r.allowed(next.as_str())) {
-                out.result = Err(Failure::Robots(next));
-                return out;
+                return (Err(Failure::Robots(next)), answers);
             }
-            permit = self
-                .hosts
-                .acquire(&host, self.target.profile_for(&host))
-                .await;
+            permit = self.hosts.acquire(host, profile).await;
             url = next;
         }
     }

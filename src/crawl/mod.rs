@@ -340,11 +340,10 @@ async fn crawl_loop(
             let prev = prev_pages
                 .remove(queued.url.as_str())
                 .filter(|p| p.config.as_deref() == Some(target.fingerprint.as_str()));
-            let (hops, target, slots, start_hosts, robot) = (
+            let (hops, target, slots, robot) = (
                 hops.clone(),
                 target.clone(),
                 engine.parse_slots.clone(),
-                frontier.start_hosts(),
                 robots.rules(&queued.host),
             );
             let what = (queued.url.clone(), queued.depth);
@@ -353,10 +352,8 @@ async fn crawl_loop(
                     etag: prev.as_ref().and_then(|p| p.etag.as_deref()),
                     last_modified: prev.as_ref().and_then(|p| p.last_modified.as_deref()),
                 };
-                let hopped = hops
-                    .fetch(&queued, &start_hosts, permit, validators, robot)
-                    .await;
-                let result = match hopped.result {
+                let (result, answers) = hops.fetch(&queued, permit, validators, robot).await;
+                let result = match result {
                     Ok(response) => process(response, prev.as_ref(), target, slots).await,
                     Err(e) => Err(e),
                 };
@@ -364,10 +361,7 @@ async fn crawl_loop(
                     queued,
                     prev,
                     result,
-                    at: hopped.at,
-                    host: hopped.host,
-                    tripped: hopped.tripped,
-                    answers: hopped.answers,
+                    answers,
                 }
             });
             in_flight.insert(handle.id(), what);
@@ -405,7 +399,7 @@ async fn crawl_loop(
                 }
             }
             Some(joined) = tasks.join_next_with_id() => {
-                let mut outcome = match joined {
+                let outcome = match joined {
                     Ok((id, outcome)) => {
                         in_flight.remove(&id);
                         outcome
@@ -418,29 +412,27 @@ async fn crawl_loop(
                         Outcome {
                             queued: QueuedUrl {
                                 url,
-                                host: host.clone(),
+                                host,
                                 depth,
                                 attempt: 0,
                                 requeues: u32::MAX,
                             },
                             prev: None,
                             result: Err(Failure::Panic),
-                            at: tokio::time::Instant::now(),
-                            host,
-                            tripped: Vec::new(),
-                            answers: Vec::new(),
+                            answers: hops::Answers::none(),
                         }
                     }
                 };
-                let host = outcome.host.clone();
-                for (h, status) in &outcome.answers {
-                    counts.hosts.entry(h.to_string()).or_default().answer(*status);
+                let host = outcome.queued.host.clone();
+                let host_counts = counts.hosts.entry(host.to_string()).or_default();
+                for status in &outcome.answers.statuses {
+                    host_counts.answer(*status);
                 }
-                for (h, pause) in std::mem::take(&mut outcome.tripped) {
+                if let Some(pause) = outcome.answers.tripped {
                     let until = now_ms() + pause.as_millis() as u64;
-                    let (h2, store2) = (h.clone(), store.clone());
-                    if let Err(e) = blocking(&store2, move |s| s.set_host_pause(&h2, until)).await.and_then(|r| r) {
-                        warn!(host = %h, error = %e, "Could not keep the host's pause in the store.");
+                    let key = host.clone();
+                    if let Err(e) = blocking(store, move |s| s.set_host_pause(&key, until)).await.and_then(|r| r) {
+                        warn!(%host, error = %e, "Could not keep the host's pause in the store.");
                     }
                 }
                 let streak = throttles.get(&host).copied().unwrap_or(0);

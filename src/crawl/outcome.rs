@@ -22,14 +22,8 @@ pub(super) struct Outcome {
     /// The page's record from an earlier run (incremental runs only).
     pub(super) prev: Option<PageRecord>,
     pub(super) result: Result<Fetched, Failure>,
-    /// When the answer arrived: a 429's backoff window starts here.
-    pub(super) at: tokio::time::Instant,
-    /// The host that answered last (another than the URL's after a redirect).
-    pub(super) host: crate::ids::HostKey,
-    /// Hosts whose 429/403 breaker this fetch tripped, with the pause.
-    pub(super) tripped: Vec<(crate::ids::HostKey, Duration)>,
-    /// (host, status; `None` for an error) of every hop.
-    pub(super) answers: Vec<(crate::ids::HostKey, Option<u16>)>,
+    /// What the host answered, hop by hop.
+    pub(super) answers: super::hops::Answers,
 }
 
 /// What becomes of an outcome (see `retry`).
@@ -81,7 +75,7 @@ pub(super) fn next_step(
                 let own =
                     retry::exponential(profile.backoff_429, profile.retry_after_max, throttles);
                 let wait = asked.map_or(own, |a| a.min(profile.retry_after_max).max(own));
-                Next::Requeue(outcome.at + wait)
+                Next::Requeue(outcome.answers.at + wait)
             }
             _ => Next::Keep,
         },
@@ -341,16 +335,9 @@ pub(super) fn record_outcome(
                 };
                 return commit;
             }
+            // Redirects on the same host passed the rules hop by hop (hops.rs).
             if response.url != queued.url {
                 frontier.mark_seen(&response.url);
-                if queued.depth == 0 {
-                    frontier.add_start_host(&response.url);
-                } else if frontier.rules_refuse(target, &response.url).is_some() {
-                    // A redirect may not lead where the follow rules would not.
-                    let e = Failure::Redirect(response.url);
-                    commit.outcome = fail(counts, e.kind().to_owned(), e.detail(), None);
-                    return commit;
-                }
             }
             let status = response.status;
             let gone = matches!(status, 404 | 410);
