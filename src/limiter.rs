@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::config::{DelayRange, Profile};
 use crate::ids::{HostKey, ProfileName};
+use crate::store::AnswerCounts;
 
 /// The limits that apply to one host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,26 +63,6 @@ impl HostLimits {
     }
 }
 
-/// What a host answered, as the limiter sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
-    Status(u16),
-    /// A transport error: says nothing about the host's mood.
-    Error,
-}
-
-/// Counters of one host since the engine started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct HostCounters {
-    pub requests: u64,
-    pub status_2xx: u64,
-    pub status_3xx: u64,
-    pub status_4xx: u64,
-    pub status_5xx: u64,
-    pub status_429: u64,
-    pub errors: u64,
-}
-
 /// One host as `crawld status` and run summaries show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostSnapshot {
@@ -95,7 +76,8 @@ pub struct HostSnapshot {
     pub paused_until_ms: Option<u64>,
     /// 429/503 backoff end, milliseconds since the Unix epoch.
     pub backoff_until_ms: Option<u64>,
-    pub counters: HostCounters,
+    /// Answers since the engine started.
+    pub counters: AnswerCounts,
 }
 
 struct Host {
@@ -116,7 +98,7 @@ struct Host {
     /// Minimum gap between request starts (robots.txt Crawl-delay).
     gap: Duration,
     last_start: Option<Instant>,
-    counters: HostCounters,
+    counters: AnswerCounts,
 }
 
 /// A profile's limits as one host saw them, and when.
@@ -192,7 +174,7 @@ impl Host {
             paused_until: None,
             gap: Duration::ZERO,
             last_start: None,
-            counters: HostCounters::default(),
+            counters: AnswerCounts::default(),
         }
     }
 
@@ -284,7 +266,6 @@ impl HostPool {
         }
         h.in_flight += 1;
         h.last_start = Some(now);
-        h.counters.requests += 1;
         Ok(HostPermit {
             pool: Some(self.inner.clone()),
             host: host.clone(),
@@ -342,29 +323,15 @@ impl HostPool {
         h.paused_until = Some(h.paused_until.map_or(until, |p| p.max(until)));
     }
 
-    /// Feeds an answer to AIMD and the breaker. Returns the pause when this
+    /// Feeds an answer (`None`: a transport error, which says nothing about
+    /// the host's mood) to AIMD and the breaker. Returns the pause when this
     /// answer trips the breaker.
-    pub fn answered(&self, host: &HostKey, answer: Answer) -> Option<Duration> {
+    pub fn answered(&self, host: &HostKey, status: Option<u16>) -> Option<Duration> {
         let mut hosts = self.inner.lock();
         let h = hosts.get_mut(host)?;
         let limits = h.limits?;
-        let status = match answer {
-            Answer::Error => {
-                h.counters.errors += 1;
-                return None;
-            }
-            Answer::Status(s) => s,
-        };
-        let c = &mut h.counters;
-        match status {
-            200..=299 => c.status_2xx += 1,
-            300..=399 => c.status_3xx += 1,
-            400..=499 => c.status_4xx += 1,
-            _ => c.status_5xx += 1,
-        }
-        if status == 429 {
-            c.status_429 += 1;
-        }
+        h.counters.answer(status);
+        let status = status?;
         if matches!(status, 429 | 503) {
             if limits.adaptive {
                 h.effective = (h.effective.min(limits.concurrency) / 2).max(1);

@@ -223,7 +223,7 @@ async fn adaptive_concurrency_halves_under_429s_and_recovers() {
     assert!(overall >= 6, "and recovers towards 8: {products:?}");
     assert!(overall <= 8, "never above the profile's concurrency");
     let host = &run.counts.hosts[&format!("{}", site.addr)];
-    assert_eq!(host.status_429, 3);
+    assert_eq!(host.answers.status_429, 3);
     assert_eq!(host.requeues, 3);
     assert_eq!(
         (host.effective_concurrency, host.concurrency),

@@ -260,8 +260,16 @@ async fn redirects_obey_robots_txt_and_another_host_gets_its_own_robots_txt() {
         .collect();
     let paths: Vec<&str> = asked.iter().map(|(_, p)| p.as_str()).collect();
     assert_eq!(paths, ["/robots.txt", "/c"], "{asked:?}");
-    assert_eq!(run.counts.hosts[&format!("localhost:{port}")].status_2xx, 1);
-    assert_eq!(run.counts.hosts[&site.addr.to_string()].status_3xx, 2);
+    assert_eq!(
+        run.counts.hosts[&format!("localhost:{port}")]
+            .answers
+            .status_2xx,
+        1
+    );
+    assert_eq!(
+        run.counts.hosts[&site.addr.to_string()].answers.status_3xx,
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,7 +351,7 @@ async fn a_domains_table_gives_one_host_its_own_profile() {
     );
     assert_eq!((main.concurrency, main.delay_ms), (6, (0, 0)), "{main:?}");
     assert_eq!((img.concurrency, img.delay_ms), (1, (30, 30)), "{img:?}");
-    assert_eq!((main.status_2xx, img.status_2xx), (7, 6));
+    assert_eq!((main.answers.status_2xx, img.answers.status_2xx), (7, 6));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use crate::config::Target;
 use crate::fetcher::{FetchError, Fetcher, Request, Response, Validators, MAX_REDIRECTS};
 use crate::frontier::{path_refused, QueuedUrl};
 use crate::ids::HostKey;
-use crate::limiter::{Answer, HostPermit, HostPool};
+use crate::limiter::{HostPermit, HostPool};
 use crate::retry::{self, Verdict};
 
 /// What every fetch task of a run shares.
@@ -100,8 +100,7 @@ impl Hops {
             let status = result.as_ref().ok().map(|r| r.status);
             answers.statuses.push(status);
             if !matches!(result, Err(FetchError::Refused { .. })) {
-                let answer = status.map_or(Answer::Error, Answer::Status);
-                answers.tripped = answers.tripped.or(self.hosts.answered(host, answer));
+                answers.tripped = answers.tripped.or(self.hosts.answered(host, status));
             }
             // A 429/503 closes the host at once, before the coordinator hears
             // of it; the coordinator then extends the window as the table says.

@@ -426,7 +426,7 @@ async fn crawl_loop(
                 let host = outcome.queued.host.clone();
                 let host_counts = counts.hosts.entry(host.to_string()).or_default();
                 for status in &outcome.answers.statuses {
-                    host_counts.answer(*status);
+                    host_counts.answers.answer(*status);
                 }
                 if let Some(pause) = outcome.answers.tripped {
                     let until = now_ms() + pause.as_millis() as u64;

@@ -109,17 +109,17 @@ async fn aimd_halves_on_429_and_adds_one_per_window_of_successes() {
     let mut p = profile("p", 8, 0);
     p.pause_after = 0;
     assert_eq!(in_flight_limit(&pool, &host, &p), 8);
-    pool.answered(&host, Answer::Status(429));
+    pool.answered(&host, Some(429));
     assert_eq!(in_flight_limit(&pool, &host, &p), 4);
-    pool.answered(&host, Answer::Status(503));
-    pool.answered(&host, Answer::Status(429));
+    pool.answered(&host, Some(503));
+    pool.answered(&host, Some(429));
     assert_eq!(in_flight_limit(&pool, &host, &p), 1);
-    pool.answered(&host, Answer::Status(429));
+    pool.answered(&host, Some(429));
     assert_eq!(in_flight_limit(&pool, &host, &p), 1, "never below one");
     // 1 → 2 after one success, 2 → 3 after two more, and so on up to 8.
     let mut successes = 0;
     while pool.snapshot()[0].effective < 8 {
-        pool.answered(&host, Answer::Status(200));
+        pool.answered(&host, Some(200));
         successes += 1;
         assert!(successes <= 28, "recovers within 1+2+…+7 successes");
     }
@@ -128,7 +128,7 @@ async fn aimd_halves_on_429_and_adds_one_per_window_of_successes() {
     p.adaptive = false;
     let other = HostKey::new("b:80");
     in_flight_limit(&pool, &other, &p);
-    pool.answered(&other, Answer::Status(429));
+    pool.answered(&other, Some(429));
     assert_eq!(in_flight_limit(&pool, &other, &p), 8, "not adaptive");
 }
 
@@ -140,22 +140,18 @@ async fn the_breaker_pauses_after_n_refusals_in_a_row() {
     p.pause_after = 3;
     p.pause_for = Duration::from_secs(60);
     drop(pool.try_acquire(&host, &p).unwrap());
-    assert_eq!(pool.answered(&host, Answer::Status(403)), None);
-    assert_eq!(pool.answered(&host, Answer::Status(429)), None);
+    assert_eq!(pool.answered(&host, Some(403)), None);
+    assert_eq!(pool.answered(&host, Some(429)), None);
     assert_eq!(
-        pool.answered(&host, Answer::Status(200)),
+        pool.answered(&host, Some(200)),
         None,
         "a success resets the count"
     );
-    assert_eq!(pool.answered(&host, Answer::Status(429)), None);
+    assert_eq!(pool.answered(&host, Some(429)), None);
+    assert_eq!(pool.answered(&host, None), None, "errors do not count");
+    assert_eq!(pool.answered(&host, Some(403)), None);
     assert_eq!(
-        pool.answered(&host, Answer::Error),
-        None,
-        "errors do not count"
-    );
-    assert_eq!(pool.answered(&host, Answer::Status(403)), None);
-    assert_eq!(
-        pool.answered(&host, Answer::Status(429)),
+        pool.answered(&host, Some(429)),
         Some(Duration::from_secs(60))
     );
     assert!(pool.try_acquire(&host, &p).is_none());

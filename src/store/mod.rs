@@ -27,9 +27,9 @@ use serde::de::DeserializeOwned;
 pub use backup::CheckReport;
 pub use lock::StateLock;
 pub use records::{
-    now_ms, value_hash, ChangeEvent, ChangeKind, FailureRecord, FrontierChunk, FrontierEntry,
-    HostRunCounts, ItemRecord, ItemVersion, PageRecord, RunCounts, RunMode, RunRecord, RunStatus,
-    FORMAT,
+    now_ms, value_hash, AnswerCounts, ChangeEvent, ChangeKind, FailureRecord, FrontierChunk,
+    FrontierEntry, HostRunCounts, ItemRecord, ItemVersion, PageRecord, RunCounts, RunMode,
+    RunRecord, RunStatus, FORMAT,
 };
 pub use runs::{Resume, RunPolicy, RunStart};
 pub use writer::{CommitStats, PageCommit, PageOutcome, RunWriter};

@@ -91,11 +91,11 @@ pub struct RunCounts {
     pub hosts: BTreeMap<String, HostRunCounts>,
 }
 
-/// One host's figures in a run: its answers, and its limiter's state when
-/// the run ended.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A host's answers by class: what run summaries keep and the limiter
+/// shows live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct HostRunCounts {
+pub struct AnswerCounts {
     /// Answers and transport errors (each redirect hop counts).
     pub requests: u64,
     pub status_2xx: u64,
@@ -104,16 +104,9 @@ pub struct HostRunCounts {
     pub status_5xx: u64,
     pub status_429: u64,
     pub errors: u64,
-    pub retries: u64,
-    pub requeues: u64,
-    pub concurrency: u32,
-    /// AIMD's limit when the run ended.
-    pub effective_concurrency: u32,
-    pub delay_ms: (u64, u64),
-    pub paused_until_ms: Option<u64>,
 }
 
-impl HostRunCounts {
+impl AnswerCounts {
     /// Counts one answer (`None`: a transport error).
     pub fn answer(&mut self, status: Option<u16>) {
         self.requests += 1;
@@ -128,6 +121,32 @@ impl HostRunCounts {
             self.status_429 += 1;
         }
     }
+
+    fn add(&mut self, o: &AnswerCounts) {
+        self.requests += o.requests;
+        self.status_2xx += o.status_2xx;
+        self.status_3xx += o.status_3xx;
+        self.status_4xx += o.status_4xx;
+        self.status_5xx += o.status_5xx;
+        self.status_429 += o.status_429;
+        self.errors += o.errors;
+    }
+}
+
+/// One host's figures in a run: its answers, and its limiter's state when
+/// the run ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostRunCounts {
+    #[serde(flatten)]
+    pub answers: AnswerCounts,
+    pub retries: u64,
+    pub requeues: u64,
+    pub concurrency: u32,
+    /// AIMD's limit when the run ended.
+    pub effective_concurrency: u32,
+    pub delay_ms: (u64, u64),
+    pub paused_until_ms: Option<u64>,
 }
 
 impl RunCounts {
@@ -155,13 +174,7 @@ impl RunCounts {
         }
         for (host, h) in &o.hosts {
             let mine = self.hosts.entry(host.clone()).or_default();
-            mine.requests += h.requests;
-            mine.status_2xx += h.status_2xx;
-            mine.status_3xx += h.status_3xx;
-            mine.status_4xx += h.status_4xx;
-            mine.status_5xx += h.status_5xx;
-            mine.status_429 += h.status_429;
-            mine.errors += h.errors;
+            mine.answers.add(&h.answers);
             mine.retries += h.retries;
             mine.requeues += h.requeues;
             // The limiter's state is the latest run's.
