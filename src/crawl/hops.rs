@@ -1,23 +1,28 @@
-//! One fetch task: a URL and its redirects on the same host, hop by hop.
-//! Each hop takes a slot of the host limiter and passes the follow rules
-//! and robots.txt (the fetcher checks the address policy); each answer feeds the host's backoff
-//! window, AIMD and breaker. A redirect to another host ends the task: the
-//! coordinator queues its target like a link.
+//! How a run reaches hosts. One fetch task: a URL and its redirects on the
+//! same host, hop by hop; each hop takes a slot of the host limiter and
+//! passes the follow rules and robots.txt (the fetcher checks the address
+//! policy); each answer feeds the host's backoff window, AIMD and breaker.
+//! A redirect to another host ends the task: the coordinator queues its
+//! target like a link. Also: breaker pauses restored at the start of a run,
+//! and whether the run may reach internal addresses.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
+use tracing::info;
 use url::Url;
 
 use super::outcome::Failure;
+use crate::address::AddressPolicy;
 use crate::config::Target;
 use crate::fetcher::{FetchError, Fetcher, Request, Response, Validators, MAX_REDIRECTS};
 use crate::frontier::{path_refused, QueuedUrl};
 use crate::ids::HostKey;
 use crate::limiter::{HostPermit, HostPool};
 use crate::retry::{self, Verdict};
+use crate::store::RunCounts;
 
 /// What every fetch task of a run shares.
 #[derive(Clone)]
@@ -144,6 +149,41 @@ impl Hops {
             }
             permit = self.hosts.acquire(host, profile).await;
             url = next;
+        }
+    }
+}
+
+/// Puts the breaker pauses kept in the store (end in wall-clock ms) back
+/// into the limiter, so that a restart does not end them.
+pub(super) fn restore_pauses(hosts: &HostPool, pauses: Vec<(HostKey, u64)>) {
+    let (now_wall, now) = (crate::store::now_ms(), tokio::time::Instant::now());
+    for (host, until) in pauses.into_iter().filter(|(_, until)| *until > now_wall) {
+        info!(%host, secs = (until - now_wall) / 1000, "Host still paused by the breaker.");
+        hosts.pause(&host, now + Duration::from_millis(until - now_wall));
+    }
+}
+
+/// Whether a run of `target` may reach internal addresses: when it says so,
+/// or when a start URL is on one.
+pub(super) async fn internal_ok(target: &Target, policy: &AddressPolicy) -> bool {
+    let mut ok = target.allow_private_networks;
+    for url in &target.start_urls {
+        ok = ok || policy.url_is_internal(url).await;
+    }
+    if !ok && target.profiles().any(|p| !p.proxies.is_empty()) {
+        info!("Behind a proxy only raw-IP URLs can be checked for internal addresses: the proxy resolves names.");
+    }
+    ok
+}
+
+/// Adds the limiter's view of each host the run touched, as it ends.
+pub(super) fn note_limits(counts: &mut RunCounts, hosts: &HostPool) {
+    for snap in hosts.snapshot() {
+        if let Some(h) = counts.hosts.get_mut(snap.host.as_str()) {
+            h.concurrency = snap.concurrency;
+            h.effective_concurrency = snap.effective;
+            h.delay_ms = snap.delay_ms;
+            h.paused_until_ms = snap.paused_until_ms;
         }
     }
 }

@@ -141,20 +141,8 @@ pub async fn run(
     let started = Instant::now();
     // Breaker pauses outlive the process.
     let pauses = blocking(&store, |store| store.host_pauses()).await??;
-    let (now_wall, now) = (now_ms(), tokio::time::Instant::now());
-    for (host, until) in pauses.into_iter().filter(|(_, until)| *until > now_wall) {
-        info!(%host, secs = (until - now_wall) / 1000, "Host still paused by the breaker.");
-        engine
-            .hosts
-            .pause(&host, now + Duration::from_millis(until - now_wall));
-    }
-    let mut internal_ok = target.allow_private_networks;
-    for url in &target.start_urls {
-        internal_ok = internal_ok || fetcher.policy().url_is_internal(url).await;
-    }
-    if !internal_ok && target.profiles().any(|p| !p.proxies.is_empty()) {
-        info!("Behind a proxy only raw-IP URLs can be checked for internal addresses: the proxy resolves names.");
-    }
+    hops::restore_pauses(&engine.hosts, pauses);
+    let internal_ok = hops::internal_ok(&target, fetcher.policy()).await;
     let mut frontier = match &start.resume {
         Some(resume) => Frontier::resume(&target, &resume.entries),
         None => Frontier::new(&target),
@@ -507,15 +495,7 @@ async fn crawl_loop(
             Err(e) => store_error = store_error.or(Some(e)),
         }
     }
-    // The limiter's view of each host the run touched, as the run ends.
-    for snap in engine.hosts.snapshot() {
-        if let Some(h) = counts.hosts.get_mut(snap.host.as_str()) {
-            h.concurrency = snap.concurrency;
-            h.effective_concurrency = snap.effective;
-            h.delay_ms = snap.delay_ms;
-            h.paused_until_ms = snap.paused_until_ms;
-        }
-    }
+    hops::note_limits(&mut counts, &engine.hosts);
     let status = match (&store_error, interrupted) {
         (Some(_), _) => RunStatus::Failed,
         (None, true) => RunStatus::Interrupted,
