@@ -148,6 +148,7 @@ pub struct Validators<'a> {
 }
 
 /// One request: what to get, under which profile and network policy.
+#[derive(Clone, Copy)]
 pub struct Request<'a> {
     pub url: &'a Url,
     pub profile: &'a Arc<Profile>,
@@ -364,7 +365,7 @@ impl Fetcher {
     pub async fn get_following(&self, mut req: Request<'_>) -> Result<Response, FetchError> {
         let first = req.url.clone();
         let mut url;
-        let mut resp = self.get(Request { ..req }).await?;
+        let mut resp = self.get(req).await?;
         for _ in 0..MAX_REDIRECTS {
             let Some(next) = resp.location.take() else {
                 return Ok(resp);

@@ -309,21 +309,20 @@ pub(super) fn record_outcome(
             if let Some(to) = response.location.take() {
                 let status = response.status;
                 let to = normalize_url(to, &target.strip_params);
-                let refused = |kind: &str| match kind {
-                    "address_refused" => format!("redirected to {to}, an internal address"),
-                    _ => format!("redirected to {to}, which the follow rules exclude"),
-                };
-                let kind = match frontier.offer_redirect(target, to.clone(), queued.depth) {
+                let refused = match frontier.offer_redirect(target, to.clone(), queued.depth) {
                     Ok(depth) => {
                         commit.admitted.push((to.as_str().to_owned(), depth));
                         None
                     }
                     Err(Refusal::AlreadySeen | Refusal::OverBudget | Refusal::TooDeep) => None,
-                    Err(Refusal::Internal) => Some("address_refused"),
-                    Err(_) => Some("redirect_refused"),
+                    Err(Refusal::Internal) => Some(Failure::Fetch(FetchError::Refused {
+                        url: to.clone(),
+                        why: "a redirect to an internal address".into(),
+                    })),
+                    Err(_) => Some(Failure::Redirect(to.clone())),
                 };
-                commit.outcome = match kind {
-                    Some(kind) => fail(counts, kind.to_owned(), refused(kind), Some(status)),
+                commit.outcome = match refused {
+                    Some(e) => fail(counts, e.kind().to_owned(), e.detail(), Some(status)),
                     None => PageOutcome::Fetched {
                         status,
                         etag: None,
