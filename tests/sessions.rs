@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{Request, Response};
-use common::{crawl_target, shop, write_configs, Resource, Site};
+use common::{crawl_target, serve_app, shop, write_configs, Resource, Site};
 use crawld::address::{is_internal, AddressPolicy};
 use crawld::crawl::Engine;
 use crawld::store::RunRecord;
@@ -71,38 +71,26 @@ type ProxyLog = Arc<Mutex<Vec<(&'static str, String, Option<String>)>>>;
 
 /// A forward HTTP proxy on loopback that records what passes through it.
 fn proxy(name: &'static str, log: ProxyLog) -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let client = reqwest::Client::builder().no_proxy().build().unwrap();
-            let app = axum::Router::new().fallback(move |req: Request<Body>| {
-                let (client, log) = (client.clone(), log.clone());
-                async move {
-                    let auth = req
-                        .headers()
-                        .get("proxy-authorization")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
-                    let uri = req.uri().to_string();
-                    log.lock().unwrap().push((name, uri.clone(), auth));
-                    let upstream = client.get(&uri).send().await.unwrap();
-                    let mut b = Response::builder().status(upstream.status().as_u16());
-                    for (k, v) in upstream.headers() {
-                        b = b.header(k.as_str(), v.as_bytes());
-                    }
-                    b.body(Body::from(upstream.bytes().await.unwrap())).unwrap()
-                }
-            });
-            axum::serve(listener, app).await.unwrap();
-        });
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let app = axum::Router::new().fallback(move |req: Request<Body>| {
+        let (client, log) = (client.clone(), log.clone());
+        async move {
+            let auth = req
+                .headers()
+                .get("proxy-authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let uri = req.uri().to_string();
+            log.lock().unwrap().push((name, uri.clone(), auth));
+            let upstream = client.get(&uri).send().await.unwrap();
+            let mut b = Response::builder().status(upstream.status().as_u16());
+            for (k, v) in upstream.headers() {
+                b = b.header(k.as_str(), v.as_bytes());
+            }
+            b.body(Body::from(upstream.bytes().await.unwrap())).unwrap()
+        }
     });
-    rx.recv().unwrap().to_string()
+    serve_app(app).to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,25 +139,11 @@ impl Site {
         let pages = Arc::new(RwLock::new(pages));
         let served = pages.clone();
         let stats = Arc::new(Stats::default());
-        let (tx, rx) = std::sync::mpsc::channel();
         let st = stats.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = axum::Router::new().fallback(move |req: Request<Body>| {
-                    let (pages, stats) = (served.clone(), st.clone());
-                    async move { serve(req, &pages, &stats).await }
-                });
-                axum::serve(listener, app).await.unwrap();
-            });
-        });
-        let addr = rx.recv().unwrap();
+        let addr = serve_app(axum::Router::new().fallback(move |req: Request<Body>| {
+            let (pages, stats) = (served.clone(), st.clone());
+            async move { serve(req, &pages, &stats).await }
+        }));
         Site { addr, stats, pages }
     }
 
@@ -188,6 +174,25 @@ impl Site {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
+}
+
+/// Serves `app` on 127.0.0.1 (an ephemeral port) from its own thread and
+/// runtime, so that sync and async tests can both use it.
+pub fn serve_app(app: axum::Router) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
 }
 
 async fn serve(
