@@ -60,16 +60,37 @@ impl ReadCommand {
 
 /// stdout, or a temporary file beside `out` that [`finish`] moves in place,
 /// so that a failed export never leaves a partial file.
-fn sink(out: Option<&Path>) -> Result<Box<dyn Write>, Exit> {
-    match out {
+fn sink(out: Option<&Path>) -> Result<Sink, Exit> {
+    let inner: Box<dyn Write> = match out {
         Some(path) => match std::fs::File::create(partial(path)) {
-            Ok(f) => Ok(Box::new(std::io::BufWriter::new(f))),
-            Err(e) => Err(fail(
-                Exit::Failed,
-                format!("cannot create {}: {e}", path.display()),
-            )),
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                return Err(fail(
+                    Exit::Failed,
+                    format!("cannot create {}: {e}", path.display()),
+                ))
+            }
         },
-        None => Ok(Box::new(std::io::BufWriter::new(std::io::stdout().lock()))),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    Ok(Sink { inner, bytes: 0 })
+}
+
+/// Where a reading command's output goes, counting what it was given: output
+/// on stdout cannot be taken back, so a failure after some of it must say so.
+struct Sink {
+    inner: Box<dyn Write>,
+    bytes: u64,
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -117,7 +138,7 @@ pub(super) async fn read(
         Err(exit) => return exit,
     };
     let local = if state.join("db").exists() {
-        Store::open(state)
+        Store::open_read(state)
     } else {
         Err(StoreError::Locked {
             dir: state.to_path_buf(),
@@ -166,7 +187,14 @@ pub(super) async fn read(
             fail(exit, e)
         }
     };
+    let written = sink.bytes;
     drop(sink);
+    if out.is_none() && exit != Exit::Ok && written > 0 {
+        eprintln!(
+            "error: the output on stdout is INCOMPLETE: the command failed after writing {written} bytes \
+             to stdout. With --out FILE, a failed export leaves no file instead"
+        );
+    }
     finish(out, exit)
 }
 

@@ -370,8 +370,9 @@ pub(crate) fn open_store(dir: &Path) -> Result<Arc<Store>, Exit> {
     })
 }
 
-/// Opens a store that must exist already: reading commands never create one
-/// (a mistyped `--state` would otherwise read as "no items").
+/// Opens a store that must exist already, for a command that only reads:
+/// reading commands never create one (a mistyped `--state` would otherwise
+/// read as "no items") and never write to it.
 pub(crate) fn open_existing_store(dir: &Path) -> Result<Arc<Store>, Exit> {
     if !dir.join("db").exists() {
         return Err(fail(
@@ -382,7 +383,10 @@ pub(crate) fn open_existing_store(dir: &Path) -> Result<Arc<Store>, Exit> {
             ),
         ));
     }
-    open_store(dir)
+    Store::open_read(dir).map(Arc::new).map_err(|e| {
+        let exit = Exit::from(&e);
+        fail(exit, e)
+    })
 }
 
 /// A token cancelled by Ctrl-C or SIGTERM.

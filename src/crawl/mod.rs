@@ -120,11 +120,22 @@ pub async fn run(
         keep_versions: target.keep_versions,
         keep_runs: target.keep_runs,
     };
-    let start = {
+    // Everything the run reads is read before its record is written, so that
+    // a store that cannot be read fails the command without changing it.
+    let (start, prev_pages) = {
         let target = target.clone();
         blocking(&store, move |store| {
+            // An incremental run needs every page's validators and links: one
+            // scan, each record handed out (moved, not copied) as its URL comes up.
+            // A full run reads them too, only to check that they can be read.
+            let pages = store.pages(&target.id)?;
             let urls: Vec<String> = target.start_urls.iter().map(|u| u.to_string()).collect();
-            store.start_run(&target.id, mode, &urls, &policy)
+            let start = store.start_run(&target.id, mode, &urls, &policy)?;
+            let pages = match start.run.mode {
+                RunMode::Incremental => pages,
+                RunMode::Full => HashMap::new(),
+            };
+            Ok::<_, StoreError>((start, pages))
         })
         .await??
     };
@@ -156,7 +167,7 @@ pub async fn run(
         &target,
         &fetcher,
         internal_ok,
-        mode,
+        prev_pages,
         &start,
         policy,
         &mut frontier,
@@ -231,7 +242,7 @@ async fn crawl_loop(
     target: &Arc<Target>,
     fetcher: &Fetcher,
     internal_ok: bool,
-    mode: RunMode,
+    mut prev_pages: HashMap<String, crate::store::PageRecord>,
     start: &RunStart,
     policy: RunPolicy,
     frontier: &mut Frontier,
@@ -259,15 +270,6 @@ async fn crawl_loop(
     if let Some(resume) = &start.resume {
         live.committed = resume.counts.pages_committed;
     }
-    // An incremental run needs every page's validators and links: read them
-    // in one scan, and hand each out (moved, not copied) as its URL comes up.
-    let mut prev_pages = match mode {
-        RunMode::Incremental => {
-            let id = target.id.clone();
-            blocking(store, move |store| store.pages(&id)).await??
-        }
-        RunMode::Full => Default::default(),
-    };
     let mut tasks: JoinSet<Outcome> = JoinSet::new();
     // What each task fetches, so that a task that panics is still accounted for.
     let mut in_flight: HashMap<tokio::task::Id, (Url, u32)> = HashMap::new();

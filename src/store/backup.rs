@@ -21,6 +21,8 @@ use super::{Store, StoreError, SEP};
 
 const MAGIC: &[u8] = b"CRAWLD-BACKUP 1\n";
 const END: u32 = u32::MAX;
+/// Records restored per sled batch.
+const RESTORE_BATCH: u64 = 1024;
 
 /// What `store check` found.
 #[derive(Debug, Default)]
@@ -39,7 +41,7 @@ impl Store {
         let mut frontier_crawls: HashSet<(String, u64)> = HashSet::new();
         let mut event_runs: HashSet<(String, u64)> = HashSet::new();
         for kv in self.data.iter() {
-            let (k, v) = kv.map_err(|e| self.write_err(e))?;
+            let (k, v) = kv?;
             report.records += 1;
             let parts: Vec<&[u8]> = k.splitn(3, |&b| b == SEP).collect();
             let target = parts
@@ -214,16 +216,11 @@ fn restore_into(path: &Path, file: &Path) -> Result<u64, String> {
         return Err("not a crawld backup (bad header)".into());
     }
     hash.update(&magic);
-    #[allow(clippy::disallowed_methods)]
-    // the one place that opens a sled database besides Store::open
-    let db = sled::Config::new()
-        .path(path)
-        .cache_capacity(super::CACHE_BYTES)
-        .open()
+    let tree = super::tree::Tree::open(path, super::CACHE_BYTES, false)
         .map_err(|e| format!("cannot create the store: {e}"))?;
-    let tree = db.open_tree("data").map_err(|e| e.to_string())?;
     let truncated = |_| "the file is truncated".to_owned();
     let mut n = 0u64;
+    let mut batch = sled::Batch::default();
     loop {
         let mut len = [0; 4];
         input.read_exact(&mut len).map_err(truncated)?;
@@ -241,8 +238,12 @@ fn restore_into(path: &Path, file: &Path) -> Result<u64, String> {
         hash.update(&key);
         hash.update(&vlen);
         hash.update(&value);
-        tree.insert(key, value).map_err(|e| e.to_string())?;
+        batch.insert(key, value);
         n += 1;
+        if n.is_multiple_of(RESTORE_BATCH) {
+            tree.apply_batch(std::mem::take(&mut batch))
+                .map_err(|e| e.to_string())?;
+        }
     }
     let mut count = [0; 8];
     input.read_exact(&mut count).map_err(truncated)?;
@@ -252,7 +253,8 @@ fn restore_into(path: &Path, file: &Path) -> Result<u64, String> {
     if u64::from_be_bytes(count) != n || u64::from_be_bytes(digest) != hash.digest() {
         return Err("checksum mismatch: the file is damaged".into());
     }
-    db.flush().map_err(|e| e.to_string())?;
+    tree.apply_batch(batch).map_err(|e| e.to_string())?;
+    tree.flush().map_err(|e| e.to_string())?;
     Ok(n)
 }
 

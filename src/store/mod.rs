@@ -18,6 +18,8 @@ mod backup;
 mod lock;
 mod records;
 mod runs;
+mod settle;
+mod tree;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +34,7 @@ pub use records::{
     RunRecord, RunStatus, FORMAT,
 };
 pub use runs::{Resume, RunPolicy, RunStart};
+pub use tree::{Op, SledError};
 pub use writer::{CommitStats, PageCommit, PageOutcome, RunWriter};
 
 use crate::ids::{HostKey, RunId, TargetId};
@@ -52,7 +55,7 @@ pub enum StoreError {
     Open {
         path: PathBuf,
         #[source]
-        source: sled::Error,
+        source: SledError,
     },
     #[error("{what} {path}: {source}")]
     Io {
@@ -61,11 +64,53 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("store write failed at {path}: {source}")]
+    #[error(
+        "cannot read the store at {path}: {source}. Restore a backup into an empty state dir with \
+         `crawld store restore FILE`, or move the state dir aside"
+    )]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: SledError,
+    },
+    #[error("cannot write the store at {path}: {source}")]
     Write {
         path: PathBuf,
         #[source]
-        source: sled::Error,
+        source: SledError,
+    },
+    #[error(
+        "the store at {path} is damaged: sled failed while {op} it ({detail}). crawld stopped using \
+         it and left its files as they are: restore a backup into an empty state dir with \
+         `crawld store restore FILE`, or move the state dir aside"
+    )]
+    Damaged {
+        path: PathBuf,
+        op: Op,
+        detail: String,
+    },
+    #[error(
+        "the store at {path} was not closed cleanly, and reading it in place would let sled write \
+         to it: crawld reads a copy instead, but could not make one in the temporary directory \
+         ({source}). Point TMPDIR at a filesystem with room for the store, or run `crawld crawl` \
+         once, which recovers it"
+    )]
+    Scratch {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the store at {path} was opened for reading only, and a write was attempted")]
+    ReadOnly { path: PathBuf },
+    #[error(
+        "only {available} bytes free on the filesystem of {path}: crawld does not open a store with \
+         less than {reserve} bytes free, because opening lets sled write recovery data that a full \
+         disk could tear. Nothing was read or written: free space and run the command again"
+    )]
+    NoSpaceToOpen {
+        path: PathBuf,
+        available: u64,
+        reserve: u64,
     },
     #[error("corrupt record {key:?} in the store at {path}: {detail}")]
     Corrupt {
@@ -99,9 +144,10 @@ pub enum StoreError {
 
 /// An open state directory. Holding it holds the directory's lock.
 pub struct Store {
-    db: sled::Db,
-    data: sled::Tree,
+    data: tree::Tree,
     path: PathBuf,
+    /// Opened by a command that only reads: every write is refused.
+    reading: bool,
     /// Serialises commits, so that the commit counter only grows.
     commits: std::sync::Mutex<Commits>,
     _lock: StateLock,
@@ -110,6 +156,23 @@ pub struct Store {
 /// Free space below which commits stop: sled can tear a batch when the disk
 /// fills up in the middle of writing it, so crawld stops well before.
 pub const MIN_FREE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Free space a run's last record may still use: the run that stopped at
+/// [`MIN_FREE_BYTES`] records why it ended (a few KB) from this reserve.
+const END_FREE_BYTES: u64 = 1024 * 1024;
+
+/// What a commit is, for the free-space reserve and the commit mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// Pages and other records: the commit mark is written at most every
+    /// [`MARK_EVERY`].
+    Pages,
+    /// A run's first record: the mark is written now.
+    Start,
+    /// A run's last record: the mark is written now, and the record may use
+    /// the reserve below [`MIN_FREE_BYTES`], down to [`END_FREE_BYTES`].
+    End,
+}
 
 /// How often the commit mark is rewritten, at most.
 const MARK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -127,30 +190,44 @@ const COMMITS: &[u8] = b"m\0commits";
 const COMMIT_MARK: &str = "crawld.commit";
 
 impl Store {
-    /// Opens (creating if needed) the store in `state_dir`, taking its lock.
-    /// Runs left "running" by a process that died are marked interrupted.
+    /// Opens (creating if needed) the store in `state_dir`, taking its lock,
+    /// for a command that writes. Runs left "running" by a process that died
+    /// are marked interrupted.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Io {
             what: "cannot create the state dir",
             path: state_dir.to_path_buf(),
             source,
         })?;
+        let store = Store::open_as(state_dir, false)?;
+        store.interrupt_stale_runs()?;
+        Ok(store)
+    }
+
+    /// Opens the existing store in `state_dir`, taking its lock, for a command
+    /// that only reads: crawld writes nothing (writes return
+    /// [`StoreError::ReadOnly`]) and sled runs no background flusher. sled
+    /// itself may still write recovery data while it opens, which is why
+    /// both opens first check for free space.
+    pub fn open_read(state_dir: &Path) -> Result<Self, StoreError> {
+        Store::open_as(state_dir, true)
+    }
+
+    fn open_as(state_dir: &Path, reading: bool) -> Result<Self, StoreError> {
         let lock = StateLock::acquire(state_dir)?;
         let path = state_dir.join("db");
+        let available = free_bytes(state_dir);
+        if available < MIN_FREE_BYTES {
+            return Err(StoreError::NoSpaceToOpen {
+                path,
+                available,
+                reserve: MIN_FREE_BYTES,
+            });
+        }
         let existed = path.exists();
-        let open_err = |source| StoreError::Open {
-            path: path.clone(),
-            source,
-        };
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(open_err)?;
-        let data = db.open_tree("data").map_err(open_err)?;
+        let data = tree::Tree::open(&path, CACHE_BYTES, reading)?;
         let found = data
-            .get(COMMITS)
-            .map_err(open_err)?
+            .get(COMMITS)?
             .and_then(|v| v.as_ref().try_into().ok())
             .map_or(0, u64::from_be_bytes);
         let mark = std::fs::read_to_string(state_dir.join(COMMIT_MARK))
@@ -163,38 +240,42 @@ impl Store {
                 expected,
             });
         }
-        let store = Store {
-            db,
+        Ok(Store {
             data,
             path,
+            reading,
             commits: std::sync::Mutex::new(Commits {
                 last: found,
                 marked: None,
             }),
             _lock: lock,
-        };
-        store.interrupt_stale_runs()?;
-        Ok(store)
+        })
     }
 
     /// Applies `batch` atomically, flushes it to disk (blocking), and records
     /// the commit's number beside the store.
     fn apply(&self, batch: sled::Batch) -> Result<(), StoreError> {
-        self.apply_marked(batch, false)
+        self.apply_marked(batch, Commit::Pages)
     }
 
-    /// [`Store::apply`], writing the commit mark now when `force`d (a run's
-    /// start and end), else at most every [`MARK_EVERY`].
-    fn apply_marked(&self, mut batch: sled::Batch, force: bool) -> Result<(), StoreError> {
+    /// [`Store::apply`] for a commit of the given kind: see [`Commit`].
+    fn apply_marked(&self, mut batch: sled::Batch, kind: Commit) -> Result<(), StoreError> {
         let mut commits = self
             .commits
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.reading {
+            return Err(StoreError::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
         let next = commits.last + 1;
-        let available = rustix::fs::statvfs(&self.path)
-            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
-            .unwrap_or(u64::MAX);
-        if available < MIN_FREE_BYTES {
+        let available = free_bytes(&self.path);
+        let reserve = match kind {
+            Commit::Pages | Commit::Start => MIN_FREE_BYTES,
+            Commit::End => END_FREE_BYTES,
+        };
+        if available < reserve {
             return Err(StoreError::DiskFull {
                 path: self.path.clone(),
                 available,
@@ -202,14 +283,12 @@ impl Store {
             });
         }
         batch.insert(COMMITS, &next.to_be_bytes());
-        self.data
-            .apply_batch(batch)
-            .map_err(|e| self.write_err(e))?;
-        self.flush()?;
+        self.data.apply_batch(batch)?;
+        self.data.flush()?;
         commits.last = next;
         // The mark is a guard against lost files, not part of the commit: it
         // may lag (never lead), so it is written at most every MARK_EVERY.
-        if !force && commits.marked.is_some_and(|t| t.elapsed() < MARK_EVERY) {
+        if kind == Commit::Pages && commits.marked.is_some_and(|t| t.elapsed() < MARK_EVERY) {
             return Ok(());
         }
         commits.marked = Some(std::time::Instant::now());
@@ -235,13 +314,6 @@ impl Store {
         &self.path
     }
 
-    fn write_err(&self, source: sled::Error) -> StoreError {
-        StoreError::Write {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
     fn decode<T: DeserializeOwned>(&self, key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
         serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
             path: self.path.clone(),
@@ -256,13 +328,9 @@ impl Store {
         prefix: Vec<u8>,
     ) -> impl Iterator<Item = Result<T, StoreError>> + '_ {
         self.data.scan_prefix(prefix).map(move |kv| {
-            let (k, v) = kv.map_err(|e| self.write_err(e))?;
+            let (k, v) = kv?;
             self.decode(&k, &v)
         })
-    }
-
-    fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(|e| self.write_err(e))
     }
 
     /// A target's runs, oldest first.
@@ -270,7 +338,19 @@ impl Store {
         &self,
         target: &TargetId,
     ) -> impl Iterator<Item = Result<RunRecord, StoreError>> + '_ {
+        // This process holds the state dir's lock, so no run is running: a
+        // reader shows a run left "running" by a dead process as the writer
+        // that opens the store next will record it, without writing.
+        let reading = self.reading;
         self.scan(prefixed(b'r', &[target.as_str().as_bytes()]))
+            .map(move |run| {
+                run.map(|mut run: RunRecord| {
+                    if reading && run.status == RunStatus::Running {
+                        run.status = RunStatus::Interrupted;
+                    }
+                    run
+                })
+            })
     }
 
     /// A target's current items (tombstones included), by kind then key.
@@ -306,8 +386,7 @@ impl Store {
         let key = fired_key(target, mode);
         let ms = self
             .data
-            .get(&key)
-            .map_err(|e| self.write_err(e))?
+            .get(&key)?
             .and_then(|v| v.as_ref().try_into().ok())
             .map(i64::from_be_bytes);
         Ok(ms.and_then(chrono::DateTime::from_timestamp_millis))
@@ -333,7 +412,7 @@ impl Store {
     pub fn host_pauses(&self) -> Result<Vec<(HostKey, u64)>, StoreError> {
         let mut out = Vec::new();
         for kv in self.data.scan_prefix([b'h', SEP]) {
-            let (k, v) = kv.map_err(|e| self.write_err(e))?;
+            let (k, v) = kv?;
             let host = k.get(2..k.len().saturating_sub(1)).unwrap_or_default();
             let (Ok(host), Ok(ms)) = (std::str::from_utf8(host), <[u8; 8]>::try_from(v.as_ref()))
             else {
@@ -374,7 +453,7 @@ impl Store {
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
-        match self.data.get(key).map_err(|e| self.write_err(e))? {
+        match self.data.get(key)? {
             Some(v) => self.decode(key, &v).map(Some),
             None => Ok(None),
         }
@@ -395,6 +474,14 @@ impl Store {
         }
         self.apply(batch)
     }
+}
+
+/// Bytes available to crawld on the filesystem of `path` (or of its
+/// nearest existing ancestor); unknown counts as plenty.
+pub(crate) fn free_bytes(path: &Path) -> u64 {
+    path.ancestors()
+        .find_map(|p| rustix::fs::statvfs(p).ok())
+        .map_or(u64::MAX, |s| s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 fn encode<T: serde::Serialize>(store: &Store, value: &T) -> Result<Vec<u8>, StoreError> {

@@ -127,7 +127,7 @@ impl Store {
             batch.insert(frontier_key(target, id, 0), encode(self, &chunk)?);
         }
         batch.insert(run_key(target, id), encode(self, &run)?);
-        self.apply_marked(batch, true)?;
+        self.apply_marked(batch, super::Commit::Start)?;
         Ok(RunStart {
             run,
             chain,
@@ -145,10 +145,7 @@ impl Store {
                 .map_or(0, u64::from_be_bytes);
             Some((n + 1).to_be_bytes().to_vec())
         };
-        let new = self
-            .data
-            .update_and_fetch(NEXT_RUN, bump)
-            .map_err(|e| self.write_err(e))?;
+        let new = self.data.update_and_fetch(NEXT_RUN, bump)?;
         let id = new
             .as_deref()
             .and_then(|b| b.try_into().ok())
@@ -168,7 +165,7 @@ impl Store {
         let mut entries: std::collections::HashMap<String, FrontierEntry> = HashMap::new();
         let mut next = 0;
         for kv in self.data.scan_prefix(&prefix) {
-            let (k, v) = kv.map_err(|e| self.write_err(e))?;
+            let (k, v) = kv?;
             let seq = k
                 .get(skip..)
                 .and_then(|b| b.try_into().ok())

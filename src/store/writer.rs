@@ -336,7 +336,7 @@ impl RunWriter {
                 .data
                 .scan_prefix(frontier_prefix(&target, self.run.crawl))
             {
-                let (k, _) = kv.map_err(|e| store.write_err(e))?;
+                let (k, _) = kv?;
                 batch.remove(k);
             }
             let runs: Vec<RunRecord> = store.runs(&target).collect::<Result<_, _>>()?;
@@ -349,14 +349,14 @@ impl RunWriter {
                     failure_prefix(&target, old.id),
                 ] {
                     for kv in store.data.scan_prefix(prefix) {
-                        let (k, _) = kv.map_err(|e| store.write_err(e))?;
+                        let (k, _) = kv?;
                         batch.remove(k);
                     }
                 }
             }
         }
         batch.insert(run_key(&target, self.run.id), encode(&store, &self.run)?);
-        store.apply_marked(batch, true)?;
+        store.apply_marked(batch, super::Commit::End)?;
         Ok(self.run)
     }
 

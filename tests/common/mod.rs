@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod state;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
