@@ -43,9 +43,15 @@ pub(super) async fn status(state: &StateArg, json: bool) -> Exit {
         Ok(v) => v,
         Err(exit) => return exit,
     };
+    // Configuration errors are a problem to act on, as for `check`: exit 78
+    // after the whole status, so scripts and monitors see them.
+    let exit = match v["errors"].as_object() {
+        Some(errors) if !errors.is_empty() => Exit::Config,
+        _ => Exit::Ok,
+    };
     if json {
         outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        return Exit::Ok;
+        return exit;
     }
     outln!(
         "crawld pid {} · {} run(s) in progress, {} queued",
@@ -118,7 +124,7 @@ pub(super) async fn status(state: &StateArg, json: bool) -> Exit {
             }
         }
     }
-    Exit::Ok
+    exit
 }
 
 /// One host of `status`: its limits now and what it answered.

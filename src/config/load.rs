@@ -10,6 +10,7 @@ use super::compile::{self, Context};
 use super::error::{ConfigError, Source};
 use super::profile::{self, Declared};
 use super::raw::RawFile;
+use super::typed;
 use super::TargetSet;
 use crate::ids::{ProfileName, TargetId};
 
@@ -95,7 +96,7 @@ pub fn load_files(files: ConfigFiles, env: &dyn Fn(&str) -> Option<String>) -> L
             path: path.clone(),
             text: text.into(),
         };
-        // Every syntax error of the file at once; then the first type or key error,
+        // Every syntax error of the file at once; then every type or key error,
         // located and named by its dotted key.
         let (doc, syntax) = toml::de::DeTable::parse_recoverable(&source.text);
         if !syntax.is_empty() {
@@ -111,13 +112,12 @@ pub fn load_files(files: ConfigFiles, env: &dyn Fn(&str) -> Option<String>) -> L
             report.invalid_targets.insert(TargetId::new(stem), path);
             continue;
         }
-        match toml::from_str::<RawFile>(&source.text) {
+        match typed::raw_file(&source, &doc) {
             Ok(raw) => parsed.push((source, raw)),
-            Err(e) => {
-                let span = e.span().unwrap_or(0..0);
-                let key = key_path(doc.get_ref(), span.start);
-                let message = e.message().trim_end().to_owned();
-                push(&mut report, source.error(span, key, message));
+            Err(errors) => {
+                for e in errors {
+                    push(&mut report, e);
+                }
                 // Whatever this file declared is unknown; a target of the same name must not run.
                 report.invalid_targets.insert(TargetId::new(stem), path);
             }
@@ -221,41 +221,6 @@ pub fn load_files(files: ConfigFiles, env: &dyn Fn(&str) -> Option<String>) -> L
         errors.sort_by_key(|e| e.position.map(|p| (p.line, p.column)));
     }
     report
-}
-
-/// The dotted key whose key or value covers byte `pos` (`items.book.fields.price`).
-/// Tables made by `[a.b]` headers have no span of their own, so every
-/// branch is searched.
-fn key_path(table: &toml::de::DeTable<'_>, pos: usize) -> Option<String> {
-    fn walk(value: &toml::de::DeValue<'_>, pos: usize) -> Option<Vec<String>> {
-        match value {
-            toml::de::DeValue::Table(t) => t.iter().find_map(|(k, v)| {
-                let here = k.span().contains(&pos) || v.span().contains(&pos);
-                match walk(v.get_ref(), pos) {
-                    Some(mut below) => {
-                        below.insert(0, k.get_ref().to_string());
-                        Some(below)
-                    }
-                    None => here.then(|| vec![k.get_ref().to_string()]),
-                }
-            }),
-            toml::de::DeValue::Array(a) => a.iter().enumerate().find_map(|(i, v)| {
-                let mut below = walk(v.get_ref(), pos)?;
-                below.insert(0, format!("[{i}]"));
-                Some(below)
-            }),
-            _ => None,
-        }
-    }
-    let path = walk(&toml::de::DeValue::Table(table.clone()), pos)?;
-    let mut out = String::new();
-    for part in path {
-        if !out.is_empty() && !part.starts_with('[') {
-            out.push('.');
-        }
-        out.push_str(&part);
-    }
-    Some(out)
 }
 
 fn push(report: &mut LoadReport, e: ConfigError) {

@@ -2,16 +2,20 @@
 //! and compiled into a [`TargetSet`] that the rest of crawld runs from.
 //!
 //! `raw` mirrors the files, `compile` validates them into the types below,
-//! `load` reads a directory and collects every error with its position.
+//! `load` reads a directory and collects every error with its position
+//! (`typed` every type and key error of a file, `hint` where a misplaced key
+//! belongs).
 
 mod compile;
 mod error;
+mod hint;
 mod identity;
 mod items;
 mod load;
 mod profile;
 mod raw;
 mod schedule;
+mod typed;
 mod values;
 
 use std::collections::BTreeMap;

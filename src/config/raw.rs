@@ -83,9 +83,10 @@ pub struct RawField {
     pub join: Option<Spanned<String>>,
 }
 
+/// The table form of a field (also read by [`super::hint`] for its keys).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawFieldTable {
+pub(super) struct RawFieldTable {
     css: Spanned<String>,
     #[serde(rename = "type")]
     kind: Option<Spanned<String>>,

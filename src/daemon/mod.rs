@@ -262,7 +262,15 @@ impl Daemon {
 
     async fn reload(&mut self) {
         match reload::load(&self.opts.configs, &self.last_good()) {
-            Ok(loaded) => self.apply(loaded).await,
+            Ok(loaded) => {
+                self.apply(loaded).await;
+                // Errors were logged when they appeared; the count says they remain.
+                info!(
+                    targets = self.set.targets.len(),
+                    errors = self.errors.len(),
+                    "Configs reloaded."
+                );
+            }
             Err(e) => {
                 // The directory itself is unreadable: keep everything as it is.
                 error!(error = %e, "Reload failed; the running configuration stays.");
@@ -273,9 +281,7 @@ impl Daemon {
 
     /// Makes `loaded` the running configuration, changing only what differs.
     async fn apply(&mut self, loaded: reload::Loaded) {
-        for e in &loaded.errors {
-            error!("Config error: {e}");
-        }
+        reload::log_error_news(&self.errors, &loaded);
         let diff = reload::diff(&self.set, &loaded.set);
         for id in &diff.removed {
             info!(target = %id, "Target removed: unscheduled.");

@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use notify_debouncer_mini::notify::{self, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
+use tracing::{error, info};
 
 use crate::config::{self, ConfigError, Target, TargetSet};
 use crate::ids::TargetId;
@@ -159,7 +161,7 @@ pub fn diff(old: &TargetSet, new: &TargetSet) -> Diff {
 
 /// Whether a changed path can matter: not hidden, not an editor's backup,
 /// swap or temporary file.
-fn relevant(path: &Path) -> bool {
+fn relevant_path(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
@@ -169,14 +171,33 @@ fn relevant(path: &Path) -> bool {
         || name.ends_with(".tmp"))
 }
 
+/// Whether an event can change what a load reads: a file created, written,
+/// renamed, removed or made (un)readable. Opens, reads and closes after
+/// reading are not: the daemon's own reload reads every file, so reacting
+/// to them reloads forever.
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+    }
+}
+
+/// Whether a watcher event calls for a reload. A kernel queue overflow
+/// ("rescan") does: changes may have been lost.
+fn relevant(event: &notify::Event) -> bool {
+    event.need_rescan()
+        || (changes_content(&event.kind) && event.paths.iter().any(|p| relevant_path(p)))
+}
+
 /// Watches the configs directory (not its files: editors replace them by
-/// renaming) and signals every relevant change; the daemon waits for a quiet
-/// period before it reloads, which debounces bursts. Errors, and a kernel
-/// queue overflow ("rescan"), also signal: a reload rescans everything.
+/// renaming) and signals every change of content; the daemon waits for a
+/// quiet period before it reloads, which debounces bursts. Errors also
+/// signal: a reload rescans everything.
 pub fn watch(configs: &Path, tx: mpsc::UnboundedSender<()>) -> Result<RecommendedWatcher, String> {
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let matters = match res {
-            Ok(event) => event.need_rescan() || event.paths.iter().any(|p| relevant(p)),
+            Ok(event) => relevant(&event),
             Err(_) => true,
         };
         if matters {
@@ -190,6 +211,58 @@ pub fn watch(configs: &Path, tx: mpsc::UnboundedSender<()>) -> Result<Recommende
     Ok(watcher)
 }
 
+/// What a load changed in the configuration errors, so that each is logged
+/// once when it appears rather than at every reload.
+#[derive(Debug, Default, PartialEq)]
+pub struct ErrorNews<'a> {
+    /// Every error of each file whose errors differ from the last load's.
+    pub appeared: Vec<&'a ConfigError>,
+    /// Files that had errors and now load.
+    pub fixed: Vec<&'a Path>,
+    /// Files that had errors and are gone.
+    pub gone: Vec<&'a Path>,
+}
+
+/// Compares the errors of the running configuration (`old`) with a new load's.
+pub fn error_news<'a>(old: &'a [ConfigError], new: &'a Loaded) -> ErrorNews<'a> {
+    fn by_file(errors: &[ConfigError]) -> BTreeMap<&Path, Vec<&ConfigError>> {
+        let mut out: BTreeMap<&Path, Vec<&ConfigError>> = BTreeMap::new();
+        for e in errors {
+            out.entry(e.file.as_path()).or_default().push(e);
+        }
+        out
+    }
+    let (old, current) = (by_file(old), by_file(&new.errors));
+    let mut news = ErrorNews::default();
+    for (file, errors) in &current {
+        if old.get(file) != Some(errors) {
+            news.appeared.extend(errors);
+        }
+    }
+    for file in old.keys().filter(|f| !current.contains_key(*f)) {
+        if new.good.iter().any(|(p, _)| p == file) {
+            news.fixed.push(file);
+        } else {
+            news.gone.push(file);
+        }
+    }
+    news
+}
+
+/// Logs each error when it appears, and each file that had errors and no longer has.
+pub fn log_error_news(old: &[ConfigError], new: &Loaded) {
+    let news = error_news(old, new);
+    for e in &news.appeared {
+        error!("Config error: {e}");
+    }
+    for file in &news.fixed {
+        info!(file = %file.display(), "Config file fixed: it loads again.");
+    }
+    for file in &news.gone {
+        info!(file = %file.display(), "Config file with errors removed.");
+    }
+}
+
 /// Errors by file, for status.
 pub fn errors_by_file(errors: &[ConfigError]) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -199,4 +272,69 @@ pub fn errors_by_file(errors: &[ConfigError]) -> BTreeMap<String, Vec<String>> {
             .push(e.to_string());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, DataChange, ModifyKind, RemoveKind, RenameMode};
+
+    fn event(kind: EventKind, name: &str) -> notify::Event {
+        notify::Event::new(kind).add_path(PathBuf::from("/configs").join(name))
+    }
+
+    #[test]
+    fn reads_of_the_configs_are_not_changes() {
+        // What the daemon's own reload causes: it must not cause the next one.
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+        ] {
+            assert!(!relevant(&event(kind, "shop.toml")), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Remove(RemoveKind::File),
+        ] {
+            assert!(relevant(&event(kind, "shop.toml")), "{kind:?}");
+            assert!(!relevant(&event(kind, ".shop.toml.swp")), "{kind:?}");
+        }
+        let overflow = notify::Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
+        assert!(relevant(&overflow));
+    }
+
+    fn loaded(errors: &[ConfigError], good: &[&str]) -> Loaded {
+        Loaded {
+            errors: errors.to_vec(),
+            good: good
+                .iter()
+                .map(|p| (PathBuf::from(p), String::new()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_error_is_news_once_and_its_fix_is_news() {
+        let a = ConfigError::file(Path::new("a.toml"), "bad");
+        let a2 = ConfigError::file(Path::new("a.toml"), "worse");
+        let b = ConfigError::file(Path::new("b.toml"), "bad");
+        let first = loaded(&[a.clone(), b.clone()], &[]);
+        assert_eq!(error_news(&[], &first).appeared, vec![&a, &b]);
+        // The same errors again: nothing to say.
+        assert_eq!(error_news(&first.errors, &first), ErrorNews::default());
+        // a changed, b fixed.
+        let next = loaded(std::slice::from_ref(&a2), &["b.toml"]);
+        let news = error_news(&first.errors, &next);
+        assert_eq!(news.appeared, vec![&a2]);
+        assert_eq!(news.fixed, vec![Path::new("b.toml")]);
+        // a deleted.
+        let last = loaded(&[], &["b.toml"]);
+        let news = error_news(&next.errors, &last);
+        assert_eq!(news.gone, vec![Path::new("a.toml")]);
+    }
 }

@@ -67,8 +67,8 @@ impl Daemon {
             .arg(&self.state)
             .output()
             .ok()?;
-        out.status
-            .success()
+        // 78: the status, with configuration errors.
+        matches!(out.status.code(), Some(0 | 78))
             .then(|| serde_json::from_slice(&out.stdout).ok())
             .flatten()
     }
