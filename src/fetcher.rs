@@ -40,6 +40,15 @@ pub enum FetchError {
         #[source]
         source: reqwest::Error,
     },
+    /// The TLS handshake failed: an untrusted, expired or mismatched
+    /// certificate, or no protocol in common. Another attempt would fail the same way.
+    #[error("{url}: TLS handshake failed: {source} (not retried: the site's certificate or TLS setup is at fault)")]
+    Tls {
+        url: Url,
+        // Boxed: rustls' error is large, and every fetch returns this type.
+        #[source]
+        source: Box<rustls::Error>,
+    },
     #[error("{url}: too many redirects or a redirect loop")]
     Redirect { url: Url },
     #[error("{url}: body larger than the {limit}-byte cap")]
@@ -67,6 +76,7 @@ impl FetchError {
             FetchError::Client(_) => "client",
             FetchError::Timeout { .. } => "timeout",
             FetchError::Connect { .. } => "connect",
+            FetchError::Tls { .. } => "tls",
             FetchError::Redirect { .. } => "redirect",
             FetchError::TooLarge { .. } => "too_large",
             FetchError::Body { .. } => "body",
@@ -75,14 +85,22 @@ impl FetchError {
         }
     }
 
+    /// Classifies a reqwest error by its source chain: reqwest reports a
+    /// refused address and a failed TLS handshake alike as connect errors.
     fn from_reqwest(url: &Url, e: reqwest::Error, reading_body: bool) -> Self {
         let url = url.clone();
-        let mut cause: Option<&dyn std::error::Error> = Some(&e);
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         while let Some(c) = cause {
             if let Some(internal) = c.downcast_ref::<InternalAddress>() {
                 return FetchError::Refused {
                     why: internal.to_string(),
                     url,
+                };
+            }
+            if let Some(tls) = tls_error(c) {
+                return FetchError::Tls {
+                    url,
+                    source: Box::new(tls.clone()),
                 };
             }
             cause = c.source();
@@ -98,6 +116,18 @@ impl FetchError {
         } else {
             FetchError::Request { url, source: e }
         }
+    }
+}
+
+/// The rustls error in one link of a source chain. tokio-rustls wraps it in
+/// an `io::Error`, which hyper-rustls wraps in another, and an `io::Error`'s
+/// `source()` skips the error it wraps: look inside, layer by layer.
+fn tls_error<'a>(mut e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    loop {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
     }
 }
 
@@ -249,8 +279,12 @@ impl Fetcher {
 
     /// GETs one URL, conditionally when validators are given. HTTP error
     /// statuses, redirects and 304 are responses, not errors; their bodies
-    /// are not read.
+    /// are not read. A body over the profile's `max_body` fails the fetch.
     pub async fn get(&self, req: Request<'_>) -> Result<Response, FetchError> {
+        self.fetch(req, BodyCap::Fail(req.profile.max_body)).await
+    }
+
+    async fn fetch(&self, req: Request<'_>, cap: BodyCap) -> Result<Response, FetchError> {
         let url = req.url;
         if !req.internal_ok {
             if let Some(why) = self.net.policy.refuses(url) {
@@ -338,13 +372,7 @@ impl Fetcher {
             .and_then(|v| v.parse::<u64>().ok());
         let body = if resp.status().is_success() {
             let compressed = h.contains_key(reqwest::header::CONTENT_ENCODING);
-            read_body(
-                resp,
-                url,
-                if compressed { None } else { declared_len },
-                profile.max_body,
-            )
-            .await?
+            read_body(resp, url, if compressed { None } else { declared_len }, cap).await?
         } else {
             Bytes::new()
         };
@@ -361,11 +389,26 @@ impl Fetcher {
     }
 
     /// GETs a URL and follows its redirects (up to [`MAX_REDIRECTS`]), with
-    /// no host limits: for robots.txt and `crawld test`.
-    pub async fn get_following(&self, mut req: Request<'_>) -> Result<Response, FetchError> {
+    /// no host limits: for `crawld test`.
+    pub async fn get_following(&self, req: Request<'_>) -> Result<Response, FetchError> {
+        self.follow(req, BodyCap::Fail(req.profile.max_body)).await
+    }
+
+    /// Like [`Fetcher::get_following`], but reads at most `limit` bytes of
+    /// the body and leaves the rest unread instead of failing: for
+    /// robots.txt, of which a crawler honours a prefix (RFC 9309 §2.5).
+    pub async fn get_prefix_following(
+        &self,
+        req: Request<'_>,
+        limit: u64,
+    ) -> Result<Response, FetchError> {
+        self.follow(req, BodyCap::Prefix(limit)).await
+    }
+
+    async fn follow(&self, mut req: Request<'_>, cap: BodyCap) -> Result<Response, FetchError> {
         let first = req.url.clone();
         let mut url;
-        let mut resp = self.get(req).await?;
+        let mut resp = self.fetch(req, cap).await?;
         for _ in 0..MAX_REDIRECTS {
             let Some(next) = resp.location.take() else {
                 return Ok(resp);
@@ -374,13 +417,12 @@ impl Fetcher {
             if HostKey::of(&url) != HostKey::of(&first) {
                 req.headers = empty_headers();
             }
-            resp = self
-                .get(Request {
-                    url: &url,
-                    validators: Validators::default(),
-                    ..req
-                })
-                .await?;
+            let hop = Request {
+                url: &url,
+                validators: Validators::default(),
+                ..req
+            };
+            resp = self.fetch(hop, cap).await?;
         }
         Err(FetchError::Redirect { url: first })
     }
@@ -391,31 +433,47 @@ fn empty_headers() -> &'static HeaderMap {
     EMPTY.get_or_init(HeaderMap::new)
 }
 
-/// Streams the body, failing as soon as it passes the cap (counted after
-/// decompression, so a small gzip bomb cannot blow memory up).
+/// What a body longer than its limit does.
+#[derive(Debug, Clone, Copy)]
+enum BodyCap {
+    /// Fails the fetch ([`FetchError::TooLarge`]): a page.
+    Fail(u64),
+    /// Keeps the first bytes and stops reading: robots.txt.
+    Prefix(u64),
+}
+
+/// Streams the body up to the cap (counted after decompression, so a small
+/// gzip bomb cannot blow memory up), then fails or stops as the cap says.
 async fn read_body(
     mut resp: reqwest::Response,
     url: &Url,
     declared: Option<u64>,
-    limit: u64,
+    cap: BodyCap,
 ) -> Result<Bytes, FetchError> {
-    if declared.is_some_and(|n| n > limit) {
-        return Err(FetchError::TooLarge {
-            url: url.clone(),
-            limit,
-        });
-    }
+    let too_large = |limit| FetchError::TooLarge {
+        url: url.clone(),
+        limit,
+    };
+    let limit = match cap {
+        BodyCap::Fail(limit) if declared.is_some_and(|n| n > limit) => {
+            return Err(too_large(limit))
+        }
+        BodyCap::Fail(limit) | BodyCap::Prefix(limit) => limit,
+    };
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(limit) as usize);
     while let Some(chunk) = resp
         .chunk()
         .await
         .map_err(|e| FetchError::from_reqwest(url, e, true))?
     {
-        if (buf.len() + chunk.len()) as u64 > limit {
-            return Err(FetchError::TooLarge {
-                url: url.clone(),
-                limit,
-            });
+        let room = limit.saturating_sub(buf.len() as u64);
+        if chunk.len() as u64 > room {
+            if let BodyCap::Fail(limit) = cap {
+                return Err(too_large(limit));
+            }
+            // The rest is never read: dropping the response closes its connection.
+            buf.extend_from_slice(&chunk[..room as usize]);
+            break;
         }
         buf.extend_from_slice(&chunk);
     }

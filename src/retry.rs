@@ -2,7 +2,7 @@
 //!
 //! | answer                                              | verdict   |
 //! |-----------------------------------------------------|-----------|
-//! | 2xx, 304, 404, 410                                  | done      |
+//! | 2xx, 304, 404, 410 (404/410: recorded failed, the page gone) | done |
 //! | 429, 503                                            | requeue after a host-wide backoff (Retry-After honoured) |
 //! | 408, 425, 500, 502, 504, timeouts, connection errors, truncated bodies | retry with backoff |
 //! | other 4xx and 5xx, redirect loops, bodies over the cap, TLS errors | final     |
@@ -40,20 +40,14 @@ pub fn for_status(status: u16) -> Verdict {
 /// The verdict for a transport error.
 pub fn for_error(e: &FetchError) -> Verdict {
     match e {
-        FetchError::Timeout { .. } | FetchError::Connect { .. } | FetchError::Body { .. } => {
-            Verdict::Retry
-        }
-        // Connection resets and the like surface as request errors; TLS
-        // certificate problems too, but those say so in their chain.
-        FetchError::Request { source, .. } => {
-            let text = format!("{source:?}").to_ascii_lowercase();
-            if text.contains("certificate") || text.contains("tls") {
-                Verdict::Final
-            } else {
-                Verdict::Retry
-            }
-        }
-        FetchError::Redirect { .. }
+        // Connection resets and the like surface as request errors.
+        FetchError::Timeout { .. }
+        | FetchError::Connect { .. }
+        | FetchError::Body { .. }
+        | FetchError::Request { .. } => Verdict::Retry,
+        // Told from connect errors by their source chain (fetcher.rs).
+        FetchError::Tls { .. }
+        | FetchError::Redirect { .. }
         | FetchError::TooLarge { .. }
         | FetchError::Client(_)
         | FetchError::Refused { .. } => Verdict::Final,
@@ -107,6 +101,18 @@ mod tests {
         for s in [400, 401, 403, 405, 501, 505] {
             assert_eq!(for_status(s), Verdict::Final, "{s}");
         }
+    }
+
+    #[test]
+    fn tls_errors_are_final() {
+        let e = FetchError::Tls {
+            url: url::Url::parse("https://a.example/").unwrap(),
+            source: Box::new(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Expired,
+            )),
+        };
+        assert_eq!(e.kind(), "tls");
+        assert_eq!(for_error(&e), Verdict::Final);
     }
 
     #[test]

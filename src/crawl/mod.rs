@@ -383,7 +383,9 @@ async fn crawl_loop(
                     break;
                 }
             },
-            Some(Ok((host, answer))) = robots_tasks.join_next() => {
+            // A robots.txt task that panicked answers too: its host must not stay waiting.
+            Some(joined) = robots_tasks.join_next_with_id() => {
+                let Some((host, answer)) = robots.joined(joined) else { continue };
                 if let Some(gap) = robots.finish(&host, answer, target.profile_for(&host), &engine.hosts) {
                     info!(%host, ?gap, "robots.txt Crawl-delay applies.");
                 }

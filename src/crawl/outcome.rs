@@ -339,19 +339,25 @@ pub(super) fn record_outcome(
                 frontier.mark_seen(&response.url);
             }
             let status = response.status;
-            let gone = matches!(status, 404 | 410);
             if !(200..300).contains(&status) {
-                let failed = fail(
-                    counts,
-                    format!("http_{status}"),
-                    format!("HTTP {status}"),
-                    Some(status),
-                );
-                if !gone {
+                let gone = matches!(status, 404 | 410);
+                let detail = if gone {
+                    format!("HTTP {status}: the page is gone")
+                } else {
+                    format!("HTTP {status}")
+                };
+                commit.outcome = match fail(counts, format!("http_{status}"), detail, Some(status))
+                {
+                    // A failure like any other, which also tells full runs the page is gone.
+                    PageOutcome::Failed { kind, detail, .. } if gone => PageOutcome::Gone {
+                        status,
+                        kind,
+                        detail,
+                    },
                     // A server error says nothing about the page: keep what we knew.
-                    commit.outcome = failed;
-                    return commit;
-                }
+                    failed => failed,
+                };
+                return commit;
             }
             let mut links = Vec::new();
             let mut items = Vec::new();
@@ -361,7 +367,7 @@ pub(super) fn record_outcome(
                 links = page.links.iter().map(|l| l.as_str().to_owned()).collect();
                 offer(frontier, &mut page.links.into_iter());
                 items = page.items;
-            } else if !gone {
+            } else {
                 counts.pages_not_html += 1;
             }
             commit.outcome = PageOutcome::Fetched {

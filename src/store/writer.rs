@@ -34,8 +34,7 @@ pub struct PageCommit {
 /// What the fetch of a page brought.
 #[derive(Debug)]
 pub enum PageOutcome {
-    /// A body (or a 404/410 saying the page is gone): the page's record and
-    /// items are replaced.
+    /// A body: the page's record and items are replaced.
     Fetched {
         status: u16,
         etag: Option<String>,
@@ -56,6 +55,14 @@ pub enum PageOutcome {
         kind: String,
         detail: String,
         status: Option<u16>,
+    },
+    /// 404 or 410: a failure, recorded like the others, that also says the
+    /// page is gone: its record is replaced by one with this status and no
+    /// items, so that a completed full run marks its items removed.
+    Gone {
+        status: u16,
+        kind: String,
+        detail: String,
     },
 }
 
@@ -124,26 +131,52 @@ impl RunWriter {
             chunk.admitted.append(&mut page.admitted);
             chunk.done.push(page.url.clone());
             stats.pages += 1;
+            let failure = |kind, detail, status| FailureRecord {
+                v: FORMAT,
+                url: page.url.clone(),
+                run: run_id,
+                at_ms: now,
+                kind,
+                detail,
+                status,
+            };
             let record = match page.outcome {
                 PageOutcome::Failed {
                     kind,
                     detail,
                     status,
                 } => {
-                    let failure = FailureRecord {
-                        v: FORMAT,
-                        url: page.url,
-                        run: run_id,
-                        at_ms: now,
-                        kind,
-                        detail,
-                        status,
-                    };
+                    let failure = failure(kind, detail, status);
                     batch.insert(
                         failure_key(&target, run_id, &failure.url),
                         encode(store, &failure)?,
                     );
                     continue;
+                }
+                PageOutcome::Gone {
+                    status,
+                    kind,
+                    detail,
+                } => {
+                    let failure = failure(kind, detail, Some(status));
+                    batch.insert(
+                        failure_key(&target, run_id, &failure.url),
+                        encode(store, &failure)?,
+                    );
+                    PageRecord {
+                        v: FORMAT,
+                        url: page.url.clone(),
+                        run: run_id,
+                        fetched_ms: now,
+                        status,
+                        etag: None,
+                        last_modified: None,
+                        body_hash: None,
+                        links: Vec::new(),
+                        items: Vec::new(),
+                        depth: page.depth,
+                        config: Some(self.fingerprint.clone()),
+                    }
                 }
                 // Same validators as stored: nothing to write but the frontier.
                 PageOutcome::Unchanged { validators: None } => continue,

@@ -1,0 +1,329 @@
+//! Fault cases, each against a real server on loopback: what a hostile or
+//! broken site does to a crawl, and what the crawl records.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{crawl_target, write_configs, Resource, Site};
+use crawld::crawl::Engine;
+use crawld::robots::MAX_ROBOTS;
+use tokio_rustls::rustls;
+
+/// A target that follows every link of its start page's host.
+const TARGET: &str = r#"
+start_urls = ["{base}/"]
+profile = "p"
+[follow]
+allow = ['^/']
+[items.page]
+pages = '^/'
+[items.page.fields]
+title = { css = "title::text" }
+"#;
+
+/// Three retries, quick backoffs; `{robots}` is `true` or `false`.
+const PROFILE: &str = r#"
+[profiles.p]
+concurrency = 4
+delay = "0ms"
+timeout = "5s"
+retries = 3
+backoff = "10ms"
+backoff_max = "20ms"
+backoff_429 = "10ms"
+respect_robots = {robots}
+"#;
+
+fn configs(dir: &Path, base: &str, robots: bool) -> std::path::PathBuf {
+    let configs = dir.join("configs");
+    let profile = PROFILE.replace("{robots}", &robots.to_string());
+    write_configs(&configs, base, &[("t.toml", TARGET), ("p.toml", &profile)]);
+    configs
+}
+
+/// A TLS server on 127.0.0.1 with a self-signed certificate for localhost,
+/// which no client trusts; it counts the TCP connections it accepts.
+struct SelfSigned {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+}
+
+impl SelfSigned {
+    fn start() -> SelfSigned {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let key = rustls::pki_types::PrivatePkcs8KeyDer::from(made.signing_key.serialize_der());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![made.cert.der().clone()], key.into())
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                while let Ok((tcp, _)) = listener.accept().await {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let acceptor = acceptor.clone();
+                    // The client refuses the certificate: the handshake fails.
+                    tokio::spawn(async move { acceptor.accept(tcp).await.map(drop) });
+                }
+            });
+        });
+        let addr = rx.recv().unwrap();
+        SelfSigned { addr, connections }
+    }
+
+    fn base(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// Defect: a handshake failure was classified as a connect error and
+/// retried `retries` times, against the retry table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_certificate_fails_at_once_as_tls() {
+    let server = SelfSigned::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = configs(tmp.path(), &server.base(), false);
+    let (run, store) = crawl_target(&Engine::default(), &configs, &tmp.path().join("s"), "t").await;
+    let c = &run.counts;
+    assert_eq!(c.errors.get("tls"), Some(&1), "{c:?}");
+    assert_eq!(c.retries, 0, "{c:?}");
+    assert_eq!(server.connections(), 1, "one attempt, no retry");
+    let failures: Vec<_> = store
+        .failures(&run.target, run.id)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].kind, "tls");
+    assert!(
+        failures[0].detail.contains("certificate"),
+        "the detail says why: {}",
+        failures[0].detail
+    );
+}
+
+/// With robots.txt on, the same failure of robots.txt closes the host at
+/// once, instead of asking again twice after a backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_certificate_closes_the_host_at_its_robots_txt() {
+    let server = SelfSigned::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = configs(tmp.path(), &server.base(), true);
+    let (run, _) = crawl_target(&Engine::default(), &configs, &tmp.path().join("s"), "t").await;
+    let c = &run.counts;
+    assert_eq!(c.errors.get("robots_unavailable"), Some(&1), "{c:?}");
+    assert_eq!(
+        server.connections(),
+        1,
+        "robots.txt asked once, the page never"
+    );
+}
+
+/// A home page linking to a private and a public page.
+fn site_with_robots(robots: Vec<u8>) -> Site {
+    let mut pages = HashMap::new();
+    pages.insert(
+        "/".to_owned(),
+        Resource::html(
+            r#"<html><head><title>Home</title></head><body>
+<a href="/private/a">a</a> <a href="/public">b</a></body></html>"#,
+        ),
+    );
+    for path in ["/private/a", "/public"] {
+        pages.insert(
+            path.to_owned(),
+            Resource::html(format!("<html><head><title>{path}</title></head></html>")),
+        );
+    }
+    pages.insert(
+        "/robots.txt".to_owned(),
+        Resource {
+            content_type: Some("text/plain".into()),
+            body: robots,
+            ..Resource::html("")
+        },
+    );
+    Site::start(pages)
+}
+
+/// `lines` followed by comment lines up to `size` bytes.
+fn padded(lines: &str, size: usize) -> Vec<u8> {
+    let mut body = lines.as_bytes().to_vec();
+    let comment = format!("# {}\n", "padding ".repeat(12));
+    while body.len() + comment.len() <= size {
+        body.extend_from_slice(comment.as_bytes());
+    }
+    body.resize(size - 1, b'#');
+    body.push(b'\n');
+    body
+}
+
+/// Defect: a robots.txt over `max_body` (10 MiB) failed as too large, was
+/// asked three times and shut the host out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_robots_txt_is_read_in_part_and_honoured() {
+    let robots = padded("User-agent: *\nDisallow: /private\n", 12 * 1024 * 1024);
+    let site = site_with_robots(robots);
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = configs(tmp.path(), &site.url(""), true);
+    let (run, _) = crawl_target(&Engine::default(), &configs, &tmp.path().join("s"), "t").await;
+    let c = &run.counts;
+    assert_eq!(site.stats.count("/robots.txt"), 1, "asked once");
+    assert_eq!(site.stats.count("/private/a"), 0, "disallowed");
+    assert_eq!(site.stats.count("/public"), 1);
+    assert_eq!(c.robots_disallowed, 1, "{c:?}");
+    assert_eq!(c.pages_failed, 0, "{c:?}");
+}
+
+/// What lies past the first 512 KiB is ignored, and a line cut by that
+/// limit is ignored whole: `Disallow: /priv…` cut short would disallow
+/// more than its line says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn robots_txt_past_512_kib_is_ignored_and_no_line_is_cut_short() {
+    let cut = "Disallow: /priv";
+    let mut robots = padded("User-agent: *\n", MAX_ROBOTS - cut.len());
+    robots.extend_from_slice(b"Disallow: /private-archive\n");
+    assert_eq!(&robots[MAX_ROBOTS - cut.len()..MAX_ROBOTS], cut.as_bytes());
+    let tail = String::from_utf8(padded("Disallow: /public\n", 600 * 1024 - robots.len())).unwrap();
+    robots.extend_from_slice(tail.as_bytes());
+    let site = site_with_robots(robots);
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = configs(tmp.path(), &site.url(""), true);
+    let (run, _) = crawl_target(&Engine::default(), &configs, &tmp.path().join("s"), "t").await;
+    let c = &run.counts;
+    assert_eq!(
+        site.stats.count("/private/a"),
+        1,
+        "the cut line is not a rule"
+    );
+    assert_eq!(site.stats.count("/public"), 1, "past 512 KiB: not a rule");
+    assert_eq!(c.robots_disallowed, 0, "{c:?}");
+}
+
+fn crawld() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("crawld").unwrap();
+    cmd.env_remove("CRAWLD_CONFIGS")
+        .env_remove("CRAWLD_STATE")
+        .env_remove("CONFIGURATION_DIRECTORY")
+        .env_remove("STATE_DIRECTORY")
+        .env_remove("RUST_LOG")
+        .timeout(Duration::from_secs(60));
+    cmd
+}
+
+/// Defect: the summary counted a 404 as failed and pointed to
+/// `crawld failures`, which did not list it.
+#[test]
+fn a_404_is_a_failure_that_crawld_failures_lists() {
+    let mut pages = HashMap::new();
+    pages.insert(
+        "/".to_owned(),
+        Resource::html(
+            r#"<html><head><title>Home</title></head><body>
+<a href="/public">here</a> <a href="/gone">gone</a> <a href="/removed">removed</a></body></html>"#,
+        ),
+    );
+    pages.insert("/public".to_owned(), Resource::html("<title>p</title>"));
+    pages.insert(
+        "/removed".to_owned(),
+        Resource {
+            status: 410,
+            ..Resource::html("")
+        },
+    );
+    let site = Site::start(pages);
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = configs(tmp.path(), &site.url(""), true);
+    let state = tmp.path().join("state");
+    let crawl = crawld()
+        .args(["crawl", "t", "--no-progress", "--configs"])
+        .arg(&configs)
+        .arg("--state")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(crawl.status.success(), "{crawl:?}");
+    let summary = String::from_utf8(crawl.stdout).unwrap();
+    assert!(summary.contains(", 2 failed,"), "{summary}");
+    let failures = crawld()
+        .args(["failures", "t", "--state"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(failures.status.success(), "{failures:?}");
+    let mut lines: Vec<serde_json::Value> = String::from_utf8(failures.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines.sort_by_key(|l| l["status"].as_u64());
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (line, (path, status)) in lines.iter().zip([("/gone", 404), ("/removed", 410)]) {
+        assert_eq!(line["url"], site.url(path));
+        assert_eq!(line["status"], status);
+        assert_eq!(line["kind"], format!("http_{status}"));
+        let listed = format!(
+            "  failed  {} ({})",
+            site.url(path),
+            line["detail"].as_str().unwrap()
+        );
+        assert!(summary.contains(&listed), "the summary lists it: {summary}");
+    }
+    let runs = crawld()
+        .args(["runs", "t", "--json", "--state"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(runs[0]["counts"]["pages_failed"], 2, "{runs}");
+}
+
+/// Item 12: an unparsable robots.txt allowed everything without a log
+/// line. The rule texting_robots cannot compile is dropped (RFC 9309 §2.2:
+/// use the rules that parse), the others apply, and the log says so once.
+#[test]
+fn a_robots_txt_rule_that_cannot_be_parsed_is_logged_and_the_others_apply() {
+    let monster = format!("Disallow: /{}$\n", "x*".repeat(5000));
+    let site =
+        site_with_robots(format!("User-agent: *\n{monster}Disallow: /private\n").into_bytes());
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = configs(tmp.path(), &site.url(""), true);
+    let crawl = crawld()
+        .args(["crawl", "t", "--no-progress", "--configs"])
+        .arg(&configs)
+        .arg("--state")
+        .arg(tmp.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(crawl.status.success(), "{crawl:?}");
+    let log = String::from_utf8(crawl.stderr).unwrap();
+    let warned = log
+        .matches("robots.txt has lines that cannot be parsed")
+        .count();
+    assert_eq!(warned, 1, "one WARN line: {log}");
+    assert!(log.contains("WARN"), "{log}");
+    assert!(log.len() < 4000, "the rule is not quoted in full: {log}");
+    assert_eq!(site.stats.count("/private/a"), 0, "the other rules apply");
+    assert_eq!(site.stats.count("/public"), 1);
+}
