@@ -90,6 +90,13 @@ fn kill_9_at_random_moments_loses_no_item_and_duplicates_none() {
             .all(|r| r["status"] == "interrupted"),
         "killed runs are marked interrupted"
     );
+    for run in &runs[..runs.len() - 1] {
+        let c = &run["counts"];
+        assert!(
+            c["pages_committed"] == 0 || c["pages_fetched"].as_u64() > Some(0),
+            "a killed run that committed pages shows them fetched: {run}"
+        );
+    }
     crawld()
         .args(["store", "check", "--state"])
         .arg(&e.state)

@@ -87,6 +87,9 @@ pub struct RunCounts {
     pub throttled: u64,
     /// URLs that robots.txt disallows: counted, not fetched.
     pub robots_disallowed: u64,
+    /// New URLs not followed because the run had admitted `max_pages`
+    /// already: the run stopped short of the site.
+    pub over_budget: u64,
     /// Figures per host (`host:port`).
     pub hosts: BTreeMap<String, HostRunCounts>,
 }
@@ -169,6 +172,7 @@ impl RunCounts {
         self.requeues += o.requeues;
         self.throttled += o.throttled;
         self.robots_disallowed += o.robots_disallowed;
+        self.over_budget += o.over_budget;
         for (k, n) in &o.errors {
             *self.errors.entry(k.clone()).or_default() += n;
         }

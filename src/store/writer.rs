@@ -70,6 +70,9 @@ pub enum PageOutcome {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CommitStats {
     pub pages: u64,
+    /// Pages of the commit that the server answered (the others failed
+    /// before an answer, or were not fetched at all).
+    pub fetched: u64,
     pub items_new: u64,
     pub items_changed: u64,
     pub items_unchanged: u64,
@@ -131,6 +134,13 @@ impl RunWriter {
             chunk.admitted.append(&mut page.admitted);
             chunk.done.push(page.url.clone());
             stats.pages += 1;
+            let answered = match &page.outcome {
+                PageOutcome::Fetched { .. }
+                | PageOutcome::Unchanged { .. }
+                | PageOutcome::Gone { .. } => true,
+                PageOutcome::Failed { status, .. } => status.is_some(),
+            };
+            stats.fetched += u64::from(answered);
             let failure = |kind, detail, status| FailureRecord {
                 v: FORMAT,
                 url: page.url.clone(),
@@ -258,6 +268,9 @@ impl RunWriter {
         );
         let mut run = self.run.clone();
         run.counts.pages_committed += stats.pages;
+        // The run's own count is written when it ends; until then (and for a
+        // run killed before its end) the committed pages stand for it.
+        run.counts.pages_fetched += stats.fetched;
         run.counts.items_new += stats.items_new;
         run.counts.items_changed += stats.items_changed;
         run.counts.items_unchanged += stats.items_unchanged;
