@@ -261,6 +261,9 @@ fn incremental_runs_fetch_only_changes_and_full_runs_find_removals() {
     assert_eq!(versions.len(), 2, "{versions:?}");
     assert_eq!(versions[0]["value"]["price"], 42.99);
     assert_eq!(versions[1]["value"]["price"], 42.49);
+    // Each version names the run that made it, not the last run that saw it.
+    assert_eq!(versions[0]["run"], 1, "{versions:?}");
+    assert_eq!(versions[1]["run"], incremental_run, "{versions:?}");
 }
 
 #[test]

@@ -315,6 +315,7 @@ impl RunWriter {
                 last_seen_ms: now,
                 last_changed_ms: now,
                 run: self.run.id,
+                changed_run: Some(self.run.id),
                 removed_ms: None,
                 history: Default::default(),
             };
@@ -343,9 +344,10 @@ impl RunWriter {
             old.history.push_back(ItemVersion {
                 value,
                 hash: std::mem::replace(&mut old.hash, hash),
-                run: old.run,
+                run: old.made_by(),
                 at_ms: old.last_changed_ms,
             });
+            old.changed_run = Some(self.run.id);
             while old.history.len() > self.policy.keep_versions {
                 old.history.pop_front();
             }
