@@ -394,12 +394,12 @@ fn truncation() -> impl predicates::Predicate<str> {
 
 #[test]
 fn a_full_disk_fails_the_run_loudly_and_keeps_what_was_committed() {
-    // A real full disk: a 24 MB tmpfs (the tests run as root, as CI does).
+    // A real full disk: a 40 MB tmpfs (the tests run as root, as CI does).
     let tmp = tempfile::tempdir().unwrap();
     let mount = tmp.path().join("small");
     std::fs::create_dir_all(&mount).unwrap();
     let ok = Process::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=40m", "tmpfs"])
         .arg(&mount)
         .status()
         .unwrap();

@@ -121,7 +121,7 @@ impl RunWriter {
         let target = self.run.target.clone();
         let (run_id, crawl) = (self.run.id, self.run.crawl);
         let mut stats = CommitStats::default();
-        let mut batch = sled::Batch::default();
+        let mut batch = super::tree::Batch::default();
         let mut next_event = self.next_event;
         // Items written earlier in this batch, so two pages of one batch see each other.
         let mut pending: HashMap<Vec<u8>, ItemRecord> = HashMap::new();
@@ -371,7 +371,7 @@ impl RunWriter {
     ) -> Result<RunRecord, StoreError> {
         let store = self.store.clone();
         let target = self.run.target.clone();
-        let mut batch = sled::Batch::default();
+        let mut batch = super::tree::Batch::default();
         fetch(&mut self.run);
         self.run.status = status;
         self.run.error = error;
@@ -408,7 +408,7 @@ impl RunWriter {
         Ok(self.run)
     }
 
-    fn sweep_removed(&mut self, batch: &mut sled::Batch) -> Result<(), StoreError> {
+    fn sweep_removed(&mut self, batch: &mut super::tree::Batch) -> Result<(), StoreError> {
         let store = self.store.clone();
         let target = self.run.target.clone();
         let now = now_ms();
