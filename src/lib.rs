@@ -29,6 +29,7 @@ pub mod demo;
 pub mod error;
 pub mod export;
 pub mod extract;
+pub mod failure;
 pub mod fetcher;
 pub mod frontier;
 pub mod ids;

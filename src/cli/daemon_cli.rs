@@ -157,6 +157,12 @@ fn host_line(h: &Value) -> String {
     }
     if let Some(ms) = h["backoff_until_ms"].as_u64() {
         line.push_str(&format!("  backing off until {}", at(ms)));
+        if let Some(asked) = h["backoff_asked_ms"].as_u64() {
+            line.push_str(&format!(
+                " (its Retry-After asked for {}, cut to retry_after_max)",
+                humantime::format_duration(std::time::Duration::from_secs(asked / 1000))
+            ));
+        }
     }
     line
 }

@@ -11,6 +11,7 @@ use url::Url;
 use super::Progress;
 use crate::config::Target;
 use crate::extract::{self, Kinds, PageExtract, TooDeep};
+use crate::failure::Failure;
 use crate::fetcher::{FetchError, Response};
 use crate::frontier::{normalize_url, Frontier, QueuedUrl, Refusal};
 use crate::retry::{self, Verdict};
@@ -21,7 +22,7 @@ pub(super) struct Outcome {
     pub(super) queued: QueuedUrl,
     /// The page's record from an earlier run (incremental runs only).
     pub(super) prev: Option<PageRecord>,
-    pub(super) result: Result<Fetched, Failure>,
+    pub(super) result: Result<Fetched, PageError>,
     /// What the host answered, hop by hop.
     pub(super) answers: super::hops::Answers,
 }
@@ -32,8 +33,17 @@ pub(super) enum Next {
     Keep,
     /// Try the URL again after its own backoff.
     RetryAfter(Duration),
-    /// Back off the whole host until this instant, then requeue the URL.
-    Requeue(tokio::time::Instant),
+    /// Back off the whole host, then requeue the URL.
+    Requeue(Backoff),
+}
+
+/// A host-wide backoff after a 429/503.
+pub(super) struct Backoff {
+    pub(super) until: tokio::time::Instant,
+    /// What the host's `Retry-After` asked for.
+    pub(super) asked: Option<Duration>,
+    /// Whether `retry_after_max` cut it.
+    pub(super) cut: bool,
 }
 
 /// Applies the retry table to an outcome. `throttles` counts the 429/503
@@ -57,11 +67,11 @@ pub(super) fn next_step(
         }
     };
     match &outcome.result {
-        Err(Failure::Fetch(e)) => match retry::for_error(e) {
+        Err(e) => match retry::for_failure(e.kind()) {
             Verdict::Retry => retry(q.attempt),
             _ => Next::Keep,
         },
-        Ok(Fetched::New { response, .. }) => match retry::for_status(response.status) {
+        Ok(Fetched::New { response, .. }) => match retry::for_status(response.status).verdict {
             Verdict::Retry => retry(q.attempt),
             Verdict::Requeue => {
                 counts.throttled += 1;
@@ -69,13 +79,18 @@ pub(super) fn next_step(
                     return Next::Keep;
                 }
                 let asked = retry::retry_after(response.retry_after.as_deref(), chrono::Utc::now());
-                if asked.is_some_and(|d| d > profile.retry_after_max) {
+                let cut = asked.is_some_and(|d| d > profile.retry_after_max);
+                if cut {
                     warn!(host = %q.host, asked = ?asked, max = ?profile.retry_after_max, "Retry-After cut to retry_after_max.");
                 }
                 let own =
                     retry::exponential(profile.backoff_429, profile.retry_after_max, throttles);
                 let wait = asked.map_or(own, |a| a.min(profile.retry_after_max).max(own));
-                Next::Requeue(outcome.answers.at + wait)
+                Next::Requeue(Backoff {
+                    until: outcome.answers.at + wait,
+                    asked,
+                    cut,
+                })
             }
             _ => Next::Keep,
         },
@@ -99,7 +114,7 @@ pub(super) enum Fetched {
 }
 
 /// A page that produced nothing to store.
-pub(super) enum Failure {
+pub(super) enum PageError {
     Fetch(FetchError),
     /// The page nests too deep to parse in reasonable time: not parsed.
     TooDeep(TooDeep),
@@ -113,26 +128,28 @@ pub(super) enum Failure {
     Robots(Url),
 }
 
-impl Failure {
-    pub(super) fn kind(&self) -> &'static str {
+impl PageError {
+    pub(super) fn kind(&self) -> Failure {
         match self {
-            Failure::Fetch(e) => e.kind(),
-            Failure::TooDeep(_) => "too_deep",
-            Failure::Parse => "parse",
-            Failure::Panic => "panic",
-            Failure::Redirect(_) => "redirect_refused",
-            Failure::Robots(_) => "robots_disallowed",
+            PageError::Fetch(e) => e.kind(),
+            PageError::TooDeep(_) => Failure::TooDeep,
+            PageError::Parse => Failure::Parse,
+            PageError::Panic => Failure::Panic,
+            PageError::Redirect(_) => Failure::RedirectRefused,
+            PageError::Robots(_) => Failure::RobotsDisallowed,
         }
     }
 
     pub(super) fn detail(&self) -> String {
         match self {
-            Failure::Fetch(e) => e.to_string(),
-            Failure::TooDeep(e) => format!("not parsed: {e}"),
-            Failure::Parse => "the HTML parser panicked on this page".into(),
-            Failure::Panic => "the fetch task panicked".into(),
-            Failure::Redirect(to) => format!("redirected to {to}, which the follow rules exclude"),
-            Failure::Robots(to) => format!("redirected to {to}, which robots.txt disallows"),
+            PageError::Fetch(e) => e.to_string(),
+            PageError::TooDeep(e) => format!("not parsed: {e}"),
+            PageError::Parse => "the HTML parser panicked on this page".into(),
+            PageError::Panic => "the fetch task panicked".into(),
+            PageError::Redirect(to) => {
+                format!("redirected to {to}, which the follow rules exclude")
+            }
+            PageError::Robots(to) => format!("redirected to {to}, which robots.txt disallows"),
         }
     }
 }
@@ -170,7 +187,7 @@ pub(super) async fn process(
     prev: Option<&PageRecord>,
     target: Arc<Target>,
     slots: Arc<Semaphore>,
-) -> Result<Fetched, Failure> {
+) -> Result<Fetched, PageError> {
     // After redirects the page is where it landed, in canonical form.
     response.url = normalize_url(response.url, &target.strip_params);
     if response.status == 304 && prev.is_some() {
@@ -211,8 +228,8 @@ pub(super) async fn process(
             body_hash,
             extract: Some(page),
         }),
-        Ok((_, Err(deep))) => Err(Failure::TooDeep(deep)),
-        Err(_) => Err(Failure::Parse),
+        Ok((_, Err(deep))) => Err(PageError::TooDeep(deep)),
+        Err(_) => Err(PageError::Parse),
     }
 }
 
@@ -245,10 +262,10 @@ pub(super) fn record_outcome(
         },
     };
     live.done += 1;
-    let mut fail = |counts: &mut RunCounts, kind: String, detail: String, status: Option<u16>| {
+    let mut fail = |counts: &mut RunCounts, kind: Failure, detail: String, status: Option<u16>| {
         debug!(url = %queued.url, error = %detail, "Page failed.");
         counts.pages_failed += 1;
-        *counts.errors.entry(kind.clone()).or_default() += 1;
+        *counts.errors.entry(kind).or_default() += 1;
         live.failed += 1;
         PageOutcome::Failed {
             kind,
@@ -267,10 +284,10 @@ pub(super) fn record_outcome(
     let fetched = match result {
         Ok(f) => f,
         Err(e) => {
-            if matches!(e, Failure::Parse) {
+            if matches!(e, PageError::Parse) {
                 warn!(url = %queued.url, "The HTML parser panicked on this page; skipped.");
             }
-            commit.outcome = fail(counts, e.kind().to_owned(), e.detail(), None);
+            commit.outcome = fail(counts, e.kind(), e.detail(), None);
             return commit;
         }
     };
@@ -320,14 +337,14 @@ pub(super) fn record_outcome(
                         None
                     }
                     Err(Refusal::AlreadySeen | Refusal::OverBudget | Refusal::TooDeep) => None,
-                    Err(Refusal::Internal) => Some(Failure::Fetch(FetchError::Refused {
+                    Err(Refusal::Internal) => Some(PageError::Fetch(FetchError::Refused {
                         url: to.clone(),
                         why: "a redirect to an internal address".into(),
                     })),
-                    Err(_) => Some(Failure::Redirect(to.clone())),
+                    Err(_) => Some(PageError::Redirect(to.clone())),
                 };
                 commit.outcome = match refused {
-                    Some(e) => fail(counts, e.kind().to_owned(), e.detail(), Some(status)),
+                    Some(e) => fail(counts, e.kind(), e.detail(), Some(status)),
                     None => PageOutcome::Fetched {
                         status,
                         etag: None,
@@ -351,8 +368,7 @@ pub(super) fn record_outcome(
                 } else {
                     format!("HTTP {status}")
                 };
-                commit.outcome = match fail(counts, format!("http_{status}"), detail, Some(status))
-                {
+                commit.outcome = match fail(counts, Failure::Status(status), detail, Some(status)) {
                     // A failure like any other, which also tells full runs the page is gone.
                     PageOutcome::Failed { kind, detail, .. } if gone => PageOutcome::Gone {
                         status,
@@ -423,21 +439,24 @@ pub(super) fn not_fetched(
     let (kind, detail) = match decision {
         Decision::Disallowed => {
             counts.robots_disallowed += 1;
-            ("robots_disallowed", "disallowed by robots.txt: not fetched")
+            (
+                Failure::RobotsDisallowed,
+                "disallowed by robots.txt: not fetched",
+            )
         }
         Decision::Refused => (
-            "address_refused",
+            Failure::AddressRefused,
             "the host resolves to internal addresses only: not fetched",
         ),
         Decision::Unavailable | Decision::Allowed => (
-            "robots_unavailable",
+            Failure::RobotsUnavailable,
             "robots.txt could not be fetched (5xx or unreachable): the host is not crawled",
         ),
     };
     if decision != Decision::Disallowed {
         counts.pages_failed += 1;
         live.failed += 1;
-        *counts.errors.entry(kind.into()).or_default() += 1;
+        *counts.errors.entry(kind).or_default() += 1;
     }
     PageCommit {
         url: queued.url.as_str().to_owned(),
@@ -445,7 +464,7 @@ pub(super) fn not_fetched(
         admitted: Vec::new(),
         fetched_ms: now_ms(),
         outcome: PageOutcome::Failed {
-            kind: kind.into(),
+            kind,
             detail: detail.into(),
             status: None,
         },

@@ -373,6 +373,21 @@ impl Store {
         self.get(&page_key(target, url))
     }
 
+    /// Reads every item record of a target, without decoding it: a run reads
+    /// them as it commits, so a run starts only on a store whose items can
+    /// be read, rather than failing after it recorded itself.
+    pub fn check_items_readable(&self, target: &TargetId) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for record in self
+            .data
+            .scan_prefix(prefixed(b'i', &[target.as_str().as_bytes()]))
+        {
+            record?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Every page record of a target, by URL: one sequential scan, much
     /// cheaper than a lookup per URL on a cold store.
     pub fn pages(
