@@ -26,7 +26,9 @@ use crate::config::Target;
 use crate::fetcher::{FetchError, Fetcher};
 use crate::frontier::Frontier;
 use crate::limiter::HostPool;
-use crate::store::{RunCounts, RunMode, RunPolicy, RunRecord, Store, StoreError};
+use crate::store::{
+    PageRecord, RunCounts, RunMode, RunPolicy, RunRecord, RunStart, Store, StoreError,
+};
 
 /// Pages per store commit, at most.
 pub const COMMIT_PAGES: usize = 64;
@@ -124,37 +126,7 @@ pub async fn run(
         keep_versions: target.keep_versions,
         keep_runs: target.keep_runs,
     };
-    // Everything the run reads is read before its record is written, so that
-    // a store that cannot be read fails the command without changing it.
-    let (start, prev_pages) = {
-        let target = target.clone();
-        blocking(&store, move |store| {
-            // An incremental run needs every page's validators and links: one
-            // scan, each record handed out (moved, not copied) as its URL comes up.
-            // A full run reads them too, only to check that they can be read,
-            // and both read the items the commits will read.
-            let pages = store.pages(&target.id)?;
-            store.check_items_readable(&target.id)?;
-            let urls: Vec<String> = target.start_urls.iter().map(|u| u.to_string()).collect();
-            let start = store.start_run(&target.id, mode, &urls, &policy)?;
-            let pages = match start.run.mode {
-                RunMode::Incremental => pages,
-                RunMode::Full => HashMap::new(),
-            };
-            Ok::<_, StoreError>((start, pages))
-        })
-        .await??
-    };
-    let mode = start.run.mode;
-    // Every line of the run carries its id from here on.
-    tracing::Span::current().record("run", start.run.id.0);
-    if let Some(old) = start.abandoned {
-        info!(run = %old, "Interrupted run abandoned: too old, or replaced by a full run.");
-    }
-    match start.run.resumed_from {
-        Some(from) => info!(run = %start.run.id, %from, ?mode, "Run started, resuming."),
-        None => info!(run = %start.run.id, ?mode, "Run started."),
-    }
+    let (start, prev_pages) = begin(&store, &target, mode, policy).await?;
     let started = Instant::now();
     // Breaker pauses outlive the process.
     let pauses = blocking(&store, |store| store.host_pauses()).await??;
@@ -167,7 +139,7 @@ pub async fn run(
     if !internal_ok {
         frontier.guard(fetcher.policy().clone());
     }
-    let (writer, status, counts, store_error) = RunLoop::new(run_loop::Setup {
+    let end = RunLoop::new(run_loop::Setup {
         engine,
         store: &store,
         target: &target,
@@ -181,27 +153,7 @@ pub async fn run(
     })
     .run(cancel)
     .await?;
-
-    let error = store_error.as_ref().map(|e| e.to_string());
-    let record = blocking(&store, move |_| {
-        writer.finish(status, error, |run| {
-            let committed = std::mem::take(&mut run.counts);
-            run.counts = RunCounts {
-                pages_committed: committed.pages_committed,
-                items_new: committed.items_new,
-                items_changed: committed.items_changed,
-                items_unchanged: committed.items_unchanged,
-                items_duplicate: committed.items_duplicate,
-                ..counts
-            };
-        })
-    })
-    .await?;
-    if let Some(e) = store_error {
-        warn!(error = %e, "Run failed: the store could not be written.");
-        return Err(e.into());
-    }
-    let record = record?;
+    let record = end_run(&store, end).await?;
     if let Some(template) = &target.changes_jsonl {
         let (record2, template) = (record.clone(), template.clone());
         match blocking(&store, move |store| {
@@ -221,6 +173,72 @@ pub async fn run(
         "Run finished."
     );
     Ok(record)
+}
+
+/// Reads what the run needs, then records it as running (resuming an
+/// interrupted crawl when there is one). Everything is read before the run's
+/// record is written, so that a store that cannot be read fails the command
+/// without changing it.
+async fn begin(
+    store: &Arc<Store>,
+    target: &Arc<Target>,
+    mode: RunMode,
+    policy: RunPolicy,
+) -> Result<(RunStart, HashMap<String, PageRecord>), RunError> {
+    let target = target.clone();
+    let (start, pages) = blocking(store, move |store| {
+        // An incremental run needs every page's validators and links: one
+        // scan, each record handed out (moved, not copied) as its URL comes up.
+        // A full run reads them too, only to check that they can be read,
+        // and both read the items the commits will read.
+        let pages = store.pages(&target.id)?;
+        store.check_items_readable(&target.id)?;
+        let urls: Vec<String> = target.start_urls.iter().map(|u| u.to_string()).collect();
+        let start = store.start_run(&target.id, mode, &urls, &policy)?;
+        let pages = match start.run.mode {
+            RunMode::Incremental => pages,
+            RunMode::Full => HashMap::new(),
+        };
+        Ok::<_, StoreError>((start, pages))
+    })
+    .await??;
+    let mode = start.run.mode;
+    // Every line of the run carries its id from here on.
+    tracing::Span::current().record("run", start.run.id.0);
+    if let Some(old) = start.abandoned {
+        info!(run = %old, "Interrupted run abandoned: too old, or replaced by a full run.");
+    }
+    match start.run.resumed_from {
+        Some(from) => info!(run = %start.run.id, %from, ?mode, "Run started, resuming."),
+        None => info!(run = %start.run.id, ?mode, "Run started."),
+    }
+    Ok((start, pages))
+}
+
+/// Writes the run's last record: its status, the loop's figures and the
+/// store error that ended it, which it then returns.
+async fn end_run(store: &Arc<Store>, end: run_loop::LoopEnd) -> Result<RunRecord, RunError> {
+    let (writer, status, counts, store_error) = end;
+    let error = store_error.as_ref().map(|e| e.to_string());
+    let record = blocking(store, move |_| {
+        writer.finish(status, error, |run| {
+            let committed = std::mem::take(&mut run.counts);
+            run.counts = RunCounts {
+                pages_committed: committed.pages_committed,
+                items_new: committed.items_new,
+                items_changed: committed.items_changed,
+                items_unchanged: committed.items_unchanged,
+                items_duplicate: committed.items_duplicate,
+                ..counts
+            };
+        })
+    })
+    .await?;
+    if let Some(e) = store_error {
+        warn!(error = %e, "Run failed: the store could not be written.");
+        return Err(e.into());
+    }
+    Ok(record?)
 }
 
 /// Runs blocking store work off the async worker threads.
