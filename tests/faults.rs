@@ -4,12 +4,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::tcp::TcpServer;
 use common::{crawl_target, write_configs, Resource, Site};
 use crawld::crawl::Engine;
 use crawld::failure::Failure;
@@ -50,10 +49,7 @@ fn configs(dir: &Path, base: &str, robots: bool) -> std::path::PathBuf {
 
 /// A TLS server on 127.0.0.1 with a self-signed certificate for localhost,
 /// which no client trusts; it counts the TCP connections it accepts.
-struct SelfSigned {
-    addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
-}
+struct SelfSigned(TcpServer);
 
 impl SelfSigned {
     fn start() -> SelfSigned {
@@ -67,35 +63,21 @@ impl SelfSigned {
             .with_single_cert(vec![made.cert.der().clone()], key.into())
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counted = connections.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                while let Ok((tcp, _)) = listener.accept().await {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    let acceptor = acceptor.clone();
-                    // The client refuses the certificate: the handshake fails.
-                    tokio::spawn(async move { acceptor.accept(tcp).await.map(drop) });
-                }
-            });
-        });
-        let addr = rx.recv().unwrap();
-        SelfSigned { addr, connections }
+        // The client refuses the certificate: the handshake fails.
+        SelfSigned(TcpServer::start(move |tcp| {
+            let acceptor = acceptor.clone();
+            async move {
+                let _ = acceptor.accept(tcp).await;
+            }
+        }))
     }
 
     fn base(&self) -> String {
-        format!("https://localhost:{}", self.addr.port())
+        format!("https://localhost:{}", self.0.addr.port())
     }
 
     fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
+        self.0.connections()
     }
 }
 

@@ -7,11 +7,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::tcp::TcpServer;
 use common::{crawl_target, write_configs, Resource, Site};
 use crawld::crawl::Engine;
 use crawld::failure::Failure;
@@ -49,13 +47,6 @@ fn configs(dir: &std::path::Path, base: &str) -> std::path::PathBuf {
     configs
 }
 
-/// A raw HTTP server on 127.0.0.1 that answers every connection with
-/// `answer`, counting connections.
-struct RawServer {
-    addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
-}
-
 #[derive(Clone, Copy)]
 enum Answer {
     /// Reads the request and never answers.
@@ -64,34 +55,13 @@ enum Answer {
     Drip,
 }
 
-impl RawServer {
-    fn start(answer: Answer) -> RawServer {
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counted = connections.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                while let Ok((tcp, _)) = listener.accept().await {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    tokio::spawn(serve(tcp, answer));
-                }
-            });
-        });
-        RawServer {
-            addr: rx.recv().unwrap(),
-            connections,
-        }
-    }
+/// A raw HTTP server on 127.0.0.1 that answers every connection so.
+fn raw_server(answer: Answer) -> TcpServer {
+    TcpServer::start(move |tcp| serve(tcp, answer))
+}
 
-    fn base(&self) -> String {
-        format!("http://{}", self.addr)
-    }
+fn base(server: &TcpServer) -> String {
+    format!("http://{}", server.addr)
 }
 
 async fn serve(mut tcp: tokio::net::TcpStream, answer: Answer) {
@@ -120,15 +90,15 @@ async fn serve(mut tcp: tokio::net::TcpStream, answer: Answer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_never_answers_times_out_and_is_recorded() {
-    let server = RawServer::start(Answer::Hang);
+    let server = raw_server(Answer::Hang);
     let tmp = tempfile::tempdir().unwrap();
-    let configs = configs(tmp.path(), &server.base());
+    let configs = configs(tmp.path(), &base(&server));
     let started = Instant::now();
     let (run, store) = crawl_target(&Engine::default(), &configs, &tmp.path().join("s"), "t").await;
     let c = &run.counts;
     assert_eq!(c.errors.get(&Failure::Timeout), Some(&1), "{c:?}");
     assert_eq!(c.retries, 1, "timeouts are retried: {c:?}");
-    assert_eq!(server.connections.load(Ordering::SeqCst), 2);
+    assert_eq!(server.connections(), 2);
     // Two attempts of 1 s each, a short backoff, and some slack for a busy machine.
     assert!(
         started.elapsed() < Duration::from_secs(8),
@@ -144,9 +114,9 @@ async fn a_server_that_never_answers_times_out_and_is_recorded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dripping_body_is_cut_by_the_timeout() {
-    let server = RawServer::start(Answer::Drip);
+    let server = raw_server(Answer::Drip);
     let tmp = tempfile::tempdir().unwrap();
-    let configs = configs(tmp.path(), &server.base());
+    let configs = configs(tmp.path(), &base(&server));
     let started = Instant::now();
     let (run, _) = crawl_target(&Engine::default(), &configs, &tmp.path().join("s"), "t").await;
     let c = &run.counts;

@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod state;
+pub mod tcp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
