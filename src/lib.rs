@@ -13,6 +13,13 @@
 //!                                               store (sled) ◄─────┘ items, pages, runs
 //! ```
 //!
+//! What each answer means is one table (`retry`: the verdict on the URL and
+//! the signal for the host limiter), and why a URL failed is one type
+//! (`failure`), stored and counted as it is. The store (`store`) is the only
+//! module that touches sled: a guarded handle that turns sled's panics and
+//! errors into `StoreError`s, and that commands which only read open
+//! read-only.
+//!
 //! `daemon` runs every target on its schedules (`crawld run`): cron firings,
 //! the control socket, config reloads and signals all feed one supervisor
 //! loop, which starts `crawl::run` tasks. `cli` is the command line on top;
