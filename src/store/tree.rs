@@ -409,9 +409,14 @@ fn install_hook() {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             if GUARDED.with(Cell::get) {
+                // The crate's own path ("sled-0.34.7/src/…"), not where cargo keeps it.
                 let at = info
                     .location()
-                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .map(|l| {
+                        let file = l.file();
+                        let short = file.rfind("/sled-").map_or(file, |i| &file[i + 1..]);
+                        format!(" at {short}:{}", l.line())
+                    })
                     .unwrap_or_default();
                 let text = info
                     .payload()
