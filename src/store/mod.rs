@@ -114,9 +114,10 @@ impl Store {
 
     /// Opens the existing store in `state_dir`, taking its lock, for a command
     /// that only reads: crawld writes nothing (writes return
-    /// [`StoreError::ReadOnly`]) and sled runs no background flusher. sled
-    /// itself may still write recovery data while it opens, which is why
-    /// both opens first check for free space.
+    /// [`StoreError::ReadOnly`]), sled runs no background flusher, and a store
+    /// its last writer did not settle is read from a private copy, since sled
+    /// writes while it recovers one (see `settle.rs`). Both opens first check
+    /// for free space, as the one guard that holds whatever sled does.
     pub fn open_read(state_dir: &Path) -> Result<Self, StoreError> {
         Store::open_as(state_dir, true)
     }
