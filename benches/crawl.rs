@@ -8,7 +8,8 @@
 //! from the kernel's accounting of the child (wait4), so the server's own
 //! memory and CPU are not counted against the crawler.
 //!
-//! `BENCH_PAGES=N` changes the number of product pages.
+//! `BENCH_PAGES=N` changes the number of product pages; `BENCH_CRAWLD=PATH`
+//! runs another crawld binary (an older build, to compare on one machine).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -236,7 +237,7 @@ impl Measure {
 #[allow(clippy::zombie_processes)] // reaped by wait4, which also yields its rusage
 fn measure(configs: &std::path::Path, state: &std::path::Path, mode: &str) -> Measure {
     let started = Instant::now();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_crawld"));
+    let mut cmd = std::process::Command::new(crawld_bin());
     cmd.args(["crawl", "bench", "--no-progress", "--configs"])
         .arg(configs)
         .arg("--state")
@@ -258,7 +259,7 @@ fn measure(configs: &std::path::Path, state: &std::path::Path, mode: &str) -> Me
         eprintln!("crawld did not exit cleanly (status {status})");
         std::process::exit(1);
     }
-    let runs = std::process::Command::new(env!("CARGO_BIN_EXE_crawld"))
+    let runs = std::process::Command::new(crawld_bin())
         .args(["runs", "bench", "--json", "--state"])
         .arg(state)
         .output()
@@ -343,4 +344,9 @@ fn serve(total: usize) {
         });
         let _ = axum::serve(listener, app).await;
     });
+}
+
+/// The crawld binary to measure: this build's, or `BENCH_CRAWLD`.
+fn crawld_bin() -> std::ffi::OsString {
+    std::env::var_os("BENCH_CRAWLD").unwrap_or_else(|| env!("CARGO_BIN_EXE_crawld").into())
 }
