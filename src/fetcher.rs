@@ -7,23 +7,22 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use reqwest::cookie::CookieStore;
-use reqwest::header::{
-    HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    LAST_MODIFIED, LOCATION, RETRY_AFTER, SET_COOKIE,
-};
+use bytes::Bytes;
+use reqwest::cookie::{CookieStore, Jar};
+use reqwest::header::{HeaderMap, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH};
 use url::Url;
 
 use crate::failure::Failure;
 
 use crate::address::{AddressPolicy, GuardResolver, InternalAddress};
-use crate::config::{Profile, ProxyUrl};
+use crate::config::{Identity, Profile, ProxyUrl};
 use crate::ids::{HostKey, TargetId};
 
 mod decode;
+mod response;
 mod session;
 pub use decode::decode;
+use response::{read_response, BodyCap};
 use session::{pick, Sessions};
 
 /// Redirects followed before a fetch fails.
@@ -286,20 +285,11 @@ impl Fetcher {
         self.fetch(req, BodyCap::Fail(req.profile.max_body)).await
     }
 
+    /// One request, redirects not followed: through the host's session
+    /// (cookies, identity, proxy), a proxy that failed to connect counted.
     async fn fetch(&self, req: Request<'_>, cap: BodyCap) -> Result<Response, FetchError> {
         let url = req.url;
-        if !req.internal_ok {
-            if let Some(why) = self.net.policy.refuses(url) {
-                return Err(FetchError::Refused {
-                    url: url.clone(),
-                    why: why.into(),
-                });
-            }
-        }
-        let host = HostKey::of(url).ok_or_else(|| FetchError::Refused {
-            url: url.clone(),
-            why: "no host".into(),
-        })?;
+        let host = self.admit(&req)?;
         let profile = req.profile;
         let (jar, owner, number) = self.net.sessions.next(&host, req.private_session, profile);
         let identity = pick(&owner.identities, number);
@@ -310,33 +300,7 @@ impl Fetcher {
             connect_timeout: profile.connect_timeout,
             read_timeout: profile.timeout,
         })?;
-        let mut request = client.get(url.clone()).timeout(profile.timeout).header(
-            reqwest::header::ACCEPT,
-            HeaderValue::from_static("text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"),
-        );
-        if let Some(id) = identity {
-            for (k, v) in &id.headers {
-                request = request.header(k, v.clone());
-            }
-        }
-        request = request.headers(req.headers.clone());
-        if let Some(cookies) = jar.cookies(url) {
-            request = request.header(reqwest::header::COOKIE, cookies);
-        }
-        if let Some(etag) = req
-            .validators
-            .etag
-            .and_then(|v| HeaderValue::from_str(v).ok())
-        {
-            request = request.header(IF_NONE_MATCH, etag);
-        }
-        if let Some(lm) = req
-            .validators
-            .last_modified
-            .and_then(|v| HeaderValue::from_str(v).ok())
-        {
-            request = request.header(IF_MODIFIED_SINCE, lm);
-        }
+        let request = build_request(&client, &req, identity, &jar);
         let resp = match request.send().await {
             Ok(r) => r,
             Err(e) => {
@@ -351,42 +315,24 @@ impl Fetcher {
                 return Err(e);
             }
         };
-        let h = resp.headers();
-        jar.set_cookies(&mut h.get_all(SET_COOKIE).iter(), url);
-        let status = resp.status().as_u16();
-        let text = |name| {
-            h.get(name)
-                .and_then(|v: &HeaderValue| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let (content_type, etag, last_modified) =
-            (text(CONTENT_TYPE), text(ETAG), text(LAST_MODIFIED));
-        let retry_after = text(RETRY_AFTER);
-        let location = resp
-            .status()
-            .is_redirection()
-            .then(|| text(LOCATION))
-            .flatten()
-            .and_then(|l| url.join(&l).ok());
-        let declared_len = h
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let body = if resp.status().is_success() {
-            let compressed = h.contains_key(reqwest::header::CONTENT_ENCODING);
-            read_body(resp, url, if compressed { None } else { declared_len }, cap).await?
-        } else {
-            Bytes::new()
-        };
-        Ok(Response {
+        read_response(resp, url, &jar, cap).await
+    }
+
+    /// The host a request goes to; refuses an internal address (unless the
+    /// request allows it) and a URL without a host.
+    fn admit(&self, req: &Request<'_>) -> Result<HostKey, FetchError> {
+        let url = req.url;
+        if !req.internal_ok {
+            if let Some(why) = self.net.policy.refuses(url) {
+                return Err(FetchError::Refused {
+                    url: url.clone(),
+                    why: why.into(),
+                });
+            }
+        }
+        HostKey::of(url).ok_or_else(|| FetchError::Refused {
             url: url.clone(),
-            status,
-            content_type,
-            etag,
-            last_modified,
-            retry_after,
-            location,
-            body,
+            why: "no host".into(),
         })
     }
 
@@ -435,49 +381,41 @@ fn empty_headers() -> &'static HeaderMap {
     EMPTY.get_or_init(HeaderMap::new)
 }
 
-/// What a body longer than its limit does.
-#[derive(Debug, Clone, Copy)]
-enum BodyCap {
-    /// Fails the fetch ([`FetchError::TooLarge`]): a page.
-    Fail(u64),
-    /// Keeps the first bytes and stops reading: robots.txt.
-    Prefix(u64),
-}
-
-/// Streams the body up to the cap (counted after decompression, so a small
-/// gzip bomb cannot blow memory up), then fails or stops as the cap says.
-async fn read_body(
-    mut resp: reqwest::Response,
-    url: &Url,
-    declared: Option<u64>,
-    cap: BodyCap,
-) -> Result<Bytes, FetchError> {
-    let too_large = |limit| FetchError::TooLarge {
-        url: url.clone(),
-        limit,
-    };
-    let limit = match cap {
-        BodyCap::Fail(limit) if declared.is_some_and(|n| n > limit) => {
-            return Err(too_large(limit))
+/// The GET of one request: the session's identity headers, then the
+/// request's own headers, its cookies and its validators.
+fn build_request(
+    client: &reqwest::Client,
+    req: &Request<'_>,
+    identity: Option<&Identity>,
+    jar: &Jar,
+) -> reqwest::RequestBuilder {
+    let url = req.url;
+    let mut request = client.get(url.clone()).timeout(req.profile.timeout).header(
+        reqwest::header::ACCEPT,
+        HeaderValue::from_static("text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"),
+    );
+    if let Some(id) = identity {
+        for (k, v) in &id.headers {
+            request = request.header(k, v.clone());
         }
-        BodyCap::Fail(limit) | BodyCap::Prefix(limit) => limit,
-    };
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(16 * 1024).min(limit) as usize);
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| FetchError::from_reqwest(url, e, true))?
-    {
-        let room = limit.saturating_sub(buf.len() as u64);
-        if chunk.len() as u64 > room {
-            if let BodyCap::Fail(limit) = cap {
-                return Err(too_large(limit));
-            }
-            // The rest is never read: dropping the response closes its connection.
-            buf.extend_from_slice(&chunk[..room as usize]);
-            break;
-        }
-        buf.extend_from_slice(&chunk);
     }
-    Ok(buf.freeze())
+    request = request.headers(req.headers.clone());
+    if let Some(cookies) = jar.cookies(url) {
+        request = request.header(reqwest::header::COOKIE, cookies);
+    }
+    if let Some(etag) = req
+        .validators
+        .etag
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        request = request.header(IF_NONE_MATCH, etag);
+    }
+    if let Some(lm) = req
+        .validators
+        .last_modified
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        request = request.header(IF_MODIFIED_SINCE, lm);
+    }
+    request
 }

@@ -1,14 +1,21 @@
 //! `crawld test TARGET URL`: what a target's selectors extract from one
 //! page, and which of its links the crawl would follow.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+
+use url::Url;
 
 use super::{fail, pick_target};
+use crate::config::Target;
 use crate::error::Exit;
-use crate::extract::{self, Kinds};
+use crate::extract::{self, Kinds, PageExtract};
 use crate::fetcher::{self, Fetcher};
 use crate::frontier::{Frontier, Refusal};
 
+/// `crawld test`: extracts one page, fetched or read from a file, and
+/// prints its items and the links a crawl would follow.
 pub(super) async fn test(
     configs: &Path,
     name: &str,
@@ -16,120 +23,201 @@ pub(super) async fn test(
     file: Option<&Path>,
     json: bool,
 ) -> Exit {
-    let target = match pick_target(configs, name) {
-        Ok(t) => t,
-        Err(exit) => return exit,
-    };
-    let page_url = match url.map(url::Url::parse) {
+    match run(configs, name, url, file, json).await {
+        Ok(()) => Exit::Ok,
+        Err(exit) => exit,
+    }
+}
+
+/// `crawld test`, its failures already reported.
+async fn run(
+    configs: &Path,
+    name: &str,
+    url: Option<&str>,
+    file: Option<&Path>,
+    json: bool,
+) -> Result<(), Exit> {
+    let target = pick_target(configs, name)?;
+    let page_url = match url.map(Url::parse) {
         Some(Ok(u)) => Some(u),
         Some(Err(e)) => {
-            return fail(
+            return Err(fail(
                 Exit::Usage,
                 format!("invalid URL {:?}: {e}", url.unwrap_or_default()),
-            )
+            ))
         }
         None => None,
     };
-    let (html, page_url, kinds, status) = match (file, page_url) {
-        (Some(path), u) => {
-            let bytes = match std::fs::read(path) {
-                Ok(b) => b,
-                Err(e) => {
-                    return fail(Exit::Failed, format!("cannot read {}: {e}", path.display()))
-                }
-            };
-            let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-            let kinds = if u.is_some() {
-                Kinds::Matching
-            } else {
-                Kinds::All
-            };
-            let u = u.or_else(|| url::Url::from_file_path(&abs).ok());
-            let Some(u) = u else {
-                return fail(Exit::Usage, "give the page's URL along with --file");
-            };
-            (fetcher::decode(&bytes, None).into_owned(), u, kinds, None)
+    let (html, source) = match (file, page_url) {
+        (Some(path), u) => from_file(path, u)?,
+        (None, Some(u)) => fetch(&target, u).await?,
+        (None, None) => {
+            return Err(fail(
+                Exit::Usage,
+                "give a URL to fetch, or --file PAGE.html",
+            ))
         }
-        (None, Some(u)) => {
-            let fetcher = Fetcher::default();
-            let host = crate::ids::HostKey::of(&u);
-            let request = fetcher::Request {
-                url: &u,
-                profile: host
-                    .as_ref()
-                    .map_or(&target.profile, |h| target.profile_for(h)),
-                headers: &target.headers,
-                validators: Default::default(),
-                // The user names the page: any address they can reach is fine.
-                internal_ok: true,
-                private_session: None,
-            };
-            let resp = match fetcher.get_following(request).await {
-                Ok(r) => r,
-                Err(e) => return fail(Exit::Failed, e),
-            };
-            if !(200..300).contains(&resp.status) {
-                return fail(
-                    Exit::Failed,
-                    format!("{} answered HTTP {}", resp.url, resp.status),
-                );
-            }
-            if !resp.is_html() {
-                return fail(
-                    Exit::Failed,
-                    format!(
-                        "{} is not HTML ({})",
-                        resp.url,
-                        resp.content_type.as_deref().unwrap_or("no type")
-                    ),
-                );
-            }
-            let status = Some(resp.status);
-            (resp.text().into_owned(), resp.url, Kinds::Matching, status)
-        }
-        (None, None) => return fail(Exit::Usage, "give a URL to fetch, or --file PAGE.html"),
     };
+    let page = extract_page(&target, html, &source).await?;
+    let links = offer_links(&target, &page);
+    if json {
+        print_json(&source, &page, &links);
+        return Ok(());
+    }
+    match source.status {
+        Some(s) => outln!("{} → HTTP {s}", source.url),
+        None => outln!("{} (from file)", source.url),
+    }
+    print_items(&target, &source, &page);
+    print_links(&page, &links);
+    Ok(())
+}
+
+/// Where the page under test came from: its URL, which item kinds apply
+/// to it, and the HTTP status when it was fetched.
+struct PageSource {
+    url: Url,
+    kinds: Kinds,
+    status: Option<u16>,
+}
+
+/// A page read from a file: every item kind applies, unless the page's URL
+/// is given too (it also resolves the links).
+fn from_file(path: &Path, u: Option<Url>) -> Result<(String, PageSource), Exit> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(fail(
+                Exit::Failed,
+                format!("cannot read {}: {e}", path.display()),
+            ))
+        }
+    };
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let kinds = if u.is_some() {
+        Kinds::Matching
+    } else {
+        Kinds::All
+    };
+    let u = u.or_else(|| Url::from_file_path(&abs).ok());
+    let Some(u) = u else {
+        return Err(fail(Exit::Usage, "give the page's URL along with --file"));
+    };
+    let source = PageSource {
+        url: u,
+        kinds,
+        status: None,
+    };
+    Ok((fetcher::decode(&bytes, None).into_owned(), source))
+}
+
+/// A page fetched with the target's profile and headers, redirects
+/// followed; it must answer 2xx with HTML.
+async fn fetch(target: &Target, u: Url) -> Result<(String, PageSource), Exit> {
+    let fetcher = Fetcher::default();
+    let host = crate::ids::HostKey::of(&u);
+    let request = fetcher::Request {
+        url: &u,
+        profile: host
+            .as_ref()
+            .map_or(&target.profile, |h| target.profile_for(h)),
+        headers: &target.headers,
+        validators: Default::default(),
+        // The user names the page: any address they can reach is fine.
+        internal_ok: true,
+        private_session: None,
+    };
+    let resp = match fetcher.get_following(request).await {
+        Ok(r) => r,
+        Err(e) => return Err(fail(Exit::Failed, e)),
+    };
+    if !(200..300).contains(&resp.status) {
+        return Err(fail(
+            Exit::Failed,
+            format!("{} answered HTTP {}", resp.url, resp.status),
+        ));
+    }
+    if !resp.is_html() {
+        return Err(fail(
+            Exit::Failed,
+            format!(
+                "{} is not HTML ({})",
+                resp.url,
+                resp.content_type.as_deref().unwrap_or("no type")
+            ),
+        ));
+    }
+    let status = Some(resp.status);
+    let html = resp.text().into_owned();
+    let source = PageSource {
+        url: resp.url,
+        kinds: Kinds::Matching,
+        status,
+    };
+    Ok((html, source))
+}
+
+/// Items and links of the page, extracted off the async threads as a crawl does.
+async fn extract_page(
+    target: &Arc<Target>,
+    html: String,
+    source: &PageSource,
+) -> Result<PageExtract, Exit> {
     let t = target.clone();
-    let u = page_url.clone();
-    let page =
-        match tokio::task::spawn_blocking(move || extract::extract(&t, &html, &u, kinds)).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(deep)) => {
-                return fail(
-                    Exit::Failed,
-                    format!(
-                        "{page_url} is not parsed: {deep}; a crawl records such a page \
-                         as a too_deep failure (see \"Extract\" in README)"
-                    ),
-                )
-            }
-            Err(e) => return fail(Exit::Failed, format!("extraction failed: {e}")),
-        };
-    let mut frontier = Frontier::new(&target);
-    let mut refused: std::collections::BTreeMap<&'static str, u64> = Default::default();
-    let mut followed = Vec::new();
+    let (u, kinds) = (source.url.clone(), source.kinds);
+    match tokio::task::spawn_blocking(move || extract::extract(&t, &html, &u, kinds)).await {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(deep)) => Err(fail(
+            Exit::Failed,
+            format!(
+                "{} is not parsed: {deep}; a crawl records such a page \
+                 as a too_deep failure (see \"Extract\" in README)",
+                source.url
+            ),
+        )),
+        Err(e) => Err(fail(Exit::Failed, format!("extraction failed: {e}"))),
+    }
+}
+
+/// What a crawl would do with the page's links: those it would follow,
+/// and how many it would refuse, by reason.
+struct Links {
+    followed: Vec<String>,
+    refused: BTreeMap<&'static str, u64>,
+}
+
+/// Offers the page's links to a fresh frontier of the target, as a crawl
+/// does with the links of a start page.
+fn offer_links(target: &Target, page: &PageExtract) -> Links {
+    let mut frontier = Frontier::new(target);
+    let mut links = Links {
+        followed: Vec::new(),
+        refused: BTreeMap::new(),
+    };
     for link in &page.links {
-        match frontier.offer(&target, link.clone(), 1) {
-            Ok(()) => followed.push(link.as_str().to_owned()),
-            Err(r) => *refused.entry(refusal_name(r)).or_default() += 1,
+        match frontier.offer(target, link.clone(), 1) {
+            Ok(()) => links.followed.push(link.as_str().to_owned()),
+            Err(r) => *links.refused.entry(refusal_name(r)).or_default() += 1,
         }
     }
-    if json {
-        let out = serde_json::json!({
-            "url": page_url.as_str(),
-            "status": status,
-            "items": page.items.iter().map(|i| serde_json::json!({"kind": i.kind, "key": i.key, "value": i.value})).collect::<Vec<_>>(),
-            "invalid": page.invalid.iter().map(|i| serde_json::json!({"kind": i.kind, "missing": i.missing})).collect::<Vec<_>>(),
-            "links": page.links.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
-            "followed": followed,
-        });
-        outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-        return Exit::Ok;
-    }
-    match status {
-        Some(s) => outln!("{page_url} → HTTP {s}"),
-        None => outln!("{page_url} (from file)"),
-    }
+    links
+}
+
+/// `--json`: the whole result as one object.
+fn print_json(source: &PageSource, page: &PageExtract, links: &Links) {
+    let out = serde_json::json!({
+        "url": source.url.as_str(),
+        "status": source.status,
+        "items": page.items.iter().map(|i| serde_json::json!({"kind": i.kind, "key": i.key, "value": i.value})).collect::<Vec<_>>(),
+        "invalid": page.invalid.iter().map(|i| serde_json::json!({"kind": i.kind, "missing": i.missing})).collect::<Vec<_>>(),
+        "links": page.links.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
+        "followed": links.followed,
+    });
+    outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+}
+
+/// The items of each kind of the target, and why a kind found none.
+fn print_items(target: &Target, source: &PageSource, page: &PageExtract) {
     for kind in &target.items {
         let items: Vec<_> = page.items.iter().filter(|i| i.kind == kind.name).collect();
         let invalid: Vec<_> = page
@@ -138,11 +226,11 @@ pub(super) async fn test(
             .filter(|i| i.kind == kind.name)
             .collect();
         if items.is_empty() && invalid.is_empty() {
-            let applies = kinds == Kinds::All
+            let applies = source.kinds == Kinds::All
                 || kind
                     .pages
                     .as_ref()
-                    .is_none_or(|re| re.is_match(&page_url[url::Position::BeforePath..]));
+                    .is_none_or(|re| re.is_match(&source.url[url::Position::BeforePath..]));
             let why = if applies {
                 "no match on this page"
             } else {
@@ -167,7 +255,16 @@ pub(super) async fn test(
             outln!("  invalid: missing {}", bad.missing.join(", "));
         }
     }
-    let refused: Vec<String> = refused.iter().map(|(k, n)| format!("{n} {k}")).collect();
+}
+
+/// The link counts, and the first [`SHOWN_LINKS`] links to follow.
+fn print_links(page: &PageExtract, links: &Links) {
+    let followed = &links.followed;
+    let refused: Vec<String> = links
+        .refused
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
     outln!(
         "\nlinks: {} found, {} would be followed{}",
         page.links.len(),
@@ -187,7 +284,6 @@ pub(super) async fn test(
             followed.len() - SHOWN_LINKS
         );
     }
-    Exit::Ok
 }
 
 /// Links to follow listed by `crawld test`; `--json` lists every one.

@@ -4,10 +4,9 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
-use regex::Regex;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use scraper::Selector;
 use toml::Spanned;
 use url::Url;
 
@@ -15,10 +14,11 @@ use super::error::{ConfigError, Source};
 use super::items::item_kind;
 use super::raw::{RawFile, RawFollow};
 use super::schedule::Schedule;
+use super::values::{expand_env, regex, selector};
 use super::{
-    CatchUp, Follow, ParamPattern, Profile, Target, DEFAULT_KEEP_RUNS, DEFAULT_KEEP_VERSIONS,
-    DEFAULT_LINK_SELECTOR, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAGES, DEFAULT_PROFILE,
-    DEFAULT_RESUME_WITHIN,
+    CatchUp, Follow, ItemKind, ParamPattern, Profile, Target, DEFAULT_KEEP_RUNS,
+    DEFAULT_KEEP_VERSIONS, DEFAULT_LINK_SELECTOR, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAGES,
+    DEFAULT_PROFILE, DEFAULT_RESUME_WITHIN,
 };
 use crate::frontier::normalize_url;
 use crate::ids::{ProfileName, TargetId};
@@ -80,6 +80,74 @@ pub fn target(
         src,
         errors: Vec::new(),
     };
+    // Every part is checked, whatever failed before it, so that all errors show at once.
+    let strip_params = strip_params(raw);
+    let start_urls = start_urls(&mut c, raw, &strip_params);
+    let profile = match &raw.profile {
+        None => cx.profiles.get(&ProfileName::new(DEFAULT_PROFILE)).cloned(),
+        Some(p) => c.check(p, "profile", |name| lookup_profile(name, cx)),
+    };
+    let domains = domains(&mut c, raw, cx);
+    let max_pages = max_pages(&mut c, raw);
+    let (schedule, full_schedule) = schedules(&mut c, raw);
+    let headers = headers(&mut c, raw, cx.env);
+    let follow = follow(&mut c, raw.follow.as_ref().map(|f| f.get_ref()));
+    let items = items(&mut c, raw);
+    let timing = timing(&mut c, raw);
+    let keep = keep(&mut c, raw);
+    let (true, Some(profile), Some(max_pages), Some(follow), Some(timing), Some(keep)) = (
+        c.errors.is_empty(),
+        profile,
+        max_pages,
+        follow,
+        timing,
+        keep,
+    ) else {
+        return Err(c.errors);
+    };
+    Ok(Target {
+        id,
+        file: src.path.clone(),
+        start_urls,
+        profile,
+        domains,
+        allow_private_networks: raw.allow_private_networks.unwrap_or(false),
+        max_pages,
+        schedule,
+        full_schedule,
+        headers,
+        strip_params,
+        follow,
+        items,
+        resume_within: timing.resume_within,
+        keep_versions: keep.versions,
+        keep_runs: keep.runs,
+        changes_jsonl: keep.changes_jsonl,
+        fingerprint: fingerprint(&src.text),
+        timezone: timing.timezone,
+        catch_up: timing.catch_up,
+        spread: timing.spread,
+        max_duration: timing.max_duration,
+        source_hash: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(src.text.as_bytes())),
+    })
+}
+
+/// `strip_params`: the query parameters dropped from every URL.
+fn strip_params(raw: &RawFile) -> Vec<ParamPattern> {
+    raw.strip_params
+        .as_ref()
+        .map(|s| {
+            s.get_ref()
+                .iter()
+                .map(|p| ParamPattern::parse(p.get_ref()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `start_urls`: not empty, each an http(s) URL with a host (the valid
+/// ones), normalised so that the frontier dedups them like any link.
+fn start_urls(c: &mut Compiler, raw: &RawFile, strip_params: &[ParamPattern]) -> Vec<Url> {
     let mut start_urls = Vec::new();
     if let Some(urls) = &raw.start_urls {
         if urls.get_ref().is_empty() {
@@ -95,11 +163,40 @@ pub fn target(
             }
         }
     }
+    start_urls
+        .into_iter()
+        .map(|u| normalize_url(u, strip_params))
+        .collect()
+}
 
-    let profile = match &raw.profile {
-        None => cx.profiles.get(&ProfileName::new(DEFAULT_PROFILE)).cloned(),
-        Some(p) => c.check(p, "profile", |name| lookup_profile(name, cx)),
-    };
+/// `max_pages`: at least 1.
+fn max_pages(c: &mut Compiler, raw: &RawFile) -> Option<u64> {
+    match &raw.max_pages {
+        None => Some(DEFAULT_MAX_PAGES),
+        Some(m) => c.check(m, "max_pages", |&n| {
+            u64::try_from(n)
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| "max_pages must be at least 1".to_owned())
+        }),
+    }
+}
+
+/// `schedule` and `full_schedule` (each `None` when unset or invalid).
+fn schedules(c: &mut Compiler, raw: &RawFile) -> (Option<Schedule>, Option<Schedule>) {
+    let schedule = raw
+        .schedule
+        .as_ref()
+        .and_then(|s| c.check(s, "schedule", |e| Schedule::parse(e)));
+    let full_schedule = raw
+        .full_schedule
+        .as_ref()
+        .and_then(|s| c.check(s, "full_schedule", |e| Schedule::parse(e)));
+    (schedule, full_schedule)
+}
+
+/// `[domains]`: a profile per host (the valid entries).
+fn domains(c: &mut Compiler, raw: &RawFile, cx: &Context) -> Vec<(String, Arc<Profile>)> {
     let mut domains = Vec::new();
     if let Some(d) = &raw.domains {
         for (host, entry) in d.get_ref() {
@@ -124,24 +221,11 @@ pub fn target(
             }
         }
     }
-    let max_pages = match &raw.max_pages {
-        None => Some(DEFAULT_MAX_PAGES),
-        Some(m) => c.check(m, "max_pages", |&n| {
-            u64::try_from(n)
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| "max_pages must be at least 1".to_owned())
-        }),
-    };
-    let schedule = raw
-        .schedule
-        .as_ref()
-        .and_then(|s| c.check(s, "schedule", |e| Schedule::parse(e)));
-    let full_schedule = raw
-        .full_schedule
-        .as_ref()
-        .and_then(|s| c.check(s, "full_schedule", |e| Schedule::parse(e)));
+    domains
+}
 
+/// `[headers]`, `${VAR}` expanded from `env` and every value marked sensitive.
+fn headers(c: &mut Compiler, raw: &RawFile, env: &dyn Fn(&str) -> Option<String>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Some(h) = &raw.headers {
         for (name, value) in h.get_ref() {
@@ -154,7 +238,7 @@ pub fn target(
                 );
                 continue;
             };
-            if let Some(v) = c.check(value, &key, |v| expand_env(v, cx.env)) {
+            if let Some(v) = c.check(value, &key, |v| expand_env(v, env)) {
                 match HeaderValue::from_str(&v) {
                     Ok(mut hv) => {
                         // Header values may hold tokens: keep them out of logs and debug output.
@@ -170,27 +254,34 @@ pub fn target(
             }
         }
     }
-    let strip_params: Vec<ParamPattern> = raw
-        .strip_params
-        .as_ref()
-        .map(|s| {
-            s.get_ref()
-                .iter()
-                .map(|p| ParamPattern::parse(p.get_ref()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let follow = follow(&mut c, raw.follow.as_ref().map(|f| f.get_ref()));
+    headers
+}
 
+/// `[items.*]`: the item kinds that compiled.
+fn items(c: &mut Compiler, raw: &RawFile) -> Vec<ItemKind> {
     let mut items = Vec::new();
     if let Some(raw_items) = &raw.items {
         for (name, item) in raw_items.get_ref() {
-            if let Some(kind) = item_kind(&mut c, name, item) {
+            if let Some(kind) = item_kind(c, name, item) {
                 items.push(kind);
             }
         }
     }
+    items
+}
 
+/// When a target's runs happen and how long they may take.
+struct Timing {
+    timezone: chrono_tz::Tz,
+    catch_up: CatchUp,
+    spread: Duration,
+    max_duration: Option<Duration>,
+    resume_within: Duration,
+}
+
+/// `timezone`, `catch_up`, `spread`, `max_duration` and `resume_within`;
+/// `None` when any has an error.
+fn timing(c: &mut Compiler, raw: &RawFile) -> Option<Timing> {
     let timezone = match &raw.timezone {
         None => Some(chrono_tz::Tz::UTC),
         Some(z) => c.check(z, "timezone", |s| {
@@ -210,7 +301,7 @@ pub fn target(
         }),
     };
     let spread = match &raw.spread {
-        None => Some(std::time::Duration::ZERO),
+        None => Some(Duration::ZERO),
         Some(d) => c.check(d, "spread", |s| super::values::duration(s)),
     };
     let max_duration = match &raw.max_duration {
@@ -221,6 +312,25 @@ pub fn target(
         None => Some(DEFAULT_RESUME_WITHIN),
         Some(d) => c.check(d, "resume_within", |s| super::values::duration(s)),
     };
+    Some(Timing {
+        timezone: timezone?,
+        catch_up: catch_up?,
+        spread: spread?,
+        max_duration: max_duration?,
+        resume_within: resume_within?,
+    })
+}
+
+/// What a target keeps: versions per item, run records, a changes log.
+struct Keep {
+    versions: usize,
+    runs: usize,
+    changes_jsonl: Option<String>,
+}
+
+/// `keep_versions`, `keep_runs` and `[output] changes_jsonl`; `None` when
+/// a count has an error.
+fn keep(c: &mut Compiler, raw: &RawFile) -> Option<Keep> {
     let count = |c: &mut Compiler, v: &Option<Spanned<i64>>, key: &str, default: usize| match v {
         None => Some(default),
         Some(n) => c.check(n, key, |&n| {
@@ -230,73 +340,23 @@ pub fn target(
                 .ok_or_else(|| format!("{key} must be between 1 and 100000"))
         }),
     };
-    let keep_versions = count(
-        &mut c,
+    let versions = count(
+        c,
         &raw.keep_versions,
         "keep_versions",
         DEFAULT_KEEP_VERSIONS,
     );
-    let keep_runs = count(&mut c, &raw.keep_runs, "keep_runs", DEFAULT_KEEP_RUNS);
+    let runs = count(c, &raw.keep_runs, "keep_runs", DEFAULT_KEEP_RUNS);
     let changes_jsonl = raw
         .output
         .as_ref()
         .and_then(|o| o.get_ref().changes_jsonl.as_ref())
         .and_then(|p| c.check(p, "output.changes_jsonl", |s| output_path(s)));
-
-    // Start URLs are stored normalised so that the frontier dedups them like any link.
-    let start_urls = start_urls
-        .into_iter()
-        .map(|u| normalize_url(u, &strip_params))
-        .collect();
-    let (Some(timezone), Some(catch_up), Some(spread), Some(max_duration)) =
-        (timezone, catch_up, spread, max_duration)
-    else {
-        return Err(c.errors);
-    };
-    match (
-        c.errors.is_empty(),
-        profile,
-        max_pages,
-        follow,
-        resume_within,
-        keep_versions,
-        keep_runs,
-    ) {
-        (
-            true,
-            Some(profile),
-            Some(max_pages),
-            Some(follow),
-            Some(resume_within),
-            Some(keep_versions),
-            Some(keep_runs),
-        ) => Ok(Target {
-            id,
-            file: src.path.clone(),
-            start_urls,
-            profile,
-            domains,
-            allow_private_networks: raw.allow_private_networks.unwrap_or(false),
-            max_pages,
-            schedule,
-            full_schedule,
-            headers,
-            strip_params,
-            follow,
-            items,
-            resume_within,
-            keep_versions,
-            keep_runs,
-            changes_jsonl,
-            fingerprint: fingerprint(&src.text),
-            timezone,
-            catch_up,
-            spread,
-            max_duration,
-            source_hash: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(src.text.as_bytes())),
-        }),
-        _ => Err(c.errors),
-    }
+    Some(Keep {
+        versions: versions?,
+        runs: runs?,
+        changes_jsonl,
+    })
 }
 
 /// Hash of the sections that decide what a page yields, in their TOML form
@@ -371,53 +431,6 @@ fn lookup_profile(name: &str, cx: &Context) -> Result<Arc<Profile>, String> {
     Err(msg)
 }
 
-/// Replaces `${VAR}` with the variable's value; an undefined variable is an error.
-pub(super) fn expand_env(
-    value: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, String> {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| "unterminated ${…} reference".to_owned())?;
-        let var = &after[..end];
-        if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("invalid variable name {var:?} in ${{…}}"));
-        }
-        match env(var) {
-            Some(v) => out.push_str(&v),
-            None => return Err(format!("environment variable {var} is not set")),
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-pub(super) fn regex(s: &str) -> Result<Regex, String> {
-    Regex::new(s).map_err(|e| {
-        // regex draws its own caret over several lines; its last line says what is wrong.
-        let text = e.to_string();
-        let why = text
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or(&text);
-        format!(
-            "invalid regex {s:?}: {}",
-            why.trim().trim_start_matches("error: ")
-        )
-    })
-}
-
-pub(super) fn selector(s: &str) -> Result<Selector, String> {
-    crate::extract::parse_selector(s)
-}
-
 fn follow(c: &mut Compiler, raw: Option<&RawFollow>) -> Option<Follow> {
     let links = match raw.and_then(|f| f.links.as_ref()) {
         Some(l) => c.check(l, "follow.links", |s| selector(s)),
@@ -452,22 +465,4 @@ fn follow(c: &mut Compiler, raw: Option<&RawFollow>) -> Option<Follow> {
         max_depth: max_depth?,
         same_host,
     })
-}
-#[cfg(test)]
-mod tests {
-    use super::expand_env;
-
-    #[test]
-    fn expands_defined_variables_only() {
-        let env = |v: &str| (v == "TOKEN").then(|| "s3cret".to_owned());
-        assert_eq!(
-            expand_env("Bearer ${TOKEN}", &env).unwrap(),
-            "Bearer s3cret"
-        );
-        assert_eq!(expand_env("plain", &env).unwrap(), "plain");
-        assert!(expand_env("${MISSING}", &env)
-            .unwrap_err()
-            .contains("MISSING is not set"));
-        assert!(expand_env("${TOKEN", &env).is_err());
-    }
 }

@@ -3,8 +3,9 @@
 
 use toml::Spanned;
 
-use super::compile::{regex, selector, Compiler};
+use super::compile::Compiler;
 use super::raw::{RawField, RawItem};
+use super::values::{regex, selector};
 use super::{Field, FieldType, ItemKey, ItemKind};
 use crate::extract::Query;
 

@@ -75,91 +75,13 @@ pub type ConfigFiles = Vec<(PathBuf, std::io::Result<String>)>;
 /// good version of a broken file this way).
 pub fn load_files(files: ConfigFiles, env: &dyn Fn(&str) -> Option<String>) -> LoadReport {
     let mut report = LoadReport::default();
-    let mut parsed: Vec<(Source, RawFile)> = Vec::new();
-    for (path, text) in files {
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let text = match text {
-            Ok(t) => t,
-            Err(e) => {
-                push(
-                    &mut report,
-                    ConfigError::file(&path, format!("cannot read: {e}")),
-                );
-                report.invalid_targets.insert(TargetId::new(stem), path);
-                continue;
-            }
-        };
-        let source = Source {
-            path: path.clone(),
-            text: text.into(),
-        };
-        // Every syntax error of the file at once; then every type or key error,
-        // located and named by its dotted key.
-        let (doc, syntax) = toml::de::DeTable::parse_recoverable(&source.text);
-        if !syntax.is_empty() {
-            // The first error of each line: later ones on a line are mostly its echoes.
-            let mut lines = std::collections::BTreeSet::new();
-            for e in syntax {
-                let span = e.span().unwrap_or(0..0);
-                let error = source.error(span, None, e.message().trim_end().to_owned());
-                if lines.insert(error.position.map(|p| p.line)) {
-                    push(&mut report, error);
-                }
-            }
-            report.invalid_targets.insert(TargetId::new(stem), path);
-            continue;
-        }
-        match typed::raw_file(&source, &doc) {
-            Ok(raw) => parsed.push((source, raw)),
-            Err(errors) => {
-                for e in errors {
-                    push(&mut report, e);
-                }
-                // Whatever this file declared is unknown; a target of the same name must not run.
-                report.invalid_targets.insert(TargetId::new(stem), path);
-            }
-        }
-    }
+    let mut parsed: Vec<(Source, RawFile)> = files
+        .into_iter()
+        .filter_map(|(path, text)| parse_file(path, text, &mut report))
+        .collect();
 
     // Profiles are global: gather them from every file, then resolve.
-    let builtins = profile::builtins();
-    let mut declared: BTreeMap<String, Declared> = BTreeMap::new();
-    let mut declared_in: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for (source, raw) in &mut parsed {
-        for (name, p) in std::mem::take(&mut raw.profiles) {
-            let key = Some(format!("profiles.{name}"));
-            if builtins.contains_key(&ProfileName::new(name.as_str())) {
-                let e = source.error(p.span(), key, format!("{name:?} is a built-in profile and cannot be redefined; use extends = \"{name}\" in a profile of another name"));
-                push(&mut report, e);
-            } else if let Some(first) = declared_in.get(&name) {
-                let e = source.error(
-                    p.span(),
-                    key,
-                    format!("profile {name:?} is already defined in {}", first.display()),
-                );
-                push(&mut report, e);
-            } else if !valid_name(&name) {
-                let e = source.error(
-                    p.span(),
-                    key,
-                    "profile names may use letters, digits, - and _",
-                );
-                push(&mut report, e);
-            } else {
-                declared_in.insert(name.clone(), source.path.clone());
-                declared.insert(
-                    name,
-                    Declared {
-                        raw: p,
-                        source: source.clone(),
-                    },
-                );
-            }
-        }
-    }
+    let (declared, declared_in) = declare_profiles(&mut parsed, &mut report);
     let mut profile_errors = Vec::new();
     let profiles = profile::resolve(&declared, env, &mut profile_errors);
     for e in profile_errors {
@@ -183,44 +105,148 @@ pub fn load_files(files: ConfigFiles, env: &dyn Fn(&str) -> Option<String>) -> L
         env,
     };
     for (source, raw) in &parsed {
-        let stem = source
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if raw.start_urls.is_none() {
-            if let Some((key, span)) = first_target_key(raw) {
-                let message = format!("`{key}` is a target key, but this file has no start_urls; a target needs start_urls, and a file of profiles holds only [profiles.*]");
-                push(
-                    &mut report,
-                    source.error(span, Some(key.to_owned()), message),
-                );
-            }
-            continue;
-        }
-        let id = TargetId::new(stem.as_str());
-        if !valid_name(&stem) {
-            push(&mut report, ConfigError::file(&source.path, format!("target name {stem:?} (from the file name) may use only letters, digits, - and _")));
-            report.invalid_targets.insert(id, source.path.clone());
-            continue;
-        }
-        match compile::target(id.clone(), raw, source, &cx) {
-            Ok(t) => {
-                report.set.targets.insert(id, Arc::new(t));
-            }
-            Err(errors) => {
-                for e in errors {
-                    push(&mut report, e);
-                }
-                report.invalid_targets.insert(id, source.path.clone());
-            }
-        }
+        compile_file(source, raw, &cx, &mut report);
     }
     report.set.profiles = profiles;
     for errors in report.errors.values_mut() {
         errors.sort_by_key(|e| e.position.map(|p| (p.line, p.column)));
     }
     report
+}
+
+/// Parses one file into its raw form; `None` when it cannot be read or has
+/// syntax, type or key errors (all pushed to `report`, and the target of its
+/// name marked invalid).
+fn parse_file(
+    path: PathBuf,
+    text: std::io::Result<String>,
+    report: &mut LoadReport,
+) -> Option<(Source, RawFile)> {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            push(
+                report,
+                ConfigError::file(&path, format!("cannot read: {e}")),
+            );
+            report.invalid_targets.insert(TargetId::new(stem), path);
+            return None;
+        }
+    };
+    let source = Source {
+        path: path.clone(),
+        text: text.into(),
+    };
+    // Every syntax error of the file at once; then every type or key error,
+    // located and named by its dotted key.
+    let (doc, syntax) = toml::de::DeTable::parse_recoverable(&source.text);
+    if !syntax.is_empty() {
+        // The first error of each line: later ones on a line are mostly its echoes.
+        let mut lines = std::collections::BTreeSet::new();
+        for e in syntax {
+            let span = e.span().unwrap_or(0..0);
+            let error = source.error(span, None, e.message().trim_end().to_owned());
+            if lines.insert(error.position.map(|p| p.line)) {
+                push(report, error);
+            }
+        }
+        report.invalid_targets.insert(TargetId::new(stem), path);
+        return None;
+    }
+    match typed::raw_file(&source, &doc) {
+        Ok(raw) => Some((source, raw)),
+        Err(errors) => {
+            for e in errors {
+                push(report, e);
+            }
+            // Whatever this file declared is unknown; a target of the same name must not run.
+            report.invalid_targets.insert(TargetId::new(stem), path);
+            None
+        }
+    }
+}
+
+/// Takes the profiles out of every parsed file: those that may be declared,
+/// by name, and the file that declared each. A built-in name, a second
+/// declaration or an invalid name is an error pushed to `report`.
+fn declare_profiles(
+    parsed: &mut [(Source, RawFile)],
+    report: &mut LoadReport,
+) -> (BTreeMap<String, Declared>, BTreeMap<String, PathBuf>) {
+    let builtins = profile::builtins();
+    let mut declared: BTreeMap<String, Declared> = BTreeMap::new();
+    let mut declared_in: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (source, raw) in parsed {
+        for (name, p) in std::mem::take(&mut raw.profiles) {
+            let key = Some(format!("profiles.{name}"));
+            if builtins.contains_key(&ProfileName::new(name.as_str())) {
+                let e = source.error(p.span(), key, format!("{name:?} is a built-in profile and cannot be redefined; use extends = \"{name}\" in a profile of another name"));
+                push(report, e);
+            } else if let Some(first) = declared_in.get(&name) {
+                let e = source.error(
+                    p.span(),
+                    key,
+                    format!("profile {name:?} is already defined in {}", first.display()),
+                );
+                push(report, e);
+            } else if !valid_name(&name) {
+                let e = source.error(
+                    p.span(),
+                    key,
+                    "profile names may use letters, digits, - and _",
+                );
+                push(report, e);
+            } else {
+                declared_in.insert(name.clone(), source.path.clone());
+                declared.insert(
+                    name,
+                    Declared {
+                        raw: p,
+                        source: source.clone(),
+                    },
+                );
+            }
+        }
+    }
+    (declared, declared_in)
+}
+
+/// Compiles the target a parsed file declares, named by its file, into
+/// `report`; a file without `start_urls` holds only profiles.
+fn compile_file(source: &Source, raw: &RawFile, cx: &Context, report: &mut LoadReport) {
+    let stem = source
+        .path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if raw.start_urls.is_none() {
+        if let Some((key, span)) = first_target_key(raw) {
+            let message = format!("`{key}` is a target key, but this file has no start_urls; a target needs start_urls, and a file of profiles holds only [profiles.*]");
+            push(report, source.error(span, Some(key.to_owned()), message));
+        }
+        return;
+    }
+    let id = TargetId::new(stem.as_str());
+    if !valid_name(&stem) {
+        push(report, ConfigError::file(&source.path, format!("target name {stem:?} (from the file name) may use only letters, digits, - and _")));
+        report.invalid_targets.insert(id, source.path.clone());
+        return;
+    }
+    match compile::target(id.clone(), raw, source, cx) {
+        Ok(t) => {
+            report.set.targets.insert(id, Arc::new(t));
+        }
+        Err(errors) => {
+            for e in errors {
+                push(report, e);
+            }
+            report.invalid_targets.insert(id, source.path.clone());
+        }
+    }
 }
 
 fn push(report: &mut LoadReport, e: ConfigError) {

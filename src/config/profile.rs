@@ -9,10 +9,13 @@ use rand::Rng;
 use toml::Spanned;
 
 use super::error::{ConfigError, Source};
-use super::identity::{identity, user_agent, Identity, ProxyUrl};
+use super::identity::{Identity, ProxyUrl};
 use super::raw::RawProfile;
 use super::values;
 use crate::ids::ProfileName;
+
+mod overlay;
+use overlay::Overlay;
 
 /// The profile of targets and profiles that name none.
 pub const DEFAULT_PROFILE: &str = "balanced";
@@ -180,220 +183,112 @@ pub fn resolve(
     env: &dyn Fn(&str) -> Option<String>,
     errors: &mut Vec<ConfigError>,
 ) -> BTreeMap<ProfileName, Arc<Profile>> {
-    let mut done = builtins();
-    let mut failed = std::collections::BTreeSet::new();
-    let cx = Resolve { declared, env };
+    let mut cx = Resolve {
+        declared,
+        env,
+        done: builtins(),
+        failed: std::collections::BTreeSet::new(),
+        chain: Vec::new(),
+        errors,
+    };
     for name in declared.keys() {
-        let mut chain = Vec::new();
-        resolve_one(name, &cx, &mut done, &mut failed, &mut chain, errors);
+        cx.one(name);
     }
-    done
+    cx.done
 }
 
+/// One resolution in progress: what is resolved, what failed, and the
+/// `extends` chain being followed (to report a cycle).
 struct Resolve<'a> {
     declared: &'a BTreeMap<String, Declared>,
     env: &'a dyn Fn(&str) -> Option<String>,
+    done: BTreeMap<ProfileName, Arc<Profile>>,
+    failed: std::collections::BTreeSet<String>,
+    // Empty between top-level names: `one` pops what it pushes.
+    chain: Vec<String>,
+    errors: &'a mut Vec<ConfigError>,
 }
 
-fn resolve_one(
-    name: &str,
-    cx: &Resolve,
-    done: &mut BTreeMap<ProfileName, Arc<Profile>>,
-    failed: &mut std::collections::BTreeSet<String>,
-    chain: &mut Vec<String>,
-    errors: &mut Vec<ConfigError>,
-) -> Option<Arc<Profile>> {
-    if let Some(p) = done.get(&ProfileName::new(name)) {
-        return Some(p.clone());
-    }
-    if failed.contains(name) {
-        return None;
-    }
-    let declared = cx.declared;
-    let decl = declared.get(name)?;
-    let raw = decl.raw.get_ref();
-    let key = |k: &str| Some(format!("profiles.{name}.{k}"));
-    chain.push(name.to_owned());
-    let parent_name = raw
-        .extends
-        .as_ref()
-        .map_or(DEFAULT_PROFILE, |e| e.get_ref().as_str());
-    let parent = if chain.iter().any(|c| c == parent_name) {
-        let span = raw.extends.as_ref().map_or(decl.raw.span(), |e| e.span());
-        errors.push(decl.source.error(
-            span,
-            key("extends"),
-            format!(
-                "profile {name:?} extends itself through {}",
-                chain.join(" → ")
-            ),
-        ));
-        None
-    } else if declared.contains_key(parent_name)
-        || done.contains_key(&ProfileName::new(parent_name))
-    {
-        resolve_one(parent_name, cx, done, failed, chain, errors)
-    } else {
-        let span = raw.extends.as_ref().map_or(decl.raw.span(), |e| e.span());
-        errors.push(decl.source.error(
-            span,
-            key("extends"),
-            format!(
-                "unknown profile {parent_name:?}; known: {}",
-                known(declared, done)
-            ),
-        ));
-        None
-    };
-    chain.pop();
-    let Some(parent) = parent else {
-        failed.insert(name.to_owned());
-        return None;
-    };
-
-    let before = errors.len();
-    let mut p = (*parent).clone();
-    p.name = ProfileName::new(name);
-    if let Some(c) = &raw.concurrency {
-        match u32::try_from(*c.get_ref()) {
-            Ok(n) if (1..=1024).contains(&n) => p.concurrency = n,
-            _ => errors.push(decl.source.error(
-                c.span(),
-                key("concurrency"),
-                "concurrency must be between 1 and 1024",
-            )),
+impl Resolve<'_> {
+    /// Resolves the profile `name` and its parents; `None` when it or a
+    /// parent has errors (reported once, on first sight).
+    fn one(&mut self, name: &str) -> Option<Arc<Profile>> {
+        if let Some(p) = self.done.get(&ProfileName::new(name)) {
+            return Some(p.clone());
         }
-    }
-    let mut set =
-        |v: &Option<Spanned<String>>, k: &str, f: &mut dyn FnMut(&str) -> Result<(), String>| {
-            if let Some(v) = v {
-                if let Err(e) = f(v.get_ref()) {
-                    errors.push(decl.source.error(v.span(), key(k), e));
-                }
-            }
+        if self.failed.contains(name) {
+            return None;
+        }
+        let declared = self.declared;
+        let decl = declared.get(name)?;
+        self.chain.push(name.to_owned());
+        let parent = self.parent(name, decl);
+        self.chain.pop();
+        let Some(parent) = parent else {
+            self.failed.insert(name.to_owned());
+            return None;
         };
-    set(&raw.delay, "delay", &mut |s| {
-        values::delay(s)
-            .and_then(|d| duration_cap(d.max).map(|_| d))
-            .map(|d| p.delay = d)
-    });
-    set(&raw.timeout, "timeout", &mut |s| {
-        duration(s).map(|d| p.timeout = d)
-    });
-    set(&raw.connect_timeout, "connect_timeout", &mut |s| {
-        duration(s).map(|d| p.connect_timeout = d)
-    });
-    set(&raw.max_body, "max_body", &mut |s| {
-        values::size(s).map(|b| p.max_body = b)
-    });
-    set(&raw.backoff, "backoff", &mut |s| {
-        duration(s).map(|d| p.backoff = d)
-    });
-    set(&raw.backoff_max, "backoff_max", &mut |s| {
-        duration(s).map(|d| p.backoff_max = d)
-    });
-    set(&raw.backoff_429, "backoff_429", &mut |s| {
-        duration(s).map(|d| p.backoff_429 = d)
-    });
-    set(&raw.retry_after_max, "retry_after_max", &mut |s| {
-        duration(s).map(|d| p.retry_after_max = d)
-    });
-    set(&raw.pause_for, "pause_for", &mut |s| {
-        duration(s).map(|d| p.pause_for = d)
-    });
-    set(&raw.user_agent, "user_agent", &mut |s| {
-        p.identities = vec![Identity::plain(&user_agent(s)?)];
-        Ok(())
-    });
-    for (v, k, field, max) in [
-        (&raw.retries, "retries", &mut p.retries, 100),
-        (&raw.max_requeues, "max_requeues", &mut p.max_requeues, 100),
-        (&raw.pause_after, "pause_after", &mut p.pause_after, 10_000),
-        (
-            &raw.rotate_session_every,
-            "rotate_session_every",
-            &mut p.rotate_session_every,
-            1_000_000,
-        ),
-    ] {
-        if let Some(v) = v {
-            match u32::try_from(*v.get_ref()) {
-                Ok(n) if n <= max => *field = n,
-                _ => errors.push(decl.source.error(
-                    v.span(),
-                    key(k),
-                    format!("{k} must be between 0 and {max}"),
-                )),
-            }
+
+        let before = self.errors.len();
+        let mut p = (*parent).clone();
+        p.name = ProfileName::new(name);
+        let mut o = Overlay {
+            name,
+            decl,
+            errors: &mut *self.errors,
+        };
+        o.concurrency(&mut p);
+        o.values(&mut p);
+        o.counts(&mut p);
+        o.switches(&mut p);
+        o.identities(&mut p);
+        o.proxies(&mut p, self.env);
+        o.coherence(&p);
+        if self.errors.len() > before {
+            self.failed.insert(name.to_owned());
+            return None;
         }
+        let p = Arc::new(p);
+        self.done.insert(p.name.clone(), p.clone());
+        Some(p)
     }
-    if let Some(r) = raw.respect_robots {
-        p.respect_robots = r;
-    }
-    if let Some(a) = raw.adaptive {
-        p.adaptive = a;
-    }
-    if let Some(ids) = &raw.identities {
-        if let Some(ua) = &raw.user_agent {
-            errors.push(decl.source.error(
-                ua.span(),
-                key("user_agent"),
-                "set either user_agent or identities, not both (user_agent = \"…\" is shorthand for one identity)",
+
+    /// The resolved parent of `name` (its `extends`, or the default
+    /// profile); `None`, with an error, for a cycle or an unknown name.
+    fn parent(&mut self, name: &str, decl: &Declared) -> Option<Arc<Profile>> {
+        let raw = decl.raw.get_ref();
+        let parent_name = raw
+            .extends
+            .as_ref()
+            .map_or(DEFAULT_PROFILE, |e| e.get_ref().as_str());
+        let span = || raw.extends.as_ref().map_or(decl.raw.span(), |e| e.span());
+        let key = Some(format!("profiles.{name}.extends"));
+        if self.chain.iter().any(|c| c == parent_name) {
+            self.errors.push(decl.source.error(
+                span(),
+                key,
+                format!(
+                    "profile {name:?} extends itself through {}",
+                    self.chain.join(" → ")
+                ),
             ));
-        }
-        if ids.get_ref().is_empty() {
-            errors.push(decl.source.error(
-                ids.span(),
-                key("identities"),
-                "identities is empty: give at least one { user_agent = \"…\" }",
+            None
+        } else if self.declared.contains_key(parent_name)
+            || self.done.contains_key(&ProfileName::new(parent_name))
+        {
+            self.one(parent_name)
+        } else {
+            self.errors.push(decl.source.error(
+                span(),
+                key,
+                format!(
+                    "unknown profile {parent_name:?}; known: {}",
+                    known(self.declared, &self.done)
+                ),
             ));
-        }
-        let mut list = Vec::new();
-        for (i, id) in ids.get_ref().iter().enumerate() {
-            match identity(id.get_ref()) {
-                Ok(identity) => list.push(identity),
-                Err(e) => errors.push(decl.source.error(
-                    id.span(),
-                    Some(format!("profiles.{name}.identities[{i}]")),
-                    e,
-                )),
-            }
-        }
-        p.identities = list;
-    }
-    if let Some(proxies) = &raw.proxies {
-        p.proxies = Vec::new();
-        for v in proxies.get_ref() {
-            match super::compile::expand_env(v.get_ref(), cx.env)
-                .and_then(|url| ProxyUrl::parse(&url))
-            {
-                Ok(u) => p.proxies.push(u),
-                Err(e) => errors.push(decl.source.error(v.span(), key("proxies"), e)),
-            }
+            None
         }
     }
-    if p.pause_after > 0 && p.pause_for < Duration::from_secs(1) {
-        let span = raw.pause_for.as_ref().map_or(decl.raw.span(), |v| v.span());
-        errors.push(decl.source.error(
-            span,
-            key("pause_for"),
-            "pause_for must be at least 1s when pause_after is set (pause_after = 0 turns the breaker off)",
-        ));
-    }
-    if p.backoff > p.backoff_max {
-        errors.push(decl.source.error(
-            decl.raw.span(),
-            key("backoff"),
-            "backoff is larger than backoff_max",
-        ));
-    }
-    if errors.len() > before {
-        failed.insert(name.to_owned());
-        return None;
-    }
-    let p = Arc::new(p);
-    done.insert(p.name.clone(), p.clone());
-    Some(p)
 }
 
 /// Longest duration a profile accepts: longer ones are typos, and would

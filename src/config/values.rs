@@ -1,7 +1,11 @@
 //! Parsers for the value syntaxes of the config files: durations (`"500ms"`),
-//! delay ranges (`"300ms..700ms"`) and sizes (`"10MiB"`).
+//! delay ranges (`"300ms..700ms"`), sizes (`"10MiB"`), `${VAR}` references,
+//! regexes and selectors.
 
 use std::time::Duration;
+
+use regex::Regex;
+use scraper::Selector;
 
 use super::profile::DelayRange;
 
@@ -38,6 +42,55 @@ pub fn size(s: &str) -> Result<u64, String> {
         .map_err(|e| format!("invalid size {s:?}: {e} (write e.g. \"10MiB\", \"512KB\")"))
 }
 
+/// Replaces `${VAR}` with the variable's value; an undefined variable is an error.
+pub(super) fn expand_env(
+    value: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| "unterminated ${…} reference".to_owned())?;
+        let var = &after[..end];
+        if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("invalid variable name {var:?} in ${{…}}"));
+        }
+        match env(var) {
+            Some(v) => out.push_str(&v),
+            None => return Err(format!("environment variable {var} is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A regex; its error says, on one line, what is wrong.
+pub(super) fn regex(s: &str) -> Result<Regex, String> {
+    Regex::new(s).map_err(|e| {
+        // regex draws its own caret over several lines; its last line says what is wrong.
+        let text = e.to_string();
+        let why = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or(&text);
+        format!(
+            "invalid regex {s:?}: {}",
+            why.trim().trim_start_matches("error: ")
+        )
+    })
+}
+
+/// A CSS selector, parsed as extraction parses it.
+pub(super) fn selector(s: &str) -> Result<Selector, String> {
+    crate::extract::parse_selector(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +109,19 @@ mod tests {
         assert_eq!(size("10MiB").unwrap(), 10 * 1024 * 1024);
         assert_eq!(size("512KB").unwrap(), 512_000);
         assert!(size("lots").is_err());
+    }
+
+    #[test]
+    fn expands_defined_variables_only() {
+        let env = |v: &str| (v == "TOKEN").then(|| "s3cret".to_owned());
+        assert_eq!(
+            expand_env("Bearer ${TOKEN}", &env).unwrap(),
+            "Bearer s3cret"
+        );
+        assert_eq!(expand_env("plain", &env).unwrap(), "plain");
+        assert!(expand_env("${MISSING}", &env)
+            .unwrap_err()
+            .contains("MISSING is not set"));
+        assert!(expand_env("${TOKEN", &env).is_err());
     }
 }
