@@ -304,6 +304,17 @@ fn store_commands_refuse_at_once_while_the_daemon_runs() {
     );
     // The reading commands go through the daemon instead.
     d.cmd(&["runs", "shop"]).assert().success();
+    // Refusals are typed, each with its exit code.
+    d.cmd(&["stop-run", "shop"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "target shop has no run in progress",
+        ));
+    d.cmd(&["stop-run", "nope"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("no target nope"));
     assert_eq!(d.stop(), Some(0));
 }
 

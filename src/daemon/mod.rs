@@ -38,7 +38,7 @@ use crate::error::Exit;
 use crate::ids::TargetId;
 use crate::query::mode_name;
 use crate::store::{RunMode, Store, StoreError};
-use catch_up::{catch_up_verdicts, CatchUpError, CatchUpVerdict};
+use catch_up::catch_up_verdicts;
 use runs::{RunResult, Running};
 use schedule::{Firing, Scheduler};
 use store_handle::StoreHandle;
@@ -64,7 +64,7 @@ const QUIET: Duration = Duration::from_millis(500);
 /// What the store thread reports back to the supervisor.
 enum Event {
     /// Which newly added targets need a catch-up run.
-    CatchUp(Vec<(TargetId, Result<CatchUpVerdict, CatchUpError>)>),
+    CatchUp(catch_up::Verdicts),
 }
 
 struct Daemon {
@@ -94,7 +94,7 @@ fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
     exit
 }
 
-/// The supervisor's inputs other than the control socket.
+/// Everything the supervisor's loop waits on, and the socket server it stops.
 struct Inputs {
     fire_rx: mpsc::UnboundedReceiver<Firing>,
     ctl_rx: mpsc::Receiver<server::Request>,
@@ -137,8 +137,7 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
     let store = open_store(opts)
         .await
         .map_err(|e| fail(Exit::from(&e), e))?;
-    let store = StoreHandle::start(Arc::new(store))
-        .map_err(|e| fail(Exit::Failed, format!("cannot start the store thread: {e}")))?;
+    let store = StoreHandle::start(Arc::new(store));
     let loaded = reload::load(&opts.configs, &opts.state.join("last-good"))
         .map_err(|e| fail(Exit::Config, e))?;
     let (fire_tx, fire_rx) = mpsc::unbounded_channel();
@@ -319,12 +318,14 @@ impl Daemon {
         match reload::load(&self.opts.configs, &self.last_good()) {
             Ok(loaded) => {
                 let added = self.apply(loaded).await;
-                // Decided on the store thread; the verdicts come back as an event.
-                let (verdicts, events) =
-                    (catch_up_verdicts(&self.store, &added), self.events.clone());
-                tokio::spawn(async move {
-                    let _ = events.send(Event::CatchUp(verdicts.await));
-                });
+                if !added.is_empty() {
+                    // Decided on the store thread; the verdicts come back as an event.
+                    let verdicts = catch_up_verdicts(&self.store, &added);
+                    let events = self.events.clone();
+                    tokio::spawn(async move {
+                        let _ = events.send(Event::CatchUp(verdicts.await));
+                    });
+                }
                 // Errors were logged when they appeared; the count says they remain.
                 info!(
                     targets = self.set.targets.len(),

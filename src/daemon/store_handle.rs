@@ -28,22 +28,23 @@ pub struct StoreHandle {
 }
 
 impl StoreHandle {
-    /// Starts the store thread.
-    pub fn start(store: Arc<Store>) -> Result<Self, std::io::Error> {
+    /// Starts the store thread. It is a task of the runtime's blocking pool,
+    /// so that the runtime, when it shuts down, waits for it to drop its
+    /// share of the store: a store closes (and settles) when its last share
+    /// goes, and the process must not exit before.
+    pub fn start(store: Arc<Store>) -> Self {
         let (jobs, rx) = std_mpsc::channel::<Job>();
         let s = store.clone();
-        std::thread::Builder::new()
-            .name("crawld-store".into())
-            .spawn(move || {
-                for job in rx {
-                    // A panic of one job (the store contains sled's own) must not
-                    // take the thread, and every later call, with it.
-                    if std::panic::catch_unwind(AssertUnwindSafe(|| job(&s))).is_err() {
-                        tracing::error!("A store call of the daemon panicked; it was skipped.");
-                    }
+        tokio::task::spawn_blocking(move || {
+            for job in rx {
+                // A panic of one job (the store contains sled's own) must not
+                // take the thread, and every later call, with it.
+                if std::panic::catch_unwind(AssertUnwindSafe(|| job(&s))).is_err() {
+                    tracing::error!("A store call of the daemon panicked; it was skipped.");
                 }
-            })?;
-        Ok(StoreHandle { store, jobs })
+            }
+        });
+        StoreHandle { store, jobs }
     }
 
     /// The store, for work that does its own blocking off the async threads.
