@@ -52,6 +52,8 @@ pub struct Frontier {
     start_hosts: HashSet<HostKey>,
     admitted: u64,
     budget: u64,
+    /// URLs refused because `max_pages` were admitted already.
+    over_budget: u64,
     queued: usize,
     /// Set when the target may not reach internal addresses.
     guard: Option<crate::address::AddressPolicy>,
@@ -70,6 +72,7 @@ impl Frontier {
             start_hosts: target.start_urls.iter().filter_map(HostKey::of).collect(),
             admitted: 0,
             budget: target.max_pages,
+            over_budget: 0,
             queued: 0,
             guard: None,
             redirect_hosts: 0,
@@ -93,6 +96,7 @@ impl Frontier {
             start_hosts: target.start_urls.iter().filter_map(HostKey::of).collect(),
             admitted: entries.len() as u64,
             budget: target.max_pages,
+            over_budget: 0,
             queued: 0,
             guard: None,
             redirect_hosts: 0,
@@ -197,6 +201,7 @@ impl Frontier {
             return Err(Refusal::AlreadySeen);
         }
         if self.admitted >= self.budget {
+            self.over_budget += 1;
             return Err(Refusal::OverBudget);
         }
         self.seen.insert(url.as_str().to_owned());
@@ -283,6 +288,11 @@ impl Frontier {
     /// URLs admitted so far (counts against `max_pages`).
     pub fn admitted(&self) -> u64 {
         self.admitted
+    }
+
+    /// New URLs refused because `max_pages` were admitted already.
+    pub fn over_budget(&self) -> u64 {
+        self.over_budget
     }
 }
 

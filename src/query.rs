@@ -183,7 +183,7 @@ fn history(
         )
         .collect();
     lines.push(serde_json::json!({
-        "run": item.run,
+        "run": item.made_by(),
         "at": export::rfc3339(item.last_changed_ms),
         "value": item.value,
         "current": true,

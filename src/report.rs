@@ -109,6 +109,13 @@ pub fn summary(run: &RunRecord, failures: &[FailureRecord]) -> String {
         let _ = writeln!(s, "  errors  {}", errors.join(", "));
     }
     let _ = writeln!(s, "  data    {} received", bytesize::ByteSize(c.bytes));
+    if c.over_budget > 0 {
+        let _ = writeln!(
+            s,
+            "  budget  max_pages reached: {} new link(s) not followed (raise `max_pages` to crawl them)",
+            c.over_budget
+        );
+    }
     if c.pages_not_modified + c.pages_unchanged > 0 {
         let _ = writeln!(
             s,

@@ -6,6 +6,7 @@
 //! | 429, 503                                            | requeue after a host-wide backoff (Retry-After honoured) |
 //! | 408, 425, 500, 502, 504, timeouts, connection errors, truncated bodies | retry with backoff |
 //! | other 4xx and 5xx, redirect loops, bodies over the cap, TLS errors | final     |
+//! | pages nested too deep to parse (`too_deep`, see `extract`)  | final     |
 
 use std::time::Duration;
 

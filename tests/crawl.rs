@@ -195,6 +195,11 @@ h1 = "h1"
     let (run, _) = crawl_once(&configs, &tmp.path().join("s2"), "depth").await;
     // Depth 0: "/", depth 1: its 4 products and /list/2; nothing deeper.
     assert_eq!(run.counts.pages_fetched, 6, "{:?}", run.counts);
+    assert_eq!(
+        run.counts.over_budget, 0,
+        "depth, not the budget, stopped it"
+    );
+    assert!(!crawld::report::summary(&run, &[]).contains("max_pages"));
     assert_eq!(site.stats.page_requests() - before, 6);
 
     let before = site.stats.paths.lock().unwrap().len();
@@ -207,6 +212,10 @@ h1 = "h1"
         .collect();
     assert_eq!(seen.len(), 7, "max_pages caps requests: {seen:?}");
     assert_eq!(items.len(), 7);
+    // The run says it stopped short of the site.
+    assert!(run.counts.over_budget > 0, "{:?}", run.counts);
+    let summary = crawld::report::summary(&run, &[]);
+    assert!(summary.contains("max_pages reached"), "{summary}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

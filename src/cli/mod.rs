@@ -44,6 +44,10 @@ use crate::store::{RunMode, RunStatus, Store, StoreError};
 /// Failed URLs listed in a run's summary; `crawld failures` lists them all.
 const SUMMARY_FAILURES: usize = 5;
 
+/// How long the process waits, once a command is done, for blocking tasks
+/// still running (see `main`): long enough for a store commit in flight.
+const BLOCKING_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Entry point of the binary.
 pub fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {
@@ -78,7 +82,16 @@ pub fn main() -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(Exit::Failed, format!("cannot start the async runtime: {e}")).into(),
     };
-    runtime.block_on(dispatch(cli.command)).into()
+    let exit = runtime.block_on(dispatch(cli.command));
+    // Dropping the runtime would wait for every blocking task to return.
+    // What is left by now is work nobody waits for: a parse or a DNS lookup
+    // of a stopped run (whose page stays queued), or, when the daemon's grace
+    // period ran out, a store commit of a run left mid-way, which takes
+    // milliseconds and which sled recovers whole or not at all. Everything a
+    // command reports as committed, its run record included, was written
+    // before `dispatch` returned.
+    runtime.shutdown_timeout(BLOCKING_WAIT);
+    exit.into()
 }
 
 /// Logs go to stderr for the foreground commands (their stdout is data) and

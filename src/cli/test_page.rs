@@ -93,7 +93,16 @@ pub(super) async fn test(
     let u = page_url.clone();
     let page =
         match tokio::task::spawn_blocking(move || extract::extract(&t, &html, &u, kinds)).await {
-            Ok(p) => p,
+            Ok(Ok(p)) => p,
+            Ok(Err(deep)) => {
+                return fail(
+                    Exit::Failed,
+                    format!(
+                        "{page_url} is not parsed: {deep}; a crawl records such a page \
+                         as a too_deep failure (see \"Extract\" in README)"
+                    ),
+                )
+            }
             Err(e) => return fail(Exit::Failed, format!("extraction failed: {e}")),
         };
     let mut frontier = Frontier::new(&target);

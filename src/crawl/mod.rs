@@ -500,6 +500,7 @@ async fn crawl_loop(
         }
     }
     hops::note_limits(&mut counts, &engine.hosts);
+    counts.over_budget = frontier.over_budget();
     let status = match (&store_error, interrupted) {
         (Some(_), _) => RunStatus::Failed,
         (None, true) => RunStatus::Interrupted,

@@ -10,7 +10,7 @@ use url::Url;
 
 use super::Progress;
 use crate::config::Target;
-use crate::extract::{self, Kinds, PageExtract};
+use crate::extract::{self, Kinds, PageExtract, TooDeep};
 use crate::fetcher::{FetchError, Response};
 use crate::frontier::{normalize_url, Frontier, QueuedUrl, Refusal};
 use crate::retry::{self, Verdict};
@@ -101,6 +101,8 @@ pub(super) enum Fetched {
 /// A page that produced nothing to store.
 pub(super) enum Failure {
     Fetch(FetchError),
+    /// The page nests too deep to parse in reasonable time: not parsed.
+    TooDeep(TooDeep),
     /// The parser panicked on this page; the run goes on without it.
     Parse,
     /// The fetch task panicked.
@@ -115,6 +117,7 @@ impl Failure {
     pub(super) fn kind(&self) -> &'static str {
         match self {
             Failure::Fetch(e) => e.kind(),
+            Failure::TooDeep(_) => "too_deep",
             Failure::Parse => "parse",
             Failure::Panic => "panic",
             Failure::Redirect(_) => "redirect_refused",
@@ -125,6 +128,7 @@ impl Failure {
     pub(super) fn detail(&self) -> String {
         match self {
             Failure::Fetch(e) => e.to_string(),
+            Failure::TooDeep(e) => format!("not parsed: {e}"),
             Failure::Parse => "the HTML parser panicked on this page".into(),
             Failure::Panic => "the fetch task panicked".into(),
             Failure::Redirect(to) => format!("redirected to {to}, which the follow rules exclude"),
@@ -202,11 +206,12 @@ pub(super) async fn process(
     })
     .await;
     match joined {
-        Ok((response, page)) => Ok(Fetched::New {
+        Ok((response, Ok(page))) => Ok(Fetched::New {
             response,
             body_hash,
             extract: Some(page),
         }),
+        Ok((_, Err(deep))) => Err(Failure::TooDeep(deep)),
         Err(_) => Err(Failure::Parse),
     }
 }

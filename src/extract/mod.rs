@@ -1,7 +1,9 @@
 //! Extraction: from one parsed page, the items of every kind that applies to
 //! it and the links to follow. Pure and synchronous: callers run it off the
-//! async worker threads.
+//! async worker threads. A page nested too deep to parse in reasonable time
+//! ([`MAX_DEPTH`], [`MAX_WORK`]) is refused before it is parsed (see `depth`).
 
+mod depth;
 mod number;
 mod query;
 
@@ -9,6 +11,7 @@ use scraper::{ElementRef, Html, Selector};
 use serde_json::{Map, Value};
 use url::{Position, Url};
 
+pub use depth::{MAX_DEPTH, MAX_WORK};
 pub use number::parse_number;
 pub use query::{parse_selector, Query};
 
@@ -51,8 +54,35 @@ pub enum Kinds {
     All,
 }
 
+/// A page nested too deep to parse in reasonable time (the parser's work
+/// grows with tags × depth): it is not parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TooDeep {
+    /// Its elements nest deeper than [`MAX_DEPTH`].
+    #[error("its elements nest more than {limit} levels deep")]
+    Depth { limit: u32 },
+    /// It would cost the parser more than [`MAX_WORK`].
+    #[error(
+        "it has so many elements nested so deep that parsing it would take too long \
+         (more than {limit} steps)"
+    )]
+    Work { limit: u64 },
+}
+
 /// Parses `html` (the page at `url`) and extracts items and links for `target`.
-pub fn extract(target: &Target, html: &str, url: &Url, kinds: Kinds) -> PageExtract {
+pub fn extract(
+    target: &Target,
+    html: &str,
+    url: &Url,
+    kinds: Kinds,
+) -> Result<PageExtract, TooDeep> {
+    let found = depth::nesting(html, depth::LIMITS);
+    if found.depth > MAX_DEPTH {
+        return Err(TooDeep::Depth { limit: MAX_DEPTH });
+    }
+    if found.work > MAX_WORK {
+        return Err(TooDeep::Work { limit: MAX_WORK });
+    }
     let doc = Html::parse_document(html);
     let base = base_url(&doc, url);
     let mut out = PageExtract {
@@ -80,7 +110,7 @@ pub fn extract(target: &Target, html: &str, url: &Url, kinds: Kinds) -> PageExtr
             ),
         }
     }
-    out
+    Ok(out)
 }
 
 /// `<base href>` resolved against the page URL, or the page URL.

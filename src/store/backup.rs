@@ -220,7 +220,7 @@ fn restore_into(path: &Path, file: &Path) -> Result<u64, String> {
         .map_err(|e| format!("cannot create the store: {e}"))?;
     let truncated = |_| "the file is truncated".to_owned();
     let mut n = 0u64;
-    let mut batch = sled::Batch::default();
+    let mut batch = super::tree::Batch::default();
     loop {
         let mut len = [0; 4];
         input.read_exact(&mut len).map_err(truncated)?;

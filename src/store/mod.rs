@@ -157,6 +157,11 @@ pub struct Store {
 /// fills up in the middle of writing it, so crawld stops well before.
 pub const MIN_FREE_BYTES: u64 = 8 * 1024 * 1024;
 
+/// Bytes of free space a batch needs for each byte it carries, beyond the
+/// reserve: sled writes it to its log, may move it again, and keeps large
+/// values in blob files of their own.
+const BATCH_AMPLIFICATION: u64 = 2;
+
 /// Free space a run's last record may still use: the run that stopped at
 /// [`MIN_FREE_BYTES`] records why it ended (a few KB) from this reserve.
 const END_FREE_BYTES: u64 = 1024 * 1024;
@@ -254,12 +259,12 @@ impl Store {
 
     /// Applies `batch` atomically, flushes it to disk (blocking), and records
     /// the commit's number beside the store.
-    fn apply(&self, batch: sled::Batch) -> Result<(), StoreError> {
+    fn apply(&self, batch: tree::Batch) -> Result<(), StoreError> {
         self.apply_marked(batch, Commit::Pages)
     }
 
     /// [`Store::apply`] for a commit of the given kind: see [`Commit`].
-    fn apply_marked(&self, mut batch: sled::Batch, kind: Commit) -> Result<(), StoreError> {
+    fn apply_marked(&self, mut batch: tree::Batch, kind: Commit) -> Result<(), StoreError> {
         let mut commits = self
             .commits
             .lock()
@@ -271,18 +276,20 @@ impl Store {
         }
         let next = commits.last + 1;
         let available = free_bytes(&self.path);
+        // sled writes a batch more than once (log, blobs, segment moves):
+        // a large batch needs room beyond the reserve.
         let reserve = match kind {
             Commit::Pages | Commit::Start => MIN_FREE_BYTES,
             Commit::End => END_FREE_BYTES,
-        };
+        } + BATCH_AMPLIFICATION * batch.bytes();
         if available < reserve {
             return Err(StoreError::DiskFull {
                 path: self.path.clone(),
                 available,
-                reserve: MIN_FREE_BYTES,
+                reserve,
             });
         }
-        batch.insert(COMMITS, &next.to_be_bytes());
+        batch.insert(COMMITS, next.to_be_bytes());
         self.data.apply_batch(batch)?;
         self.data.flush()?;
         commits.last = next;
@@ -399,11 +406,8 @@ impl Store {
         mode: RunMode,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        batch.insert(
-            fired_key(target, mode),
-            &at.timestamp_millis().to_be_bytes(),
-        );
+        let mut batch = tree::Batch::default();
+        batch.insert(fired_key(target, mode), at.timestamp_millis().to_be_bytes());
         self.apply(batch)
     }
 
@@ -425,10 +429,10 @@ impl Store {
 
     /// Records a breaker pause of `host` until `until_ms`.
     pub fn set_host_pause(&self, host: &HostKey, until_ms: u64) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
+        let mut batch = tree::Batch::default();
         batch.insert(
             prefixed(b'h', &[host.as_str().as_bytes()]),
-            &until_ms.to_be_bytes(),
+            until_ms.to_be_bytes(),
         );
         self.apply(batch)
     }
@@ -467,7 +471,7 @@ impl Store {
         if stale.is_empty() {
             return Ok(());
         }
-        let mut batch = sled::Batch::default();
+        let mut batch = tree::Batch::default();
         for mut run in stale {
             run.status = RunStatus::Interrupted;
             batch.insert(run_key(&run.target, run.id), encode(self, &run)?);

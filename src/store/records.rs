@@ -87,6 +87,9 @@ pub struct RunCounts {
     pub throttled: u64,
     /// URLs that robots.txt disallows: counted, not fetched.
     pub robots_disallowed: u64,
+    /// New URLs not followed because the run had admitted `max_pages`
+    /// already: the run stopped short of the site.
+    pub over_budget: u64,
     /// Figures per host (`host:port`).
     pub hosts: BTreeMap<String, HostRunCounts>,
 }
@@ -169,6 +172,7 @@ impl RunCounts {
         self.requeues += o.requeues;
         self.throttled += o.throttled;
         self.robots_disallowed += o.robots_disallowed;
+        self.over_budget += o.over_budget;
         for (k, n) in &o.errors {
             *self.errors.entry(k.clone()).or_default() += n;
         }
@@ -282,10 +286,22 @@ pub struct ItemRecord {
     pub last_changed_ms: u64,
     /// The run that last saw it.
     pub run: RunId,
+    /// The run that made its current value (records written before this
+    /// field existed lack it: see [`ItemRecord::made_by`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_run: Option<RunId>,
     /// Set when a full run found the item gone (a tombstone, not a deletion).
     pub removed_ms: Option<u64>,
     /// Earlier versions, newest last.
     pub history: VecDeque<ItemVersion>,
+}
+
+impl ItemRecord {
+    /// The run that made the current value: the run that last changed it, or
+    /// for an old record that did not say, the run that last saw it.
+    pub fn made_by(&self) -> RunId {
+        self.changed_run.unwrap_or(self.run)
+    }
 }
 
 /// A past value of an item.

@@ -64,7 +64,7 @@ impl Store {
         let by_id: HashMap<RunId, &RunRecord> = runs.iter().map(|r| (r.id, r)).collect();
         let id = self.next_run_id()?;
         let now = now_ms();
-        let mut batch = sled::Batch::default();
+        let mut batch = super::tree::Batch::default();
         let mut abandoned = None;
         let mut resume = None;
         let mut run = RunRecord {

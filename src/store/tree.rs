@@ -86,12 +86,43 @@ pub struct Tree {
     /// [`Tree::open`]); removed when the handle drops.
     _scratch: Option<tempfile::TempDir>,
     fused: AtomicBool,
+    /// Set when a write failed inside sled (a full disk, an I/O error): sled
+    /// then waits forever for that write to become durable when it flushes
+    /// on drop, so the handles are not dropped (see `Drop`).
+    write_failed: AtomicBool,
     /// Opened for a command that only reads: writes are refused here.
     reading: bool,
 }
 
 /// One sled record.
 pub type Record = (sled::IVec, sled::IVec);
+
+/// Writes to apply atomically, with the bytes they carry (for the
+/// free-space check before they are applied).
+#[derive(Default)]
+pub struct Batch {
+    inner: sled::Batch,
+    bytes: u64,
+}
+
+impl Batch {
+    pub fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.bytes += (key.len() + value.len()) as u64;
+        self.inner.insert(key, value);
+    }
+
+    pub fn remove(&mut self, key: impl AsRef<[u8]>) {
+        let key = key.as_ref();
+        self.bytes += key.len() as u64;
+        self.inner.remove(key);
+    }
+
+    /// Bytes of keys and values written.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
 
 impl Tree {
     /// Opens (creating if needed) the sled files at `path`, for writing or
@@ -141,6 +172,7 @@ impl Tree {
             path: path.to_path_buf(),
             _scratch: scratch,
             fused: AtomicBool::new(false),
+            write_failed: AtomicBool::new(false),
             reading,
         })
     }
@@ -177,10 +209,13 @@ impl Tree {
     fn failed(&self, op: Op, e: Failed) -> StoreError {
         let path = self.path.clone();
         match e {
-            Failed::Sled(e) if op == Op::Write => StoreError::Write {
-                path,
-                source: SledError(e),
-            },
+            Failed::Sled(e) if op == Op::Write => {
+                self.write_failed.store(true, Ordering::Release);
+                StoreError::Write {
+                    path,
+                    source: SledError(e),
+                }
+            }
             Failed::Sled(e) => StoreError::Read {
                 path,
                 source: SledError(e),
@@ -197,8 +232,8 @@ impl Tree {
     }
 
     /// Applies a batch atomically (not yet durable: see [`Tree::flush`]).
-    pub fn apply_batch(&self, batch: sled::Batch) -> Result<(), StoreError> {
-        self.call(Op::Write, |_, t| t.apply_batch(batch))
+    pub fn apply_batch(&self, batch: Batch) -> Result<(), StoreError> {
+        self.call(Op::Write, |_, t| t.apply_batch(batch.inner))
     }
 
     pub fn update_and_fetch(
@@ -240,9 +275,11 @@ impl Drop for Tree {
         let Some(handles) = self.handles.take() else {
             return;
         };
-        if self.is_fused() {
-            // sled's drop flushes, and may panic again, on state it no longer
-            // understands: the files are left exactly as they are.
+        if self.is_fused() || self.write_failed.load(Ordering::Acquire) {
+            // sled's drop flushes: it may panic again on state it no longer
+            // understands, and it waits forever for a write that failed. Every
+            // commit was flushed when it was made, so nothing is lost by not
+            // flushing: the files are left exactly as they are.
             std::mem::forget(handles);
             return;
         }

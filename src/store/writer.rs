@@ -70,6 +70,9 @@ pub enum PageOutcome {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CommitStats {
     pub pages: u64,
+    /// Pages of the commit that the server answered (the others failed
+    /// before an answer, or were not fetched at all).
+    pub fetched: u64,
     pub items_new: u64,
     pub items_changed: u64,
     pub items_unchanged: u64,
@@ -118,7 +121,7 @@ impl RunWriter {
         let target = self.run.target.clone();
         let (run_id, crawl) = (self.run.id, self.run.crawl);
         let mut stats = CommitStats::default();
-        let mut batch = sled::Batch::default();
+        let mut batch = super::tree::Batch::default();
         let mut next_event = self.next_event;
         // Items written earlier in this batch, so two pages of one batch see each other.
         let mut pending: HashMap<Vec<u8>, ItemRecord> = HashMap::new();
@@ -131,6 +134,13 @@ impl RunWriter {
             chunk.admitted.append(&mut page.admitted);
             chunk.done.push(page.url.clone());
             stats.pages += 1;
+            let answered = match &page.outcome {
+                PageOutcome::Fetched { .. }
+                | PageOutcome::Unchanged { .. }
+                | PageOutcome::Gone { .. } => true,
+                PageOutcome::Failed { status, .. } => status.is_some(),
+            };
+            stats.fetched += u64::from(answered);
             let failure = |kind, detail, status| FailureRecord {
                 v: FORMAT,
                 url: page.url.clone(),
@@ -258,6 +268,9 @@ impl RunWriter {
         );
         let mut run = self.run.clone();
         run.counts.pages_committed += stats.pages;
+        // The run's own count is written when it ends; until then (and for a
+        // run killed before its end) the committed pages stand for it.
+        run.counts.pages_fetched += stats.fetched;
         run.counts.items_new += stats.items_new;
         run.counts.items_changed += stats.items_changed;
         run.counts.items_unchanged += stats.items_unchanged;
@@ -302,6 +315,7 @@ impl RunWriter {
                 last_seen_ms: now,
                 last_changed_ms: now,
                 run: self.run.id,
+                changed_run: Some(self.run.id),
                 removed_ms: None,
                 history: Default::default(),
             };
@@ -330,9 +344,10 @@ impl RunWriter {
             old.history.push_back(ItemVersion {
                 value,
                 hash: std::mem::replace(&mut old.hash, hash),
-                run: old.run,
+                run: old.made_by(),
                 at_ms: old.last_changed_ms,
             });
+            old.changed_run = Some(self.run.id);
             while old.history.len() > self.policy.keep_versions {
                 old.history.pop_front();
             }
@@ -356,7 +371,7 @@ impl RunWriter {
     ) -> Result<RunRecord, StoreError> {
         let store = self.store.clone();
         let target = self.run.target.clone();
-        let mut batch = sled::Batch::default();
+        let mut batch = super::tree::Batch::default();
         fetch(&mut self.run);
         self.run.status = status;
         self.run.error = error;
@@ -393,7 +408,7 @@ impl RunWriter {
         Ok(self.run)
     }
 
-    fn sweep_removed(&mut self, batch: &mut sled::Batch) -> Result<(), StoreError> {
+    fn sweep_removed(&mut self, batch: &mut super::tree::Batch) -> Result<(), StoreError> {
         let store = self.store.clone();
         let target = self.run.target.clone();
         let now = now_ms();
