@@ -15,6 +15,8 @@ use reqwest::header::{
 };
 use url::Url;
 
+use crate::failure::Failure;
+
 use crate::address::{AddressPolicy, GuardResolver, InternalAddress};
 use crate::config::{Profile, ProxyUrl};
 use crate::ids::{HostKey, TargetId};
@@ -70,18 +72,18 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    /// A short stable name for summaries (`timeout`, `connect`, …).
-    pub fn kind(&self) -> &'static str {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> Failure {
         match self {
-            FetchError::Client(_) => "client",
-            FetchError::Timeout { .. } => "timeout",
-            FetchError::Connect { .. } => "connect",
-            FetchError::Tls { .. } => "tls",
-            FetchError::Redirect { .. } => "redirect",
-            FetchError::TooLarge { .. } => "too_large",
-            FetchError::Body { .. } => "body",
-            FetchError::Request { .. } => "request",
-            FetchError::Refused { .. } => "address_refused",
+            FetchError::Client(_) => Failure::Client,
+            FetchError::Timeout { .. } => Failure::Timeout,
+            FetchError::Connect { .. } => Failure::Connect,
+            FetchError::Tls { .. } => Failure::Tls,
+            FetchError::Redirect { .. } => Failure::RedirectLoop,
+            FetchError::TooLarge { .. } => Failure::TooLarge,
+            FetchError::Body { .. } => Failure::Body,
+            FetchError::Request { .. } => Failure::Request,
+            FetchError::Refused { .. } => Failure::AddressRefused,
         }
     }
 

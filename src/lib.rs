@@ -31,6 +31,7 @@ pub mod daemon;
 pub mod error;
 pub mod export;
 pub mod extract;
+pub mod failure;
 pub mod fetcher;
 pub mod frontier;
 pub mod ids;

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::config::{DelayRange, Profile};
 use crate::ids::{HostKey, ProfileName};
+use crate::retry::{self, Signal};
 use crate::store::AnswerCounts;
 
 /// The limits that apply to one host.
@@ -76,6 +77,9 @@ pub struct HostSnapshot {
     pub paused_until_ms: Option<u64>,
     /// 429/503 backoff end, milliseconds since the Unix epoch.
     pub backoff_until_ms: Option<u64>,
+    /// What the host's `Retry-After` asked for (ms), when `retry_after_max`
+    /// cut it to the backoff above.
+    pub backoff_asked_ms: Option<u64>,
     /// Answers since the engine started.
     pub counters: AnswerCounts,
 }
@@ -93,6 +97,9 @@ struct Host {
     refusals: u32,
     /// No request starts before this: a 429/503 backoff, a robots.txt pause.
     window: Option<Instant>,
+    /// What the `Retry-After` that set the window asked for, when
+    /// `retry_after_max` cut it (shown in status).
+    window_cut: Option<Duration>,
     /// The breaker's pause.
     paused_until: Option<Instant>,
     /// Minimum gap between request starts (robots.txt Crawl-delay).
@@ -171,6 +178,7 @@ impl Host {
             successes: 0,
             refusals: 0,
             window: None,
+            window_cut: None,
             paused_until: None,
             gap: Duration::ZERO,
             last_start: None,
@@ -313,7 +321,19 @@ impl HostPool {
     pub fn block(&self, host: &HostKey, until: Instant) {
         let mut hosts = self.inner.lock();
         let h = hosts.entry(host.clone()).or_insert_with(Host::new);
-        h.window = Some(h.window.map_or(until, |w| w.max(until)));
+        if h.window.is_none_or(|w| until > w) {
+            h.window = Some(until);
+            h.window_cut = None;
+        }
+    }
+
+    /// [`HostPool::block`] for a `Retry-After` that `retry_after_max` cut:
+    /// status shows what the host asked for.
+    pub fn block_cut(&self, host: &HostKey, until: Instant, asked: Duration) {
+        self.block(host, until);
+        if let Some(h) = self.inner.lock().get_mut(host) {
+            h.window_cut = Some(asked);
+        }
     }
 
     /// Pauses `host` until `until`: the breaker, or a pause kept in the store.
@@ -331,13 +351,17 @@ impl HostPool {
         let h = hosts.get_mut(host)?;
         let limits = h.limits?;
         h.counters.answer(status);
-        let status = status?;
-        if matches!(status, 429 | 503) {
+        // What a status means for the host lives in the retry table.
+        let signal = retry::for_status(status?).signal;
+        if matches!(
+            signal,
+            Signal::Throttle | Signal::Refusal { throttle: true }
+        ) {
             if limits.adaptive {
                 h.effective = (h.effective.min(limits.concurrency) / 2).max(1);
             }
             h.successes = 0;
-        } else if status < 500 && status != 403 {
+        } else if signal == Signal::Success {
             // Additive increase: one more slot after a window's worth of successes.
             h.successes += 1;
             if h.effective < limits.concurrency && h.successes >= h.effective {
@@ -348,7 +372,7 @@ impl HostPool {
         }
         // Answers to requests sent before a pause do not count towards the next.
         let paused = h.paused_until.is_some_and(|t| t > Instant::now());
-        if matches!(status, 429 | 403) && !paused {
+        if matches!(signal, Signal::Refusal { .. }) && !paused {
             h.refusals += 1;
             if limits.pause_after > 0 && h.refusals >= limits.pause_after {
                 h.refusals = 0;
@@ -411,6 +435,7 @@ impl HostPool {
                     ),
                     paused_until_ms: at(h.paused_until),
                     backoff_until_ms: at(h.window),
+                    backoff_asked_ms: at(h.window).and(h.window_cut).map(|d| d.as_millis() as u64),
                     counters: h.counters,
                 })
             })

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::crawl::{Progress, ProgressSink};
+use crate::crawl::{Progress, ProgressSink, Waiting};
 use crate::store::{FailureRecord, RunRecord};
 
 /// How often progress is logged when stderr is not a terminal.
@@ -19,6 +19,8 @@ pub struct ProgressView {
     bar: Option<ProgressBar>,
     started: Instant,
     last_log: Mutex<Instant>,
+    /// The end of the last backoff said in a log line.
+    said_wait: Mutex<Option<std::time::SystemTime>>,
 }
 
 impl ProgressView {
@@ -38,6 +40,7 @@ impl ProgressView {
             bar,
             started: Instant::now(),
             last_log: Mutex::new(Instant::now()),
+            said_wait: Mutex::new(None),
         }
     }
 
@@ -52,19 +55,32 @@ impl ProgressView {
 impl ProgressSink for ProgressView {
     fn update(&self, p: &Progress) {
         let rate = p.fetched as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        let waiting = p.waiting.as_ref().and_then(waiting_note);
         match &self.bar {
             Some(bar) => {
                 bar.set_length(p.done + p.queued);
                 bar.set_position(p.done);
                 bar.set_message(format!(
-                    "{} items · {} errors · {:.0} pages/s",
-                    p.items, p.failed, rate
+                    "{} items · {} errors · {:.0} pages/s{}",
+                    p.items,
+                    p.failed,
+                    rate,
+                    waiting.map(|w| format!(" · {w}")).unwrap_or_default()
                 ));
             }
             None => {
                 let Ok(mut last) = self.last_log.lock() else {
                     return;
                 };
+                // A new long wait is said at once: the crawl may be quiet until it ends.
+                let Ok(mut said) = self.said_wait.lock() else {
+                    return;
+                };
+                let new_wait = p.waiting.as_ref().map(|w| w.until);
+                if let (Some(note), true) = (&waiting, new_wait != *said) {
+                    *said = new_wait;
+                    eprintln!("progress: {note}");
+                }
                 if last.elapsed() >= LOG_EVERY {
                     *last = Instant::now();
                     eprintln!(
@@ -75,6 +91,34 @@ impl ProgressSink for ProgressView {
             }
         }
     }
+}
+
+/// Backoffs shorter than this go unmentioned: they pass before anyone
+/// would wonder.
+const QUIET_WAIT: Duration = Duration::from_secs(5);
+
+/// What a person should know of a host-wide backoff still running: which
+/// host, until when, and why.
+pub fn waiting_note(w: &Waiting) -> Option<String> {
+    let left = w
+        .until
+        .duration_since(std::time::SystemTime::now())
+        .ok()
+        .filter(|d| *d >= QUIET_WAIT)?;
+    let until = chrono::DateTime::<chrono::Local>::from(w.until).format("%H:%M:%S");
+    let left = humantime::format_duration(Duration::from_secs(left.as_secs()));
+    let why = match (w.asked, w.cut) {
+        (Some(asked), true) => format!(
+            "it asked for {} (Retry-After), cut to retry_after_max",
+            humantime::format_duration(asked)
+        ),
+        (Some(_), false) => "as its Retry-After asks".to_owned(),
+        (None, _) => "after 429/503 answers".to_owned(),
+    };
+    Some(format!(
+        "waiting for {} until {until} ({left}): {why}",
+        w.host
+    ))
 }
 
 /// The end-of-run summary, several lines, with the first few failed URLs.

@@ -1,18 +1,26 @@
-//! What to do after each answer: one table, in one place.
+//! What each answer means: one table, in one place. For an HTTP status it
+//! gives both the verdict on the URL and the signal for the host limiter
+//! (AIMD and the breaker); for every other failure, the verdict.
 //!
-//! | answer                                              | verdict   |
-//! |-----------------------------------------------------|-----------|
-//! | 2xx, 304, 404, 410 (404/410: recorded failed, the page gone) | done |
-//! | 429, 503                                            | requeue after a host-wide backoff (Retry-After honoured) |
-//! | 408, 425, 500, 502, 504, timeouts, connection errors, truncated bodies | retry with backoff |
-//! | other 4xx and 5xx, redirect loops, bodies over the cap, TLS errors | final     |
-//! | pages nested too deep to parse (`too_deep`, see `extract`)  | final     |
+//! | answer | verdict | limiter signal |
+//! |---|---|---|
+//! | 2xx, 3xx, 304 | done | success |
+//! | 404, 410 (recorded failed: the page is gone) | done | success |
+//! | 429 | requeue after a host-wide backoff (Retry-After honoured) | throttle, counts towards the breaker |
+//! | 503 | requeue after a host-wide backoff (Retry-After honoured) | throttle |
+//! | 403 | final | counts towards the breaker |
+//! | 408, 425 | retry with backoff | success (the host answers) |
+//! | other 4xx | final | success |
+//! | 500, 502, 504 | retry with backoff | neutral |
+//! | other 5xx | final | neutral |
+//! | timeouts, connection errors, broken bodies, other transport errors | retry with backoff | none (says nothing of the host's mood) |
+//! | TLS errors, redirect loops, bodies over the cap, too deep to parse, parse failures, panics, refused redirects and addresses, robots.txt | final | none |
 
 use std::time::Duration;
 
 use rand::Rng;
 
-use crate::fetcher::FetchError;
+use crate::failure::Failure;
 
 /// The decision for one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,30 +36,60 @@ pub enum Verdict {
     Final,
 }
 
-/// The verdict for an HTTP status.
-pub fn for_status(status: u16) -> Verdict {
-    match status {
-        200..=299 | 304 | 404 | 410 => Verdict::Done,
-        429 | 503 => Verdict::Requeue,
-        408 | 425 | 500 | 502 | 504 => Verdict::Retry,
-        _ => Verdict::Final,
-    }
+/// What an answer tells the host limiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// The host served a request: AIMD may grow its concurrency again.
+    Success,
+    /// The host is overloaded: AIMD halves its concurrency.
+    Throttle,
+    /// The host refuses us: counts towards the breaker's pause, and also
+    /// throttles when `throttle` (429).
+    Refusal { throttle: bool },
+    /// A server error: neither success nor refusal; ends a refusal streak.
+    Neutral,
 }
 
-/// The verdict for a transport error.
-pub fn for_error(e: &FetchError) -> Verdict {
-    match e {
+/// What one HTTP status means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    pub signal: Signal,
+}
+
+/// The verdict and the limiter signal for an HTTP status.
+pub fn for_status(status: u16) -> Judgement {
+    let (verdict, signal) = match status {
+        200..=399 | 404 | 410 => (Verdict::Done, Signal::Success),
+        429 => (Verdict::Requeue, Signal::Refusal { throttle: true }),
+        503 => (Verdict::Requeue, Signal::Throttle),
+        403 => (Verdict::Final, Signal::Refusal { throttle: false }),
+        408 | 425 => (Verdict::Retry, Signal::Success),
+        500 | 502 | 504 => (Verdict::Retry, Signal::Neutral),
+        400..=499 => (Verdict::Final, Signal::Success),
+        _ => (Verdict::Final, Signal::Neutral),
+    };
+    Judgement { verdict, signal }
+}
+
+/// The verdict for a failure (an HTTP status one follows [`for_status`]).
+pub fn for_failure(failure: Failure) -> Verdict {
+    match failure {
+        Failure::Status(status) => for_status(status).verdict,
         // Connection resets and the like surface as request errors.
-        FetchError::Timeout { .. }
-        | FetchError::Connect { .. }
-        | FetchError::Body { .. }
-        | FetchError::Request { .. } => Verdict::Retry,
-        // Told from connect errors by their source chain (fetcher.rs).
-        FetchError::Tls { .. }
-        | FetchError::Redirect { .. }
-        | FetchError::TooLarge { .. }
-        | FetchError::Client(_)
-        | FetchError::Refused { .. } => Verdict::Final,
+        Failure::Timeout | Failure::Connect | Failure::Body | Failure::Request => Verdict::Retry,
+        // TLS errors are told from connect errors by their cause (fetcher.rs).
+        Failure::Tls
+        | Failure::Client
+        | Failure::TooLarge
+        | Failure::TooDeep
+        | Failure::Parse
+        | Failure::Panic
+        | Failure::RedirectLoop
+        | Failure::RedirectRefused
+        | Failure::RobotsDisallowed
+        | Failure::RobotsUnavailable
+        | Failure::AddressRefused => Verdict::Final,
     }
 }
 
@@ -92,28 +130,42 @@ mod tests {
 
     #[test]
     fn the_table() {
-        assert_eq!(for_status(200), Verdict::Done);
-        assert_eq!(for_status(404), Verdict::Done);
-        assert_eq!(for_status(429), Verdict::Requeue);
-        assert_eq!(for_status(503), Verdict::Requeue);
+        let verdict = |s| for_status(s).verdict;
+        assert_eq!(verdict(200), Verdict::Done);
+        assert_eq!(verdict(404), Verdict::Done);
+        assert_eq!(verdict(429), Verdict::Requeue);
+        assert_eq!(verdict(503), Verdict::Requeue);
         for s in [408, 425, 500, 502, 504] {
-            assert_eq!(for_status(s), Verdict::Retry, "{s}");
+            assert_eq!(verdict(s), Verdict::Retry, "{s}");
         }
         for s in [400, 401, 403, 405, 501, 505] {
-            assert_eq!(for_status(s), Verdict::Final, "{s}");
+            assert_eq!(verdict(s), Verdict::Final, "{s}");
+        }
+        assert_eq!(for_failure(Failure::Status(503)), Verdict::Requeue);
+        assert_eq!(for_failure(Failure::Timeout), Verdict::Retry);
+        assert_eq!(for_failure(Failure::Connect), Verdict::Retry);
+        for f in [
+            Failure::Tls,
+            Failure::TooLarge,
+            Failure::TooDeep,
+            Failure::RedirectLoop,
+        ] {
+            assert_eq!(for_failure(f), Verdict::Final, "{f}");
         }
     }
 
     #[test]
-    fn tls_errors_are_final() {
-        let e = FetchError::Tls {
-            url: url::Url::parse("https://a.example/").unwrap(),
-            source: Box::new(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::Expired,
-            )),
-        };
-        assert_eq!(e.kind(), "tls");
-        assert_eq!(for_error(&e), Verdict::Final);
+    fn the_limiter_signals() {
+        let signal = |s| for_status(s).signal;
+        for s in [200, 204, 301, 304, 404, 410, 408] {
+            assert_eq!(signal(s), Signal::Success, "{s}");
+        }
+        assert_eq!(signal(429), Signal::Refusal { throttle: true });
+        assert_eq!(signal(403), Signal::Refusal { throttle: false });
+        assert_eq!(signal(503), Signal::Throttle);
+        for s in [500, 502, 504, 501] {
+            assert_eq!(signal(s), Signal::Neutral, "{s}");
+        }
     }
 
     #[test]

@@ -261,7 +261,12 @@ fn test_shows_what_selectors_extract() {
         ))
         .stdout(predicate::str::contains(
             "links: 3 found, 3 would be followed",
-        ));
+        ))
+        // Which ones, not only how many.
+        .stdout(predicate::str::contains(format!(
+            "  follow {}",
+            site.url("/p/0.html")
+        )));
 
     let page = tmp.path().join("page.html");
     std::fs::write(

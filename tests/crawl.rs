@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::{crawl_target, shop, write_configs, Resource, Site, FAST_PROFILE};
 use crawld::crawl::Engine;
+use crawld::failure::Failure;
 use crawld::ids::TargetId;
 use crawld::store::{ItemRecord, RunRecord, RunStatus, Store};
 use serde_json::json;
@@ -90,8 +91,8 @@ async fn crawls_a_shop_and_extracts_every_field() {
     let c = &run.counts;
     // 3 lists + 30 products + 3 missing + boom + pdf; not the other host, not mailto:
     assert_eq!(c.pages_fetched, 3 + 30 + 3 + 1 + 1, "{c:?}");
-    assert_eq!(c.errors.get("http_404"), Some(&3), "{c:?}");
-    assert_eq!(c.errors.get("http_500"), Some(&1), "{c:?}");
+    assert_eq!(c.errors.get(&Failure::Status(404)), Some(&3), "{c:?}");
+    assert_eq!(c.errors.get(&Failure::Status(500)), Some(&1), "{c:?}");
     assert_eq!(c.pages_not_html, 1);
     assert_eq!(c.pages_committed, c.pages_fetched);
     assert_eq!(c.items_new, 60);
@@ -358,20 +359,20 @@ backoff_429 = "10ms"
     );
     let seen = site.stats.paths.lock().unwrap().clone();
     assert_eq!(
-        c.errors.get("too_large"),
+        c.errors.get(&Failure::TooLarge),
         Some(&2),
         "a large body and a gzip bomb: {c:?} {seen:?}"
     );
     // Both kinds drop the page without h1: `page` requires it, `keyed` uses it as key.
     assert_eq!(c.items_invalid, 2, "{c:?}");
-    assert_eq!(c.errors.get("timeout"), Some(&1), "{c:?}");
+    assert_eq!(c.errors.get(&Failure::Timeout), Some(&1), "{c:?}");
     assert_eq!(
-        c.errors.get("redirect"),
+        c.errors.get(&Failure::RedirectLoop),
         Some(&1),
         "a redirect loop is an error: {c:?}"
     );
     assert_eq!(
-        c.errors.get("robots_unavailable"),
+        c.errors.get(&Failure::RobotsUnavailable),
         Some(&1),
         "an unreachable host is an error: {c:?}"
     );
@@ -459,7 +460,7 @@ h1 = "h1"
     assert!(elsewhere.0.starts_with("localhost"), "{elsewhere:?}");
     assert_eq!(elsewhere.2, None, "another host never sees the credentials");
     assert_eq!(
-        run.counts.errors.get("redirect_refused"),
+        run.counts.errors.get(&Failure::RedirectRefused),
         Some(&1),
         "{:?}",
         run.counts
@@ -475,7 +476,7 @@ h1 = "h1"
         .unwrap();
     assert_eq!(failures.len(), 1);
     assert!(
-        failures[0].url.ends_with("/hop") && failures[0].kind == "redirect_refused",
+        failures[0].url.ends_with("/hop") && failures[0].kind == Failure::RedirectRefused,
         "{failures:?}"
     );
 }

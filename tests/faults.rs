@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::{crawl_target, write_configs, Resource, Site};
 use crawld::crawl::Engine;
+use crawld::failure::Failure;
 use crawld::robots::MAX_ROBOTS;
 use tokio_rustls::rustls;
 
@@ -107,7 +108,7 @@ async fn a_self_signed_certificate_fails_at_once_as_tls() {
     let configs = configs(tmp.path(), &server.base(), false);
     let (run, store) = crawl_target(&Engine::default(), &configs, &tmp.path().join("s"), "t").await;
     let c = &run.counts;
-    assert_eq!(c.errors.get("tls"), Some(&1), "{c:?}");
+    assert_eq!(c.errors.get(&Failure::Tls), Some(&1), "{c:?}");
     assert_eq!(c.retries, 0, "{c:?}");
     assert_eq!(server.connections(), 1, "one attempt, no retry");
     let failures: Vec<_> = store
@@ -115,7 +116,7 @@ async fn a_self_signed_certificate_fails_at_once_as_tls() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(failures.len(), 1);
-    assert_eq!(failures[0].kind, "tls");
+    assert_eq!(failures[0].kind, Failure::Tls);
     assert!(
         failures[0].detail.contains("certificate"),
         "the detail says why: {}",
@@ -132,7 +133,7 @@ async fn a_self_signed_certificate_closes_the_host_at_its_robots_txt() {
     let configs = configs(tmp.path(), &server.base(), true);
     let (run, _) = crawl_target(&Engine::default(), &configs, &tmp.path().join("s"), "t").await;
     let c = &run.counts;
-    assert_eq!(c.errors.get("robots_unavailable"), Some(&1), "{c:?}");
+    assert_eq!(c.errors.get(&Failure::RobotsUnavailable), Some(&1), "{c:?}");
     assert_eq!(
         server.connections(),
         1,
@@ -326,4 +327,53 @@ fn a_robots_txt_rule_that_cannot_be_parsed_is_logged_and_the_others_apply() {
     assert!(log.len() < 4000, "the rule is not quoted in full: {log}");
     assert_eq!(site.stats.count("/private/a"), 0, "the other rules apply");
     assert_eq!(site.stats.count("/public"), 1);
+}
+
+/// Item 11: a `Retry-After` cut to `retry_after_max` left the crawl silent
+/// for the whole wait. The progress now says which host it waits for, until
+/// when, and why.
+#[test]
+fn a_long_retry_after_is_said_in_the_progress() {
+    let mut pages = HashMap::new();
+    pages.insert(
+        "/".to_owned(),
+        Resource::html(r#"<title>Home</title><a href="/slow">slow</a>"#),
+    );
+    pages.insert("/slow".to_owned(), Resource::html("<title>slow</title>"));
+    let site = Site::start(pages);
+    // The first answer of /slow asks for an hour; the second serves it.
+    let throttled = Resource {
+        status: 429,
+        headers: vec![("retry-after".into(), "3600".into())],
+        ..Resource::html("")
+    };
+    site.script(
+        "/slow",
+        vec![throttled, Resource::html("<title>slow</title>")],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = configs(tmp.path(), &site.url(""), false);
+    let profile = PROFILE.replace("{robots}", "false") + "retry_after_max = \"6s\"\n";
+    write_configs(&configs, &site.url(""), &[("p.toml", &profile)]);
+    let started = std::time::Instant::now();
+    let crawl = crawld()
+        .args(["crawl", "t", "--no-progress", "--configs"])
+        .arg(&configs)
+        .arg("--state")
+        .arg(tmp.path().join("state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&crawl.stderr);
+    assert!(crawl.status.success(), "{stderr}");
+    let host = site.url("").trim_start_matches("http://").to_owned();
+    assert!(
+        stderr.contains(&format!("progress: waiting for {host} until"))
+            && stderr.contains("it asked for 1h (Retry-After), cut to retry_after_max"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "the wait was kept"
+    );
+    assert_eq!(site.stats.count("/slow"), 2);
 }

@@ -15,6 +15,7 @@ use common::daemon::wait_for;
 use common::{crawl_target, write_configs, Resource, Site, FAST_PROFILE};
 use crawld::crawl::Engine;
 use crawld::extract::MAX_DEPTH;
+use crawld::failure::Failure;
 use crawld::ids::TargetId;
 
 const TARGET: &str = r#"
@@ -89,7 +90,7 @@ async fn a_page_nested_100000_deep_is_too_deep_at_once_and_the_rest_is_crawled()
         started.elapsed()
     );
     assert_eq!(
-        run.counts.errors.get("too_deep"),
+        run.counts.errors.get(&Failure::TooDeep),
         Some(&1),
         "{:?}",
         run.counts
@@ -106,7 +107,7 @@ async fn a_page_nested_100000_deep_is_too_deep_at_once_and_the_rest_is_crawled()
         .unwrap();
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert!(failures[0].url.ends_with("/deep"));
-    assert_eq!(failures[0].kind, "too_deep");
+    assert_eq!(failures[0].kind, Failure::TooDeep);
     assert!(
         failures[0]
             .detail
@@ -141,7 +142,7 @@ async fn a_page_nested_just_under_the_limit_is_parsed() {
     let (run, store) = crawl_target(&Engine::default(), &configs, &tmp.path().join("s"), "t").await;
     assert_eq!(headings(&store), ["After", "Home", "Under"]);
     assert_eq!(
-        run.counts.errors.get("too_deep"),
+        run.counts.errors.get(&Failure::TooDeep),
         Some(&1),
         "{:?}",
         run.counts

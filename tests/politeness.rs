@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{crawl_target, load_target, shop, write_configs, Resource, Site};
 use crawld::crawl::{self, Engine};
+use crawld::failure::Failure;
 use crawld::ids::TargetId;
 use crawld::store::{RunMode, RunRecord, Store};
 
@@ -134,12 +135,12 @@ async fn server_errors_are_retried_with_backoff_then_recorded() {
     assert_eq!(site.stats.count("/p/3.html"), 1, "a 403 is final");
     assert_eq!(items, 2, "p/0 and p/1");
     assert_eq!(
-        run.counts.errors.get("http_500"),
+        run.counts.errors.get(&Failure::Status(500)),
         Some(&1),
         "{:?}",
         run.counts
     );
-    assert_eq!(run.counts.errors.get("http_403"), Some(&1));
+    assert_eq!(run.counts.errors.get(&Failure::Status(403)), Some(&1));
     assert_eq!(run.counts.retries, 4);
 }
 

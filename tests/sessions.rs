@@ -11,6 +11,7 @@ use axum::http::{Request, Response};
 use common::{crawl_target, serve_app, shop, write_configs, Resource, Site};
 use crawld::address::{is_internal, AddressPolicy};
 use crawld::crawl::Engine;
+use crawld::failure::Failure;
 use crawld::store::RunRecord;
 
 const TARGET: &str = r#"
@@ -167,7 +168,7 @@ async fn links_and_redirects_to_internal_addresses_are_refused() {
     assert_eq!(site.stats.count("/fine"), 1);
     // The redirect is recorded as a failure; the raw-IP link is never queued.
     assert_eq!(
-        run.counts.errors.get("address_refused"),
+        run.counts.errors.get(&Failure::AddressRefused),
         Some(&1),
         "{:?}",
         run.counts
@@ -193,7 +194,7 @@ async fn links_and_redirects_to_internal_addresses_are_refused() {
     let run = crawl_with(&Engine::new(names_internal), &internal, TARGET, profile).await;
     assert_eq!(site.stats.count("/hidden"), 0, "{:?}", run.counts);
     assert_eq!(site.stats.count("/fine"), 1);
-    assert_eq!(run.counts.errors.get("address_refused"), Some(&1));
+    assert_eq!(run.counts.errors.get(&Failure::AddressRefused), Some(&1));
 
     // With the default policy a loopback start URL allows loopback links.
     site.stats.reset();
@@ -231,7 +232,7 @@ async fn redirects_obey_robots_txt_and_another_host_gets_its_own_robots_txt() {
         "a redirect into a disallowed path is not followed"
     );
     assert_eq!(
-        run.counts.errors.get("robots_disallowed"),
+        run.counts.errors.get(&Failure::RobotsDisallowed),
         Some(&1),
         "{:?}",
         run.counts

@@ -136,6 +136,12 @@ fn host_line(h: &HostStatus) -> String {
     }
     if let Some(ms) = h.backoff_until_ms {
         line.push_str(&format!("  backing off until {}", at(ms)));
+        if let Some(asked) = h.backoff_asked_ms {
+            line.push_str(&format!(
+                " (its Retry-After asked for {}, cut to retry_after_max)",
+                humantime::format_duration(std::time::Duration::from_secs(asked / 1000))
+            ));
+        }
     }
     line
 }

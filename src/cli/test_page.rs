@@ -178,8 +178,20 @@ pub(super) async fn test(
             format!(" (refused: {})", refused.join(", "))
         }
     );
+    for link in followed.iter().take(SHOWN_LINKS) {
+        outln!("  follow {link}");
+    }
+    if followed.len() > SHOWN_LINKS {
+        outln!(
+            "  …and {} more (--json lists them all)",
+            followed.len() - SHOWN_LINKS
+        );
+    }
     Exit::Ok
 }
+
+/// Links to follow listed by `crawld test`; `--json` lists every one.
+const SHOWN_LINKS: usize = 20;
 
 fn refusal_name(r: Refusal) -> &'static str {
     match r {

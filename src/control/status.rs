@@ -82,5 +82,9 @@ pub struct HostStatus {
     pub paused_until_ms: Option<u64>,
     /// 429/503 backoff end, milliseconds since the Unix epoch.
     pub backoff_until_ms: Option<u64>,
+    /// What the host's `Retry-After` asked for (ms), when `retry_after_max`
+    /// cut it to the backoff above.
+    #[serde(default)]
+    pub backoff_asked_ms: Option<u64>,
     pub counters: AnswerCounts,
 }

@@ -14,7 +14,7 @@ use reqwest::header::HeaderMap;
 use tracing::info;
 use url::Url;
 
-use super::outcome::Failure;
+use super::outcome::PageError;
 use crate::address::AddressPolicy;
 use crate::config::Target;
 use crate::fetcher::{FetchError, Fetcher, Request, Response, Validators, MAX_REDIRECTS};
@@ -67,7 +67,7 @@ impl Hops {
         mut permit: HostPermit,
         validators: Validators<'_>,
         robot: Option<Arc<texting_robots::Robot>>,
-    ) -> (Result<Response, Failure>, Answers) {
+    ) -> (Result<Response, PageError>, Answers) {
         let host = &queued.host;
         let profile = self.target.profile_for(host);
         let no_headers = HeaderMap::new();
@@ -110,7 +110,7 @@ impl Hops {
             // A 429/503 closes the host at once, before the coordinator hears
             // of it; the coordinator then extends the window as the table says.
             if let Ok(r) = &result {
-                if retry::for_status(r.status) == Verdict::Requeue {
+                if retry::for_status(r.status).verdict == Verdict::Requeue {
                     let asked = retry::retry_after(r.retry_after.as_deref(), chrono::Utc::now());
                     let wait =
                         asked.map_or(profile.backoff_429, |a| a.min(profile.retry_after_max));
@@ -121,7 +121,7 @@ impl Hops {
             permit.release_after_delay();
             let response = match result {
                 Ok(r) => r,
-                Err(e) => return (Err(Failure::Fetch(e)), answers),
+                Err(e) => return (Err(PageError::Fetch(e)), answers),
             };
             // No redirect, or one to another host: the coordinator queues
             // that target, so that its host's robots.txt and limits apply.
@@ -137,15 +137,15 @@ impl Hops {
                 let loop_error = FetchError::Redirect {
                     url: queued.url.clone(),
                 };
-                return (Err(Failure::Fetch(loop_error)), answers);
+                return (Err(PageError::Fetch(loop_error)), answers);
             }
             // A start URL may redirect anywhere on its host; any other page
             // only where a link could lead.
             if queued.depth > 0 && path_refused(&self.target, &next).is_some() {
-                return (Err(Failure::Redirect(next)), answers);
+                return (Err(PageError::Redirect(next)), answers);
             }
             if robot.as_ref().is_some_and(|r| !r.allowed(next.as_str())) {
-                return (Err(Failure::Robots(next)), answers);
+                return (Err(PageError::Robots(next)), answers);
             }
             permit = self.hosts.acquire(host, profile).await;
             url = next;

@@ -11,6 +11,7 @@ use url::Url;
 use super::Progress;
 use crate::config::Target;
 use crate::extract::{self, Kinds, PageExtract, TooDeep};
+use crate::failure::Failure;
 use crate::fetcher::{FetchError, Response};
 use crate::frontier::{normalize_url, Frontier, QueuedUrl, Refusal};
 use crate::retry::{self, Verdict};
@@ -21,7 +22,7 @@ pub(super) struct Outcome {
     pub(super) queued: QueuedUrl,
     /// The page's record from an earlier run (incremental runs only).
     pub(super) prev: Option<PageRecord>,
-    pub(super) result: Result<Fetched, Failure>,
+    pub(super) result: Result<Fetched, PageError>,
     /// What the host answered, hop by hop.
     pub(super) answers: super::hops::Answers,
 }
@@ -32,8 +33,17 @@ pub(super) enum Next {
     Keep,
     /// Try the URL again after its own backoff.
     RetryAfter(Duration),
-    /// Back off the whole host until this instant, then requeue the URL.
-    Requeue(tokio::time::Instant),
+    /// Back off the whole host, then requeue the URL.
+    Requeue(Backoff),
+}
+
+/// A host-wide backoff after a 429/503.
+pub(super) struct Backoff {
+    pub(super) until: tokio::time::Instant,
+    /// What the host's `Retry-After` asked for.
+    pub(super) asked: Option<Duration>,
+    /// Whether `retry_after_max` cut it.
+    pub(super) cut: bool,
 }
 
 /// Applies the retry table to an outcome. `throttles` counts the 429/503
@@ -57,11 +67,11 @@ pub(super) fn next_step(
         }
     };
     match &outcome.result {
-        Err(Failure::Fetch(e)) => match retry::for_error(e) {
+        Err(e) => match retry::for_failure(e.kind()) {
             Verdict::Retry => retry(q.attempt),
             _ => Next::Keep,
         },
-        Ok(Fetched::New { response, .. }) => match retry::for_status(response.status) {
+        Ok(Fetched::New { response, .. }) => match retry::for_status(response.status).verdict {
             Verdict::Retry => retry(q.attempt),
             Verdict::Requeue => {
                 counts.throttled += 1;
@@ -69,13 +79,18 @@ pub(super) fn next_step(
                     return Next::Keep;
                 }
                 let asked = retry::retry_after(response.retry_after.as_deref(), chrono::Utc::now());
-                if asked.is_some_and(|d| d > profile.retry_after_max) {
+                let cut = asked.is_some_and(|d| d > profile.retry_after_max);
+                if cut {
                     warn!(host = %q.host, asked = ?asked, max = ?profile.retry_after_max, "Retry-After cut to retry_after_max.");
                 }
                 let own =
                     retry::exponential(profile.backoff_429, profile.retry_after_max, throttles);
                 let wait = asked.map_or(own, |a| a.min(profile.retry_after_max).max(own));
-                Next::Requeue(outcome.answers.at + wait)
+                Next::Requeue(Backoff {
+                    until: outcome.answers.at + wait,
+                    asked,
+                    cut,
+                })
             }
             _ => Next::Keep,
         },
@@ -99,7 +114,7 @@ pub(super) enum Fetched {
 }
 
 /// A page that produced nothing to store.
-pub(super) enum Failure {
+pub(super) enum PageError {
     Fetch(FetchError),
     /// The page nests too deep to parse in reasonable time: not parsed.
     TooDeep(TooDeep),
@@ -113,26 +128,28 @@ pub(super) enum Failure {
     Robots(Url),
 }
 
-impl Failure {
-    pub(super) fn kind(&self) -> &'static str {
+impl PageError {
+    pub(super) fn kind(&self) -> Failure {
         match self {
-            Failure::Fetch(e) => e.kind(),
-            Failure::TooDeep(_) => "too_deep",
-            Failure::Parse => "parse",
-            Failure::Panic => "panic",
-            Failure::Redirect(_) => "redirect_refused",
-            Failure::Robots(_) => "robots_disallowed",
+            PageError::Fetch(e) => e.kind(),
+            PageError::TooDeep(_) => Failure::TooDeep,
+            PageError::Parse => Failure::Parse,
+            PageError::Panic => Failure::Panic,
+            PageError::Redirect(_) => Failure::RedirectRefused,
+            PageError::Robots(_) => Failure::RobotsDisallowed,
         }
     }
 
     pub(super) fn detail(&self) -> String {
         match self {
-            Failure::Fetch(e) => e.to_string(),
-            Failure::TooDeep(e) => format!("not parsed: {e}"),
-            Failure::Parse => "the HTML parser panicked on this page".into(),
-            Failure::Panic => "the fetch task panicked".into(),
-            Failure::Redirect(to) => format!("redirected to {to}, which the follow rules exclude"),
-            Failure::Robots(to) => format!("redirected to {to}, which robots.txt disallows"),
+            PageError::Fetch(e) => e.to_string(),
+            PageError::TooDeep(e) => format!("not parsed: {e}"),
+            PageError::Parse => "the HTML parser panicked on this page".into(),
+            PageError::Panic => "the fetch task panicked".into(),
+            PageError::Redirect(to) => {
+                format!("redirected to {to}, which the follow rules exclude")
+            }
+            PageError::Robots(to) => format!("redirected to {to}, which robots.txt disallows"),
         }
     }
 }
@@ -170,7 +187,7 @@ pub(super) async fn process(
     prev: Option<&PageRecord>,
     target: Arc<Target>,
     slots: Arc<Semaphore>,
-) -> Result<Fetched, Failure> {
+) -> Result<Fetched, PageError> {
     // After redirects the page is where it landed, in canonical form.
     response.url = normalize_url(response.url, &target.strip_params);
     if response.status == 304 && prev.is_some() {
@@ -211,8 +228,8 @@ pub(super) async fn process(
             body_hash,
             extract: Some(page),
         }),
-        Ok((_, Err(deep))) => Err(Failure::TooDeep(deep)),
-        Err(_) => Err(Failure::Parse),
+        Ok((_, Err(deep))) => Err(PageError::TooDeep(deep)),
+        Err(_) => Err(PageError::Parse),
     }
 }
 
@@ -230,162 +247,204 @@ pub(super) fn record_outcome(
         result,
         ..
     } = outcome;
-    let mut commit = PageCommit {
+    live.done += 1;
+    let mut page = Recorder {
+        target,
+        frontier,
+        counts,
+        live,
+        queued: &queued,
+        admitted: Vec::new(),
+    };
+    let outcome = match result {
+        Err(e) => {
+            if matches!(e, PageError::Parse) {
+                warn!(url = %queued.url, "The HTML parser panicked on this page; skipped.");
+            }
+            page.fail(e.kind(), e.detail(), None)
+        }
+        Ok(fetched) => {
+            page.counts.pages_fetched += 1;
+            page.live.fetched += 1;
+            match fetched {
+                Fetched::Unchanged {
+                    response,
+                    not_modified,
+                } => page.unchanged(response, not_modified, prev),
+                Fetched::New {
+                    response,
+                    body_hash,
+                    extract,
+                } => page.new_body(response, body_hash, extract),
+            }
+        }
+    };
+    PageCommit {
         url: queued.url.as_str().to_owned(),
         depth: queued.depth,
-        admitted: Vec::new(),
+        admitted: page.admitted,
         fetched_ms: now_ms(),
-        outcome: PageOutcome::Fetched {
-            status: 0,
-            etag: None,
-            last_modified: None,
-            body_hash: None,
-            links: Vec::new(),
-            items: Vec::new(),
-        },
-    };
-    live.done += 1;
-    let mut fail = |counts: &mut RunCounts, kind: String, detail: String, status: Option<u16>| {
-        debug!(url = %queued.url, error = %detail, "Page failed.");
-        counts.pages_failed += 1;
-        *counts.errors.entry(kind.clone()).or_default() += 1;
-        live.failed += 1;
+        outcome,
+    }
+}
+
+/// One fetched URL being recorded: its counts, and the links it admitted
+/// to the frontier.
+struct Recorder<'a> {
+    target: &'a Target,
+    frontier: &'a mut Frontier,
+    counts: &'a mut RunCounts,
+    live: &'a mut Progress,
+    queued: &'a QueuedUrl,
+    admitted: Vec<(String, u32)>,
+}
+
+impl Recorder<'_> {
+    /// Counts a failure of the page.
+    fn fail(&mut self, kind: Failure, detail: String, status: Option<u16>) -> PageOutcome {
+        debug!(url = %self.queued.url, error = %detail, "Page failed.");
+        self.counts.pages_failed += 1;
+        *self.counts.errors.entry(kind).or_default() += 1;
+        self.live.failed += 1;
         PageOutcome::Failed {
             kind,
             detail,
             status,
         }
-    };
-    let mut offer = |frontier: &mut Frontier, links: &mut dyn Iterator<Item = Url>| {
+    }
+
+    /// Offers links found on the page to the frontier, one level deeper.
+    fn offer(&mut self, links: impl IntoIterator<Item = Url>) {
+        let depth = self.queued.depth + 1;
         for link in links {
             let text = link.as_str().to_owned();
-            if frontier.offer(target, link, queued.depth + 1).is_ok() {
-                commit.admitted.push((text, queued.depth + 1));
+            if self.frontier.offer(self.target, link, depth).is_ok() {
+                self.admitted.push((text, depth));
             }
-        }
-    };
-    let fetched = match result {
-        Ok(f) => f,
-        Err(e) => {
-            if matches!(e, Failure::Parse) {
-                warn!(url = %queued.url, "The HTML parser panicked on this page; skipped.");
-            }
-            commit.outcome = fail(counts, e.kind().to_owned(), e.detail(), None);
-            return commit;
-        }
-    };
-    counts.pages_fetched += 1;
-    live.fetched += 1;
-    match fetched {
-        Fetched::Unchanged {
-            response,
-            not_modified,
-        } => {
-            counts.bytes += response.body.len() as u64;
-            if not_modified {
-                counts.pages_not_modified += 1;
-            } else {
-                counts.pages_unchanged += 1;
-            }
-            // An unchanged page links where it linked last time. Most of those
-            // links are known already: skip parsing them.
-            let prev = prev.unwrap_or_else(|| empty_page(&queued.url));
-            let fresh = prev.links.iter().filter(|l| !frontier.has_seen(l));
-            offer(
-                frontier,
-                &mut fresh
-                    .filter_map(|l| Url::parse(l).ok())
-                    .collect::<Vec<_>>()
-                    .into_iter(),
-            );
-            let same = (response.etag.is_none() || response.etag == prev.etag)
-                && (response.last_modified.is_none()
-                    || response.last_modified == prev.last_modified);
-            commit.outcome = PageOutcome::Unchanged {
-                validators: (!same).then_some((response.etag, response.last_modified)),
-            };
-        }
-        Fetched::New {
-            mut response,
-            body_hash,
-            extract,
-        } => {
-            counts.bytes += response.body.len() as u64;
-            if let Some(to) = response.location.take() {
-                let status = response.status;
-                let to = normalize_url(to, &target.strip_params);
-                let refused = match frontier.offer_redirect(target, to.clone(), queued.depth) {
-                    Ok(depth) => {
-                        commit.admitted.push((to.as_str().to_owned(), depth));
-                        None
-                    }
-                    Err(Refusal::AlreadySeen | Refusal::OverBudget | Refusal::TooDeep) => None,
-                    Err(Refusal::Internal) => Some(Failure::Fetch(FetchError::Refused {
-                        url: to.clone(),
-                        why: "a redirect to an internal address".into(),
-                    })),
-                    Err(_) => Some(Failure::Redirect(to.clone())),
-                };
-                commit.outcome = match refused {
-                    Some(e) => fail(counts, e.kind().to_owned(), e.detail(), Some(status)),
-                    None => PageOutcome::Fetched {
-                        status,
-                        etag: None,
-                        last_modified: None,
-                        body_hash: None,
-                        links: vec![to.as_str().to_owned()],
-                        items: Vec::new(),
-                    },
-                };
-                return commit;
-            }
-            // Redirects on the same host passed the rules hop by hop (hops.rs).
-            if response.url != queued.url {
-                frontier.mark_seen(&response.url);
-            }
-            let status = response.status;
-            if !(200..300).contains(&status) {
-                let gone = matches!(status, 404 | 410);
-                let detail = if gone {
-                    format!("HTTP {status}: the page is gone")
-                } else {
-                    format!("HTTP {status}")
-                };
-                commit.outcome = match fail(counts, format!("http_{status}"), detail, Some(status))
-                {
-                    // A failure like any other, which also tells full runs the page is gone.
-                    PageOutcome::Failed { kind, detail, .. } if gone => PageOutcome::Gone {
-                        status,
-                        kind,
-                        detail,
-                    },
-                    // A server error says nothing about the page: keep what we knew.
-                    failed => failed,
-                };
-                return commit;
-            }
-            let mut links = Vec::new();
-            let mut items = Vec::new();
-            if let Some(page) = extract {
-                counts.items_invalid += page.invalid.len() as u64;
-                live.items += page.items.len() as u64;
-                links = page.links.iter().map(|l| l.as_str().to_owned()).collect();
-                offer(frontier, &mut page.links.into_iter());
-                items = page.items;
-            } else {
-                counts.pages_not_html += 1;
-            }
-            commit.outcome = PageOutcome::Fetched {
-                status,
-                etag: response.etag,
-                last_modified: response.last_modified,
-                body_hash,
-                links,
-                items,
-            };
         }
     }
-    commit
+
+    /// A 304, or the same body as last time: not parsed again.
+    fn unchanged(
+        &mut self,
+        response: Response,
+        not_modified: bool,
+        prev: Option<PageRecord>,
+    ) -> PageOutcome {
+        self.counts.bytes += response.body.len() as u64;
+        if not_modified {
+            self.counts.pages_not_modified += 1;
+        } else {
+            self.counts.pages_unchanged += 1;
+        }
+        // An unchanged page links where it linked last time. Most of those
+        // links are known already: skip parsing them.
+        let prev = prev.unwrap_or_else(|| empty_page(&self.queued.url));
+        let fresh: Vec<Url> = prev
+            .links
+            .iter()
+            .filter(|l| !self.frontier.has_seen(l))
+            .filter_map(|l| Url::parse(l).ok())
+            .collect();
+        self.offer(fresh);
+        let same = (response.etag.is_none() || response.etag == prev.etag)
+            && (response.last_modified.is_none() || response.last_modified == prev.last_modified);
+        PageOutcome::Unchanged {
+            validators: (!same).then_some((response.etag, response.last_modified)),
+        }
+    }
+
+    /// A new body: a redirect to another host, an error status, or a page.
+    fn new_body(
+        &mut self,
+        mut response: Response,
+        body_hash: Option<String>,
+        extract: Option<PageExtract>,
+    ) -> PageOutcome {
+        self.counts.bytes += response.body.len() as u64;
+        if let Some(to) = response.location.take() {
+            return self.redirect(response.status, to);
+        }
+        // Redirects on the same host passed the rules hop by hop (hops.rs).
+        if response.url != self.queued.url {
+            self.frontier.mark_seen(&response.url);
+        }
+        let status = response.status;
+        if !(200..300).contains(&status) {
+            return self.error_status(status);
+        }
+        let mut links = Vec::new();
+        let mut items = Vec::new();
+        if let Some(page) = extract {
+            self.counts.items_invalid += page.invalid.len() as u64;
+            self.live.items += page.items.len() as u64;
+            links = page.links.iter().map(|l| l.as_str().to_owned()).collect();
+            self.offer(page.links);
+            items = page.items;
+        } else {
+            self.counts.pages_not_html += 1;
+        }
+        PageOutcome::Fetched {
+            status,
+            etag: response.etag,
+            last_modified: response.last_modified,
+            body_hash,
+            links,
+            items,
+        }
+    }
+
+    /// A redirect to another host: its target is queued like a link (its
+    /// host's robots.txt and limits then apply), unless the rules refuse it.
+    fn redirect(&mut self, status: u16, to: Url) -> PageOutcome {
+        let to = normalize_url(to, &self.target.strip_params);
+        let offered = self
+            .frontier
+            .offer_redirect(self.target, to.clone(), self.queued.depth);
+        let refused = match offered {
+            Ok(depth) => {
+                self.admitted.push((to.as_str().to_owned(), depth));
+                None
+            }
+            Err(Refusal::AlreadySeen | Refusal::OverBudget | Refusal::TooDeep) => None,
+            Err(Refusal::Internal) => Some(PageError::Fetch(FetchError::Refused {
+                url: to.clone(),
+                why: "a redirect to an internal address".into(),
+            })),
+            Err(_) => Some(PageError::Redirect(to.clone())),
+        };
+        match refused {
+            Some(e) => self.fail(e.kind(), e.detail(), Some(status)),
+            None => PageOutcome::Fetched {
+                status,
+                etag: None,
+                last_modified: None,
+                body_hash: None,
+                links: vec![to.as_str().to_owned()],
+                items: Vec::new(),
+            },
+        }
+    }
+
+    /// An HTTP error status: a failure; a 404/410 also says the page is gone.
+    fn error_status(&mut self, status: u16) -> PageOutcome {
+        let gone = matches!(status, 404 | 410);
+        let detail = if gone {
+            format!("HTTP {status}: the page is gone")
+        } else {
+            format!("HTTP {status}")
+        };
+        match self.fail(Failure::Status(status), detail, Some(status)) {
+            // A failure like any other, which also tells full runs the page is gone.
+            PageOutcome::Failed { kind, detail, .. } if gone => PageOutcome::Gone {
+                status,
+                kind,
+                detail,
+            },
+            // A server error says nothing about the page: keep what we knew.
+            failed => failed,
+        }
+    }
 }
 
 /// A stand-in record for a page with none (an unchanged answer always has one).
@@ -423,21 +482,24 @@ pub(super) fn not_fetched(
     let (kind, detail) = match decision {
         Decision::Disallowed => {
             counts.robots_disallowed += 1;
-            ("robots_disallowed", "disallowed by robots.txt: not fetched")
+            (
+                Failure::RobotsDisallowed,
+                "disallowed by robots.txt: not fetched",
+            )
         }
         Decision::Refused => (
-            "address_refused",
+            Failure::AddressRefused,
             "the host resolves to internal addresses only: not fetched",
         ),
         Decision::Unavailable | Decision::Allowed => (
-            "robots_unavailable",
+            Failure::RobotsUnavailable,
             "robots.txt could not be fetched (5xx or unreachable): the host is not crawled",
         ),
     };
     if decision != Decision::Disallowed {
         counts.pages_failed += 1;
         live.failed += 1;
-        *counts.errors.entry(kind.into()).or_default() += 1;
+        *counts.errors.entry(kind).or_default() += 1;
     }
     PageCommit {
         url: queued.url.as_str().to_owned(),
@@ -445,7 +507,7 @@ pub(super) fn not_fetched(
         admitted: Vec::new(),
         fetched_ms: now_ms(),
         outcome: PageOutcome::Failed {
-            kind: kind.into(),
+            kind,
             detail: detail.into(),
             status: None,
         },

@@ -164,6 +164,7 @@ fn host_status(h: HostSnapshot) -> HostStatus {
         delay_ms: h.delay_ms,
         paused_until_ms: h.paused_until_ms,
         backoff_until_ms: h.backoff_until_ms,
+        backoff_asked_ms: h.backoff_asked_ms,
         counters: h.counters,
     }
 }

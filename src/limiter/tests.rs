@@ -216,3 +216,22 @@ async fn a_profile_changed_by_a_reload_takes_effect_on_a_known_host() {
         "a profile no longer used (renamed, removed) stops counting"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn status_shows_what_a_cut_retry_after_asked_for() {
+    let pool = HostPool::default();
+    let host = HostKey::new("a:80");
+    let p = profile("p", 4, 0);
+    drop(pool.try_acquire(&host, &p).unwrap());
+    let snap = |pool: &HostPool| pool.snapshot().remove(0);
+    pool.block_cut(
+        &host,
+        Instant::now() + Duration::from_secs(600),
+        Duration::from_secs(3600),
+    );
+    assert_eq!(snap(&pool).backoff_asked_ms, Some(3_600_000));
+    // A longer window that was not cut replaces the note.
+    pool.block(&host, Instant::now() + Duration::from_secs(700));
+    assert_eq!(snap(&pool).backoff_asked_ms, None);
+    assert!(snap(&pool).backoff_until_ms.is_some());
+}

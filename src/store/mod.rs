@@ -15,6 +15,7 @@
 //! | `h`    | host                         | breaker pause end (ms, big endian) |
 
 mod backup;
+mod error;
 mod lock;
 mod records;
 mod runs;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use backup::CheckReport;
+pub use error::StoreError;
 pub use lock::StateLock;
 pub use records::{
     now_ms, value_hash, AnswerCounts, ChangeEvent, ChangeKind, FailureRecord, FrontierChunk,
@@ -42,105 +44,6 @@ use crate::ids::{HostKey, RunId, TargetId};
 /// sled's page cache, capped: its default is 1 GiB.
 const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 const SEP: u8 = 0;
-
-/// Errors at the store boundary; each names the path or record involved.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("state dir {dir} is in use by crawld pid {pid}")]
-    Locked { dir: PathBuf, pid: String },
-    #[error(
-        "cannot open the store at {path}: {source}. It was left as it is: move the state dir aside, \
-         or restore a backup into an empty one with `crawld store restore FILE`"
-    )]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: SledError,
-    },
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "cannot read the store at {path}: {source}. Restore a backup into an empty state dir with \
-         `crawld store restore FILE`, or move the state dir aside"
-    )]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: SledError,
-    },
-    #[error("cannot write the store at {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: SledError,
-    },
-    #[error(
-        "the store at {path} is damaged: sled failed while {op} it ({detail}). crawld stopped using \
-         it and left its files as they are: restore a backup into an empty state dir with \
-         `crawld store restore FILE`, or move the state dir aside"
-    )]
-    Damaged {
-        path: PathBuf,
-        op: Op,
-        detail: String,
-    },
-    #[error(
-        "the store at {path} was not closed cleanly, and reading it in place would let sled write \
-         to it: crawld reads a copy instead, but could not make one in the temporary directory \
-         ({source}). Point TMPDIR at a filesystem with room for the store, or run `crawld crawl` \
-         once, which recovers it"
-    )]
-    Scratch {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the store at {path} was opened for reading only, and a write was attempted")]
-    ReadOnly { path: PathBuf },
-    #[error(
-        "only {available} bytes free on the filesystem of {path}: crawld does not open a store with \
-         less than {reserve} bytes free, because opening lets sled write recovery data that a full \
-         disk could tear. Nothing was read or written: free space and run the command again"
-    )]
-    NoSpaceToOpen {
-        path: PathBuf,
-        available: u64,
-        reserve: u64,
-    },
-    #[error("corrupt record {key:?} in the store at {path}: {detail}")]
-    Corrupt {
-        path: PathBuf,
-        key: String,
-        detail: String,
-    },
-    #[error("backup file {path}: {detail}")]
-    Backup { path: PathBuf, detail: String },
-    #[error(
-        "only {available} bytes free on the filesystem of {path}: crawld stops writing below {reserve} \
-         bytes, before a full disk could tear a commit. Everything committed so far is kept; free space \
-         and run again to resume"
-    )]
-    DiskFull {
-        path: PathBuf,
-        available: u64,
-        reserve: u64,
-    },
-    #[error(
-        "the store at {path} lost committed data: it holds commit {found}, but commit {expected} was \
-         recorded (a truncated or replaced file?). It was left as it is: restore a backup into an empty \
-         state dir with `crawld store restore FILE`, or move it aside"
-    )]
-    Lost {
-        path: PathBuf,
-        found: u64,
-        expected: u64,
-    },
-}
 
 /// An open state directory. Holding it holds the directory's lock.
 pub struct Store {
@@ -371,6 +274,21 @@ impl Store {
     /// The last fetch of a URL by a target.
     pub fn page(&self, target: &TargetId, url: &str) -> Result<Option<PageRecord>, StoreError> {
         self.get(&page_key(target, url))
+    }
+
+    /// Reads every item record of a target, without decoding it: a run reads
+    /// them as it commits, so a run starts only on a store whose items can
+    /// be read, rather than failing after it recorded itself.
+    pub fn check_items_readable(&self, target: &TargetId) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for record in self
+            .data
+            .scan_prefix(prefixed(b'i', &[target.as_str().as_bytes()]))
+        {
+            record?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Every page record of a target, by URL: one sequential scan, much

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::failure::Failure;
 use crate::ids::{RunId, TargetId};
 
 /// Current format version of every record.
@@ -72,7 +73,7 @@ pub struct RunCounts {
     /// Body bytes received, after decompression.
     pub bytes: u64,
     /// Failures by kind (`http_404`, `timeout`, `too_large`, …).
-    pub errors: BTreeMap<String, u64>,
+    pub errors: BTreeMap<Failure, u64>,
     /// Conditional requests answered 304 Not Modified.
     pub pages_not_modified: u64,
     /// Pages fetched whose body hash was unchanged, so not re-extracted.
@@ -174,7 +175,7 @@ impl RunCounts {
         self.robots_disallowed += o.robots_disallowed;
         self.over_budget += o.over_budget;
         for (k, n) in &o.errors {
-            *self.errors.entry(k.clone()).or_default() += n;
+            *self.errors.entry(*k).or_default() += n;
         }
         for (host, h) in &o.hosts {
             let mine = self.hosts.entry(host.clone()).or_default();
@@ -221,7 +222,7 @@ pub struct FailureRecord {
     pub run: RunId,
     pub at_ms: u64,
     /// `timeout`, `connect`, `http_503`, …
-    pub kind: String,
+    pub kind: Failure,
     pub detail: String,
     pub status: Option<u16>,
 }

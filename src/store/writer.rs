@@ -18,6 +18,7 @@ use super::{
     item_key, page_key, run_key, Store, StoreError,
 };
 use crate::extract::Item;
+use crate::failure::Failure;
 use crate::ids::RunId;
 
 /// One URL's result, ready to be stored.
@@ -52,7 +53,7 @@ pub enum PageOutcome {
     /// A transport error or an HTTP error status: the stored page stays as
     /// it was; the failure is recorded for this run and the URL marked done.
     Failed {
-        kind: String,
+        kind: Failure,
         detail: String,
         status: Option<u16>,
     },
@@ -61,7 +62,7 @@ pub enum PageOutcome {
     /// items, so that a completed full run marks its items removed.
     Gone {
         status: u16,
-        kind: String,
+        kind: Failure,
         detail: String,
     },
 }

@@ -1,0 +1,506 @@
+//! The coordinator of one run: a struct that owns the run's frontier,
+//! robots.txt state, retry queue, commit buffer and counters, and one method
+//! per event — a fetch task answered, a robots.txt task answered, the writer
+//! committed, a timer fired. [`RunLoop::run`] only waits for the next event
+//! and dispatches it.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinError, JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use url::Url;
+
+use super::hops::{self, Hops};
+use super::outcome::{
+    next_step, not_fetched, note_commit, process, record_outcome, sleep_until_opt, Next, Outcome,
+    PageError, RetryEntry,
+};
+use super::{blocking, Engine, Progress, ProgressSink, Waiting, COMMIT_INTERVAL, COMMIT_PAGES};
+use crate::config::Target;
+use crate::fetcher::{Fetcher, Validators};
+use crate::frontier::{Frontier, QueuedUrl};
+use crate::ids::HostKey;
+use crate::limiter::HostPermit;
+use crate::robots::{self, Decision, Robots};
+use crate::store::{
+    now_ms, CommitStats, PageCommit, PageRecord, RunCounts, RunPolicy, RunStart, RunStatus,
+    RunWriter, Store, StoreError,
+};
+
+/// Fetch tasks of one run in flight, at most, whatever the host limits.
+const MAX_TASKS: usize = 512;
+
+/// How a run loop ended: the writer (to write the run's last record), the
+/// run's status and figures, and the store error that ended it, if any.
+pub(super) type LoopEnd = (RunWriter, RunStatus, RunCounts, Option<StoreError>);
+
+/// What the loop waits for; each is handled by one method.
+// An event is moved once, from the select into its handler: boxing the
+// large outcome would cost an allocation per page for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Event {
+    Cancelled,
+    Committed(Result<CommitStats, StoreError>),
+    Robots(Result<(tokio::task::Id, (HostKey, robots::Answer)), JoinError>),
+    Fetched(Result<(tokio::task::Id, Outcome), JoinError>),
+    /// The commit buffer waited long enough.
+    FlushDue,
+    /// A host slot was freed, a retry or a host became due: look again.
+    Woken,
+}
+
+/// Fetched pages waiting for the writer thread, which commits them in batches.
+struct Commits {
+    pending: Vec<PageCommit>,
+    since: Instant,
+    tx: mpsc::UnboundedSender<Vec<PageCommit>>,
+}
+
+impl Commits {
+    fn push(&mut self, page: PageCommit) {
+        if self.pending.is_empty() {
+            self.since = Instant::now();
+        }
+        self.pending.push(page);
+        if self.pending.len() >= COMMIT_PAGES {
+            self.send();
+        }
+    }
+
+    fn send(&mut self) {
+        if !self.pending.is_empty() {
+            let _ = self.tx.send(std::mem::take(&mut self.pending));
+        }
+    }
+}
+
+/// One run's coordinator (see the module docs).
+pub(super) struct RunLoop<'a> {
+    engine: &'a Engine,
+    target: &'a Arc<Target>,
+    fetcher: &'a Fetcher,
+    store: &'a Arc<Store>,
+    internal_ok: bool,
+    hops: Hops,
+    frontier: &'a mut Frontier,
+    /// Page records of the last runs, handed to the fetch of their URL.
+    prev_pages: HashMap<String, PageRecord>,
+    robots: Robots,
+    robots_tasks: JoinSet<(HostKey, robots::Answer)>,
+    tasks: JoinSet<Outcome>,
+    /// What each task fetches, so that a task that panics is still accounted for.
+    in_flight: HashMap<tokio::task::Id, (Url, u32)>,
+    /// URLs waiting out their retry backoff, soonest first.
+    retry_later: BinaryHeap<Reverse<(tokio::time::Instant, u64, RetryEntry)>>,
+    retry_seq: u64,
+    /// 429/503 answers in a row, per host.
+    throttles: HashMap<HostKey, u32>,
+    commits: Commits,
+    done_rx: mpsc::UnboundedReceiver<Result<CommitStats, StoreError>>,
+    writer: JoinHandle<RunWriter>,
+    freed: watch::Receiver<u64>,
+    counts: RunCounts,
+    live: Progress,
+    progress: &'a dyn ProgressSink,
+    store_error: Option<StoreError>,
+}
+
+/// What a run loop needs from the run that starts it.
+pub(super) struct Setup<'a> {
+    pub engine: &'a Engine,
+    pub store: &'a Arc<Store>,
+    pub target: &'a Arc<Target>,
+    pub fetcher: &'a Fetcher,
+    pub internal_ok: bool,
+    pub prev_pages: HashMap<String, PageRecord>,
+    pub start: &'a RunStart,
+    pub policy: RunPolicy,
+    pub frontier: &'a mut Frontier,
+    pub progress: &'a dyn ProgressSink,
+}
+
+impl<'a> RunLoop<'a> {
+    /// A loop over `setup.frontier`, with its writer thread started.
+    pub(super) fn new(setup: Setup<'a>) -> Self {
+        let Setup {
+            engine,
+            store,
+            target,
+            fetcher,
+            internal_ok,
+            prev_pages,
+            start,
+            policy,
+            frontier,
+            progress,
+        } = setup;
+        // The writer thread commits batches and reports each commit back.
+        let (tx, mut batch_rx) = mpsc::unbounded_channel::<Vec<PageCommit>>();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let mut writer = RunWriter::new(store.clone(), start, policy, target.fingerprint.clone());
+        let writer = tokio::task::spawn_blocking(move || {
+            while let Some(batch) = batch_rx.blocking_recv() {
+                let result = writer.commit(batch);
+                let failed = result.is_err();
+                let _ = done_tx.send(result);
+                if failed {
+                    break;
+                }
+            }
+            writer
+        });
+        let mut live = Progress::default();
+        if let Some(resume) = &start.resume {
+            live.committed = resume.counts.pages_committed;
+        }
+        let hops = Hops {
+            fetcher: fetcher.clone(),
+            hosts: engine.hosts.clone(),
+            target: target.clone(),
+            headers: Arc::new(target.headers.clone()),
+            credential_hosts: Arc::new(target.start_urls.iter().filter_map(HostKey::of).collect()),
+            internal_ok,
+        };
+        RunLoop {
+            engine,
+            target,
+            fetcher,
+            store,
+            internal_ok,
+            hops,
+            frontier,
+            prev_pages,
+            robots: Robots::default(),
+            robots_tasks: JoinSet::new(),
+            tasks: JoinSet::new(),
+            in_flight: HashMap::new(),
+            retry_later: BinaryHeap::new(),
+            retry_seq: 0,
+            throttles: HashMap::new(),
+            commits: Commits {
+                pending: Vec::new(),
+                since: Instant::now(),
+                tx,
+            },
+            done_rx,
+            writer,
+            freed: engine.hosts.subscribe(),
+            counts: RunCounts::default(),
+            live,
+            progress,
+            store_error: None,
+        }
+    }
+
+    /// Runs until the frontier is done, the store fails or `cancel` fires;
+    /// then commits what was fetched and hands back the writer.
+    pub(super) async fn run(mut self, cancel: CancellationToken) -> Result<LoopEnd, StoreError> {
+        let mut interrupted = false;
+        loop {
+            self.dispatch();
+            self.live.queued =
+                (self.frontier.queued() + self.tasks.len() + self.retry_later.len()) as u64;
+            self.progress.update(&self.live);
+            if self.tasks.is_empty() && self.frontier.queued() == 0 && self.retry_later.is_empty() {
+                break;
+            }
+            match self.next_event(&cancel).await {
+                Event::Cancelled => {
+                    interrupted = true;
+                    break;
+                }
+                Event::Committed(Ok(stats)) => note_commit(&mut self.live, stats),
+                Event::Committed(Err(e)) => {
+                    self.store_error = Some(e);
+                    break;
+                }
+                Event::Robots(joined) => self.on_robots(joined),
+                Event::Fetched(joined) => self.on_fetched(joined).await,
+                Event::FlushDue => self.commits.send(),
+                Event::Woken => {}
+            }
+            self.on_timer();
+        }
+        self.finish(interrupted).await
+    }
+
+    /// Waits for the next event. Cancellation and the writer's answers come
+    /// first, so that a failed store stops the run before more is fetched.
+    async fn next_event(&mut self, cancel: &CancellationToken) -> Event {
+        let retry_at = self.retry_later.peek().map(|Reverse((at, _, _))| *at);
+        let host_ready = [self.engine.hosts.next_ready(), self.robots.next_retry()]
+            .into_iter()
+            .flatten()
+            .min();
+        let flush_at = tokio::time::Instant::from_std(self.commits.since + COMMIT_INTERVAL);
+        let flush_due = !self.commits.pending.is_empty();
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Event::Cancelled,
+            Some(done) = self.done_rx.recv() => Event::Committed(done),
+            // A robots.txt task that panicked answers too: its host must not stay waiting.
+            Some(joined) = self.robots_tasks.join_next_with_id() => Event::Robots(joined),
+            Some(joined) = self.tasks.join_next_with_id() => Event::Fetched(joined),
+            _ = tokio::time::sleep_until(flush_at), if flush_due => Event::FlushDue,
+            _ = self.freed.changed() => Event::Woken,
+            _ = sleep_until_opt(retry_at), if retry_at.is_some() => Event::Woken,
+            _ = sleep_until_opt(host_ready), if host_ready.is_some() => Event::Woken,
+        }
+    }
+
+    /// Starts fetch tasks for every URL whose host has a free slot (and whose
+    /// robots.txt is known), up to [`MAX_TASKS`].
+    fn dispatch(&mut self) {
+        while self.tasks.len() < MAX_TASKS {
+            let (target, engine, fetcher) = (self.target, self.engine, self.fetcher);
+            let (robots, robots_tasks, internal_ok) =
+                (&mut self.robots, &mut self.robots_tasks, self.internal_ok);
+            let popped = self.frontier.pop_with(|host| {
+                let profile = target.profile_for(host);
+                if profile.respect_robots && !robots.ready(host) {
+                    // Not even robots.txt is asked of a paused host.
+                    if !engine.hosts.is_closed(host) {
+                        robots.start(host, target, fetcher, internal_ok, robots_tasks);
+                    }
+                    return None;
+                }
+                engine.hosts.try_acquire(host, profile)
+            });
+            let Some((queued, permit)) = popped else {
+                break;
+            };
+            let decision = if target.profile_for(&queued.host).respect_robots {
+                self.robots.decide(&queued.host, &queued.url)
+            } else {
+                Decision::Allowed
+            };
+            if decision == Decision::Allowed {
+                self.spawn_fetch(queued, permit);
+            } else {
+                drop(permit);
+                let page = not_fetched(decision, &queued, &mut self.counts, &mut self.live);
+                self.commits.push(page);
+            }
+        }
+    }
+
+    fn spawn_fetch(&mut self, queued: QueuedUrl, permit: HostPermit) {
+        // A page extracted under another configuration is fetched and parsed again.
+        let prev = self
+            .prev_pages
+            .remove(queued.url.as_str())
+            .filter(|p| p.config.as_deref() == Some(self.target.fingerprint.as_str()));
+        let (hops, target, slots, robot) = (
+            self.hops.clone(),
+            self.target.clone(),
+            self.engine.parse_slots.clone(),
+            self.robots.rules(&queued.host),
+        );
+        let what = (queued.url.clone(), queued.depth);
+        let handle = self.tasks.spawn(async move {
+            let validators = Validators {
+                etag: prev.as_ref().and_then(|p| p.etag.as_deref()),
+                last_modified: prev.as_ref().and_then(|p| p.last_modified.as_deref()),
+            };
+            let (result, answers) = hops.fetch(&queued, permit, validators, robot).await;
+            let result = match result {
+                Ok(response) => process(response, prev.as_ref(), target, slots).await,
+                Err(e) => Err(e),
+            };
+            Outcome {
+                queued,
+                prev,
+                result,
+                answers,
+            }
+        });
+        self.in_flight.insert(handle.id(), what);
+    }
+
+    /// A robots.txt task answered (or panicked).
+    fn on_robots(
+        &mut self,
+        joined: Result<(tokio::task::Id, (HostKey, robots::Answer)), JoinError>,
+    ) {
+        let Some((host, answer)) = self.robots.joined(joined) else {
+            return;
+        };
+        let profile = self.target.profile_for(&host);
+        if let Some(gap) = self
+            .robots
+            .finish(&host, answer, profile, &self.engine.hosts)
+        {
+            info!(%host, ?gap, "robots.txt Crawl-delay applies.");
+        }
+    }
+
+    /// A fetch task answered (or panicked): retry, requeue or record it.
+    async fn on_fetched(&mut self, joined: Result<(tokio::task::Id, Outcome), JoinError>) {
+        let Some(outcome) = self.outcome_of(joined) else {
+            return;
+        };
+        let host = outcome.queued.host.clone();
+        let host_counts = self.counts.hosts.entry(host.to_string()).or_default();
+        for status in &outcome.answers.statuses {
+            host_counts.answers.answer(*status);
+        }
+        if let Some(pause) = outcome.answers.tripped {
+            self.keep_pause(&host, pause).await;
+        }
+        let streak = self.throttles.get(&host).copied().unwrap_or(0);
+        let profile = self.target.profile_for(&host);
+        match next_step(profile, &outcome, streak, &mut self.counts) {
+            Next::RetryAfter(wait) => {
+                self.counts.retries += 1;
+                self.counts
+                    .hosts
+                    .entry(host.to_string())
+                    .or_default()
+                    .retries += 1;
+                let mut q = outcome.queued;
+                q.attempt += 1;
+                self.retry_seq += 1;
+                let at = tokio::time::Instant::now() + wait;
+                self.retry_later
+                    .push(Reverse((at, self.retry_seq, RetryEntry(q))));
+            }
+            Next::Requeue(backoff) => {
+                self.counts.requeues += 1;
+                self.counts
+                    .hosts
+                    .entry(host.to_string())
+                    .or_default()
+                    .requeues += 1;
+                *self.throttles.entry(host.clone()).or_default() += 1;
+                match backoff.asked.filter(|_| backoff.cut) {
+                    Some(asked) => self.engine.hosts.block_cut(&host, backoff.until, asked),
+                    None => self.engine.hosts.block(&host, backoff.until),
+                }
+                let wait = backoff
+                    .until
+                    .saturating_duration_since(tokio::time::Instant::now());
+                debug!(%host, ?wait, "Host backs off.");
+                self.live.waiting = Some(Waiting {
+                    host: host.to_string(),
+                    until: std::time::SystemTime::now() + wait,
+                    asked: backoff.asked,
+                    cut: backoff.cut,
+                });
+                let mut q = outcome.queued;
+                q.requeues += 1;
+                self.frontier.requeue(q);
+            }
+            Next::Keep => {
+                self.throttles.remove(&host);
+                let page = record_outcome(
+                    self.target,
+                    self.frontier,
+                    &mut self.counts,
+                    &mut self.live,
+                    outcome,
+                );
+                self.commits.push(page);
+            }
+        }
+    }
+
+    /// The outcome of a fetch task; a task that panicked costs its URL, not the run.
+    fn outcome_of(
+        &mut self,
+        joined: Result<(tokio::task::Id, Outcome), JoinError>,
+    ) -> Option<Outcome> {
+        match joined {
+            Ok((id, outcome)) => {
+                self.in_flight.remove(&id);
+                Some(outcome)
+            }
+            Err(e) => {
+                let (url, depth) = self.in_flight.remove(&e.id())?;
+                warn!(%url, "A fetch task panicked; the URL is counted as failed.");
+                let host = HostKey::of(&url)?;
+                Some(Outcome {
+                    queued: QueuedUrl {
+                        url,
+                        host,
+                        depth,
+                        attempt: 0,
+                        requeues: u32::MAX,
+                    },
+                    prev: None,
+                    result: Err(PageError::Panic),
+                    answers: hops::Answers::none(),
+                })
+            }
+        }
+    }
+
+    /// Keeps a breaker pause in the store, so that it outlives the process.
+    async fn keep_pause(&self, host: &HostKey, pause: std::time::Duration) {
+        let until = now_ms() + pause.as_millis() as u64;
+        let key = host.clone();
+        let kept = blocking(self.store, move |s| s.set_host_pause(&key, until)).await;
+        if let Err(e) = kept.and_then(|r| r) {
+            warn!(%host, error = %e, "Could not keep the host's pause in the store.");
+        }
+    }
+
+    /// Retries whose backoff is over go back to the frontier.
+    fn on_timer(&mut self) {
+        let now = tokio::time::Instant::now();
+        while self
+            .retry_later
+            .peek()
+            .is_some_and(|Reverse((at, _, _))| *at <= now)
+        {
+            if let Some(Reverse((_, _, RetryEntry(q)))) = self.retry_later.pop() {
+                self.frontier.requeue(q);
+            }
+        }
+    }
+
+    /// Commits whatever was fetched, also when the run was interrupted. Pages
+    /// still in flight are not: they stay queued in the stored frontier.
+    async fn finish(mut self, interrupted: bool) -> Result<LoopEnd, StoreError> {
+        self.tasks.abort_all();
+        if self.store_error.is_none() {
+            self.commits.send();
+        }
+        let RunLoop {
+            commits,
+            writer,
+            mut done_rx,
+            mut live,
+            mut counts,
+            mut store_error,
+            engine,
+            frontier,
+            store,
+            ..
+        } = self;
+        drop(commits);
+        let writer = writer.await.map_err(|e| StoreError::Io {
+            what: "the store writer stopped",
+            path: store.path().to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        while let Ok(done) = done_rx.try_recv() {
+            match done {
+                Ok(stats) => note_commit(&mut live, stats),
+                Err(e) => store_error = store_error.or(Some(e)),
+            }
+        }
+        hops::note_limits(&mut counts, &engine.hosts);
+        counts.over_budget = frontier.over_budget();
+        let status = match (&store_error, interrupted) {
+            (Some(_), _) => RunStatus::Failed,
+            (None, true) => RunStatus::Interrupted,
+            (None, false) => RunStatus::Completed,
+        };
+        Ok((writer, status, counts, store_error))
+    }
+}
