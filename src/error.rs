@@ -18,6 +18,22 @@ pub enum Exit {
     Config = 78,
 }
 
+impl Exit {
+    /// The exit code of a number, for codes passed between processes.
+    pub fn from_code(code: u8) -> Option<Exit> {
+        [
+            Exit::Ok,
+            Exit::Failed,
+            Exit::Usage,
+            Exit::Store,
+            Exit::Locked,
+            Exit::Config,
+        ]
+        .into_iter()
+        .find(|e| *e as u8 == code)
+    }
+}
+
 impl From<Exit> for std::process::ExitCode {
     fn from(e: Exit) -> Self {
         std::process::ExitCode::from(e as u8)

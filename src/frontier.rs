@@ -8,37 +8,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use url::{Position, Url};
 
-use crate::config::{ParamPattern, Target};
+use crate::config::Target;
 use crate::ids::HostKey;
-
-/// The canonical form of a URL: fragment dropped, listed query parameters
-/// removed, empty query dropped. `url` already lowercases scheme and host,
-/// drops default ports, resolves dot segments and writes IDN hosts in punycode.
-pub fn normalize_url(mut url: Url, strip: &[ParamPattern]) -> Url {
-    url.set_fragment(None);
-    if let Some(query) = url.query() {
-        if query.is_empty() {
-            url.set_query(None);
-        } else if !strip.is_empty()
-            && url
-                .query_pairs()
-                .any(|(k, _)| strip.iter().any(|p| p.matches(&k)))
-        {
-            // Rewrite only when something goes, so other parameters keep their encoding.
-            let kept: Vec<(String, String)> = url
-                .query_pairs()
-                .filter(|(k, _)| !strip.iter().any(|p| p.matches(k)))
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-            if kept.is_empty() {
-                url.set_query(None);
-            } else {
-                url.query_pairs_mut().clear().extend_pairs(kept);
-            }
-        }
-    }
-    url
-}
+// Re-exported: the crawl loop and extraction normalise through the frontier's name.
+pub use crate::urlnorm::normalize_url;
 
 /// A URL waiting to be fetched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -335,39 +308,4 @@ pub fn path_refused(target: &Target, url: &Url) -> Option<Refusal> {
         return Some(Refusal::Denied);
     }
     None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn norm(s: &str) -> String {
-        let strip = [
-            ParamPattern::parse("utm_*"),
-            ParamPattern::parse("sessionid"),
-        ];
-        normalize_url(Url::parse(s).unwrap(), &strip).to_string()
-    }
-
-    #[test]
-    fn normalises_urls() {
-        assert_eq!(
-            norm("HTTP://Example.COM:80/a/./b/../c#frag"),
-            "http://example.com/a/c"
-        );
-        assert_eq!(norm("https://example.com:443/?"), "https://example.com/");
-        assert_eq!(
-            norm("http://x.org/p?utm_source=a&id=3&sessionid=9"),
-            "http://x.org/p?id=3"
-        );
-        assert_eq!(norm("http://x.org/p?utm_source=a"), "http://x.org/p");
-        assert_eq!(
-            norm("http://x.org/p?q=a%20b&z=1"),
-            "http://x.org/p?q=a%20b&z=1"
-        );
-        assert_eq!(
-            norm("http://bücher.example/"),
-            "http://xn--bcher-kva.example/"
-        );
-    }
 }

@@ -23,16 +23,18 @@
 //! `daemon` runs every target on its schedules (`crawld run`): cron firings,
 //! the control socket, config reloads and signals all feed one supervisor
 //! loop, which starts `crawl::run` tasks. `cli` is the command line on top;
-//! `export` reads items back out.
+//! `export` writes items out and `query` runs the reading commands.
+//! `control` holds the types that the daemon's socket server and its client
+//! share, so that imports go one way: `cli` → `daemon` → `control` → `query`.
 
 #![forbid(unsafe_code)]
 
 pub mod address;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod crawl;
 pub mod daemon;
-pub mod demo;
 pub mod error;
 pub mod export;
 pub mod extract;
@@ -41,7 +43,9 @@ pub mod fetcher;
 pub mod frontier;
 pub mod ids;
 pub mod limiter;
+pub mod query;
 pub mod report;
 pub mod retry;
 pub mod robots;
 pub mod store;
+pub mod urlnorm;

@@ -350,3 +350,59 @@ fn sigterm_interrupts_a_crawl_and_keeps_what_was_fetched() {
         "the list page's cards were kept"
     );
 }
+
+#[test]
+#[allow(clippy::disallowed_methods)] // a sync test, polling a child process
+fn reading_during_a_foreground_crawl_names_the_crawl_and_exits_75_at_once() {
+    let mut pages = shop(1, 4);
+    for (path, r) in pages.iter_mut() {
+        if path != "/" {
+            r.delay = Duration::from_secs(20);
+        }
+    }
+    let site = Site::start(pages);
+    let tmp = tempfile::tempdir().unwrap();
+    setup(&site, tmp.path());
+    let state = tmp.path().join("state");
+    let mut crawl = std::process::Command::new(assert_cmd::cargo::cargo_bin("crawld"))
+        .args(["crawl", "shop", "--no-progress", "--configs"])
+        .arg(tmp.path().join("configs"))
+        .arg("--state")
+        .arg(&state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The crawl holds the state dir once it fetches.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while site.stats.requests() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(site.stats.requests() >= 2);
+    let held = format!("is in use by `crawld crawl` (pid {})", crawl.id());
+    for args in [
+        &["export", "shop"][..],
+        &["runs", "shop"],
+        &["store", "check"],
+    ] {
+        let asked = std::time::Instant::now();
+        crawld()
+            .args(args)
+            .arg("--state")
+            .arg(&state)
+            .assert()
+            .code(75)
+            .stderr(
+                predicate::str::contains(&held)
+                    .and(predicate::str::contains("run this again when it finishes"))
+                    .and(predicate::str::contains("daemon").not()),
+            );
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "{args:?} does not wait for the crawl"
+        );
+    }
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(crawl.id() as i32, libc::SIGTERM) }, 0);
+    crawl.wait().unwrap();
+}

@@ -205,7 +205,19 @@ fn trigger_stop_run_and_resume_through_the_socket() {
     let runs = d.runs("shop");
     assert_eq!(runs[0]["status"], "interrupted");
 
-    d.cmd(&["trigger", "shop"]).assert().success();
+    // An incremental trigger resumes the interrupted full run, which stays
+    // full: the answer names the mode the run really has.
+    let resumed = d.cmd(&["trigger", "shop"]).output().unwrap();
+    assert!(resumed.status.success());
+    let said = String::from_utf8_lossy(&resumed.stdout);
+    assert!(
+        said.contains(&format!(
+            "shop: full run {} started, resuming interrupted run {}",
+            runs[0]["id"].as_u64().unwrap() + 1,
+            runs[0]["id"]
+        )),
+        "{said}"
+    );
     wait_for(
         || d.runs("shop").last().unwrap()["status"] == "completed",
         "the resumed run completes",
@@ -270,6 +282,39 @@ fn sigterm_checkpoints_the_run_and_sighup_reloads() {
         "the run resumes and completes",
     );
     assert!(d.runs("shop")[1]["resumed_from"].is_u64());
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn store_commands_refuse_at_once_while_the_daemon_runs() {
+    let site = slow_site(0);
+    let (tmp, configs) = setup(&site, &[("shop.toml", &target("0 0 0 1 1 *"))]);
+    let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
+    let pid = d.status()["pid"].clone();
+    let asked = Instant::now();
+    d.cmd(&["store", "check"])
+        .assert()
+        .code(75)
+        .stderr(predicates::str::contains(format!(
+            "is in use by the crawld daemon (pid {pid}): this command needs the state dir to itself; stop the daemon first"
+        )));
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "a store command does not wait for the daemon"
+    );
+    // The reading commands go through the daemon instead.
+    d.cmd(&["runs", "shop"]).assert().success();
+    // Refusals are typed, each with its exit code.
+    d.cmd(&["stop-run", "shop"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "target shop has no run in progress",
+        ));
+    d.cmd(&["stop-run", "nope"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("no target nope"));
     assert_eq!(d.stop(), Some(0));
 }
 

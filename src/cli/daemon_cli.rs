@@ -1,163 +1,142 @@
-//! `status`, `trigger`, `stop-run` and `reload`: requests to the running daemon.
-
-use serde_json::Value;
+//! `status`, `trigger`, `stop-run` and `reload`: requests to the running
+//! daemon through the typed client of [`crate::control`]; a refusal's kind
+//! decides the exit code.
 
 use super::{fail, StateArg};
-use crate::daemon::control::{self, ClientError};
+use crate::control::client::{Client, ClientError};
+use crate::control::{socket_path, HostStatus, Status, StopRunRequest, TriggerRequest};
 use crate::error::Exit;
+use crate::ids::TargetId;
+use crate::query::{mode_name, status_name};
 
-async fn ask(state: &StateArg, method: &str, uri: &str) -> Result<Value, Exit> {
-    let dir = state.dir();
-    let socket = control::socket_path(state.socket.as_deref(), &dir);
-    match control::call(&socket, method, uri, None).await {
-        Ok(answer) => {
-            let value: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
-            if answer.status >= 400 {
-                let msg = value["error"]
-                    .as_str()
-                    .unwrap_or("the daemon refused")
-                    .to_owned();
-                let exit = if answer.status == 404 {
-                    Exit::Usage
-                } else {
-                    Exit::Failed
-                };
-                return Err(fail(exit, msg));
-            }
-            Ok(value)
-        }
-        Err(e @ ClientError::NoDaemon(_)) => Err(fail(
-            Exit::Failed,
-            format!("{e}; start one with `crawld run`"),
-        )),
-        Err(e) => Err(fail(Exit::Failed, e)),
-    }
+fn client(state: &StateArg) -> Client {
+    Client::new(&socket_path(state.socket.as_deref(), &state.dir()))
 }
 
-fn query(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+/// Prints why the daemon could not be asked, and returns the exit code.
+fn failed(e: ClientError) -> Exit {
+    match e {
+        ClientError::Refused(e) => fail(e.exit(), e),
+        e @ ClientError::NoDaemon(_) => {
+            fail(Exit::Failed, format!("{e}; start one with `crawld run`"))
+        }
+        e => fail(Exit::Failed, e),
+    }
 }
 
 pub(super) async fn status(state: &StateArg, json: bool) -> Exit {
-    let v = match ask(state, "GET", "/status").await {
-        Ok(v) => v,
-        Err(exit) => return exit,
+    let s = match client(state).status().await {
+        Ok(s) => s,
+        Err(e) => return failed(e),
     };
     // Configuration errors are a problem to act on, as for `check`: exit 78
     // after the whole status, so scripts and monitors see them.
-    let exit = match v["errors"].as_object() {
-        Some(errors) if !errors.is_empty() => Exit::Config,
-        _ => Exit::Ok,
+    let exit = if s.errors.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Config
     };
     if json {
-        outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        return exit;
-    }
-    outln!(
-        "crawld pid {} · {} run(s) in progress, {} queued",
-        v["pid"],
-        v["running"],
-        v["queued"]
-    );
-    if let Some(targets) = v["targets"].as_array() {
-        for t in targets {
-            outln!(
-                "\n{}  ({})",
-                t["name"].as_str().unwrap_or("?"),
-                t["file"].as_str().unwrap_or("")
-            );
-            if t["stale"].as_bool() == Some(true) {
-                outln!("  running its last good version: its file has errors (below)");
-            }
-            let show = |v: &Value| v.as_str().map(str::to_owned).unwrap_or_else(|| "-".into());
-            outln!(
-                "  next incremental {}   next full {}",
-                show(&t["next_incremental"]),
-                show(&t["next_full"])
-            );
-            if let Some(run) = t["running"].as_object() {
-                outln!(
-                    "  running: {} run, {} pages done, {} queued, {} items, {} errors",
-                    run.get("mode").and_then(Value::as_str).unwrap_or("?"),
-                    run.get("done").cloned().unwrap_or_default(),
-                    run.get("queued").cloned().unwrap_or_default(),
-                    run.get("items").cloned().unwrap_or_default(),
-                    run.get("failed").cloned().unwrap_or_default()
-                );
-            }
-            if let Some(last) = t["last_run"].as_object() {
-                outln!(
-                    "  last run {}: {} {}, {} pages",
-                    last.get("id").cloned().unwrap_or_default(),
-                    last.get("mode").and_then(Value::as_str).unwrap_or("?"),
-                    last.get("status").and_then(Value::as_str).unwrap_or("?"),
-                    last.get("counts")
-                        .and_then(|c| c.get("pages_fetched"))
-                        .cloned()
-                        .unwrap_or_default()
-                );
-            }
-        }
-    }
-    if let Some(hosts) = v["hosts"].as_array().filter(|h| !h.is_empty()) {
-        outln!("\nhosts (since the daemon started):");
-        for h in hosts {
-            outln!("  {}", host_line(h));
-        }
-    }
-    if let Some(proxies) = v["proxy_failures"].as_array().filter(|p| !p.is_empty()) {
-        for p in proxies {
-            outln!(
-                "  proxy {} failed {} time(s)",
-                p[0].as_str().unwrap_or("?"),
-                p[1]
-            );
-        }
-    }
-    if let Some(errors) = v["errors"].as_object() {
-        if !errors.is_empty() {
-            outln!("\nconfiguration errors:");
-            for lines in errors.values() {
-                for e in lines.as_array().into_iter().flatten() {
-                    outln!("error: {}", e.as_str().unwrap_or(""));
-                }
-            }
-        }
+        outln!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+    } else {
+        print_status(&s);
     }
     exit
 }
 
+fn print_status(s: &Status) {
+    outln!(
+        "crawld pid {} · {} run(s) in progress, {} queued",
+        s.pid,
+        s.running,
+        s.queued
+    );
+    for t in &s.targets {
+        outln!("\n{}  ({})", t.name, t.file);
+        if t.stale {
+            outln!("  running its last good version: its file has errors (below)");
+        }
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        outln!(
+            "  next incremental {}   next full {}",
+            show(&t.next_incremental),
+            show(&t.next_full)
+        );
+        if let Some(run) = &t.running {
+            let id = run.run.map(|id| format!(" {id}")).unwrap_or_default();
+            let resumed = run
+                .resumed_from
+                .map(|from| format!(" (resuming run {from})"))
+                .unwrap_or_default();
+            outln!(
+                "  running: {} run{id}{resumed}, {} pages done, {} queued, {} items, {} errors",
+                mode_name(run.mode),
+                run.done,
+                run.queued,
+                run.items,
+                run.failed
+            );
+        }
+        if let Some(last) = &t.last_run {
+            outln!(
+                "  last run {}: {} {}, {} pages",
+                last.id,
+                mode_name(last.mode),
+                status_name(last.status),
+                last.counts.pages_fetched
+            );
+        }
+        if let Some(e) = &t.last_run_error {
+            outln!("  last run: cannot be read: {e}");
+        }
+    }
+    if !s.hosts.is_empty() {
+        outln!("\nhosts (since the daemon started):");
+        for h in &s.hosts {
+            outln!("  {}", host_line(h));
+        }
+    }
+    for (proxy, n) in &s.proxy_failures {
+        outln!("  proxy {proxy} failed {n} time(s)");
+    }
+    if !s.errors.is_empty() {
+        outln!("\nconfiguration errors:");
+        for e in s.errors.values().flatten() {
+            outln!("error: {e}");
+        }
+    }
+}
+
 /// One host of `status`: its limits now and what it answered.
-fn host_line(h: &Value) -> String {
-    let c = &h["counters"];
-    let n = |v: &Value| v.as_u64().unwrap_or(0);
+fn host_line(h: &HostStatus) -> String {
+    let c = &h.counters;
     let mut line = format!(
         "{}  {} req (2xx {}, 3xx {}, 4xx {}, 5xx {}, 429 {}, errors {})  concurrency {}/{} in flight {}  delay {}–{} ms",
-        h["host"].as_str().unwrap_or("?"),
-        n(&c["requests"]),
-        n(&c["status_2xx"]),
-        n(&c["status_3xx"]),
-        n(&c["status_4xx"]),
-        n(&c["status_5xx"]),
-        n(&c["status_429"]),
-        n(&c["errors"]),
-        n(&h["effective"]),
-        n(&h["concurrency"]),
-        n(&h["in_flight"]),
-        n(&h["delay_ms"][0]),
-        n(&h["delay_ms"][1]),
+        h.host,
+        c.requests,
+        c.status_2xx,
+        c.status_3xx,
+        c.status_4xx,
+        c.status_5xx,
+        c.status_429,
+        c.errors,
+        h.effective,
+        h.concurrency,
+        h.in_flight,
+        h.delay_ms.0,
+        h.delay_ms.1,
     );
     let at = |ms: u64| {
         chrono::DateTime::from_timestamp_millis(ms as i64)
             .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             .unwrap_or_default()
     };
-    if let Some(ms) = h["paused_until_ms"].as_u64() {
+    if let Some(ms) = h.paused_until_ms {
         line.push_str(&format!("  PAUSED until {}", at(ms)));
     }
-    if let Some(ms) = h["backoff_until_ms"].as_u64() {
+    if let Some(ms) = h.backoff_until_ms {
         line.push_str(&format!("  backing off until {}", at(ms)));
-        if let Some(asked) = h["backoff_asked_ms"].as_u64() {
+        if let Some(asked) = h.backoff_asked_ms {
             line.push_str(&format!(
                 " (its Retry-After asked for {}, cut to retry_after_max)",
                 humantime::format_duration(std::time::Duration::from_secs(asked / 1000))
@@ -168,33 +147,38 @@ fn host_line(h: &Value) -> String {
 }
 
 pub(super) async fn trigger(state: &StateArg, target: &str, full: bool) -> Exit {
-    let uri = format!("/trigger?target={}&full={full}", query(target));
-    match ask(state, "POST", &uri).await {
-        Ok(v) => {
-            outln!("{}", v["message"].as_str().unwrap_or("requested"));
+    let req = TriggerRequest {
+        target: TargetId::new(target),
+        full,
+    };
+    match client(state).trigger(&req).await {
+        Ok(t) => {
+            outln!("{t}");
             Exit::Ok
         }
-        Err(exit) => exit,
+        Err(e) => failed(e),
     }
 }
 
 pub(super) async fn stop_run(state: &StateArg, target: &str) -> Exit {
-    let uri = format!("/stop-run?target={}", query(target));
-    match ask(state, "POST", &uri).await {
-        Ok(v) => {
-            outln!("{}", v["message"].as_str().unwrap_or("stopping"));
+    let req = StopRunRequest {
+        target: TargetId::new(target),
+    };
+    match client(state).stop_run(&req).await {
+        Ok(s) => {
+            outln!("{s}");
             Exit::Ok
         }
-        Err(exit) => exit,
+        Err(e) => failed(e),
     }
 }
 
 pub(super) async fn reload(state: &StateArg) -> Exit {
-    match ask(state, "POST", "/reload").await {
-        Ok(v) => {
-            outln!("{}", v["message"].as_str().unwrap_or("reloaded"));
+    match client(state).reload().await {
+        Ok(r) => {
+            outln!("{r}");
             Exit::Ok
         }
-        Err(exit) => exit,
+        Err(e) => failed(e),
     }
 }

@@ -26,19 +26,20 @@ macro_rules! out {
 mod args;
 mod daemon_cli;
 mod data;
+mod demo;
+mod holder;
 mod test_page;
 
 use args::{Cli, Command, StateArg, StoreAction};
 
-pub use data::{run_read, ReadCommand};
-
 use crate::config::{self, LoadReport, Target};
+use crate::control::{self, client::Client};
 use crate::crawl::{self, Engine};
-use crate::daemon::control;
 use crate::error::Exit;
 use crate::ids::TargetId;
+use crate::query::ReadCommand;
 use crate::report::{self, ProgressView};
-use crate::store::{RunMode, RunStatus, Store};
+use crate::store::{RunMode, RunStatus, Store, StoreError};
 
 /// Failed URLs listed in a run's summary; `crawld failures` lists them all.
 const SUMMARY_FAILURES: usize = 5;
@@ -215,10 +216,11 @@ async fn dispatch(command: Command) -> Exit {
             configs,
             state,
         } => {
+            let target = TargetId::new(target);
             let cmd = if changes {
-                data::ReadCommand::Changes { target, since }
+                ReadCommand::Changes { target, since }
             } else {
-                data::ReadCommand::Export {
+                ReadCommand::Export {
                     target,
                     format,
                     kind,
@@ -227,7 +229,7 @@ async fn dispatch(command: Command) -> Exit {
             // The config only orders CSV columns: a missing or broken one is no reason to fail.
             let config = config::load_dir(&configs.dir())
                 .ok()
-                .and_then(|r| r.set.targets.get(&TargetId::new(cmd.target())).cloned());
+                .and_then(|r| r.set.targets.get(cmd.target()).cloned());
             data::read(
                 &state.dir(),
                 state.socket.as_deref(),
@@ -243,7 +245,8 @@ async fn dispatch(command: Command) -> Exit {
             kind,
             state,
         } => {
-            let cmd = data::ReadCommand::History { target, key, kind };
+            let target = TargetId::new(target);
+            let cmd = ReadCommand::History { target, key, kind };
             data::read(&state.dir(), state.socket.as_deref(), None, cmd, None).await
         }
         Command::Runs {
@@ -251,11 +254,17 @@ async fn dispatch(command: Command) -> Exit {
             json,
             state,
         } => {
-            let cmd = data::ReadCommand::Runs { target, json };
+            let cmd = ReadCommand::Runs {
+                target: TargetId::new(target),
+                json,
+            };
             data::read(&state.dir(), state.socket.as_deref(), None, cmd, None).await
         }
         Command::Failures { target, run, state } => {
-            let cmd = data::ReadCommand::Failures { target, run };
+            let cmd = ReadCommand::Failures {
+                target: TargetId::new(target),
+                run,
+            };
             data::read(&state.dir(), state.socket.as_deref(), None, cmd, None).await
         }
         Command::Run {
@@ -295,7 +304,7 @@ async fn dispatch(command: Command) -> Exit {
             site,
             configs,
             state,
-        } => crate::demo::run(port, serve, site, configs.configs.clone(), &state.dir()).await,
+        } => demo::run(port, serve, site, configs.configs.clone(), &state.dir()).await,
     }
 }
 
@@ -377,10 +386,18 @@ pub(crate) fn pick_target(dir: &Path, name: &str) -> Result<Arc<Target>, Exit> {
 }
 
 pub(crate) fn open_store(dir: &Path) -> Result<Arc<Store>, Exit> {
-    Store::open(dir).map(Arc::new).map_err(|e| {
-        let exit = Exit::from(&e);
-        fail(exit, e)
-    })
+    Store::open(dir).map(Arc::new).map_err(store_failed)
+}
+
+/// Prints why the store could not be used; a held state dir names its holder.
+pub(crate) fn store_failed(e: StoreError) -> Exit {
+    match e {
+        StoreError::Locked { dir, pid } => fail(Exit::Locked, holder::locked_message(&dir, &pid)),
+        e => {
+            let exit = Exit::from(&e);
+            fail(exit, e)
+        }
+    }
 }
 
 /// Opens a store that must exist already, for a command that only reads:
@@ -396,10 +413,7 @@ pub(crate) fn open_existing_store(dir: &Path) -> Result<Arc<Store>, Exit> {
             ),
         ));
     }
-    Store::open_read(dir).map(Arc::new).map_err(|e| {
-        let exit = Exit::from(&e);
-        fail(exit, e)
-    })
+    Store::open_read(dir).map(Arc::new).map_err(store_failed)
 }
 
 /// A token cancelled by Ctrl-C or SIGTERM.
@@ -482,21 +496,15 @@ async fn crawl(
     let dir = state.dir();
     let store = match Store::open(&dir) {
         Ok(s) => Arc::new(s),
-        Err(crate::store::StoreError::Locked { pid, .. }) => {
+        Err(StoreError::Locked { pid, .. }) => {
             // A daemon owns this state dir: runs go through it.
             let socket = control::socket_path(state.socket.as_deref(), &dir);
-            let daemon = control::call(&socket, "GET", "/status", None).await.is_ok();
-            let msg = if daemon {
-                format!("the crawld daemon (pid {pid}) runs on state dir {}: start a run with `crawld trigger {name}`", dir.display())
-            } else {
-                format!("state dir {} is in use by crawld pid {pid}", dir.display())
-            };
-            return fail(Exit::Locked, msg);
+            if Client::new(&socket).status().await.is_ok() {
+                return fail(Exit::Locked, format!("the crawld daemon (pid {pid}) runs on state dir {}: start a run with `crawld trigger {name}`", dir.display()));
+            }
+            return fail(Exit::Locked, holder::locked_message(&dir, &pid));
         }
-        Err(e) => {
-            let exit = Exit::from(&e);
-            return fail(exit, e);
-        }
+        Err(e) => return store_failed(e),
     };
     crawl_target(store, &dir, target, mode, progress).await
 }

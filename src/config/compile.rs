@@ -20,8 +20,8 @@ use super::{
     DEFAULT_KEEP_VERSIONS, DEFAULT_LINK_SELECTOR, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAGES,
     DEFAULT_PROFILE, DEFAULT_RESUME_WITHIN,
 };
-use crate::frontier::normalize_url;
 use crate::ids::{ProfileName, TargetId};
+use crate::urlnorm::normalize_url;
 
 /// What a target may refer to while it compiles.
 pub struct Context<'a> {

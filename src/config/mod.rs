@@ -137,29 +137,7 @@ pub struct Follow {
     pub same_host: bool,
 }
 
-/// A query parameter name or a `prefix*` pattern to drop when normalising URLs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParamPattern {
-    Exact(String),
-    Prefix(String),
-}
-
-impl ParamPattern {
-    /// `utm_*` → prefix `utm_`; anything else is matched exactly.
-    pub fn parse(s: &str) -> Self {
-        match s.strip_suffix('*') {
-            Some(prefix) => ParamPattern::Prefix(prefix.to_owned()),
-            None => ParamPattern::Exact(s.to_owned()),
-        }
-    }
-
-    pub fn matches(&self, name: &str) -> bool {
-        match self {
-            ParamPattern::Exact(n) => n == name,
-            ParamPattern::Prefix(p) => name.starts_with(p.as_str()),
-        }
-    }
-}
+pub use crate::urlnorm::ParamPattern;
 
 /// `[items.NAME]`, compiled.
 #[derive(Debug)]

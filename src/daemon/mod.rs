@@ -6,34 +6,42 @@
 //! scheduler (one-shot jobs) ─ Firing ─┐
 //! control socket ─── Request ─────────┤
 //! config watcher, SIGHUP ─ reload ────┼─► supervisor ─► crawl::run (one task per run)
-//! SIGTERM, SIGINT ─ shutdown ─────────┘
+//! SIGTERM, SIGINT ─ shutdown ─────────┤
+//! store thread ─── Event ─────────────┘
 //! ```
+//!
+//! The supervisor never touches the store on its loop: its store calls go to
+//! the store thread ([`store_handle`]) and their results come back as events.
 
-pub mod control;
+mod catch_up;
 pub mod reload;
 mod requests;
+mod runs;
 pub mod schedule;
+mod server;
+mod store_handle;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
-use chrono::Utc;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::{CatchUp, ConfigError, Target, TargetSet};
-use crate::crawl::{self, Engine, Progress, ProgressSink};
+use crate::config::{ConfigError, Target, TargetSet};
+use crate::crawl::Engine;
 use crate::error::Exit;
 use crate::ids::TargetId;
-use crate::store::{RunMode, RunRecord, RunStatus, Store};
-use requests::mode_name;
+use crate::query::mode_name;
+use crate::store::{RunMode, Store, StoreError};
+use catch_up::catch_up_verdicts;
+use runs::{RunResult, Running};
 use schedule::{Firing, Scheduler};
+use store_handle::StoreHandle;
 
 /// How the daemon is started.
 #[derive(Debug, Clone)]
@@ -53,28 +61,17 @@ pub struct Options {
 /// reload, so that a `git checkout` of many files gives one reload.
 const QUIET: Duration = Duration::from_millis(500);
 
-/// The latest progress of a run, for `crawld status`.
-#[derive(Default)]
-struct LiveProgress(Mutex<Progress>);
-
-impl ProgressSink for LiveProgress {
-    fn update(&self, progress: &Progress) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = progress.clone();
-    }
+/// What the store thread reports back to the supervisor.
+enum Event {
+    /// Which newly added targets need a catch-up run.
+    CatchUp(catch_up::Verdicts),
 }
-
-struct Running {
-    mode: RunMode,
-    cancel: CancellationToken,
-    progress: Arc<LiveProgress>,
-    started: Instant,
-}
-
-type RunResult = (TargetId, RunMode, Result<RunRecord, String>);
 
 struct Daemon {
     opts: Options,
-    store: Arc<Store>,
+    store: StoreHandle,
+    /// Results of store calls, back from the store thread.
+    events: mpsc::UnboundedSender<Event>,
     engine: Arc<Engine>,
     set: TargetSet,
     errors: Vec<ConfigError>,
@@ -97,57 +94,85 @@ fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
     exit
 }
 
+/// Everything the supervisor's loop waits on, and the socket server it stops.
+struct Inputs {
+    fire_rx: mpsc::UnboundedReceiver<Firing>,
+    ctl_rx: mpsc::Receiver<server::Request>,
+    watch_rx: mpsc::UnboundedReceiver<()>,
+    events_rx: mpsc::UnboundedReceiver<Event>,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    /// Stops the socket server, which `server` runs.
+    stop_server: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(opts: Options) -> Exit {
-    let store = match open_store(&opts).await {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            let exit = Exit::from(&e);
-            return fail(exit, e);
-        }
+    let (mut d, mut inputs, loaded) = match start(&opts).await {
+        Ok(started) => started,
+        Err(exit) => return exit,
     };
-    let last_good = opts.state.join("last-good");
-    let loaded = match reload::load(&opts.configs, &last_good) {
-        Ok(l) => l,
-        Err(e) => return fail(Exit::Config, e),
-    };
-    let (fire_tx, mut fire_rx) = mpsc::unbounded_channel();
-    let scheduler = match Scheduler::start(fire_tx).await {
-        Ok(s) => s,
-        Err(e) => return fail(Exit::Failed, e),
-    };
-    let (ctl_tx, mut ctl_rx) = mpsc::channel(64);
+    let added = d.apply(loaded).await;
+    // At start-up the catch-up runs are decided before the first request is
+    // answered, so that the first `crawld status` already shows them.
+    let verdicts = catch_up_verdicts(&d.store, &added).await;
+    d.caught_up(verdicts);
+    info!(
+        targets = d.set.targets.len(),
+        socket = %opts.socket.display(),
+        pid = std::process::id(),
+        "Daemon started."
+    );
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    d.serve(&mut inputs).await;
+    d.shut_down(inputs).await
+}
+
+/// Opens the store, loads the configs, starts the scheduler, the socket,
+/// the watcher and the signal handlers.
+async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit> {
+    let store = open_store(opts)
+        .await
+        .map_err(|e| fail(Exit::from(&e), e))?;
+    let store = StoreHandle::start(Arc::new(store));
+    let loaded = reload::load(&opts.configs, &opts.state.join("last-good"))
+        .map_err(|e| fail(Exit::Config, e))?;
+    let (fire_tx, fire_rx) = mpsc::unbounded_channel();
+    let scheduler = Scheduler::start(fire_tx)
+        .await
+        .map_err(|e| fail(Exit::Failed, e))?;
+    let (ctl_tx, ctl_rx) = mpsc::channel(64);
     let stop_server = CancellationToken::new();
-    let server = match control::serve(&opts.socket, ctl_tx, stop_server.clone()).await {
-        Ok(s) => s,
-        // A socket path that cannot work is a configuration error: no restart fixes it.
-        Err(e) => return fail(Exit::Config, e),
-    };
-    let (watch_tx, mut watch_rx) = mpsc::unbounded_channel();
-    let _watcher = if opts.watch {
-        match reload::watch(&opts.configs, watch_tx) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                warn!(error = %e, "Config changes will need SIGHUP or `crawld reload`.");
-                None
-            }
-        }
+    // A socket path that cannot work is a configuration error: no restart fixes it.
+    let server = server::serve(&opts.socket, ctl_tx, stop_server.clone())
+        .await
+        .map_err(|e| fail(Exit::Config, e))?;
+    let (watch_tx, watch_rx) = mpsc::unbounded_channel();
+    let watcher = if opts.watch {
+        reload::watch(&opts.configs, watch_tx)
+            .inspect_err(
+                |e| warn!(error = %e, "Config changes will need SIGHUP or `crawld reload`."),
+            )
+            .ok()
     } else {
-        drop(watch_tx);
         None
     };
-    let (mut term, mut int, mut hup) = match (
+    let (term, int, hup) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
     ) {
         (Ok(t), Ok(i), Ok(h)) => (t, i, h),
-        _ => return fail(Exit::Failed, "cannot install signal handlers"),
+        _ => return Err(fail(Exit::Failed, "cannot install signal handlers")),
     };
-
-    let mut d = Daemon {
+    let (events, events_rx) = mpsc::unbounded_channel();
+    let d = Daemon {
         opts: opts.clone(),
         store,
+        events,
         engine: Arc::new(Engine::default()),
         set: TargetSet::default(),
         errors: Vec::new(),
@@ -160,88 +185,38 @@ pub async fn run(opts: Options) -> Exit {
         task_targets: HashMap::new(),
         stopping: HashSet::new(),
     };
-    d.apply(loaded).await;
-    info!(
-        targets = d.set.targets.len(),
-        socket = %opts.socket.display(),
-        pid = std::process::id(),
-        "Daemon started."
-    );
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    let watchdog = watchdog_interval();
-    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
-    let mut reload_at: Option<tokio::time::Instant> = None;
-
-    loop {
-        let quiet = async {
-            match reload_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => {
-                info!("SIGHUP: reloading the configs.");
-                d.reload().await;
-            }
-            Some(()) = watch_rx.recv() => {
-                reload_at = Some(tokio::time::Instant::now() + QUIET);
-            }
-            _ = quiet => {
-                reload_at = None;
-                d.reload().await;
-            }
-            Some(firing) = fire_rx.recv() => d.fired(firing).await,
-            Some(req) = ctl_rx.recv() => d.control(req).await,
-            Some(done) = d.tasks.join_next_with_id() => d.joined(done),
-            _ = watchdog_tick.tick(), if watchdog.is_some() => {
-                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-            }
-        }
-    }
-
-    // Shutdown: no new runs, running ones checkpoint within the grace period.
-    info!(running = d.running.len(), grace = ?opts.grace, "Shutting down.");
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    // Requests waiting in the channel get "shutting down" from their handlers.
-    drop(ctl_rx);
-    stop_server.cancel();
-    d.scheduler.shutdown().await;
-    d.queue.clear();
-    d.full_after.clear();
-    for r in d.running.values() {
-        r.cancel.cancel();
-    }
-    let deadline = tokio::time::sleep(opts.grace);
-    tokio::pin!(deadline);
-    let mut exit = Exit::Ok;
-    while !d.tasks.is_empty() {
-        tokio::select! {
-            Some(done) = d.tasks.join_next_with_id() => d.joined(done),
-            _ = &mut deadline => {
-                // What they committed is safe; they resume at the next start.
-                warn!(left = d.tasks.len(), "Grace period over: runs still stopping are left mid-way.");
-                break;
-            }
-            _ = term.recv() => { exit = Exit::Failed; break; }
-            _ = int.recv() => { exit = Exit::Failed; break; }
-        }
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
-    let _ = std::fs::remove_file(&opts.socket);
-    info!("Daemon stopped.");
-    exit
+    let inputs = Inputs {
+        fire_rx,
+        ctl_rx,
+        watch_rx,
+        events_rx,
+        term,
+        int,
+        hup,
+        stop_server,
+        server,
+        _watcher: watcher,
+    };
+    Ok((d, inputs, loaded))
 }
 
 /// Opens the store, waiting a little for a command that briefly holds the
 /// state dir (`crawld export` on it): exit 75 stops systemd's restarts.
-async fn open_store(opts: &Options) -> Result<Store, crate::store::StoreError> {
+async fn open_store(opts: &Options) -> Result<Store, StoreError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match Store::open(&opts.state) {
-            Err(crate::store::StoreError::Locked { .. }) if Instant::now() < deadline => {
+        let state = opts.state.clone();
+        let opened = tokio::task::spawn_blocking(move || Store::open(&state))
+            .await
+            .unwrap_or_else(|e| {
+                Err(StoreError::Io {
+                    what: "the store's open failed",
+                    path: opts.state.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            });
+        match opened {
+            Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             other => return other,
@@ -256,6 +231,85 @@ fn watchdog_interval() -> Option<Duration> {
 }
 
 impl Daemon {
+    /// The supervisor's loop: it only dispatches, each event to its method.
+    async fn serve(&mut self, inputs: &mut Inputs) {
+        let watchdog = watchdog_interval();
+        let mut watchdog_tick =
+            tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+        let mut reload_at: Option<tokio::time::Instant> = None;
+        loop {
+            let quiet = async {
+                match reload_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = inputs.term.recv() => break,
+                _ = inputs.int.recv() => break,
+                _ = inputs.hup.recv() => {
+                    info!("SIGHUP: reloading the configs.");
+                    self.reload().await;
+                }
+                Some(()) = inputs.watch_rx.recv() => {
+                    reload_at = Some(tokio::time::Instant::now() + QUIET);
+                }
+                _ = quiet => {
+                    reload_at = None;
+                    self.reload().await;
+                }
+                Some(firing) = inputs.fire_rx.recv() => self.fired(firing).await,
+                Some(req) = inputs.ctl_rx.recv() => self.control(req).await,
+                Some(event) = inputs.events_rx.recv() => self.event(event),
+                Some(done) = self.tasks.join_next_with_id() => self.joined(done),
+                _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+            }
+        }
+    }
+
+    /// No new runs; running ones checkpoint within the grace period.
+    async fn shut_down(mut self, mut inputs: Inputs) -> Exit {
+        let grace = self.opts.grace;
+        info!(running = self.running.len(), grace = ?grace, "Shutting down.");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        // Requests waiting in the channel get "shutting down" from their handlers.
+        drop(inputs.ctl_rx);
+        inputs.stop_server.cancel();
+        self.scheduler.shutdown().await;
+        self.queue.clear();
+        self.full_after.clear();
+        for r in self.running.values() {
+            r.cancel.cancel();
+        }
+        let deadline = tokio::time::sleep(grace);
+        tokio::pin!(deadline);
+        let mut exit = Exit::Ok;
+        while !self.tasks.is_empty() {
+            tokio::select! {
+                Some(done) = self.tasks.join_next_with_id() => self.joined(done),
+                _ = &mut deadline => {
+                    // What they committed is safe; they resume at the next start.
+                    warn!(left = self.tasks.len(), "Grace period over: runs still stopping are left mid-way.");
+                    break;
+                }
+                _ = inputs.term.recv() => { exit = Exit::Failed; break; }
+                _ = inputs.int.recv() => { exit = Exit::Failed; break; }
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), inputs.server).await;
+        let _ = std::fs::remove_file(&self.opts.socket);
+        info!("Daemon stopped.");
+        exit
+    }
+
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::CatchUp(verdicts) => self.caught_up(verdicts),
+        }
+    }
+
     fn last_good(&self) -> PathBuf {
         self.opts.state.join("last-good")
     }
@@ -263,7 +317,15 @@ impl Daemon {
     async fn reload(&mut self) {
         match reload::load(&self.opts.configs, &self.last_good()) {
             Ok(loaded) => {
-                self.apply(loaded).await;
+                let added = self.apply(loaded).await;
+                if !added.is_empty() {
+                    // Decided on the store thread; the verdicts come back as an event.
+                    let verdicts = catch_up_verdicts(&self.store, &added);
+                    let events = self.events.clone();
+                    tokio::spawn(async move {
+                        let _ = events.send(Event::CatchUp(verdicts.await));
+                    });
+                }
                 // Errors were logged when they appeared; the count says they remain.
                 info!(
                     targets = self.set.targets.len(),
@@ -280,7 +342,8 @@ impl Daemon {
     }
 
     /// Makes `loaded` the running configuration, changing only what differs.
-    async fn apply(&mut self, loaded: reload::Loaded) {
+    /// Returns the targets it added.
+    async fn apply(&mut self, loaded: reload::Loaded) -> Vec<Arc<Target>> {
         reload::log_error_news(&self.errors, &loaded);
         let diff = reload::diff(&self.set, &loaded.set);
         for id in &diff.removed {
@@ -312,196 +375,27 @@ impl Daemon {
         if let Err(e) = reload::save_last_good(&self.last_good(), &loaded_good) {
             warn!(error = %e, "Cannot keep the last good configs in the state dir.");
         }
-        for t in &diff.added {
-            self.catch_up(t.clone());
-        }
-    }
-
-    /// `catch_up = "once"`: a target with no completed full run gets one now,
-    /// and a full firing missed while the daemon was down runs once.
-    fn catch_up(&mut self, target: Arc<Target>) {
-        if target.catch_up == CatchUp::Skip || target.full_schedule.is_none() {
-            return;
-        }
-        let runs: Vec<RunRecord> = self.store.runs(&target.id).filter_map(Result::ok).collect();
-        let has_full = runs
-            .iter()
-            .any(|r| r.mode == RunMode::Full && r.status == RunStatus::Completed);
-        let missed = match (
-            self.store.last_fired(&target.id, RunMode::Full),
-            &target.full_schedule,
-        ) {
-            (Ok(Some(last)), Some(schedule)) => {
-                schedule::next_fire(schedule, target.timezone, last)
-                    .is_some_and(|next| next < Utc::now())
-            }
-            _ => false,
-        };
-        if !has_full || missed {
-            info!(target = %target.id, first = !has_full, "Catching up on a full run.");
-            // Recorded as a firing, so a restart does not catch up again.
-            if let Err(e) = self
-                .store
-                .set_last_fired(&target.id, RunMode::Full, Utc::now())
-            {
-                warn!(target = %target.id, error = %e, "Cannot record the catch-up.");
-            }
-            let _ = self.request(&target.id, RunMode::Full, false);
-        }
+        diff.added
     }
 
     async fn fired(&mut self, firing: Firing) {
+        // A job that should have been removed (a failed removal, or a firing
+        // already on its way during a reload) is not the current schedule.
+        if !self.scheduler.is_current(&firing) {
+            warn!(target = %firing.target, mode = mode_name(firing.mode), "A firing of a replaced or removed schedule: ignored.");
+            return;
+        }
         let Some(target) = self.set.targets.get(&firing.target).cloned() else {
             return;
         };
-        if let Err(e) = self
-            .store
-            .set_last_fired(&firing.target, firing.mode, firing.at)
-        {
-            warn!(target = %firing.target, error = %e, "Cannot record the fire time.");
-        }
+        let (id, mode, at) = (firing.target.clone(), firing.mode, firing.at);
+        self.store.send(move |s| {
+            if let Err(e) = s.set_last_fired(&id, mode, at) {
+                warn!(target = %id, error = %e, "Cannot record the fire time.");
+            }
+        });
         // Arm the next firing first, so a slow run never delays the schedule.
         self.scheduler.arm_after(&target, firing.at).await;
         let _ = self.request(&firing.target, firing.mode, false);
-    }
-
-    /// Starts, queues or refuses a run. Manual requests on a running target
-    /// are refused; scheduled ones are skipped (a full one waits for the
-    /// incremental run in progress).
-    fn request(
-        &mut self,
-        id: &TargetId,
-        mode: RunMode,
-        manual: bool,
-    ) -> Result<String, (StatusCode, String)> {
-        if !self.set.targets.contains_key(id) {
-            return Err((StatusCode::NOT_FOUND, format!("no target {id}")));
-        }
-        if let Some(r) = self.running.get(id) {
-            let run = self
-                .store
-                .last_run(id)
-                .ok()
-                .flatten()
-                .filter(|r| r.status == RunStatus::Running)
-                .map(|r| format!("run {}", r.id))
-                .unwrap_or_else(|| "a run".into());
-            if manual {
-                return Err((
-                    StatusCode::CONFLICT,
-                    format!(
-                        "target {id} is running {run} ({:?}); stop it with `crawld stop-run {id}`",
-                        r.mode
-                    ),
-                ));
-            }
-            if mode == RunMode::Full && r.mode == RunMode::Incremental {
-                self.full_after.insert(id.clone());
-                info!(target = %id, "Full firing during an incremental run: it starts right after.");
-                return Ok(format!("{id}: full run starts after the current run"));
-            }
-            info!(target = %id, ?mode, "Firing skipped: the target is running.");
-            return Ok(format!("{id}: skipped, already running"));
-        }
-        if let Some(queued) = self.queue.iter_mut().find(|(t, _)| t == id) {
-            if mode == RunMode::Full {
-                queued.1 = RunMode::Full;
-            }
-            return Ok(format!("{id}: already queued"));
-        }
-        if self.running.len() >= self.opts.max_runs.max(1) {
-            self.queue.push_back((id.clone(), mode));
-            info!(target = %id, ?mode, "Run queued: --max-runs reached.");
-            return Ok(format!(
-                "{id}: queued ({} runs in progress)",
-                self.running.len()
-            ));
-        }
-        self.start(id, mode);
-        Ok(format!("{id}: {} run started", mode_name(mode)))
-    }
-
-    fn start(&mut self, id: &TargetId, mode: RunMode) {
-        let Some(target) = self.set.targets.get(id).cloned() else {
-            return;
-        };
-        let cancel = CancellationToken::new();
-        let progress = Arc::new(LiveProgress::default());
-        if let Some(max) = target.max_duration {
-            // A run past max_duration stops (and checkpoints) so it cannot silence later firings.
-            let c = cancel.clone();
-            let tid = id.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = tokio::time::sleep(max) => {
-                        if !c.is_cancelled() {
-                            warn!(target = %tid, ?max, "Run reached max_duration: stopping it; it resumes at its next start.");
-                            c.cancel();
-                        }
-                    }
-                    _ = c.cancelled() => {}
-                }
-            });
-        }
-        let (engine, store, token, sink) = (
-            self.engine.clone(),
-            self.store.clone(),
-            cancel.clone(),
-            progress.clone(),
-        );
-        let tid = id.clone();
-        let handle = self.tasks.spawn(async move {
-            let result = crawl::run(&engine, store, target, mode, token.clone(), &*sink).await;
-            // Stop the max_duration timer.
-            token.cancel();
-            (tid, mode, result.map_err(|e| e.to_string()))
-        });
-        self.task_targets.insert(handle.id(), (id.clone(), mode));
-        self.running.insert(
-            id.clone(),
-            Running {
-                mode,
-                cancel,
-                progress,
-                started: Instant::now(),
-            },
-        );
-    }
-
-    /// A run task ended, normally or by a panic.
-    fn joined(&mut self, done: Result<(tokio::task::Id, RunResult), tokio::task::JoinError>) {
-        match done {
-            Ok((task, result)) => {
-                self.task_targets.remove(&task);
-                self.finished(result);
-            }
-            Err(e) => {
-                if let Some((id, mode)) = self.task_targets.remove(&e.id()) {
-                    self.finished((id, mode, Err(format!("the run task failed: {e}"))));
-                }
-            }
-        }
-    }
-
-    fn finished(&mut self, (id, mode, result): RunResult) {
-        self.running.remove(&id);
-        self.stopping.remove(&id);
-        match result {
-            Ok(run) => {
-                info!(target = %id, run = %run.id, status = ?run.status, pages = run.counts.pages_fetched, "Run ended.")
-            }
-            Err(e) => error!(target = %id, ?mode, error = %e, "Run failed."),
-        }
-        if self.full_after.remove(&id) && self.set.targets.contains_key(&id) {
-            self.start(&id, RunMode::Full);
-        }
-        while self.running.len() < self.opts.max_runs.max(1) {
-            let Some((next, mode)) = self.queue.pop_front() else {
-                break;
-            };
-            if !self.running.contains_key(&next) {
-                self.start(&next, mode);
-            }
-        }
     }
 }

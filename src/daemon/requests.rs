@@ -1,152 +1,170 @@
-//! The daemon's answers to control requests (`crawld status`, `trigger`,
-//! `stop-run`, `reload`, and reads of the store), and the status it shows:
-//! targets, runs in progress, hosts.
+//! The supervisor's answers to control requests (`crawld status`,
+//! `trigger`, `stop-run`, `reload`, and reads of the store). Each answer is
+//! built from what the supervisor holds in memory: what needs the store is
+//! read by the socket server, off the supervisor's loop.
 
-use std::sync::PoisonError;
-
-use serde_json::{json, Value};
-
-use axum::http::StatusCode;
-
-use super::control::Request;
+use super::runs::Decision;
+use super::server::{Request, Trigger};
 use super::{reload, Daemon};
-use crate::error::Exit;
+use crate::control::{
+    ApiError, HostStatus, Reloaded, RunningStatus, Status, StopRunRequest, Stopping, TargetStatus,
+    Triggered,
+};
 use crate::ids::TargetId;
+use crate::limiter::HostSnapshot;
 use crate::store::RunMode;
 
 impl Daemon {
     pub(super) async fn control(&mut self, req: Request) {
         match req {
             Request::Status(reply) => {
-                let _ = reply.send(self.status());
+                let _ = reply.send((self.status(), self.store.clone()));
             }
-            Request::Trigger {
-                target,
-                full,
-                reply,
-            } => {
-                let mode = if full {
+            Request::Trigger { req, reply } => {
+                let mode = if req.full {
                     RunMode::Full
                 } else {
                     RunMode::Incremental
                 };
-                let r = self
-                    .request(&TargetId::new(target), mode, true)
-                    .map(|m| json!({"message": m}));
-                let _ = reply.send(r);
+                let _ = reply.send(self.trigger(&req.target, mode));
             }
-            Request::StopRun { target, reply } => {
-                let id = TargetId::new(target);
-                let r = match self.running.get(&id) {
-                    Some(run) => {
-                        run.cancel.cancel();
-                        self.full_after.remove(&id);
-                        Ok(
-                            json!({"message": format!("{id}: stopping; the run checkpoints and resumes at its next start")}),
-                        )
-                    }
-                    None if self.set.targets.contains_key(&id) => Err((
-                        StatusCode::CONFLICT,
-                        format!("target {id} has no run in progress"),
-                    )),
-                    None => Err((StatusCode::NOT_FOUND, format!("no target {id}"))),
-                };
-                let _ = reply.send(r);
+            Request::StopRun { req, reply } => {
+                let _ = reply.send(self.stop_run(&req));
             }
             Request::Reload(reply) => {
                 self.reload().await;
-                let _ = reply.send(json!({
-                    "message": format!("{} target(s), {} configuration error(s)", self.set.targets.len(), self.errors.len())
-                }));
-            }
-            Request::Read { command, reply } => {
-                let store = self.store.clone();
-                let set = self.set.clone();
-                // Reads can be long (exports): off the supervisor's loop.
-                tokio::task::spawn_blocking(move || {
-                    let result = match serde_json::from_value::<crate::cli::ReadCommand>(command) {
-                        Ok(cmd) => {
-                            let config = set.targets.get(&TargetId::new(cmd.target())).cloned();
-                            let (mut out, mut err) = (Vec::new(), Vec::new());
-                            let exit = crate::cli::run_read(
-                                &store,
-                                config.as_deref(),
-                                &cmd,
-                                &mut out,
-                                &mut err,
-                            );
-                            (exit as u8, out, String::from_utf8_lossy(&err).into_owned())
-                        }
-                        Err(e) => (
-                            Exit::Usage as u8,
-                            Vec::new(),
-                            format!("error: bad request: {e}\n"),
-                        ),
-                    };
-                    let _ = reply.send(result);
+                let _ = reply.send(Reloaded {
+                    targets: self.set.targets.len(),
+                    errors: self.errors.len(),
                 });
+            }
+            Request::Read { target, reply } => {
+                let config = self.set.targets.get(&target).cloned();
+                let _ = reply.send((self.store.shared(), config));
             }
         }
     }
 
-    /// Everything `crawld status` shows, as JSON.
-    pub(super) fn status(&self) -> Value {
-        let targets: Vec<Value> = self
+    fn trigger(&mut self, target: &TargetId, mode: RunMode) -> Result<Trigger, ApiError> {
+        let target = target.clone();
+        Ok(match self.request(&target, mode, true)? {
+            Decision::Started => {
+                let record = match self.running.get(&target) {
+                    Some(r) => r.record.clone(),
+                    // Not reached: `request` just started it. Said plainly, not a panic.
+                    None => return Ok(Trigger::Answered(Triggered::EndedAtOnce { target, mode })),
+                };
+                Trigger::Started { target, record }
+            }
+            Decision::Queued { running } => Trigger::Answered(Triggered::Queued {
+                target,
+                mode,
+                running,
+            }),
+            Decision::AlreadyQueued { mode } => {
+                Trigger::Answered(Triggered::AlreadyQueued { target, mode })
+            }
+            // Only scheduled requests are deferred or skipped; a manual one
+            // on a running target was refused above.
+            Decision::FullAfter | Decision::Skipped => {
+                return Err(ApiError::AlreadyRunning {
+                    target: target.clone(),
+                    run: self.running.get(&target).and_then(|r| r.run_id()),
+                    mode,
+                })
+            }
+        })
+    }
+
+    fn stop_run(&mut self, req: &StopRunRequest) -> Result<Stopping, ApiError> {
+        let id = &req.target;
+        match self.running.get(id) {
+            Some(run) => {
+                run.cancel.cancel();
+                self.full_after.remove(id);
+                Ok(Stopping {
+                    target: id.clone(),
+                    run: run.run_id(),
+                })
+            }
+            None if self.set.targets.contains_key(id) => {
+                Err(ApiError::NotRunning { target: id.clone() })
+            }
+            None => Err(ApiError::UnknownTarget { target: id.clone() }),
+        }
+    }
+
+    /// Everything `crawld status` shows but the last runs, which are read
+    /// from the store by the socket server.
+    pub(super) fn status(&self) -> Status {
+        let targets = self
             .set
             .targets
             .values()
             .map(|t| {
                 let (next_inc, next_full) = self.scheduler.next(&t.id);
                 let running = self.running.get(&t.id).map(|r| {
-                    let p = r
-                        .progress
-                        .0
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .clone();
-                    json!({
-                        "mode": mode_name(r.mode),
-                        "secs": r.started.elapsed().as_secs(),
-                        "done": p.done,
-                        "queued": p.queued,
-                        "fetched": p.fetched,
-                        "failed": p.failed,
-                        "items": p.items,
-                        "committed": p.committed,
-                    })
+                    let p = r.live.progress();
+                    let known = r.known();
+                    RunningStatus {
+                        mode: r.mode(),
+                        run: known.as_ref().map(|k| k.id),
+                        resumed_from: known.and_then(|k| k.resumed_from),
+                        secs: r.started.elapsed().as_secs(),
+                        done: p.done,
+                        queued: p.queued,
+                        fetched: p.fetched,
+                        failed: p.failed,
+                        items: p.items,
+                        committed: p.committed,
+                    }
                 });
-                json!({
-                    "name": t.id,
-                    "file": t.file.display().to_string(),
-                    "schedule": t.schedule.as_ref().map(|s| s.expr.clone()),
-                    "full_schedule": t.full_schedule.as_ref().map(|s| s.expr.clone()),
-                    "timezone": t.timezone.name(),
-                    "next_incremental": next_inc.map(|d| d.to_rfc3339()),
-                    "next_full": next_full.map(|d| d.to_rfc3339()),
-                    "running": running,
-                    "queued": self.queue.iter().any(|(q, _)| q == &t.id),
-                    "stale": self.stale.contains(&t.id),
-                    "last_run": self.store.last_run(&t.id).ok().flatten(),
-                })
+                TargetStatus {
+                    name: t.id.clone(),
+                    file: t.file.display().to_string(),
+                    schedule: t.schedule.as_ref().map(|s| s.expr.clone()),
+                    full_schedule: t.full_schedule.as_ref().map(|s| s.expr.clone()),
+                    timezone: t.timezone.name().to_owned(),
+                    next_incremental: next_inc.map(|d| d.to_rfc3339()),
+                    next_full: next_full.map(|d| d.to_rfc3339()),
+                    running,
+                    queued: self.queue.iter().any(|(q, _)| q == &t.id),
+                    stale: self.stale.contains(&t.id),
+                    last_run: None,
+                    last_run_error: None,
+                }
             })
             .collect();
-        json!({
-            "pid": std::process::id(),
-            "configs": self.opts.configs.display().to_string(),
-            "state": self.opts.state.display().to_string(),
-            "running": self.running.len(),
-            "queued": self.queue.len(),
-            "targets": targets,
-            "hosts": self.engine.hosts.snapshot(),
-            "proxy_failures": self.engine.fetcher.proxy_failures(),
-            "errors": reload::errors_by_file(&self.errors),
-        })
+        Status {
+            pid: std::process::id(),
+            configs: self.opts.configs.display().to_string(),
+            state: self.opts.state.display().to_string(),
+            running: self.running.len(),
+            queued: self.queue.len(),
+            targets,
+            hosts: self
+                .engine
+                .hosts
+                .snapshot()
+                .into_iter()
+                .map(host_status)
+                .collect(),
+            proxy_failures: self.engine.fetcher.proxy_failures(),
+            errors: reload::errors_by_file(&self.errors),
+        }
     }
 }
 
-pub(super) fn mode_name(mode: RunMode) -> &'static str {
-    match mode {
-        RunMode::Incremental => "incremental",
-        RunMode::Full => "full",
+fn host_status(h: HostSnapshot) -> HostStatus {
+    HostStatus {
+        host: h.host,
+        in_flight: h.in_flight,
+        concurrency: h.concurrency,
+        effective: h.effective,
+        delay_ms: h.delay_ms,
+        paused_until_ms: h.paused_until_ms,
+        backoff_until_ms: h.backoff_until_ms,
+        backoff_asked_ms: h.backoff_asked_ms,
+        counters: h.counters,
     }
 }

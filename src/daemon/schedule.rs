@@ -7,6 +7,11 @@
 //! hour after each DST change. Each firing arms exactly one job for the next
 //! one, so every job is computed with the offset of its own day.
 //!
+//! Each armed job has a generation. A job that was meant to be removed (its
+//! removal failed or timed out, or it fired while a reload replaced it) may
+//! still fire: its firing carries an old generation, and the daemon ignores
+//! it ([`Scheduler::is_current`]).
+//!
 //! DST: a local time that does not exist (the spring gap, 02:00–03:00 in
 //! Europe/Berlin) fires at the first instant after the gap; a local time that
 //! happens twice (the autumn repeat) fires once, at its first occurrence.
@@ -84,6 +89,8 @@ pub struct Firing {
     pub mode: RunMode,
     /// The cron time that fired (before the spread offset).
     pub at: DateTime<Utc>,
+    /// The generation of the job that fired.
+    pub generation: u64,
 }
 
 /// The armed jobs of every target.
@@ -91,6 +98,8 @@ pub struct Scheduler {
     jobs: JobScheduler,
     armed: HashMap<(TargetId, RunModeKey), Armed>,
     tx: mpsc::UnboundedSender<Firing>,
+    /// The generation of the last job armed.
+    generation: u64,
 }
 
 /// An armed job, with what it was computed from.
@@ -99,6 +108,7 @@ struct Armed {
     at: DateTime<Utc>,
     /// Expression, zone and spread: when they are unchanged a reload keeps the job.
     from: (String, Tz, Duration),
+    generation: u64,
 }
 
 /// tokio-cron-scheduler's add/remove wait on its internal tasks: never let
@@ -123,6 +133,7 @@ impl Scheduler {
             jobs,
             armed: HashMap::new(),
             tx,
+            generation: 0,
         })
     }
 
@@ -173,10 +184,13 @@ impl Scheduler {
             // The scheduler counts whole seconds and truncates: round up, never fire early.
             let wait =
                 (start - Utc::now()).to_std().unwrap_or(Duration::ZERO) + Duration::from_secs(1);
+            self.generation += 1;
+            let generation = self.generation;
             let firing = Firing {
                 target: target.id.clone(),
                 mode,
                 at,
+                generation,
             };
             let tx = self.tx.clone();
             // The job only tells the daemon; it does no crawling itself.
@@ -195,8 +209,15 @@ impl Scheduler {
             };
             match added {
                 Ok(job) => {
-                    self.armed
-                        .insert((target.id.clone(), key), Armed { job, at, from });
+                    self.armed.insert(
+                        (target.id.clone(), key),
+                        Armed {
+                            job,
+                            at,
+                            from,
+                            generation,
+                        },
+                    );
                 }
                 Err(e) => {
                     tracing::error!(target = %target.id, error = %e, "Cannot arm a schedule.")
@@ -211,10 +232,32 @@ impl Scheduler {
         self.disarm_one(target, RunModeKey::Full).await;
     }
 
+    /// Removes a target's job of one mode. Forgetting it is what counts: if
+    /// the scheduler fails to remove the job and it fires, its firing is not
+    /// current and the daemon ignores it.
     async fn disarm_one(&mut self, target: &TargetId, key: RunModeKey) {
-        if let Some(armed) = self.armed.remove(&(target.clone(), key)) {
-            let _ = tokio::time::timeout(JOB_OP_TIMEOUT, self.jobs.remove(&armed.job)).await;
+        let Some(armed) = self.armed.remove(&(target.clone(), key)) else {
+            return;
+        };
+        let removed = match tokio::time::timeout(JOB_OP_TIMEOUT, self.jobs.remove(&armed.job)).await
+        {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("the scheduler did not answer".to_owned()),
+        };
+        if let Err(e) = removed {
+            tracing::warn!(target = %target, error = %e, "Cannot remove a replaced schedule's job: if it fires, the firing is ignored.");
         }
+    }
+
+    /// Whether a firing comes from the job armed now for its target and mode.
+    pub fn is_current(&self, firing: &Firing) -> bool {
+        let key = match firing.mode {
+            RunMode::Incremental => RunModeKey::Incremental,
+            RunMode::Full => RunModeKey::Full,
+        };
+        self.armed
+            .get(&(firing.target.clone(), key))
+            .is_some_and(|a| a.generation == firing.generation)
     }
 
     /// The next incremental and full fire times of a target.
@@ -285,6 +328,34 @@ mod tests {
             fires("0 30 2 * * *", "Europe/Berlin", "2026-10-24T12:00:00Z", 2),
             ["2026-10-25T00:30:00+00:00", "2026-10-26T01:30:00+00:00"]
         );
+    }
+
+    fn target(schedule: &str) -> std::sync::Arc<Target> {
+        let text = format!("start_urls = [\"http://127.0.0.1:9/\"]\nschedule = \"{schedule}\"\n");
+        let files = vec![(std::path::PathBuf::from("books.toml"), Ok(text))];
+        let report = crate::config::load_files(files, &|_| None);
+        assert!(report.all_errors().is_empty(), "{:?}", report.all_errors());
+        report.set.targets[&TargetId::new("books")].clone()
+    }
+
+    #[tokio::test]
+    async fn a_job_left_behind_by_a_failed_removal_fires_stale() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut s = Scheduler::start(tx).await.unwrap();
+        s.arm(&target("* * * * * *")).await;
+        // A reload changes the schedule, and the old job's removal fails:
+        // the scheduler forgets the job, but the job stays and fires.
+        s.armed.clear();
+        s.arm(&target("0 0 0 1 1 *")).await;
+        let firing = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the job left behind fires")
+            .unwrap();
+        assert!(
+            !s.is_current(&firing),
+            "a firing of the replaced every-second schedule must not start a run"
+        );
+        s.shutdown().await;
     }
 
     #[test]

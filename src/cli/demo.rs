@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tower_http::services::ServeDir;
 
-use crate::cli::{crawl_target, fail, open_store, pick_target};
+use super::{crawl_target, fail, open_store, pick_target};
 use crate::error::Exit;
 use crate::store::RunMode;
 

@@ -1,0 +1,90 @@
+//! What `GET /status` answers: the daemon's targets with their schedules,
+//! runs in progress and last runs, the hosts it met, and its configuration
+//! errors. `crawld status --json` prints it as it comes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{HostKey, RunId, TargetId};
+use crate::store::{AnswerCounts, RunMode, RunRecord};
+
+/// The daemon as a whole.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub pid: u32,
+    pub configs: String,
+    pub state: String,
+    /// Runs in progress.
+    pub running: usize,
+    /// Runs waiting for `--max-runs`.
+    pub queued: usize,
+    pub targets: Vec<TargetStatus>,
+    pub hosts: Vec<HostStatus>,
+    /// Proxies and how often each failed.
+    pub proxy_failures: Vec<(String, u64)>,
+    /// Configuration errors by file.
+    pub errors: BTreeMap<String, Vec<String>>,
+}
+
+/// One target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetStatus {
+    pub name: TargetId,
+    pub file: String,
+    pub schedule: Option<String>,
+    pub full_schedule: Option<String>,
+    pub timezone: String,
+    /// RFC 3339.
+    pub next_incremental: Option<String>,
+    /// RFC 3339.
+    pub next_full: Option<String>,
+    pub running: Option<RunningStatus>,
+    pub queued: bool,
+    /// Running its last good version: its file has errors.
+    pub stale: bool,
+    /// `None` also when the store could not be read (`last_run_error` says why).
+    pub last_run: Option<RunRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_error: Option<String>,
+}
+
+/// A run in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunningStatus {
+    /// The mode the run has (a resumed run keeps the mode of the run it resumes).
+    pub mode: RunMode,
+    /// `None` until the run is recorded, a moment after it starts.
+    #[serde(default)]
+    pub run: Option<RunId>,
+    #[serde(default)]
+    pub resumed_from: Option<RunId>,
+    pub secs: u64,
+    pub done: u64,
+    pub queued: u64,
+    pub fetched: u64,
+    pub failed: u64,
+    pub items: u64,
+    pub committed: u64,
+}
+
+/// One host, since the daemon started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStatus {
+    pub host: HostKey,
+    pub in_flight: u32,
+    pub concurrency: u32,
+    /// The adaptive limit now (= `concurrency` when not adaptive or recovered).
+    pub effective: u32,
+    /// Delay between requests, least and most.
+    pub delay_ms: (u64, u64),
+    /// Breaker pause end, milliseconds since the Unix epoch.
+    pub paused_until_ms: Option<u64>,
+    /// 429/503 backoff end, milliseconds since the Unix epoch.
+    pub backoff_until_ms: Option<u64>,
+    /// What the host's `Retry-After` asked for (ms), when `retry_after_max`
+    /// cut it to the backoff above.
+    #[serde(default)]
+    pub backoff_asked_ms: Option<u64>,
+    pub counters: AnswerCounts,
+}

@@ -1,0 +1,315 @@
+//! The control socket's server: HTTP/JSON over a Unix socket (the API is
+//! [`crate::control`]), so that `crawld status`, `trigger`, `stop-run`,
+//! `reload` and the reading commands work while the daemon holds the state
+//! dir. Each route asks the supervisor through a [`Request`]; store reads
+//! happen here, off the supervisor's loop and off the async threads, and a
+//! reading command's output is streamed as it is written.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::runs::Recorded;
+use super::store_handle::StoreHandle;
+use crate::config::Target;
+use crate::control::stream::{encode, Frame};
+use crate::control::{
+    route, ApiError, ErrorBody, ReadCommand, Reloaded, Status, StopRunRequest, Stopping,
+    TriggerRequest, Triggered, MAX_SOCKET_PATH,
+};
+use crate::ids::TargetId;
+use crate::query::run_read;
+use crate::store::{RunMode, Store};
+
+/// What the socket asks of the supervisor. Each answer is what only the
+/// supervisor knows; nothing here waits on the store.
+pub enum Request {
+    /// The status, without the last runs (read from the store here).
+    Status(oneshot::Sender<(Status, StoreHandle)>),
+    Trigger {
+        req: TriggerRequest,
+        reply: oneshot::Sender<Result<Trigger, ApiError>>,
+    },
+    StopRun {
+        req: StopRunRequest,
+        reply: oneshot::Sender<Result<Stopping, ApiError>>,
+    },
+    Reload(oneshot::Sender<Reloaded>),
+    /// The store and the target's config, for a reading command.
+    Read {
+        target: TargetId,
+        reply: oneshot::Sender<(Arc<Store>, Option<Arc<Target>>)>,
+    },
+}
+
+/// The supervisor's answer to a trigger.
+pub enum Trigger {
+    /// Already decided (queued, …).
+    Answered(Triggered),
+    /// A run task started; its record says which mode it really has.
+    Started {
+        target: TargetId,
+        record: watch::Receiver<Recorded>,
+    },
+}
+
+/// How long a trigger waits for its run's record before it answers without it.
+const RECORD_WAIT: Duration = Duration::from_secs(10);
+
+/// Output of a reading command is sent in frames of at most this many bytes.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Frames in flight between a reading command and the socket: the command
+/// waits when the client reads slowly, so nothing is buffered whole.
+const READ_FRAMES: usize = 8;
+
+type Tx = mpsc::Sender<Request>;
+
+/// Binds the socket (mode 0660) and serves it until `shutdown`.
+pub async fn serve(
+    path: &Path,
+    tx: Tx,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    let shown = path.display();
+    if path.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(format!(
+            "control socket path {shown} is {} bytes, over the {MAX_SOCKET_PATH}-byte limit of Unix sockets: use --socket with a shorter path",
+            path.as_os_str().len()
+        ));
+    }
+    // We hold the state dir's lock, so a socket file left here is a dead daemon's.
+    if path.exists() {
+        std::fs::remove_file(path)
+            .map_err(|e| format!("cannot remove the stale socket {shown}: {e}"))?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .map_err(|e| format!("cannot bind the control socket {shown}: {e}"))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+            .map_err(|e| format!("cannot set the mode of {shown}: {e}"))?;
+    }
+    let app = Router::new()
+        .route(route::STATUS, get(status))
+        .route(route::TRIGGER, post(trigger))
+        .route(route::STOP_RUN, post(stop_run))
+        .route(route::RELOAD, post(reload))
+        .route(route::READ, post(read))
+        .with_state(tx);
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+    }))
+}
+
+/// A refusal: its HTTP status and typed body.
+fn refuse(error: ApiError) -> Response {
+    let code =
+        StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, Json(ErrorBody::from(error))).into_response()
+}
+
+/// Sends a request to the supervisor and waits for its answer; a closed
+/// channel means the daemon is shutting down.
+async fn ask<T>(tx: &Tx, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, ApiError> {
+    let (reply, rx) = oneshot::channel();
+    tx.send(make(reply))
+        .await
+        .map_err(|_| ApiError::ShuttingDown)?;
+    rx.await.map_err(|_| ApiError::ShuttingDown)
+}
+
+/// A JSON body of the expected type, or a typed refusal.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest {
+        detail: e.to_string(),
+    })
+}
+
+fn answer<T: serde::Serialize>(r: Result<T, ApiError>) -> Response {
+    match r {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => refuse(e),
+    }
+}
+
+async fn status(State(tx): State<Tx>) -> Response {
+    let (mut status, store) = match ask(&tx, Request::Status).await {
+        Ok(v) => v,
+        Err(e) => return refuse(e),
+    };
+    let ids: Vec<TargetId> = status.targets.iter().map(|t| t.name.clone()).collect();
+    let last = store
+        .call(move |s| ids.iter().map(|id| s.last_run(id)).collect::<Vec<_>>())
+        .await;
+    match last {
+        Ok(last) => {
+            for (t, r) in status.targets.iter_mut().zip(last) {
+                match r {
+                    Ok(run) => t.last_run = run,
+                    Err(e) => t.last_run_error = Some(e.to_string()),
+                }
+            }
+        }
+        Err(gone) => {
+            for t in &mut status.targets {
+                t.last_run_error = Some(gone.to_string());
+            }
+        }
+    }
+    Json(status).into_response()
+}
+
+async fn trigger(State(tx): State<Tx>, body: Bytes) -> Response {
+    let req: TriggerRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return refuse(e),
+    };
+    let requested = if req.full {
+        RunMode::Full
+    } else {
+        RunMode::Incremental
+    };
+    match ask(&tx, |reply| Request::Trigger { req, reply }).await {
+        Ok(Ok(Trigger::Answered(t))) => Json(t).into_response(),
+        Ok(Ok(Trigger::Started { target, record })) => {
+            Json(started(target, requested, record).await).into_response()
+        }
+        Ok(Err(e)) | Err(e) => refuse(e),
+    }
+}
+
+/// The answer to a trigger that started a run: the run as recorded, so that
+/// it names the mode the run really has (a resumed run keeps its own).
+async fn started(
+    target: TargetId,
+    requested: RunMode,
+    mut record: watch::Receiver<Recorded>,
+) -> Triggered {
+    let known = tokio::time::timeout(
+        RECORD_WAIT,
+        record.wait_for(|r| !matches!(r, Recorded::Pending)),
+    )
+    .await;
+    let state = match known {
+        Ok(Ok(r)) => r.clone(),
+        _ => Recorded::Pending,
+    };
+    match state {
+        Recorded::Known(run) => Triggered::Started {
+            target,
+            mode: run.mode,
+            run: run.id,
+            resumed_from: run.resumed_from,
+        },
+        Recorded::Ended => Triggered::EndedAtOnce {
+            target,
+            mode: requested,
+        },
+        Recorded::Pending | Recorded::Unreadable => Triggered::Starting { target, requested },
+    }
+}
+
+async fn stop_run(State(tx): State<Tx>, body: Bytes) -> Response {
+    let req: StopRunRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return refuse(e),
+    };
+    answer(
+        ask(&tx, |reply| Request::StopRun { req, reply })
+            .await
+            .and_then(|r| r),
+    )
+}
+
+async fn reload(State(tx): State<Tx>) -> Response {
+    answer(ask(&tx, Request::Reload).await)
+}
+
+async fn read(State(tx): State<Tx>, body: Bytes) -> Response {
+    let cmd: ReadCommand = match parse(&body) {
+        Ok(c) => c,
+        Err(e) => return refuse(e),
+    };
+    let target = cmd.target().clone();
+    let (store, config) = match ask(&tx, |reply| Request::Read { target, reply }).await {
+        Ok(v) => v,
+        Err(e) => return refuse(e),
+    };
+    let (frames, rx) = mpsc::channel::<Bytes>(READ_FRAMES);
+    // Reads can be long (exports): on a blocking thread, streamed as written.
+    tokio::task::spawn_blocking(move || {
+        let mut out = std::io::BufWriter::with_capacity(READ_CHUNK, FrameWriter::out(&frames));
+        let mut err = FrameWriter::err(&frames);
+        let exit = run_read(&store, config.as_deref(), &cmd, &mut out, &mut err);
+        // Output first, then the exit code that closes the stream.
+        let _ = out.flush();
+        drop(out);
+        let _ = frames.blocking_send(encode(&Frame::End(exit)));
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    Body::from_stream(stream).into_response()
+}
+
+/// Writes a reading command's output or messages as frames. A client that
+/// went away closes the channel: the write fails as a broken pipe, which
+/// ends the command as `crawld export | head` would.
+struct FrameWriter<'a> {
+    frames: &'a mpsc::Sender<Bytes>,
+    stderr: bool,
+}
+
+impl<'a> FrameWriter<'a> {
+    fn out(frames: &'a mpsc::Sender<Bytes>) -> Self {
+        FrameWriter {
+            frames,
+            stderr: false,
+        }
+    }
+
+    fn err(frames: &'a mpsc::Sender<Bytes>) -> Self {
+        FrameWriter {
+            frames,
+            stderr: true,
+        }
+    }
+}
+
+impl Write for FrameWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(READ_CHUNK);
+        let chunk = &buf[..n];
+        let frame = if self.stderr {
+            Frame::Err(String::from_utf8_lossy(chunk).into_owned())
+        } else {
+            Frame::Out(Bytes::copy_from_slice(chunk))
+        };
+        self.frames
+            .blocking_send(encode(&frame))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
