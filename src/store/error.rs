@@ -35,7 +35,11 @@ pub enum StoreError {
         #[source]
         source: SledError,
     },
-    #[error("cannot write the store at {path}: {source}")]
+    #[error(
+        "cannot write the store at {path}: {source}. What was committed before is kept: check the \
+         disk (free space, I/O errors) and run again; if the store is damaged, restore a backup \
+         into an empty state dir with `crawld store restore FILE`"
+    )]
     Write {
         path: PathBuf,
         #[source]
