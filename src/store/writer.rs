@@ -13,6 +13,7 @@ use super::records::{
     ItemVersion, PageRecord, RunMode, RunRecord, RunStatus, FORMAT,
 };
 use super::runs::{RunPolicy, RunStart};
+use super::tree::Batch;
 use super::{
     encode, event_key, event_prefix, failure_key, failure_prefix, frontier_key, frontier_prefix,
     item_key, page_key, run_key, Store, StoreError,
@@ -118,153 +119,36 @@ impl RunWriter {
     /// Writes `pages` atomically and flushes. On error nothing of the batch
     /// is in the store and the counters are unchanged.
     pub fn commit(&mut self, pages: Vec<PageCommit>) -> Result<CommitStats, StoreError> {
-        let store = &*self.store;
-        let target = self.run.target.clone();
-        let (run_id, crawl) = (self.run.id, self.run.crawl);
-        let mut stats = CommitStats::default();
-        let mut batch = super::tree::Batch::default();
-        let mut next_event = self.next_event;
-        // Items written earlier in this batch, so two pages of one batch see each other.
-        let mut pending: HashMap<Vec<u8>, ItemRecord> = HashMap::new();
         let mut chunk = FrontierChunk {
             v: FORMAT,
             ..Default::default()
         };
+        let mut building = Building {
+            writer: self,
+            batch: Batch::default(),
+            stats: CommitStats::default(),
+            next_event: self.next_event,
+            pending: HashMap::new(),
+        };
         for mut page in pages {
-            let now = page.fetched_ms;
             chunk.admitted.append(&mut page.admitted);
             chunk.done.push(page.url.clone());
-            stats.pages += 1;
-            let answered = match &page.outcome {
-                PageOutcome::Fetched { .. }
-                | PageOutcome::Unchanged { .. }
-                | PageOutcome::Gone { .. } => true,
-                PageOutcome::Failed { status, .. } => status.is_some(),
-            };
-            stats.fetched += u64::from(answered);
-            let failure = |kind, detail, status| FailureRecord {
-                v: FORMAT,
-                url: page.url.clone(),
-                run: run_id,
-                at_ms: now,
-                kind,
-                detail,
-                status,
-            };
-            let record = match page.outcome {
-                PageOutcome::Failed {
-                    kind,
-                    detail,
-                    status,
-                } => {
-                    let failure = failure(kind, detail, status);
-                    batch.insert(
-                        failure_key(&target, run_id, &failure.url),
-                        encode(store, &failure)?,
-                    );
-                    continue;
-                }
-                PageOutcome::Gone {
-                    status,
-                    kind,
-                    detail,
-                } => {
-                    let failure = failure(kind, detail, Some(status));
-                    batch.insert(
-                        failure_key(&target, run_id, &failure.url),
-                        encode(store, &failure)?,
-                    );
-                    PageRecord {
-                        v: FORMAT,
-                        url: page.url.clone(),
-                        run: run_id,
-                        fetched_ms: now,
-                        status,
-                        etag: None,
-                        last_modified: None,
-                        body_hash: None,
-                        links: Vec::new(),
-                        items: Vec::new(),
-                        depth: page.depth,
-                        config: Some(self.fingerprint.clone()),
-                    }
-                }
-                // Same validators as stored: nothing to write but the frontier.
-                PageOutcome::Unchanged { validators: None } => continue,
-                PageOutcome::Unchanged {
-                    validators: Some((etag, last_modified)),
-                } => {
-                    let Some(mut record) = store.page(&target, &page.url)? else {
-                        continue;
-                    };
-                    record.run = run_id;
-                    record.fetched_ms = now;
-                    record.etag = etag.or(record.etag);
-                    record.last_modified = last_modified.or(record.last_modified);
-                    record
-                }
-                PageOutcome::Fetched {
-                    status,
-                    etag,
-                    last_modified,
-                    body_hash,
-                    links,
-                    items,
-                } => {
-                    let mut item_ids = Vec::with_capacity(items.len());
-                    for item in items {
-                        let key = item_key(&target, &item.kind, &item.key);
-                        let (previous, from_batch) = match pending.remove(&key) {
-                            Some(r) => (Some(r), true),
-                            None => (store.get::<ItemRecord>(&key)?, false),
-                        };
-                        if previous
-                            .as_ref()
-                            .is_some_and(|old| self.chain.contains(&old.run))
-                        {
-                            // Seen earlier in this crawl: the first one wins.
-                            stats.items_duplicate += 1;
-                            if let (Some(old), true) = (previous, from_batch) {
-                                pending.insert(key, old);
-                            }
-                            continue;
-                        }
-                        item_ids.push(format!("{}\0{}", item.kind, item.key));
-                        let (record, event) =
-                            self.update_item(previous, item, &page.url, now, &mut stats);
-                        if let Some(mut event) = event {
-                            event.run = run_id;
-                            batch.insert(
-                                event_key(&target, run_id, next_event),
-                                encode(store, &event)?,
-                            );
-                            next_event += 1;
-                        }
-                        pending.insert(key, record);
-                    }
-                    PageRecord {
-                        v: FORMAT,
-                        url: page.url.clone(),
-                        run: run_id,
-                        fetched_ms: now,
-                        status,
-                        etag,
-                        last_modified,
-                        body_hash,
-                        links,
-                        items: item_ids,
-                        depth: page.depth,
-                        config: Some(self.fingerprint.clone()),
-                    }
-                }
-            };
-            batch.insert(page_key(&target, &record.url), encode(store, &record)?);
+            building.page(page)?;
         }
+        let Building {
+            mut batch,
+            stats,
+            next_event,
+            pending,
+            ..
+        } = building;
+        let store = &*self.store;
+        let target = &self.run.target;
         for (key, record) in &pending {
             batch.insert(key.as_slice(), encode(store, record)?);
         }
         batch.insert(
-            frontier_key(&target, crawl, self.next_chunk),
+            frontier_key(target, self.run.crawl, self.next_chunk),
             encode(store, &chunk)?,
         );
         let mut run = self.run.clone();
@@ -276,7 +160,7 @@ impl RunWriter {
         run.counts.items_changed += stats.items_changed;
         run.counts.items_unchanged += stats.items_unchanged;
         run.counts.items_duplicate += stats.items_duplicate;
-        batch.insert(run_key(&target, run_id), encode(store, &run)?);
+        batch.insert(run_key(target, run.id), encode(store, &run)?);
         store.apply(batch)?;
         self.run = run;
         self.next_event = next_event;
@@ -372,7 +256,7 @@ impl RunWriter {
     ) -> Result<RunRecord, StoreError> {
         let store = self.store.clone();
         let target = self.run.target.clone();
-        let mut batch = super::tree::Batch::default();
+        let mut batch = Batch::default();
         fetch(&mut self.run);
         self.run.status = status;
         self.run.error = error;
@@ -409,7 +293,7 @@ impl RunWriter {
         Ok(self.run)
     }
 
-    fn sweep_removed(&mut self, batch: &mut super::tree::Batch) -> Result<(), StoreError> {
+    fn sweep_removed(&mut self, batch: &mut Batch) -> Result<(), StoreError> {
         let store = self.store.clone();
         let target = self.run.target.clone();
         let now = now_ms();
@@ -492,4 +376,163 @@ fn changed_fields(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec<Str
         .collect();
     fields.extend(old.keys().filter(|k| !new.contains_key(*k)).cloned());
     fields
+}
+
+/// One commit being built: its batch, what it counted, and the items it
+/// wrote so far (so that two pages of one batch see each other's items).
+struct Building<'w> {
+    writer: &'w RunWriter,
+    batch: Batch,
+    stats: CommitStats,
+    next_event: u64,
+    pending: HashMap<Vec<u8>, ItemRecord>,
+}
+
+impl Building<'_> {
+    /// Adds one page's records to the batch.
+    fn page(&mut self, page: PageCommit) -> Result<(), StoreError> {
+        self.stats.pages += 1;
+        let answered = match &page.outcome {
+            PageOutcome::Fetched { .. }
+            | PageOutcome::Unchanged { .. }
+            | PageOutcome::Gone { .. } => true,
+            PageOutcome::Failed { status, .. } => status.is_some(),
+        };
+        self.stats.fetched += u64::from(answered);
+        let (store, run) = (&*self.writer.store, &self.writer.run);
+        let now = page.fetched_ms;
+        let record = match page.outcome {
+            PageOutcome::Failed {
+                kind,
+                detail,
+                status,
+            } => return self.failure(&page.url, now, kind, detail, status),
+            PageOutcome::Gone {
+                status,
+                kind,
+                detail,
+            } => {
+                self.failure(&page.url, now, kind, detail, Some(status))?;
+                self.fresh_record(&page.url, now, page.depth, status)
+            }
+            // Same validators as stored: nothing to write but the frontier.
+            PageOutcome::Unchanged { validators: None } => return Ok(()),
+            PageOutcome::Unchanged {
+                validators: Some((etag, last_modified)),
+            } => {
+                let Some(mut record) = store.page(&run.target, &page.url)? else {
+                    return Ok(());
+                };
+                record.run = run.id;
+                record.fetched_ms = now;
+                record.etag = etag.or(record.etag);
+                record.last_modified = last_modified.or(record.last_modified);
+                record
+            }
+            PageOutcome::Fetched {
+                status,
+                etag,
+                last_modified,
+                body_hash,
+                links,
+                items,
+            } => {
+                let item_ids = self.items(&page.url, now, items)?;
+                PageRecord {
+                    etag,
+                    last_modified,
+                    body_hash,
+                    links,
+                    items: item_ids,
+                    ..self.fresh_record(&page.url, now, page.depth, status)
+                }
+            }
+        };
+        self.batch
+            .insert(page_key(&run.target, &record.url), encode(store, &record)?);
+        Ok(())
+    }
+
+    /// Records a failure of the page in this run.
+    fn failure(
+        &mut self,
+        url: &str,
+        now: u64,
+        kind: Failure,
+        detail: String,
+        status: Option<u16>,
+    ) -> Result<(), StoreError> {
+        let (store, run) = (&*self.writer.store, &self.writer.run);
+        let failure = FailureRecord {
+            v: FORMAT,
+            url: url.to_owned(),
+            run: run.id,
+            at_ms: now,
+            kind,
+            detail,
+            status,
+        };
+        self.batch.insert(
+            failure_key(&run.target, run.id, url),
+            encode(store, &failure)?,
+        );
+        Ok(())
+    }
+
+    /// A page record of this run with no validators, links or items.
+    fn fresh_record(&self, url: &str, now: u64, depth: u32, status: u16) -> PageRecord {
+        PageRecord {
+            v: FORMAT,
+            url: url.to_owned(),
+            run: self.writer.run.id,
+            fetched_ms: now,
+            status,
+            etag: None,
+            last_modified: None,
+            body_hash: None,
+            links: Vec::new(),
+            items: Vec::new(),
+            depth,
+            config: Some(self.writer.fingerprint.clone()),
+        }
+    }
+
+    /// Updates the page's items (new, changed or unchanged, each with its
+    /// event) and returns their ids for the page record. An item seen
+    /// earlier in this crawl keeps its first version.
+    fn items(&mut self, url: &str, now: u64, items: Vec<Item>) -> Result<Vec<String>, StoreError> {
+        let (writer, store) = (self.writer, &*self.writer.store);
+        let (target, run_id) = (&writer.run.target, writer.run.id);
+        let mut item_ids = Vec::with_capacity(items.len());
+        for item in items {
+            let key = item_key(target, &item.kind, &item.key);
+            let (previous, from_batch) = match self.pending.remove(&key) {
+                Some(r) => (Some(r), true),
+                None => (store.get::<ItemRecord>(&key)?, false),
+            };
+            if previous
+                .as_ref()
+                .is_some_and(|old| writer.chain.contains(&old.run))
+            {
+                // Seen earlier in this crawl: the first one wins.
+                self.stats.items_duplicate += 1;
+                if let (Some(old), true) = (previous, from_batch) {
+                    self.pending.insert(key, old);
+                }
+                continue;
+            }
+            item_ids.push(format!("{}\0{}", item.kind, item.key));
+            let (record, event) = writer.update_item(previous, item, url, now, &mut self.stats);
+            if let Some(mut event) = event {
+                event.run = run_id;
+                self.batch.insert(
+                    event_key(target, run_id, self.next_event),
+                    encode(store, &event)?,
+                );
+                self.next_event += 1;
+            }
+            self.pending.insert(key, record);
+        }
+        Ok(item_ids)
+    }
 }
