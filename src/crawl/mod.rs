@@ -17,6 +17,7 @@ use tracing::{info, instrument, warn};
 
 mod hops;
 mod outcome;
+mod record;
 mod run_loop;
 
 use run_loop::RunLoop;

@@ -17,9 +17,10 @@ use url::Url;
 
 use super::hops::{self, Hops};
 use super::outcome::{
-    next_step, not_fetched, note_commit, process, record_outcome, sleep_until_opt, Next, Outcome,
-    PageError, RetryEntry,
+    next_step, not_fetched, note_commit, process, sleep_until_opt, Next, Outcome, PageError,
+    RetryEntry,
 };
+use super::record::record_outcome;
 use super::{blocking, Engine, Progress, ProgressSink, Waiting, COMMIT_INTERVAL, COMMIT_PAGES};
 use crate::config::Target;
 use crate::fetcher::{Fetcher, Validators};

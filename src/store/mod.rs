@@ -15,6 +15,7 @@
 //! | `h`    | host                         | breaker pause end (ms, big endian) |
 
 mod backup;
+mod commit;
 mod error;
 mod lock;
 mod records;
