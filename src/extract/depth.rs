@@ -115,10 +115,13 @@ fn is_space(b: u8) -> bool {
 }
 
 fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    let rest = hay.get(from..)?;
-    rest.windows(needle.len())
-        .position(|w| w == needle)
-        .map(|i| from + i)
+    memchr::memmem::find(hay.get(from..)?, needle).map(|i| from + i)
+}
+
+/// Where byte `c` next occurs at or after `from`. Pages are mostly text:
+/// this search is the scan's hot loop, hence memchr's vectorised one.
+fn find_byte(hay: &[u8], from: usize, c: u8) -> Option<usize> {
+    memchr::memchr(c, hay.get(from..)?).map(|i| from + i)
 }
 
 /// Where a comment that starts at `from` ends (after `-->` or `--!>`).
@@ -149,7 +152,7 @@ impl<'a> Scan<'a> {
     fn next_tag(&mut self) -> Option<Tag> {
         let b = self.html;
         loop {
-            let lt = self.at + b.get(self.at..)?.iter().position(|&c| c == b'<')?;
+            let lt = find_byte(b, self.at, b'<')?;
             self.at = lt + 1;
             match b.get(lt + 1).copied() {
                 Some(c) if c.is_ascii_alphabetic() => {
@@ -179,7 +182,7 @@ impl<'a> Scan<'a> {
                 }
                 // Doctypes, `<?…>`, `</1>`: bogus comments up to `>`.
                 Some(b'!' | b'?' | b'/') => {
-                    self.at = lt + 1 + b[lt + 1..].iter().position(|&c| c == b'>')? + 1;
+                    self.at = find_byte(b, lt + 1, b'>')? + 1;
                 }
                 // A `<` of text.
                 _ => {}
@@ -248,7 +251,7 @@ impl<'a> Scan<'a> {
             i += 1;
             space(&mut i);
             match *b.get(i)? {
-                q @ (b'"' | b'\'') => i += 1 + b[i + 1..].iter().position(|&c| c == q)? + 1,
+                q @ (b'"' | b'\'') => i = find_byte(b, i + 1, q)? + 1,
                 b'>' => {}
                 _ => {
                     while b.get(i).is_some_and(|&c| !is_space(c) && c != b'>') {
