@@ -1,7 +1,7 @@
 //! The backup reader (`Store::verify_backup`, the reader `store restore`
 //! runs before any store appears) on fuzzed backup files: header, record
 //! lengths, trailer, count and checksum. The whole restore, into a temporary
-//! state dir, is the property test `a_damaged_backup_fails_and_leaves_no_store`;
+//! state dir, is a property test in tests/properties/backup.rs;
 //! here the reader alone runs about a hundred times faster.
 
 #![no_main]
