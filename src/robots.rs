@@ -126,7 +126,7 @@ impl Robots {
         self.hosts.insert(host.clone(), State::Fetching);
         let (fetcher, host) = (fetcher.clone(), host.clone());
         let profile = target.profile_for(&host).clone();
-        let agent = agent(profile.user_agent());
+        let user_agent = profile.user_agent().to_owned();
         let private = (!target.headers.is_empty()).then(|| target.id.clone());
         let key = host.clone();
         let task = tasks.spawn(async move {
@@ -142,7 +142,7 @@ impl Robots {
             let limit = MAX_ROBOTS as u64 + 1;
             let answer = match fetcher.get_prefix_following(request, limit).await {
                 Ok(r) if (200..300).contains(&r.status) => {
-                    Answer::Rules(parse(&agent, honoured(&r.body)))
+                    Answer::Rules(parse_body(&user_agent, &r.body))
                 }
                 Ok(r) if (400..500).contains(&r.status) => Answer::Missing,
                 Err(FetchError::Refused { .. }) => Answer::Refused,
@@ -189,15 +189,12 @@ impl Robots {
         hosts: &HostPool,
     ) -> Option<Duration> {
         match answer {
-            Answer::Rules(Parsed { robot, trouble }) => {
+            Answer::Rules(parsed) => {
+                let gap = parsed.crawl_delay();
+                let Parsed { robot, trouble } = parsed;
                 if let Some(t) = trouble {
                     t.log(host);
                 }
-                let gap = robot
-                    .as_ref()
-                    .and_then(|r| r.delay)
-                    .filter(|d| d.is_finite() && *d > 0.0)
-                    .map(|d| Duration::from_secs_f32(d.min(3600.0)));
                 if let Some(gap) = gap {
                     hosts.set_gap(host, gap);
                 }
@@ -264,6 +261,29 @@ impl Robots {
             Some(State::Refused) => Decision::Refused,
             _ => Decision::Allowed,
         }
+    }
+}
+
+/// Parses a fetched robots.txt body as a run does: only its honoured part
+/// (see [`MAX_ROBOTS`]), for the product token of `user_agent`. Public so
+/// that the fuzz target and the property tests drive the path crawld uses.
+pub fn parse_body(user_agent: &str, body: &[u8]) -> Parsed {
+    parse(&agent(user_agent), honoured(body))
+}
+
+impl Parsed {
+    /// Whether these rules let `url` be fetched (what [`Robots::decide`] asks).
+    pub fn allowed(&self, url: &str) -> bool {
+        self.robot.as_ref().is_none_or(|r| r.allowed(url))
+    }
+
+    /// The `Crawl-delay` honoured: a finite, positive one, at most an hour.
+    pub fn crawl_delay(&self) -> Option<Duration> {
+        self.robot
+            .as_ref()
+            .and_then(|r| r.delay)
+            .filter(|d| d.is_finite() && *d > 0.0)
+            .map(|d| Duration::from_secs_f32(d.min(3600.0)))
     }
 }
 

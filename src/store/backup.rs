@@ -206,56 +206,137 @@ impl Store {
 
 fn restore_into(path: &Path, file: &Path) -> Result<u64, String> {
     let input = File::open(file).map_err(|e| e.to_string())?;
-    let mut input = BufReader::new(input);
-    let mut hash = Xxh3::new();
-    let mut magic = vec![0; MAGIC.len()];
-    input
-        .read_exact(&mut magic)
-        .map_err(|_| "not a crawld backup (too short)".to_owned())?;
-    if magic != MAGIC {
-        return Err("not a crawld backup (bad header)".into());
-    }
-    hash.update(&magic);
+    let mut reader = BackupReader::new(BufReader::new(input))?;
     let tree = super::tree::Tree::open(path, super::CACHE_BYTES, false)
         .map_err(|e| format!("cannot create the store: {e}"))?;
-    let truncated = |_| "the file is truncated".to_owned();
-    let mut n = 0u64;
     let mut batch = super::tree::Batch::default();
-    loop {
-        let mut len = [0; 4];
-        input.read_exact(&mut len).map_err(truncated)?;
-        hash.update(&len);
-        let len = u32::from_be_bytes(len);
-        if len == END {
-            break;
-        }
-        let mut key = vec![0; len as usize];
-        input.read_exact(&mut key).map_err(truncated)?;
-        let mut vlen = [0; 4];
-        input.read_exact(&mut vlen).map_err(truncated)?;
-        let mut value = vec![0; u32::from_be_bytes(vlen) as usize];
-        input.read_exact(&mut value).map_err(truncated)?;
-        hash.update(&key);
-        hash.update(&vlen);
-        hash.update(&value);
+    let mut pending = 0u64;
+    while let Some((key, value)) = reader.next_record()? {
         batch.insert(key, value);
-        n += 1;
-        if n.is_multiple_of(RESTORE_BATCH) {
+        pending += 1;
+        if pending == RESTORE_BATCH {
             tree.apply_batch(std::mem::take(&mut batch))
                 .map_err(|e| e.to_string())?;
+            pending = 0;
         }
     }
-    let mut count = [0; 8];
-    input.read_exact(&mut count).map_err(truncated)?;
-    hash.update(&count);
-    let mut digest = [0; 8];
-    input.read_exact(&mut digest).map_err(truncated)?;
-    if u64::from_be_bytes(count) != n || u64::from_be_bytes(digest) != hash.digest() {
-        return Err("checksum mismatch: the file is damaged".into());
-    }
+    let n = reader.finish()?;
     tree.apply_batch(batch).map_err(|e| e.to_string())?;
     tree.flush().map_err(|e| e.to_string())?;
     Ok(n)
+}
+
+impl Store {
+    /// Reads a whole backup from `input` and verifies it (header, record
+    /// lengths, count and checksum) without writing anything: the reader
+    /// [`Store::restore`] uses, over any `Read`, for the fuzz target and the
+    /// property tests. `file` names the input in the error.
+    pub fn verify_backup(input: impl Read, file: &Path) -> Result<u64, StoreError> {
+        let err = |detail: String| StoreError::Backup {
+            path: file.to_path_buf(),
+            detail,
+        };
+        let mut reader = BackupReader::new(input).map_err(err)?;
+        while reader.next_record().map_err(err)?.is_some() {}
+        reader.finish().map_err(err)
+    }
+}
+
+/// One record of a backup: key and value.
+type Record = (Vec<u8>, Vec<u8>);
+
+/// Reads a backup's records in order, hashing as it goes. Errors are the
+/// detail of a [`StoreError::Backup`].
+struct BackupReader<R> {
+    input: R,
+    hash: Xxh3,
+    records: u64,
+}
+
+impl<R: Read> BackupReader<R> {
+    /// Checks the header.
+    fn new(mut input: R) -> Result<Self, String> {
+        let mut magic = vec![0; MAGIC.len()];
+        input.read_exact(&mut magic).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => "not a crawld backup (too short)".to_owned(),
+            _ => format!("cannot read the file: {e}"),
+        })?;
+        if magic != MAGIC {
+            return Err("not a crawld backup (bad header)".into());
+        }
+        let mut hash = Xxh3::new();
+        hash.update(&magic);
+        Ok(BackupReader {
+            input,
+            hash,
+            records: 0,
+        })
+    }
+
+    /// The next record, or `None` at the end marker.
+    fn next_record(&mut self) -> Result<Option<Record>, String> {
+        let len = self.read_u32()?;
+        if len == END {
+            return Ok(None);
+        }
+        let key = self.read_bytes(len)?;
+        let vlen = self.read_u32()?;
+        let value = self.read_bytes(vlen)?;
+        self.records += 1;
+        Ok(Some((key, value)))
+    }
+
+    /// Reads the trailer and checks the record count and the checksum;
+    /// returns the count.
+    fn finish(mut self) -> Result<u64, String> {
+        let mut count = [0; 8];
+        self.read_exact(&mut count)?;
+        let mut digest = [0; 8];
+        self.input.read_exact(&mut digest).map_err(read_error)?;
+        if u64::from_be_bytes(count) != self.records
+            || u64::from_be_bytes(digest) != self.hash.digest()
+        {
+            return Err("checksum mismatch: the file is damaged".into());
+        }
+        Ok(self.records)
+    }
+
+    fn read_u32(&mut self) -> Result<u32, String> {
+        let mut bytes = [0; 4];
+        self.read_exact(&mut bytes)?;
+        Ok(u32::from_be_bytes(bytes))
+    }
+
+    /// `len` bytes, grown as they arrive: the length comes from the file, and
+    /// a damaged one must not allocate gigabytes before the file runs out.
+    fn read_bytes(&mut self, len: u32) -> Result<Vec<u8>, String> {
+        let mut bytes = Vec::new();
+        (&mut self.input)
+            .take(u64::from(len))
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
+        if bytes.len() != len as usize {
+            return Err(TRUNCATED.into());
+        }
+        self.hash.update(&bytes);
+        Ok(bytes)
+    }
+
+    /// Fills `buf` and hashes it.
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), String> {
+        self.input.read_exact(buf).map_err(read_error)?;
+        self.hash.update(buf);
+        Ok(())
+    }
+}
+
+const TRUNCATED: &str = "the file is truncated";
+
+fn read_error(e: std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => TRUNCATED.to_owned(),
+        _ => format!("cannot read the file: {e}"),
+    }
 }
 
 struct HashingWriter<W: Write> {
