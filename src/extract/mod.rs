@@ -76,12 +76,14 @@ pub fn extract(
     url: &Url,
     kinds: Kinds,
 ) -> Result<PageExtract, TooDeep> {
-    let found = depth::nesting(html, depth::LIMITS);
-    if found.depth > MAX_DEPTH {
-        return Err(TooDeep::Depth { limit: MAX_DEPTH });
-    }
-    if found.work > MAX_WORK {
-        return Err(TooDeep::Work { limit: MAX_WORK });
+    if depth::needs_scan(html) {
+        let found = depth::nesting(html, depth::LIMITS);
+        if found.depth > MAX_DEPTH {
+            return Err(TooDeep::Depth { limit: MAX_DEPTH });
+        }
+        if found.work > MAX_WORK {
+            return Err(TooDeep::Work { limit: MAX_WORK });
+        }
     }
     let doc = Html::parse_document(html);
     let base = base_url(&doc, url);

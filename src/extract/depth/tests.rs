@@ -224,3 +224,15 @@ fn the_common_names_have_their_own_slots() {
     }
     assert_eq!(names::common(b"article"), None);
 }
+
+/// The pages let through unscanned cannot nest past the limit: every
+/// element needs a `<`, and there are at most [`MAX_DEPTH`] of them.
+#[test]
+fn only_small_pages_with_few_tags_skip_the_scan() {
+    let nested = |n: usize| "<div>".repeat(n);
+    assert!(!needs_scan(&nested(MAX_DEPTH as usize)));
+    assert!(parsed(&nested(MAX_DEPTH as usize)) <= MAX_DEPTH + 1);
+    assert!(needs_scan(&nested(MAX_DEPTH as usize + 1)));
+    assert!(needs_scan(&"x".repeat(UNSCANNED_BYTES + 1)));
+    assert!(!needs_scan(&"x".repeat(UNSCANNED_BYTES)));
+}
