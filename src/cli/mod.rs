@@ -27,17 +27,17 @@ mod args;
 mod daemon_cli;
 mod data;
 mod demo;
+mod dispatch;
 mod holder;
 mod test_page;
 
-use args::{Cli, Command, StateArg, StoreAction};
+use args::{Cli, Command, StateArg};
 
 use crate::config::{self, LoadReport, Target};
 use crate::control::{self, client::Client};
 use crate::crawl::{self, Engine};
 use crate::error::Exit;
 use crate::ids::TargetId;
-use crate::query::ReadCommand;
 use crate::report::{self, ProgressView};
 use crate::store::{RunMode, RunStatus, Store, StoreError};
 
@@ -82,7 +82,7 @@ pub fn main() -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(Exit::Failed, format!("cannot start the async runtime: {e}")).into(),
     };
-    let exit = runtime.block_on(dispatch(cli.command));
+    let exit = runtime.block_on(dispatch::dispatch(cli.command));
     // Dropping the runtime would wait for every blocking task to return.
     // What is left by now is work nobody waits for: a parse or a DNS lookup
     // of a stopped run (whose page stays queued), or, when the daemon's grace
@@ -171,141 +171,6 @@ fn init_logging(
         .with(file_layer)
         .try_init();
     Ok(guard)
-}
-
-async fn dispatch(command: Command) -> Exit {
-    match command {
-        Command::Check(c) => check(&c.dir()),
-        Command::Test {
-            target,
-            url,
-            file,
-            json,
-            configs,
-        } => {
-            test_page::test(
-                &configs.dir(),
-                &target,
-                url.as_deref(),
-                file.as_deref(),
-                json,
-            )
-            .await
-        }
-        Command::Crawl {
-            target,
-            full,
-            no_progress,
-            configs,
-            state,
-        } => {
-            let mode = if full {
-                RunMode::Full
-            } else {
-                RunMode::Incremental
-            };
-            crawl(&configs.dir(), &state, &target, mode, !no_progress).await
-        }
-        Command::Export {
-            target,
-            changes,
-            since,
-            format,
-            kind,
-            out,
-            configs,
-            state,
-        } => {
-            let target = TargetId::new(target);
-            let cmd = if changes {
-                ReadCommand::Changes { target, since }
-            } else {
-                ReadCommand::Export {
-                    target,
-                    format,
-                    kind,
-                }
-            };
-            // The config only orders CSV columns: a missing or broken one is no reason to fail.
-            let config = config::load_dir(&configs.dir())
-                .ok()
-                .and_then(|r| r.set.targets.get(cmd.target()).cloned());
-            data::read(
-                &state.dir(),
-                state.socket.as_deref(),
-                config.as_deref(),
-                cmd,
-                out.as_deref(),
-            )
-            .await
-        }
-        Command::History {
-            target,
-            key,
-            kind,
-            state,
-        } => {
-            let target = TargetId::new(target);
-            let cmd = ReadCommand::History { target, key, kind };
-            data::read(&state.dir(), state.socket.as_deref(), None, cmd, None).await
-        }
-        Command::Runs {
-            target,
-            json,
-            state,
-        } => {
-            let cmd = ReadCommand::Runs {
-                target: TargetId::new(target),
-                json,
-            };
-            data::read(&state.dir(), state.socket.as_deref(), None, cmd, None).await
-        }
-        Command::Failures { target, run, state } => {
-            let cmd = ReadCommand::Failures {
-                target: TargetId::new(target),
-                run,
-            };
-            data::read(&state.dir(), state.socket.as_deref(), None, cmd, None).await
-        }
-        Command::Run {
-            configs,
-            state,
-            max_runs,
-            grace,
-            no_watch,
-            ..
-        } => {
-            let opts = crate::daemon::Options {
-                configs: configs.dir(),
-                state: state.dir(),
-                socket: control::socket_path(state.socket.as_deref(), &state.dir()),
-                max_runs,
-                grace: grace.into(),
-                watch: !no_watch,
-            };
-            crate::daemon::run(opts).await
-        }
-        Command::Status { json, state } => daemon_cli::status(&state, json).await,
-        Command::Trigger {
-            target,
-            full,
-            state,
-        } => daemon_cli::trigger(&state, &target, full).await,
-        Command::StopRun { target, state } => daemon_cli::stop_run(&state, &target).await,
-        Command::Reload { state } => daemon_cli::reload(&state).await,
-        Command::Store { action } => match action {
-            StoreAction::Check { state } => data::store_check(&state.dir()),
-            StoreAction::Backup { file, state } => data::store_backup(&state.dir(), &file),
-            StoreAction::Restore { file, state } => data::store_restore(&state.dir(), &file),
-        },
-        Command::Demo {
-            port,
-            serve,
-            site,
-            configs,
-            state,
-        } => demo::run(port, serve, site, configs.configs.clone(), &state.dir()).await,
-    }
 }
 
 /// Prints an error and returns its exit code.
