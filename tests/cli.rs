@@ -298,16 +298,22 @@ fn test_shows_what_selectors_extract() {
     );
 }
 
-#[test]
-#[allow(clippy::disallowed_methods)] // a sync test, polling a child process
-fn sigterm_interrupts_a_crawl_and_keeps_what_was_fetched() {
-    let mut pages = shop(1, 6);
+/// A shop of one list and `products` products, each of which takes 20 s to
+/// answer: a crawl of it stays busy while a test acts on it.
+fn slow_shop(products: usize) -> Site {
+    let mut pages = shop(1, products);
     for (path, r) in pages.iter_mut() {
         if path != "/" {
             r.delay = Duration::from_secs(20);
         }
     }
-    let site = Site::start(pages);
+    Site::start(pages)
+}
+
+#[test]
+#[allow(clippy::disallowed_methods)] // a sync test, polling a child process
+fn sigterm_interrupts_a_crawl_and_keeps_what_was_fetched() {
+    let site = slow_shop(6);
     let tmp = tempfile::tempdir().unwrap();
     setup(&site, tmp.path());
     let bin = assert_cmd::cargo::cargo_bin("crawld");
@@ -354,13 +360,7 @@ fn sigterm_interrupts_a_crawl_and_keeps_what_was_fetched() {
 #[test]
 #[allow(clippy::disallowed_methods)] // a sync test, polling a child process
 fn reading_during_a_foreground_crawl_names_the_crawl_and_exits_75_at_once() {
-    let mut pages = shop(1, 4);
-    for (path, r) in pages.iter_mut() {
-        if path != "/" {
-            r.delay = Duration::from_secs(20);
-        }
-    }
-    let site = Site::start(pages);
+    let site = slow_shop(4);
     let tmp = tempfile::tempdir().unwrap();
     setup(&site, tmp.path());
     let state = tmp.path().join("state");
