@@ -43,6 +43,7 @@ pub mod fetcher;
 pub mod frontier;
 pub mod ids;
 pub mod limiter;
+pub mod monitor;
 pub mod query;
 pub mod report;
 pub mod retry;

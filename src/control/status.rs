@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{HostKey, RunId, TargetId};
+use crate::monitor::MonitorState;
 use crate::store::{AnswerCounts, RunMode, RunRecord};
 
 /// The daemon as a whole.
@@ -25,6 +26,29 @@ pub struct Status {
     pub proxy_failures: Vec<(String, u64)>,
     /// Configuration errors by file.
     pub errors: BTreeMap<String, Vec<String>>,
+    /// Alert channels and their deliveries since the daemon started.
+    #[serde(default)]
+    pub channels: Vec<ChannelStatus>,
+}
+
+/// One alert channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelStatus {
+    pub name: String,
+    /// `webhook`, `slack`, `discord`, `email` or `exec`.
+    pub kind: String,
+    /// Alerts waiting in the store's queue for this channel.
+    pub pending: u64,
+    /// Delivered since the daemon started.
+    pub delivered: u64,
+    /// Failed attempts since the daemon started (each retry counts).
+    pub failed: u64,
+    /// The last delivery error, credentials removed.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub last_delivered_ms: Option<u64>,
 }
 
 /// One target.
@@ -47,6 +71,10 @@ pub struct TargetStatus {
     pub last_run: Option<RunRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run_error: Option<String>,
+    /// Every monitor of the target as last evaluated: one ok state per
+    /// monitor, or one firing state per subject that fires.
+    #[serde(default)]
+    pub monitors: Vec<MonitorState>,
 }
 
 /// A run in progress.

@@ -132,6 +132,7 @@ impl Daemon {
                     stale: self.stale.contains(&t.id),
                     last_run: None,
                     last_run_error: None,
+                    monitors: Vec::new(),
                 }
             })
             .collect();
@@ -151,6 +152,7 @@ impl Daemon {
                 .collect(),
             proxy_failures: self.engine.fetcher.proxy_failures(),
             errors: reload::errors_by_file(&self.errors),
+            channels: Vec::new(),
         }
     }
 }

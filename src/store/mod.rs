@@ -33,8 +33,8 @@ pub use error::StoreError;
 pub use lock::StateLock;
 pub use records::{
     now_ms, value_hash, AnswerCounts, ChangeEvent, ChangeKind, FailureRecord, FrontierChunk,
-    FrontierEntry, HostRunCounts, ItemRecord, ItemVersion, PageRecord, RunCounts, RunMode,
-    RunRecord, RunStatus, FORMAT,
+    FrontierEntry, HostRunCounts, ItemRecord, ItemVersion, KindCoverage, PageRecord, RunCounts,
+    RunMode, RunRecord, RunStatus, FORMAT,
 };
 pub use runs::{Resume, RunPolicy, RunStart};
 pub use tree::{Op, SledError};

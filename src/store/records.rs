@@ -93,6 +93,28 @@ pub struct RunCounts {
     pub over_budget: u64,
     /// Figures per host (`host:port`).
     pub hosts: BTreeMap<String, HostRunCounts>,
+    /// Per item kind: how many items were extracted and, per field, how many
+    /// of them had it: the baseline of the `field_coverage` monitor.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub coverage: BTreeMap<String, KindCoverage>,
+}
+
+/// Field coverage of one item kind in one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KindCoverage {
+    /// Items extracted (valid or not: a missing required field is coverage too).
+    pub items: u64,
+    /// Per field, the items where it was present.
+    pub fields: BTreeMap<String, u64>,
+}
+
+impl KindCoverage {
+    /// The share of items that had `field`, `None` without items.
+    pub fn share(&self, field: &str) -> Option<f64> {
+        (self.items > 0)
+            .then(|| self.fields.get(field).copied().unwrap_or(0) as f64 / self.items as f64)
+    }
 }
 
 /// A host's answers by class: what run summaries keep and the limiter
@@ -176,6 +198,13 @@ impl RunCounts {
         self.over_budget += o.over_budget;
         for (k, n) in &o.errors {
             *self.errors.entry(*k).or_default() += n;
+        }
+        for (kind, c) in &o.coverage {
+            let mine = self.coverage.entry(kind.clone()).or_default();
+            mine.items += c.items;
+            for (field, n) in &c.fields {
+                *mine.fields.entry(field.clone()).or_default() += n;
+            }
         }
         for (host, h) in &o.hosts {
             let mine = self.hosts.entry(host.clone()).or_default();
