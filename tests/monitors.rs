@@ -157,7 +157,7 @@ fn failure_rate_waits_for_min_pages() {
     pages.insert(
         "/".to_owned(),
         Resource::html(
-            r#"<a href="/p/1.html">1</a><a href="/p/2.html">2</a><a href="/gone">x</a>"#,
+            r#"<a href="/p/1.html">1</a><a href="/p/2.html">2</a><a href="/p/gone.html">x</a><a href="/p/lost.html">y</a>"#,
         ),
     );
     pages.insert("/p/1.html".to_owned(), Resource::html("<h1>one</h1>"));
@@ -171,7 +171,9 @@ fn failure_rate_waits_for_min_pages() {
     );
     let (code, out) = crawl(tmp.path());
     assert_eq!(code, 0, "{out}");
+    assert!(out.contains(", 2 failed,"), "{out}");
     assert!(out.contains("Monitors: all ok"), "{out}");
+    assert!(out.contains("failure_rate 40 %"), "the figure shows: {out}");
 }
 
 /// The dead man's switch: a target whose runs hang never completes one,

@@ -257,3 +257,6 @@ pub fn render(states: &[MonitorState]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
