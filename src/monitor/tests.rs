@@ -154,8 +154,10 @@ fn hosts_are_blocked_by_403_and_429_pauses_and_robots() {
     h.answers.status_403 = 6;
     h.answers.status_429 = 4;
     c.hosts.insert("a:80".into(), h);
-    let mut paused = HostRunCounts::default();
-    paused.paused_until_ms = Some(60_000);
+    let paused = HostRunCounts {
+        paused_until_ms: Some(60_000),
+        ..HostRunCounts::default()
+    };
     c.hosts.insert("b:80".into(), paused);
     c.hosts.insert("c:80".into(), HostRunCounts::default());
     let robots = BTreeMap::from([("d:80".to_owned(), 7)]);
