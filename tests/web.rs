@@ -282,6 +282,8 @@ fn every_route_is_read_only() {
     let base = http_base(&d);
     for path in ["/", "/metrics", "/api/status", "/api/runs?target=shop"] {
         assert_eq!(get(&format!("{base}{path}")).status, 200, "GET {path}");
+        let head = request("HEAD", &format!("{base}{path}"), None);
+        assert_eq!((head.status, head.body.as_str()), (200, ""), "HEAD {path}");
         for method in ["POST", "PUT", "DELETE"] {
             let a = request(method, &format!("{base}{path}"), None);
             assert_eq!(a.status, 405, "{method} {path}");

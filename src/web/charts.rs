@@ -51,6 +51,8 @@ pub struct Chart<'a> {
     pub points: &'a [String],
     /// Short labels under the first and last point.
     pub ends: (&'a str, &'a str),
+    /// What the chart says when it has nothing to draw.
+    pub empty: &'a str,
     pub series: Vec<Series>,
 }
 
@@ -130,7 +132,11 @@ impl Chart<'_> {
                 .iter()
                 .all(|s| s.values.iter().all(Option::is_none))
         {
-            out.push_str(r#"<div class="chart-empty">no data yet</div></figure>"#);
+            let _ = write!(
+                out,
+                r#"<div class="chart-empty">{}</div></figure>"#,
+                esc(self.empty)
+            );
             return out;
         }
         let _ = write!(
@@ -301,6 +307,7 @@ mod tests {
             percent: false,
             points,
             ends: ("run 1", "run 3"),
+            empty: "no data yet",
             series: vec![Series {
                 name: "fetched <b>".into(),
                 color: PALETTE[0],

@@ -299,6 +299,12 @@ fn monitors(out: &mut String, t: &TargetStatus) {
 
 /// The four charts of a target's recent runs.
 fn charts(out: &mut String, runs: &[RunRecord]) {
+    if runs.is_empty() {
+        out.push_str(
+            r#"<div class="no-runs">No runs yet: its charts start with its first run.</div>"#,
+        );
+        return;
+    }
     let points: Vec<String> = runs
         .iter()
         .map(|r| {
@@ -326,6 +332,11 @@ fn charts(out: &mut String, runs: &[RunRecord]) {
         percent,
         points: &points,
         ends: (&first, &last),
+        empty: if percent {
+            "no field coverage recorded yet"
+        } else {
+            "no data yet"
+        },
         series,
     };
     let figures = [
@@ -339,7 +350,7 @@ fn charts(out: &mut String, runs: &[RunRecord]) {
             ],
         ),
         chart(
-            "Items seen",
+            "Items extracted",
             Style::Lines,
             false,
             vec![

@@ -140,8 +140,10 @@ pub fn hosts(out: &mut String, hosts: &[HostStatus], now_ms: u64) {
 fn delay((least, most): (u64, u64)) -> String {
     if least == most {
         duration(least)
+    } else if most < 1000 {
+        format!("{least}–{most} ms")
     } else {
-        format!("{} – {}", duration(least), duration(most))
+        format!("{}–{}", duration(least), duration(most))
     }
 }
 
