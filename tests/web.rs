@@ -259,6 +259,12 @@ fn api_status_is_the_control_sockets_status_and_the_log_names_the_address() {
     let api: Value = serde_json::from_str(&api.body).unwrap();
     assert_eq!(api, d.status(), "the same status, field for field");
     let addr = d.status()["http"].as_str().unwrap().to_owned();
+    let text = d.cmd(&["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!("dashboard http://{addr}/")),
+        "{text}"
+    );
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(
         logged.contains("Dashboard and metrics listening") && logged.contains(&addr),

@@ -286,6 +286,7 @@ async fn scrape<S: Source>(State(app): State<App<S>>) -> Response {
 }
 
 async fn api_status<S: Source>(State(app): State<App<S>>) -> Response {
+    let _turn = app.turns.acquire().await;
     match app.source.status().await {
         Ok(s) => harden(Json(s).into_response()),
         Err(e) => refuse(e),
