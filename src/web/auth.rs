@@ -77,8 +77,11 @@ pub fn resolve(file: Option<&Path>, env: Option<String>) -> Result<Option<Token>
 /// parameter.
 fn carried(req: &Request) -> Option<String> {
     if let Some(v) = req.headers().get(header::AUTHORIZATION) {
-        let v = v.to_str().ok()?;
-        return v.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
+        // The scheme is case-insensitive (RFC 9110).
+        let (scheme, token) = v.to_str().ok()?.trim().split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned());
     }
     let query = req.uri().query()?;
     url::form_urlencoded::parse(query.as_bytes())
@@ -121,6 +124,31 @@ mod tests {
         assert!(!t.matches("0123456789abcde"));
         assert!(!t.matches(""));
         assert_eq!(format!("{t:?}"), "Token(…)", "Debug never shows it");
+    }
+
+    #[test]
+    fn the_token_comes_from_the_header_or_the_query() {
+        let req = |uri: &str, auth: Option<&str>| {
+            let mut b = Request::builder().uri(uri);
+            if let Some(a) = auth {
+                b = b.header(header::AUTHORIZATION, a);
+            }
+            b.body(Body::empty()).unwrap()
+        };
+        assert_eq!(
+            carried(&req("/", Some("Bearer abc"))).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            carried(&req("/", Some("bearer  abc "))).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(carried(&req("/", Some("Basic abc"))), None);
+        assert_eq!(
+            carried(&req("/?a=1&token=x%2By", None)).as_deref(),
+            Some("x+y")
+        );
+        assert_eq!(carried(&req("/metrics", None)), None);
     }
 
     #[test]
