@@ -10,6 +10,8 @@ pub enum Exit {
     Failed = 1,
     /// Bad command line.
     Usage = 2,
+    /// A monitor fires (`crawld crawl --fail-on-alert`).
+    Alert = 3,
     /// Store I/O error or corrupt store (sysexits EX_IOERR).
     Store = 74,
     /// The state dir is held by another process (EX_TEMPFAIL).
@@ -25,6 +27,7 @@ impl Exit {
             Exit::Ok,
             Exit::Failed,
             Exit::Usage,
+            Exit::Alert,
             Exit::Store,
             Exit::Locked,
             Exit::Config,

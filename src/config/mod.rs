@@ -12,6 +12,7 @@ mod hint;
 mod identity;
 mod items;
 mod load;
+mod monitor;
 mod profile;
 mod raw;
 mod schedule;
@@ -30,6 +31,7 @@ use url::Url;
 pub use error::{ConfigError, ConfigErrors, Position};
 pub use identity::{Identity, ProxyUrl};
 pub use load::{is_config_file, load_dir, load_dir_with_env, load_files, ConfigFiles, LoadReport};
+pub use monitor::MonitorConfig;
 pub use profile::{
     builtins, DelayRange, Profile, BUILTIN_ADAPTIVE, BUILTIN_PROFILES, DEFAULT_PROFILE,
 };
@@ -84,6 +86,8 @@ pub struct Target {
     pub keep_runs: usize,
     /// `[output] changes_jsonl`: a path under the state dir, with `{target}` and `{run}`.
     pub changes_jsonl: Option<String>,
+    /// `[monitor]`: the thresholds of the target's monitors.
+    pub monitor: MonitorConfig,
     /// Zone the cron expressions are read in.
     pub timezone: chrono_tz::Tz,
     pub catch_up: CatchUp,

@@ -33,10 +33,28 @@ pub struct RawFile {
     pub keep_versions: Option<Spanned<i64>>,
     pub keep_runs: Option<Spanned<i64>>,
     pub output: Option<Spanned<RawOutput>>,
+    pub monitor: Option<Spanned<RawMonitor>>,
     pub allow_private_networks: Option<bool>,
     pub domains: Option<Spanned<IndexMap<String, Spanned<RawDomain>>>>,
     #[serde(default)]
     pub profiles: IndexMap<String, Spanned<RawProfile>>,
+}
+
+/// `[monitor]`: thresholds of the target's monitors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitor {
+    pub failure_rate: Option<Spanned<f64>>,
+    pub min_pages: Option<Spanned<i64>>,
+    pub min_items: Option<Spanned<i64>>,
+    pub item_drop: Option<Spanned<f64>>,
+    pub coverage_drop: Option<Spanned<f64>>,
+    pub min_coverage: Option<Spanned<IndexMap<String, Spanned<f64>>>>,
+    pub baseline_runs: Option<Spanned<i64>>,
+    pub overdue: Option<Spanned<f64>>,
+    pub repeat: Option<Spanned<String>>,
+    pub blocked_share: Option<Spanned<f64>>,
+    pub disable: Option<Vec<Spanned<String>>>,
 }
 
 /// `[output]`: files written when a run ends.

@@ -14,6 +14,7 @@
 //! the store thread ([`store_handle`]) and their results come back as events.
 
 mod catch_up;
+mod monitors;
 pub mod reload;
 mod requests;
 mod runs;
@@ -68,6 +69,11 @@ const QUIET: Duration = Duration::from_millis(500);
 enum Event {
     /// Which newly added targets need a catch-up run.
     CatchUp(catch_up::Verdicts),
+    /// A target's stored monitors and last completed run, read when the
+    /// daemon began to watch it.
+    Known(TargetId, monitors::Known),
+    /// New states of a target's monitors.
+    Judged(TargetId, Vec<crate::monitor::MonitorState>),
 }
 
 struct Daemon {
@@ -91,6 +97,7 @@ struct Daemon {
     stopping: HashSet<TargetId>,
     /// Where the HTTP listener listens, for the status.
     http: Option<String>,
+    monitors: monitors::Monitors,
 }
 
 fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
@@ -209,6 +216,7 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         task_targets: HashMap::new(),
         stopping: HashSet::new(),
         http: http_addr,
+        monitors: monitors::Monitors::default(),
     };
     let inputs = Inputs {
         fire_rx,
@@ -263,6 +271,9 @@ impl Daemon {
         let mut watchdog_tick =
             tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
         let mut reload_at: Option<tokio::time::Instant> = None;
+        let mut clock_every = self.clock_tick();
+        let mut clock = tokio::time::interval(clock_every);
+        clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let quiet = async {
                 match reload_at {
@@ -290,6 +301,16 @@ impl Daemon {
                 Some(done) = self.tasks.join_next_with_id() => self.joined(done),
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+                _ = clock.tick() => {
+                    self.clock();
+                    // A reload may have brought a shorter schedule.
+                    let every = self.clock_tick();
+                    if every != clock_every {
+                        clock_every = every;
+                        clock = tokio::time::interval(every);
+                        clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    }
                 }
             }
         }
@@ -336,7 +357,14 @@ impl Daemon {
     fn event(&mut self, event: Event) {
         match event {
             Event::CatchUp(verdicts) => self.caught_up(verdicts),
+            Event::Known(id, known) => self.known(id, known),
+            Event::Judged(id, states) => self.judged(id, states),
         }
+    }
+
+    fn clock_tick(&self) -> Duration {
+        let targets: Vec<Arc<Target>> = self.set.targets.values().cloned().collect();
+        monitors::tick_for(&targets)
     }
 
     fn last_good(&self) -> PathBuf {
@@ -377,6 +405,7 @@ impl Daemon {
         let diff = reload::diff(&self.set, &loaded.set);
         for id in &diff.removed {
             info!(target = %id, "Target removed: unscheduled.");
+            self.forget_monitors(id);
             self.scheduler.disarm(id).await;
             self.queue.retain(|(t, _)| t != id);
             self.full_after.remove(id);
@@ -404,6 +433,7 @@ impl Daemon {
         if let Err(e) = reload::save_last_good(&self.last_good(), &loaded_good) {
             warn!(error = %e, "Cannot keep the last good configs in the state dir.");
         }
+        self.watch_monitors(&diff.added);
         diff.added
     }
 

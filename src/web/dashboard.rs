@@ -276,12 +276,15 @@ fn monitors(out: &mut String, t: &TargetStatus) {
         } else {
             format!(" {}", esc(&m.subject))
         };
+        // The figure against its threshold, as `crawld status` writes it.
+        let figures = match m.figures() {
+            f if f.is_empty() => String::new(),
+            f => format!(" · {}", esc(&f)),
+        };
         let _ = write!(
             out,
-            r#"<div class="alarm"><b>{}</b>{subject} · value {} · threshold {}<br>{}</div>"#,
+            r#"<div class="alarm"><b>{}</b>{subject}{figures}<br>{}</div>"#,
             m.monitor,
-            super::html::figure(m.value),
-            super::html::figure(m.threshold),
             esc(&m.message)
         );
     }

@@ -277,6 +277,7 @@ fn hosts() -> Vec<HostStatus> {
             status_4xx: e4,
             status_5xx: e5,
             status_429: t429,
+            status_403: e4 / 3,
             errors: 0,
         },
     };

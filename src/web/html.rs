@@ -33,19 +33,6 @@ pub fn count(n: u64) -> String {
     out
 }
 
-/// A figure of a monitor: whole numbers as such, others with up to three
-/// decimals.
-pub fn figure(v: f64) -> String {
-    if !v.is_finite() {
-        return "–".into();
-    }
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        return format!("{v:.0}");
-    }
-    let s = format!("{v:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_owned()
-}
-
 /// A duration in milliseconds, the way a person says it: `850 ms`, `12.3 s`,
 /// `4 min 05 s`, `2 h 10 min`, `3 d 4 h`.
 pub fn duration(ms: u64) -> String {
@@ -123,9 +110,6 @@ mod tests {
     fn figures_read_as_people_write_them() {
         assert_eq!(count(1234567), "1\u{202f}234\u{202f}567");
         assert_eq!(count(999), "999");
-        assert_eq!(figure(12.0), "12");
-        assert_eq!(figure(0.125), "0.125");
-        assert_eq!(figure(0.1), "0.1");
         assert_eq!(duration(850), "850 ms");
         assert_eq!(duration(12_340), "12.3 s");
         assert_eq!(duration(245_000), "4 min 05 s");

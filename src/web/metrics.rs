@@ -301,6 +301,12 @@ fn hosts(reg: &mut Registry, hosts: &[HostStatus], now_ms: u64) {
         "429 answers of the host since the daemon started (also counted in class 4xx)",
         None,
     );
+    let forbidden: Family<Labels, Counter> = family(
+        reg,
+        "host_forbidden",
+        "403 answers of the host since the daemon started (also counted in class 4xx)",
+        None,
+    );
     let gauges: [(&str, &str, HostGet); 5] = [
         (
             "host_in_flight",
@@ -348,6 +354,7 @@ fn hosts(reg: &mut Registry, hosts: &[HostStatus], now_ms: u64) {
         }
         let hl = labels(&[("host", host)]);
         too_many.get_or_create(&hl).inc_by(c.status_429);
+        forbidden.get_or_create(&hl).inc_by(c.status_403);
         for (f, get) in &gauges {
             f.get_or_create(&hl).set(get(h, now_ms));
         }

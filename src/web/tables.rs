@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::dashboard::{health, Light};
-use super::html::{count, duration, esc, figure, when};
+use super::html::{count, duration, esc, when};
 use crate::control::status::ChannelStatus;
 use crate::control::{HostStatus, Status};
 
@@ -58,16 +58,15 @@ pub fn firing(out: &mut String, status: &Status, now_ms: u64) {
         return;
     }
     out.push_str(
-        r#"<table><tr><th>Target</th><th>Monitor</th><th>Subject</th><th class="r">Value</th><th class="r">Threshold</th><th>Message</th><th>Since</th></tr>"#,
+        r#"<table><tr><th>Target</th><th>Monitor</th><th>Subject</th><th class="r">Figure</th><th>Message</th><th>Since</th></tr>"#,
     );
     for m in firing {
         let _ = write!(
             out,
-            r##"<tr><td><a href="#target-{t}">{t}</a></td><td><b class="bad">{}</b></td><td>{}</td><td class="r num">{}</td><td class="r num">{}</td><td>{}</td><td>"##,
+            r##"<tr><td><a href="#target-{t}">{t}</a></td><td><b class="bad">{}</b></td><td>{}</td><td class="r num">{}</td><td>{}</td><td>"##,
             m.monitor,
             esc(&m.subject),
-            figure(m.value),
-            figure(m.threshold),
+            esc(&m.figures()),
             esc(&m.message),
             t = esc(m.target.as_str()),
         );
@@ -104,7 +103,7 @@ pub fn hosts(out: &mut String, hosts: &[HostStatus], now_ms: u64) {
         return;
     }
     out.push_str(
-        r#"<table><tr><th>Host</th><th class="r">In flight</th><th class="r">Concurrency</th><th class="r">Requests</th><th class="r">2xx</th><th class="r">3xx</th><th class="r">4xx</th><th class="r">5xx</th><th class="r">429</th><th class="r">Errors</th><th>Delay</th><th>State</th></tr>"#,
+        r#"<table><tr><th>Host</th><th class="r">In flight</th><th class="r">Concurrency</th><th class="r">Requests</th><th class="r">2xx</th><th class="r">3xx</th><th class="r">4xx</th><th class="r">5xx</th><th class="r">403</th><th class="r">429</th><th class="r">Errors</th><th>Delay</th><th>State</th></tr>"#,
     );
     for h in hosts {
         let c = &h.counters;
@@ -117,7 +116,7 @@ pub fn hosts(out: &mut String, hosts: &[HostStatus], now_ms: u64) {
         };
         let _ = write!(
             out,
-            r#"<tr><td><code>{}</code></td><td class="r num">{}</td><td class="r num">{} / {}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td>{}</td><td>"#,
+            r#"<tr><td><code>{}</code></td><td class="r num">{}</td><td class="r num">{} / {}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td>{}</td><td>"#,
             esc(h.host.as_str()),
             h.in_flight,
             h.effective,
@@ -127,6 +126,7 @@ pub fn hosts(out: &mut String, hosts: &[HostStatus], now_ms: u64) {
             count(c.status_3xx),
             warn(c.status_4xx),
             warn(c.status_5xx),
+            warn(c.status_403),
             warn(c.status_429),
             warn(c.errors),
             delay(h.delay_ms),

@@ -47,7 +47,7 @@ fn the_dashboard_shows_every_target_with_its_light_and_escapes_everything() {
     assert!(!html.contains("<script"), "the page has no script at all");
     assert!(html.contains("&lt;script&gt;alert(&#39;crawld&#39;)&lt;/script&gt;"));
     // The firing monitors, with their figures; the drop shows in the coverage chart.
-    assert!(html.contains("article.author") && html.contains("value 0.35 · threshold 0.8"));
+    assert!(html.contains("article.author") && html.contains("35 % &lt; 80 %"));
     assert!(
         html.contains("author 38%"),
         "the legend gives the last coverage (30 of 79)"
