@@ -63,7 +63,7 @@ pub fn firing(out: &mut String, status: &Status, now_ms: u64) {
     for m in firing {
         let _ = write!(
             out,
-            r##"<tr><td><a href="#target-{t}">{t}</a></td><td><b class="bad">{}</b></td><td>{}</td><td class="r num">{}</td><td>{}</td><td>"##,
+            r##"<tr><td><a href="#target-{t}">{t}</a></td><td><b class="bad">{}</b></td><td>{}</td><td class="r num nw">{}</td><td>{}</td><td class="nw">"##,
             m.monitor,
             esc(&m.subject),
             esc(&m.figures()),
@@ -116,7 +116,7 @@ pub fn hosts(out: &mut String, hosts: &[HostStatus], now_ms: u64) {
         };
         let _ = write!(
             out,
-            r#"<tr><td><code>{}</code></td><td class="r num">{}</td><td class="r num">{} / {}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td>{}</td><td>"#,
+            r#"<tr><td><code>{}</code></td><td class="r num">{}</td><td class="r num">{} / {}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="nw">{}</td><td class="nw">"#,
             esc(h.host.as_str()),
             h.in_flight,
             h.effective,
