@@ -67,7 +67,7 @@ pub struct HttpConfig {
 /// Why the listener cannot start. Each is a configuration error (exit 78).
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
-    #[error("--http / CRAWLD_HTTP {addr:?} is not an address: write IP:PORT, e.g. 127.0.0.1:9464 (port 0 picks a free one)")]
+    #[error("--http / CRAWLD_HTTP `{addr}` is not an address: write IP:PORT, e.g. 127.0.0.1:9464 (port 0 picks a free one)")]
     BadAddress { addr: String },
     #[error("--http {addr} is not a loopback address: the listener would be reachable from other machines, so it needs a token (--http-token-file PATH or CRAWLD_HTTP_TOKEN, at least {MIN_TOKEN_LEN} characters); or bind 127.0.0.1")]
     NeedsToken { addr: SocketAddr },
