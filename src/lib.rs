@@ -26,6 +26,9 @@
 //! `export` writes items out and `query` runs the reading commands.
 //! `control` holds the types that the daemon's socket server and its client
 //! share, so that imports go one way: `cli` → `daemon` → `control` → `query`.
+//! `web` is the daemon's optional HTTP listener (dashboard, `/metrics`,
+//! `/api/`): the daemon starts it and feeds it through a trait, so it only
+//! imports `control` and `store` types (`daemon` → `web` → `control`).
 
 #![forbid(unsafe_code)]
 
@@ -50,3 +53,4 @@ pub mod retry;
 pub mod robots;
 pub mod store;
 pub mod urlnorm;
+pub mod web;

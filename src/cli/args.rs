@@ -103,6 +103,14 @@ pub(super) enum Command {
         /// Log files kept with --log-dir.
         #[arg(long, default_value_t = 14)]
         log_keep: usize,
+        /// Serve the dashboard, /metrics and /api/ on this address (IP:PORT,
+        /// e.g. 127.0.0.1:9464; port 0 picks a free one).
+        #[arg(long, env = "CRAWLD_HTTP", value_name = "ADDR")]
+        http: Option<String>,
+        /// A file holding the token that every HTTP request must carry (or
+        /// the token itself in CRAWLD_HTTP_TOKEN); required off loopback.
+        #[arg(long, env = "CRAWLD_HTTP_TOKEN_FILE", value_name = "PATH")]
+        http_token_file: Option<PathBuf>,
     },
     /// The running daemon's targets, next fire times, runs and config errors.
     Status {

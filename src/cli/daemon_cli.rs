@@ -51,6 +51,9 @@ fn print_status(s: &Status) {
         s.running,
         s.queued
     );
+    if let Some(addr) = &s.http {
+        outln!("dashboard http://{addr}/ · metrics http://{addr}/metrics");
+    }
     print_firing(s);
     for t in &s.targets {
         outln!("\n{}  ({})", t.name, t.file);

@@ -97,6 +97,8 @@ pub(super) async fn dispatch(command: Command) -> Exit {
             max_runs,
             grace,
             no_watch,
+            http,
+            http_token_file,
             ..
         } => {
             let opts = crate::daemon::Options {
@@ -106,6 +108,10 @@ pub(super) async fn dispatch(command: Command) -> Exit {
                 max_runs,
                 grace: grace.into(),
                 watch: !no_watch,
+                http: http.map(|addr| crate::web::HttpConfig {
+                    addr,
+                    token_file: http_token_file,
+                }),
             };
             crate::daemon::run(opts).await
         }

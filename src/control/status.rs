@@ -29,6 +29,9 @@ pub struct Status {
     /// Alert channels and their deliveries since the daemon started.
     #[serde(default)]
     pub channels: Vec<ChannelStatus>,
+    /// The address of the HTTP listener (`--http`), when it listens.
+    #[serde(default)]
+    pub http: Option<String>,
 }
 
 /// One alert channel.

@@ -21,6 +21,7 @@ mod runs;
 pub mod schedule;
 mod server;
 mod store_handle;
+mod web_source;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ pub struct Options {
     pub grace: Duration,
     /// Watch the configs directory for changes.
     pub watch: bool,
+    /// The dashboard and metrics listener (`--http`), if asked for.
+    pub http: Option<crate::web::HttpConfig>,
 }
 
 /// Quiet period after the last change in the configs directory before a
@@ -92,6 +95,8 @@ struct Daemon {
     task_targets: HashMap<tokio::task::Id, (TargetId, RunMode)>,
     /// Targets removed while running: their runs are stopping.
     stopping: HashSet<TargetId>,
+    /// Where the HTTP listener listens, for the status.
+    http: Option<String>,
     monitors: monitors::Monitors,
 }
 
@@ -110,9 +115,10 @@ struct Inputs {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
-    /// Stops the socket server, which `server` runs.
+    /// Stops the socket server, which `server` runs, and the HTTP listener.
     stop_server: CancellationToken,
     server: tokio::task::JoinHandle<()>,
+    web: Option<tokio::task::JoinHandle<()>>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -153,6 +159,24 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         .map_err(|e| fail(Exit::Failed, e))?;
     let (ctl_tx, ctl_rx) = mpsc::channel(64);
     let stop_server = CancellationToken::new();
+    // Bound before the socket, so that an unusable address stops the start
+    // before anything listens; like a bad socket path, a configuration error.
+    let http = match &opts.http {
+        Some(cfg) => Some(
+            crate::web::bind(cfg)
+                .await
+                .map_err(|e| fail(Exit::Config, e))?,
+        ),
+        None => None,
+    };
+    let http_addr = http.as_ref().map(|b| b.addr.to_string());
+    let web = http.map(|bound| {
+        let source = web_source::WebSource {
+            tx: ctl_tx.clone(),
+            store: store.clone(),
+        };
+        crate::web::serve(bound, source, stop_server.clone())
+    });
     // A socket path that cannot work is a configuration error: no restart fixes it.
     let server = server::serve(&opts.socket, ctl_tx, stop_server.clone())
         .await
@@ -191,6 +215,7 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         tasks: JoinSet::new(),
         task_targets: HashMap::new(),
         stopping: HashSet::new(),
+        http: http_addr,
         monitors: monitors::Monitors::default(),
     };
     let inputs = Inputs {
@@ -203,6 +228,7 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         hup,
         stop_server,
         server,
+        web,
         _watcher: watcher,
     };
     Ok((d, inputs, loaded))
@@ -320,6 +346,9 @@ impl Daemon {
             }
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), inputs.server).await;
+        if let Some(web) = inputs.web {
+            let _ = tokio::time::timeout(Duration::from_secs(2), web).await;
+        }
         let _ = std::fs::remove_file(&self.opts.socket);
         info!("Daemon stopped.");
         exit

@@ -153,6 +153,7 @@ impl Daemon {
             proxy_failures: self.engine.fetcher.proxy_failures(),
             errors: reload::errors_by_file(&self.errors),
             channels: Vec::new(),
+            http: self.http.clone(),
         }
     }
 }

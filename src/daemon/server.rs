@@ -72,7 +72,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// waits when the client reads slowly, so nothing is buffered whole.
 const READ_FRAMES: usize = 8;
 
-type Tx = mpsc::Sender<Request>;
+pub(super) type Tx = mpsc::Sender<Request>;
 
 /// Binds the socket (mode 0660) and serves it until `shutdown`.
 pub async fn serve(
@@ -149,10 +149,14 @@ fn answer<T: serde::Serialize>(r: Result<T, ApiError>) -> Response {
 }
 
 async fn status(State(tx): State<Tx>) -> Response {
-    let (mut status, store) = match ask(&tx, Request::Status).await {
-        Ok(v) => v,
-        Err(e) => return refuse(e),
-    };
+    answer(full_status(&tx).await)
+}
+
+/// The status as `crawld status` shows it: the supervisor's part, then the
+/// last runs, read on the store thread. The HTTP listener's `/api/status`
+/// is this too.
+pub(super) async fn full_status(tx: &Tx) -> Result<Status, ApiError> {
+    let (mut status, store) = ask(tx, Request::Status).await?;
     let ids: Vec<TargetId> = status.targets.iter().map(|t| t.name.clone()).collect();
     let last = store
         .call(move |s| ids.iter().map(|id| s.last_run(id)).collect::<Vec<_>>())
@@ -172,7 +176,7 @@ async fn status(State(tx): State<Tx>) -> Response {
             }
         }
     }
-    Json(status).into_response()
+    Ok(status)
 }
 
 async fn trigger(State(tx): State<Tx>, body: Bytes) -> Response {
