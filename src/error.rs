@@ -10,6 +10,9 @@ pub enum Exit {
     Failed = 1,
     /// Bad command line.
     Usage = 2,
+    /// An alert channel refused the alert or could not be reached
+    /// (sysexits EX_UNAVAILABLE).
+    Unavailable = 69,
     /// Store I/O error or corrupt store (sysexits EX_IOERR).
     Store = 74,
     /// The state dir is held by another process (EX_TEMPFAIL).
@@ -25,6 +28,7 @@ impl Exit {
             Exit::Ok,
             Exit::Failed,
             Exit::Usage,
+            Exit::Unavailable,
             Exit::Store,
             Exit::Locked,
             Exit::Config,

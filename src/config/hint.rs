@@ -8,11 +8,12 @@ use std::fmt;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
 use super::raw::{
-    RawDomain, RawFieldTable, RawFile, RawFollow, RawIdentity, RawItem, RawOutput, RawProfile,
+    RawChannel, RawDomain, RawFieldTable, RawFile, RawFollow, RawIdentity, RawItem, RawOutput,
+    RawProfile,
 };
 
 /// Every table of a config file, as a user writes it, with the keys it takes.
-fn tables() -> [(&'static str, &'static [&'static str]); 8] {
+fn tables() -> [(&'static str, &'static [&'static str]); 9] {
     [
         (
             "at the top of a target file (above its first [table])",
@@ -27,6 +28,7 @@ fn tables() -> [(&'static str, &'static [&'static str]); 8] {
         ("in [profiles.NAME]", keys::<RawProfile>()),
         ("in [output]", keys::<RawOutput>()),
         ("in [domains.\"HOST\"]", keys::<RawDomain>()),
+        ("in [channels.NAME]", keys::<RawChannel>()),
         (
             "in an identity of a profile's identities = [{ … }]",
             keys::<RawIdentity>(),
