@@ -25,6 +25,9 @@ type Key = (MonitorKind, String);
 /// the target's whole current list of monitor states (by monitor, then
 /// subject). `states` holds, per monitor of `scope`, one ok state with an
 /// empty subject or one firing state per firing subject.
+///
+/// It reads and writes the store (one batch, flushed): call it off the
+/// async threads, then [`super::Delivery::kick`] the daemon's delivery.
 pub fn observe(
     store: &Store,
     target: &TargetId,
