@@ -193,6 +193,9 @@ fn a_reopened_store_neither_resends_nor_forgets() {
     let reader = Store::open_read(dir.path()).unwrap();
     let states = reader.monitor_states(&t()).unwrap();
     assert_eq!((states.len(), states[0].state), (1, Health::Ok));
+    // `crawld store check` knows the alert records and the outbox.
+    let check = reader.check().unwrap();
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
 }
 
 #[test]
