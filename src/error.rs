@@ -10,6 +10,8 @@ pub enum Exit {
     Failed = 1,
     /// Bad command line.
     Usage = 2,
+    /// A monitor fires (`crawld crawl --fail-on-alert`).
+    Alert = 3,
     /// An alert channel refused the alert or could not be reached
     /// (sysexits EX_UNAVAILABLE).
     Unavailable = 69,
@@ -28,6 +30,7 @@ impl Exit {
             Exit::Ok,
             Exit::Failed,
             Exit::Usage,
+            Exit::Alert,
             Exit::Unavailable,
             Exit::Store,
             Exit::Locked,

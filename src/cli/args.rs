@@ -48,6 +48,13 @@ pub(super) enum Command {
         /// No progress bar, even on a terminal.
         #[arg(long)]
         no_progress: bool,
+        /// Exit 3 when a monitor fires at the end of the run (for cron and CI).
+        #[arg(long)]
+        fail_on_alert: bool,
+        /// Send alerts to the target's channels for monitors that start
+        /// firing or resolve, as the daemon would.
+        #[arg(long)]
+        alert: bool,
         #[command(flatten)]
         configs: ConfigsArg,
         #[command(flatten)]

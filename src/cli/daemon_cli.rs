@@ -51,6 +51,7 @@ fn print_status(s: &Status) {
         s.running,
         s.queued
     );
+    print_firing(s);
     for t in &s.targets {
         outln!("\n{}  ({})", t.name, t.file);
         if t.stale {
@@ -89,6 +90,9 @@ fn print_status(s: &Status) {
         if let Some(e) = &t.last_run_error {
             outln!("  last run: cannot be read: {e}");
         }
+        for line in crate::monitor::render(&t.monitors).lines() {
+            outln!("  {line}");
+        }
     }
     if !s.hosts.is_empty() {
         outln!("\nhosts (since the daemon started):");
@@ -122,6 +126,24 @@ fn print_status(s: &Status) {
         for e in s.errors.values().flatten() {
             outln!("error: {e}");
         }
+    }
+}
+
+/// Every firing monitor first: what needs a person.
+fn print_firing(s: &Status) {
+    let firing: Vec<_> = s
+        .targets
+        .iter()
+        .flat_map(|t| t.monitors.iter().filter(|m| m.firing()))
+        .collect();
+    if firing.is_empty() {
+        return;
+    }
+    outln!("\n{} monitor(s) firing:", firing.len());
+    for m in firing {
+        let figures = m.figures();
+        let sep = if figures.is_empty() { "" } else { "  " };
+        outln!("  {} {}{sep}{figures}: {}", m.target, m.label(), m.message);
     }
 }
 

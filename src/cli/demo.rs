@@ -71,7 +71,15 @@ pub async fn run(
         Ok(s) => s,
         Err(exit) => return exit,
     };
-    let exit = crawl_target(store, state, target, RunMode::Full, true).await;
+    let exit = crawl_target(
+        store,
+        state,
+        target,
+        RunMode::Full,
+        true,
+        Default::default(),
+    )
+    .await;
     server.abort();
     exit
 }

@@ -32,6 +32,8 @@ pub(super) async fn dispatch(command: Command) -> Exit {
             target,
             full,
             no_progress,
+            fail_on_alert,
+            alert,
             configs,
             state,
         } => {
@@ -40,7 +42,11 @@ pub(super) async fn dispatch(command: Command) -> Exit {
             } else {
                 RunMode::Incremental
             };
-            crawl(&configs.dir(), &state, &target, mode, !no_progress).await
+            let watch = super::Watch {
+                fail_on_alert,
+                alert,
+            };
+            crawl(&configs.dir(), &state, &target, mode, !no_progress, watch).await
         }
         Command::Export {
             target,

@@ -39,6 +39,7 @@ use crate::control::{self, client::Client};
 use crate::crawl::{self, Engine};
 use crate::error::Exit;
 use crate::ids::TargetId;
+use crate::monitor;
 use crate::report::{self, ProgressView};
 use crate::store::{RunMode, RunStatus, Store, StoreError};
 
@@ -308,12 +309,22 @@ pub(crate) fn cancel_on_signals() -> CancellationToken {
     token
 }
 
+/// What `crawld crawl` does with its monitors.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Watch {
+    /// Exit 3 when a monitor fires.
+    pub fail_on_alert: bool,
+    /// Send the alerts of monitors that change state to the target's channels.
+    pub alert: bool,
+}
+
 pub(crate) async fn crawl_target(
     store: Arc<Store>,
     state: &Path,
     target: Arc<Target>,
     mode: RunMode,
     progress: bool,
+    watch: Watch,
 ) -> Exit {
     let engine = Engine::default();
     let view = ProgressView::new(progress);
@@ -328,16 +339,19 @@ pub(crate) async fn crawl_target(
                 .filter_map(Result::ok)
                 .collect();
             out!("{}", report::summary(&run, &failures));
+            let firing = judge(&store, &target, &run, watch).await;
             outln!(
                 "Items are in {}; export them with: crawld export {} --state {} --format jsonl",
                 state.display(),
                 target.id,
                 state.display()
             );
-            if run.status == RunStatus::Completed {
-                Exit::Ok
-            } else {
+            if run.status != RunStatus::Completed {
                 Exit::Failed
+            } else if firing && watch.fail_on_alert {
+                Exit::Alert
+            } else {
+                Exit::Ok
             }
         }
         Err(crawl::RunError::Store(e)) => {
@@ -348,12 +362,42 @@ pub(crate) async fn crawl_target(
     }
 }
 
+/// Evaluates the run-end monitors of a foreground run and prints them;
+/// true when one fires.
+async fn judge(
+    store: &Arc<Store>,
+    target: &Arc<Target>,
+    run: &crate::store::RunRecord,
+    watch: Watch,
+) -> bool {
+    let (s, t, r) = (store.clone(), target.clone(), run.clone());
+    let judged = tokio::task::spawn_blocking(move || monitor::judge_run(&s, &t, &r, false)).await;
+    let states = match judged {
+        Ok(Ok(states)) => states,
+        Ok(Err(e)) => {
+            eprintln!("warning: the monitors were not evaluated: {e}");
+            return false;
+        }
+        Err(e) => {
+            eprintln!("warning: the monitors were not evaluated: {e}");
+            return false;
+        }
+    };
+    out!("{}", monitor::render(&states));
+    if watch.alert {
+        // Wired to the alert channels when they land.
+        eprintln!("warning: --alert is not available yet");
+    }
+    states.iter().any(|s| s.firing())
+}
+
 async fn crawl(
     configs: &Path,
     state: &StateArg,
     name: &str,
     mode: RunMode,
     progress: bool,
+    watch: Watch,
 ) -> Exit {
     let target = match pick_target(configs, name) {
         Ok(t) => t,
@@ -372,5 +416,5 @@ async fn crawl(
         }
         Err(e) => return store_failed(e),
     };
-    crawl_target(store, &dir, target, mode, progress).await
+    crawl_target(store, &dir, target, mode, progress, watch).await
 }

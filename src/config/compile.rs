@@ -100,14 +100,25 @@ pub fn target(
     let timing = timing(&mut c, raw);
     let keep = keep(&mut c, raw);
     let alerts = alerts(&mut c, raw, cx);
-    let (true, Some(profile), Some(max_pages), Some(follow), Some(timing), Some(keep)) = (
+    let monitor = super::monitor::compile(&mut c, raw.monitor.as_ref(), &items);
+    let (
+        true,
+        Some(profile),
+        Some(max_pages),
+        Some(follow),
+        Some(timing),
+        Some(keep),
+        Some(monitor),
+    ) = (
         c.errors.is_empty(),
         profile,
         max_pages,
         follow,
         timing,
         keep,
-    ) else {
+        monitor,
+    )
+    else {
         return Err(c.errors);
     };
     Ok(Target {
@@ -129,6 +140,7 @@ pub fn target(
         keep_versions: keep.versions,
         keep_runs: keep.runs,
         changes_jsonl: keep.changes_jsonl,
+        monitor,
         fingerprint: fingerprint(&src.text),
         timezone: timing.timezone,
         catch_up: timing.catch_up,

@@ -349,6 +349,7 @@ fn first_target_key(raw: &RawFile) -> Option<(&'static str, std::ops::Range<usiz
         ),
         ("keep_runs", raw.keep_runs.as_ref().map(|v| v.span())),
         ("output", raw.output.as_ref().map(|v| v.span())),
+        ("monitor", raw.monitor.as_ref().map(|v| v.span())),
         ("alerts", raw.alerts.as_ref().map(|v| v.span())),
     ];
     spans

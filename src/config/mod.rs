@@ -14,6 +14,7 @@ mod hint;
 mod identity;
 mod items;
 mod load;
+mod monitor;
 mod profile;
 mod raw;
 mod schedule;
@@ -37,6 +38,7 @@ pub use channel::{
 pub use error::{ConfigError, ConfigErrors, Position};
 pub use identity::{Identity, ProxyUrl};
 pub use load::{is_config_file, load_dir, load_dir_with_env, load_files, ConfigFiles, LoadReport};
+pub use monitor::MonitorConfig;
 pub use profile::{
     builtins, DelayRange, Profile, BUILTIN_ADAPTIVE, BUILTIN_PROFILES, DEFAULT_PROFILE,
 };
@@ -118,6 +120,8 @@ pub struct Target {
     pub keep_runs: usize,
     /// `[output] changes_jsonl`: a path under the state dir, with `{target}` and `{run}`.
     pub changes_jsonl: Option<String>,
+    /// `[monitor]`: the thresholds of the target's monitors.
+    pub monitor: MonitorConfig,
     /// Zone the cron expressions are read in.
     pub timezone: chrono_tz::Tz,
     pub catch_up: CatchUp,

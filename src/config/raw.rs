@@ -33,6 +33,7 @@ pub struct RawFile {
     pub keep_versions: Option<Spanned<i64>>,
     pub keep_runs: Option<Spanned<i64>>,
     pub output: Option<Spanned<RawOutput>>,
+    pub monitor: Option<Spanned<RawMonitor>>,
     pub allow_private_networks: Option<bool>,
     pub alerts: Option<Spanned<Vec<Spanned<String>>>>,
     pub domains: Option<Spanned<IndexMap<String, Spanned<RawDomain>>>>,
@@ -40,6 +41,23 @@ pub struct RawFile {
     pub profiles: IndexMap<String, Spanned<RawProfile>>,
     #[serde(default)]
     pub channels: IndexMap<String, Spanned<RawChannel>>,
+}
+
+/// `[monitor]`: thresholds of the target's monitors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitor {
+    pub failure_rate: Option<Spanned<f64>>,
+    pub min_pages: Option<Spanned<i64>>,
+    pub min_items: Option<Spanned<i64>>,
+    pub item_drop: Option<Spanned<f64>>,
+    pub coverage_drop: Option<Spanned<f64>>,
+    pub min_coverage: Option<Spanned<IndexMap<String, Spanned<f64>>>>,
+    pub baseline_runs: Option<Spanned<i64>>,
+    pub overdue: Option<Spanned<f64>>,
+    pub repeat: Option<Spanned<String>>,
+    pub blocked_share: Option<Spanned<f64>>,
+    pub disable: Option<Vec<Spanned<String>>>,
 }
 
 /// `[output]`: files written when a run ends.

@@ -1,6 +1,8 @@
 //! What a fetched URL becomes: its counts, the links it admits to the
 //! frontier, and the record to commit, one method per kind of answer.
 
+use std::collections::BTreeMap;
+
 use tracing::{debug, warn};
 use url::Url;
 
@@ -11,7 +13,7 @@ use crate::extract::PageExtract;
 use crate::failure::Failure;
 use crate::fetcher::{FetchError, Response};
 use crate::frontier::{normalize_url, Frontier, QueuedUrl, Refusal};
-use crate::store::{now_ms, PageCommit, PageOutcome, PageRecord, RunCounts};
+use crate::store::{now_ms, KindCoverage, PageCommit, PageOutcome, PageRecord, RunCounts};
 
 /// Counts an outcome, feeds its links to the frontier and returns what to commit.
 pub(super) fn record_outcome(
@@ -157,6 +159,7 @@ impl Recorder<'_> {
         let mut items = Vec::new();
         if let Some(page) = extract {
             self.counts.items_invalid += page.invalid.len() as u64;
+            count_coverage(&mut self.counts.coverage, &page);
             self.live.items += page.items.len() as u64;
             links = page.links.iter().map(|l| l.as_str().to_owned()).collect();
             self.offer(page.links);
@@ -223,6 +226,55 @@ impl Recorder<'_> {
             },
             // A server error says nothing about the page: keep what we knew.
             failed => failed,
+        }
+    }
+}
+
+/// Adds the items of a page to the run's field coverage: every item counts,
+/// invalid ones too, since a field that stopped matching makes items invalid.
+fn count_coverage(coverage: &mut BTreeMap<String, KindCoverage>, page: &PageExtract) {
+    fn kind<'a>(
+        c: &'a mut BTreeMap<String, KindCoverage>,
+        name: &str,
+    ) -> Option<&'a mut KindCoverage> {
+        // Allocates a key once per kind and run, not once per item.
+        if !c.contains_key(name) {
+            c.insert(name.to_owned(), KindCoverage::default());
+        }
+        c.get_mut(name)
+    }
+    fn found(c: &mut KindCoverage, field: &str) {
+        match c.fields.get_mut(field) {
+            Some(n) => *n += 1,
+            None => {
+                c.fields.insert(field.to_owned(), 1);
+            }
+        }
+    }
+    for item in &page.items {
+        let Some(c) = kind(coverage, &item.kind) else {
+            continue;
+        };
+        c.items += 1;
+        for (field, v) in &item.value {
+            if crate::extract::is_present(v) {
+                found(c, field);
+            } else if !c.fields.contains_key(field) {
+                // A field never found still shows, at 0 %.
+                c.fields.insert(field.clone(), 0);
+            }
+        }
+    }
+    for item in &page.invalid {
+        let Some(c) = kind(coverage, &item.kind) else {
+            continue;
+        };
+        c.items += 1;
+        for field in &item.present {
+            found(c, field);
+        }
+        for field in &item.missing {
+            c.fields.entry(field.clone()).or_insert(0);
         }
     }
 }

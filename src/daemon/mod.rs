@@ -14,6 +14,7 @@
 //! the store thread ([`store_handle`]) and their results come back as events.
 
 mod catch_up;
+mod monitors;
 pub mod reload;
 mod requests;
 mod runs;
@@ -66,6 +67,11 @@ const QUIET: Duration = Duration::from_millis(500);
 enum Event {
     /// Which newly added targets need a catch-up run.
     CatchUp(catch_up::Verdicts),
+    /// A target's stored monitors and last completed run, read when the
+    /// daemon began to watch it.
+    Known(TargetId, monitors::Known),
+    /// New states of a target's monitors.
+    Judged(TargetId, Vec<crate::monitor::MonitorState>),
 }
 
 struct Daemon {
@@ -87,6 +93,7 @@ struct Daemon {
     task_targets: HashMap<tokio::task::Id, (TargetId, RunMode)>,
     /// Targets removed while running: their runs are stopping.
     stopping: HashSet<TargetId>,
+    monitors: monitors::Monitors,
     /// Alert delivery, and the channel set it delivers to.
     delivery: Delivery,
     channels: tokio::sync::watch::Sender<ChannelMap>,
@@ -191,6 +198,7 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         tasks: JoinSet::new(),
         task_targets: HashMap::new(),
         stopping: HashSet::new(),
+        monitors: monitors::Monitors::default(),
         delivery,
         channels,
     };
@@ -246,6 +254,9 @@ impl Daemon {
         let mut watchdog_tick =
             tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
         let mut reload_at: Option<tokio::time::Instant> = None;
+        let mut clock_every = self.clock_tick();
+        let mut clock = tokio::time::interval(clock_every);
+        clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let quiet = async {
                 match reload_at {
@@ -273,6 +284,16 @@ impl Daemon {
                 Some(done) = self.tasks.join_next_with_id() => self.joined(done),
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+                _ = clock.tick() => {
+                    self.clock();
+                    // A reload may have brought a shorter schedule.
+                    let every = self.clock_tick();
+                    if every != clock_every {
+                        clock_every = every;
+                        clock = tokio::time::interval(every);
+                        clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    }
                 }
             }
         }
@@ -317,7 +338,14 @@ impl Daemon {
     fn event(&mut self, event: Event) {
         match event {
             Event::CatchUp(verdicts) => self.caught_up(verdicts),
+            Event::Known(id, known) => self.known(id, known),
+            Event::Judged(id, states) => self.judged(id, states),
         }
+    }
+
+    fn clock_tick(&self) -> Duration {
+        let targets: Vec<Arc<Target>> = self.set.targets.values().cloned().collect();
+        monitors::tick_for(&targets)
     }
 
     fn last_good(&self) -> PathBuf {
@@ -358,6 +386,7 @@ impl Daemon {
         let diff = reload::diff(&self.set, &loaded.set);
         for id in &diff.removed {
             info!(target = %id, "Target removed: unscheduled.");
+            self.forget_monitors(id);
             self.scheduler.disarm(id).await;
             self.queue.retain(|(t, _)| t != id);
             self.full_after.remove(id);
@@ -387,6 +416,7 @@ impl Daemon {
         if let Err(e) = reload::save_last_good(&self.last_good(), &loaded_good) {
             warn!(error = %e, "Cannot keep the last good configs in the state dir.");
         }
+        self.watch_monitors(&diff.added);
         diff.added
     }
 

@@ -132,7 +132,7 @@ impl Daemon {
                     stale: self.stale.contains(&t.id),
                     last_run: None,
                     last_run_error: None,
-                    monitors: Vec::new(),
+                    monitors: self.monitors.states.get(&t.id).cloned().unwrap_or_default(),
                 }
             })
             .collect();

@@ -67,6 +67,8 @@ pub(super) struct Running {
     pub live: Arc<LiveRun>,
     pub record: watch::Receiver<Recorded>,
     pub started: Instant,
+    /// Set when `max_duration` stopped the run.
+    pub timed_out: Arc<AtomicBool>,
 }
 
 impl Running {
@@ -160,15 +162,18 @@ impl Daemon {
         let cancel = CancellationToken::new();
         let ended = CancellationToken::new();
         let live = Arc::new(LiveRun::default());
+        let timed_out = Arc::new(AtomicBool::new(false));
         if let Some(max) = target.max_duration {
             // A run past max_duration stops (and checkpoints) so it cannot silence later firings.
             let c = cancel.clone();
             let tid = id.clone();
+            let flag = timed_out.clone();
             tokio::spawn(async move {
                 tokio::select! {
                     _ = tokio::time::sleep(max) => {
                         if !c.is_cancelled() {
                             warn!(target = %tid, ?max, "Run reached max_duration: stopping it; it resumes at its next start.");
+                            flag.store(true, Ordering::Relaxed);
                             c.cancel();
                         }
                     }
@@ -208,6 +213,7 @@ impl Daemon {
                 live,
                 record,
                 started: Instant::now(),
+                timed_out,
             },
         );
     }
@@ -231,11 +237,20 @@ impl Daemon {
     }
 
     fn finished(&mut self, (id, mode, result): RunResult) {
-        self.running.remove(&id);
-        self.stopping.remove(&id);
+        let timed_out = self
+            .running
+            .remove(&id)
+            .is_some_and(|r| r.timed_out.load(Ordering::Relaxed));
+        let removed = self.stopping.remove(&id);
         match result {
             Ok(run) => {
-                info!(target = %id, run = %run.id, status = crate::query::status_name(run.status), pages = run.counts.pages_fetched, "Run ended.")
+                info!(target = %id, run = %run.id, status = crate::query::status_name(run.status), pages = run.counts.pages_fetched, "Run ended.");
+                // A run stopped because the daemon stops, or its target went,
+                // says nothing of the target's health.
+                let stopped = run.status == RunStatus::Interrupted && !timed_out;
+                if !removed && !stopped {
+                    self.judge_run(run, timed_out);
+                }
             }
             Err(e) => error!(target = %id, mode = mode_name(mode), error = %e, "Run failed."),
         }

@@ -34,6 +34,18 @@ pub struct Item {
 pub struct InvalidItem {
     pub kind: String,
     pub missing: Vec<String>,
+    /// The fields it had, for the run's field coverage.
+    pub present: Vec<String>,
+}
+
+/// Whether a field value counts as found: absent fields are `null`, or
+/// `[]` with `many`.
+pub fn is_present(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Array(a) => !a.is_empty(),
+        _ => true,
+    }
 }
 
 /// Everything extracted from one page.
@@ -232,9 +244,15 @@ fn item(
                     }
                 }
             }
+            let present = value
+                .iter()
+                .filter(|(_, v)| is_present(v))
+                .map(|(k, _)| k.clone())
+                .collect();
             out.invalid.push(InvalidItem {
                 kind: kind.name.clone(),
                 missing,
+                present,
             });
         }
     }

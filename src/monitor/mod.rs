@@ -4,11 +4,18 @@
 //! clock monitors by the daemon between runs. `alert` turns changes of state
 //! into notices; status, the dashboard and the metrics show the states.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{RunId, TargetId};
+use crate::config::Target;
+use crate::failure::Failure;
+use crate::ids::{HostKey, RunId, TargetId};
+use crate::store::{RunMode, RunRecord, RunStatus, Store, StoreError};
+
+mod evaluate;
+pub use evaluate::{after_run, attempted, config_broken, items_of, overdue, RunFacts};
 
 /// The monitors crawld has. Their names are stable: they are in the store,
 /// in alerts, in metrics labels and in `[monitor]` keys.
@@ -121,3 +128,135 @@ impl MonitorState {
         (&self.target, self.monitor, &self.subject)
     }
 }
+
+/// The run-end monitors of a run that ended, judged against the target's
+/// earlier runs in `store`.
+pub fn judge_run(
+    store: &Store,
+    target: &Target,
+    run: &RunRecord,
+    timed_out: bool,
+) -> Result<Vec<MonitorState>, StoreError> {
+    let keep = target.monitor.baseline_runs;
+    let mut history: Vec<RunRecord> = Vec::new();
+    for r in store.runs(&target.id) {
+        let r = r?;
+        if r.id < run.id && r.status == RunStatus::Completed {
+            history.push(r);
+        }
+    }
+    // Only the baseline's runs of each mode are needed.
+    let mut kept = Vec::with_capacity(2 * keep);
+    for mode in [RunMode::Full, RunMode::Incremental] {
+        let of_mode: Vec<&RunRecord> = history.iter().filter(|r| r.mode == mode).collect();
+        let skip = of_mode.len().saturating_sub(keep);
+        kept.extend(of_mode.into_iter().skip(skip).cloned());
+    }
+    kept.sort_by_key(|r| r.id);
+    let mut robots = BTreeMap::new();
+    if run.counts.errors.contains_key(&Failure::RobotsUnavailable) {
+        for f in store.failures(&target.id, run.id) {
+            let f = f?;
+            if f.kind != Failure::RobotsUnavailable {
+                continue;
+            }
+            let host = url::Url::parse(&f.url)
+                .ok()
+                .and_then(|u| HostKey::of(&u))
+                .map_or_else(|| "(no host)".to_owned(), |h| h.as_str().to_owned());
+            *robots.entry(host).or_insert(0u64) += 1;
+        }
+    }
+    Ok(after_run(
+        target,
+        &RunFacts {
+            run,
+            history: &kept,
+            robots_unavailable: &robots,
+            timed_out,
+        },
+    ))
+}
+
+impl MonitorState {
+    /// The figure and its threshold as a person reads them: shares in per
+    /// cent, durations in time, counts as counts.
+    pub fn figures(&self) -> String {
+        let pct = |x: f64| format!("{:.0} %", x * 100.0);
+        let secs = |x: f64| {
+            humantime::format_duration(std::time::Duration::from_secs(x as u64)).to_string()
+        };
+        let (v, t, cmp) = match self.monitor {
+            MonitorKind::FailureRate => (pct(self.value), pct(self.threshold), ">"),
+            MonitorKind::FieldCoverage => (pct(self.value), pct(self.threshold), "<"),
+            MonitorKind::HostBlocked => (pct(self.value), pct(self.threshold), "≥"),
+            MonitorKind::ItemCount => (
+                format!("{:.0}", self.value),
+                format!("{:.0}", self.threshold),
+                "<",
+            ),
+            MonitorKind::Overdue => (secs(self.value), secs(self.threshold), ">"),
+            MonitorKind::RunFailed | MonitorKind::ConfigBroken => {
+                return String::new();
+            }
+        };
+        if self.firing() {
+            format!("{v} {cmp} {t}")
+        } else {
+            v
+        }
+    }
+
+    /// `monitor` or `monitor KIND.FIELD` / `monitor HOST`.
+    pub fn label(&self) -> String {
+        if self.subject.is_empty() {
+            self.monitor.name().to_owned()
+        } else {
+            format!("{} {}", self.monitor.name(), self.subject)
+        }
+    }
+}
+
+/// The monitors as lines of text: one per firing state, then the ok ones
+/// on one line. Empty without states.
+pub fn render(states: &[MonitorState]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if states.is_empty() {
+        return out;
+    }
+    let firing: Vec<&MonitorState> = states.iter().filter(|s| s.firing()).collect();
+    let _ = writeln!(
+        out,
+        "Monitors: {}",
+        if firing.is_empty() {
+            "all ok".to_owned()
+        } else {
+            format!("{} firing", firing.len())
+        }
+    );
+    for s in &firing {
+        let figures = s.figures();
+        let sep = if figures.is_empty() { "" } else { "  " };
+        let _ = writeln!(out, "  FIRING {}{sep}{figures}: {}", s.label(), s.message);
+    }
+    let ok: Vec<String> = states
+        .iter()
+        .filter(|s| !s.firing() && !firing.iter().any(|f| f.monitor == s.monitor))
+        .map(|s| {
+            let figures = s.figures();
+            if figures.is_empty() {
+                s.monitor.name().to_owned()
+            } else {
+                format!("{} {figures}", s.monitor.name())
+            }
+        })
+        .collect();
+    if !ok.is_empty() {
+        let _ = writeln!(out, "  ok     {}", ok.join(" · "));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -129,6 +129,8 @@ pub struct AnswerCounts {
     pub status_4xx: u64,
     pub status_5xx: u64,
     pub status_429: u64,
+    /// 403 Forbidden answers (also in `status_4xx`), for `host_blocked`.
+    pub status_403: u64,
     pub errors: u64,
 }
 
@@ -143,8 +145,10 @@ impl AnswerCounts {
             Some(400..=499) => self.status_4xx += 1,
             Some(_) => self.status_5xx += 1,
         }
-        if status == Some(429) {
-            self.status_429 += 1;
+        match status {
+            Some(429) => self.status_429 += 1,
+            Some(403) => self.status_403 += 1,
+            _ => {}
         }
     }
 
@@ -155,6 +159,7 @@ impl AnswerCounts {
         self.status_4xx += o.status_4xx;
         self.status_5xx += o.status_5xx;
         self.status_429 += o.status_429;
+        self.status_403 += o.status_403;
         self.errors += o.errors;
     }
 }

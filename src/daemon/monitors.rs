@@ -1,0 +1,267 @@
+//! The daemon's monitors. The run-end ones are judged on the store thread
+//! when a run ends; the clock ones (`overdue`, `config_broken`) on a tick
+//! between runs. Every judgement goes through `alert::observe`, which keeps
+//! the states in the store and queues the alerts of those that changed; the
+//! supervisor keeps the latest states for `status`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::warn;
+
+use super::schedule::next_fire;
+use super::{Daemon, Event};
+use crate::config::{Target, TargetSet};
+use crate::ids::TargetId;
+use crate::monitor::{self, MonitorKind, MonitorState};
+use crate::store::{now_ms, RunRecord, RunStatus, Store, StoreError};
+
+/// A firing clock monitor is observed again after this long, so that its
+/// figure in the status stays fresh and a repeat is sent when due.
+const CLOCK_REFRESH: Duration = Duration::from_secs(60);
+
+/// The clock's tick: fine enough to notice a short schedule's grace, never
+/// busier than once a second.
+pub(super) fn tick_for(targets: &[Arc<Target>]) -> Duration {
+    targets
+        .iter()
+        .filter_map(|t| interval(t).map(|i| i.mul_f64(t.monitor.overdue) / 10))
+        .min()
+        .unwrap_or(Duration::from_secs(30))
+        .clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+/// The shortest interval between two firings of the target's schedules.
+fn interval(t: &Target) -> Option<Duration> {
+    let now = chrono::Utc::now();
+    [&t.schedule, &t.full_schedule]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| {
+            let a = next_fire(s, t.timezone, now)?;
+            let b = next_fire(s, t.timezone, a)?;
+            (b - a).to_std().ok()
+        })
+        .min()
+}
+
+/// What the supervisor knows of the monitors.
+#[derive(Default)]
+pub(super) struct Monitors {
+    /// Each target's monitors as last observed.
+    pub states: HashMap<TargetId, Vec<MonitorState>>,
+    /// The end of each target's last completed run, or when the daemon began
+    /// to watch it: `overdue` counts from there.
+    reference_ms: HashMap<TargetId, u64>,
+    /// The clock monitors' firing flags as last observed, and when.
+    clock_seen: HashMap<TargetId, (Vec<bool>, Instant)>,
+}
+
+/// What the store thread reads for a target the daemon begins to watch.
+pub(super) struct Known {
+    pub states: Vec<MonitorState>,
+    pub last_completed_ms: Option<u64>,
+}
+
+fn known(store: &Store, id: &TargetId) -> Result<Known, StoreError> {
+    let mut last_completed_ms = None;
+    for r in store.runs(id) {
+        let r = r?;
+        if r.status == RunStatus::Completed {
+            last_completed_ms = r.ended_ms.or(last_completed_ms);
+        }
+    }
+    Ok(Known {
+        states: stored_states(store, id)?,
+        last_completed_ms,
+    })
+}
+
+impl Daemon {
+    /// Reads the stored monitors of targets the daemon begins to watch.
+    pub(super) fn watch_monitors(&mut self, added: &[Arc<Target>]) {
+        let now = now_ms();
+        for t in added {
+            self.monitors
+                .reference_ms
+                .entry(t.id.clone())
+                .or_insert(now);
+            let (id, events) = (t.id.clone(), self.events.clone());
+            let read = self
+                .store
+                .call(move |s| known(s, &id).map_err(|e| e.to_string()));
+            let id = t.id.clone();
+            tokio::spawn(async move {
+                match read.await {
+                    Ok(Ok(k)) => {
+                        let _ = events.send(Event::Known(id, k));
+                    }
+                    Ok(Err(e)) => {
+                        warn!(target = %id, error = %e, "Cannot read the target's monitors.")
+                    }
+                    Err(e) => warn!(target = %id, error = %e, "Cannot read the target's monitors."),
+                }
+            });
+        }
+    }
+
+    pub(super) fn known(&mut self, id: TargetId, k: Known) {
+        if let Some(end) = k.last_completed_ms {
+            self.monitors.reference_ms.insert(id.clone(), end);
+        }
+        if !k.states.is_empty() {
+            self.monitors.states.entry(id).or_insert(k.states);
+        }
+    }
+
+    /// Targets removed from the configs: nothing more to show or judge.
+    pub(super) fn forget_monitors(&mut self, id: &TargetId) {
+        self.monitors.states.remove(id);
+        self.monitors.reference_ms.remove(id);
+        self.monitors.clock_seen.remove(id);
+    }
+
+    /// A run ended: judge its monitors on the store thread.
+    pub(super) fn judge_run(&mut self, run: RunRecord, timed_out: bool) {
+        let Some(target) = self.set.targets.get(&run.target).cloned() else {
+            return;
+        };
+        if run.status == RunStatus::Completed {
+            let end = run.ended_ms.unwrap_or_else(now_ms);
+            self.monitors.reference_ms.insert(run.target.clone(), end);
+        }
+        let channels = channels_for(&self.set, &target);
+        let events = self.events.clone();
+        let judged = self.store.call(move |s| {
+            let states = monitor::judge_run(s, &target, &run, timed_out)?;
+            observe(
+                s,
+                &target.id,
+                &channels,
+                target.monitor.repeat,
+                &MonitorKind::RUN_END,
+                states,
+                now_ms(),
+            )
+            .map(|states| (target.id.clone(), states))
+        });
+        tokio::spawn(async move {
+            match judged.await {
+                Ok(Ok((id, states))) => {
+                    let _ = events.send(Event::Judged(id, states));
+                }
+                Ok(Err(e)) => warn!(error = %e, "The monitors of a run were not judged."),
+                Err(e) => warn!(error = %e, "The monitors of a run were not judged."),
+            }
+        });
+    }
+
+    /// New states from the store thread.
+    pub(super) fn judged(&mut self, id: TargetId, states: Vec<MonitorState>) {
+        if self.set.targets.contains_key(&id) {
+            // Monitors the judgement did not cover keep their states.
+            let mine = self.monitors.states.entry(id).or_default();
+            mine.retain(|old| !states.iter().any(|new| new.monitor == old.monitor));
+            mine.extend(states);
+            mine.sort_by(|a, b| a.monitor.cmp(&b.monitor).then(a.subject.cmp(&b.subject)));
+        }
+    }
+
+    /// The clock's tick: `overdue` and `config_broken` of every target,
+    /// observed when a flag changed or a firing one is due for a refresh.
+    pub(super) fn clock(&mut self) {
+        let now = now_ms();
+        let errors = super::reload::errors_by_file(&self.errors);
+        let targets: Vec<Arc<Target>> = self.set.targets.values().cloned().collect();
+        for t in targets {
+            let reference = *self
+                .monitors
+                .reference_ms
+                .entry(t.id.clone())
+                .or_insert(now);
+            let file_errors = if self.stale.contains(&t.id) {
+                errors
+                    .get(&t.file.display().to_string())
+                    .cloned()
+                    .unwrap_or_else(|| vec!["its file has errors".to_owned()])
+            } else {
+                Vec::new()
+            };
+            let states: Vec<MonitorState> = [
+                monitor::overdue(&t, interval(&t), reference, now),
+                monitor::config_broken(&t, &file_errors),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let flags: Vec<bool> = states.iter().map(MonitorState::firing).collect();
+            let due = match self.monitors.clock_seen.get(&t.id) {
+                None => true,
+                Some((seen, at)) => {
+                    *seen != flags || (flags.contains(&true) && at.elapsed() >= CLOCK_REFRESH)
+                }
+            };
+            if !due {
+                continue;
+            }
+            self.monitors
+                .clock_seen
+                .insert(t.id.clone(), (flags, Instant::now()));
+            self.observe_clock(&t, states);
+        }
+    }
+
+    fn observe_clock(&mut self, t: &Arc<Target>, states: Vec<MonitorState>) {
+        let channels = channels_for(&self.set, t);
+        let (id, repeat, events) = (t.id.clone(), t.monitor.repeat, self.events.clone());
+        let observed = self.store.call(move |s| {
+            observe(
+                s,
+                &id,
+                &channels,
+                repeat,
+                &MonitorKind::CLOCK,
+                states,
+                now_ms(),
+            )
+            .map(|states| (id, states))
+        });
+        tokio::spawn(async move {
+            match observed.await {
+                Ok(Ok((id, states))) => {
+                    let _ = events.send(Event::Judged(id, states));
+                }
+                Ok(Err(e)) => warn!(error = %e, "The clock monitors were not recorded."),
+                Err(e) => warn!(error = %e, "The clock monitors were not recorded."),
+            }
+        });
+    }
+}
+
+// Until the alert module lands: no channels, no persistence.
+fn channels_for(_set: &TargetSet, _t: &Target) -> Vec<String> {
+    Vec::new()
+}
+
+fn observe(
+    _store: &Store,
+    _id: &TargetId,
+    _channels: &[String],
+    _repeat: Duration,
+    _scope: &[MonitorKind],
+    states: Vec<MonitorState>,
+    now: u64,
+) -> Result<Vec<MonitorState>, StoreError> {
+    Ok(states
+        .into_iter()
+        .map(|mut s| {
+            s.since_ms = now;
+            s
+        })
+        .collect())
+}
+
+fn stored_states(_store: &Store, _id: &TargetId) -> Result<Vec<MonitorState>, StoreError> {
+    Ok(Vec::new())
+}
