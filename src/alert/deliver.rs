@@ -87,6 +87,12 @@ impl Delivery {
         self.kick.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// A handle that wakes the queues, for tasks that queue notices and
+    /// cannot hold the delivery itself.
+    pub fn kicker(&self) -> Kicker {
+        Kicker(self.kick.clone())
+    }
+
     /// Every configured channel with its queue and deliveries.
     pub fn status(&self) -> Vec<ChannelStatus> {
         let map = self.channels.borrow().clone();
@@ -118,6 +124,17 @@ impl Delivery {
         if let Some(task) = task {
             let _ = tokio::time::timeout(SHUTDOWN_WAIT, task).await;
         }
+    }
+}
+
+/// Wakes a [`Delivery`]'s queues (see [`Delivery::kicker`]).
+#[derive(Clone)]
+pub struct Kicker(watch::Sender<u64>);
+
+impl Kicker {
+    /// Wakes the queues: call it after notices were queued.
+    pub fn kick(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 

@@ -19,7 +19,7 @@ mod send;
 mod state;
 pub mod text;
 
-pub use deliver::{deliver_pending, ChannelMap, Delivery, Drained};
+pub use deliver::{deliver_pending, ChannelMap, Delivery, Drained, Kicker};
 pub use queue::{Backoff, BACKOFF_FIRST, BACKOFF_MAX};
 pub use send::{Delivered, SendError, Sender};
 pub use state::{forget, notice, observe, rfc3339};

@@ -62,7 +62,7 @@ fn start(store: &Arc<Store>, map: BTreeMap<ChannelName, Arc<Channel>>) -> Delive
     // The sender may go: the delivery keeps the last channel set.
     drop(tx);
     let d = Delivery::start_with(store.clone(), rx, CancellationToken::new(), FAST);
-    d.kick();
+    d.kicker().kick();
     d
 }
 
@@ -120,6 +120,12 @@ async fn a_webhook_answering_500_gets_the_alert_once_it_recovers() {
     let s = status(&d, "ops");
     assert_eq!((s.delivered, s.pending), (1, 0));
     assert!(s.last_delivered_ms.is_some());
+
+    // An idle queue wakes on a kick for what is queued next (it would
+    // otherwise look again only after 30 s).
+    queue(&store, &["ops"], MonitorKind::ItemCount);
+    d.kicker().kick();
+    until("the next one delivered", || sink.accepted().len() == 2).await;
     d.shutdown().await;
 }
 
