@@ -12,6 +12,9 @@ pub enum Exit {
     Usage = 2,
     /// A monitor fires (`crawld crawl --fail-on-alert`).
     Alert = 3,
+    /// An alert channel refused the alert or could not be reached
+    /// (sysexits EX_UNAVAILABLE).
+    Unavailable = 69,
     /// Store I/O error or corrupt store (sysexits EX_IOERR).
     Store = 74,
     /// The state dir is held by another process (EX_TEMPFAIL).
@@ -28,6 +31,7 @@ impl Exit {
             Exit::Failed,
             Exit::Usage,
             Exit::Alert,
+            Exit::Unavailable,
             Exit::Store,
             Exit::Locked,
             Exit::Config,

@@ -41,6 +41,10 @@ string_id!(
     ProfileName
 );
 string_id!(
+    /// An alert channel's name (`[channels.NAME]`), global across the configs directory.
+    ChannelName
+);
+string_id!(
     /// `host:port` of a URL: the unit that politeness limits apply to.
     HostKey
 );

@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod address;
+pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -18,9 +18,15 @@ fn every_toml_block_of_the_readme_loads_without_errors() {
     }
     assert!(blocks >= 2, "README has TOML examples");
     let env = |v: &str| {
-        ["BOOKS_TOKEN", "PROXY_USER", "PROXY_PASS"]
-            .contains(&v)
-            .then(|| "t".to_owned())
+        [
+            "BOOKS_TOKEN",
+            "PROXY_USER",
+            "PROXY_PASS",
+            "HOOK_TOKEN",
+            "SMTP_PASS",
+        ]
+        .contains(&v)
+        .then(|| "t".to_owned())
     };
     let report = load_dir_with_env(dir.path(), &env).unwrap();
     let errors: Vec<String> = report.all_errors().iter().map(|e| e.to_string()).collect();

@@ -173,6 +173,11 @@ pub(super) enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// Alert channels.
+    Alert {
+        #[command(subcommand)]
+        action: AlertAction,
+    },
     /// Serve the bundled demo shop on 127.0.0.1 and crawl it.
     Demo {
         /// Port of the demo site; the example target `shop` points at 8088.
@@ -209,6 +214,17 @@ pub(super) enum StoreAction {
         file: PathBuf,
         #[command(flatten)]
         state: StateArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum AlertAction {
+    /// Send a test alert to a channel now (exit 69 when it refuses or is unreachable).
+    Test {
+        /// The channel's name ([channels.NAME]).
+        channel: String,
+        #[command(flatten)]
+        configs: ConfigsArg,
     },
 }
 

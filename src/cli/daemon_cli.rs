@@ -106,6 +106,24 @@ fn print_status(s: &Status) {
     for (proxy, n) in &s.proxy_failures {
         outln!("  proxy {proxy} failed {n} time(s)");
     }
+    if !s.channels.is_empty() {
+        outln!("\nalert channels (since the daemon started):");
+        for c in &s.channels {
+            let error = c
+                .last_error
+                .as_ref()
+                .map(|e| format!("  last error: {e}"))
+                .unwrap_or_default();
+            outln!(
+                "  {} ({})  pending {}  delivered {}  failed {}{error}",
+                c.name,
+                c.kind,
+                c.pending,
+                c.delivered,
+                c.failed
+            );
+        }
+    }
     if !s.errors.is_empty() {
         outln!("\nconfiguration errors:");
         for e in s.errors.values().flatten() {

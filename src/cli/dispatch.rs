@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use super::args::{Command, StateArg, StoreAction};
-use super::{check, crawl, daemon_cli, data, demo, test_page};
+use super::args::{AlertAction, Command, StateArg, StoreAction};
+use super::{alert_cli, check, crawl, daemon_cli, data, demo, test_page};
 use crate::config;
 use crate::control;
 use crate::error::Exit;
@@ -128,6 +128,9 @@ pub(super) async fn dispatch(command: Command) -> Exit {
             StoreAction::Backup { file, state } => data::store_backup(&state.dir(), &file),
             StoreAction::Restore { file, state } => data::store_restore(&state.dir(), &file),
         },
+        Command::Alert {
+            action: AlertAction::Test { channel, configs },
+        } => alert_cli::test(&configs.dir(), &channel).await,
         Command::Demo {
             port,
             serve,

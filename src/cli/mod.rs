@@ -23,6 +23,7 @@ macro_rules! out {
     }};
 }
 
+mod alert_cli;
 mod args;
 mod daemon_cli;
 mod data;

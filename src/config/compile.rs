@@ -16,11 +16,11 @@ use super::raw::{RawFile, RawFollow};
 use super::schedule::Schedule;
 use super::values::{expand_env, regex, selector};
 use super::{
-    CatchUp, Follow, ItemKind, ParamPattern, Profile, Target, DEFAULT_KEEP_RUNS,
+    CatchUp, Channel, Follow, ItemKind, ParamPattern, Profile, Target, DEFAULT_KEEP_RUNS,
     DEFAULT_KEEP_VERSIONS, DEFAULT_LINK_SELECTOR, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAGES,
     DEFAULT_PROFILE, DEFAULT_RESUME_WITHIN,
 };
-use crate::ids::{ProfileName, TargetId};
+use crate::ids::{ChannelName, ProfileName, TargetId};
 use crate::urlnorm::normalize_url;
 
 /// What a target may refer to while it compiles.
@@ -30,6 +30,10 @@ pub struct Context<'a> {
     pub broken_profiles: &'a BTreeMap<String, std::path::PathBuf>,
     /// Files that did not parse: a profile they define is unknown here.
     pub unreadable: &'a [std::path::PathBuf],
+    /// Alert channels, by name.
+    pub channels: &'a BTreeMap<ChannelName, Arc<Channel>>,
+    /// Channels that were declared but failed to compile, with their file.
+    pub broken_channels: &'a BTreeMap<String, std::path::PathBuf>,
     /// Reads `${VAR}` references in header values.
     pub env: &'a dyn Fn(&str) -> Option<String>,
 }
@@ -95,6 +99,7 @@ pub fn target(
     let items = items(&mut c, raw);
     let timing = timing(&mut c, raw);
     let keep = keep(&mut c, raw);
+    let alerts = alerts(&mut c, raw, cx);
     let monitor = super::monitor::compile(&mut c, raw.monitor.as_ref(), &items);
     let (
         true,
@@ -123,6 +128,7 @@ pub fn target(
         profile,
         domains,
         allow_private_networks: raw.allow_private_networks.unwrap_or(false),
+        alerts,
         max_pages,
         schedule,
         full_schedule,
@@ -142,6 +148,51 @@ pub fn target(
         max_duration: timing.max_duration,
         source_hash: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(src.text.as_bytes())),
     })
+}
+
+/// `alerts`: the channels a target's alerts go to, each one declared.
+fn alerts(c: &mut Compiler, raw: &RawFile, cx: &Context) -> Option<Vec<ChannelName>> {
+    let names = raw.alerts.as_ref()?;
+    let mut out = Vec::new();
+    for name in names.get_ref() {
+        if let Some(n) = c.check(name, "alerts", |n| lookup_channel(n, cx)) {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    Some(out)
+}
+
+fn lookup_channel(name: &str, cx: &Context) -> Result<ChannelName, String> {
+    let id = ChannelName::new(name);
+    if cx.channels.contains_key(&id) {
+        return Ok(id);
+    }
+    if let Some(file) = cx.broken_channels.get(name) {
+        return Err(format!(
+            "channel {name:?} has errors (see {})",
+            file.display()
+        ));
+    }
+    let known: Vec<&str> = cx.channels.keys().map(|c| c.as_str()).collect();
+    let mut msg = if known.is_empty() {
+        format!("unknown channel {name:?}; no channels are declared (add a [channels.{name}] table to a file of the configs directory)")
+    } else {
+        format!("unknown channel {name:?}; known: {}", known.join(", "))
+    };
+    if !cx.unreadable.is_empty() {
+        let files: Vec<String> = cx
+            .unreadable
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        msg.push_str(&format!(
+            " (it may be in {}, which could not be read: fix that first)",
+            files.join(", ")
+        ));
+    }
+    Err(msg)
 }
 
 /// `strip_params`: the query parameters dropped from every URL.

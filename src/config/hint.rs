@@ -8,12 +8,12 @@ use std::fmt;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
 use super::raw::{
-    RawDomain, RawFieldTable, RawFile, RawFollow, RawIdentity, RawItem, RawMonitor, RawOutput,
-    RawProfile,
+    RawChannel, RawDomain, RawFieldTable, RawFile, RawFollow, RawIdentity, RawItem, RawMonitor,
+    RawOutput, RawProfile,
 };
 
 /// Every table of a config file, as a user writes it, with the keys it takes.
-fn tables() -> [(&'static str, &'static [&'static str]); 9] {
+fn tables() -> [(&'static str, &'static [&'static str]); 10] {
     [
         (
             "at the top of a target file (above its first [table])",
@@ -29,6 +29,7 @@ fn tables() -> [(&'static str, &'static [&'static str]); 9] {
         ("in [output]", keys::<RawOutput>()),
         ("in [monitor]", keys::<RawMonitor>()),
         ("in [domains.\"HOST\"]", keys::<RawDomain>()),
+        ("in [channels.NAME]", keys::<RawChannel>()),
         (
             "in an identity of a profile's identities = [{ … }]",
             keys::<RawIdentity>(),

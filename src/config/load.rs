@@ -1,18 +1,19 @@
-//! Reads a configs directory: every `*.toml` file is parsed, profiles are
-//! resolved across files, and each target file is compiled. Errors are
+//! Reads a configs directory: every `*.toml` file is parsed, profiles and
+//! alert channels are resolved across files, and each target file is compiled. Errors are
 //! collected per file so that a broken file costs only its own targets.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::channel::{self, Channel};
 use super::compile::{self, Context};
 use super::error::{ConfigError, Source};
 use super::profile::{self, Declared};
 use super::raw::RawFile;
 use super::typed;
 use super::TargetSet;
-use crate::ids::{ProfileName, TargetId};
+use crate::ids::{ChannelName, ProfileName, TargetId};
 
 /// The outcome of loading a directory: what is valid, and what is not.
 #[derive(Debug, Default)]
@@ -91,6 +92,8 @@ pub fn load_files(files: ConfigFiles, env: &dyn Fn(&str) -> Option<String>) -> L
         .into_iter()
         .filter(|(n, _)| !profiles.contains_key(&ProfileName::new(n.as_str())))
         .collect();
+    // Channels are global too.
+    let (channels, broken_channels) = declare_channels(&mut parsed, env, &mut report);
 
     let unreadable: Vec<PathBuf> = report
         .errors
@@ -102,12 +105,15 @@ pub fn load_files(files: ConfigFiles, env: &dyn Fn(&str) -> Option<String>) -> L
         profiles: &profiles,
         broken_profiles: &broken,
         unreadable: &unreadable,
+        channels: &channels,
+        broken_channels: &broken_channels,
         env,
     };
     for (source, raw) in &parsed {
         compile_file(source, raw, &cx, &mut report);
     }
     report.set.profiles = profiles;
+    report.set.channels = channels;
     for errors in report.errors.values_mut() {
         errors.sort_by_key(|e| e.position.map(|p| (p.line, p.column)));
     }
@@ -215,8 +221,58 @@ fn declare_profiles(
     (declared, declared_in)
 }
 
+/// The compiled channels of every file, and the names of those that were
+/// declared but did not compile, with their file.
+type DeclaredChannels = (
+    BTreeMap<ChannelName, Arc<Channel>>,
+    BTreeMap<String, PathBuf>,
+);
+
+/// Takes the channels out of every parsed file and compiles them. A second
+/// declaration of a name, an invalid name or a channel's errors are pushed
+/// to `report`.
+fn declare_channels(
+    parsed: &mut [(Source, RawFile)],
+    env: &dyn Fn(&str) -> Option<String>,
+    report: &mut LoadReport,
+) -> DeclaredChannels {
+    let mut compiled = BTreeMap::new();
+    let mut declared_in: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for (source, raw) in parsed {
+        for (name, c) in std::mem::take(&mut raw.channels) {
+            let key = Some(format!("channels.{name}"));
+            if let Some(first) = declared_in.get(&name) {
+                let message = format!("channel {name:?} is already defined in {}", first.display());
+                push(report, source.error(c.span(), key, message));
+                continue;
+            }
+            if !valid_name(&name) {
+                let message = "channel names may use letters, digits, - and _";
+                push(report, source.error(c.span(), key, message));
+                continue;
+            }
+            declared_in.insert(name.clone(), source.path.clone());
+            match channel::compile(&name, &c, source, env) {
+                Ok(ch) => {
+                    compiled.insert(ch.name.clone(), Arc::new(ch));
+                }
+                Err(errors) => {
+                    for e in errors {
+                        push(report, e);
+                    }
+                }
+            }
+        }
+    }
+    let broken = declared_in
+        .into_iter()
+        .filter(|(n, _)| !compiled.contains_key(&ChannelName::new(n.as_str())))
+        .collect();
+    (compiled, broken)
+}
+
 /// Compiles the target a parsed file declares, named by its file, into
-/// `report`; a file without `start_urls` holds only profiles.
+/// `report`; a file without `start_urls` holds only profiles and channels.
 fn compile_file(source: &Source, raw: &RawFile, cx: &Context, report: &mut LoadReport) {
     let stem = source
         .path
@@ -225,7 +281,7 @@ fn compile_file(source: &Source, raw: &RawFile, cx: &Context, report: &mut LoadR
         .unwrap_or_default();
     if raw.start_urls.is_none() {
         if let Some((key, span)) = first_target_key(raw) {
-            let message = format!("`{key}` is a target key, but this file has no start_urls; a target needs start_urls, and a file of profiles holds only [profiles.*]");
+            let message = format!("`{key}` is a target key, but this file has no start_urls; a target needs start_urls, and a file of profiles and channels holds only [profiles.*] and [channels.*]");
             push(report, source.error(span, Some(key.to_owned()), message));
         }
         return;
@@ -294,6 +350,7 @@ fn first_target_key(raw: &RawFile) -> Option<(&'static str, std::ops::Range<usiz
         ("keep_runs", raw.keep_runs.as_ref().map(|v| v.span())),
         ("output", raw.output.as_ref().map(|v| v.span())),
         ("monitor", raw.monitor.as_ref().map(|v| v.span())),
+        ("alerts", raw.alerts.as_ref().map(|v| v.span())),
     ];
     spans
         .into_iter()

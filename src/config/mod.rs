@@ -4,8 +4,10 @@
 //! `raw` mirrors the files, `compile` validates them into the types below,
 //! `load` reads a directory and collects every error with its position
 //! (`typed` every type and key error of a file, `hint` where a misplaced key
-//! belongs).
+//! belongs). `channel` compiles alert channels (`smtp` their SMTP URLs), whose
+//! secrets `secret` keeps out of every message.
 
+mod channel;
 mod compile;
 mod error;
 mod hint;
@@ -16,6 +18,8 @@ mod monitor;
 mod profile;
 mod raw;
 mod schedule;
+mod secret;
+mod smtp;
 mod typed;
 mod values;
 
@@ -28,6 +32,9 @@ use reqwest::header::HeaderMap;
 use scraper::Selector;
 use url::Url;
 
+pub use channel::{
+    Channel, ChannelKind, Email, Exec, Webhook, DEFAULT_CHANNEL_TIMEOUT, DEFAULT_MAX_PER_MINUTE,
+};
 pub use error::{ConfigError, ConfigErrors, Position};
 pub use identity::{Identity, ProxyUrl};
 pub use load::{is_config_file, load_dir, load_dir_with_env, load_files, ConfigFiles, LoadReport};
@@ -36,9 +43,11 @@ pub use profile::{
     builtins, DelayRange, Profile, BUILTIN_ADAPTIVE, BUILTIN_PROFILES, DEFAULT_PROFILE,
 };
 pub use schedule::Schedule;
+pub use secret::{PathShown, Secret, SecretUrl};
+pub use smtp::{SmtpSecurity, SmtpServer, SMTPS_PORT, SMTP_PORT};
 
 use crate::extract::Query;
-use crate::ids::{ProfileName, TargetId};
+use crate::ids::{ChannelName, ProfileName, TargetId};
 
 /// Default page budget of one run (`max_pages`).
 pub const DEFAULT_MAX_PAGES: u64 = 10_000;
@@ -53,11 +62,33 @@ pub const DEFAULT_KEEP_RUNS: usize = 100;
 /// Default link selector (`follow.links`).
 pub const DEFAULT_LINK_SELECTOR: &str = "a[href]";
 
-/// Every valid target and profile of a configs directory.
+/// Every valid target, profile and alert channel of a configs directory.
 #[derive(Debug, Default, Clone)]
 pub struct TargetSet {
     pub targets: BTreeMap<TargetId, Arc<Target>>,
     pub profiles: BTreeMap<ProfileName, Arc<Profile>>,
+    pub channels: BTreeMap<ChannelName, Arc<Channel>>,
+}
+
+impl TargetSet {
+    /// The channels a target's alerts go to: those its `alerts` names, else
+    /// every `default = true` channel. A name no longer in the set (a target
+    /// running its last good version) is left out.
+    pub fn channels_for(&self, target: &Target) -> Vec<ChannelName> {
+        match &target.alerts {
+            Some(names) => names
+                .iter()
+                .filter(|n| self.channels.contains_key(*n))
+                .cloned()
+                .collect(),
+            None => self
+                .channels
+                .values()
+                .filter(|c| c.default)
+                .map(|c| c.name.clone())
+                .collect(),
+        }
+    }
 }
 
 /// One compiled target: everything a run needs, validated.
@@ -73,6 +104,9 @@ pub struct Target {
     /// Follow links and redirects to loopback, private and link-local
     /// addresses too (always so when a start URL is on one).
     pub allow_private_networks: bool,
+    /// `alerts = [...]`: the channels of its alerts; `None`: the default
+    /// channels (see [`TargetSet::channels_for`]); empty: no alerts.
+    pub alerts: Option<Vec<ChannelName>>,
     pub max_pages: u64,
     pub schedule: Option<Schedule>,
     pub full_schedule: Option<Schedule>,

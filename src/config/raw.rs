@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 /// One file of the configs directory: a target (it has `start_urls`), a set of
-/// profiles, or both.
+/// profiles and alert channels, or both.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
@@ -35,9 +35,12 @@ pub struct RawFile {
     pub output: Option<Spanned<RawOutput>>,
     pub monitor: Option<Spanned<RawMonitor>>,
     pub allow_private_networks: Option<bool>,
+    pub alerts: Option<Spanned<Vec<Spanned<String>>>>,
     pub domains: Option<Spanned<IndexMap<String, Spanned<RawDomain>>>>,
     #[serde(default)]
     pub profiles: IndexMap<String, Spanned<RawProfile>>,
+    #[serde(default)]
+    pub channels: IndexMap<String, Spanned<RawChannel>>,
 }
 
 /// `[monitor]`: thresholds of the target's monitors.
@@ -194,4 +197,21 @@ pub struct RawIdentity {
 #[serde(deny_unknown_fields)]
 pub struct RawDomain {
     pub profile: Spanned<String>,
+}
+
+/// `[channels.NAME]`: an alert channel. Which keys a kind takes is checked
+/// when it compiles (`super::channel`), so that a key of another kind says so.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannel {
+    pub kind: Spanned<String>,
+    pub url: Option<Spanned<String>>,
+    pub headers: Option<Spanned<IndexMap<String, Spanned<String>>>>,
+    pub smtp: Option<Spanned<String>>,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<Vec<Spanned<String>>>>,
+    pub command: Option<Spanned<Vec<Spanned<String>>>>,
+    pub default: Option<bool>,
+    pub max_per_minute: Option<Spanned<i64>>,
+    pub timeout: Option<Spanned<String>>,
 }

@@ -34,6 +34,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::alert::{ChannelMap, Delivery};
 use crate::config::{ConfigError, Target, TargetSet};
 use crate::crawl::Engine;
 use crate::error::Exit;
@@ -98,6 +99,9 @@ struct Daemon {
     /// Where the HTTP listener listens, for the status.
     http: Option<String>,
     monitors: monitors::Monitors,
+    /// Alert delivery, and the channel set it delivers to.
+    delivery: Delivery,
+    channels: tokio::sync::watch::Sender<ChannelMap>,
 }
 
 fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
@@ -200,6 +204,9 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         _ => return Err(fail(Exit::Failed, "cannot install signal handlers")),
     };
     let (events, events_rx) = mpsc::unbounded_channel();
+    let (channels, channels_rx) =
+        tokio::sync::watch::channel(Arc::new(loaded.set.channels.clone()));
+    let delivery = Delivery::start(store.shared(), channels_rx, CancellationToken::new());
     let d = Daemon {
         opts: opts.clone(),
         store,
@@ -217,6 +224,8 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         stopping: HashSet::new(),
         http: http_addr,
         monitors: monitors::Monitors::default(),
+        delivery,
+        channels,
     };
     let inputs = Inputs {
         fire_rx,
@@ -345,6 +354,7 @@ impl Daemon {
                 _ = inputs.int.recv() => { exit = Exit::Failed; break; }
             }
         }
+        self.delivery.shutdown().await;
         let _ = tokio::time::timeout(Duration::from_secs(2), inputs.server).await;
         if let Some(web) = inputs.web {
             let _ = tokio::time::timeout(Duration::from_secs(2), web).await;
@@ -428,6 +438,8 @@ impl Daemon {
             ..Default::default()
         };
         self.set = loaded.set;
+        self.channels
+            .send_replace(Arc::new(self.set.channels.clone()));
         self.errors = loaded.errors;
         self.stale = loaded.stale;
         if let Err(e) = reload::save_last_good(&self.last_good(), &loaded_good) {

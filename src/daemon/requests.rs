@@ -152,7 +152,7 @@ impl Daemon {
                 .collect(),
             proxy_failures: self.engine.fetcher.proxy_failures(),
             errors: reload::errors_by_file(&self.errors),
-            channels: Vec::new(),
+            channels: self.delivery.status(),
             http: self.http.clone(),
         }
     }

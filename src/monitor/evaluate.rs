@@ -62,6 +62,39 @@ pub fn after_run(target: &Target, facts: &RunFacts) -> Vec<MonitorState> {
     out
 }
 
+/// The run-end monitors a run gives too little to judge: too few pages,
+/// items or earlier runs. Their ok state is shown when they have no other,
+/// but it does not resolve a firing one: a quiet incremental run with every
+/// page unchanged says nothing of a field that stopped matching.
+pub fn unjudged(target: &Target, facts: &RunFacts) -> Vec<MonitorKind> {
+    let cfg = &target.monitor;
+    let c = &facts.run.counts;
+    let mut out = Vec::new();
+    if attempted(c) < cfg.min_pages {
+        out.push(MonitorKind::FailureRate);
+    }
+    let runs = baseline(facts.history, facts.run, cfg.baseline_runs);
+    let items_judged = match facts.run.mode {
+        RunMode::Full => !runs.is_empty() || cfg.min_items.is_some(),
+        RunMode::Incremental => {
+            parsed(c) >= cfg.min_pages && runs.iter().any(|r| parsed(&r.counts) >= cfg.min_pages)
+        }
+    };
+    if !items_judged {
+        out.push(MonitorKind::ItemCount);
+    }
+    let kinds = || target.items.iter().filter_map(|k| c.coverage.get(&k.name));
+    let coverage_judged = kinds().any(|k| k.items >= MIN_COVERAGE_ITEMS)
+        || (!cfg.min_coverage.is_empty() && kinds().any(|k| k.items > 0));
+    if !coverage_judged {
+        out.push(MonitorKind::FieldCoverage);
+    }
+    if c.hosts.values().all(|h| h.answers.requests == 0) && facts.robots_unavailable.is_empty() {
+        out.push(MonitorKind::HostBlocked);
+    }
+    out
+}
+
 /// What every state of one run shares.
 struct Base<'a> {
     target: &'a TargetId,

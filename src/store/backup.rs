@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::Xxh3;
 
+use super::alerts::{AlertRecord, OutboxEntry};
 use super::lock::StateLock;
 use super::records::{
     ChangeEvent, FailureRecord, FrontierChunk, ItemRecord, PageRecord, RunRecord,
@@ -73,6 +74,8 @@ impl Store {
                 Some(b'x') => self.decode::<FailureRecord>(&k, &v).map(|_| {
                     event_runs.insert((target, be(rest)));
                 }),
+                Some(b'a') => self.decode::<AlertRecord>(&k, &v).map(|_| ()),
+                Some(b'q') => self.decode::<OutboxEntry>(&k, &v).map(|_| ()),
                 Some(b'm') => Ok(()),
                 _ => {
                     report

@@ -13,7 +13,11 @@
 //! | `e`    | target · run id · sequence   | [`ChangeEvent`] |
 //! | `x`    | target · run id · url        | [`FailureRecord`] |
 //! | `h`    | host                         | breaker pause end (ms, big endian) |
+//! | `a`    | target · monitor · subject   | [`AlertRecord`] |
+//! | `q`    | channel · sequence           | [`OutboxEntry`] (a notice waiting for its channel) |
+//! | `m`    | name                         | meta: the commit counter, schedule firings, the outbox sequence |
 
+mod alerts;
 mod backup;
 mod commit;
 mod error;
@@ -28,6 +32,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+pub use alerts::{AlertChanges, AlertRecord, Notice, NoticeState, OutboxEntry, NOTICE_VERSION};
 pub use backup::CheckReport;
 pub use error::StoreError;
 pub use lock::StateLock;
@@ -54,6 +59,8 @@ pub struct Store {
     reading: bool,
     /// Serialises commits, so that the commit counter only grows.
     commits: std::sync::Mutex<Commits>,
+    /// Serialises updates of alert state (a read, then a batch).
+    alerting: std::sync::Mutex<()>,
     _lock: StateLock,
 }
 
@@ -158,6 +165,7 @@ impl Store {
                 last: found,
                 marked: None,
             }),
+            alerting: std::sync::Mutex::new(()),
             _lock: lock,
         })
     }

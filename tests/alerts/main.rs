@@ -1,0 +1,47 @@
+//! Alerts with real parts: loopback webhook and SMTP receivers, an exec
+//! channel writing to a file, real stores in temp dirs, the `crawld` binary
+//! and a daemon process. `cli` drives `crawld alert test` and the channel
+//! config errors; `delivery` the queue's delivery, retries and rate limit.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli;
+mod delivery;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use crawld::config::Channel;
+use crawld::ids::ChannelName;
+
+/// `crawld` with no configuration from the environment.
+pub fn crawld() -> Command {
+    let mut cmd = Command::cargo_bin("crawld").unwrap();
+    cmd.env_remove("CRAWLD_CONFIGS")
+        .env_remove("CRAWLD_STATE")
+        .env_remove("CONFIGURATION_DIRECTORY")
+        .env_remove("STATE_DIRECTORY")
+        .env_remove("RUST_LOG")
+        .timeout(Duration::from_secs(60));
+    cmd
+}
+
+/// Writes `files` (name, text) into `dir`.
+pub fn write(dir: &Path, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+/// The channels of a configs dir holding `alerts.toml` = `text`, which must load without errors.
+pub fn channels(dir: &Path, text: &str) -> BTreeMap<ChannelName, Arc<Channel>> {
+    write(dir, &[("alerts.toml", text)]);
+    let report = crawld::config::load_dir(dir).unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.all_errors());
+    report.set.channels
+}
