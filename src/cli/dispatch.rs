@@ -42,10 +42,7 @@ pub(super) async fn dispatch(command: Command) -> Exit {
             } else {
                 RunMode::Incremental
             };
-            let watch = super::Watch {
-                fail_on_alert,
-                alert,
-            };
+            let watch = super::Watch::new(fail_on_alert, alert);
             crawl(&configs.dir(), &state, &target, mode, !no_progress, watch).await
         }
         Command::Export {

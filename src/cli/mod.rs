@@ -30,16 +30,17 @@ mod data;
 mod demo;
 mod dispatch;
 mod holder;
+mod monitors;
 mod test_page;
 
 use args::{Cli, Command, StateArg};
+pub(crate) use monitors::Watch;
 
 use crate::config::{self, LoadReport, Target};
 use crate::control::{self, client::Client};
 use crate::crawl::{self, Engine};
 use crate::error::Exit;
 use crate::ids::TargetId;
-use crate::monitor;
 use crate::report::{self, ProgressView};
 use crate::store::{RunMode, RunStatus, Store, StoreError};
 
@@ -309,15 +310,6 @@ pub(crate) fn cancel_on_signals() -> CancellationToken {
     token
 }
 
-/// What `crawld crawl` does with its monitors.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Watch {
-    /// Exit 3 when a monitor fires.
-    pub fail_on_alert: bool,
-    /// Send the alerts of monitors that change state to the target's channels.
-    pub alert: bool,
-}
-
 pub(crate) async fn crawl_target(
     store: Arc<Store>,
     state: &Path,
@@ -339,7 +331,7 @@ pub(crate) async fn crawl_target(
                 .filter_map(Result::ok)
                 .collect();
             out!("{}", report::summary(&run, &failures));
-            let firing = judge(&store, &target, &run, watch).await;
+            let firing = monitors::judge(&store, &target, &run, &watch).await;
             outln!(
                 "Items are in {}; export them with: crawld export {} --state {} --format jsonl",
                 state.display(),
@@ -362,35 +354,6 @@ pub(crate) async fn crawl_target(
     }
 }
 
-/// Evaluates the run-end monitors of a foreground run and prints them;
-/// true when one fires.
-async fn judge(
-    store: &Arc<Store>,
-    target: &Arc<Target>,
-    run: &crate::store::RunRecord,
-    watch: Watch,
-) -> bool {
-    let (s, t, r) = (store.clone(), target.clone(), run.clone());
-    let judged = tokio::task::spawn_blocking(move || monitor::judge_run(&s, &t, &r, false)).await;
-    let states = match judged {
-        Ok(Ok(states)) => states,
-        Ok(Err(e)) => {
-            eprintln!("warning: the monitors were not evaluated: {e}");
-            return false;
-        }
-        Err(e) => {
-            eprintln!("warning: the monitors were not evaluated: {e}");
-            return false;
-        }
-    };
-    out!("{}", monitor::render(&states));
-    if watch.alert {
-        // Wired to the alert channels when they land.
-        eprintln!("warning: --alert is not available yet");
-    }
-    states.iter().any(|s| s.firing())
-}
-
 async fn crawl(
     configs: &Path,
     state: &StateArg,
@@ -403,6 +366,13 @@ async fn crawl(
         Ok(t) => t,
         Err(exit) => return exit,
     };
+    let mut watch = watch;
+    if watch.alert {
+        match load(configs) {
+            Ok(report) => watch.channels_of(&report.set, &target),
+            Err(exit) => return exit,
+        }
+    }
     let dir = state.dir();
     let store = match Store::open(&dir) {
         Ok(s) => Arc::new(s),

@@ -12,7 +12,8 @@ use tracing::warn;
 
 use super::schedule::next_fire;
 use super::{Daemon, Event};
-use crate::config::{Target, TargetSet};
+use crate::alert;
+use crate::config::Target;
 use crate::ids::TargetId;
 use crate::monitor::{self, MonitorKind, MonitorState};
 use crate::store::{now_ms, RunRecord, RunStatus, Store, StoreError};
@@ -73,7 +74,7 @@ fn known(store: &Store, id: &TargetId) -> Result<Known, StoreError> {
         }
     }
     Ok(Known {
-        states: stored_states(store, id)?,
+        states: store.monitor_states(id)?,
         last_completed_ms,
     })
 }
@@ -131,17 +132,17 @@ impl Daemon {
             let end = run.ended_ms.unwrap_or_else(now_ms);
             self.monitors.reference_ms.insert(run.target.clone(), end);
         }
-        let channels = channels_for(&self.set, &target);
+        let channels = self.set.channels_for(&target);
         let events = self.events.clone();
         let judged = self.store.call(move |s| {
-            let states = monitor::judge_run(s, &target, &run, timed_out)?;
-            observe(
+            let judged = monitor::judge_run(s, &target, &run, timed_out)?;
+            alert::observe(
                 s,
                 &target.id,
                 &channels,
                 target.monitor.repeat,
-                &MonitorKind::RUN_END,
-                states,
+                &judged.scope,
+                judged.states,
                 now_ms(),
             )
             .map(|states| (target.id.clone(), states))
@@ -160,11 +161,9 @@ impl Daemon {
     /// New states from the store thread.
     pub(super) fn judged(&mut self, id: TargetId, states: Vec<MonitorState>) {
         if self.set.targets.contains_key(&id) {
-            // Monitors the judgement did not cover keep their states.
-            let mine = self.monitors.states.entry(id).or_default();
-            mine.retain(|old| !states.iter().any(|new| new.monitor == old.monitor));
-            mine.extend(states);
-            mine.sort_by(|a, b| a.monitor.cmp(&b.monitor).then(a.subject.cmp(&b.subject)));
+            // observe answers the target's whole list, judged or not.
+            self.monitors.states.insert(id, states);
+            self.delivery.kick();
         }
     }
 
@@ -213,10 +212,10 @@ impl Daemon {
     }
 
     fn observe_clock(&mut self, t: &Arc<Target>, states: Vec<MonitorState>) {
-        let channels = channels_for(&self.set, t);
+        let channels = self.set.channels_for(t);
         let (id, repeat, events) = (t.id.clone(), t.monitor.repeat, self.events.clone());
         let observed = self.store.call(move |s| {
-            observe(
+            alert::observe(
                 s,
                 &id,
                 &channels,
@@ -237,31 +236,4 @@ impl Daemon {
             }
         });
     }
-}
-
-// Until the alert module lands: no channels, no persistence.
-fn channels_for(_set: &TargetSet, _t: &Target) -> Vec<String> {
-    Vec::new()
-}
-
-fn observe(
-    _store: &Store,
-    _id: &TargetId,
-    _channels: &[String],
-    _repeat: Duration,
-    _scope: &[MonitorKind],
-    states: Vec<MonitorState>,
-    now: u64,
-) -> Result<Vec<MonitorState>, StoreError> {
-    Ok(states
-        .into_iter()
-        .map(|mut s| {
-            s.since_ms = now;
-            s
-        })
-        .collect())
-}
-
-fn stored_states(_store: &Store, _id: &TargetId) -> Result<Vec<MonitorState>, StoreError> {
-    Ok(Vec::new())
 }

@@ -15,7 +15,7 @@ use crate::ids::{HostKey, RunId, TargetId};
 use crate::store::{RunMode, RunRecord, RunStatus, Store, StoreError};
 
 mod evaluate;
-pub use evaluate::{after_run, attempted, config_broken, items_of, overdue, RunFacts};
+pub use evaluate::{after_run, attempted, config_broken, items_of, overdue, unjudged, RunFacts};
 
 /// The monitors crawld has. Their names are stable: they are in the store,
 /// in alerts, in metrics labels and in `[monitor]` keys.
@@ -129,14 +129,52 @@ impl MonitorState {
     }
 }
 
+/// A run's judgement: the monitors it judged (`scope`) and their states.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    pub scope: Vec<MonitorKind>,
+    pub states: Vec<MonitorState>,
+}
+
 /// The run-end monitors of a run that ended, judged against the target's
-/// earlier runs in `store`.
+/// earlier runs in `store`. A monitor the run gives too little to judge
+/// (see [`unjudged`]) keeps its stored state; without one it shows ok.
 pub fn judge_run(
     store: &Store,
     target: &Target,
     run: &RunRecord,
     timed_out: bool,
-) -> Result<Vec<MonitorState>, StoreError> {
+) -> Result<Judged, StoreError> {
+    let history = baseline_runs(store, target, run)?;
+    let robots = robots_unavailable(store, target, run)?;
+    let facts = RunFacts {
+        run,
+        history: &history,
+        robots_unavailable: &robots,
+        timed_out,
+    };
+    let mut states = after_run(target, &facts);
+    let prior = store.monitor_states(&target.id)?;
+    let keep: Vec<MonitorKind> = unjudged(target, &facts)
+        .into_iter()
+        .filter(|k| prior.iter().any(|p| p.monitor == *k))
+        .collect();
+    states.retain(|s| !keep.contains(&s.monitor));
+    // Disabled monitors are in scope with no state: a firing one resolves.
+    let scope = MonitorKind::RUN_END
+        .into_iter()
+        .filter(|k| !keep.contains(k))
+        .collect();
+    Ok(Judged { scope, states })
+}
+
+/// The completed runs before `run` that its baselines may use: the last
+/// `baseline_runs` of each mode, oldest first.
+fn baseline_runs(
+    store: &Store,
+    target: &Target,
+    run: &RunRecord,
+) -> Result<Vec<RunRecord>, StoreError> {
     let keep = target.monitor.baseline_runs;
     let mut history: Vec<RunRecord> = Vec::new();
     for r in store.runs(&target.id) {
@@ -145,7 +183,6 @@ pub fn judge_run(
             history.push(r);
         }
     }
-    // Only the baseline's runs of each mode are needed.
     let mut kept = Vec::with_capacity(2 * keep);
     for mode in [RunMode::Full, RunMode::Incremental] {
         let of_mode: Vec<&RunRecord> = history.iter().filter(|r| r.mode == mode).collect();
@@ -153,29 +190,32 @@ pub fn judge_run(
         kept.extend(of_mode.into_iter().skip(skip).cloned());
     }
     kept.sort_by_key(|r| r.id);
+    Ok(kept)
+}
+
+/// Hosts whose robots.txt could not be had in the run, with the URLs it
+/// cost: read from the run's failure records only when there are some.
+fn robots_unavailable(
+    store: &Store,
+    target: &Target,
+    run: &RunRecord,
+) -> Result<BTreeMap<String, u64>, StoreError> {
     let mut robots = BTreeMap::new();
-    if run.counts.errors.contains_key(&Failure::RobotsUnavailable) {
-        for f in store.failures(&target.id, run.id) {
-            let f = f?;
-            if f.kind != Failure::RobotsUnavailable {
-                continue;
-            }
-            let host = url::Url::parse(&f.url)
-                .ok()
-                .and_then(|u| HostKey::of(&u))
-                .map_or_else(|| "(no host)".to_owned(), |h| h.as_str().to_owned());
-            *robots.entry(host).or_insert(0u64) += 1;
-        }
+    if !run.counts.errors.contains_key(&Failure::RobotsUnavailable) {
+        return Ok(robots);
     }
-    Ok(after_run(
-        target,
-        &RunFacts {
-            run,
-            history: &kept,
-            robots_unavailable: &robots,
-            timed_out,
-        },
-    ))
+    for f in store.failures(&target.id, run.id) {
+        let f = f?;
+        if f.kind != Failure::RobotsUnavailable {
+            continue;
+        }
+        let host = url::Url::parse(&f.url)
+            .ok()
+            .and_then(|u| HostKey::of(&u))
+            .map_or_else(|| "(no host)".to_owned(), |h| h.as_str().to_owned());
+        *robots.entry(host).or_insert(0u64) += 1;
+    }
+    Ok(robots)
 }
 
 impl MonitorState {

@@ -8,6 +8,7 @@ mod common;
 
 mod cli;
 mod delivery;
+mod end_to_end;
 
 use std::collections::BTreeMap;
 use std::path::Path;
