@@ -116,10 +116,15 @@ fn a_broken_file_is_logged_once_per_change_and_its_fix_is_logged() {
     );
     let fixed = std::fs::read_to_string(&log).unwrap();
     assert!(fixed.contains("shop.toml"), "{fixed}");
+    wait_for(|| count(&log, RELOADED) >= 2, "the fix's reload is logged");
 
     // Broken again: logged once more, and not repeated while idle.
+    let before = count(&log, RELOADED);
     rename_over(&configs.join("shop.toml"), BROKEN);
     wait_for(|| count(&log, ERROR) == 2, "the new error is logged");
+    // The reload's own line follows its error line: wait for it, or the
+    // count below would miss it and see it as a repeat.
+    wait_for(|| count(&log, RELOADED) > before, "the reload is logged");
     let reloads = count(&log, RELOADED);
     stays_at_most(&log, RELOADED, reloads, Duration::from_secs(2));
     assert_eq!(count(&log, ERROR), 2);
