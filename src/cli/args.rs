@@ -109,7 +109,12 @@ pub(super) enum Command {
         http: Option<String>,
         /// A file holding the token that every HTTP request must carry (or
         /// the token itself in CRAWLD_HTTP_TOKEN); required off loopback.
-        #[arg(long, env = "CRAWLD_HTTP_TOKEN_FILE", value_name = "PATH")]
+        #[arg(
+            long,
+            env = "CRAWLD_HTTP_TOKEN_FILE",
+            value_name = "PATH",
+            requires = "http"
+        )]
         http_token_file: Option<PathBuf>,
     },
     /// The running daemon's targets, next fire times, runs and config errors.

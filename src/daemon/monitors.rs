@@ -116,8 +116,16 @@ impl Daemon {
         }
     }
 
-    /// Targets removed from the configs: nothing more to show or judge.
+    /// Targets removed from the configs: nothing more to show or judge, and
+    /// their open alerts are closed without a `resolved` (nothing was
+    /// fixed; the target went). What is queued still goes out.
     pub(super) fn forget_monitors(&mut self, id: &TargetId) {
+        let gone = id.clone();
+        self.store.send(move |s| {
+            if let Err(e) = alert::forget(s, &gone) {
+                warn!(target = %gone, error = %e, "Cannot forget the removed target's monitors.");
+            }
+        });
         self.monitors.states.remove(id);
         self.monitors.reference_ms.remove(id);
         self.monitors.clock_seen.remove(id);
