@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lettre::message::Mailbox;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::HeaderMap;
 use toml::Spanned;
 use url::Url;
 
-use super::compile::Compiler;
+use super::compile::{Compiler, Context};
 use super::error::{ConfigError, Source};
-use super::raw::RawChannel;
+use super::raw::{RawChannel, RawFile};
 use super::secret::{PathShown, SecretUrl};
 use super::smtp::{smtp_url, SmtpServer};
 use super::values::{duration, expand_env};
@@ -226,7 +226,12 @@ fn compile_kind(
             let url = c.check(url, &format!("{prefix}.url"), |s| {
                 webhook_url(s, env, shown)
             })?;
-            let headers = headers(c, prefix, r, env);
+            let headers = super::compile::header_map(
+                c,
+                r.headers.as_ref(),
+                &format!("{prefix}.headers"),
+                env,
+            );
             let hook = Webhook { url, headers };
             Some(match kind {
                 "webhook" => ChannelKind::Webhook(hook),
@@ -291,45 +296,43 @@ fn webhook_url(
     Ok(SecretUrl::new(url, shown))
 }
 
-/// `[channels.NAME.headers]` of a webhook, `${VAR}` expanded and marked sensitive.
-fn headers(
-    c: &mut Compiler,
-    prefix: &str,
-    r: &RawChannel,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    for (name, value) in r
-        .headers
-        .as_ref()
-        .map(|h| h.get_ref().iter())
-        .into_iter()
-        .flatten()
-    {
-        let key = format!("{prefix}.headers.{name}");
-        let Ok(hname) = HeaderName::from_bytes(name.as_bytes()) else {
-            c.err(
-                value.span(),
-                key,
-                format!("{name:?} is not a valid HTTP header name"),
-            );
-            continue;
-        };
-        let v = c.check(value, &key, |v| {
-            let v = expand_env(v, env)?;
-            HeaderValue::from_str(&v)
-                .map_err(|_| "header value contains characters not allowed in HTTP headers".into())
-        });
-        if let Some(mut v) = v {
-            v.set_sensitive(true);
-            headers.append(hname, v);
-        }
-    }
-    headers
-}
-
 fn mailbox(s: &str) -> Result<Mailbox, String> {
     s.parse::<Mailbox>().map_err(|e| {
         format!("{s:?} is not a mail address (write \"ops@example.org\" or \"Ops <ops@example.org>\"): {e}")
     })
+}
+
+/// `alerts`: the channels a target's alerts go to, each one declared.
+pub(super) fn alerts(c: &mut Compiler, raw: &RawFile, cx: &Context) -> Option<Vec<ChannelName>> {
+    let names = raw.alerts.as_ref()?;
+    let mut out = Vec::new();
+    for name in names.get_ref() {
+        if let Some(n) = c.check(name, "alerts", |n| lookup_channel(n, cx)) {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    Some(out)
+}
+
+fn lookup_channel(name: &str, cx: &Context) -> Result<ChannelName, String> {
+    let id = ChannelName::new(name);
+    if cx.channels.contains_key(&id) {
+        return Ok(id);
+    }
+    if let Some(file) = cx.broken_channels.get(name) {
+        return Err(format!(
+            "channel {name:?} has errors (see {})",
+            file.display()
+        ));
+    }
+    let known: Vec<&str> = cx.channels.keys().map(|c| c.as_str()).collect();
+    let mut msg = if known.is_empty() {
+        format!("unknown channel {name:?}; no channels are declared (add a [channels.{name}] table to a file of the configs directory)")
+    } else {
+        format!("unknown channel {name:?}; known: {}", known.join(", "))
+    };
+    msg.push_str(&super::compile::unreadable_hint(cx));
+    Err(msg)
 }

@@ -6,6 +6,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use indexmap::IndexMap;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use toml::Spanned;
 use url::Url;
@@ -94,12 +95,12 @@ pub fn target(
     let domains = domains(&mut c, raw, cx);
     let max_pages = max_pages(&mut c, raw);
     let (schedule, full_schedule) = schedules(&mut c, raw);
-    let headers = headers(&mut c, raw, cx.env);
+    let headers = header_map(&mut c, raw.headers.as_ref(), "headers", cx.env);
     let follow = follow(&mut c, raw.follow.as_ref().map(|f| f.get_ref()));
     let items = items(&mut c, raw);
     let timing = timing(&mut c, raw);
     let keep = keep(&mut c, raw);
-    let alerts = alerts(&mut c, raw, cx);
+    let alerts = super::channel::alerts(&mut c, raw, cx);
     let monitor = super::monitor::compile(&mut c, raw.monitor.as_ref(), &items);
     let (
         true,
@@ -150,49 +151,20 @@ pub fn target(
     })
 }
 
-/// `alerts`: the channels a target's alerts go to, each one declared.
-fn alerts(c: &mut Compiler, raw: &RawFile, cx: &Context) -> Option<Vec<ChannelName>> {
-    let names = raw.alerts.as_ref()?;
-    let mut out = Vec::new();
-    for name in names.get_ref() {
-        if let Some(n) = c.check(name, "alerts", |n| lookup_channel(n, cx)) {
-            if !out.contains(&n) {
-                out.push(n);
-            }
-        }
+/// For a name not found: the files that could not be read may declare it.
+pub(super) fn unreadable_hint(cx: &Context) -> String {
+    if cx.unreadable.is_empty() {
+        return String::new();
     }
-    Some(out)
-}
-
-fn lookup_channel(name: &str, cx: &Context) -> Result<ChannelName, String> {
-    let id = ChannelName::new(name);
-    if cx.channels.contains_key(&id) {
-        return Ok(id);
-    }
-    if let Some(file) = cx.broken_channels.get(name) {
-        return Err(format!(
-            "channel {name:?} has errors (see {})",
-            file.display()
-        ));
-    }
-    let known: Vec<&str> = cx.channels.keys().map(|c| c.as_str()).collect();
-    let mut msg = if known.is_empty() {
-        format!("unknown channel {name:?}; no channels are declared (add a [channels.{name}] table to a file of the configs directory)")
-    } else {
-        format!("unknown channel {name:?}; known: {}", known.join(", "))
-    };
-    if !cx.unreadable.is_empty() {
-        let files: Vec<String> = cx
-            .unreadable
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        msg.push_str(&format!(
-            " (it may be in {}, which could not be read: fix that first)",
-            files.join(", ")
-        ));
-    }
-    Err(msg)
+    let files: Vec<String> = cx
+        .unreadable
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    format!(
+        " (it may be in {}, which could not be read: fix that first)",
+        files.join(", ")
+    )
 }
 
 /// `strip_params`: the query parameters dropped from every URL.
@@ -287,34 +259,34 @@ fn domains(c: &mut Compiler, raw: &RawFile, cx: &Context) -> Vec<(String, Arc<Pr
     domains
 }
 
-/// `[headers]`, `${VAR}` expanded from `env` and every value marked sensitive.
-fn headers(c: &mut Compiler, raw: &RawFile, env: &dyn Fn(&str) -> Option<String>) -> HeaderMap {
+/// A table of request headers (`[headers]` of a target, or of a webhook
+/// channel: `key` is the table's own key), `${VAR}` expanded from `env` and
+/// every value marked sensitive.
+pub(super) fn header_map(
+    c: &mut Compiler,
+    table: Option<&Spanned<IndexMap<String, Spanned<String>>>>,
+    key: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    if let Some(h) = &raw.headers {
-        for (name, value) in h.get_ref() {
-            let key = format!("headers.{name}");
-            let Ok(hname) = HeaderName::from_bytes(name.as_bytes()) else {
-                c.err(
-                    value.span(),
-                    key,
-                    format!("{name:?} is not a valid HTTP header name"),
-                );
-                continue;
-            };
-            if let Some(v) = c.check(value, &key, |v| expand_env(v, env)) {
-                match HeaderValue::from_str(&v) {
-                    Ok(mut hv) => {
-                        // Header values may hold tokens: keep them out of logs and debug output.
-                        hv.set_sensitive(true);
-                        headers.append(hname, hv);
-                    }
-                    Err(_) => c.err(
-                        value.span(),
-                        key,
-                        "header value contains characters not allowed in HTTP headers",
-                    ),
-                }
-            }
+    for (name, value) in table.map(|h| h.get_ref().iter()).into_iter().flatten() {
+        let key = format!("{key}.{name}");
+        let Ok(hname) = HeaderName::from_bytes(name.as_bytes()) else {
+            c.err(
+                value.span(),
+                key,
+                format!("{name:?} is not a valid HTTP header name"),
+            );
+            continue;
+        };
+        let v = c.check(value, &key, |v| {
+            HeaderValue::from_str(&expand_env(v, env)?)
+                .map_err(|_| "header value contains characters not allowed in HTTP headers".into())
+        });
+        if let Some(mut v) = v {
+            // Header values may hold tokens: keep them out of logs and debug output.
+            v.set_sensitive(true);
+            headers.append(hname, v);
         }
     }
     headers
@@ -480,17 +452,7 @@ fn lookup_profile(name: &str, cx: &Context) -> Result<Arc<Profile>, String> {
     }
     let known: Vec<&str> = cx.profiles.keys().map(|p| p.as_str()).collect();
     let mut msg = format!("unknown profile {name:?}; known: {}", known.join(", "));
-    if !cx.unreadable.is_empty() {
-        let files: Vec<String> = cx
-            .unreadable
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        msg.push_str(&format!(
-            " (it may be in {}, which could not be read: fix that first)",
-            files.join(", ")
-        ));
-    }
+    msg.push_str(&unreadable_hint(cx));
     Err(msg)
 }
 
