@@ -203,5 +203,5 @@ pub fn rfc3339(ms: u64) -> String {
 }
 
 #[cfg(test)]
-#[path = "state_tests.rs"]
+#[path = "state/tests.rs"]
 mod tests;

@@ -37,11 +37,7 @@ pub(super) async fn dispatch(command: Command) -> Exit {
             configs,
             state,
         } => {
-            let mode = if full {
-                RunMode::Full
-            } else {
-                RunMode::Incremental
-            };
+            let mode = [RunMode::Incremental, RunMode::Full][usize::from(full)];
             let watch = super::Watch::new(fail_on_alert, alert);
             crawl(&configs.dir(), &state, &target, mode, !no_progress, watch).await
         }
@@ -67,26 +63,8 @@ pub(super) async fn dispatch(command: Command) -> Exit {
             };
             export(cmd, &configs.dir(), &state, out.as_deref()).await
         }
-        Command::History {
-            target,
-            key,
-            kind,
-            state,
-        } => {
-            let target = TargetId::new(target);
-            read(&state, ReadCommand::History { target, key, kind }).await
-        }
-        Command::Runs {
-            target,
-            json,
-            state,
-        } => {
-            let target = TargetId::new(target);
-            read(&state, ReadCommand::Runs { target, json }).await
-        }
-        Command::Failures { target, run, state } => {
-            let target = TargetId::new(target);
-            read(&state, ReadCommand::Failures { target, run }).await
+        c @ (Command::History { .. } | Command::Runs { .. } | Command::Failures { .. }) => {
+            read_command(c).await
         }
         Command::Run {
             configs,
@@ -139,6 +117,36 @@ pub(super) async fn dispatch(command: Command) -> Exit {
 }
 
 /// A reading command to stdout, without the target's configuration.
+/// `history`, `runs` and `failures`: commands that only read the store.
+async fn read_command(command: Command) -> Exit {
+    let (state, cmd) = match command {
+        Command::History {
+            target,
+            key,
+            kind,
+            state,
+        } => {
+            let target = TargetId::new(target);
+            (state, ReadCommand::History { target, key, kind })
+        }
+        Command::Runs {
+            target,
+            json,
+            state,
+        } => {
+            let target = TargetId::new(target);
+            (state, ReadCommand::Runs { target, json })
+        }
+        Command::Failures { target, run, state } => {
+            let target = TargetId::new(target);
+            (state, ReadCommand::Failures { target, run })
+        }
+        // INVARIANT: dispatch hands over only the three commands above.
+        _ => return Exit::Usage,
+    };
+    read(&state, cmd).await
+}
+
 async fn read(state: &StateArg, cmd: ReadCommand) -> Exit {
     data::read(&state.dir(), state.socket.as_deref(), None, cmd, None).await
 }

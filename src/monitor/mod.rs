@@ -14,8 +14,10 @@ use crate::failure::Failure;
 use crate::ids::{HostKey, RunId, TargetId};
 use crate::store::{RunMode, RunRecord, RunStatus, Store, StoreError};
 
+mod clock;
 mod evaluate;
-pub use evaluate::{after_run, attempted, config_broken, items_of, overdue, unjudged, RunFacts};
+pub use clock::{config_broken, overdue};
+pub use evaluate::{after_run, attempted, items_of, unjudged, RunFacts};
 
 /// The monitors crawld has. Their names are stable: they are in the store,
 /// in alerts, in metrics labels and in `[monitor]` keys.
