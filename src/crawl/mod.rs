@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 
+mod commits;
 mod hops;
 mod outcome;
 mod record;

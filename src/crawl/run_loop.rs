@@ -15,13 +15,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use url::Url;
 
+use super::commits::Commits;
 use super::hops::{self, Hops};
 use super::outcome::{
     next_step, not_fetched, note_commit, process, sleep_until_opt, Next, Outcome, PageError,
     RetryEntry,
 };
 use super::record::record_outcome;
-use super::{blocking, Engine, Progress, ProgressSink, Waiting, COMMIT_INTERVAL, COMMIT_PAGES};
+use super::{blocking, Engine, Progress, ProgressSink, Waiting, COMMIT_INTERVAL};
 use crate::config::Target;
 use crate::fetcher::{Fetcher, Validators};
 use crate::frontier::{Frontier, QueuedUrl};
@@ -53,31 +54,6 @@ enum Event {
     FlushDue,
     /// A host slot was freed, a retry or a host became due: look again.
     Woken,
-}
-
-/// Fetched pages waiting for the writer thread, which commits them in batches.
-struct Commits {
-    pending: Vec<PageCommit>,
-    since: Instant,
-    tx: mpsc::UnboundedSender<Vec<PageCommit>>,
-}
-
-impl Commits {
-    fn push(&mut self, page: PageCommit) {
-        if self.pending.is_empty() {
-            self.since = Instant::now();
-        }
-        self.pending.push(page);
-        if self.pending.len() >= COMMIT_PAGES {
-            self.send();
-        }
-    }
-
-    fn send(&mut self) {
-        if !self.pending.is_empty() {
-            let _ = self.tx.send(std::mem::take(&mut self.pending));
-        }
-    }
 }
 
 /// One run's coordinator (see the module docs).
