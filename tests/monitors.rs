@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::daemon::{wait_for, Daemon};
+use common::sinks::WebhookSink;
 use common::{shop, write_configs, Resource, Site, FAST_PROFILE};
 
 const TARGET: &str = r#"
@@ -176,42 +177,73 @@ fn failure_rate_waits_for_min_pages() {
     assert!(out.contains("failure_rate 40 %"), "the figure shows: {out}");
 }
 
+/// The overdue monitor of target `t`, when it fires.
+fn overdue_firing(d: &Daemon) -> Option<serde_json::Value> {
+    d.target("t").and_then(|t| {
+        t["monitors"]
+            .as_array()?
+            .iter()
+            .find(|m| m["monitor"] == "overdue" && m["state"] == "firing")
+            .cloned()
+    })
+}
+
+/// Waits until every channel's queue is empty.
+fn delivered(d: &Daemon) {
+    wait_for(
+        || {
+            d.status()["channels"]
+                .as_array()
+                .is_some_and(|c| c.iter().all(|c| c["pending"] == 0))
+        },
+        "the alerts are out",
+    );
+}
+
 /// The dead man's switch: a target whose runs hang never completes one,
-/// and `overdue` fires once 2 × its schedule interval has passed.
+/// and `overdue` fires once 2 × its schedule interval has passed. A restart
+/// keeps it firing (its runs still never completed) without a word to the
+/// channel, and the first completed run resolves it.
 #[test]
 fn overdue_fires_when_runs_hang_past_the_grace() {
     let site = Site::start(shop(1, 3));
-    let mut home = site.get("/").unwrap();
-    home.delay = Duration::from_secs(120);
-    site.set("/", home);
+    let healthy = site.get("/").unwrap();
+    let mut hanging = healthy.clone();
+    hanging.delay = Duration::from_secs(120);
+    site.set("/", hanging);
+    let hook = WebhookSink::start();
     let tmp = tempfile::tempdir().unwrap();
     let configs = tmp.path().join("configs");
+    // The page hangs past the request timeout too: no run completes.
     let target = format!(
-        "schedule = \"* * * * * *\"\ncatch_up = \"skip\"\n{TARGET}\n[monitor]\noverdue = 2.0\n"
+        "schedule = \"* * * * * *\"\ncatch_up = \"skip\"\n{}\n[monitor]\noverdue = 2.0\n",
+        TARGET.replace("profile = \"fast\"", "profile = \"patient\"")
+    );
+    let patient =
+        format!("{FAST_PROFILE}\n[profiles.patient]\nextends = \"fast\"\ntimeout = \"5m\"\n");
+    let channel = format!(
+        "[channels.hook]\nkind = \"webhook\"\nurl = \"{}\"\ndefault = true\n",
+        hook.url("/")
     );
     write_configs(
         &configs,
         &site.url(""),
-        &[("t.toml", &target), ("profiles.toml", FAST_PROFILE)],
+        &[
+            ("t.toml", &target),
+            ("profiles.toml", &patient),
+            ("alerts.toml", &channel),
+        ],
     );
+    let state = tmp.path().join("state");
     let started = std::time::Instant::now();
-    let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
-    let firing = |d: &Daemon| {
-        d.target("t").and_then(|t| {
-            t["monitors"]
-                .as_array()?
-                .iter()
-                .find(|m| m["monitor"] == "overdue" && m["state"] == "firing")
-                .cloned()
-        })
-    };
-    wait_for(|| firing(&d).is_some(), "overdue fires");
+    let d = Daemon::start(&configs, &state, &[]);
+    wait_for(|| overdue_firing(&d).is_some(), "overdue fires");
     assert!(
         started.elapsed() >= Duration::from_secs(2),
         "not before the grace: {:?}",
         started.elapsed()
     );
-    let m = firing(&d).unwrap();
+    let m = overdue_firing(&d).unwrap();
     assert_eq!(m["threshold"], 2.0, "2 × 1 s: {m}");
     assert!(m["value"].as_f64().unwrap() > 2.0, "{m}");
     assert!(
@@ -222,6 +254,27 @@ fn overdue_fires_when_runs_hang_past_the_grace() {
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(text.contains("monitor(s) firing:"), "{text}");
     assert!(text.contains("t overdue"), "{text}");
+    delivered(&d);
+    assert_eq!(hook.accepted().len(), 1);
+
+    let before = m["value"].as_f64().unwrap();
+    assert_eq!(d.stop(), Some(0));
+    let d = Daemon::start(&configs, &state, &[]);
+    // The new daemon's clock judged it, and it still fires.
+    wait_for(
+        || overdue_firing(&d).is_some_and(|m| m["value"].as_f64().unwrap() > before),
+        "the restarted daemon judges overdue firing",
+    );
+    delivered(&d);
+    let sent: Vec<_> = hook.accepted().iter().map(|a| a["state"].clone()).collect();
+    assert_eq!(sent, ["firing"], "a restart sends nothing");
+
+    // Healed, and a hanging request stopped: the next firing's run completes.
+    site.set("/", healthy);
+    let _ = d.cmd(&["stop-run", "t"]).output();
+    wait_for(|| hook.accepted().len() == 2, "a completed run resolves it");
+    assert_eq!(hook.accepted()[1]["state"], "resolved");
+    assert_eq!(hook.accepted()[1]["monitor"], "overdue");
 }
 
 #[test]

@@ -60,15 +60,37 @@ pub(super) struct Monitors {
 }
 
 /// What the store thread reads for a target the daemon begins to watch.
+#[derive(Default)]
 pub(super) struct Known {
     pub states: Vec<MonitorState>,
     pub last_completed_ms: Option<u64>,
+    pub first_started_ms: Option<u64>,
+}
+
+impl Known {
+    /// Where `overdue` counts from after a restart: the end of the last
+    /// completed run; before one, the earliest of the first run's start and
+    /// the time a stored firing `overdue` began to count (when it fired,
+    /// less its grace), so that a restart neither resets the switch of a
+    /// target whose runs hang nor resolves it.
+    fn reference(&self) -> Option<u64> {
+        if self.last_completed_ms.is_some() {
+            return self.last_completed_ms;
+        }
+        let fired = self
+            .states
+            .iter()
+            .find(|s| s.monitor == MonitorKind::Overdue && s.firing())
+            .map(|s| s.since_ms.saturating_sub((s.threshold * 1000.0) as u64));
+        fired.into_iter().chain(self.first_started_ms).min()
+    }
 }
 
 fn known(store: &Store, id: &TargetId) -> Result<Known, StoreError> {
-    let mut last_completed_ms = None;
+    let (mut last_completed_ms, mut first_started_ms) = (None, None);
     for r in store.runs(id) {
         let r = r?;
+        first_started_ms = first_started_ms.or(Some(r.started_ms));
         if r.status == RunStatus::Completed {
             last_completed_ms = r.ended_ms.or(last_completed_ms);
         }
@@ -76,41 +98,47 @@ fn known(store: &Store, id: &TargetId) -> Result<Known, StoreError> {
     Ok(Known {
         states: store.monitor_states(id)?,
         last_completed_ms,
+        first_started_ms,
     })
 }
 
 impl Daemon {
-    /// Reads the stored monitors of targets the daemon begins to watch.
+    /// Reads the stored monitors of targets the daemon begins to watch. The
+    /// clock judges a target only once they are read: judged before, a
+    /// restart would resolve an `overdue` that still holds.
     pub(super) fn watch_monitors(&mut self, added: &[Arc<Target>]) {
-        let now = now_ms();
         for t in added {
-            self.monitors
-                .reference_ms
-                .entry(t.id.clone())
-                .or_insert(now);
             let (id, events) = (t.id.clone(), self.events.clone());
             let read = self
                 .store
                 .call(move |s| known(s, &id).map_err(|e| e.to_string()));
             let id = t.id.clone();
             tokio::spawn(async move {
-                match read.await {
-                    Ok(Ok(k)) => {
-                        let _ = events.send(Event::Known(id, k));
-                    }
+                let k = match read.await {
+                    Ok(Ok(k)) => k,
                     Ok(Err(e)) => {
-                        warn!(target = %id, error = %e, "Cannot read the target's monitors.")
+                        warn!(target = %id, error = %e, "Cannot read the target's monitors: overdue counts from now.");
+                        Known::default()
                     }
-                    Err(e) => warn!(target = %id, error = %e, "Cannot read the target's monitors."),
-                }
+                    Err(e) => {
+                        warn!(target = %id, error = %e, "Cannot read the target's monitors: overdue counts from now.");
+                        Known::default()
+                    }
+                };
+                let _ = events.send(Event::Known(id, k));
             });
         }
     }
 
     pub(super) fn known(&mut self, id: TargetId, k: Known) {
-        if let Some(end) = k.last_completed_ms {
-            self.monitors.reference_ms.insert(id.clone(), end);
-        }
+        let reference = k.reference().unwrap_or_else(now_ms);
+        // A run that completed meanwhile already set a later reference.
+        let r = self
+            .monitors
+            .reference_ms
+            .entry(id.clone())
+            .or_insert(reference);
+        *r = (*r).max(reference);
         if !k.states.is_empty() {
             self.monitors.states.entry(id).or_insert(k.states);
         }
