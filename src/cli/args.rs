@@ -103,9 +103,15 @@ pub(super) enum Command {
         /// Log files kept with --log-dir.
         #[arg(long, default_value_t = 14)]
         log_keep: usize,
-        /// Serve the dashboard, /metrics and /api/ on this address (IP:PORT,
-        /// e.g. 127.0.0.1:9464; port 0 picks a free one).
-        #[arg(long, env = "CRAWLD_HTTP", value_name = "ADDR")]
+        /// Serve the dashboard, /metrics and /api/ on this address (IP:PORT;
+        /// port 0 picks a free one); `--http` alone means 127.0.0.1:9464.
+        #[arg(
+            long,
+            env = "CRAWLD_HTTP",
+            value_name = "ADDR",
+            num_args = 0..=1,
+            default_missing_value = "127.0.0.1:9464"
+        )]
         http: Option<String>,
         /// A file holding the token that every HTTP request must carry (or
         /// the token itself in CRAWLD_HTTP_TOKEN); required off loopback.
