@@ -252,3 +252,66 @@ fn a_channel_that_is_down_slows_nothing_and_gets_its_alert_when_back() {
     assert_eq!(hook.accepted()[0]["monitor"], "failure_rate");
     assert_eq!(smtp.mails().len(), 1, "nothing sent twice");
 }
+
+/// `crawld crawl --alert`, for cron users without a daemon: the run's
+/// monitors are recorded and their alerts sent before it exits.
+#[test]
+fn a_foreground_crawl_with_alert_sends_and_resolves() {
+    let site = Site::start(shop(3, 10));
+    let third: Vec<(String, Resource)> = (0..30)
+        .filter(|i| i % 3 == 0)
+        .map(|i| format!("/p/{i}.html"))
+        .map(|p| (p.clone(), site.get(&p).unwrap()))
+        .collect();
+    let (hook, smtp) = (WebhookSink::start(), SmtpSink::start());
+    let tmp = tempfile::tempdir().unwrap();
+    let pager = tmp.path().join("pager.jsonl");
+    let configs = tmp.path().join("configs");
+    let alerts = channels(&hook, &smtp, &pager);
+    write_configs(
+        &configs,
+        &site.url(""),
+        &[
+            ("t.toml", TARGET),
+            ("profiles.toml", FAST_PROFILE),
+            ("alerts.toml", &alerts),
+        ],
+    );
+    let crawl = || {
+        let out = super::crawld()
+            .args([
+                "crawl",
+                "t",
+                "--full",
+                "--no-progress",
+                "--alert",
+                "--fail-on-alert",
+            ])
+            .arg("--configs")
+            .arg(&configs)
+            .arg("--state")
+            .arg(tmp.path().join("state"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.code(), text)
+    };
+    failing(&site, true, &third);
+    let (code, out) = crawl();
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("Alerts: 3 delivered"), "{out}");
+    assert_eq!(hook.accepted().len(), 1);
+    assert_eq!(smtp.mails().len(), 1);
+    assert_eq!(paged(&pager).len(), 1);
+    // Still failing: nothing new to say.
+    let (code, out) = crawl();
+    assert_eq!(code, Some(3), "{out}");
+    assert_eq!(hook.accepted().len(), 1, "{out}");
+    failing(&site, false, &third);
+    let (code, out) = crawl();
+    assert_eq!(code, Some(0), "{out}");
+    let sent = hook.accepted();
+    assert_eq!(sent.len(), 2, "{out}");
+    assert_eq!(sent[1]["state"], "resolved");
+    assert_eq!(paged(&pager)[1]["state"], "resolved");
+}
