@@ -87,22 +87,20 @@ fn settled(d: &Daemon, run: u64) {
     );
 }
 
-fn failing(site: &Site, fail: bool, pages: &[(String, Resource)]) {
-    for (path, page) in pages {
-        let r = if fail {
-            Resource {
-                status: 500,
-                ..Resource::html("down")
-            }
-        } else {
-            page.clone()
-        };
-        site.set(path, r);
-    }
+/// A shop of 30 products whose every third product page can be made to
+/// fail, a webhook receiver, an SMTP sink and an exec channel's file, and a
+/// configs dir with the target and the three channels.
+struct Scene {
+    site: Site,
+    third: Vec<(String, Resource)>,
+    hook: WebhookSink,
+    smtp: SmtpSink,
+    tmp: tempfile::TempDir,
+    pager: std::path::PathBuf,
+    configs: std::path::PathBuf,
 }
 
-#[test]
-fn a_failing_site_fires_once_per_channel_survives_a_restart_and_resolves() {
+fn scene() -> Scene {
     let site = Site::start(shop(3, 10));
     let third: Vec<(String, Resource)> = (0..30)
         .filter(|i| i % 3 == 0)
@@ -123,6 +121,42 @@ fn a_failing_site_fires_once_per_channel_survives_a_restart_and_resolves() {
             ("alerts.toml", &alerts),
         ],
     );
+    Scene {
+        site,
+        third,
+        hook,
+        smtp,
+        tmp,
+        pager,
+        configs,
+    }
+}
+
+fn failing(site: &Site, fail: bool, pages: &[(String, Resource)]) {
+    for (path, page) in pages {
+        let r = if fail {
+            Resource {
+                status: 500,
+                ..Resource::html("down")
+            }
+        } else {
+            page.clone()
+        };
+        site.set(path, r);
+    }
+}
+
+#[test]
+fn a_failing_site_fires_once_per_channel_survives_a_restart_and_resolves() {
+    let Scene {
+        site,
+        third,
+        hook,
+        smtp,
+        tmp,
+        pager,
+        configs,
+    } = scene();
     let state = tmp.path().join("state");
     let d = Daemon::start(&configs, &state, &[]);
     let run = full_run(&d);
@@ -197,26 +231,15 @@ fn a_failing_site_fires_once_per_channel_survives_a_restart_and_resolves() {
 /// other channels, and gets its alert once, when it listens again.
 #[test]
 fn a_channel_that_is_down_slows_nothing_and_gets_its_alert_when_back() {
-    let site = Site::start(shop(3, 10));
-    let third: Vec<(String, Resource)> = (0..30)
-        .filter(|i| i % 3 == 0)
-        .map(|i| format!("/p/{i}.html"))
-        .map(|p| (p.clone(), site.get(&p).unwrap()))
-        .collect();
-    let (hook, smtp) = (WebhookSink::start(), SmtpSink::start());
-    let tmp = tempfile::tempdir().unwrap();
-    let pager = tmp.path().join("pager.jsonl");
-    let configs = tmp.path().join("configs");
-    let alerts = channels(&hook, &smtp, &pager);
-    write_configs(
-        &configs,
-        &site.url(""),
-        &[
-            ("t.toml", TARGET),
-            ("profiles.toml", FAST_PROFILE),
-            ("alerts.toml", &alerts),
-        ],
-    );
+    let Scene {
+        site,
+        third,
+        hook,
+        smtp,
+        tmp,
+        pager,
+        configs,
+    } = scene();
     let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
     full_run(&d);
     hook.close();
@@ -257,26 +280,15 @@ fn a_channel_that_is_down_slows_nothing_and_gets_its_alert_when_back() {
 /// monitors are recorded and their alerts sent before it exits.
 #[test]
 fn a_foreground_crawl_with_alert_sends_and_resolves() {
-    let site = Site::start(shop(3, 10));
-    let third: Vec<(String, Resource)> = (0..30)
-        .filter(|i| i % 3 == 0)
-        .map(|i| format!("/p/{i}.html"))
-        .map(|p| (p.clone(), site.get(&p).unwrap()))
-        .collect();
-    let (hook, smtp) = (WebhookSink::start(), SmtpSink::start());
-    let tmp = tempfile::tempdir().unwrap();
-    let pager = tmp.path().join("pager.jsonl");
-    let configs = tmp.path().join("configs");
-    let alerts = channels(&hook, &smtp, &pager);
-    write_configs(
-        &configs,
-        &site.url(""),
-        &[
-            ("t.toml", TARGET),
-            ("profiles.toml", FAST_PROFILE),
-            ("alerts.toml", &alerts),
-        ],
-    );
+    let Scene {
+        site,
+        third,
+        hook,
+        smtp,
+        tmp,
+        pager,
+        configs,
+    } = scene();
     let crawl = || {
         let out = super::crawld()
             .args([
