@@ -205,14 +205,7 @@ async fn robots_txt_past_512_kib_is_ignored_and_no_line_is_cut_short() {
 }
 
 fn crawld() -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("crawld").unwrap();
-    cmd.env_remove("CRAWLD_CONFIGS")
-        .env_remove("CRAWLD_STATE")
-        .env_remove("CONFIGURATION_DIRECTORY")
-        .env_remove("STATE_DIRECTORY")
-        .env_remove("RUST_LOG")
-        .timeout(Duration::from_secs(60));
-    cmd
+    common::crawld()
 }
 
 /// Defect: the summary counted a 404 as failed and pointed to

@@ -26,14 +26,7 @@ tags = { css = "ul.tags li::text", many = true }
 "#;
 
 fn crawld() -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::cargo_bin("crawld").unwrap();
-    cmd.env_remove("CRAWLD_CONFIGS")
-        .env_remove("CRAWLD_STATE")
-        .env_remove("CONFIGURATION_DIRECTORY")
-        .env_remove("STATE_DIRECTORY")
-        .env_remove("RUST_LOG")
-        .timeout(Duration::from_secs(60));
-    cmd
+    common::crawld()
 }
 
 /// `crawld crawl t --full --fail-on-alert`: (exit code, stdout).

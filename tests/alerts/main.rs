@@ -13,7 +13,6 @@ mod end_to_end;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use assert_cmd::Command;
 use crawld::config::Channel;
@@ -21,14 +20,7 @@ use crawld::ids::ChannelName;
 
 /// `crawld` with no configuration from the environment.
 pub fn crawld() -> Command {
-    let mut cmd = Command::cargo_bin("crawld").unwrap();
-    cmd.env_remove("CRAWLD_CONFIGS")
-        .env_remove("CRAWLD_STATE")
-        .env_remove("CONFIGURATION_DIRECTORY")
-        .env_remove("STATE_DIRECTORY")
-        .env_remove("RUST_LOG")
-        .timeout(Duration::from_secs(60));
-    cmd
+    common::crawld()
 }
 
 /// Writes `files` (name, text) into `dir`.

@@ -340,6 +340,19 @@ pub fn shop(lists: usize, per_list: usize) -> HashMap<String, Resource> {
     pages
 }
 
+/// The `crawld` binary with no configuration from the environment, and a
+/// minute to finish.
+pub fn crawld() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("crawld").unwrap();
+    cmd.env_remove("CRAWLD_CONFIGS")
+        .env_remove("CRAWLD_STATE")
+        .env_remove("CONFIGURATION_DIRECTORY")
+        .env_remove("STATE_DIRECTORY")
+        .env_remove("RUST_LOG")
+        .timeout(Duration::from_secs(60));
+    cmd
+}
+
 /// Writes `files` (name, TOML text with `{base}` replaced by the site URL) to `dir`.
 pub fn write_configs(dir: &Path, base: &str, files: &[(&str, &str)]) {
     std::fs::create_dir_all(dir).unwrap();
