@@ -4,7 +4,7 @@
 //! the states in the store and queues the alerts of those that changed; the
 //! supervisor keeps the latest states for `status`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,9 +52,11 @@ fn interval(t: &Target) -> Option<Duration> {
 pub(super) struct Monitors {
     /// Each target's monitors as last observed.
     pub states: HashMap<TargetId, Vec<MonitorState>>,
-    /// The end of each target's last completed run, or when the daemon began
-    /// to watch it: `overdue` counts from there.
+    /// Where each target's `overdue` counts from: the end of its last
+    /// completed run, or before one what [`Known::reference`] says.
     reference_ms: HashMap<TargetId, u64>,
+    /// Targets whose stored monitors were read: the clock judges only them.
+    known: HashSet<TargetId>,
     /// The clock monitors' firing flags as last observed, and when.
     clock_seen: HashMap<TargetId, (Vec<bool>, Instant)>,
 }
@@ -139,6 +141,7 @@ impl Daemon {
             .entry(id.clone())
             .or_insert(reference);
         *r = (*r).max(reference);
+        self.monitors.known.insert(id.clone());
         if !k.states.is_empty() {
             self.monitors.states.entry(id).or_insert(k.states);
         }
@@ -156,6 +159,7 @@ impl Daemon {
         });
         self.monitors.states.remove(id);
         self.monitors.reference_ms.remove(id);
+        self.monitors.known.remove(id);
         self.monitors.clock_seen.remove(id);
     }
 
@@ -166,7 +170,12 @@ impl Daemon {
         };
         if run.status == RunStatus::Completed {
             let end = run.ended_ms.unwrap_or_else(now_ms);
-            self.monitors.reference_ms.insert(run.target.clone(), end);
+            let r = self
+                .monitors
+                .reference_ms
+                .entry(run.target.clone())
+                .or_insert(end);
+            *r = (*r).max(end);
         }
         let channels = self.set.channels_for(&target);
         let events = self.events.clone();
