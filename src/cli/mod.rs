@@ -199,8 +199,12 @@ fn check(dir: &Path) -> Exit {
     };
     let errors = report.all_errors();
     if errors.is_empty() {
+        let channels = match report.set.channels.len() {
+            0 => String::new(),
+            n => format!(", {n} alert channel(s)"),
+        };
         outln!(
-            "{}: {} target(s), {} profile(s), no errors",
+            "{}: {} target(s), {} profile(s){channels}, no errors",
             dir.display(),
             report.set.targets.len(),
             report.set.profiles.len()

@@ -268,3 +268,26 @@ alerts = ["ops", "opz"]
         )))
         .stderr(predicate::str::contains("4 configuration error(s)"));
 }
+
+#[test]
+fn check_counts_the_alert_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+[channels.ops]
+kind = "webhook"
+url = "http://127.0.0.1:9/hook"
+default = true
+[channels.page]
+kind = "exec"
+command = ["true"]
+"#;
+    write(&dir.path().join("configs"), &[("alerts.toml", text)]);
+    crawld()
+        .args(["check", "--configs"])
+        .arg(dir.path().join("configs"))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "0 target(s), 3 profile(s), 2 alert channel(s), no errors",
+        ));
+}
