@@ -77,6 +77,15 @@ impl Store {
                 Some(b'a') => self.decode::<AlertRecord>(&k, &v).map(|_| ()),
                 Some(b'q') => self.decode::<OutboxEntry>(&k, &v).map(|_| ()),
                 Some(b'm') => Ok(()),
+                Some(b'h') if v.len() == 8 => Ok(()),
+                Some(b'h') => {
+                    report.problems.push(format!(
+                        "host pause record {:?} holds {} bytes, not an 8-byte time",
+                        String::from_utf8_lossy(&k),
+                        v.len()
+                    ));
+                    Ok(())
+                }
                 _ => {
                     report
                         .problems
@@ -355,5 +364,22 @@ impl<W: Write> Write for HashingWriter<W> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_knows_host_pause_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .set_host_pause(&crate::ids::HostKey::new("a.example:443"), 42)
+            .unwrap();
+        let report = store.check().unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert!(report.records >= 1);
     }
 }
