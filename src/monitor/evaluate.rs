@@ -354,7 +354,7 @@ fn field_coverage(b: &Base, target: &Target, history: &[RunRecord]) -> Vec<Monit
         Some((s, f)) => format!("every field holds; the lowest is {f} at {:.0} %", s * 100.0),
         None => "no items extracted in this run".to_owned(),
     };
-    let value = lowest.map_or(1.0, |(s, _)| s);
+    let value = lowest.map_or(super::NO_FIGURE, |(s, _)| s);
     vec![b.state(
         MonitorKind::FieldCoverage,
         false,

@@ -87,6 +87,10 @@ impl fmt::Display for MonitorKind {
     }
 }
 
+/// The `value` of a state whose run had nothing to measure (a run that
+/// extracted no items has no field coverage): shown without a figure.
+pub const NO_FIGURE: f64 = -1.0;
+
 /// Whether a monitor fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -224,6 +228,9 @@ impl MonitorState {
     /// The figure and its threshold as a person reads them: shares in per
     /// cent, durations in time, counts as counts.
     pub fn figures(&self) -> String {
+        if self.value < 0.0 {
+            return String::new();
+        }
         let pct = |x: f64| format!("{:.0} %", x * 100.0);
         let secs = |x: f64| {
             humantime::format_duration(std::time::Duration::from_secs(x as u64)).to_string()
