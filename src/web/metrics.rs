@@ -90,6 +90,7 @@ pub fn encode(status: &Status, runs: &TargetRuns, now_ms: u64) -> String {
         }
     }
     hosts(&mut reg, &status.hosts, now_ms);
+    host_retries(&mut reg, runs);
     channels(&mut reg, status);
     let mut out = String::new();
     // Writing to a String cannot fail, and the label encoders above do not.
@@ -357,6 +358,30 @@ fn hosts(reg: &mut Registry, hosts: &[HostStatus], now_ms: u64) {
         forbidden.get_or_create(&hl).inc_by(c.status_403);
         for (f, get) in &gauges {
             f.get_or_create(&hl).set(get(h, now_ms));
+        }
+    }
+}
+
+/// Retries and requeues per host, summed over every target's kept runs (the
+/// limiter counts them per run, not since the daemon started).
+fn host_retries(reg: &mut Registry, runs: &TargetRuns) {
+    let retries: Family<Labels, Counter> = family(
+        reg,
+        "host_retries",
+        "Attempts made again after a failure, per host, summed over every target's kept runs",
+        None,
+    );
+    let requeues: Family<Labels, Counter> = family(
+        reg,
+        "host_requeues",
+        "URLs put back after a 429 or 503, per host, summed over every target's kept runs",
+        None,
+    );
+    for run in runs.values().flatten().flatten() {
+        for (host, h) in &run.counts.hosts {
+            let hl = labels(&[("host", host)]);
+            retries.get_or_create(&hl).inc_by(h.retries);
+            requeues.get_or_create(&hl).inc_by(h.requeues);
         }
     }
 }

@@ -274,3 +274,25 @@ fn addresses_parse_as_ip_port_or_localhost() {
         );
     }
 }
+
+#[test]
+fn host_retries_and_requeues_add_up_over_every_targets_runs() {
+    let (status, mut runs) = (fixture::status(), fixture::runs());
+    let mut n = 0;
+    for list in runs.values_mut().flatten() {
+        for run in list.iter_mut().take(2) {
+            n += 1;
+            let h = run.counts.hosts.entry("a.example:80".into()).or_default();
+            h.retries = n;
+            h.requeues = 10 * n;
+        }
+    }
+    let s = scrape(&encode(&status, &runs, NOW_MS));
+    let sum = (1..=n).sum::<u64>() as f64;
+    let host = [("host", "a.example:80")];
+    assert_eq!(value(&s, "crawld_host_retries_total", &host), Some(sum));
+    assert_eq!(
+        value(&s, "crawld_host_requeues_total", &host),
+        Some(10.0 * sum)
+    );
+}
