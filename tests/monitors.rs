@@ -231,14 +231,17 @@ fn overdue_fires_when_runs_hang_past_the_grace() {
     let started = std::time::Instant::now();
     let d = Daemon::start(&configs, &state, &[]);
     wait_for(|| overdue_firing(&d).is_some(), "overdue fires");
+    // Two firings of the every-second schedule after the daemon began to
+    // watch: between 1 and 2 s.
     assert!(
-        started.elapsed() >= Duration::from_secs(2),
+        started.elapsed() >= Duration::from_secs(1),
         "not before the grace: {:?}",
         started.elapsed()
     );
     let m = overdue_firing(&d).unwrap();
-    assert_eq!(m["threshold"], 2.0, "2 × 1 s: {m}");
-    assert!(m["value"].as_f64().unwrap() > 2.0, "{m}");
+    let grace = m["threshold"].as_f64().unwrap();
+    assert!((1.0..=2.0).contains(&grace), "{m}");
+    assert!(m["value"].as_f64().unwrap() > grace, "{m}");
     assert!(
         m["message"].as_str().unwrap().contains("no run completed"),
         "{m}"

@@ -136,8 +136,8 @@ pub(super) fn compile(
     }
     if let Some(v) = &raw.overdue {
         let x = c.check(v, "monitor.overdue", |&x| {
-            (x >= 1.0 && x.is_finite()).then_some(x).ok_or_else(|| {
-                format!("overdue is a multiple of the schedule interval, at least 1.0, not {x}")
+            (1.0..=100.0).contains(&x).then_some(x).ok_or_else(|| {
+                format!("overdue counts the schedule's firings: from 1.0 to 100, not {x}")
             })
         });
         m.overdue = x.unwrap_or(m.overdue);

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::Cron;
 
@@ -42,6 +44,28 @@ fn parser() -> CronParser {
 }
 
 impl Schedule {
+    /// The next time it fires strictly after `after`, read in `tz`.
+    pub fn next_fire(&self, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Walk local wall-clock times: croner finds the next matching local time,
+        // and we map it to an instant ourselves, so DST is handled in one place.
+        // Cron has whole seconds: drop the fraction, or the same second could come back.
+        let mut local =
+            chrono::Timelike::with_nanosecond(&after.with_timezone(&tz).naive_local(), 0)?;
+        for _ in 0..1000 {
+            let next = self
+                .cron
+                .find_next_occurrence(&Utc.from_utc_datetime(&local), false)
+                .ok()?;
+            let naive = next.naive_utc();
+            match instant(tz, naive) {
+                Some(at) if at > after => return Some(at),
+                // The first occurrence of a repeated time already passed: skip its echo.
+                _ => local = naive,
+            }
+        }
+        None
+    }
+
     /// Parses a six-field cron expression; the error names the bad field.
     pub fn parse(expr: &str) -> Result<Self, String> {
         let fields: Vec<&str> = expr.split_whitespace().collect();
@@ -72,6 +96,28 @@ impl Schedule {
                 }
                 Err(format!("cron expression {expr:?} is invalid: {whole}"))
             }
+        }
+    }
+}
+
+/// The instant of a local wall-clock time: the first of two in a repeat, the
+/// end of the gap for a time that does not exist.
+fn instant(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+        LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
+        LocalResult::None => {
+            // In a gap: the first minute after it.
+            (1..=180).find_map(|m| {
+                match tz.from_local_datetime(&(local + chrono::Duration::minutes(m))) {
+                    LocalResult::Single(t) => {
+                        let t = t.with_timezone(&Utc);
+                        Some(t - chrono::Duration::seconds(i64::from(chrono::Timelike::second(&t))))
+                    }
+                    LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
+                    LocalResult::None => None,
+                }
+            })
         }
     }
 }

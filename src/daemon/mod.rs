@@ -75,6 +75,8 @@ enum Event {
     Known(TargetId, monitors::Known),
     /// New states of a target's monitors.
     Judged(TargetId, Vec<crate::monitor::MonitorState>),
+    /// A target's clock monitors could not be recorded.
+    ClockFailed(TargetId),
 }
 
 struct Daemon {
@@ -369,6 +371,7 @@ impl Daemon {
             Event::CatchUp(verdicts) => self.caught_up(verdicts),
             Event::Known(id, known) => self.known(id, known),
             Event::Judged(id, states) => self.judged(id, states),
+            Event::ClockFailed(id) => self.clock_failed(&id),
         }
     }
 

@@ -53,7 +53,7 @@ pub(super) struct Monitors {
     /// Each target's monitors as last observed.
     pub states: HashMap<TargetId, Vec<MonitorState>>,
     /// Where each target's `overdue` counts from: the end of its last
-    /// completed run, or before one what [`Known::reference`] says.
+    /// completed run, or before one [`Known::since_ms`].
     reference_ms: HashMap<TargetId, u64>,
     /// Targets whose stored monitors were read: the clock judges only them.
     known: HashSet<TargetId>,
@@ -65,42 +65,27 @@ pub(super) struct Monitors {
 #[derive(Default)]
 pub(super) struct Known {
     pub states: Vec<MonitorState>,
-    pub last_completed_ms: Option<u64>,
-    pub first_started_ms: Option<u64>,
-}
-
-impl Known {
-    /// Where `overdue` counts from after a restart: the end of the last
-    /// completed run; before one, the earliest of the first run's start and
-    /// the time a stored firing `overdue` began to count (when it fired,
-    /// less its grace), so that a restart neither resets the switch of a
-    /// target whose runs hang nor resolves it.
-    fn reference(&self) -> Option<u64> {
-        if self.last_completed_ms.is_some() {
-            return self.last_completed_ms;
-        }
-        let fired = self
-            .states
-            .iter()
-            .find(|s| s.monitor == MonitorKind::Overdue && s.firing())
-            .map(|s| s.since_ms.saturating_sub((s.threshold * 1000.0) as u64));
-        fired.into_iter().chain(self.first_started_ms).min()
-    }
+    /// Where `overdue` counts from: the end of the last completed run, or
+    /// since when a daemon first watched the target (kept in the store, so
+    /// that a restart neither resets nor resolves the switch).
+    pub since_ms: Option<u64>,
 }
 
 fn known(store: &Store, id: &TargetId) -> Result<Known, StoreError> {
-    let (mut last_completed_ms, mut first_started_ms) = (None, None);
+    let mut last_completed_ms = None;
     for r in store.runs(id) {
         let r = r?;
-        first_started_ms = first_started_ms.or(Some(r.started_ms));
         if r.status == RunStatus::Completed {
             last_completed_ms = r.ended_ms.or(last_completed_ms);
         }
     }
+    let since_ms = match last_completed_ms {
+        Some(end) => end,
+        None => store.watched_since(id, now_ms())?,
+    };
     Ok(Known {
         states: store.monitor_states(id)?,
-        last_completed_ms,
-        first_started_ms,
+        since_ms: Some(since_ms),
     })
 }
 
@@ -133,7 +118,7 @@ impl Daemon {
     }
 
     pub(super) fn known(&mut self, id: TargetId, k: Known) {
-        let reference = k.reference().unwrap_or_else(now_ms);
+        let reference = k.since_ms.unwrap_or_else(now_ms);
         // A run that completed meanwhile already set a later reference.
         let r = self
             .monitors
@@ -203,6 +188,11 @@ impl Daemon {
         });
     }
 
+    /// A clock judgement was not recorded: the next tick makes it again.
+    pub(super) fn clock_failed(&mut self, id: &TargetId) {
+        self.monitors.clock_seen.remove(id);
+    }
+
     /// New states from the store thread.
     pub(super) fn judged(&mut self, id: TargetId, states: Vec<MonitorState>) {
         if self.set.targets.contains_key(&id) {
@@ -233,7 +223,7 @@ impl Daemon {
                 Vec::new()
             };
             let states: Vec<MonitorState> = [
-                monitor::overdue(&t, interval(&t), reference, now),
+                monitor::overdue(&t, reference, now),
                 monitor::config_broken(&t, &file_errors),
             ]
             .into_iter()
@@ -271,14 +261,18 @@ impl Daemon {
             )
             .map(|states| (id, states))
         });
+        let target = t.id.clone();
         tokio::spawn(async move {
-            match observed.await {
+            let error = match observed.await {
                 Ok(Ok((id, states))) => {
                     let _ = events.send(Event::Judged(id, states));
+                    return;
                 }
-                Ok(Err(e)) => warn!(error = %e, "The clock monitors were not recorded."),
-                Err(e) => warn!(error = %e, "The clock monitors were not recorded."),
-            }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            warn!(target = %target, error = %error, "The clock monitors were not recorded; the next tick tries again.");
+            let _ = events.send(Event::ClockFailed(target));
         });
     }
 }

@@ -2,7 +2,7 @@
 //! the one-shot jobs in tokio-cron-scheduler that wake the daemon at those
 //! times. This is the only module that touches tokio-cron-scheduler.
 //!
-//! Fire times are computed here rather than by the scheduler's own time-zone
+//! Fire times are computed by [`Schedule::next_fire`] rather than by the scheduler's own time-zone
 //! jobs, which freeze the UTC offset when they are created and drift by an
 //! hour after each DST change. Each firing arms exactly one job for the next
 //! one, so every job is computed with the offset of its own day.
@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -29,47 +29,10 @@ use crate::config::{Schedule, Target};
 use crate::ids::TargetId;
 use crate::store::RunMode;
 
-/// The next time `schedule` fires strictly after `after`, read in `tz`.
+/// The next time `schedule` fires strictly after `after`, read in `tz`
+/// (see [`Schedule::next_fire`]).
 pub fn next_fire(schedule: &Schedule, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    // Walk local wall-clock times: croner finds the next matching local time,
-    // and we map it to an instant ourselves, so DST is handled in one place.
-    // Cron has whole seconds: drop the fraction, or the same second could come back.
-    let mut local = chrono::Timelike::with_nanosecond(&after.with_timezone(&tz).naive_local(), 0)?;
-    for _ in 0..1000 {
-        let next = schedule
-            .cron
-            .find_next_occurrence(&Utc.from_utc_datetime(&local), false)
-            .ok()?;
-        let naive = next.naive_utc();
-        match instant(tz, naive) {
-            Some(at) if at > after => return Some(at),
-            // The first occurrence of a repeated time already passed: skip its echo.
-            _ => local = naive,
-        }
-    }
-    None
-}
-
-/// The instant of a local wall-clock time: the first of two in a repeat, the
-/// end of the gap for a time that does not exist.
-fn instant(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
-    match tz.from_local_datetime(&local) {
-        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
-        LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
-        LocalResult::None => {
-            // In a gap: the first minute after it.
-            (1..=180).find_map(|m| {
-                match tz.from_local_datetime(&(local + chrono::Duration::minutes(m))) {
-                    LocalResult::Single(t) => {
-                        let t = t.with_timezone(&Utc);
-                        Some(t - chrono::Duration::seconds(i64::from(chrono::Timelike::second(&t))))
-                    }
-                    LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
-                    LocalResult::None => None,
-                }
-            })
-        }
-    }
+    schedule.next_fire(tz, after)
 }
 
 /// A stable offset in `[0, spread)` for a target, so targets sharing a

@@ -3,33 +3,33 @@
 
 use std::time::Duration;
 
-use super::{Health, MonitorKind, MonitorState};
-use crate::config::Target;
+use chrono::{DateTime, Utc};
 
-/// `overdue`: `interval` is the target's schedule interval (`None`: not
-/// scheduled), `reference_ms` the end of its last completed run (or, before
-/// one, when the daemon began to watch it).
-pub fn overdue(
-    target: &Target,
-    interval: Option<Duration>,
-    reference_ms: u64,
-    now_ms: u64,
-) -> Option<MonitorState> {
+use super::{Health, MonitorKind, MonitorState};
+use crate::config::{Schedule, Target};
+
+/// `overdue`: fires once the target's schedules fired `overdue` times
+/// (2 by default; a fraction goes part of the way to the next firing)
+/// since `reference_ms` without a run completing. `reference_ms` is the end
+/// of its last completed run (before one, when it began to be watched).
+/// Counting the schedule's own firings, not a fixed interval, keeps a
+/// schedule that rests at night or at weekends from firing it. `None` for a
+/// target without schedules.
+pub fn overdue(target: &Target, reference_ms: u64, now_ms: u64) -> Option<MonitorState> {
     let cfg = &target.monitor;
     if !cfg.enabled(MonitorKind::Overdue) {
         return None;
     }
-    let interval = interval?;
-    let grace = interval.mul_f64(cfg.overdue);
+    let deadline = deadline(target, reference_ms)?;
     let age = Duration::from_millis(now_ms.saturating_sub(reference_ms));
-    let firing = age > grace;
+    let grace = Duration::from_millis(deadline.saturating_sub(reference_ms));
+    let firing = now_ms > deadline;
     let message = if firing {
         format!(
-            "no run completed for {}, more than {} × the schedule interval of {} ({}): are runs hanging, or has the schedule stopped?",
+            "no run completed for {}, past {} ({} × the schedule's firings since the last completed run): are runs hanging, or has the schedule stopped?",
             human(age),
-            cfg.overdue,
-            human(interval),
-            human(grace)
+            human(grace),
+            cfg.overdue
         )
     } else {
         format!("last completed run {} ago", human(age))
@@ -45,6 +45,29 @@ pub fn overdue(
         run: None,
         since_ms: 0,
     })
+}
+
+/// When `overdue` × the firings of the target's schedules after
+/// `reference_ms` have passed, in milliseconds since the Unix epoch.
+pub fn deadline(target: &Target, reference_ms: u64) -> Option<u64> {
+    let schedules: Vec<&Schedule> = [&target.schedule, &target.full_schedule]
+        .into_iter()
+        .flatten()
+        .collect();
+    let factor = target.monitor.overdue;
+    let whole = (factor.floor() as usize).max(1);
+    let mut at = DateTime::<Utc>::from_timestamp_millis(i64::try_from(reference_ms).ok()?)?;
+    let mut fires = Vec::with_capacity(whole + 1);
+    for _ in 0..=whole {
+        at = schedules
+            .iter()
+            .filter_map(|s| s.next_fire(target.timezone, at))
+            .min()?;
+        fires.push(u64::try_from(at.timestamp_millis()).ok()?);
+    }
+    let (last, next) = (fires[whole - 1], fires[whole]);
+    let part = (factor - whole as f64).max(0.0);
+    Some(last + ((next - last) as f64 * part) as u64)
 }
 
 /// `config_broken`: `errors` are the messages of the target's file, empty

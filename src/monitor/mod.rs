@@ -16,7 +16,7 @@ use crate::store::{RunMode, RunRecord, RunStatus, Store, StoreError};
 
 mod clock;
 mod evaluate;
-pub use clock::{config_broken, overdue};
+pub use clock::{config_broken, deadline, overdue};
 pub use evaluate::{after_run, attempted, items_of, unjudged, RunFacts};
 
 /// The monitors crawld has. Their names are stable: they are in the store,

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::*;
 use crate::config::Target;
@@ -198,15 +197,47 @@ fn run_failed_counts_max_duration_but_not_a_plain_interruption() {
 
 #[test]
 fn overdue_counts_from_the_reference_and_disabled_monitors_are_skipped() {
+    // Every 30 minutes from the epoch: the second firing is at 01:00.
     let t = target("overdue = 2.0");
-    let half_hour = Duration::from_secs(1800);
-    let fresh = overdue(&t, Some(half_hour), 0, 3_600_000).unwrap();
+    let fresh = overdue(&t, 0, 3_600_000).unwrap();
     assert!(!fresh.firing(), "{fresh:?}");
-    let late = overdue(&t, Some(half_hour), 0, 3_600_001).unwrap();
+    let late = overdue(&t, 0, 3_600_001).unwrap();
     assert!(late.firing() && late.threshold == 3600.0, "{late:?}");
-    assert!(overdue(&t, None, 0, u64::MAX).is_none(), "not scheduled");
+    // A fraction goes part of the way to the next firing.
+    let t = target("overdue = 2.5");
+    assert!(!overdue(&t, 0, 4_500_000).unwrap().firing());
+    assert!(overdue(&t, 0, 4_500_001).unwrap().firing());
     let off = target("disable = [\"overdue\", \"failure_rate\"]");
-    assert!(overdue(&off, Some(half_hour), 0, u64::MAX).is_none());
+    assert!(overdue(&off, 0, u64::MAX / 2).is_none());
     let states = judge(&off, &run(1, RunMode::Full, items(30, 30)), &[]);
     assert!(states.iter().all(|s| s.monitor != MonitorKind::FailureRate));
+}
+
+/// A schedule that rests at night: the last run of the day completed at
+/// 17:01, and the switch waits for the second firing after it, 10:00 the
+/// next morning, rather than 2 × one hour.
+#[test]
+fn overdue_follows_the_schedule_through_its_quiet_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "start_urls = [\"http://127.0.0.1:9/\"]\nschedule = \"0 0 9-17 * * *\"\n";
+    std::fs::write(dir.path().join("t.toml"), text).unwrap();
+    let report = crate::config::load_dir(dir.path()).unwrap();
+    let t = report.set.targets[&TargetId::new("t")].clone();
+    let h = 3_600_000;
+    let done = 17 * h + 60_000;
+    assert_eq!(deadline(&t, done), Some(24 * h + 10 * h));
+    assert!(
+        !overdue(&t, done, 24 * h + 9 * h).unwrap().firing(),
+        "the night passes"
+    );
+    assert!(overdue(&t, done, 34 * h + 1).unwrap().firing());
+    assert!(overdue(&t, 0, 1).unwrap().threshold > 0.0);
+    std::fs::write(
+        dir.path().join("t.toml"),
+        "start_urls = [\"http://127.0.0.1:9/\"]\n",
+    )
+    .unwrap();
+    let report = crate::config::load_dir(dir.path()).unwrap();
+    let plain = &report.set.targets[&TargetId::new("t")];
+    assert!(overdue(plain, 0, u64::MAX / 2).is_none(), "not scheduled");
 }

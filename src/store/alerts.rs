@@ -21,6 +21,12 @@ use crate::monitor::{MonitorKind, MonitorState};
 /// Meta record: the sequence number of the next outbox entry.
 const OUTBOX_SEQ: &[u8] = b"m\0outbox";
 
+/// Meta record: since when a daemon watches a target (see
+/// [`Store::watched_since`]).
+fn watched_key(target: &TargetId) -> Vec<u8> {
+    prefixed(b'm', &[b"watched", target.as_str().as_bytes()])
+}
+
 /// The version of the notice schema (the webhook body), `version` in it.
 pub const NOTICE_VERSION: u32 = 1;
 
@@ -237,10 +243,28 @@ impl Store {
         for kv in self.data.scan_prefix(alert_prefix(target)) {
             batch.remove(kv?.0);
         }
+        if self.data.get(&watched_key(target))?.is_some() {
+            batch.remove(watched_key(target));
+        }
         if batch.bytes() > 0 {
             self.apply(batch)?;
         }
         Ok(())
+    }
+
+    /// Since when a daemon watches `target` (ms since the Unix epoch): where
+    /// its `overdue` counts from before its first completed run, across
+    /// restarts. The first call records `now_ms`.
+    pub fn watched_since(&self, target: &TargetId, now_ms: u64) -> Result<u64, StoreError> {
+        let key = watched_key(target);
+        let stored = self.data.get(&key)?;
+        if let Some(ms) = stored.and_then(|v| v.as_ref().try_into().ok()) {
+            return Ok(u64::from_be_bytes(ms));
+        }
+        let mut batch = tree::Batch::default();
+        batch.insert(key, now_ms.to_be_bytes());
+        self.apply(batch)?;
+        Ok(now_ms)
     }
 
     /// The notices waiting for a channel, oldest first.
