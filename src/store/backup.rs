@@ -33,6 +33,24 @@ pub struct CheckReport {
 }
 
 impl Store {
+    /// The records no invariant spans: alert state, the outbox, meta and
+    /// host pauses. `Ok(Some(_))` is a problem to report.
+    fn check_other(&self, k: &[u8], v: &[u8]) -> Result<Option<String>, StoreError> {
+        let shown = || String::from_utf8_lossy(k).into_owned();
+        Ok(match k.first() {
+            Some(b'a') => self.decode::<AlertRecord>(k, v).map(|_| None)?,
+            Some(b'q') => self.decode::<OutboxEntry>(k, v).map(|_| None)?,
+            Some(b'm') => None,
+            Some(b'h') if v.len() == 8 => None,
+            Some(b'h') => Some(format!(
+                "host pause record {:?} holds {} bytes, not an 8-byte time",
+                shown(),
+                v.len()
+            )),
+            _ => Some(format!("unknown record {:?}", shown())),
+        })
+    }
+
     /// Decodes every record and checks the cross-record invariants.
     pub fn check(&self) -> Result<CheckReport, StoreError> {
         let mut report = CheckReport::default();
@@ -74,24 +92,9 @@ impl Store {
                 Some(b'x') => self.decode::<FailureRecord>(&k, &v).map(|_| {
                     event_runs.insert((target, be(rest)));
                 }),
-                Some(b'a') => self.decode::<AlertRecord>(&k, &v).map(|_| ()),
-                Some(b'q') => self.decode::<OutboxEntry>(&k, &v).map(|_| ()),
-                Some(b'm') => Ok(()),
-                Some(b'h') if v.len() == 8 => Ok(()),
-                Some(b'h') => {
-                    report.problems.push(format!(
-                        "host pause record {:?} holds {} bytes, not an 8-byte time",
-                        String::from_utf8_lossy(&k),
-                        v.len()
-                    ));
-                    Ok(())
-                }
-                _ => {
-                    report
-                        .problems
-                        .push(format!("unknown record {:?}", String::from_utf8_lossy(&k)));
-                    Ok(())
-                }
+                _ => self.check_other(&k, &v).map(|problem| {
+                    report.problems.extend(problem);
+                }),
             };
             if let Err(e) = decoded {
                 report.problems.push(e.to_string());
