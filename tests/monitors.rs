@@ -29,6 +29,18 @@ fn crawld() -> assert_cmd::Command {
     common::crawld()
 }
 
+/// A shop of 30 products and a configs dir with the target `t` on it.
+fn shop_target() -> (Site, tempfile::TempDir) {
+    let site = Site::start(shop(3, 10));
+    let tmp = tempfile::tempdir().unwrap();
+    write_configs(
+        &tmp.path().join("configs"),
+        &site.url(""),
+        &[("t.toml", TARGET), ("profiles.toml", FAST_PROFILE)],
+    );
+    (site, tmp)
+}
+
 /// `crawld crawl t --full --fail-on-alert`: (exit code, stdout).
 fn crawl(dir: &Path) -> (i32, String) {
     let out = crawld()
@@ -59,13 +71,7 @@ fn runs(dir: &Path) -> Vec<serde_json::Value> {
 /// still valid, so only coverage against the target's own history sees it.
 #[test]
 fn selector_drift_fires_field_coverage_naming_the_kind_and_field() {
-    let site = Site::start(shop(3, 10));
-    let tmp = tempfile::tempdir().unwrap();
-    write_configs(
-        &tmp.path().join("configs"),
-        &site.url(""),
-        &[("t.toml", TARGET), ("profiles.toml", FAST_PROFILE)],
-    );
+    let (site, tmp) = shop_target();
     for _ in 0..2 {
         let (code, out) = crawl(tmp.path());
         assert_eq!(code, 0, "{out}");
@@ -108,13 +114,7 @@ fn selector_drift_fires_field_coverage_naming_the_kind_and_field() {
 /// share and the threshold, and clears when the site recovers.
 #[test]
 fn failure_rate_fires_above_its_threshold_and_clears_on_recovery() {
-    let site = Site::start(shop(3, 10));
-    let tmp = tempfile::tempdir().unwrap();
-    write_configs(
-        &tmp.path().join("configs"),
-        &site.url(""),
-        &[("t.toml", TARGET), ("profiles.toml", FAST_PROFILE)],
-    );
+    let (site, tmp) = shop_target();
     let healthy: Vec<(String, Resource)> = (0..30)
         .filter(|i| i % 3 == 0)
         .map(|i| format!("/p/{i}.html"))
