@@ -146,18 +146,30 @@ pub(super) fn compile(
         let d = c.check(v, "monitor.repeat", |s| super::values::duration(s));
         m.repeat = d.unwrap_or(m.repeat);
     }
-    if let Some(table) = &raw.min_coverage {
-        for (name, v) in table.get_ref() {
-            let key = format!("monitor.min_coverage.\"{name}\"");
-            let field = c.check(v, &key, |_| known_field(name, items));
-            let floor = c.check(v, &key, share("a min_coverage floor"));
-            if let (Some(()), Some(floor)) = (field, floor) {
-                m.min_coverage.insert(name.clone(), floor);
-            }
+    m.min_coverage = min_coverage(c, raw, items);
+    m.disabled = disabled(c, raw);
+    (c.errors.len() == before).then_some(m)
+}
+
+/// `min_coverage`: the valid floors.
+fn min_coverage(c: &mut Compiler, raw: &RawMonitor, items: &[ItemKind]) -> BTreeMap<String, f64> {
+    let mut floors = BTreeMap::new();
+    for (name, v) in raw.min_coverage.iter().flat_map(|t| t.get_ref()) {
+        let key = format!("monitor.min_coverage.\"{name}\"");
+        let field = c.check(v, &key, |_| known_field(name, items));
+        let floor = c.check(v, &key, share("a min_coverage floor"));
+        if let (Some(()), Some(floor)) = (field, floor) {
+            floors.insert(name.clone(), floor);
         }
     }
+    floors
+}
+
+/// `disable`: the monitors named, each one known.
+fn disabled(c: &mut Compiler, raw: &RawMonitor) -> Vec<MonitorKind> {
+    let mut kinds = Vec::new();
     for v in raw.disable.iter().flatten() {
-        if let Some(kind) = c.check(v, "monitor.disable", |s| {
+        let kind = c.check(v, "monitor.disable", |s| {
             MonitorKind::parse(s).ok_or_else(|| {
                 let names: Vec<&str> = MonitorKind::ALL.iter().map(|k| k.name()).collect();
                 format!(
@@ -165,11 +177,10 @@ pub(super) fn compile(
                     names.join(", ")
                 )
             })
-        }) {
-            m.disabled.push(kind);
-        }
+        });
+        kinds.extend(kind);
     }
-    (c.errors.len() == before).then_some(m)
+    kinds
 }
 
 /// `KIND.FIELD` must name a field of an item kind of the target.

@@ -165,24 +165,7 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         .map_err(|e| fail(Exit::Failed, e))?;
     let (ctl_tx, ctl_rx) = mpsc::channel(64);
     let stop_server = CancellationToken::new();
-    // Bound before the socket, so that an unusable address stops the start
-    // before anything listens; like a bad socket path, a configuration error.
-    let http = match &opts.http {
-        Some(cfg) => Some(
-            crate::web::bind(cfg)
-                .await
-                .map_err(|e| fail(Exit::Config, e))?,
-        ),
-        None => None,
-    };
-    let http_addr = http.as_ref().map(|b| b.addr.to_string());
-    let web = http.map(|bound| {
-        let source = web_source::WebSource {
-            tx: ctl_tx.clone(),
-            store: store.clone(),
-        };
-        crate::web::serve(bound, source, stop_server.clone())
-    });
+    let (http_addr, web) = start_web(opts, &ctl_tx, &store, &stop_server).await?;
     // A socket path that cannot work is a configuration error: no restart fixes it.
     let server = server::serve(&opts.socket, ctl_tx, stop_server.clone())
         .await
@@ -243,6 +226,32 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         _watcher: watcher,
     };
     Ok((d, inputs, loaded))
+}
+
+/// The dashboard and metrics listener, when asked for: its address and task.
+/// Bound before the socket, so that an unusable address stops the start
+/// before anything listens; like a bad socket path, a configuration error.
+async fn start_web(
+    opts: &Options,
+    ctl_tx: &mpsc::Sender<server::Request>,
+    store: &StoreHandle,
+    stop: &CancellationToken,
+) -> Result<(Option<String>, Option<tokio::task::JoinHandle<()>>), Exit> {
+    let Some(cfg) = &opts.http else {
+        return Ok((None, None));
+    };
+    let bound = crate::web::bind(cfg)
+        .await
+        .map_err(|e| fail(Exit::Config, e))?;
+    let addr = bound.addr.to_string();
+    let source = web_source::WebSource {
+        tx: ctl_tx.clone(),
+        store: store.clone(),
+    };
+    Ok((
+        Some(addr),
+        Some(crate::web::serve(bound, source, stop.clone())),
+    ))
 }
 
 /// Opens the store, waiting a little for a command that briefly holds the
