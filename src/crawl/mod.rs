@@ -7,7 +7,6 @@
 //! decided in [`outcome`] by the retry table; HTML is parsed on blocking
 //! threads (at most one per core); a writer thread commits pages in batches.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use tracing::{info, instrument, warn};
 mod commits;
 mod hops;
 mod outcome;
+mod prefetch;
 mod record;
 mod run_loop;
 
@@ -28,9 +28,7 @@ use crate::config::Target;
 use crate::fetcher::{FetchError, Fetcher};
 use crate::frontier::Frontier;
 use crate::limiter::HostPool;
-use crate::store::{
-    PageRecord, RunCounts, RunMode, RunPolicy, RunRecord, RunStart, Store, StoreError,
-};
+use crate::store::{RunCounts, RunMode, RunPolicy, RunRecord, RunStart, Store, StoreError};
 
 /// Pages per store commit, at most.
 pub const COMMIT_PAGES: usize = 64;
@@ -128,7 +126,7 @@ pub async fn run(
         keep_versions: target.keep_versions,
         keep_runs: target.keep_runs,
     };
-    let (start, prev_pages) = begin(&store, &target, mode, policy).await?;
+    let start = begin(&store, &target, mode, policy).await?;
     let started = Instant::now();
     // Breaker pauses outlive the process.
     let pauses = blocking(&store, |store| store.host_pauses()).await??;
@@ -141,13 +139,13 @@ pub async fn run(
     if !internal_ok {
         frontier.guard(fetcher.policy().clone());
     }
+    frontier.spill_in(store.state_dir().to_path_buf());
     let end = RunLoop::new(run_loop::Setup {
         engine,
         store: &store,
         target: &target,
         fetcher: &fetcher,
         internal_ok,
-        prev_pages,
         start: &start,
         policy,
         frontier: &mut frontier,
@@ -186,22 +184,15 @@ async fn begin(
     target: &Arc<Target>,
     mode: RunMode,
     policy: RunPolicy,
-) -> Result<(RunStart, HashMap<String, PageRecord>), RunError> {
+) -> Result<RunStart, RunError> {
     let target = target.clone();
-    let (start, pages) = blocking(store, move |store| {
-        // An incremental run needs every page's validators and links: one
-        // scan, each record handed out (moved, not copied) as its URL comes up.
-        // A full run reads them too, only to check that they can be read,
-        // and both read the items the commits will read.
-        let pages = store.pages(&target.id)?;
-        store.check_items_readable(&target.id)?;
+    let start = blocking(store, move |store| {
+        // The run reads page and item records as it goes (see `prefetch`):
+        // both are scanned first, without decoding or keeping them, so that a
+        // store whose records cannot be read fails before the run records itself.
+        store.check_readable(&target.id)?;
         let urls: Vec<String> = target.start_urls.iter().map(|u| u.to_string()).collect();
-        let start = store.start_run(&target.id, mode, &urls, &policy)?;
-        let pages = match start.run.mode {
-            RunMode::Incremental => pages,
-            RunMode::Full => HashMap::new(),
-        };
-        Ok::<_, StoreError>((start, pages))
+        store.start_run(&target.id, mode, &urls, &policy)
     })
     .await??;
     let mode = start.run.mode;
@@ -214,7 +205,7 @@ async fn begin(
         Some(from) => info!(run = %start.run.id, %from, ?mode, "Run started, resuming."),
         None => info!(run = %start.run.id, ?mode, "Run started."),
     }
-    Ok((start, pages))
+    Ok(start)
 }
 
 /// Writes the run's last record: its status, the loop's figures and the

@@ -21,6 +21,7 @@ use super::outcome::{
     next_step, not_fetched, note_commit, process, sleep_until_opt, Next, Outcome, PageError,
     RetryEntry,
 };
+use super::prefetch::{self, Prefetch};
 use super::record::record_outcome;
 use super::{blocking, Engine, Progress, ProgressSink, Waiting, COMMIT_INTERVAL};
 use crate::config::Target;
@@ -30,8 +31,8 @@ use crate::ids::HostKey;
 use crate::limiter::HostPermit;
 use crate::robots::{self, Decision, Robots};
 use crate::store::{
-    now_ms, CommitStats, PageCommit, PageRecord, RunCounts, RunPolicy, RunStart, RunStatus,
-    RunWriter, Store, StoreError,
+    now_ms, CommitStats, PageCommit, RunCounts, RunPolicy, RunStart, RunStatus, RunWriter, Store,
+    StoreError,
 };
 
 /// Fetch tasks of one run in flight, at most, whatever the host limits.
@@ -50,6 +51,8 @@ enum Event {
     Committed(Result<CommitStats, StoreError>),
     Robots(Result<(tokio::task::Id, (HostKey, robots::Answer)), JoinError>),
     Fetched(Result<(tokio::task::Id, Outcome), JoinError>),
+    /// Page records were read ahead of their fetches.
+    Prefetched(Result<prefetch::Batch, JoinError>),
     /// The commit buffer waited long enough.
     FlushDue,
     /// A host slot was freed, a retry or a host became due: look again.
@@ -65,8 +68,9 @@ pub(super) struct RunLoop<'a> {
     internal_ok: bool,
     hops: Hops,
     frontier: &'a mut Frontier,
-    /// Page records of the last runs, handed to the fetch of their URL.
-    prev_pages: HashMap<String, PageRecord>,
+    /// Page records of the last runs, read ahead of the fetch of their URL.
+    prefetch: Prefetch,
+    prefetch_tasks: JoinSet<prefetch::Batch>,
     robots: Robots,
     robots_tasks: JoinSet<(HostKey, robots::Answer)>,
     tasks: JoinSet<Outcome>,
@@ -94,7 +98,6 @@ pub(super) struct Setup<'a> {
     pub target: &'a Arc<Target>,
     pub fetcher: &'a Fetcher,
     pub internal_ok: bool,
-    pub prev_pages: HashMap<String, PageRecord>,
     pub start: &'a RunStart,
     pub policy: RunPolicy,
     pub frontier: &'a mut Frontier,
@@ -110,7 +113,6 @@ impl<'a> RunLoop<'a> {
             target,
             fetcher,
             internal_ok,
-            prev_pages,
             start,
             policy,
             frontier,
@@ -151,7 +153,11 @@ impl<'a> RunLoop<'a> {
             internal_ok,
             hops,
             frontier,
-            prev_pages,
+            prefetch: Prefetch::new(
+                start.run.mode == crate::store::RunMode::Incremental,
+                target.id.clone(),
+            ),
+            prefetch_tasks: JoinSet::new(),
             robots: Robots::default(),
             robots_tasks: JoinSet::new(),
             tasks: JoinSet::new(),
@@ -180,6 +186,7 @@ impl<'a> RunLoop<'a> {
         let mut interrupted = false;
         loop {
             self.dispatch();
+            self.read_ahead();
             self.live.queued =
                 (self.frontier.queued() + self.tasks.len() + self.retry_later.len()) as u64;
             self.progress.update(&self.live);
@@ -198,6 +205,12 @@ impl<'a> RunLoop<'a> {
                 }
                 Event::Robots(joined) => self.on_robots(joined),
                 Event::Fetched(joined) => self.on_fetched(joined).await,
+                Event::Prefetched(joined) => {
+                    if let Err(e) = self.on_prefetched(joined) {
+                        self.store_error = Some(e);
+                        break;
+                    }
+                }
                 Event::FlushDue => self.commits.send(),
                 Event::Woken => {}
             }
@@ -223,6 +236,7 @@ impl<'a> RunLoop<'a> {
             // A robots.txt task that panicked answers too: its host must not stay waiting.
             Some(joined) = self.robots_tasks.join_next_with_id() => Event::Robots(joined),
             Some(joined) = self.tasks.join_next_with_id() => Event::Fetched(joined),
+            Some(joined) = self.prefetch_tasks.join_next() => Event::Prefetched(joined),
             _ = tokio::time::sleep_until(flush_at), if flush_due => Event::FlushDue,
             _ = self.freed.changed() => Event::Woken,
             _ = sleep_until_opt(retry_at), if retry_at.is_some() => Event::Woken,
@@ -237,7 +251,11 @@ impl<'a> RunLoop<'a> {
             let (target, engine, fetcher) = (self.target, self.engine, self.fetcher);
             let (robots, robots_tasks, internal_ok) =
                 (&mut self.robots, &mut self.robots_tasks, self.internal_ok);
-            let popped = self.frontier.pop_with(|host| {
+            let prefetch = &mut self.prefetch;
+            let popped = self.frontier.pop_with(|host, next| {
+                if !prefetch.ready(next.url.as_str()) {
+                    return None;
+                }
                 let profile = target.profile_for(host);
                 if profile.respect_robots && !robots.ready(host) {
                     // Not even robots.txt is asked of a paused host.
@@ -260,17 +278,40 @@ impl<'a> RunLoop<'a> {
                 self.spawn_fetch(queued, permit);
             } else {
                 drop(permit);
+                self.prefetch.take(queued.url.as_str());
                 let page = not_fetched(decision, &queued, &mut self.counts, &mut self.live);
                 self.commits.push(page);
             }
         }
     }
 
+    /// Starts reading the next page records, when a batch is due.
+    fn read_ahead(&mut self) {
+        if let Some(urls) = self.prefetch.due(self.frontier) {
+            let read = self.prefetch.read(self.store, urls);
+            self.prefetch_tasks.spawn_blocking(read);
+        }
+    }
+
+    /// Page records were read; a read that failed stops the run.
+    fn on_prefetched(
+        &mut self,
+        joined: Result<prefetch::Batch, JoinError>,
+    ) -> Result<(), StoreError> {
+        let records = joined.map_err(|e| StoreError::Io {
+            what: "a store task stopped",
+            path: self.store.path().to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
+        self.prefetch.loaded(records);
+        Ok(())
+    }
+
     fn spawn_fetch(&mut self, queued: QueuedUrl, permit: HostPermit) {
         // A page extracted under another configuration is fetched and parsed again.
         let prev = self
-            .prev_pages
-            .remove(queued.url.as_str())
+            .prefetch
+            .take(queued.url.as_str())
             .filter(|p| p.config.as_deref() == Some(self.target.fingerprint.as_str()));
         let (hops, target, slots, robot) = (
             self.hops.clone(),

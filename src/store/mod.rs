@@ -286,30 +286,22 @@ impl Store {
         self.get(&page_key(target, url))
     }
 
-    /// Reads every item record of a target, without decoding it: a run reads
-    /// them as it commits, so a run starts only on a store whose items can
-    /// be read, rather than failing after it recorded itself.
-    pub fn check_items_readable(&self, target: &TargetId) -> Result<u64, StoreError> {
+    /// Reads every page and item record of a target, without decoding or
+    /// keeping them: a run reads them as it goes, so a run starts only on a
+    /// store whose records can be read, rather than failing after it
+    /// recorded itself. Returns how many it read.
+    pub fn check_readable(&self, target: &TargetId) -> Result<u64, StoreError> {
         let mut n = 0;
-        for record in self
-            .data
-            .scan_prefix(prefixed(b'i', &[target.as_str().as_bytes()]))
-        {
-            record?;
-            n += 1;
+        for prefix in [b'p', b'i'] {
+            for record in self
+                .data
+                .scan_prefix(prefixed(prefix, &[target.as_str().as_bytes()]))
+            {
+                record?;
+                n += 1;
+            }
         }
         Ok(n)
-    }
-
-    /// Every page record of a target, by URL: one sequential scan, much
-    /// cheaper than a lookup per URL on a cold store.
-    pub fn pages(
-        &self,
-        target: &TargetId,
-    ) -> Result<std::collections::HashMap<String, PageRecord>, StoreError> {
-        self.scan::<PageRecord>(prefixed(b'p', &[target.as_str().as_bytes()]))
-            .map(|p| p.map(|p| (p.url.clone(), p)))
-            .collect()
     }
 
     /// When a target's schedule of `mode` last fired (for catch-up).

@@ -23,6 +23,9 @@ use crate::extract::Item;
 use crate::failure::Failure;
 use crate::ids::RunId;
 
+/// Pages whose fate the sweep of removed items remembers, at most.
+const SWEEP_PAGES: usize = 4096;
+
 /// One URL's result, ready to be stored.
 #[derive(Debug)]
 pub struct PageCommit {
@@ -304,6 +307,11 @@ impl RunWriter {
             let mut item = item?;
             if item.removed_ms.is_some() || self.chain.contains(&item.run) {
                 continue;
+            }
+            // Items of one page mostly come together: a bounded cache of
+            // pages keeps a target's every URL out of memory.
+            if pages.len() >= SWEEP_PAGES {
+                pages.clear();
             }
             let fetched_here = match pages.get(&item.page) {
                 Some(&f) => f,

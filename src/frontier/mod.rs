@@ -3,8 +3,19 @@
 //!
 //! URLs are queued per host and handed out round-robin across hosts, so a
 //! host whose politeness slots are all taken never blocks another.
+//!
+//! Its memory is bounded whatever the size of the target: the URLs admitted
+//! are kept as 16-byte fingerprints ([`seen`]), and beyond
+//! [`MEMORY_QUEUE`] URLs in memory, a host's queue continues in a file of the
+//! state directory ([`spill`]).
+
+mod seen;
+mod spill;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+
+use tracing::warn;
 
 use url::{Position, Url};
 
@@ -42,11 +53,50 @@ pub enum Refusal {
 /// New hosts that redirects of start URLs may add as start hosts, per run.
 pub const MAX_START_REDIRECT_HOSTS: usize = 10;
 
+/// URLs queued in memory, in all, before hosts' queues go on in files (a
+/// queued URL takes about 250 bytes: 20,000 take about 5 MB).
+pub const MEMORY_QUEUE: usize = 20_000;
+/// URLs a host keeps in memory however full the frontier is, so that a host
+/// with a few URLs never waits for the disk.
+const HOST_KEEP: usize = 64;
+/// URLs read back from a host's file at a time.
+const REFILL: usize = 1_000;
+/// Hosts whose queues may go on in files at once (each holds a file open).
+const MAX_SPILL_FILES: usize = 64;
+
+/// One host's queue: its front in memory, its back in a file when the
+/// frontier holds too many URLs in memory.
+#[derive(Debug, Default)]
+struct HostQueue {
+    head: VecDeque<QueuedUrl>,
+    tail: Option<spill::SpillFile>,
+}
+
+impl HostQueue {
+    fn len(&self) -> usize {
+        self.head.len() + self.tail.as_ref().map_or(0, spill::SpillFile::len)
+    }
+
+    fn spilled(&self) -> bool {
+        self.tail.as_ref().is_some_and(|t| t.len() > 0)
+    }
+}
+
+/// Where hosts' queues may go on, and how many do.
+#[derive(Debug, Default)]
+struct Spill {
+    /// The directory for the files (the state directory); none: all in memory.
+    dir: Option<PathBuf>,
+    files: usize,
+    /// A file could not be written: the frontier keeps everything in memory.
+    failed: bool,
+}
+
 /// The frontier of one run.
 #[derive(Debug)]
 pub struct Frontier {
-    seen: HashSet<String>,
-    queues: HashMap<HostKey, VecDeque<QueuedUrl>>,
+    seen: seen::Seen,
+    queues: HashMap<HostKey, HostQueue>,
     /// Hosts with queued URLs, in round-robin order.
     ready: VecDeque<HostKey>,
     start_hosts: HashSet<HostKey>,
@@ -59,6 +109,9 @@ pub struct Frontier {
     guard: Option<crate::address::AddressPolicy>,
     /// Start hosts added by redirects of start URLs.
     redirect_hosts: usize,
+    /// URLs queued in memory (the others are in spill files).
+    in_memory: usize,
+    spill: Spill,
 }
 
 impl Frontier {
@@ -66,7 +119,7 @@ impl Frontier {
     /// when the follow rules would refuse them).
     pub fn new(target: &Target) -> Self {
         let mut f = Frontier {
-            seen: HashSet::new(),
+            seen: seen::Seen::default(),
             queues: HashMap::new(),
             ready: VecDeque::new(),
             start_hosts: target.start_urls.iter().filter_map(HostKey::of).collect(),
@@ -76,9 +129,11 @@ impl Frontier {
             queued: 0,
             guard: None,
             redirect_hosts: 0,
+            in_memory: 0,
+            spill: Spill::default(),
         };
         for url in &target.start_urls {
-            if f.admitted < f.budget && f.seen.insert(url.as_str().to_owned()) {
+            if f.admitted < f.budget && f.seen.insert(url.as_str()) {
                 f.push(url.clone(), 0);
             }
         }
@@ -90,7 +145,7 @@ impl Frontier {
     /// shallowest first.
     pub fn resume(target: &Target, entries: &[(String, crate::store::FrontierEntry)]) -> Self {
         let mut f = Frontier {
-            seen: HashSet::with_capacity(entries.len()),
+            seen: seen::Seen::with_capacity(entries.len()),
             queues: HashMap::new(),
             ready: VecDeque::new(),
             start_hosts: target.start_urls.iter().filter_map(HostKey::of).collect(),
@@ -100,6 +155,8 @@ impl Frontier {
             queued: 0,
             guard: None,
             redirect_hosts: 0,
+            in_memory: 0,
+            spill: Spill::default(),
         };
         let mut todo: Vec<(u32, Url)> = Vec::new();
         // With same_host, every admitted URL was on a start host when it was
@@ -110,7 +167,7 @@ impl Frontier {
                     f.start_hosts.insert(host);
                 }
             }
-            f.seen.insert(url.clone());
+            f.seen.insert(url);
             if !entry.done {
                 if let Ok(u) = Url::parse(url) {
                     todo.push((entry.depth, u));
@@ -122,6 +179,12 @@ impl Frontier {
             f.enqueue(url, depth);
         }
         f
+    }
+
+    /// Lets hosts' queues go on in unnamed files in `dir` (the state
+    /// directory) once [`MEMORY_QUEUE`] URLs are queued in memory.
+    pub fn spill_in(&mut self, dir: PathBuf) {
+        self.spill.dir = Some(dir);
     }
 
     /// Whether the follow rules (hosts, allow, deny) exclude a URL.
@@ -204,7 +267,7 @@ impl Frontier {
             self.over_budget += 1;
             return Err(Refusal::OverBudget);
         }
-        self.seen.insert(url.as_str().to_owned());
+        self.seen.insert(url.as_str());
         self.push(url, depth);
         Ok(())
     }
@@ -216,9 +279,7 @@ impl Frontier {
 
     /// Marks a URL as fetched without queueing it (the target of a redirect).
     pub fn mark_seen(&mut self, url: &Url) {
-        if !self.seen.contains(url.as_str()) {
-            self.seen.insert(url.as_str().to_owned());
-        }
+        self.seen.insert(url.as_str());
     }
 
     fn push(&mut self, url: Url, depth: u32) {
@@ -230,12 +291,7 @@ impl Frontier {
         let Some(host) = HostKey::of(&url) else {
             return;
         };
-        self.queued += 1;
-        let queue = self.queues.entry(host.clone()).or_default();
-        if queue.is_empty() {
-            self.ready.push_back(host.clone());
-        }
-        queue.push_back(QueuedUrl {
+        self.queue(QueuedUrl {
             url,
             host,
             depth,
@@ -244,40 +300,118 @@ impl Frontier {
         });
     }
 
+    /// Puts `q` at the back of its host's queue: in memory, or in the host's
+    /// file when its queue goes on there already, or when the frontier holds
+    /// [`MEMORY_QUEUE`] URLs in memory and the host more than [`HOST_KEEP`].
+    fn queue(&mut self, q: QueuedUrl) {
+        self.queued += 1;
+        let host = q.host.clone();
+        let queue = self.queues.entry(host.clone()).or_default();
+        if queue.len() == 0 {
+            self.ready.push_back(host);
+        }
+        let full = self.in_memory >= MEMORY_QUEUE && queue.head.len() >= HOST_KEEP;
+        if queue.spilled() || full {
+            match spill_to(&mut self.spill, queue, &q) {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(error = %e, "The frontier could not write its queue to the state \
+                        directory; it keeps every queued URL in memory from now on.");
+                    // What the files hold is still read back as the queues drain.
+                    self.spill.failed = true;
+                }
+            }
+        }
+        queue.head.push_back(q);
+        self.in_memory += 1;
+    }
+
     /// The next URL of the first ready host for which `admit` grants a slot,
-    /// with that slot. Hosts are tried round-robin, each at most once.
+    /// with that slot. `admit` sees the host and the URL it would get. Hosts
+    /// are tried round-robin, each at most once.
     pub fn pop_with<P>(
         &mut self,
-        mut admit: impl FnMut(&HostKey) -> Option<P>,
+        mut admit: impl FnMut(&HostKey, &QueuedUrl) -> Option<P>,
     ) -> Option<(QueuedUrl, P)> {
         for _ in 0..self.ready.len() {
             let host = self.ready.pop_front()?;
-            let Some(permit) = admit(&host) else {
+            let Some(queue) = self.queues.get_mut(&host) else {
+                continue;
+            };
+            while queue.head.is_empty() && queue.spilled() {
+                let (moved, dropped) = refill(queue, &host, &mut self.spill);
+                self.in_memory += moved;
+                self.queued -= dropped;
+            }
+            let Some(next) = queue.head.front() else {
+                // Its file could not be read: what it held is lost (logged).
+                self.remove_host(&host);
+                continue;
+            };
+            let Some(permit) = admit(&host, next) else {
                 self.ready.push_back(host);
                 continue;
             };
-            let queue = self.queues.get_mut(&host)?;
-            let next = queue.pop_front()?;
-            if queue.is_empty() {
-                self.queues.remove(&host);
+            let next = queue.head.pop_front()?;
+            self.in_memory -= 1;
+            self.queued -= 1;
+            if queue.head.len() < HOST_KEEP / 2 && queue.spilled() {
+                let (moved, dropped) = refill(queue, &host, &mut self.spill);
+                self.in_memory += moved;
+                self.queued -= dropped;
+            }
+            if queue.len() == 0 {
+                self.remove_host(&host);
             } else {
                 self.ready.push_back(host);
             }
-            self.queued -= 1;
             return Some((next, permit));
         }
         None
     }
 
+    /// Forgets an empty host queue, closing its file.
+    fn remove_host(&mut self, host: &HostKey) {
+        if let Some(queue) = self.queues.remove(host) {
+            if queue.tail.is_some() {
+                self.spill.files -= 1;
+            }
+        }
+    }
+
+    /// Up to `n` of the URLs to be handed out next, in about the order
+    /// [`Frontier::pop_with`] hands them out (round-robin over the hosts'
+    /// queues in memory), for reading ahead what their fetches need.
+    pub fn upcoming(&self, n: usize) -> Vec<&QueuedUrl> {
+        let mut out = Vec::with_capacity(n.min(self.in_memory));
+        let mut rank = 0;
+        while out.len() < n {
+            let before = out.len();
+            for host in &self.ready {
+                if let Some(q) = self.queues.get(host).and_then(|q| q.head.get(rank)) {
+                    out.push(q);
+                    if out.len() == n {
+                        break;
+                    }
+                }
+            }
+            if out.len() == before {
+                break;
+            }
+            rank += 1;
+        }
+        out
+    }
+
     /// Puts back a URL that is to be tried again (it stays admitted once).
     pub fn requeue(&mut self, q: QueuedUrl) {
-        self.queued += 1;
-        let host = q.host.clone();
-        let queue = self.queues.entry(host.clone()).or_default();
-        if queue.is_empty() {
-            self.ready.push_back(host);
-        }
-        queue.push_back(q);
+        self.queue(q);
+    }
+
+    /// URLs queued in memory (the others wait in files).
+    pub fn in_memory(&self) -> usize {
+        self.in_memory
     }
 
     /// URLs waiting to be fetched.
@@ -296,6 +430,48 @@ impl Frontier {
     }
 }
 
+/// Writes `q` to its host's file, opening one if it may; false when the
+/// frontier keeps it in memory instead.
+fn spill_to(spill: &mut Spill, queue: &mut HostQueue, q: &QueuedUrl) -> std::io::Result<bool> {
+    if queue.tail.is_none() {
+        let Some(dir) = spill.dir.as_ref() else {
+            return Ok(false);
+        };
+        if spill.failed || spill.files >= MAX_SPILL_FILES {
+            return Ok(false);
+        }
+        queue.tail = Some(spill::SpillFile::create(dir)?);
+        spill.files += 1;
+    }
+    match queue.tail.as_mut() {
+        Some(tail) if !spill.failed => tail.push(q).map(|()| true),
+        _ => Ok(false),
+    }
+}
+
+/// Reads the front of a host's file into memory. Returns how many URLs it
+/// moved to memory and how many it dropped (lines that no longer parse, or
+/// the whole file when it cannot be read).
+fn refill(queue: &mut HostQueue, host: &HostKey, spill: &mut Spill) -> (usize, usize) {
+    let Some(tail) = queue.tail.as_mut() else {
+        return (0, 0);
+    };
+    let (head, waiting) = (queue.head.len(), tail.len());
+    match tail.take(REFILL, &mut queue.head) {
+        Ok(lines) => {
+            let moved = queue.head.len() - head;
+            (moved, lines - moved)
+        }
+        Err(e) => {
+            warn!(%host, error = %e, lost = waiting, "The frontier could not read its queue \
+                back from the state directory; the URLs it held are not fetched in this run.");
+            queue.tail = None;
+            spill.files -= 1;
+            (queue.head.len() - head, waiting)
+        }
+    }
+}
+
 /// Whether the allow and deny rules exclude a URL's path and query (the
 /// host rules aside: a redirect on one host only needs these).
 pub fn path_refused(target: &Target, url: &Url) -> Option<Refusal> {
@@ -309,3 +485,6 @@ pub fn path_refused(target: &Target, url: &Url) -> Option<Refusal> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,95 @@
+//! The page records an incremental run needs (validators for its
+//! conditional requests, the links of pages that did not change), read from
+//! the store a window ahead of the fetches. The run holds a few thousand
+//! records at a time, whatever the size of the target, where it used to
+//! read every record of the target before its first request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::frontier::Frontier;
+use crate::ids::TargetId;
+use crate::store::{PageRecord, Store, StoreError};
+
+/// URLs read ahead of the fetches, at most.
+pub const WINDOW: usize = 1024;
+
+/// A batch of records read from the store, by URL (`None`: no record).
+pub(super) type Batch = Result<Vec<(String, Option<PageRecord>)>, StoreError>;
+
+/// The window of records (see the module docs).
+pub(super) struct Prefetch {
+    /// Off for a full run, which fetches without validators.
+    enabled: bool,
+    target: TargetId,
+    /// Records read and not yet handed to a fetch, by URL.
+    window: HashMap<String, Option<PageRecord>>,
+    /// A batch is being read.
+    loading: bool,
+    /// The next URL of some host waits for its record.
+    stalled: bool,
+}
+
+impl Prefetch {
+    pub(super) fn new(enabled: bool, target: TargetId) -> Self {
+        Prefetch {
+            enabled,
+            target,
+            window: HashMap::new(),
+            loading: false,
+            stalled: false,
+        }
+    }
+
+    /// Whether a fetch of `url` may start: its record was read (or none is needed).
+    pub(super) fn ready(&mut self, url: &str) -> bool {
+        let ready = !self.enabled || self.window.contains_key(url);
+        self.stalled |= !ready;
+        ready
+    }
+
+    /// Hands out the record of `url`, if the store has one.
+    pub(super) fn take(&mut self, url: &str) -> Option<PageRecord> {
+        self.window.remove(url).flatten()
+    }
+
+    /// The URLs to read next, when a batch is due: when a fetch waits for
+    /// its record, or when fewer than half the window's URLs are read.
+    pub(super) fn due(&mut self, frontier: &Frontier) -> Option<Vec<String>> {
+        if !self.enabled || self.loading {
+            return None;
+        }
+        let upcoming = frontier.upcoming(WINDOW);
+        let missing: Vec<String> = upcoming
+            .iter()
+            .filter(|q| !self.window.contains_key(q.url.as_str()))
+            .map(|q| q.url.as_str().to_owned())
+            .collect();
+        let low = upcoming.len() - missing.len() < WINDOW / 2;
+        if missing.is_empty() || !(self.stalled || low) {
+            return None;
+        }
+        self.stalled = false;
+        self.loading = true;
+        Some(missing)
+    }
+
+    /// Reads the records of `urls`, off the async threads.
+    pub(super) fn read(&self, store: &Arc<Store>, urls: Vec<String>) -> impl FnOnce() -> Batch {
+        let (store, target) = (store.clone(), self.target.clone());
+        move || {
+            urls.into_iter()
+                .map(|url| {
+                    let record = store.page(&target, &url)?;
+                    Ok((url, record))
+                })
+                .collect()
+        }
+    }
+
+    /// A batch was read.
+    pub(super) fn loaded(&mut self, records: Vec<(String, Option<PageRecord>)>) {
+        self.loading = false;
+        self.window.extend(records);
+    }
+}
