@@ -132,14 +132,10 @@ pub async fn run(
     let pauses = blocking(&store, |store| store.host_pauses()).await??;
     hops::restore_pauses(&engine.hosts, pauses);
     let internal_ok = hops::internal_ok(&target, fetcher.policy()).await;
-    let mut frontier = match &start.resume {
-        Some(resume) => Frontier::resume(&target, &resume.entries),
-        None => Frontier::new(&target),
-    };
+    let mut frontier = frontier(&store, &target, &start).await?;
     if !internal_ok {
         frontier.guard(fetcher.policy().clone());
     }
-    frontier.spill_in(store.state_dir().to_path_buf());
     let end = RunLoop::new(run_loop::Setup {
         engine,
         store: &store,
@@ -206,6 +202,31 @@ async fn begin(
         None => info!(run = %start.run.id, ?mode, "Run started."),
     }
     Ok(start)
+}
+
+/// The run's frontier: its start URLs, or what the interrupted crawl it
+/// resumes had admitted (read back from the store off the async threads).
+async fn frontier(
+    store: &Arc<Store>,
+    target: &Arc<Target>,
+    start: &RunStart,
+) -> Result<Frontier, RunError> {
+    let Some(resume) = &start.resume else {
+        let mut frontier = Frontier::new(target);
+        frontier.spill_in(store.state_dir().to_path_buf());
+        return Ok(frontier);
+    };
+    let (target, crawl) = (target.clone(), resume.crawl);
+    let frontier = blocking(store, move |store| {
+        let mut frontier = Frontier::resuming(&target);
+        frontier.spill_in(store.state_dir().to_path_buf());
+        store.replay_frontier(&target.id, crawl, |url, entry| {
+            frontier.restore(&target, url, entry);
+        })?;
+        Ok::<_, StoreError>(frontier)
+    })
+    .await??;
+    Ok(frontier)
 }
 
 /// Writes the run's last record: its status, the loop's figures and the

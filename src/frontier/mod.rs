@@ -118,7 +118,19 @@ impl Frontier {
     /// A frontier seeded with the target's start URLs (always admitted, even
     /// when the follow rules would refuse them).
     pub fn new(target: &Target) -> Self {
-        let mut f = Frontier {
+        let mut f = Frontier::resuming(target);
+        for url in &target.start_urls {
+            if f.admitted < f.budget && f.seen.insert(url.as_str()) {
+                f.push(url.clone(), 0);
+            }
+        }
+        f
+    }
+
+    /// A frontier continuing an interrupted crawl, to be filled with
+    /// [`Frontier::restore`]: only the start URLs are known yet.
+    pub fn resuming(target: &Target) -> Self {
+        Frontier {
             seen: seen::Seen::default(),
             queues: HashMap::new(),
             ready: VecDeque::new(),
@@ -131,54 +143,29 @@ impl Frontier {
             redirect_hosts: 0,
             in_memory: 0,
             spill: Spill::default(),
-        };
-        for url in &target.start_urls {
-            if f.admitted < f.budget && f.seen.insert(url.as_str()) {
-                f.push(url.clone(), 0);
-            }
         }
-        f
     }
 
-    /// A frontier continuing an interrupted crawl: every URL it had admitted
-    /// counts as seen and against the budget; those not done are queued again,
-    /// shallowest first.
-    pub fn resume(target: &Target, entries: &[(String, crate::store::FrontierEntry)]) -> Self {
-        let mut f = Frontier {
-            seen: seen::Seen::with_capacity(entries.len()),
-            queues: HashMap::new(),
-            ready: VecDeque::new(),
-            start_hosts: target.start_urls.iter().filter_map(HostKey::of).collect(),
-            admitted: entries.len() as u64,
-            budget: target.max_pages,
-            over_budget: 0,
-            queued: 0,
-            guard: None,
-            redirect_hosts: 0,
-            in_memory: 0,
-            spill: Spill::default(),
+    /// Takes back one URL of the interrupted crawl's frontier: it counts as
+    /// seen and against the budget, and is queued again unless it is done.
+    pub fn restore(&mut self, target: &Target, url: &str, entry: crate::store::FrontierEntry) {
+        if !self.seen.insert(url) {
+            return;
+        }
+        self.admitted += 1;
+        let Ok(parsed) = Url::parse(url) else {
+            return;
         };
-        let mut todo: Vec<(u32, Url)> = Vec::new();
         // With same_host, every admitted URL was on a start host when it was
         // admitted, those a start URL redirected to included.
-        for (url, entry) in entries {
-            if target.follow.same_host {
-                if let Some(host) = Url::parse(url).ok().as_ref().and_then(HostKey::of) {
-                    f.start_hosts.insert(host);
-                }
-            }
-            f.seen.insert(url);
-            if !entry.done {
-                if let Ok(u) = Url::parse(url) {
-                    todo.push((entry.depth, u));
-                }
+        if target.follow.same_host {
+            if let Some(host) = HostKey::of(&parsed) {
+                self.start_hosts.insert(host);
             }
         }
-        todo.sort_by_key(|(depth, _)| *depth);
-        for (depth, url) in todo {
-            f.enqueue(url, depth);
+        if !entry.done {
+            self.enqueue(parsed, entry.depth);
         }
-        f
     }
 
     /// Lets hosts' queues go on in unnamed files in `dir` (the state

@@ -15,10 +15,6 @@ pub fn fingerprint(url: &str) -> u128 {
 }
 
 impl Seen {
-    pub fn with_capacity(n: usize) -> Self {
-        Seen(HashSet::with_capacity(n))
-    }
-
     /// Adds `url`; false when it was in the set already.
     pub fn insert(&mut self, url: &str) -> bool {
         self.0.insert(fingerprint(url))

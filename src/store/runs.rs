@@ -1,7 +1,7 @@
 //! Starting runs (fresh, or resuming an interrupted crawl's frontier) and
 //! reading runs and change events back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::records::{
@@ -37,11 +37,12 @@ pub struct RunStart {
     pub abandoned: Option<RunId>,
 }
 
-/// The persisted frontier of an interrupted crawl.
+/// An interrupted crawl to continue. Its frontier is read back with
+/// [`Store::replay_frontier`].
 #[derive(Debug)]
 pub struct Resume {
-    /// Every URL admitted so far, done or not.
-    pub entries: Vec<(String, FrontierEntry)>,
+    /// The first run of the crawl, which names its frontier journal.
+    pub crawl: RunId,
     /// The next sequence number of the crawl's frontier journal.
     pub next_chunk: u64,
     /// Totals of the runs being continued.
@@ -86,11 +87,11 @@ impl Store {
             .last()
             .filter(|r| matches!(r.status, RunStatus::Interrupted | RunStatus::Failed))
         {
-            let (entries, next_chunk) = self.frontier(target, prev.crawl)?;
+            let next_chunk = self.frontier_chunks(target, prev.crawl)?;
             let age =
                 Duration::from_millis(now.saturating_sub(prev.ended_ms.unwrap_or(prev.started_ms)));
             let replaced = mode == RunMode::Full && prev.mode == RunMode::Incremental;
-            if entries.is_empty() {
+            if next_chunk == 0 {
                 // Nothing to continue (its frontier was already dropped).
             } else if age > policy.resume_within || replaced {
                 let mut old = prev.clone();
@@ -112,7 +113,7 @@ impl Store {
                     cursor = r.resumed_from.and_then(|p| by_id.get(&p).copied());
                 }
                 resume = Some(Resume {
-                    entries,
+                    crawl: prev.crawl,
                     next_chunk,
                     counts,
                 });
@@ -153,43 +154,66 @@ impl Store {
         Ok(RunId(id))
     }
 
-    /// Every URL of a crawl's frontier, rebuilt from its journal, and the
-    /// journal's next sequence number.
-    pub fn frontier(
-        &self,
-        target: &TargetId,
-        crawl: RunId,
-    ) -> Result<(Vec<(String, FrontierEntry)>, u64), StoreError> {
+    /// The next sequence number of a crawl's frontier journal (0: it has
+    /// none), from its keys alone.
+    fn frontier_chunks(&self, target: &TargetId, crawl: RunId) -> Result<u64, StoreError> {
         let prefix = frontier_prefix(target, crawl);
-        let skip = prefix.len();
-        let mut entries: std::collections::HashMap<String, FrontierEntry> = HashMap::new();
         let mut next = 0;
         for kv in self.data.scan_prefix(&prefix) {
-            let (k, v) = kv?;
+            let (k, _) = kv?;
             let seq = k
-                .get(skip..)
+                .get(prefix.len()..)
                 .and_then(|b| b.try_into().ok())
                 .map_or(0, u64::from_be_bytes);
             next = next.max(seq + 1);
+        }
+        Ok(next)
+    }
+
+    /// Reads a crawl's frontier back from its journal: `visit` is called
+    /// once for each URL admitted, in the order they were admitted, with its
+    /// depth and whether it is done. The journal is read twice, first for
+    /// the URLs done (kept as fingerprints), so that a crawl of millions of
+    /// URLs is never held in memory as strings.
+    pub fn replay_frontier(
+        &self,
+        target: &TargetId,
+        crawl: RunId,
+        mut visit: impl FnMut(&str, FrontierEntry),
+    ) -> Result<(), StoreError> {
+        let prefix = frontier_prefix(target, crawl);
+        let fingerprint = |url: &str| xxhash_rust::xxh3::xxh3_128(url.as_bytes());
+        let mut done = HashSet::new();
+        for kv in self.data.scan_prefix(&prefix) {
+            let (k, v) = kv?;
             let chunk: FrontierChunk = self.decode(&k, &v)?;
-            for (url, depth) in chunk.admitted {
-                entries
-                    .entry(url)
-                    .or_insert(FrontierEntry { depth, done: false });
+            done.extend(chunk.done.iter().map(|u| fingerprint(u)));
+        }
+        for kv in self.data.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            let chunk: FrontierChunk = self.decode(&k, &v)?;
+            for (url, depth) in &chunk.admitted {
+                let done = done.contains(&fingerprint(url));
+                visit(
+                    url,
+                    FrontierEntry {
+                        depth: *depth,
+                        done,
+                    },
+                );
             }
-            for url in chunk.done {
-                entries
-                    .entry(url)
-                    .or_insert(FrontierEntry {
+            // A URL done that no chunk admitted still counts as seen.
+            for url in &chunk.done {
+                visit(
+                    url,
+                    FrontierEntry {
                         depth: 0,
                         done: true,
-                    })
-                    .done = true;
+                    },
+                );
             }
         }
-        let mut entries: Vec<(String, FrontierEntry)> = entries.into_iter().collect();
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok((entries, next))
+        Ok(())
     }
 
     /// A target's last run.
