@@ -189,7 +189,7 @@ fn wait(
         }
         polls += 1;
         // RSS every 100 ms; the 2 ms poll keeps the wall time exact.
-        if polls % 50 == 0 {
+        if polls.is_multiple_of(50) {
             let rss_mb = rss_kb(pid) / 1024;
             let elapsed = started.elapsed();
             if elapsed >= next_note {

@@ -134,10 +134,9 @@ pub fn header() -> &'static str {
             for sub in &subs[..4] {
                 let _ = write!(s, r#"<li><a href="/c/{cs}/{}">{sub}</a></li>"#, slug(sub));
             }
-            let _ = write!(
+            let _ = writeln!(
                 s,
-                r#"</ul><a class="see-all" href="/c/{cs}">All {cat}</a></div></li>
-"#
+                r#"</ul><a class="see-all" href="/c/{cs}">All {cat}</a></div></li>"#
             );
         }
         s.push_str("</ul></nav></div></header>\n");

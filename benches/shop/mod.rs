@@ -160,14 +160,12 @@ pub fn product(i: usize, total: usize) -> String {
     // Reviews up to the page's drawn size (at least 5), keeping 1.5 KB for
     // the description; description paragraphs then fill the rest.
     let mut reviews = String::with_capacity(16 * 1024);
-    let mut shown = 0;
     for k in 0..5 + r.below(26) {
         let one = review(i, k, &mut r);
-        if shown >= 5 && fixed + reviews.len() + one.len() + 1536 > size {
+        if k >= 5 && fixed + reviews.len() + one.len() + 1536 > size {
             break;
         }
         reviews.push_str(&one);
-        shown += 1;
     }
     let mut desc = String::with_capacity(8 * 1024);
     desc.push_str(r#"<section class="description"><h2>Description</h2><div class="rte">"#);
@@ -351,10 +349,9 @@ fn review(i: usize, k: usize, r: &mut Rng) -> String {
         sentence(&mut s, r, true);
         s.push(' ');
     }
-    let _ = write!(
+    let _ = writeln!(
         s,
-        r#"</p><footer>{} found this helpful · <a href="/report/review/{i}-{k}" rel="nofollow">Report</a></footer></article>
-"#,
+        r#"</p><footer>{} found this helpful · <a href="/report/review/{i}-{k}" rel="nofollow">Report</a></footer></article>"#,
         r.below(60)
     );
     s
@@ -387,10 +384,9 @@ pub fn listing(l: usize, lists: usize, total: usize) -> String {
     }
     s.push_str(r#"</fieldset><fieldset><legend>Price</legend><label><input type="radio" name="price" value="0-50"> Under £50</label><label><input type="radio" name="price" value="50-200"> £50 – £200</label><label><input type="radio" name="price" value="200-"> Over £200</label></fieldset><button type="submit" class="btn">Apply</button></form></aside>
 "#);
-    let _ = write!(
+    let _ = writeln!(
         s,
-        r#"<section class="results"><div class="toolbar"><p class="count">Showing {}–{last} of {total}</p><label>Sort by <select name="sort"><option>Relevance</option><option>Price: low to high</option><option>Price: high to low</option><option>Rating</option></select></label></div><ul class="product-grid">
-"#,
+        r#"<section class="results"><div class="toolbar"><p class="count">Showing {}–{last} of {total}</p><label>Sort by <select name="sort"><option>Relevance</option><option>Price: low to high</option><option>Price: high to low</option><option>Rating</option></select></label></div><ul class="product-grid">"#,
         first + 1
     );
     for i in first..last {
