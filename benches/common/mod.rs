@@ -143,10 +143,11 @@ pub fn measure(
     let (status, usage, stopped) = wait(child.id() as libc::pid_t, started, limits);
     let wall = started.elapsed().as_secs_f64();
     let server_cpu = server.cpu_secs() - server_before;
-    if stopped.is_none() && !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        eprintln!("crawld did not exit cleanly (status {status})");
-        std::process::exit(1);
-    }
+    // A panic, not an exit: unwinding drops (and so kills) the server.
+    assert!(
+        stopped.is_some() || (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0),
+        "crawld did not exit cleanly (status {status})"
+    );
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Measure {
         wall,

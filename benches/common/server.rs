@@ -7,7 +7,8 @@
 //! that an incremental run over the unchanged site fetches no bodies.
 //! `BENCH_LATENCY_MS=N` makes every answer wait N ms first (a tokio sleep, so
 //! waiting answers cost no server CPU); `BENCH_CT` overrides the
-//! content-type.
+//! content-type. The server exits when its stdin closes, so that a bench
+//! killed before it could kill its server leaves no server behind.
 
 use std::io::BufRead;
 use std::sync::Arc;
@@ -35,8 +36,13 @@ pub fn latency() -> Duration {
     Duration::from_millis(super::env_num("BENCH_LATENCY_MS", 0))
 }
 
-/// Server role: prints the address on stdout, then serves until killed.
+/// Server role: prints the address on stdout, then serves until killed,
+/// or until its stdin closes (the bench died without killing it).
 pub fn serve(site: impl Site) {
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
     let site = Arc::new(site);
     let latency = latency();
     let content_type = HeaderValue::from_str(
