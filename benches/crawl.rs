@@ -1,352 +1,295 @@
 //! Crawl throughput benchmark: `cargo bench --bench crawl`.
 //!
-//! Serves a generated shop of 10,000 product pages (15–30 KB each) and 100
-//! listing pages from this process on 127.0.0.1, then runs the release
-//! `crawld crawl` binary against it as a child process (concurrency 64, no
-//! delay, 3 fields per product, every item stored) and reports wall time,
-//! pages/s, CPU seconds per 1,000 pages and the crawler's peak RSS, read
-//! from the kernel's accounting of the child (wait4), so the server's own
-//! memory and CPU are not counted against the crawler.
+//! Serves a generated shop (`shop`: 10,000 product pages of 17–31 KB with
+//! the markup of a real shop, and 100 listing pages of 100 products each)
+//! from a child process on 127.0.0.1, then runs the release `crawld crawl`
+//! binary against it as a child process (concurrency 64, no delay, 8 fields
+//! per product, every item stored): a full run on an empty store, an
+//! incremental run over the unchanged site (all 304), then more full runs.
+//! Each run reports wall time, pages/s, CPU per page and per 1,000 pages
+//! and the crawler's peak RSS, from the kernel's accounting of the child
+//! (wait4), so the server's memory and CPU are not counted.
 //!
-//! `BENCH_PAGES=N` changes the number of product pages; `BENCH_CRAWLD=PATH`
-//! runs another crawld binary (an older build, to compare on one machine).
+//! The floor: the same pages, every one of the run's, generated in this
+//! process and parsed and extracted with the target's compiled config
+//! (`crawld::extract::extract`: items and links, no HTTP, no store), timed
+//! by this thread's CPU clock around the extraction only. The headline is
+//! the ratio of the full run's CPU per page to the floor's.
+//!
+//! Knobs: `BENCH_PAGES=N` product pages; `BENCH_FULL_RUNS=N` full runs in
+//! all (default 10); `BENCH_CRAWLD=PATH` runs another crawld binary (an
+//! older build, to compare on one machine); `BENCH_LATENCY_MS=N` makes the
+//! server wait N ms before each answer, and each run then reports its
+//! pages/s against the ceiling, concurrency / latency.
+
+mod common;
+mod shop;
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::sync::Arc;
-use std::time::Instant;
 
-use axum::body::Body;
-use axum::http::{Request, Response, StatusCode};
 use bytes::Bytes;
+use common::server::{self, Server, Site};
+use common::{env_num, measure, Limits, Measure};
 
-const PER_LIST: usize = 100;
-const WORDS: [&str; 16] = [
-    "lorem",
-    "ipsum",
-    "dolor",
-    "sit",
-    "amet",
-    "crawler",
-    "catalogue",
-    "edition",
-    "hardcover",
-    "review",
-    "classic",
-    "novel",
-    "author",
-    "chapter",
-    "library",
-    "shipping",
-];
-
-fn product(i: usize, total: usize) -> String {
-    // Deterministic size between 15 and 30 KB.
-    let target = 15_000 + (i * 7919) % 15_000;
-    let mut s = String::with_capacity(target + 2048);
-    let _ = write!(
-        s,
-        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Product {i} | Bench Shop</title>
-<link rel="stylesheet" href="/static/site.css"></head><body>
-<header><nav><a href="/list/1">Home</a> <a href="/list/{}">Back to list</a></nav></header>
-<main><article class="product"><h1>Product number {i}</h1>
-<p class="price">£{}.{:02}</p><table class="info"><tr><th>SKU</th><td class="sku">SKU-{i:06}</td></tr>
-<tr><th>Stock</th><td>In stock ({} available)</td></tr></table>
-<ul class="related">"#,
-        i / PER_LIST + 1,
-        10 + i % 90,
-        i % 100,
-        i % 37
-    );
-    for k in 1..=5 {
-        let r = (i + k * 31) % total;
-        let _ = write!(s, r#"<li><a href="/p/{r}.html">Related {r}</a></li>"#);
-    }
-    s.push_str(r#"</ul><div class="description">"#);
-    let mut w = i;
-    while s.len() < target {
-        s.push_str("<p>");
-        for _ in 0..40 {
-            w = w
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            s.push_str(WORDS[w >> 60]);
-            s.push(' ');
-        }
-        s.push_str("</p>\n");
-    }
-    s.push_str("</div></article></main><footer>Bench shop</footer></body></html>");
-    s
-}
-
-fn listing(l: usize, lists: usize, total: usize) -> String {
-    let mut s = format!(
-        "<!DOCTYPE html><html><head><title>List {l}</title></head><body><h1>List {l}</h1><ul>"
-    );
-    for i in (l - 1) * PER_LIST..(l * PER_LIST).min(total) {
-        let _ = write!(s, r#"<li><a href="/p/{i}.html">Product {i}</a></li>"#);
-    }
-    s.push_str("</ul>");
-    if l < lists {
-        let _ = write!(s, r#"<a class="next" href="/list/{}">next</a>"#, l + 1);
-    }
-    s.push_str("</body></html>");
-    s
-}
-
-fn site(total: usize) -> HashMap<String, (Bytes, String)> {
-    let lists = total.div_ceil(PER_LIST);
-    let mut pages = HashMap::with_capacity(total + lists);
-    for l in 1..=lists {
-        pages.insert(format!("/list/{l}"), with_etag(listing(l, lists, total)));
-    }
-    for i in 0..total {
-        pages.insert(format!("/p/{i}.html"), with_etag(product(i, total)));
-    }
-    pages
-}
-
-fn with_etag(body: String) -> (Bytes, String) {
-    let etag = format!("\"{:x}\"", xxhash_rust::xxh3::xxh3_64(body.as_bytes()));
-    (Bytes::from(body), etag)
-}
+/// Requests in flight (the profile's `concurrency`).
+const CONCURRENCY: u32 = 64;
 
 const TARGET: &str = r#"
 start_urls = ["http://{addr}/list/1"]
 profile = "bench"
-max_pages = 100000
+max_pages = {max_pages}
 [follow]
 allow = ['^/list/', '^/p/']
 max_depth = 1000
 [items.product]
 pages = '^/p/'
 [items.product.fields]
-title = { css = "article.product h1::text", required = true }
-price = { css = "p.price::text", type = "number", required = true }
-sku = "td.sku::text"
+title = { css = "main h1.product-title::text", required = true }
+price = { css = "div.price-block p.price span.amount::text", type = "number", required = true }
+sku = "div.product-meta span.sku::text"
+availability = "div.availability-block p.availability::text"
+rating = { css = "div.rating-summary span.rating-value::text", type = "number" }
+review_count = { css = "div.rating-summary a.review-count::text", type = "number" }
+weight = "section.specifications table.specs tr[data-spec='weight'] > td::text"
+image = { css = "section.gallery figure.main img::attr(src)", type = "url" }
 "#;
 
-const PROFILE: &str = r#"
-[profiles.bench]
-extends = "aggressive"
-concurrency = 64
-delay = "0ms"
-timeout = "30s"
-"#;
+/// Fields per product in `TARGET`, to check that the floor found them all.
+const FIELDS: u64 = 8;
 
-// The crawler child is reaped by `wait4`, which also yields its rusage.
-#[allow(clippy::zombie_processes)]
+fn profile() -> String {
+    format!(
+        "[profiles.bench]\nextends = \"aggressive\"\nconcurrency = {CONCURRENCY}\ndelay = \"0ms\"\ntimeout = \"30s\"\n"
+    )
+}
+
+/// The shop, generated once and held in the server's memory.
+struct Shop(HashMap<String, (Bytes, String)>);
+
+impl Shop {
+    fn new(total: usize) -> Self {
+        let t = std::time::Instant::now();
+        let mut pages = HashMap::with_capacity(total + total / shop::PER_LIST + 1);
+        for_each_page(total, |path, body| {
+            let etag = format!("\"{:x}\"", xxhash_rust::xxh3::xxh3_64(body.as_bytes()));
+            pages.insert(path, (Bytes::from(body), etag));
+        });
+        let sizes: Vec<usize> = (0..total)
+            .map(|i| pages[&product_path(i)].0.len())
+            .collect();
+        let all: usize = pages.values().map(|(b, _)| b.len()).sum();
+        eprintln!(
+            "site: {} pages, {:.1} MB, generated in {:.1}s; product pages {}–{} bytes, mean {}",
+            pages.len(),
+            all as f64 / 1e6,
+            t.elapsed().as_secs_f64(),
+            sizes.iter().min().unwrap_or(&0),
+            sizes.iter().max().unwrap_or(&0),
+            sizes.iter().sum::<usize>() / sizes.len().max(1),
+        );
+        Shop(pages)
+    }
+}
+
+impl Site for Shop {
+    fn etag(&self, path: &str) -> Option<String> {
+        self.0.get(path).map(|(_, etag)| etag.clone())
+    }
+
+    fn body(&self, path: &str) -> Bytes {
+        self.0.get(path).map(|(b, _)| b.clone()).unwrap_or_default()
+    }
+}
+
+fn product_path(i: usize) -> String {
+    format!("/p/{i}.html")
+}
+
+/// Every page of the shop, listings first, with its path.
+fn for_each_page(total: usize, mut f: impl FnMut(String, String)) {
+    let lists = total.div_ceil(shop::PER_LIST);
+    for l in 1..=lists {
+        f(format!("/list/{l}"), shop::listing(l, lists, total));
+    }
+    for i in 0..total {
+        f(product_path(i), shop::product(i, total));
+    }
+}
+
 fn main() {
-    let total: usize = std::env::var("BENCH_PAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    if std::env::var_os("BENCH_SERVE").is_some() {
-        serve(total);
+    let total: usize = env_num("BENCH_PAGES", 10_000);
+    if server::is_server() {
+        server::serve(Shop::new(total));
         return;
     }
-    // The site lives in a child process: a crawler forked from a process
-    // holding 200 MB of pages would have them counted in its peak RSS.
-    let exe = std::env::current_exe().expect("own path");
-    let mut server = std::process::Command::new(exe)
-        .env("BENCH_SERVE", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn the site server");
-    let mut line = String::new();
-    {
-        use std::io::BufRead;
-        let stdout = server.stdout.take().expect("server stdout");
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("server address");
-    }
-    let addr = line.trim().to_owned();
-
+    let server = Server::spawn(&[]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let configs = dir.path().join("configs");
-    std::fs::create_dir_all(&configs).expect("configs dir");
-    std::fs::write(configs.join("bench.toml"), TARGET.replace("{addr}", &addr)).expect("write");
-    std::fs::write(configs.join("profiles.toml"), PROFILE).expect("write");
-
+    let target = TARGET
+        .replace("{addr}", &server.addr)
+        .replace("{max_pages}", &(2 * total + 1000).to_string());
+    let configs = common::write_configs(dir.path(), &target, &profile());
     let state = dir.path().join("state");
-    let crawl = |mode: &str| measure(&configs, &state, mode);
+    let limits = Limits::from_env();
+    let crawl = |mode: &str| measure(&configs, &state, mode, &server, &limits);
 
-    println!("== full run (10,000 product pages) ==");
+    let floor = floor::measure(&configs, &server.addr, total);
+    floor.report();
+    println!("== full run ({total} product pages) ==");
     let full = crawl("--full");
     full.report();
+    ceiling(&full);
+    println!(
+        "bench: ratio: crawl CPU per page / floor CPU per page = {:.2} ({:.1} µs / {:.1} µs)",
+        full.cpu_us_per_page() / floor.us_per_page(),
+        full.cpu_us_per_page(),
+        floor.us_per_page()
+    );
     println!("== incremental run over the unchanged site ==");
     let inc = crawl("");
     inc.report();
+    ceiling(&inc);
     println!(
         "bench: incremental / full: wall {:.0}%, CPU {:.0}%, bytes {:.1}%",
         inc.wall / full.wall * 100.0,
         inc.cpu / full.cpu * 100.0,
-        inc.bytes as f64 / full.bytes.max(1) as f64 * 100.0
+        inc.count("bytes") as f64 / full.count("bytes").max(1) as f64 * 100.0
     );
-    let runs: usize = std::env::var("BENCH_FULL_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
-    for _ in 1..runs {
-        crawl("--full");
+    let runs: usize = env_num("BENCH_FULL_RUNS", 10);
+    for n in 2..=runs {
+        let m = crawl("--full");
+        println!(
+            "bench: full run {n}: {:.0} pages/s, {:.1} µs CPU per page, peak RSS {:.1} MB",
+            m.pages_per_s(),
+            m.cpu_us_per_page(),
+            m.rss_mb()
+        );
     }
     println!(
         "bench: store {:.1} MB on disk after {runs} full runs and 1 incremental run",
-        dir_size(&state) as f64 / 1e6
+        common::dir_size(&state) as f64 / 1e6
     );
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
-/// One `crawld crawl` as a child process, measured by the kernel.
-struct Measure {
-    wall: f64,
-    cpu: f64,
-    user: f64,
-    sys: f64,
-    max_rss_kb: i64,
-    pages: u64,
-    bytes: u64,
-}
-
-impl Measure {
-    fn report(&self) {
-        let pages = self.pages.max(1) as f64;
-        println!(
-            "bench: {} pages in {:.2}s wall, {:.0} pages/s",
-            self.pages,
-            self.wall,
-            pages / self.wall
-        );
-        println!(
-            "bench: {:.3} CPU s per 1,000 pages ({:.2}s user, {:.2}s sys)",
-            self.cpu / pages * 1000.0,
-            self.user,
-            self.sys
-        );
-        println!(
-            "bench: {:.1} MB of bodies received",
-            self.bytes as f64 / 1e6
-        );
-        println!("bench: peak RSS {:.1} MB", self.max_rss_kb as f64 / 1024.0);
+/// With `BENCH_LATENCY_MS`, the run's pages/s against concurrency / latency.
+fn ceiling(m: &Measure) {
+    let latency = server::latency();
+    if latency.is_zero() {
+        return;
     }
-}
-
-#[allow(clippy::zombie_processes)] // reaped by wait4, which also yields its rusage
-fn measure(configs: &std::path::Path, state: &std::path::Path, mode: &str) -> Measure {
-    let started = Instant::now();
-    let mut cmd = std::process::Command::new(crawld_bin());
-    cmd.args(["crawl", "bench", "--no-progress", "--configs"])
-        .arg(configs)
-        .arg("--state")
-        .arg(state)
-        .stdout(std::process::Stdio::null());
-    if !mode.is_empty() {
-        cmd.arg(mode);
-    }
-    let child = cmd.spawn().expect("spawn crawld");
-    let mut status = 0;
-    // SAFETY: plain POSIX calls on a zeroed rusage and our own child's pid.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage);
-        usage
-    };
-    let wall = started.elapsed().as_secs_f64();
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        eprintln!("crawld did not exit cleanly (status {status})");
-        std::process::exit(1);
-    }
-    let runs = std::process::Command::new(crawld_bin())
-        .args(["runs", "bench", "--json", "--state"])
-        .arg(state)
-        .output()
-        .expect("crawld runs");
-    let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).expect("runs JSON");
-    let last = &runs[runs.as_array().map_or(0, |r| r.len().saturating_sub(1))];
-    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Measure {
-        wall,
-        cpu: cpu(usage.ru_utime) + cpu(usage.ru_stime),
-        user: cpu(usage.ru_utime),
-        sys: cpu(usage.ru_stime),
-        max_rss_kb: usage.ru_maxrss,
-        pages: last["counts"]["pages_fetched"].as_u64().unwrap_or(0),
-        bytes: last["counts"]["bytes"].as_u64().unwrap_or(0),
-    }
-}
-
-fn dir_size(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
-/// Server role: generate the site, print the address, serve until killed.
-fn serve(total: usize) {
-    let t = Instant::now();
-    let pages = Arc::new(site(total));
-    let bytes: usize = pages.values().map(|(b, _)| b.len()).sum();
-    eprintln!(
-        "site: {} pages, {:.1} MB, generated in {:.1}s",
-        pages.len(),
-        bytes as f64 / 1e6,
-        t.elapsed().as_secs_f64()
+    let ceiling = f64::from(CONCURRENCY) / latency.as_secs_f64();
+    println!(
+        "bench: latency {} ms: ceiling {ceiling:.0} pages/s ({CONCURRENCY} / {} ms), measured {:.0} pages/s = {:.1} % of it",
+        latency.as_millis(),
+        latency.as_millis(),
+        m.pages_per_s(),
+        m.pages_per_s() / ceiling * 100.0
     );
-    let content_type =
-        std::env::var("BENCH_CT").unwrap_or_else(|_| "text/html; charset=utf-8".into());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        println!("{}", listener.local_addr().expect("addr"));
-        let app = axum::Router::new().fallback(move |req: Request<Body>| {
-            let pages = pages.clone();
-            let content_type = content_type.clone();
-            async move {
-                let inm = req
-                    .headers()
-                    .get("if-none-match")
-                    .and_then(|v| v.to_str().ok());
-                match pages.get(req.uri().path()) {
-                    Some((_, etag)) if inm == Some(etag.as_str()) => Response::builder()
-                        .status(StatusCode::NOT_MODIFIED)
-                        .header("etag", etag)
-                        .body(Body::empty())
-                        .unwrap_or_default(),
-                    Some((b, etag)) => Response::builder()
-                        .header("content-type", content_type)
-                        .header("etag", etag)
-                        .body(Body::from(b.clone()))
-                        .unwrap_or_default(),
-                    None => Response::builder()
-                        .status(StatusCode::NOT_FOUND)
-                        .body(Body::empty())
-                        .unwrap_or_default(),
-                }
+}
+
+mod floor {
+    //! The floor: what parsing and extracting the run's pages costs alone.
+
+    use std::path::Path;
+
+    use crawld::extract::{extract, is_present, Kinds};
+
+    /// Pages generated, then extracted, at a time: the timed loop sees
+    /// only extraction, and memory stays small.
+    const BATCH: usize = 256;
+
+    pub struct Floor {
+        pages: u64,
+        cpu: f64,
+        items: u64,
+        fields: u64,
+        links: u64,
+        bytes: u64,
+    }
+
+    impl Floor {
+        pub fn us_per_page(&self) -> f64 {
+            self.cpu / self.pages.max(1) as f64 * 1e6
+        }
+
+        pub fn report(&self) {
+            println!(
+                "bench: floor: {} pages ({:.1} MB, every page of the run) parsed and extracted in {:.3} s of thread CPU: {:.1} µs per page",
+                self.pages,
+                self.bytes as f64 / 1e6,
+                self.cpu,
+                self.us_per_page()
+            );
+            println!(
+                "bench: floor: {} items, {} of {} fields present, {} links",
+                self.items,
+                self.fields,
+                self.items * super::FIELDS,
+                self.links
+            );
+        }
+    }
+
+    /// Loads the bench target from `configs` and extracts every page of the
+    /// shop, as the crawler would see it at `addr`.
+    pub fn measure(configs: &Path, addr: &str, total: usize) -> Floor {
+        let report = crawld::config::load_dir(configs).expect("load the configs");
+        assert!(
+            report.errors.is_empty(),
+            "config errors: {:?}",
+            report.all_errors()
+        );
+        let target = report
+            .set
+            .targets
+            .get(&crawld::ids::TargetId::new("bench"))
+            .expect("the bench target")
+            .clone();
+        let mut floor = Floor {
+            pages: 0,
+            cpu: 0.0,
+            items: 0,
+            fields: 0,
+            links: 0,
+            bytes: 0,
+        };
+        let mut batch: Vec<(url::Url, String)> = Vec::with_capacity(BATCH);
+        let mut run = |batch: &mut Vec<(url::Url, String)>| {
+            let started = thread_cpu();
+            for (url, html) in batch.iter() {
+                let page = extract(&target, html, url, Kinds::Matching).expect("not too deep");
+                floor.items += page.items.len() as u64;
+                floor.fields += page
+                    .items
+                    .iter()
+                    .map(|i| i.value.values().filter(|v| is_present(v)).count() as u64)
+                    .sum::<u64>();
+                floor.links += page.links.len() as u64;
+                floor.pages += 1;
+                floor.bytes += html.len() as u64;
+                drop(std::hint::black_box(page));
+            }
+            floor.cpu += thread_cpu() - started;
+            batch.clear();
+        };
+        super::for_each_page(total, |path, html| {
+            let url = url::Url::parse(&format!("http://{addr}{path}")).expect("page URL");
+            batch.push((url, html));
+            if batch.len() == BATCH {
+                run(&mut batch);
             }
         });
-        let _ = axum::serve(listener, app).await;
-    });
-}
+        run(&mut batch);
+        floor
+    }
 
-/// The crawld binary to measure: this build's, or `BENCH_CRAWLD`.
-fn crawld_bin() -> std::ffi::OsString {
-    std::env::var_os("BENCH_CRAWLD").unwrap_or_else(|| env!("CARGO_BIN_EXE_crawld").into())
+    /// This thread's CPU time, in seconds.
+    fn thread_cpu() -> f64 {
+        // SAFETY: clock_gettime fills the timespec it is given.
+        let ts = unsafe {
+            let mut ts: libc::timespec = std::mem::zeroed();
+            libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
+            ts
+        };
+        ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    }
 }
