@@ -181,7 +181,11 @@ pub(super) async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// Hashes the body, and extracts on a parse thread when the page is new HTML.
+/// Bodies up to this size are parsed on the async worker that received them;
+/// bigger ones on a parse thread, so that no worker pauses for long.
+const INLINE_PARSE_BYTES: usize = 256 * 1024;
+
+/// Hashes the body, and extracts when the page is new HTML.
 pub(super) async fn process(
     mut response: Response,
     prev: Option<&PageRecord>,
@@ -215,13 +219,25 @@ pub(super) async fn process(
             extract: None,
         });
     }
-    // The semaphore is never closed; a closed one would only mean no limit.
-    let _slot = slots.acquire_owned().await.ok();
-    let joined = tokio::task::spawn_blocking(move || {
-        let page = extract::extract(&target, &response.text(), &response.url, Kinds::Matching);
-        (response, page)
-    })
-    .await;
+    let joined = if response.body.len() <= INLINE_PARSE_BYTES {
+        // A page of ordinary size is parsed where it arrived: handing it to a
+        // parse thread and back cost more (two thread wake-ups) than the
+        // parse's pause of the worker (a few hundred µs).
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            extract::extract(&target, &response.text(), &response.url, Kinds::Matching)
+        }))
+        .map(|page| (response, page))
+        .map_err(|_| ())
+    } else {
+        // The semaphore is never closed; a closed one would only mean no limit.
+        let _slot = slots.acquire_owned().await.ok();
+        tokio::task::spawn_blocking(move || {
+            let page = extract::extract(&target, &response.text(), &response.url, Kinds::Matching);
+            (response, page)
+        })
+        .await
+        .map_err(|_| ())
+    };
     match joined {
         Ok((response, Ok(page))) => Ok(Fetched::New {
             response,

@@ -7,7 +7,6 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
@@ -165,11 +164,7 @@ impl<'a> RunLoop<'a> {
             retry_later: BinaryHeap::new(),
             retry_seq: 0,
             throttles: HashMap::new(),
-            commits: Commits {
-                pending: Vec::new(),
-                since: Instant::now(),
-                tx,
-            },
+            commits: Commits::new(tx),
             done_rx,
             writer,
             freed: engine.hosts.subscribe(),
@@ -198,7 +193,10 @@ impl<'a> RunLoop<'a> {
                     interrupted = true;
                     break;
                 }
-                Event::Committed(Ok(stats)) => note_commit(&mut self.live, stats),
+                Event::Committed(Ok(stats)) => {
+                    self.commits.answered();
+                    note_commit(&mut self.live, stats);
+                }
                 Event::Committed(Err(e)) => {
                     self.store_error = Some(e);
                     break;
@@ -245,9 +243,9 @@ impl<'a> RunLoop<'a> {
     }
 
     /// Starts fetch tasks for every URL whose host has a free slot (and whose
-    /// robots.txt is known), up to [`MAX_TASKS`].
+    /// robots.txt is known), up to [`MAX_TASKS`], unless the writer is behind.
     fn dispatch(&mut self) {
-        while self.tasks.len() < MAX_TASKS {
+        while self.tasks.len() < MAX_TASKS && !self.commits.behind() {
             let (target, engine, fetcher) = (self.target, self.engine, self.fetcher);
             let (robots, robots_tasks, internal_ok) =
                 (&mut self.robots, &mut self.robots_tasks, self.internal_ok);
