@@ -12,7 +12,7 @@ use crate::config::Target;
 use crate::extract::PageExtract;
 use crate::failure::Failure;
 use crate::fetcher::{FetchError, Response};
-use crate::frontier::{normalize_url, Frontier, QueuedUrl, Refusal};
+use crate::frontier::{normalize_url, path_refused, Frontier, QueuedUrl, Refusal};
 use crate::store::{now_ms, KindCoverage, PageCommit, PageOutcome, PageRecord, RunCounts};
 
 /// Counts an outcome, feeds its links to the frontier and returns what to commit.
@@ -161,8 +161,18 @@ impl Recorder<'_> {
             self.counts.items_invalid += page.invalid.len() as u64;
             count_coverage(&mut self.counts.coverage, &page);
             self.live.items += page.items.len() as u64;
-            links = page.links.iter().map(|l| l.as_str().to_owned()).collect();
-            self.offer(page.links);
+            // Only links the follow rules' paths allow are kept, for
+            // re-offering when the page comes back unchanged: the others would
+            // be refused again (the rules cannot change without the config's
+            // fingerprint, which makes the page parsed again). Most links of
+            // a real page (menus, footers, reviews) go no further.
+            let followed: Vec<Url> = page
+                .links
+                .into_iter()
+                .filter(|l| path_refused(self.target, l).is_none())
+                .collect();
+            links = followed.iter().map(|l| l.as_str().to_owned()).collect();
+            self.offer(followed);
             items = page.items;
         } else {
             self.counts.pages_not_html += 1;
