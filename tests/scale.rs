@@ -28,7 +28,10 @@ name = { css = "h1::text", required = true }
 /// One page linking every product, so that they are all queued at once.
 fn wide_site(products: usize) -> HashMap<String, Resource> {
     let mut pages = HashMap::with_capacity(products + 1);
-    let mut root = String::from("<html><body>");
+    // Links the follow rules refuse: not kept with the page.
+    let mut root = String::from(
+        r#"<html><body><a href="/about">about</a><a href="http://elsewhere.test/p/1">x</a>"#,
+    );
     for i in 0..products {
         root.push_str(&format!(r#"<a href="/p/{i}">{i}</a>"#));
         pages.insert(
@@ -76,6 +79,18 @@ async fn a_queue_bigger_than_memory_is_crawled_whole_once_then_fetched_condition
     assert_eq!(site.stats.page_requests(), products + 1, "each page once");
     let items = store.items(&TargetId::new("wide")).count();
     assert_eq!(items, products);
+    let root = store
+        .page(&TargetId::new("wide"), &site.url("/"))
+        .expect("read")
+        .expect("root page");
+    // The other host's link is kept: which hosts a run follows may change
+    // (a start URL that redirects), its path rules may not.
+    assert_eq!(
+        root.links.len(),
+        products + 1,
+        "only the paths the rules allow"
+    );
+    assert!(root.links.iter().all(|l| l.contains("/p/")));
 
     // Every page again, conditionally: each one's validators were read ahead.
     site.stats.reset();
