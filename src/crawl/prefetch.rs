@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio::task::{JoinError, JoinSet};
+
 use crate::frontier::Frontier;
 use crate::ids::TargetId;
 use crate::store::{PageRecord, Store, StoreError};
@@ -28,6 +30,8 @@ pub(super) struct Prefetch {
     loading: bool,
     /// The next URL of some host waits for its record.
     stalled: bool,
+    /// The batch being read, on a blocking thread.
+    tasks: JoinSet<Batch>,
 }
 
 impl Prefetch {
@@ -38,6 +42,7 @@ impl Prefetch {
             window: HashMap::new(),
             loading: false,
             stalled: false,
+            tasks: JoinSet::new(),
         }
     }
 
@@ -74,22 +79,41 @@ impl Prefetch {
         Some(missing)
     }
 
-    /// Reads the records of `urls`, off the async threads.
-    pub(super) fn read(&self, store: &Arc<Store>, urls: Vec<String>) -> impl FnOnce() -> Batch {
+    /// Starts reading the next records, off the async threads, when a
+    /// batch is due.
+    pub(super) fn read_ahead(&mut self, frontier: &Frontier, store: &Arc<Store>) {
+        let Some(urls) = self.due(frontier) else {
+            return;
+        };
         let (store, target) = (store.clone(), self.target.clone());
-        move || {
+        self.tasks.spawn_blocking(move || {
             urls.into_iter()
                 .map(|url| {
                     let record = store.page(&target, &url)?;
                     Ok((url, record))
                 })
                 .collect()
-        }
+        });
     }
 
-    /// A batch was read.
-    pub(super) fn loaded(&mut self, records: Vec<(String, Option<PageRecord>)>) {
+    /// The batch being read, when it is (for the run loop's `select!`).
+    pub(super) async fn joined(&mut self) -> Option<Result<Batch, JoinError>> {
+        self.tasks.join_next().await
+    }
+
+    /// A batch was read; a read that failed stops the run.
+    pub(super) fn on_read(
+        &mut self,
+        joined: Result<Batch, JoinError>,
+        store: &Store,
+    ) -> Result<(), StoreError> {
         self.loading = false;
+        let records = joined.map_err(|e| StoreError::Io {
+            what: "a store task stopped",
+            path: store.path().to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
         self.window.extend(records);
+        Ok(())
     }
 }

@@ -69,7 +69,6 @@ pub(super) struct RunLoop<'a> {
     frontier: &'a mut Frontier,
     /// Page records of the last runs, read ahead of the fetch of their URL.
     prefetch: Prefetch,
-    prefetch_tasks: JoinSet<prefetch::Batch>,
     robots: Robots,
     robots_tasks: JoinSet<(HostKey, robots::Answer)>,
     tasks: JoinSet<Outcome>,
@@ -156,7 +155,6 @@ impl<'a> RunLoop<'a> {
                 start.run.mode == crate::store::RunMode::Incremental,
                 target.id.clone(),
             ),
-            prefetch_tasks: JoinSet::new(),
             robots: Robots::default(),
             robots_tasks: JoinSet::new(),
             tasks: JoinSet::new(),
@@ -181,7 +179,7 @@ impl<'a> RunLoop<'a> {
         let mut interrupted = false;
         loop {
             self.dispatch();
-            self.read_ahead();
+            self.prefetch.read_ahead(self.frontier, self.store);
             self.live.queued =
                 (self.frontier.queued() + self.tasks.len() + self.retry_later.len()) as u64;
             self.progress.update(&self.live);
@@ -204,7 +202,7 @@ impl<'a> RunLoop<'a> {
                 Event::Robots(joined) => self.on_robots(joined),
                 Event::Fetched(joined) => self.on_fetched(joined).await,
                 Event::Prefetched(joined) => {
-                    if let Err(e) = self.on_prefetched(joined) {
+                    if let Err(e) = self.prefetch.on_read(joined, self.store) {
                         self.store_error = Some(e);
                         break;
                     }
@@ -234,7 +232,7 @@ impl<'a> RunLoop<'a> {
             // A robots.txt task that panicked answers too: its host must not stay waiting.
             Some(joined) = self.robots_tasks.join_next_with_id() => Event::Robots(joined),
             Some(joined) = self.tasks.join_next_with_id() => Event::Fetched(joined),
-            Some(joined) = self.prefetch_tasks.join_next() => Event::Prefetched(joined),
+            Some(joined) = self.prefetch.joined() => Event::Prefetched(joined),
             _ = tokio::time::sleep_until(flush_at), if flush_due => Event::FlushDue,
             _ = self.freed.changed() => Event::Woken,
             _ = sleep_until_opt(retry_at), if retry_at.is_some() => Event::Woken,
@@ -281,28 +279,6 @@ impl<'a> RunLoop<'a> {
                 self.commits.push(page);
             }
         }
-    }
-
-    /// Starts reading the next page records, when a batch is due.
-    fn read_ahead(&mut self) {
-        if let Some(urls) = self.prefetch.due(self.frontier) {
-            let read = self.prefetch.read(self.store, urls);
-            self.prefetch_tasks.spawn_blocking(read);
-        }
-    }
-
-    /// Page records were read; a read that failed stops the run.
-    fn on_prefetched(
-        &mut self,
-        joined: Result<prefetch::Batch, JoinError>,
-    ) -> Result<(), StoreError> {
-        let records = joined.map_err(|e| StoreError::Io {
-            what: "a store task stopped",
-            path: self.store.path().to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        })??;
-        self.prefetch.loaded(records);
-        Ok(())
     }
 
     fn spawn_fetch(&mut self, queued: QueuedUrl, permit: HostPermit) {
