@@ -64,6 +64,12 @@ impl Prefetch {
         if !self.enabled || self.loading {
             return None;
         }
+        // The records read and not yet handed out are the URLs ready ahead:
+        // while they are many, there is nothing to look at (this is called
+        // at every event of the run).
+        if !self.stalled && self.window.len() >= WINDOW / 2 {
+            return None;
+        }
         let upcoming = frontier.upcoming(WINDOW);
         let missing: Vec<String> = upcoming
             .iter()
