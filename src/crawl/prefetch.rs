@@ -123,3 +123,68 @@ impl Prefetch {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Target;
+
+    fn frontier(n: usize) -> (Arc<Target>, Frontier) {
+        let text = "start_urls = [\"http://a.test/\"]\nmax_pages = 100000\n";
+        let files = vec![(std::path::PathBuf::from("t.toml"), Ok(text.to_owned()))];
+        let report = crate::config::load_files(files, &|_| None);
+        let target = report.set.targets[&TargetId::new("t")].clone();
+        let mut f = Frontier::new(&target);
+        for i in 0..n {
+            let url = url::Url::parse(&format!("http://a.test/p/{i}")).expect("url");
+            f.offer(&target, url, 1).expect("admitted");
+        }
+        (target, f)
+    }
+
+    fn read_all(p: &mut Prefetch, urls: Vec<String>) {
+        p.loading = false;
+        p.window.extend(urls.into_iter().map(|u| (u, None)));
+    }
+
+    #[test]
+    fn reads_a_window_ahead_then_waits_until_half_of_it_is_used() {
+        let (_, mut f) = frontier(3 * WINDOW);
+        let mut p = Prefetch::new(true, TargetId::new("t"));
+        let first = p.due(&f).expect("a first batch");
+        assert_eq!(first.len(), WINDOW);
+        assert!(p.due(&f).is_none(), "one batch at a time");
+        read_all(&mut p, first);
+        // Hand out just under half the window: nothing to read yet.
+        for _ in 0..WINDOW / 2 {
+            let (q, ()) = f
+                .pop_with(|_, next| p.ready(next.url.as_str()).then_some(()))
+                .expect("ready");
+            p.take(q.url.as_str());
+        }
+        assert!(p.due(&f).is_none());
+        let (q, ()) = f.pop_with(|_, _| Some(())).expect("one more");
+        p.take(q.url.as_str());
+        let next = p.due(&f).expect("below half: the next batch");
+        assert_eq!(next.len(), WINDOW / 2 + 1, "only what is not read yet");
+    }
+
+    #[test]
+    fn a_fetch_waiting_for_its_record_gets_a_batch_at_once() {
+        let (_, f) = frontier(10);
+        let mut p = Prefetch::new(true, TargetId::new("t"));
+        p.window
+            .extend((0..WINDOW).map(|i| (format!("x{i}"), None)));
+        assert!(p.due(&f).is_none(), "the window looks full");
+        assert!(!p.ready("http://a.test/"));
+        assert_eq!(p.due(&f).map(|u| u.len()), Some(11));
+    }
+
+    #[test]
+    fn a_full_run_reads_nothing_ahead() {
+        let (_, f) = frontier(10);
+        let mut p = Prefetch::new(false, TargetId::new("t"));
+        assert!(p.ready("http://a.test/p/1"));
+        assert!(p.due(&f).is_none());
+    }
+}
