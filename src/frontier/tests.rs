@@ -127,3 +127,19 @@ fn upcoming_lists_what_pop_hands_out_next() {
         .collect();
     assert_eq!(ahead, popped);
 }
+
+#[test]
+fn a_spill_file_that_cannot_be_made_loses_nothing() {
+    let hosts = ["a.test"];
+    let t = target(&hosts);
+    let dir = tempfile::tempdir().expect("dir");
+    let mut f = Frontier::new(&t);
+    // A directory that does not exist: the file cannot be created.
+    f.spill_in(dir.path().join("gone"));
+    let total = MEMORY_QUEUE + 2 * REFILL;
+    for i in 0..total {
+        f.offer(&t, url(hosts[0], i), 1).expect("admitted");
+    }
+    assert_eq!(f.in_memory(), total + 1, "kept in memory instead");
+    assert_eq!(drain(&mut f, &hosts).0, total + 1);
+}
