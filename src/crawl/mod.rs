@@ -4,8 +4,10 @@
 //! A single coordinator ([`run_loop`]) owns the frontier and the run's
 //! counters and handles one event at a time; fetch tasks ([`hops`]) run
 //! concurrently within the host limits; what becomes of each answer is
-//! decided in [`outcome`] by the retry table; HTML is parsed on blocking
-//! threads (at most one per core); a writer thread commits pages in batches.
+//! decided in [`outcome`] by the retry table; HTML is parsed in the fetch
+//! task (big pages on blocking threads, at most one per core); a writer
+//! thread commits pages in batches, and an incremental run reads the page
+//! records its fetches need a window ahead ([`prefetch`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
