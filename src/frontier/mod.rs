@@ -450,11 +450,14 @@ fn refill(queue: &mut HostQueue, host: &HostKey, spill: &mut Spill) -> (usize, u
             (moved, lines - moved)
         }
         Err(e) => {
-            warn!(%host, error = %e, lost = waiting, "The frontier could not read its queue \
+            // What was read before the error is kept; the rest is lost.
+            let moved = queue.head.len() - head;
+            let lost = waiting - moved;
+            warn!(%host, error = %e, lost, "The frontier could not read its queue \
                 back from the state directory; the URLs it held are not fetched in this run.");
             queue.tail = None;
             spill.files -= 1;
-            (queue.head.len() - head, waiting)
+            (moved, lost)
         }
     }
 }
