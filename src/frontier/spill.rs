@@ -52,8 +52,10 @@ impl SpillFile {
         self.len
     }
 
-    /// Appends a URL at the back.
+    /// Appends a URL at the back. On an error the URL is not in the file
+    /// (the caller keeps it); the lines before it stay buffered.
     pub fn push(&mut self, q: &QueuedUrl) -> io::Result<()> {
+        let before = self.buf.len();
         writeln!(
             self.buf,
             "{} {} {} {}",
@@ -62,10 +64,13 @@ impl SpillFile {
             q.requeues,
             q.url.as_str()
         )?;
-        self.len += 1;
         if self.buf.len() >= WRITE_BUF {
-            self.flush()?;
+            if let Err(e) = self.flush() {
+                self.buf.truncate(before);
+                return Err(e);
+            }
         }
+        self.len += 1;
         Ok(())
     }
 
