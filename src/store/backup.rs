@@ -1,150 +1,25 @@
-//! `crawld store check|backup|restore`: verifying every record and the
-//! store's invariants, and a consistent copy of the store in a file of our
-//! own format (sled's `export` panics on I/O errors).
+//! `crawld store backup|restore`: a consistent copy of the store in a file
+//! of our own format (sled's `export` panics on I/O errors).
 //!
 //! Backup file: `CRAWLD-BACKUP 1\n`, then records `[key len u32][key][value
 //! len u32][value]` (big endian), then `[u32::MAX][record count u64][xxh3-64
 //! of everything before]`.
 
-use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::alerts::{AlertRecord, OutboxEntry};
 use super::lock::StateLock;
-use super::records::{
-    ChangeEvent, FailureRecord, FrontierChunk, ItemRecord, PageRecord, RunRecord,
-};
-use super::{Store, StoreError, SEP};
+use super::{Store, StoreError};
 
 const MAGIC: &[u8] = b"CRAWLD-BACKUP 1\n";
 const END: u32 = u32::MAX;
 /// Records restored per sled batch.
 const RESTORE_BATCH: u64 = 1024;
 
-/// What `store check` found.
-#[derive(Debug, Default)]
-pub struct CheckReport {
-    pub records: u64,
-    pub problems: Vec<String>,
-}
-
 impl Store {
-    /// The records no invariant spans: alert state, the outbox, meta and
-    /// host pauses. `Ok(Some(_))` is a problem to report.
-    fn check_other(&self, k: &[u8], v: &[u8]) -> Result<Option<String>, StoreError> {
-        let shown = || String::from_utf8_lossy(k).into_owned();
-        Ok(match k.first() {
-            Some(b'a') => self.decode::<AlertRecord>(k, v).map(|_| None)?,
-            Some(b'q') => self.decode::<OutboxEntry>(k, v).map(|_| None)?,
-            Some(b'm') => None,
-            Some(b'h') if v.len() == 8 => None,
-            Some(b'h') => Some(format!(
-                "host pause record {:?} holds {} bytes, not an 8-byte time",
-                shown(),
-                v.len()
-            )),
-            _ => Some(format!("unknown record {:?}", shown())),
-        })
-    }
-
-    /// Decodes every record and checks the cross-record invariants.
-    pub fn check(&self) -> Result<CheckReport, StoreError> {
-        let mut report = CheckReport::default();
-        let mut runs: HashMap<(String, u64), RunRecord> = HashMap::new();
-        let mut pages: HashMap<(String, String), PageRecord> = HashMap::new();
-        let mut items: Vec<(String, ItemRecord)> = Vec::new();
-        let mut frontier_crawls: HashSet<(String, u64)> = HashSet::new();
-        let mut event_runs: HashSet<(String, u64)> = HashSet::new();
-        for kv in self.data.iter() {
-            let (k, v) = kv?;
-            report.records += 1;
-            let parts: Vec<&[u8]> = k.splitn(3, |&b| b == SEP).collect();
-            let target = parts
-                .get(1)
-                .map(|t| String::from_utf8_lossy(t).into_owned())
-                .unwrap_or_default();
-            let rest = parts.get(2).copied().unwrap_or_default();
-            let be = |b: &[u8]| {
-                b.get(..8)
-                    .and_then(|b| b.try_into().ok())
-                    .map_or(0, u64::from_be_bytes)
-            };
-            let decoded = match k.first() {
-                Some(b'r') => self.decode::<RunRecord>(&k, &v).map(|r| {
-                    runs.insert((target, r.id.0), r);
-                }),
-                Some(b'p') => self.decode::<PageRecord>(&k, &v).map(|p| {
-                    pages.insert((target, p.url.clone()), p);
-                }),
-                Some(b'i') => self
-                    .decode::<ItemRecord>(&k, &v)
-                    .map(|i| items.push((target, i))),
-                Some(b'f') => self.decode::<FrontierChunk>(&k, &v).map(|_| {
-                    frontier_crawls.insert((target, be(rest)));
-                }),
-                Some(b'e') => self.decode::<ChangeEvent>(&k, &v).map(|_| {
-                    event_runs.insert((target, be(rest)));
-                }),
-                Some(b'x') => self.decode::<FailureRecord>(&k, &v).map(|_| {
-                    event_runs.insert((target, be(rest)));
-                }),
-                _ => self.check_other(&k, &v).map(|problem| {
-                    report.problems.extend(problem);
-                }),
-            };
-            if let Err(e) = decoded {
-                report.problems.push(e.to_string());
-            }
-        }
-        for (target, item) in &items {
-            match pages.get(&(target.clone(), item.page.clone())) {
-                None => report
-                    .problems
-                    .push(format!("{target}: item {}/{} names page {} that has no record", item.kind, item.key, item.page)),
-                Some(page) if page.run < item.run => report.problems.push(format!(
-                    "{target}: item {}/{} was written by run {} but its page {} was last committed by run {}",
-                    item.kind, item.key, item.run, item.page, page.run
-                )),
-                Some(_) => {}
-            }
-        }
-        let item_ids: HashSet<(String, String)> = items
-            .iter()
-            .map(|(t, i)| (t.clone(), format!("{}\0{}", i.kind, i.key)))
-            .collect();
-        for ((target, url), page) in &pages {
-            for id in &page.items {
-                if !item_ids.contains(&(target.clone(), id.clone())) {
-                    report.problems.push(format!(
-                        "{target}: page {url} lists item {} that is missing",
-                        id.replace('\0', "/")
-                    ));
-                }
-            }
-        }
-        let crawls: HashSet<(String, u64)> = runs
-            .values()
-            .map(|r| (r.target.to_string(), r.crawl.0))
-            .collect();
-        for (target, crawl) in frontier_crawls.difference(&crawls) {
-            report
-                .problems
-                .push(format!("{target}: frontier of unknown crawl {crawl}"));
-        }
-        for (target, run) in &event_runs {
-            if !runs.contains_key(&(target.clone(), *run)) {
-                report
-                    .problems
-                    .push(format!("{target}: change events of unknown run {run}"));
-            }
-        }
-        Ok(report)
-    }
-
     /// Writes every record to `file`; returns how many.
     pub fn backup(&self, file: &Path) -> Result<u64, StoreError> {
         let err = |detail: String| StoreError::Backup {
@@ -367,22 +242,5 @@ impl<W: Write> Write for HashingWriter<W> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn check_knows_host_pause_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store
-            .set_host_pause(&crate::ids::HostKey::new("a.example:443"), 42)
-            .unwrap();
-        let report = store.check().unwrap();
-        assert!(report.problems.is_empty(), "{:?}", report.problems);
-        assert!(report.records >= 1);
     }
 }

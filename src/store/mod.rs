@@ -19,6 +19,7 @@
 
 mod alerts;
 mod backup;
+mod check;
 mod commit;
 mod error;
 mod lock;
@@ -33,7 +34,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use alerts::{AlertChanges, AlertRecord, Notice, NoticeState, OutboxEntry, NOTICE_VERSION};
-pub use backup::CheckReport;
+pub use check::CheckReport;
 pub use error::StoreError;
 pub use lock::StateLock;
 pub use records::{
