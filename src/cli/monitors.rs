@@ -94,7 +94,7 @@ fn judge_and_observe(
         store,
         &target.id,
         channels,
-        target.monitor.repeat,
+        &target.monitor,
         &scope,
         states,
         now_ms(),

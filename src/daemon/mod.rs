@@ -191,7 +191,12 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
     let (events, events_rx) = mpsc::unbounded_channel();
     let (channels, channels_rx) =
         tokio::sync::watch::channel(Arc::new(loaded.set.channels.clone()));
-    let delivery = Delivery::start(store.shared(), channels_rx, CancellationToken::new());
+    let delivery = Delivery::start(
+        store.shared(),
+        channels_rx,
+        CancellationToken::new(),
+        dashboard_url(http_addr.as_deref()),
+    );
     let d = Daemon {
         opts: opts.clone(),
         store,
@@ -253,6 +258,27 @@ async fn start_web(
         Some(crate::web::serve(bound, source, stop.clone())),
     ))
 }
+
+/// The dashboard's address that alerts name: `$CRAWLD_DASHBOARD_URL`
+/// (behind a proxy, say), else the `--http` listener's, with this host's
+/// name for an address that listens on every interface.
+fn dashboard_url(listening: Option<&str>) -> Option<String> {
+    if let Ok(url) = std::env::var(DASHBOARD_URL_ENV) {
+        return Some(url).filter(|u| !u.trim().is_empty());
+    }
+    let addr: std::net::SocketAddr = listening?.parse().ok()?;
+    let host = if addr.ip().is_unspecified() {
+        hostname::get().ok()?.into_string().ok()?
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    Some(format!("http://{host}:{}/", addr.port()))
+}
+
+/// Overrides the dashboard address that alerts name.
+pub const DASHBOARD_URL_ENV: &str = "CRAWLD_DASHBOARD_URL";
 
 /// Opens the store, waiting a little for a command that briefly holds the
 /// state dir (`crawld export` on it): exit 75 stops systemd's restarts.

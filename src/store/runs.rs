@@ -80,6 +80,7 @@ impl Store {
             crawl: id,
             counts: RunCounts::default(),
             error: None,
+            breached: Vec::new(),
         };
         let mut chain = vec![id];
 
@@ -224,6 +225,26 @@ impl Store {
     /// One run of a target.
     pub fn run(&self, target: &TargetId, id: RunId) -> Result<Option<RunRecord>, StoreError> {
         self.get(&run_key(target, id))
+    }
+
+    /// Records which monitors' conditions held when run `id` was judged
+    /// (see [`RunRecord::breached`]); a run no longer kept is left alone.
+    pub fn record_breaches(
+        &self,
+        target: &TargetId,
+        id: RunId,
+        breached: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let Some(mut run) = self.run(target, id)? else {
+            return Ok(());
+        };
+        if run.breached == breached {
+            return Ok(());
+        }
+        run.breached = breached;
+        let mut batch = super::tree::Batch::default();
+        batch.insert(run_key(target, id), encode(self, &run)?);
+        self.apply_marked(batch, super::Commit::End)
     }
 
     /// The change events of one run, in order.

@@ -290,9 +290,15 @@ fn monitors(out: &mut String, t: &TargetStatus) {
     }
     out.push_str(r#"<div class="ok-list">"#);
     for m in t.monitors.iter().filter(|m| !m.firing()) {
+        // Pending: its condition holds, not yet for `fire_after` runs.
+        let (class, mark) = if m.pending() {
+            ("chip pending", "⧗")
+        } else {
+            ("chip", "✓")
+        };
         let _ = write!(
             out,
-            r#"<span class="chip" title="{}">✓ {}</span>"#,
+            r#"<span class="{class}" title="{}">{mark} {}</span>"#,
             esc(&m.message),
             m.monitor
         );

@@ -71,15 +71,22 @@ url = "{discord}"
         assert!(hook.body.get(key).is_some(), "{key} in {}", hook.body);
     }
     assert_eq!(hook.body["version"], 1);
+    assert!(
+        hook.body["host"].as_str().is_some_and(|h| !h.is_empty()),
+        "{}",
+        hook.body
+    );
     assert_eq!(hook.body["state"], "test");
     assert_eq!(hook.body["monitor"], "test");
 
     for (h, key) in [(&hooks[1], "text"), (&hooks[2], "content")] {
         let object = h.body.as_object().unwrap();
         assert_eq!(object.keys().collect::<Vec<_>>(), [key], "{}", h.body);
-        let line = object[key].as_str().unwrap();
-        assert!(line.starts_with("🧪 crawld test alert"), "{line}");
-        assert!(!line.contains('\n'), "one line: {line}");
+        let text = object[key].as_str().unwrap();
+        assert!(text.starts_with("🧪 crawld test alert"), "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "the alert, then where crawld runs: {text}");
+        assert!(lines[1].starts_with("crawld on "), "{text}");
     }
 }
 
@@ -120,6 +127,23 @@ to = ["ops@example.org", "Second <second@example.org>"]
     );
     assert_eq!(m.header("Subject").as_deref(), Some("[crawld] test alert"));
     assert!(m.data.contains("state:     test"), "{}", m.data);
+    // What mail filters and clients expect of a well-formed message.
+    assert_eq!(
+        m.header("MIME-Version").as_deref(),
+        Some("1.0"),
+        "{}",
+        m.data
+    );
+    let id = m.header("Message-ID").unwrap_or_default();
+    assert!(
+        id.starts_with('<') && id.contains('@') && id.ends_with('>'),
+        "{id}"
+    );
+    assert!(
+        m.data.contains("Sent by crawld on "),
+        "the host is named: {}",
+        m.data
+    );
 }
 
 #[test]

@@ -21,7 +21,6 @@ use super::common::daemon::{wait_for, Daemon};
 use super::common::sinks::WebhookSink;
 use super::common::tcp::TcpServer;
 
-const DAY: Duration = Duration::from_secs(24 * 3600);
 /// Short retries, so that a test sees several within a second.
 const FAST: Backoff = Backoff {
     first: Duration::from_millis(50),
@@ -50,7 +49,10 @@ fn firing(monitor: MonitorKind) -> MonitorState {
 fn queue(store: &Store, to: &[&str], monitor: MonitorKind) {
     let to: Vec<ChannelName> = to.iter().map(|c| ChannelName::new(*c)).collect();
     let states = vec![firing(monitor)];
-    alert::observe(store, &books(), &to, DAY, &[monitor], states, now_ms()).unwrap();
+    // Every monitor fires on its first breach here.
+    let mut cfg = crawld::config::MonitorConfig::default();
+    cfg.fire_after.insert(monitor, 1);
+    alert::observe(store, &books(), &to, &cfg, &[monitor], states, now_ms()).unwrap();
 }
 
 fn hook(name: &str, url: &str, extra: &str) -> String {
@@ -120,6 +122,7 @@ async fn a_webhook_answering_500_gets_the_alert_once_it_recovers() {
     let s = status(&d, "ops");
     assert_eq!((s.delivered, s.pending), (1, 0));
     assert!(s.last_delivered_ms.is_some());
+    assert_eq!(s.last_error, None, "a success clears the red error: {s:?}");
 
     // An idle queue wakes on a kick for what is queued next (it would
     // otherwise look again only after 30 s).
