@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::text;
 use crate::config::{Channel, ChannelKind, Email, Exec, SmtpSecurity, Webhook};
+use crate::printable;
 use crate::store::Notice;
 
 /// Bytes of an answer's body or a command's stderr kept for the error.
@@ -211,7 +212,8 @@ impl Sender {
         let detail = if first.is_empty() {
             String::new()
         } else {
-            format!(": {}", cut(first.trim(), DETAIL_BYTES))
+            // A receiver's words, shown on terminals and in logs.
+            format!(": {}", printable::line(&cut(first.trim(), DETAIL_BYTES)))
         };
         Err(SendError::Refused {
             url,
@@ -257,11 +259,8 @@ async fn mail(e: &Email, notices: &[Notice], timeout: Duration) -> Result<Delive
         .map_err(|source| SendError::Mail { source })?;
     let answer = builder.build().send(message).await.map_err(smtp)?;
     let said: Vec<&str> = answer.message().collect();
-    Ok(Delivered::Smtp(format!(
-        "{} {}",
-        answer.code(),
-        said.join(" ")
-    )))
+    let said = format!("{} {}", answer.code(), said.join(" "));
+    Ok(Delivered::Smtp(printable::line(&said).into_owned()))
 }
 
 /// Runs the command with the notice's JSON on stdin; exit 0 is delivered.
@@ -302,7 +301,7 @@ async fn exec(x: &Exec, notice: &Notice) -> Result<Delivered, SendError> {
         program,
         status: out.status,
         stderr: last
-            .map(|l| format!(": {}", cut(l.trim(), DETAIL_BYTES)))
+            .map(|l| format!(": {}", printable::line(&cut(l.trim(), DETAIL_BYTES))))
             .unwrap_or_default(),
     })
 }

@@ -115,7 +115,7 @@ pub(super) async fn read(
     let written = sink.bytes;
     drop(sink);
     if out.is_none() && exit != Exit::Ok && written > 0 {
-        eprintln!(
+        errln!(
             "error: the output on stdout is INCOMPLETE: the command failed after writing {written} bytes \
              to stdout. With --out FILE, a failed export leaves no file instead"
         );
@@ -187,7 +187,7 @@ pub(super) fn store_check(state: &Path) -> Exit {
         }
         Ok(report) => {
             for p in &report.problems {
-                eprintln!("problem: {p}");
+                errln!("problem: {p}");
             }
             fail(
                 Exit::Store,

@@ -108,7 +108,7 @@ struct Daemon {
 
 fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
     error!("{message}");
-    eprintln!("error: {message}");
+    eprintln!("error: {}", crate::printable::text(&message.to_string()));
     exit
 }
 

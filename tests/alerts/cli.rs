@@ -315,3 +315,43 @@ command = ["true"]
             "0 target(s), 3 profile(s), 2 alert channel(s), no errors",
         ));
 }
+
+/// A receiver's answer is the network's text: a forged "all good" with a
+/// screen clear and a window title change reaches the terminal as visible
+/// escapes, never as control sequences.
+#[test]
+fn alert_test_escapes_the_control_characters_of_a_receivers_answer() {
+    use super::common::tcp::TcpServer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hostile = TcpServer::start(|mut tcp| async move {
+        let mut buf = vec![0u8; 8192];
+        let _ = tcp.read(&mut buf).await;
+        let body = "\x1b[2J\x1b]0;all good\x07\r\u{9b}32mDelivered: all good";
+        let answer = format!(
+            "HTTP/1.1 502 Bad\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = tcp.write_all(answer.as_bytes()).await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[channels.evil]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n",
+        hostile.addr
+    );
+    write(dir.path(), &[("alerts.toml", &text)]);
+    let out = crawld()
+        .args(["alert", "test", "evil", "--configs"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !stderr.chars().any(|c| c.is_control() && c != '\n'),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr.contains(r"answered 502: \x1b[2J\x1b]0;all good\x07\x0d\u{9b}32mDelivered"),
+        "{stderr}"
+    );
+}
