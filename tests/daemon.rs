@@ -212,7 +212,7 @@ fn trigger_stop_run_and_resume_through_the_socket() {
     let said = String::from_utf8_lossy(&resumed.stdout);
     assert!(
         said.contains(&format!(
-            "shop: full run {} started, resuming interrupted run {}",
+            "shop: full run {} started, continuing run {}, which did not finish",
             runs[0]["id"].as_u64().unwrap() + 1,
             runs[0]["id"]
         )),

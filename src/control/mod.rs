@@ -112,7 +112,7 @@ impl fmt::Display for Triggered {
                 resumed_from: Some(from),
             } => write!(
                 f,
-                "{target}: {} run {run} started, resuming interrupted run {from}",
+                "{target}: {} run {run} started, continuing run {from}, which did not finish",
                 mode_name(*mode)
             ),
             Triggered::Started {
@@ -282,7 +282,7 @@ mod tests {
         };
         assert_eq!(
             t.to_string(),
-            "shop: full run 2 started, resuming interrupted run 1"
+            "shop: full run 2 started, continuing run 1, which did not finish"
         );
     }
 }

@@ -217,6 +217,23 @@ impl Store {
         Ok(())
     }
 
+    /// The names of the targets that have runs in the store, in order.
+    pub fn targets_with_runs(&self) -> Result<Vec<TargetId>, StoreError> {
+        let mut names: Vec<TargetId> = Vec::new();
+        for kv in self.data.scan_prefix([b'r', super::SEP]) {
+            let (key, _) = kv?;
+            let name = key
+                .get(2..)
+                .and_then(|rest| rest.split(|&b| b == super::SEP).next())
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            if names.last().is_none_or(|n| n.as_str() != name) {
+                names.push(TargetId::new(name.into_owned()));
+            }
+        }
+        Ok(names)
+    }
+
     /// A target's last run.
     pub fn last_run(&self, target: &TargetId) -> Result<Option<RunRecord>, StoreError> {
         self.runs(target).last().transpose()
