@@ -270,8 +270,13 @@ fn one_runs_alerts_are_one_message_for_people() {
 /// Triggers a full run in the daemon, waits until it ended and was
 /// judged and its alerts went out; returns its record.
 fn full_run(d: &Daemon) -> Value {
+    run_with(d, &["trigger", "t", "--full"])
+}
+
+/// Runs `trigger` as [`full_run`] does.
+fn run_with(d: &Daemon, trigger: &[&str]) -> Value {
     let before = d.runs("t").len();
-    d.cmd(&["trigger", "t", "--full"]).assert().success();
+    d.cmd(trigger).assert().success();
     wait_for(
         || {
             let runs = d.runs("t");
@@ -302,7 +307,8 @@ fn full_run(d: &Daemon) -> Value {
 #[test]
 fn a_stopped_run_and_its_continuation_are_judged_as_one() {
     let s = scene("max_duration = \"1s\"\n", "");
-    let d = Daemon::start(&s.configs, &s.state(), &[]);
+    let log = s.tmp.path().join("daemon.log");
+    let d = Daemon::start_logged(&s.configs, &s.state(), &[], Some(&log));
     for _ in 0..2 {
         full_run(&d);
     }
@@ -314,9 +320,17 @@ fn a_stopped_run_and_its_continuation_are_judged_as_one() {
     let stopped = full_run(&d);
     assert_eq!(stopped["status"], "interrupted", "{stopped}");
     s.product_pages(0, failing);
-    let resumed = full_run(&d);
+    // An incremental trigger: the run resumes the stopped one, in its mode.
+    let resumed = run_with(&d, &["trigger", "t"]);
     assert_eq!(resumed["status"], "completed", "{resumed}");
+    assert_eq!(resumed["mode"], "full", "{resumed}");
     assert_eq!(resumed["resumed_from"], stopped["id"], "{resumed}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let ended = text
+        .lines()
+        .find(|l| l.contains("Run ended.") && l.contains(&format!("run={}", resumed["id"])))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(ended.contains("mode=\"full\""), "the mode it had: {ended}");
     let monitors: Vec<String> = s
         .notices()
         .into_iter()
