@@ -26,6 +26,7 @@ use crate::control::{
     route, ApiError, ErrorBody, ReadCommand, Reloaded, Status, StopRunRequest, Stopping,
     TriggerRequest, Triggered, MAX_SOCKET_PATH,
 };
+use crate::error::Exit;
 use crate::ids::TargetId;
 use crate::query::run_read;
 use crate::store::{RunMode, Store};
@@ -49,6 +50,8 @@ pub enum Request {
         target: TargetId,
         reply: oneshot::Sender<(Arc<Store>, Option<Arc<Target>>)>,
     },
+    /// The store, for a backup.
+    Store(oneshot::Sender<Arc<Store>>),
 }
 
 /// The supervisor's answer to a trigger.
@@ -109,6 +112,7 @@ pub async fn serve(
         .route(route::STOP_RUN, post(stop_run))
         .route(route::RELOAD, post(reload))
         .route(route::READ, post(read))
+        .route(route::BACKUP, post(backup))
         .with_state(tx);
     Ok(tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -262,6 +266,44 @@ async fn read(State(tx): State<Tx>, body: Bytes) -> Response {
         let mut err = FrameWriter::err(&frames);
         let exit = run_read(&store, config.as_deref(), &cmd, &mut out, &mut err);
         // Output first, then the exit code that closes the stream.
+        let _ = out.flush();
+        drop(out);
+        let _ = frames.blocking_send(encode(&Frame::End(exit)));
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    Body::from_stream(stream).into_response()
+}
+
+/// `crawld store backup` through the daemon: the backup, written on a
+/// blocking thread while commits wait (a consistent point in time), is
+/// streamed as frames like a reading command's output.
+async fn backup(State(tx): State<Tx>) -> Response {
+    let store = match ask(&tx, Request::Store).await {
+        Ok(s) => s,
+        Err(e) => return refuse(e),
+    };
+    let (frames, rx) = mpsc::channel::<Bytes>(READ_FRAMES);
+    tokio::task::spawn_blocking(move || {
+        let mut out = std::io::BufWriter::with_capacity(READ_CHUNK, FrameWriter::out(&frames));
+        let mut err = FrameWriter::err(&frames);
+        let exit = match store.backup_to(&mut out) {
+            Ok(n) => {
+                let _ = writeln!(err, "{n} records");
+                Exit::Ok
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    err,
+                    "error: the daemon's backup of {} failed: {e}",
+                    store.path().display()
+                );
+                Exit::Store
+            }
+        };
         let _ = out.flush();
         drop(out);
         let _ = frames.blocking_send(encode(&Frame::End(exit)));

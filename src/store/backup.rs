@@ -45,29 +45,43 @@ impl Store {
             detail,
         };
         let out = File::create(file).map_err(|e| err(e.to_string()))?;
+        let mut out = BufWriter::new(out);
+        let n = self.backup_to(&mut out).map_err(|e| err(e.to_string()))?;
+        let synced = out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all());
+        synced.map_err(|e| err(e.to_string()))?;
+        Ok(n)
+    }
+
+    /// Writes the backup format to `out`; returns how many records. Commits
+    /// wait while it reads, so that a backup taken while a daemon crawls is
+    /// one consistent point in time (the daemon's `store backup`).
+    pub fn backup_to(&self, out: &mut dyn Write) -> std::io::Result<u64> {
+        let _no_commits = self
+            .commits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out = HashingWriter {
-            inner: BufWriter::new(out),
+            inner: out,
             hash: Xxh3::new(),
         };
         let mut n = 0u64;
-        let result: std::io::Result<()> = (|| {
-            out.write_all(MAGIC)?;
-            for kv in self.data.iter() {
-                let (k, v) = kv.map_err(std::io::Error::other)?;
-                out.write_all(&(k.len() as u32).to_be_bytes())?;
-                out.write_all(&k)?;
-                out.write_all(&(v.len() as u32).to_be_bytes())?;
-                out.write_all(&v)?;
-                n += 1;
-            }
-            out.write_all(&END.to_be_bytes())?;
-            out.write_all(&n.to_be_bytes())?;
-            let digest = out.hash.digest();
-            out.inner.write_all(&digest.to_be_bytes())?;
-            out.inner.flush()?;
-            out.inner.get_ref().sync_all()
-        })();
-        result.map_err(|e| err(e.to_string()))?;
+        out.write_all(MAGIC)?;
+        for kv in self.data.iter() {
+            let (k, v) = kv.map_err(std::io::Error::other)?;
+            out.write_all(&(k.len() as u32).to_be_bytes())?;
+            out.write_all(&k)?;
+            out.write_all(&(v.len() as u32).to_be_bytes())?;
+            out.write_all(&v)?;
+            n += 1;
+        }
+        out.write_all(&END.to_be_bytes())?;
+        out.write_all(&n.to_be_bytes())?;
+        let digest = out.hash.digest();
+        out.inner.write_all(&digest.to_be_bytes())?;
+        out.inner.flush()?;
         Ok(n)
     }
 
