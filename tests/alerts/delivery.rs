@@ -287,3 +287,55 @@ fn the_daemon_delivers_what_was_queued_and_never_twice() {
     assert_eq!(pending(&store, "ops"), 0);
     assert_eq!(sink.accepted().len(), 1);
 }
+
+/// After an outage, a firing that resolved meanwhile is one message, not
+/// two, and what still fires goes first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outage_a_firing_that_resolved_meanwhile_is_one_message() {
+    let sink = WebhookSink::start();
+    sink.close();
+    let dir = tempfile::tempdir().unwrap();
+    let map = channels(
+        &dir.path().join("configs"),
+        &hook("ops", &sink.url("/hook"), ""),
+    );
+    let store = Arc::new(Store::open(&dir.path().join("state")).unwrap());
+    let d = start(&store, map);
+    queue(&store, &["ops"], MonitorKind::FailureRate);
+    until("a failed attempt", || status(&d, "ops").failed >= 1).await;
+    // While the channel is down: failure_rate resolves, item_count fires.
+    let ops = [ChannelName::new("ops")];
+    let mut cfg = crawld::config::MonitorConfig::default();
+    cfg.fire_after.insert(MonitorKind::ItemCount, 1);
+    let mut ok = firing(MonitorKind::FailureRate);
+    ok.state = Health::Ok;
+    ok.message = "0 of 35 pages failed".into();
+    let scope = [MonitorKind::FailureRate];
+    alert::observe(&store, &books(), &ops, &cfg, &scope, vec![ok], now_ms()).unwrap();
+    let scope = [MonitorKind::ItemCount];
+    let items = vec![firing(MonitorKind::ItemCount)];
+    alert::observe(&store, &books(), &ops, &cfg, &scope, items, now_ms()).unwrap();
+    sink.reopen();
+    until("delivered", || pending(&store, "ops") == 0).await;
+    let sent = sink.accepted();
+    let seen: Vec<(String, String)> = sent
+        .iter()
+        .map(|n| (n["monitor"].to_string(), n["state"].to_string()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (r#""item_count""#.to_owned(), r#""firing""#.to_owned()),
+            (r#""failure_rate""#.to_owned(), r#""resolved""#.to_owned()),
+        ],
+        "the current one first, then one message for the old episode"
+    );
+    let old = sent[1]["message"].as_str().unwrap();
+    assert!(old.starts_with("fired at "), "{old}");
+    assert!(old.contains("0 of 35 pages failed"), "{old}");
+    until("no red error after a success", || {
+        status(&d, "ops").last_error.is_none()
+    })
+    .await;
+    d.shutdown().await;
+}
