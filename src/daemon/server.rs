@@ -259,51 +259,45 @@ async fn read(State(tx): State<Tx>, body: Bytes) -> Response {
         Ok(v) => v,
         Err(e) => return refuse(e),
     };
-    let (frames, rx) = mpsc::channel::<Bytes>(READ_FRAMES);
-    // Reads can be long (exports): on a blocking thread, streamed as written.
-    tokio::task::spawn_blocking(move || {
-        let mut out = std::io::BufWriter::with_capacity(READ_CHUNK, FrameWriter::out(&frames));
-        let mut err = FrameWriter::err(&frames);
-        let exit = run_read(&store, config.as_deref(), &cmd, &mut out, &mut err);
-        // Output first, then the exit code that closes the stream.
-        let _ = out.flush();
-        drop(out);
-        let _ = frames.blocking_send(encode(&Frame::End(exit)));
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
-    });
-    Body::from_stream(stream).into_response()
+    streamed(move |out, err| run_read(&store, config.as_deref(), &cmd, out, err))
 }
 
-/// `crawld store backup` through the daemon: the backup, written on a
-/// blocking thread while commits wait (a consistent point in time), is
-/// streamed as frames like a reading command's output.
+/// `crawld store backup` through the daemon: the backup, written while
+/// commits wait (a consistent point in time), is streamed as frames like a
+/// reading command's output.
 async fn backup(State(tx): State<Tx>) -> Response {
     let store = match ask(&tx, Request::Store).await {
         Ok(s) => s,
         Err(e) => return refuse(e),
     };
+    streamed(move |out, err| match store.backup_to(out) {
+        Ok(n) => {
+            let _ = writeln!(err, "{n} records");
+            Exit::Ok
+        }
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "error: the daemon's backup of {} failed: {e}",
+                store.path().display()
+            );
+            Exit::Store
+        }
+    })
+}
+
+/// Runs `work` on a blocking thread (reads can be long: exports, backups),
+/// its output and messages streamed as frames as they are written, then
+/// the exit code that closes the stream.
+fn streamed(
+    work: impl FnOnce(&mut dyn Write, &mut dyn Write) -> Exit + Send + 'static,
+) -> Response {
     let (frames, rx) = mpsc::channel::<Bytes>(READ_FRAMES);
     tokio::task::spawn_blocking(move || {
         let mut out = std::io::BufWriter::with_capacity(READ_CHUNK, FrameWriter::out(&frames));
         let mut err = FrameWriter::err(&frames);
-        let exit = match store.backup_to(&mut out) {
-            Ok(n) => {
-                let _ = writeln!(err, "{n} records");
-                Exit::Ok
-            }
-            Err(e) => {
-                let _ = writeln!(
-                    err,
-                    "error: the daemon's backup of {} failed: {e}",
-                    store.path().display()
-                );
-                Exit::Store
-            }
-        };
+        let exit = work(&mut out, &mut err);
+        // Output first, then the exit code that closes the stream.
         let _ = out.flush();
         drop(out);
         let _ = frames.blocking_send(encode(&Frame::End(exit)));
