@@ -122,6 +122,16 @@ pub(super) enum Command {
             requires = "http"
         )]
         http_token_file: Option<PathBuf>,
+        /// Without a token, also answer requests for this host name (e.g. a
+        /// reverse proxy's; repeatable). Loopback names always work.
+        #[arg(
+            long,
+            env = "CRAWLD_HTTP_ALLOW_HOST",
+            value_name = "NAME",
+            value_delimiter = ',',
+            requires = "http"
+        )]
+        http_allow_host: Vec<String>,
     },
     /// The running daemon's targets, next fire times, runs and config errors.
     Status {

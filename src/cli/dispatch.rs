@@ -74,6 +74,7 @@ pub(super) async fn dispatch(command: Command) -> Exit {
             no_watch,
             http,
             http_token_file,
+            http_allow_host,
             ..
         } => {
             let opts = crate::daemon::Options {
@@ -86,6 +87,7 @@ pub(super) async fn dispatch(command: Command) -> Exit {
                 http: http.map(|addr| crate::web::HttpConfig {
                     addr,
                     token_file: http_token_file,
+                    allow_hosts: http_allow_host,
                 }),
             };
             crate::daemon::run(opts).await

@@ -41,6 +41,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use auth::Access;
 pub use auth::{Token, MIN_TOKEN_LEN, TOKEN_ENV};
 
 use crate::control::{ApiError, ErrorBody, Status};
@@ -62,6 +63,8 @@ pub struct HttpConfig {
     pub addr: String,
     /// `--http-token-file`; else the token comes from `CRAWLD_HTTP_TOKEN`.
     pub token_file: Option<PathBuf>,
+    /// `--http-allow-host`: names answered without a token, besides loopback.
+    pub allow_hosts: Vec<String>,
 }
 
 /// Why the listener cannot start. Each is a configuration error (exit 78).
@@ -130,7 +133,7 @@ pub fn parse_addr(addr: &str) -> Result<SocketAddr, WebError> {
 /// A bound listener, not serving yet.
 pub struct Bound {
     listener: tokio::net::TcpListener,
-    token: Option<Token>,
+    access: Access,
     /// The address it is bound to (the real port, for port 0).
     pub addr: SocketAddr,
 }
@@ -156,7 +159,7 @@ pub async fn bind(cfg: &HttpConfig) -> Result<Bound, WebError> {
     let addr = listener.local_addr().map_err(bind_err)?;
     Ok(Bound {
         listener,
-        token,
+        access: Access::new(token, &cfg.allow_hosts),
         addr,
     })
 }
@@ -176,11 +179,11 @@ pub fn serve<S: Source>(
 ) -> tokio::task::JoinHandle<()> {
     let Bound {
         listener,
-        token,
+        access,
         addr,
     } = bound;
-    info!(http = %addr, token = token.is_some(), "Dashboard and metrics listening.");
-    let app = router(source, token);
+    info!(http = %addr, token = access.token.is_some(), "Dashboard and metrics listening.");
+    let app = router(source, access);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -191,8 +194,8 @@ pub fn serve<S: Source>(
     })
 }
 
-/// The routes, behind the token check when there is a token.
-pub fn router<S: Source>(source: S, token: Option<Token>) -> Router {
+/// The routes, behind the token check (or, without a token, the host check).
+fn router<S: Source>(source: S, access: Access) -> Router {
     let app = App {
         source,
         turns: Arc::new(Semaphore::new(CONCURRENT)),
@@ -204,7 +207,7 @@ pub fn router<S: Source>(source: S, token: Option<Token>) -> Router {
         .route("/api/runs", get(api_runs::<S>))
         .fallback(not_found)
         .with_state(app)
-        .layer(axum::middleware::from_fn_with_state(token, auth::require))
+        .layer(axum::middleware::from_fn_with_state(access, auth::require))
 }
 
 /// Headers of every answer: nothing cached, nothing sniffed, no referrer (a
