@@ -75,6 +75,8 @@ pub(super) async fn dispatch(command: Command) -> Exit {
             http,
             http_token_file,
             http_allow_host,
+            http_max_connections,
+            http_header_timeout,
             ..
         } => {
             let opts = crate::daemon::Options {
@@ -88,6 +90,8 @@ pub(super) async fn dispatch(command: Command) -> Exit {
                     addr,
                     token_file: http_token_file,
                     allow_hosts: http_allow_host,
+                    max_connections: http_max_connections,
+                    header_timeout: http_header_timeout.into(),
                 }),
             };
             crate::daemon::run(opts).await

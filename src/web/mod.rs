@@ -14,6 +14,7 @@
 //! so imports go one way (`daemon` → `web` → `control`) and the supervisor
 //! only ever answers a `Status` request, never waits on a page.
 
+pub mod accept;
 mod auth;
 pub mod charts;
 pub mod dashboard;
@@ -30,6 +31,7 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -39,8 +41,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
+pub use accept::{Limits, HEADER_TIMEOUT, MAX_CONNECTIONS};
 use auth::Access;
 pub use auth::{Token, MIN_TOKEN_LEN, TOKEN_ENV};
 
@@ -65,6 +68,24 @@ pub struct HttpConfig {
     pub token_file: Option<PathBuf>,
     /// `--http-allow-host`: names answered without a token, besides loopback.
     pub allow_hosts: Vec<String>,
+    /// `--http-max-connections`, before the file descriptor budget cuts it.
+    pub max_connections: usize,
+    /// `--http-header-timeout`.
+    pub header_timeout: Duration,
+}
+
+/// Of the process's file descriptors, the listener's connections may use at
+/// most this share: the rest stays for the crawls (a socket per host
+/// connection, spill files) and the store.
+const FD_SHARE_DIVISOR: u64 = 4;
+
+/// `asked`, cut to the listener's share of the soft `RLIMIT_NOFILE`.
+fn connection_cap(asked: usize) -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let share = soft.map_or(usize::MAX, |n| {
+        usize::try_from(n / FD_SHARE_DIVISOR).unwrap_or(usize::MAX)
+    });
+    asked.min(share).max(1)
 }
 
 /// Why the listener cannot start. Each is a configuration error (exit 78).
@@ -134,6 +155,7 @@ pub fn parse_addr(addr: &str) -> Result<SocketAddr, WebError> {
 pub struct Bound {
     listener: tokio::net::TcpListener,
     access: Access,
+    limits: Limits,
     /// The address it is bound to (the real port, for port 0).
     pub addr: SocketAddr,
 }
@@ -157,9 +179,14 @@ pub async fn bind(cfg: &HttpConfig) -> Result<Bound, WebError> {
         .await
         .map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
+    let limits = Limits {
+        connections: connection_cap(cfg.max_connections),
+        header_timeout: cfg.header_timeout,
+    };
     Ok(Bound {
         listener,
         access: Access::new(token, &cfg.allow_hosts),
+        limits,
         addr,
     })
 }
@@ -180,18 +207,17 @@ pub fn serve<S: Source>(
     let Bound {
         listener,
         access,
+        limits,
         addr,
     } = bound;
-    info!(http = %addr, token = access.token.is_some(), "Dashboard and metrics listening.");
+    info!(
+        http = %addr,
+        token = access.token.is_some(),
+        connections = limits.connections,
+        "Dashboard and metrics listening."
+    );
     let app = router(source, access);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-        {
-            warn!(http = %addr, error = %e, "The HTTP listener stopped.");
-        }
-    })
+    tokio::spawn(accept::serve(listener, app, limits, shutdown))
 }
 
 /// The routes, behind the token check (or, without a token, the host check).
