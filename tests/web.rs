@@ -279,6 +279,27 @@ fn api_status_is_the_control_sockets_status_and_the_log_names_the_address() {
     let unknown = get(&format!("{base}/api/runs?target=nope"));
     assert_eq!(unknown.status, 404);
     assert!(unknown.body.contains("unknown_target"), "{}", unknown.body);
+    // A query it cannot read: the same JSON error shape, not plain text.
+    for query in [
+        "",
+        "?limit=5",
+        "?target=shop&limit=many",
+        "?target=shop&limit=-1",
+    ] {
+        let bad = get(&format!("{base}/api/runs{query}"));
+        assert_eq!(bad.status, 400, "{query}");
+        assert!(
+            bad.headers["content-type"].starts_with("application/json"),
+            "{query}: {}",
+            bad.body
+        );
+        let body: Value = serde_json::from_str(&bad.body).unwrap();
+        assert_eq!(body["kind"], "bad_request", "{query}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("target=NAME"),
+            "{body}"
+        );
+    }
 }
 
 #[test]

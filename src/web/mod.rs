@@ -33,6 +33,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -328,7 +329,26 @@ struct RunsQuery {
     limit: Option<usize>,
 }
 
-async fn api_runs<S: Source>(State(app): State<App<S>>, Query(q): Query<RunsQuery>) -> Response {
+/// A query `/api/runs` cannot read: the documented JSON error, not axum's
+/// plain-text rejection.
+fn bad_query(detail: String) -> Response {
+    let body = ErrorBody {
+        message: format!(
+            "bad query ({detail}): write /api/runs?target=NAME or /api/runs?target=NAME&limit=N"
+        ),
+        error: ApiError::BadRequest { detail },
+    };
+    harden((StatusCode::BAD_REQUEST, Json(body)).into_response())
+}
+
+async fn api_runs<S: Source>(
+    State(app): State<App<S>>,
+    q: Result<Query<RunsQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(e.body_text()),
+    };
     let _turn = app.turns.acquire().await;
     let target = TargetId::new(q.target);
     let known = match app.source.status().await {
