@@ -65,6 +65,16 @@ struct Answer {
 
 /// One request to the listener; `bearer` adds `Authorization: Bearer`.
 fn request(method: &str, url: &str, bearer: Option<&str>) -> Answer {
+    let auth = bearer.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    request_with(method, url, &headers)
+}
+
+/// What Prometheus sends as `Accept` when it scrapes.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// One request to the listener with `headers`.
+fn request_with(method: &str, url: &str, headers: &[(&str, &str)]) -> Answer {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -76,8 +86,8 @@ fn request(method: &str, url: &str, bearer: Option<&str>) -> Answer {
             .build()
             .unwrap();
         let mut req = client.request(method.parse().unwrap(), url);
-        if let Some(t) = bearer {
-            req = req.bearer_auth(t);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         let resp = req.send().await.unwrap();
         let headers = resp
@@ -124,9 +134,26 @@ fn metrics_parse_and_their_counters_equal_the_sums_of_crawld_runs() {
     let site = Site::start(shop(2, 6));
     let (_tmp, d) = crawled(&site, &[]);
     let base = http_base(&d);
-    let m = get(&format!("{base}/metrics"));
+    let m = request_with(
+        "GET",
+        &format!("{base}/metrics"),
+        &[("accept", PROMETHEUS_ACCEPT)],
+    );
     assert_eq!(m.status, 200);
     assert!(m.headers["content-type"].starts_with("application/openmetrics-text"));
+    assert!(m.body.ends_with("# EOF\n"));
+    // Without OpenMetrics in Accept (promtool, Telegraf): the classic format.
+    for accept in [None, Some("text/plain"), Some("*/*")] {
+        let headers: Vec<_> = accept.map(|a| ("accept", a)).into_iter().collect();
+        let classic = request_with("GET", &format!("{base}/metrics"), &headers);
+        assert_eq!(classic.status, 200);
+        assert_eq!(
+            classic.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8",
+            "Accept: {accept:?}"
+        );
+        assert!(!classic.body.contains("# EOF"), "Accept: {accept:?}");
+        assert!(classic.body.contains("# TYPE crawld_pages_total counter\n"));
+    }
     let scrape = prometheus_parse::Scrape::parse(m.body.lines().map(|l| Ok(l.to_owned()))).unwrap();
     let find = |metric: &str, labels: &[(&str, &str)]| {
         scrape

@@ -29,6 +29,50 @@ use crate::store::{RunCounts, RunMode, RunRecord, RunStatus};
 /// The content type of the answer (what `prometheus-client` writes).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The content type of the classic Prometheus text format, for a scraper
+/// that does not ask for OpenMetrics.
+pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether a scrape's `Accept` header asks for OpenMetrics: Prometheus does;
+/// `promtool check metrics`, Telegraf and older agents do not, and read only
+/// the classic format.
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.to_ascii_lowercase()
+            .contains("application/openmetrics-text")
+    })
+}
+
+/// `openmetrics` (as [`encode`] writes it) in the classic text format
+/// 0.0.4: no `# EOF` nor `# UNIT` line, and a counter's `# HELP` and
+/// `# TYPE` lines name its samples, `_total` included, as 0.0.4 wants.
+pub fn classic(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// A label value, escaped as the text format wants (`\`, `"`, newline).
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct Lv(String);

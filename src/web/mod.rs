@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -299,16 +299,21 @@ async fn page<S: Source>(State(app): State<App<S>>) -> Response {
     }
 }
 
-async fn scrape<S: Source>(State(app): State<App<S>>) -> Response {
+async fn scrape<S: Source>(State(app): State<App<S>>, headers: HeaderMap) -> Response {
     let _turn = app.turns.acquire().await;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let openmetrics = metrics::wants_openmetrics(accept);
     match status_and_runs(&app, usize::MAX).await {
         Ok((status, runs)) => {
             let text = metrics::encode(&status, &runs, crate::store::now_ms());
+            let (text, kind) = if openmetrics {
+                (text, metrics::CONTENT_TYPE)
+            } else {
+                (metrics::classic(&text), metrics::CLASSIC_CONTENT_TYPE)
+            };
             let mut resp = harden(text.into_response());
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(metrics::CONTENT_TYPE),
-            );
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
             resp
         }
         Err(e) => refuse(e),

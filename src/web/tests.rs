@@ -296,3 +296,57 @@ fn host_retries_and_requeues_add_up_over_every_targets_runs() {
         Some(10.0 * sum)
     );
 }
+
+#[test]
+fn metrics_without_openmetrics_in_accept_are_the_classic_text_format() {
+    use super::metrics::{classic, wants_openmetrics};
+    let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    assert!(wants_openmetrics(Some(prometheus)));
+    assert!(!wants_openmetrics(Some(
+        "text/plain;version=0.0.4;q=1,*/*;q=0.1"
+    )));
+    assert!(!wants_openmetrics(Some("*/*")));
+    assert!(!wants_openmetrics(None));
+    let text = classic(&encode(&fixture::status(), &fixture::runs(), NOW_MS));
+    assert!(
+        !text.contains("# EOF") && !text.contains("# UNIT"),
+        "{text}"
+    );
+    // Every sample is named by the `# TYPE` before it, counters with `_total`
+    // (0.0.4 has no families whose samples add a suffix).
+    let mut typed = HashMap::new();
+    let mut current = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            typed.insert(name.to_owned(), kind.to_owned());
+            current = Some(name.to_owned());
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split_once(' ').unwrap().0;
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "HELP of {name} names no TYPE"
+            );
+            continue;
+        }
+        let name = line.split(['{', ' ']).next().unwrap();
+        assert_eq!(Some(name), current.as_deref(), "{line}");
+        if typed[name] == "counter" {
+            assert!(name.ends_with("_total"), "{line}");
+        }
+    }
+    assert_eq!(typed["crawld_pages_total"], "counter");
+    assert_eq!(typed["crawld_received_bytes_total"], "counter");
+    assert_eq!(typed["crawld_last_run_duration_seconds"], "gauge");
+    let s = scrape(&text);
+    assert_eq!(
+        value(
+            &s,
+            "crawld_host_too_many_requests_total",
+            &[("host", "shop.example.org:443")]
+        ),
+        Some(27.0)
+    );
+}
