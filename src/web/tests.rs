@@ -350,3 +350,32 @@ fn metrics_without_openmetrics_in_accept_are_the_classic_text_format() {
         Some(27.0)
     );
 }
+
+#[test]
+fn a_firing_figure_never_reads_equal_to_its_threshold() {
+    use crate::monitor::{Health, MonitorKind, MonitorState};
+    let state = |monitor, value, threshold| MonitorState {
+        target: TargetId::new("t"),
+        monitor,
+        subject: String::new(),
+        state: Health::Firing,
+        value,
+        threshold,
+        message: String::new(),
+        run: None,
+        since_ms: 0,
+    };
+    for (s, expect) in [
+        (state(MonitorKind::Overdue, 9.4, 9.0), "9s 400ms > 9s"),
+        (state(MonitorKind::Overdue, 7260.0, 3600.0), "2h 1m > 1h"),
+        (
+            state(MonitorKind::FailureRate, 0.1004, 0.1),
+            "10.04 % > 10.00 %",
+        ),
+        (state(MonitorKind::FieldCoverage, 0.35, 0.8), "35 % < 80 %"),
+        (state(MonitorKind::ItemCount, 80.0, 80.4), "80.0 < 80.4"),
+        (state(MonitorKind::HostBlocked, 0.5, 0.5), "50 % ≥ 50 %"),
+    ] {
+        assert_eq!(s.figures(), expect);
+    }
+}
