@@ -2,12 +2,14 @@
 //! firing monitors, the configuration errors, the hosts and the alert
 //! channels. Every string is escaped.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::dashboard::{health, Light};
 use super::html::{count, duration, esc, when};
 use crate::control::status::ChannelStatus;
 use crate::control::{HostStatus, Status};
+use crate::monitor::MonitorKind;
 
 /// One figure per light, and the configuration errors.
 pub fn summary(out: &mut String, status: &Status) {
@@ -95,8 +97,10 @@ pub fn config_errors(out: &mut String, status: &Status) {
     out.push_str("</div>");
 }
 
-/// The hosts the daemon met, with their answers since it started.
-pub fn hosts(out: &mut String, hosts: &[HostStatus], now_ms: u64) {
+/// The hosts the daemon met, with their answers since it started; a host
+/// that a firing `host_blocked` monitor names says so.
+pub fn hosts(out: &mut String, status: &Status, now_ms: u64) {
+    let hosts = &status.hosts;
     out.push_str(r#"<h2 class="section">Hosts</h2><div class="card">"#);
     if hosts.is_empty() {
         out.push_str(r#"<div class="empty">No host contacted yet.</div></div>"#);
@@ -105,6 +109,14 @@ pub fn hosts(out: &mut String, hosts: &[HostStatus], now_ms: u64) {
     out.push_str(
         r#"<table><tr><th>Host</th><th class="r">In flight</th><th class="r">Concurrency</th><th class="r">Requests</th><th class="r">2xx</th><th class="r">3xx</th><th class="r">4xx</th><th class="r">5xx</th><th class="r">403</th><th class="r">429</th><th class="r">Errors</th><th>Delay</th><th>State</th></tr>"#,
     );
+    // The hosts a firing `host_blocked` monitor names, with its message.
+    let blocked: HashMap<&str, &str> = status
+        .targets
+        .iter()
+        .flat_map(|t| &t.monitors)
+        .filter(|m| m.monitor == MonitorKind::HostBlocked && m.firing())
+        .map(|m| (m.subject.as_str(), m.message.as_str()))
+        .collect();
     for h in hosts {
         let c = &h.counters;
         let warn = |n: u64| {
@@ -131,7 +143,7 @@ pub fn hosts(out: &mut String, hosts: &[HostStatus], now_ms: u64) {
             warn(c.errors),
             delay(h.delay_ms),
         );
-        host_state(out, h, now_ms);
+        host_state(out, h, blocked.get(h.host.as_str()).copied(), now_ms);
         out.push_str("</td></tr>");
     }
     out.push_str("</table></div>");
@@ -147,8 +159,16 @@ fn delay((least, most): (u64, u64)) -> String {
     }
 }
 
-fn host_state(out: &mut String, h: &HostStatus, now_ms: u64) {
+fn host_state(out: &mut String, h: &HostStatus, blocked: Option<&str>, now_ms: u64) {
     let mut any = false;
+    if let Some(why) = blocked {
+        let _ = write!(
+            out,
+            r#"<span class="state red" title="{}">blocked</span> "#,
+            esc(why)
+        );
+        any = true;
+    }
     if let Some(until) = h.paused_until_ms.filter(|u| *u > now_ms) {
         out.push_str(r#"<span class="state red">paused</span> until "#);
         when(out, until, now_ms);

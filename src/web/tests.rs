@@ -379,3 +379,52 @@ fn a_firing_figure_never_reads_equal_to_its_threshold() {
         assert_eq!(s.figures(), expect);
     }
 }
+
+#[test]
+fn a_blocked_host_is_never_shown_as_ok() {
+    use crate::monitor::{Health, MonitorKind};
+    let mut status = fixture::status();
+    let mut blocked = status.targets[0].monitors[0].clone();
+    blocked.monitor = MonitorKind::HostBlocked;
+    blocked.subject = "books.example.org:443".into();
+    blocked.state = Health::Firing;
+    blocked.message = "books.example.org:443 answered 30 of 40 requests with 403".into();
+    status.targets[0].monitors.push(blocked);
+    let html = render(&status, &fixture::runs(), NOW_MS);
+    let row = html
+        .split("<tr>")
+        .find(|r| r.contains("<code>books.example.org:443</code>"))
+        .unwrap();
+    assert!(row.contains(">blocked</span>"), "{row}");
+    assert!(!row.contains(">ok</span>"), "{row}");
+}
+
+/// The part of the page about target `name`.
+fn section<'a>(html: &'a str, name: &str) -> &'a str {
+    let start = html.find(&format!(r#"data-target="{name}""#)).unwrap();
+    let end = html[start..].find("</section>").unwrap();
+    &html[start..start + end]
+}
+
+#[test]
+fn a_run_in_progress_is_not_charted_as_a_run_that_found_nothing() {
+    let status = fixture::status();
+    let mut runs = fixture::runs();
+    let html = render(&status, &runs, NOW_MS);
+    let shop = section(&html, "shop");
+    assert!(shop.contains("<svg"), "its finished runs are charted");
+    assert!(
+        !shop.contains("running · "),
+        "no mark for run 329, which is still running"
+    );
+    // A first run in progress: a note, not charts of one empty run.
+    let shop_runs = runs.get_mut(&TargetId::new("shop")).unwrap();
+    let running = shop_runs.as_mut().unwrap().pop().unwrap();
+    let mut first = running.clone();
+    first.counts = RunCounts::default();
+    *shop_runs = Ok(vec![first]);
+    let html = render(&status, &runs, NOW_MS);
+    let shop = section(&html, "shop");
+    assert!(!shop.contains("<svg"), "{shop}");
+    assert!(shop.contains("No runs yet"), "{shop}");
+}
