@@ -99,7 +99,7 @@ pub fn render(status: &Status, runs: &TargetRuns, now_ms: u64) -> String {
     for t in &status.targets {
         target(&mut out, t, runs.get(&t.name), now_ms);
     }
-    tables::hosts(&mut out, status, now_ms);
+    tables::hosts(&mut out, status, runs, now_ms);
     tables::channels(&mut out, &status.channels, now_ms);
     out.push_str(
         "<footer>Read-only. The same data as JSON: <code>/api/status</code>, \

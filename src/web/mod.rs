@@ -16,6 +16,7 @@
 
 pub mod accept;
 mod auth;
+pub mod busiest;
 pub mod charts;
 pub mod dashboard;
 #[doc(hidden)]

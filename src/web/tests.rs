@@ -428,3 +428,101 @@ fn a_run_in_progress_is_not_charted_as_a_run_that_found_nothing() {
     assert!(!shop.contains("<svg"), "{shop}");
     assert!(shop.contains("No runs yet"), "{shop}");
 }
+
+#[test]
+fn thousands_of_hosts_are_summed_beyond_the_busiest() {
+    use super::busiest::PER_TARGET;
+    use crate::control::HostStatus;
+    use crate::ids::HostKey;
+    let mut status = fixture::status();
+    let template = status.hosts[0].clone();
+    let many: Vec<HostStatus> = (0..3000u64)
+        .map(|i| {
+            let mut h = template.clone();
+            h.host = HostKey::new(format!("h{i}.example:443"));
+            h.counters.requests = i;
+            h.counters.status_2xx = i;
+            h.paused_until_ms = None;
+            h.backoff_until_ms = None;
+            h
+        })
+        .collect();
+    status.hosts.extend(many.iter().cloned());
+    let mut runs = fixture::runs();
+    // Every host in books' last run too, as when a run follows 3,000 links.
+    let books = runs
+        .get_mut(&TargetId::new("books"))
+        .unwrap()
+        .as_mut()
+        .unwrap();
+    for h in &many {
+        let e = books
+            .last_mut()
+            .unwrap()
+            .counts
+            .hosts
+            .entry(h.host.as_str().to_owned())
+            .or_default();
+        e.answers.requests = 3000 - h.counters.requests;
+        e.retries = 1;
+    }
+    let total_2xx: u64 = status.hosts.iter().map(|h| h.counters.status_2xx).sum();
+    let s = scrape(&encode(&status, &runs, NOW_MS));
+    let series: Vec<_> = s
+        .samples
+        .iter()
+        .filter(|x| {
+            x.metric == "crawld_host_requests_total" && x.labels.get("class") == Some("2xx")
+        })
+        .collect();
+    // books' busiest 20 (h0…h19 by its runs), the daemon's (h2980…h2999).
+    assert!(
+        series.len() <= 2 * PER_TARGET + 1,
+        "{} series",
+        series.len()
+    );
+    let sum: f64 = series
+        .iter()
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .sum();
+    assert_eq!(
+        sum, total_2xx as f64,
+        "nothing is lost: the rest is in (other)"
+    );
+    for host in [
+        "h2999.example:443",
+        "h0.example:443",
+        "news.example.org:443",
+        "(other)",
+    ] {
+        assert!(
+            value(
+                &s,
+                "crawld_host_requests_total",
+                &[("host", host), ("class", "2xx")]
+            )
+            .is_some(),
+            "{host}"
+        );
+    }
+    assert_eq!(
+        value(
+            &s,
+            "crawld_host_requests_total",
+            &[("host", "h1500.example:443")]
+        ),
+        None
+    );
+    let retries_series = s
+        .samples
+        .iter()
+        .filter(|x| x.metric == "crawld_host_retries_total")
+        .count();
+    assert!(retries_series <= 2 * PER_TARGET + 1, "{retries_series}");
+    let html = render(&status, &runs, NOW_MS);
+    assert!(html.contains("(other) 2\u{202f}9"), "one row for the rest");
+    assert!(html.len() < 200_000, "{} bytes", html.len());
+}
