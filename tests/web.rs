@@ -578,7 +578,7 @@ fn the_dashboard_in_headless_chromium() {
         crawld::web::fixture::NOW_MS,
     );
     let page = artifacts.join("dashboard-fixture.html");
-    std::fs::write(&page, fixture).unwrap();
+    std::fs::write(&page, &fixture).unwrap();
     let shot = artifacts.join("dashboard-fixture.png");
     let (_, log) = run_chromium(
         &bin,
@@ -593,5 +593,34 @@ fn the_dashboard_in_headless_chromium() {
         "screenshots: {} and {}",
         artifacts.join("dashboard.png").display(),
         shot.display()
+    );
+
+    // At phone width nothing sticks out of the page: tables scroll inside
+    // their box, charts scale. The page in a 420 px frame (headless
+    // Chromium's own window is at least 500 px wide) whose parent notes
+    // how wide the page is and how wide its frame, where --dump-dom shows it.
+    let frame = artifacts.join("dashboard-fixture-420.html");
+    std::fs::write(
+        &frame,
+        r#"<!DOCTYPE html><html><body><iframe src="dashboard-fixture.html" style="width:420px;height:1000px;border:0" onload="var d = this.contentDocument.documentElement; document.body.dataset.widths = d.scrollWidth + ' ' + d.clientWidth;"></iframe></body></html>"#,
+    )
+    .unwrap();
+    let (dom, _) = run_chromium(
+        &bin,
+        &format!("file://{}", frame.display()),
+        &["--dump-dom".into(), "--allow-file-access-from-files".into()],
+    );
+    let widths: Vec<u32> = dom
+        .split("data-widths=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(|w| w.split(' ').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default();
+    let [page, frame_width] = widths[..] else {
+        panic!("no widths noted in\n{dom}");
+    };
+    assert!(
+        page <= frame_width && frame_width <= 420,
+        "the page is {page} px wide in a {frame_width} px frame"
     );
 }
