@@ -19,6 +19,8 @@ mod auth;
 pub mod busiest;
 pub mod charts;
 pub mod dashboard;
+#[cfg(test)]
+mod edge_tests;
 #[doc(hidden)]
 pub mod fixture;
 mod html;
