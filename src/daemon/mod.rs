@@ -14,6 +14,7 @@
 //! the store thread ([`store_handle`]) and their results come back as events.
 
 mod catch_up;
+mod fds;
 mod monitors;
 pub mod reload;
 mod requests;
@@ -130,6 +131,7 @@ struct Inputs {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(opts: Options) -> Exit {
+    fds::raise_open_files();
     let (mut d, mut inputs, loaded) = match start(&opts).await {
         Ok(started) => started,
         Err(exit) => return exit,

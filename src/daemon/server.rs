@@ -30,6 +30,7 @@ use crate::error::Exit;
 use crate::ids::TargetId;
 use crate::query::run_read;
 use crate::store::{RunMode, Store};
+use crate::web::Limits;
 
 /// What the socket asks of the supervisor. Each answer is what only the
 /// supervisor knows; nothing here waits on the store.
@@ -75,6 +76,14 @@ const READ_CHUNK: usize = 64 * 1024;
 /// waits when the client reads slowly, so nothing is buffered whole.
 const READ_FRAMES: usize = 8;
 
+/// The socket's connections: a few commands at once is all it serves, and
+/// clients that connect and send nothing must not use up the daemon's file
+/// descriptors (see [`crate::web::accept`]).
+const LIMITS: Limits = Limits {
+    connections: 64,
+    header_timeout: crate::web::HEADER_TIMEOUT,
+};
+
 pub(super) type Tx = mpsc::Sender<Request>;
 
 /// Binds the socket (mode 0660) and serves it until `shutdown`.
@@ -114,11 +123,9 @@ pub async fn serve(
         .route(route::READ, post(read))
         .route(route::BACKUP, post(backup))
         .with_state(tx);
-    Ok(tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-    }))
+    Ok(tokio::spawn(crate::web::accept::serve(
+        listener, app, LIMITS, shutdown,
+    )))
 }
 
 /// A refusal: its HTTP status and typed body.

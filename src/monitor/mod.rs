@@ -259,24 +259,32 @@ impl MonitorState {
         if self.value < 0.0 {
             return String::new();
         }
-        let pct = |x: f64| format!("{:.0} %", x * 100.0);
-        let secs = |x: f64| {
-            humantime::format_duration(std::time::Duration::from_secs(x as u64)).to_string()
+        // Each at a precision: the least one is tried first.
+        let pct = |x: f64, p: usize| format!("{:.p$} %", x * 100.0);
+        let num = |x: f64, p: usize| format!("{x:.p$}");
+        let secs = |x: f64, p: usize| match p {
+            0 => humantime::format_duration(std::time::Duration::from_secs(x as u64)).to_string(),
+            _ => humantime::format_duration(std::time::Duration::from_millis(
+                (x * 1000.0).round() as u64
+            ))
+            .to_string(),
         };
-        let (v, t, cmp) = match self.monitor {
-            MonitorKind::FailureRate => (pct(self.value), pct(self.threshold), ">"),
-            MonitorKind::FieldCoverage => (pct(self.value), pct(self.threshold), "<"),
-            MonitorKind::HostBlocked => (pct(self.value), pct(self.threshold), "≥"),
-            MonitorKind::ItemCount => (
-                format!("{:.0}", self.value),
-                format!("{:.0}", self.threshold),
-                "<",
-            ),
-            MonitorKind::Overdue => (secs(self.value), secs(self.threshold), ">"),
+        let (show, cmp): (&dyn Fn(f64, usize) -> String, &str) = match self.monitor {
+            MonitorKind::FailureRate => (&pct, ">"),
+            MonitorKind::FieldCoverage => (&pct, "<"),
+            MonitorKind::HostBlocked => (&pct, "≥"),
+            MonitorKind::ItemCount => (&num, "<"),
+            MonitorKind::Overdue => (&secs, ">"),
             MonitorKind::RunFailed | MonitorKind::ConfigBroken => {
                 return String::new();
             }
         };
+        // A firing figure must not read equal to its threshold ("9s > 9s"):
+        // more digits until they differ, when they differ at all.
+        let (v, t) = (0..4)
+            .map(|p| (show(self.value, p), show(self.threshold, p)))
+            .find(|(v, t)| v != t || cmp == "≥")
+            .unwrap_or_else(|| (show(self.value, 3), show(self.threshold, 3)));
         if self.state != Health::Ok {
             format!("{v} {cmp} {t}")
         } else {
