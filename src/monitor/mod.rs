@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Target;
 use crate::failure::Failure;
 use crate::ids::{HostKey, RunId, TargetId};
-use crate::store::{RunRecord, RunStatus, Store, StoreError};
+use crate::store::{RunCounts, RunRecord, RunStatus, Store, StoreError};
 
 mod clock;
 mod evaluate;
@@ -219,12 +219,22 @@ fn with_chain(runs: &[RunRecord], run: &RunRecord) -> RunRecord {
 }
 
 /// The completed runs before `run`, oldest first, each with its chain's
-/// counts: what the baselines choose from.
+/// counts: what the baselines choose from. One pass, with each chain's
+/// totals so far (`runs` are in id order).
 fn completed_chains(runs: &[RunRecord], run: &RunRecord) -> Vec<RunRecord> {
-    runs.iter()
-        .filter(|r| r.id < run.id && r.status == RunStatus::Completed)
-        .map(|r| with_chain(runs, r))
-        .collect()
+    let mut so_far: std::collections::HashMap<RunId, RunCounts> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for r in runs.iter().filter(|r| r.id < run.id) {
+        let totals = so_far.entry(r.crawl).or_default();
+        totals.add(&r.counts);
+        if r.status == RunStatus::Completed {
+            let mut whole = r.clone();
+            whole.counts = so_far.remove(&r.crawl).unwrap_or_default();
+            whole.counts.hosts.clone_from(&r.counts.hosts);
+            out.push(whole);
+        }
+    }
+    out
 }
 
 /// Hosts whose robots.txt could not be had in the run, with the URLs it
