@@ -13,6 +13,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::lock::StateLock;
 use super::{Store, StoreError};
+use crate::files::OutFile;
 
 const MAGIC: &[u8] = b"CRAWLD-BACKUP 1\n";
 const END: u32 = u32::MAX;
@@ -26,7 +27,9 @@ impl Store {
             path: file.to_path_buf(),
             detail,
         };
-        let out = File::create(file).map_err(|e| err(e.to_string()))?;
+        // The user's path, written through (a new file is private: it holds
+        // the whole store); nothing is in place before the commit.
+        let out = OutFile::create(file, 0o600).map_err(|e| err(e.to_string()))?;
         let mut out = HashingWriter {
             inner: BufWriter::new(out),
             hash: Xxh3::new(),
@@ -47,9 +50,14 @@ impl Store {
             let digest = out.hash.digest();
             out.inner.write_all(&digest.to_be_bytes())?;
             out.inner.flush()?;
-            out.inner.get_ref().sync_all()
+            Ok(())
         })();
         result.map_err(|e| err(e.to_string()))?;
+        let out = out
+            .inner
+            .into_inner()
+            .map_err(|e| err(e.error().to_string()))?;
+        out.commit().map_err(|e| err(e.to_string()))?;
         Ok(n)
     }
 
@@ -61,7 +69,7 @@ impl Store {
             path: file.to_path_buf(),
             detail,
         };
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Io {
+        crate::files::create_private_dir(state_dir).map_err(|source| StoreError::Io {
             what: "cannot create the state dir",
             path: state_dir.to_path_buf(),
             source,

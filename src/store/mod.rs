@@ -111,7 +111,7 @@ impl Store {
     /// for a command that writes. Runs left "running" by a process that died
     /// are marked interrupted.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Io {
+        crate::files::create_private_dir(state_dir).map_err(|source| StoreError::Io {
             what: "cannot create the state dir",
             path: state_dir.to_path_buf(),
             source,

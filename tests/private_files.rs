@@ -1,0 +1,173 @@
+//! What crawld creates is private whatever the umask, a path the user names
+//! is written through (never replaced by something else), and a command
+//! that fails or only reads leaves the state dir as it found it.
+#![allow(clippy::disallowed_methods)] // polls a child process with thread sleeps
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use common::state::*;
+use common::{shop, Site};
+
+/// `crawld ARGS` under umask 022, as most shells start it.
+fn crawld_022(args: &[&std::ffi::OsStr]) -> Process {
+    let mut cmd = Process::new("sh");
+    cmd.args(["-c", "umask 022 && exec \"$@\"", "sh"])
+        .arg(assert_cmd::cargo::cargo_bin("crawld"))
+        .args(args)
+        .env_remove("CRAWLD_STATE")
+        .env_remove("CRAWLD_CONFIGS")
+        .env_remove("RUNTIME_DIRECTORY")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+/// Every directory under `dir` (itself too) is 0700 and every file 0600,
+/// but the names in `except`.
+fn assert_private(dir: &Path, except: &[&str]) {
+    assert_eq!(mode(dir), 0o700, "{}", dir.display());
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if except.contains(&name.as_str()) {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            assert_private(&path, except);
+        } else {
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+}
+
+fn wait_until(mut ok: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_crawl_under_umask_022_creates_a_private_state_dir() {
+    let site = Site::start(shop(2, 3));
+    let e = env(&site, TARGET);
+    let out = crawld_022(&[
+        "crawl".as_ref(),
+        "shop".as_ref(),
+        "--no-progress".as_ref(),
+        "--configs".as_ref(),
+        e.configs.as_os_str(),
+        "--state".as_ref(),
+        e.state.as_os_str(),
+    ])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_private(&e.state, &[]);
+
+    // A backup to a new file is private too; an existing one keeps its mode.
+    let fresh = e._tmp.path().join("fresh.backup");
+    let kept = e._tmp.path().join("kept.backup");
+    std::fs::write(&kept, "old").unwrap();
+    std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o640)).unwrap();
+    for file in [&fresh, &kept] {
+        let out = crawld_022(&[
+            "store".as_ref(),
+            "backup".as_ref(),
+            file.as_os_str(),
+            "--state".as_ref(),
+            e.state.as_os_str(),
+        ])
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(mode(&fresh), 0o600);
+    assert_eq!(mode(&kept), 0o640);
+    assert!(std::fs::read(&kept).unwrap().starts_with(b"CRAWLD-BACKUP"));
+}
+
+#[test]
+fn a_daemon_under_umask_022_keeps_its_state_logs_and_last_good_configs_private() {
+    let site = Site::start(shop(1, 2));
+    let e = env(&site, TARGET);
+    // A config that holds a secret, readable by its owner only.
+    let secret = e.configs.join("shop.toml");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let logs = e._tmp.path().join("logs");
+    let socket = e._tmp.path().join("ctl.sock");
+    let mut child = crawld_022(&[
+        "run".as_ref(),
+        "--configs".as_ref(),
+        e.configs.as_os_str(),
+        "--state".as_ref(),
+        e.state.as_os_str(),
+        "--socket".as_ref(),
+        socket.as_os_str(),
+        "--log-dir".as_ref(),
+        logs.as_os_str(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let status = || {
+        crawld()
+            .args(["status", "--socket"])
+            .arg(&socket)
+            .arg("--state")
+            .arg(&e.state)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    wait_until(status, "the daemon answers");
+    let last_good = e.state.join("last-good");
+    wait_until(
+        || last_good.join("shop.toml").exists(),
+        "the configs are kept",
+    );
+    crawld()
+        .args(["trigger", "shop", "--socket"])
+        .arg(&socket)
+        .arg("--state")
+        .arg(&e.state)
+        .assert()
+        .success();
+    wait_until(
+        || std::fs::read_dir(&logs).is_ok_and(|mut d| d.next().is_some()),
+        "a log file exists",
+    );
+    assert_eq!(mode(&socket) & 0o777, 0o660, "the socket is for the group");
+    // SIGTERM: the daemon stops and settles the store.
+    Process::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the daemon stops");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_private(&e.state, &[]);
+    assert_private(&logs, &[]);
+    assert_eq!(mode(&last_good.join("shop.toml")), 0o600);
+}
+
