@@ -6,7 +6,6 @@
 //! reading command's output is streamed as it is written.
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ use crate::config::Target;
 use crate::control::stream::{encode, Frame};
 use crate::control::{
     route, ApiError, ErrorBody, ReadCommand, Reloaded, Status, StopRunRequest, Stopping,
-    TriggerRequest, Triggered, MAX_SOCKET_PATH,
+    TriggerRequest, Triggered,
 };
 use crate::ids::TargetId;
 use crate::query::run_read;
@@ -74,35 +73,12 @@ const READ_FRAMES: usize = 8;
 
 pub(super) type Tx = mpsc::Sender<Request>;
 
-/// Binds the socket (mode 0660) and serves it until `shutdown`.
-pub async fn serve(
-    path: &Path,
+/// Serves the bound control socket (see `socket.rs`) until `shutdown`.
+pub fn serve(
+    listener: tokio::net::UnixListener,
     tx: Tx,
     shutdown: tokio_util::sync::CancellationToken,
-) -> Result<tokio::task::JoinHandle<()>, String> {
-    let shown = path.display();
-    if path.as_os_str().len() > MAX_SOCKET_PATH {
-        return Err(format!(
-            "control socket path {shown} is {} bytes, over the {MAX_SOCKET_PATH}-byte limit of Unix sockets: use --socket with a shorter path",
-            path.as_os_str().len()
-        ));
-    }
-    // We hold the state dir's lock, so a socket file left here is a dead daemon's.
-    if path.exists() {
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove the stale socket {shown}: {e}"))?;
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    let listener = tokio::net::UnixListener::bind(path)
-        .map_err(|e| format!("cannot bind the control socket {shown}: {e}"))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-            .map_err(|e| format!("cannot set the mode of {shown}: {e}"))?;
-    }
+) -> tokio::task::JoinHandle<()> {
     let app = Router::new()
         .route(route::STATUS, get(status))
         .route(route::TRIGGER, post(trigger))
@@ -110,11 +86,11 @@ pub async fn serve(
         .route(route::RELOAD, post(reload))
         .route(route::READ, post(read))
         .with_state(tx);
-    Ok(tokio::spawn(async move {
+    tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await;
-    }))
+    })
 }
 
 /// A refusal: its HTTP status and typed body.
