@@ -5,8 +5,8 @@
 
 mod common;
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
@@ -169,5 +169,130 @@ fn a_daemon_under_umask_022_keeps_its_state_logs_and_last_good_configs_private()
     assert_private(&e.state, &[]);
     assert_private(&logs, &[]);
     assert_eq!(mode(&last_good.join("shop.toml")), 0o600);
+}
+
+#[test]
+fn export_out_writes_through_a_symlink_and_keeps_a_files_mode() {
+    let site = Site::start(shop(1, 3));
+    let e = env(&site, TARGET);
+    crawl(&e, true).success();
+    let export = |out: &Path| {
+        crawld()
+            .args(["export", "shop", "--state"])
+            .arg(&e.state)
+            .arg("--out")
+            .arg(out)
+            .assert()
+    };
+
+    let real = e._tmp.path().join("real.jsonl");
+    let link = e._tmp.path().join("link.jsonl");
+    std::os::unix::fs::symlink("real.jsonl", &link).unwrap();
+    export(&link).success();
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_to_string(&real).unwrap().lines().count(), 3);
+
+    let kept = e._tmp.path().join("kept.jsonl");
+    std::fs::write(&kept, "old\n").unwrap();
+    std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o640)).unwrap();
+    export(&kept).success();
+    assert_eq!(mode(&kept), 0o640);
+    assert_eq!(std::fs::read_to_string(&kept).unwrap().lines().count(), 3);
+
+    // Another user's file keeps its owner (root only can make one).
+    if rustix::process::geteuid().is_root() {
+        let theirs = e._tmp.path().join("theirs.jsonl");
+        std::fs::write(&theirs, "old\n").unwrap();
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        export(&theirs).success();
+        let meta = std::fs::metadata(&theirs).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), mode(&theirs)),
+            (65534, 65534, 0o600)
+        );
+    }
+    let names: Vec<_> = std::fs::read_dir(e._tmp.path())
+        .unwrap()
+        .map(|d| d.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(names.is_empty(), "no temporary file is left: {names:?}");
+}
+
+#[test]
+fn export_out_writes_a_fifo_in_place() {
+    let site = Site::start(shop(1, 3));
+    let e = env(&site, TARGET);
+    crawl(&e, true).success();
+    let fifo = e._tmp.path().join("pipe");
+    assert!(Process::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    crawld()
+        .args(["export", "shop", "--state"])
+        .arg(&e.state)
+        .arg("--out")
+        .arg(&fifo)
+        .assert()
+        .success();
+    // Before joining: a FIFO replaced by a file would leave the reader waiting.
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo(),
+        "the FIFO was replaced"
+    );
+    assert_eq!(reader.join().unwrap().lines().count(), 3);
+}
+
+/// A device that always answers "no space left": our own node of /dev/full
+/// where we may make one, so that nothing here can replace the real one.
+fn full_device(dir: &Path) -> PathBuf {
+    let node = dir.join("full");
+    let made = Process::new("mknod")
+        .arg(&node)
+        .args(["c", "1", "7"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if made {
+        node
+    } else {
+        PathBuf::from("/dev/full")
+    }
+}
+
+#[test]
+fn export_out_to_a_full_device_fails_and_leaves_the_device() {
+    let site = Site::start(shop(1, 3));
+    let e = env(&site, TARGET);
+    crawl(&e, true).success();
+    let full = full_device(e._tmp.path());
+    crawld()
+        .args(["export", "shop", "--state"])
+        .arg(&e.state)
+        .arg("--out")
+        .arg(&full)
+        .assert()
+        .code(74)
+        .stderr(predicates::str::contains(format!(
+            "{}: No space left on device",
+            full.display()
+        )));
+    assert!(std::fs::metadata(&full)
+        .unwrap()
+        .file_type()
+        .is_char_device());
 }
 
