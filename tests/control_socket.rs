@@ -1,6 +1,6 @@
-//! The control socket between daemons: a daemon never takes over another
-//! daemon's socket nor deletes what is not a socket, and removes only its
-//! own at exit.
+//! The control socket between daemons and clients: a daemon never takes over
+//! another daemon's socket nor deletes what is not a socket, removes only
+//! its own at exit, and a client never waits forever for an answer.
 #![allow(clippy::disallowed_methods)] // polls child processes with thread sleeps
 
 mod common;
@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use common::daemon::wait_for;
+use common::daemon::{wait_for, Daemon};
 use common::{shop, write_configs, Site};
 
 const TARGET: &str = r#"
@@ -211,3 +211,70 @@ fn a_daemon_removes_at_exit_only_the_socket_it_bound() {
     drop(theirs);
 }
 
+/// A listener that accepts every connection and never answers: a stopped
+/// or hung daemon, as a client sees it.
+fn silent_listener(path: &Path) -> std::thread::JoinHandle<()> {
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            match conn {
+                Ok(c) => held.push(c),
+                Err(_) => return,
+            }
+        }
+    })
+}
+
+#[test]
+fn clients_give_up_on_a_daemon_that_does_not_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("ctl.sock");
+    let _listener = silent_listener(&socket);
+    let state = tmp.path().join("state");
+    for args in [
+        vec!["status"],
+        vec!["trigger", "shop"],
+        vec!["export", "shop"],
+    ] {
+        let started = Instant::now();
+        let out = crawld()
+            .args(&args)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state")
+            .arg(&state)
+            .env("CRAWLD_SOCKET_TIMEOUT", "2s")
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "the daemon did not answer on {} within 2s",
+                socket.display()
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("restart it"), "{args:?}: {err}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{args:?}");
+    }
+}
+
+#[test]
+fn a_stopped_daemon_times_out_its_clients_and_answers_once_continued() {
+    let site = Site::start(shop(1, 2));
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = configs(tmp.path(), &site);
+    let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
+    d.signal(libc::SIGSTOP);
+    d.cmd(&["status"])
+        .env("CRAWLD_SOCKET_TIMEOUT", "2s")
+        .env_remove("RUNTIME_DIRECTORY")
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("did not answer"));
+    d.signal(libc::SIGCONT);
+    wait_for(|| d.try_status().is_some(), "the daemon answers again");
+}
