@@ -296,3 +296,98 @@ fn export_out_to_a_full_device_fails_and_leaves_the_device() {
         .is_char_device());
 }
 
+#[test]
+fn a_failed_restore_or_a_bad_socket_or_http_creates_no_state_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.backup");
+    std::fs::write(&bad, "not a backup").unwrap();
+    let state = tmp.path().join("new/state");
+    crawld()
+        .args(["store", "restore"])
+        .arg(&bad)
+        .arg("--state")
+        .arg(&state)
+        .assert()
+        .code(74);
+    assert!(!tmp.path().join("new").exists(), "the restore left a dir");
+
+    let configs = tmp.path().join("configs");
+    std::fs::create_dir_all(&configs).unwrap();
+    let long = tmp.path().join("s".repeat(120));
+    let run = |extra: &[&std::ffi::OsStr]| {
+        crawld()
+            .args(["run", "--configs"])
+            .arg(&configs)
+            .arg("--state")
+            .arg(&state)
+            .args(extra)
+            .assert()
+            .code(78);
+        assert!(!state.exists(), "{extra:?} left a state dir");
+    };
+    run(&["--socket".as_ref(), long.as_os_str()]);
+    run(&["--http".as_ref(), "not-an-address".as_ref()]);
+}
+
+#[test]
+fn a_reading_command_works_on_a_state_dir_it_cannot_write() {
+    // Root reads and writes whatever the modes: the reader is `nobody`.
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if !rustix::process::geteuid().is_root() || !setpriv.exists() {
+        eprintln!("skipped: needs root and setpriv to read as another user");
+        return;
+    }
+    let site = Site::start(shop(1, 3));
+    let e = env(&site, TARGET);
+    crawl(&e, true).success();
+    // A read-only copy, as a snapshot of the state dir would be: readable
+    // by everyone, writable by nobody but root.
+    let copy = e._tmp.path().join("snapshot");
+    assert!(Process::new("cp")
+        .arg("-a")
+        .arg(&e.state)
+        .arg(&copy)
+        .status()
+        .unwrap()
+        .success());
+    assert!(Process::new("chmod")
+        .args(["-R", "a+rX,a-w"])
+        .arg(&copy)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::set_permissions(e._tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let before = listing(&copy);
+    let out = Process::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(assert_cmd::cargo::cargo_bin("crawld"))
+        .args(["export", "shop", "--state"])
+        .arg(&copy)
+        .env_remove("CRAWLD_STATE")
+        .env("TMPDIR", "/tmp")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    assert_eq!(listing(&copy), before, "the reader changed the state dir");
+}
+
+/// Every file under `dir` with its length and modification time.
+fn listing(dir: &Path) -> Vec<(PathBuf, u64, i64)> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            all.extend(listing(&path));
+        } else {
+            all.push((path, meta.len(), meta.mtime_nsec()));
+        }
+    }
+    all.sort();
+    all
+}

@@ -156,10 +156,13 @@ pub async fn run(opts: Options) -> Exit {
 /// Opens the store, loads the configs, starts the scheduler, the socket,
 /// the watcher and the signal handlers.
 async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit> {
-    // Another daemon's socket is refused before the state dir is created.
+    // What can be refused is refused before the state dir is created.
     socket::check(&opts.socket)
         .await
         .map_err(|e| fail(e.exit(), e))?;
+    if let Some(cfg) = &opts.http {
+        crate::web::check(cfg).map_err(|e| fail(Exit::Config, e))?;
+    }
     let store = open_store(opts)
         .await
         .map_err(|e| fail(Exit::from(&e), e))?;

@@ -65,15 +65,30 @@ impl Store {
     /// The file is verified before the store appears: a bad file leaves
     /// nothing behind.
     pub fn restore(state_dir: &Path, file: &Path) -> Result<u64, StoreError> {
-        let err = |detail: String| StoreError::Backup {
-            path: file.to_path_buf(),
-            detail,
-        };
+        // A failed restore leaves no directory it created behind.
+        let created = state_dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .last()
+            .map(Path::to_path_buf);
         crate::files::create_private_dir(state_dir).map_err(|source| StoreError::Io {
             what: "cannot create the state dir",
             path: state_dir.to_path_buf(),
             source,
         })?;
+        let restored = Store::restore_locked(state_dir, file);
+        if let (Err(_), Some(created)) = (&restored, created) {
+            let _ = std::fs::remove_dir_all(created);
+        }
+        restored
+    }
+
+    /// [`Store::restore`] in an existing state dir.
+    fn restore_locked(state_dir: &Path, file: &Path) -> Result<u64, StoreError> {
+        let err = |detail: String| StoreError::Backup {
+            path: file.to_path_buf(),
+            detail,
+        };
         let _lock = StateLock::acquire(state_dir)?;
         let db_path = state_dir.join("db");
         if db_path.exists() {

@@ -132,7 +132,11 @@ impl Store {
     }
 
     fn open_as(state_dir: &Path, reading: bool) -> Result<Self, StoreError> {
-        let lock = StateLock::acquire(state_dir)?;
+        let lock = if reading {
+            StateLock::acquire_read(state_dir)?
+        } else {
+            StateLock::acquire(state_dir)?
+        };
         let path = state_dir.join("db");
         let available = free_bytes(state_dir);
         if available < MIN_FREE_BYTES {

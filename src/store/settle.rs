@@ -65,6 +65,16 @@ pub fn unsettle(db: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// Whether this process may write the sled directory `db` and every file in
+/// it, as sled's open needs.
+pub fn writable(db: &Path) -> bool {
+    use rustix::fs::{access, Access};
+    let ok = |p: &Path| access(p, Access::WRITE_OK).is_ok();
+    ok(db)
+        && std::fs::read_dir(db)
+            .is_ok_and(|entries| entries.flatten().all(|entry| ok(&entry.path())))
+}
+
 /// A private copy of the sled directory `db`, as `db` inside a 0700
 /// directory made in the system's temporary directory (`TMPDIR`), removed
 /// when dropped.
