@@ -278,3 +278,64 @@ fn a_stopped_daemon_times_out_its_clients_and_answers_once_continued() {
     d.signal(libc::SIGCONT);
     wait_for(|| d.try_status().is_some(), "the daemon answers again");
 }
+
+#[test]
+fn store_backup_goes_through_a_running_daemon_and_restores() {
+    let mut pages = shop(2, 10);
+    for (path, page) in pages.iter_mut() {
+        if path.starts_with("/p/") {
+            page.delay = Duration::from_millis(30);
+        }
+    }
+    let site = Site::start(pages);
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = configs(tmp.path(), &site);
+    let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
+    let restored = |name: &str| {
+        let file = tmp.path().join(format!("{name}.backup"));
+        d.cmd(&["store", "backup", file.to_str().unwrap()])
+            .assert()
+            .success()
+            .stdout(predicates::str::contains("by the daemon"));
+        let into = tmp.path().join(name);
+        crawld()
+            .args(["store", "restore"])
+            .arg(&file)
+            .arg("--state")
+            .arg(&into)
+            .assert()
+            .success();
+        // Consistent, though taken while the run wrote.
+        crawld()
+            .args(["store", "check", "--state"])
+            .arg(&into)
+            .assert()
+            .success();
+        into
+    };
+    d.cmd(&["trigger", "shop"]).assert().success();
+    restored("during");
+    wait_for(
+        || {
+            d.runs("shop")
+                .last()
+                .is_some_and(|r| r["status"] == "completed")
+        },
+        "the run completes",
+    );
+    let after = restored("after");
+    let export = |cmd: &mut Command| {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let live = export(&mut d.cmd(&["export", "shop"]));
+    let copy = export(crawld().args(["export", "shop", "--state"]).arg(&after));
+    assert!(String::from_utf8_lossy(&copy).lines().count() > 10);
+    assert_eq!(live, copy, "the restored store holds the daemon's items");
+    assert_eq!(d.stop(), Some(0));
+}

@@ -224,10 +224,20 @@ pub(super) fn store_check(state: &Path) -> Exit {
     }
 }
 
-pub(super) fn store_backup(state: &Path, file: &Path) -> Exit {
-    let store = match open_store(state) {
+/// `store backup FILE`: from the store here or, while a daemon holds the
+/// state dir, through the daemon, which reads it out consistently while its
+/// runs write.
+pub(super) async fn store_backup(state: &Path, socket: Option<&Path>, file: &Path) -> Exit {
+    if !state.join("db").exists() {
+        // `open_store` explains that nothing was crawled here.
+        return open_store(state).err().unwrap_or(Exit::Store);
+    }
+    let store = match Store::open_read(state) {
         Ok(s) => s,
-        Err(exit) => return exit,
+        Err(StoreError::Locked { dir, pid }) => {
+            return backup_through_daemon(state, socket, file, (&dir, &pid)).await
+        }
+        Err(e) => return super::store_failed(e),
     };
     match store.backup(file) {
         Ok(n) => {
@@ -235,6 +245,99 @@ pub(super) fn store_backup(state: &Path, file: &Path) -> Exit {
             Exit::Ok
         }
         Err(e) => fail(Exit::Store, e),
+    }
+}
+
+/// The daemon's backup, written to `file` here, as the user: nothing is in
+/// place until the whole stream arrived.
+async fn backup_through_daemon(
+    state: &Path,
+    socket: Option<&Path>,
+    file: &Path,
+    (dir, pid): (&Path, &str),
+) -> Exit {
+    let cannot_write =
+        |e: std::io::Error| fail(Exit::Store, format!("cannot write {}: {e}", file.display()));
+    let out = match OutFile::create(file, 0o600) {
+        Ok(out) => out,
+        Err(e) => return cannot_write(e),
+    };
+    let mut out = Tail::new(std::io::BufWriter::new(out));
+    let client = Client::new(&socket_path(socket, state));
+    match client.backup(&mut out, &mut std::io::stderr()).await {
+        Ok(Exit::Ok) => {}
+        Ok(exit) => return exit,
+        Err(ClientError::Output(e)) => return cannot_write(e),
+        Err(ClientError::Refused(e)) => return fail(e.exit(), e),
+        Err(
+            e @ (ClientError::NoDaemon(_)
+            | ClientError::PermissionDenied(_)
+            | ClientError::Failed { .. }),
+        ) => {
+            return fail(
+                Exit::Locked,
+                format!(
+                    "{}, and its daemon cannot be asked: {e}",
+                    holder::locked_message(dir, pid)
+                ),
+            )
+        }
+        Err(e) => return fail(Exit::Failed, e),
+    }
+    let records = out.records();
+    let committed = out
+        .inner
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(OutFile::commit);
+    match committed {
+        Ok(()) => {
+            outln!(
+                "{records} records written to {} by the daemon (pid {pid})",
+                file.display()
+            );
+            Exit::Ok
+        }
+        Err(e) => cannot_write(e),
+    }
+}
+
+/// Keeps the last bytes written: a backup ends with its record count and
+/// checksum.
+struct Tail<W> {
+    inner: W,
+    last: Vec<u8>,
+}
+
+/// A backup's trailer: the record count, then the checksum (8 bytes each).
+const TRAILER: usize = 16;
+
+impl<W: Write> Tail<W> {
+    fn new(inner: W) -> Self {
+        Tail {
+            inner,
+            last: Vec::with_capacity(2 * TRAILER),
+        }
+    }
+
+    /// The record count of the trailer.
+    fn records(&self) -> u64 {
+        let count = self.last.get(..8).and_then(|b| b.try_into().ok());
+        count.map_or(0, u64::from_be_bytes)
+    }
+}
+
+impl<W: Write> Write for Tail<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.last
+            .extend_from_slice(&buf[n.saturating_sub(TRAILER)..n]);
+        let extra = self.last.len().saturating_sub(TRAILER);
+        self.last.drain(..extra);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

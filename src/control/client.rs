@@ -139,7 +139,29 @@ impl Client {
         out: &mut dyn Write,
         err: &mut dyn Write,
     ) -> Result<Exit, ClientError> {
-        let response = self.send("POST", route::READ, Some(cmd)).await?;
+        self.stream(route::READ, Some(cmd), out, err).await
+    }
+
+    /// A backup of the daemon's store, written to `out` as it arrives, as
+    /// `crawld store backup` writes one (see `Store::backup_to`).
+    pub async fn backup(
+        &self,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<Exit, ClientError> {
+        self.stream(route::BACKUP, None::<&()>, out, err).await
+    }
+
+    /// Sends a request whose answer is streamed frames (output, messages,
+    /// then the exit code).
+    async fn stream(
+        &self,
+        uri: &str,
+        body: Option<&impl Serialize>,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<Exit, ClientError> {
+        let response = self.send("POST", uri, body).await?;
         if !response.status().is_success() {
             return Err(self.refusal(response).await);
         }

@@ -39,6 +39,8 @@ pub mod route {
     pub const STOP_RUN: &str = "/stop-run";
     pub const RELOAD: &str = "/reload";
     pub const READ: &str = "/read";
+    /// `POST`: a backup of the store, streamed as a reading command's output.
+    pub const BACKUP: &str = "/backup";
 }
 
 /// The socket path: `--socket`, else `$RUNTIME_DIRECTORY/control.sock`

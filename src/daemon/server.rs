@@ -48,6 +48,8 @@ pub enum Request {
         target: TargetId,
         reply: oneshot::Sender<(Arc<Store>, Option<Arc<Target>>)>,
     },
+    /// The store, for a backup.
+    Backup(oneshot::Sender<Arc<Store>>),
 }
 
 /// The supervisor's answer to a trigger.
@@ -85,6 +87,7 @@ pub fn serve(
         .route(route::STOP_RUN, post(stop_run))
         .route(route::RELOAD, post(reload))
         .route(route::READ, post(read))
+        .route(route::BACKUP, post(backup))
         .with_state(tx);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -231,12 +234,40 @@ async fn read(State(tx): State<Tx>, body: Bytes) -> Response {
         Ok(v) => v,
         Err(e) => return refuse(e),
     };
+    streamed(move |out, err| run_read(&store, config.as_deref(), &cmd, out, err))
+}
+
+/// A backup of the store, streamed to the client, which writes it to the
+/// user's path as the user (the daemon may not reach that path, under
+/// systemd's sandbox). The commit lock is held while it is read out, so the
+/// copy is consistent; runs wait for their commits meanwhile.
+async fn backup(State(tx): State<Tx>) -> Response {
+    let store = match ask(&tx, Request::Backup).await {
+        Ok(s) => s,
+        Err(e) => return refuse(e),
+    };
+    streamed(move |out, err| {
+        match store.backup_to(out, std::path::Path::new("the backup stream")) {
+            Ok(_) => crate::error::Exit::Ok,
+            Err(e) => {
+                let _ = writeln!(err, "error: {e}");
+                crate::error::Exit::from(&e)
+            }
+        }
+    })
+}
+
+/// Runs `command` on a blocking thread (reads can be long: exports,
+/// backups), its output and messages streamed as frames as they are
+/// written, then its exit code, which closes the stream.
+fn streamed(
+    command: impl FnOnce(&mut dyn Write, &mut dyn Write) -> crate::error::Exit + Send + 'static,
+) -> Response {
     let (frames, rx) = mpsc::channel::<Bytes>(READ_FRAMES);
-    // Reads can be long (exports): on a blocking thread, streamed as written.
     tokio::task::spawn_blocking(move || {
         let mut out = std::io::BufWriter::with_capacity(READ_CHUNK, FrameWriter::out(&frames));
         let mut err = FrameWriter::err(&frames);
-        let exit = run_read(&store, config.as_deref(), &cmd, &mut out, &mut err);
+        let exit = command(&mut out, &mut err);
         // Output first, then the exit code that closes the stream.
         let _ = out.flush();
         drop(out);

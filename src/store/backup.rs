@@ -30,8 +30,24 @@ impl Store {
         // The user's path, written through (a new file is private: it holds
         // the whole store); nothing is in place before the commit.
         let out = OutFile::create(file, 0o600).map_err(|e| err(e.to_string()))?;
+        let mut out = BufWriter::new(out);
+        let n = self.backup_to(&mut out, file)?;
+        let out = out.into_inner().map_err(|e| err(e.error().to_string()))?;
+        out.commit().map_err(|e| err(e.to_string()))?;
+        Ok(n)
+    }
+
+    /// Writes a backup of every record to `out` (`file` names it in the
+    /// error); returns how many. Commits wait meanwhile, so that the copy is
+    /// consistent while a daemon's runs write (`crawld store backup` through
+    /// the daemon): every write goes through the commit lock.
+    pub fn backup_to(&self, out: &mut dyn Write, file: &Path) -> Result<u64, StoreError> {
+        let _commits = self
+            .commits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out = HashingWriter {
-            inner: BufWriter::new(out),
+            inner: out,
             hash: Xxh3::new(),
         };
         let mut n = 0u64;
@@ -49,15 +65,12 @@ impl Store {
             out.write_all(&n.to_be_bytes())?;
             let digest = out.hash.digest();
             out.inner.write_all(&digest.to_be_bytes())?;
-            out.inner.flush()?;
-            Ok(())
+            out.inner.flush()
         })();
-        result.map_err(|e| err(e.to_string()))?;
-        let out = out
-            .inner
-            .into_inner()
-            .map_err(|e| err(e.error().to_string()))?;
-        out.commit().map_err(|e| err(e.to_string()))?;
+        result.map_err(|e| StoreError::Backup {
+            path: file.to_path_buf(),
+            detail: e.to_string(),
+        })?;
         Ok(n)
     }
 
