@@ -44,6 +44,7 @@ pub mod export;
 pub mod extract;
 pub mod failure;
 pub mod fetcher;
+pub mod files;
 pub mod frontier;
 pub mod ids;
 pub mod limiter;

@@ -186,6 +186,8 @@ fn export_failed(e: ExportError) -> Failed {
         }
         ExportError::Store(e) => store_failed(e),
         e @ ExportError::KindNeeded { .. } => (Exit::Usage, e.to_string()),
+        // The output (a full disk, `--out /dev/full`): an I/O error, as the store's.
+        e @ ExportError::Write(_) => (Exit::Store, e.to_string()),
         e => (Exit::Failed, e.to_string()),
     }
 }

@@ -7,7 +7,7 @@
 //! streams its output back as it is written.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::holder::{self, Holder};
 use super::{fail, open_existing_store as open_store};
@@ -15,23 +15,25 @@ use crate::config::Target;
 use crate::control::client::{Client, ClientError};
 use crate::control::socket_path;
 use crate::error::Exit;
+use crate::files::{self, OutFile};
 use crate::query::{run_read, ReadCommand};
 use crate::store::{Store, StoreError};
 
-/// stdout, or a temporary file beside `out` that [`finish`] moves in place,
-/// so that a failed export never leaves a partial file.
+/// stdout, or the `--out` path written through ([`OutFile`]): nothing is in
+/// place at the path until [`finish`] commits it, so that a failed export
+/// never leaves a partial file.
 fn sink(out: Option<&Path>) -> Result<Sink, Exit> {
-    let inner: Box<dyn Write> = match out {
-        Some(path) => match std::fs::File::create(partial(path)) {
-            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+    let inner = match out {
+        Some(path) => match OutFile::create(path, files::user_file_mode()) {
+            Ok(f) => Dest::File(std::io::BufWriter::new(f), path.to_path_buf()),
             Err(e) => {
                 return Err(fail(
-                    Exit::Failed,
+                    Exit::Store,
                     format!("cannot create {}: {e}", path.display()),
                 ))
             }
         },
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        None => Dest::Stdout(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     Ok(Sink { inner, bytes: 0 })
 }
@@ -39,43 +41,58 @@ fn sink(out: Option<&Path>) -> Result<Sink, Exit> {
 /// Where a reading command's output goes, counting what it was given: output
 /// on stdout cannot be taken back, so a failure after some of it must say so.
 struct Sink {
-    inner: Box<dyn Write>,
+    inner: Dest,
     bytes: u64,
+}
+
+enum Dest {
+    Stdout(std::io::BufWriter<std::io::StdoutLock<'static>>),
+    /// The file, and its path for the errors.
+    File(std::io::BufWriter<OutFile>, PathBuf),
 }
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
+        let n = match &mut self.inner {
+            Dest::Stdout(w) => w.write(buf)?,
+            Dest::File(w, path) => w.write(buf).map_err(|e| in_file(path, e))?,
+        };
         self.bytes += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+        match &mut self.inner {
+            Dest::Stdout(w) => w.flush(),
+            Dest::File(w, path) => w.flush().map_err(|e| in_file(path, e)),
+        }
     }
 }
 
-fn partial(path: &Path) -> std::path::PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(".partial");
-    path.with_file_name(name)
+/// A write error that names the `--out` file.
+fn in_file(path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
-/// Moves a finished export in place, or removes what a failed one wrote.
-fn finish(out: Option<&Path>, exit: Exit) -> Exit {
-    let Some(path) = out else { return exit };
-    if exit != Exit::Ok {
-        let _ = std::fs::remove_file(partial(path));
-        return exit;
-    }
-    match std::fs::rename(partial(path), path) {
-        Ok(()) => Exit::Ok,
-        Err(e) => fail(
-            Exit::Failed,
-            format!("cannot write {}: {e}", path.display()),
-        ),
+/// Flushes the output and puts a finished `--out` file in place, or drops
+/// what a failed command wrote. A write that fails here (a full disk,
+/// `/dev/full`) fails the command.
+fn finish(sink: Sink, out: Option<&Path>, exit: Exit) -> Exit {
+    let shown = || out.map_or("stdout".into(), |p| p.display().to_string());
+    let written = match sink.inner {
+        Dest::File(w, _) if exit == Exit::Ok => w
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(OutFile::commit),
+        Dest::File(..) => return exit,
+        Dest::Stdout(mut w) => match w.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        },
+    };
+    match written {
+        Ok(()) => exit,
+        Err(e) if exit == Exit::Ok => fail(Exit::Store, format!("cannot write {}: {e}", shown())),
+        Err(_) => exit,
     }
 }
 
@@ -113,14 +130,14 @@ pub(super) async fn read(
         through_daemon(state, socket, &cmd, &mut sink, None).await
     };
     let written = sink.bytes;
-    drop(sink);
+    let exit = finish(sink, out, exit);
     if out.is_none() && exit != Exit::Ok && written > 0 {
         errln!(
             "error: the output on stdout is INCOMPLETE: the command failed after writing {written} bytes \
              to stdout. With --out FILE, a failed export leaves no file instead"
         );
     }
-    finish(out, exit)
+    exit
 }
 
 /// Runs a reading command in the daemon, its output written through as it
@@ -139,6 +156,7 @@ async fn through_daemon(
         Err(ClientError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             return Exit::Ok
         }
+        Err(e @ ClientError::Output(_)) => return fail(Exit::Store, e),
         Err(ClientError::Refused(e)) => return fail(e.exit(), e),
         Err(e) => e,
     };
@@ -206,63 +224,121 @@ pub(super) fn store_check(state: &Path) -> Exit {
     }
 }
 
-/// `crawld store backup FILE`: here, or, while a daemon holds the state
-/// dir, by the daemon (a running service is backed up without a stop).
-pub(super) async fn store_backup(state: &Path, file: &Path) -> Exit {
+/// `store backup FILE`: from the store here or, while a daemon holds the
+/// state dir, through the daemon, which reads it out consistently while its
+/// runs write.
+pub(super) async fn store_backup(state: &Path, socket: Option<&Path>, file: &Path) -> Exit {
     if !state.join("db").exists() {
+        // `open_store` explains that nothing was crawled here.
         return open_store(state).err().unwrap_or(Exit::Store);
     }
-    match Store::open_read(state) {
-        Ok(store) => match store.backup(file) {
-            Ok(n) => {
-                outln!("{n} records written to {}", file.display());
-                Exit::Ok
-            }
-            Err(e) => fail(Exit::Store, e),
-        },
-        Err(StoreError::Locked { pid, .. }) if holder::holder(&pid) == Holder::Daemon => {
-            backup_through_daemon(state, file).await
+    let store = match Store::open_read(state) {
+        Ok(s) => s,
+        Err(StoreError::Locked { dir, pid }) => {
+            return backup_through_daemon(state, socket, file, (&dir, &pid)).await
         }
-        Err(e) => super::store_failed(e),
+        Err(e) => return super::store_failed(e),
+    };
+    match store.backup(file) {
+        Ok(n) => {
+            outln!("{n} records written to {}", file.display());
+            Exit::Ok
+        }
+        Err(e) => fail(Exit::Store, e),
     }
 }
 
-async fn backup_through_daemon(state: &Path, file: &Path) -> Exit {
-    let client = Client::new(&socket_path(None, state));
-    let mut sink = match sink(Some(file)) {
-        Ok(s) => s,
-        Err(exit) => return exit,
+/// The daemon's backup, written to `file` here, as the user: nothing is in
+/// place until the whole stream arrived.
+async fn backup_through_daemon(
+    state: &Path,
+    socket: Option<&Path>,
+    file: &Path,
+    (dir, pid): (&Path, &str),
+) -> Exit {
+    let cannot_write =
+        |e: std::io::Error| fail(Exit::Store, format!("cannot write {}: {e}", file.display()));
+    let out = match OutFile::create(file, 0o600) {
+        Ok(out) => out,
+        Err(e) => return cannot_write(e),
     };
-    let mut said = Vec::new();
-    let exit = match client.backup(&mut sink, &mut said).await {
-        Ok(exit) => exit,
-        Err(e) => fail(
-            Exit::Locked,
-            format!(
-                "state dir {} is in use by the daemon, and its control socket does not answer: {e}",
-                state.display()
-            ),
-        ),
-    };
-    let flushed = sink.flush();
-    drop(sink);
-    let said = String::from_utf8_lossy(&said);
-    let exit = match (exit, flushed) {
-        (Exit::Ok, Err(e)) => fail(Exit::Store, format!("cannot write {}: {e}", file.display())),
-        (Exit::Ok, Ok(())) => {
-            let n = said.lines().next().unwrap_or("its records").to_owned();
-            let exit = finish(Some(file), Exit::Ok);
-            if exit == Exit::Ok {
-                outln!("{n} written to {} by the daemon", file.display());
-            }
-            return exit;
+    let mut out = Tail::new(std::io::BufWriter::new(out));
+    let client = Client::new(&socket_path(socket, state));
+    match client.backup(&mut out, &mut std::io::stderr()).await {
+        Ok(Exit::Ok) => {}
+        Ok(exit) => return exit,
+        Err(ClientError::Output(e)) => return cannot_write(e),
+        Err(ClientError::Refused(e)) => return fail(e.exit(), e),
+        Err(
+            e @ (ClientError::NoDaemon(_)
+            | ClientError::PermissionDenied(_)
+            | ClientError::Failed { .. }),
+        ) => {
+            return fail(
+                Exit::Locked,
+                format!(
+                    "{}, and its daemon cannot be asked: {e}",
+                    holder::locked_message(dir, pid)
+                ),
+            )
         }
-        (exit, _) => {
-            errln!("{}", said.trim_end());
-            exit
+        Err(e) => return fail(Exit::Failed, e),
+    }
+    let records = out.records();
+    let committed = out
+        .inner
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(OutFile::commit);
+    match committed {
+        Ok(()) => {
+            outln!(
+                "{records} records written to {} by the daemon (pid {pid})",
+                file.display()
+            );
+            Exit::Ok
         }
-    };
-    finish(Some(file), exit)
+        Err(e) => cannot_write(e),
+    }
+}
+
+/// Keeps the last bytes written: a backup ends with its record count and
+/// checksum.
+struct Tail<W> {
+    inner: W,
+    last: Vec<u8>,
+}
+
+/// A backup's trailer: the record count, then the checksum (8 bytes each).
+const TRAILER: usize = 16;
+
+impl<W: Write> Tail<W> {
+    fn new(inner: W) -> Self {
+        Tail {
+            inner,
+            last: Vec::with_capacity(2 * TRAILER),
+        }
+    }
+
+    /// The record count of the trailer.
+    fn records(&self) -> u64 {
+        let count = self.last.get(..8).and_then(|b| b.try_into().ok());
+        count.map_or(0, u64::from_be_bytes)
+    }
+}
+
+impl<W: Write> Write for Tail<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.last
+            .extend_from_slice(&buf[n.saturating_sub(TRAILER)..n]);
+        let extra = self.last.len().saturating_sub(TRAILER);
+        self.last.drain(..extra);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 pub(super) fn store_restore(state: &Path, file: &Path) -> Exit {

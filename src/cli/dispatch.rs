@@ -106,7 +106,9 @@ pub(super) async fn dispatch(command: Command) -> Exit {
         Command::Reload { state } => daemon_cli::reload(&state).await,
         Command::Store { action } => match action {
             StoreAction::Check { state } => data::store_check(&state.dir()),
-            StoreAction::Backup { file, state } => data::store_backup(&state.dir(), &file).await,
+            StoreAction::Backup { file, state } => {
+                data::store_backup(&state.dir(), state.socket.as_deref(), &file).await
+            }
             StoreAction::Restore { file, state } => data::store_restore(&state.dir(), &file),
         },
         Command::Alert {

@@ -78,7 +78,7 @@ pub(super) fn locked_message(dir: &Path, pid: &str) -> String {
     match holder {
         Holder::Daemon => format!(
             "{what}: this command needs the state dir to itself; stop the daemon first \
-             (`crawld export`, `runs`, `history` and `failures` go through it)"
+             (`crawld export`, `runs`, `history`, `failures` and `store backup` go through it)"
         ),
         Holder::Command(_) | Holder::Unknown => {
             format!("{what}: run this again when it finishes")

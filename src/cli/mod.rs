@@ -65,6 +65,8 @@ const BLOCKING_WAIT: std::time::Duration = std::time::Duration::from_millis(250)
 
 /// Entry point of the binary.
 pub fn main() -> std::process::ExitCode {
+    // Before any thread or file exists: what crawld creates is private.
+    crate::files::restrict_umask();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -40,22 +41,73 @@ pub enum ClientError {
     BadAnswer { path: PathBuf, detail: String },
     #[error("the daemon's answer on {0} ended before the command finished (did the daemon stop?)")]
     CutOff(PathBuf),
+    /// A daemon that accepts but does not answer: stopped (SIGSTOP), hung,
+    /// or its socket's listener is not crawld.
+    #[error(
+        "the daemon did not answer on {path} within {}{what}: it may be stopped \
+         (SIGSTOP), hung or overloaded. Check its log or `systemctl status crawld`, and restart \
+         it if it stays so ({TIMEOUT_ENV} sets this wait)",
+        humantime::format_duration(*.after)
+    )]
+    Timeout {
+        path: PathBuf,
+        after: Duration,
+        /// What it was waiting for, after the duration ("" for the answer).
+        what: &'static str,
+    },
     /// Writing what the daemon sent failed (stdout or the output file).
     #[error("cannot write the output: {0}")]
     Output(#[source] std::io::Error),
 }
 
+/// Sets how long a client waits (humantime: `10s`), for the connection,
+/// the answer and each part of a streamed output.
+pub const TIMEOUT_ENV: &str = "CRAWLD_SOCKET_TIMEOUT";
+
+/// How long a client waits for the connection and for the answer to begin:
+/// the daemon answers from its loop, which never waits on a run or the store.
+pub const ANSWER_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a streamed output (an export through the daemon) may pause: the
+/// daemon sends it in 64 KiB frames, and a query that skips many records
+/// sends nothing for a while.
+pub const IDLE_WAIT: Duration = Duration::from_secs(300);
+
 /// A client of one control socket.
 #[derive(Debug, Clone)]
 pub struct Client {
     socket: PathBuf,
+    answer_wait: Duration,
+    idle_wait: Duration,
 }
 
 impl Client {
+    /// A client of `socket`, with the waits of [`TIMEOUT_ENV`] when it is set.
     pub fn new(socket: &Path) -> Self {
+        let set = std::env::var(TIMEOUT_ENV)
+            .ok()
+            .and_then(|v| humantime::parse_duration(v.trim()).ok());
         Client {
             socket: socket.to_path_buf(),
+            answer_wait: set.unwrap_or(ANSWER_WAIT),
+            idle_wait: set.unwrap_or(IDLE_WAIT),
         }
+    }
+
+    /// `fut`, or a [`ClientError::Timeout`] after `after`.
+    async fn within<T>(
+        &self,
+        after: Duration,
+        what: &'static str,
+        fut: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        tokio::time::timeout(after, fut).await.unwrap_or_else(|_| {
+            Err(ClientError::Timeout {
+                path: self.socket.clone(),
+                after,
+                what,
+            })
+        })
     }
 
     /// The socket this client asks.
@@ -90,8 +142,8 @@ impl Client {
         self.stream(route::READ, Some(cmd), out, err).await
     }
 
-    /// A backup of the daemon's store, taken by the daemon at one point in
-    /// time while it crawls: its bytes go to `out`, its messages to `err`.
+    /// A backup of the daemon's store, written to `out` as it arrives, as
+    /// `crawld store backup` writes one (see `Store::backup_to`).
     pub async fn backup(
         &self,
         out: &mut dyn Write,
@@ -100,8 +152,8 @@ impl Client {
         self.stream(route::BACKUP, None::<&()>, out, err).await
     }
 
-    /// A request whose answer is a stream of output and message frames,
-    /// closed by the exit code.
+    /// Sends a request whose answer is streamed frames (output, messages,
+    /// then the exit code).
     async fn stream(
         &self,
         uri: &str,
@@ -115,7 +167,13 @@ impl Client {
         }
         let mut body = response.into_body();
         let mut frames = Decoder::default();
-        while let Some(chunk) = body.frame().await {
+        let idle = self.idle_wait;
+        while let Some(chunk) = self
+            .within(idle, " (the output paused)", async {
+                Ok(body.frame().await)
+            })
+            .await?
+        {
             let chunk = chunk.map_err(|e| self.failed(e))?;
             let Ok(data) = chunk.into_data() else {
                 continue;
@@ -153,12 +211,14 @@ impl Client {
     }
 
     async fn collect(&self, response: hyper::Response<Incoming>) -> Result<Bytes, ClientError> {
-        Ok(response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| self.failed(e))?
-            .to_bytes())
+        let body = async {
+            response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| self.failed(e))
+        };
+        Ok(self.within(self.idle_wait, "", body).await?.to_bytes())
     }
 
     /// The typed error of a refusal.
@@ -173,7 +233,20 @@ impl Client {
         }
     }
 
+    /// Sends a request and waits for the answer to begin (its head), within
+    /// the answer wait: connecting to a stopped daemon's socket succeeds
+    /// (the kernel queues it), so only a wait bounds it.
     async fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<hyper::Response<Incoming>, ClientError> {
+        self.within(self.answer_wait, "", self.send_now(method, uri, body))
+            .await
+    }
+
+    async fn send_now(
         &self,
         method: &str,
         uri: &str,

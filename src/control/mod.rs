@@ -39,8 +39,7 @@ pub mod route {
     pub const STOP_RUN: &str = "/stop-run";
     pub const RELOAD: &str = "/reload";
     pub const READ: &str = "/read";
-    /// `crawld store backup` while the daemon holds the store: the backup
-    /// file's bytes, streamed as a reading command's output.
+    /// `POST`: a backup of the store, streamed as a reading command's output.
     pub const BACKUP: &str = "/backup";
 }
 

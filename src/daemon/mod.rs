@@ -21,6 +21,7 @@ mod requests;
 mod runs;
 pub mod schedule;
 mod server;
+mod socket;
 mod store_handle;
 mod web_source;
 
@@ -125,6 +126,8 @@ struct Inputs {
     /// Stops the socket server, which `server` runs, and the HTTP listener.
     stop_server: CancellationToken,
     server: tokio::task::JoinHandle<()>,
+    /// Removed at exit, if it is still ours.
+    socket: socket::BoundSocket,
     web: Option<tokio::task::JoinHandle<()>>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
@@ -155,6 +158,13 @@ pub async fn run(opts: Options) -> Exit {
 /// Opens the store, loads the configs, starts the scheduler, the socket,
 /// the watcher and the signal handlers.
 async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit> {
+    // What can be refused is refused before the state dir is created.
+    socket::check(&opts.socket)
+        .await
+        .map_err(|e| fail(e.exit(), e))?;
+    if let Some(cfg) = &opts.http {
+        crate::web::check(cfg).map_err(|e| fail(Exit::Config, e))?;
+    }
     let store = open_store(opts)
         .await
         .map_err(|e| fail(Exit::from(&e), e))?;
@@ -168,10 +178,10 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
     let (ctl_tx, ctl_rx) = mpsc::channel(64);
     let stop_server = CancellationToken::new();
     let (http_addr, web) = start_web(opts, &ctl_tx, &store, &stop_server).await?;
-    // A socket path that cannot work is a configuration error: no restart fixes it.
-    let server = server::serve(&opts.socket, ctl_tx, stop_server.clone())
+    let (listener, socket) = socket::bind(&opts.socket)
         .await
-        .map_err(|e| fail(Exit::Config, e))?;
+        .map_err(|e| fail(e.exit(), e))?;
+    let server = server::serve(listener, ctl_tx, stop_server.clone());
     let (watch_tx, watch_rx) = mpsc::unbounded_channel();
     let watcher = if opts.watch {
         reload::watch(&opts.configs, watch_tx)
@@ -229,6 +239,7 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         hup,
         stop_server,
         server,
+        socket,
         web,
         _watcher: watcher,
     };
@@ -398,7 +409,7 @@ impl Daemon {
         if let Some(web) = inputs.web {
             let _ = tokio::time::timeout(Duration::from_secs(2), web).await;
         }
-        let _ = std::fs::remove_file(&self.opts.socket);
+        inputs.socket.remove();
         info!("Daemon stopped.");
         exit
     }

@@ -103,7 +103,7 @@ pub fn load(configs: &Path, last_good: &Path) -> Result<Loaded, ConfigError> {
 /// Keeps a copy of every file that loaded without errors, and drops copies
 /// of files that are gone, so that a deleted target stays deleted.
 pub fn save_last_good(last_good: &Path, loaded: &Loaded) -> std::io::Result<()> {
-    std::fs::create_dir_all(last_good)?;
+    crate::files::create_private_dir(last_good)?;
     for (path, text) in &loaded.good {
         let Some(name) = path.file_name() else {
             continue;
@@ -112,7 +112,11 @@ pub fn save_last_good(last_good: &Path, loaded: &Loaded) -> std::io::Result<()> 
         if std::fs::read_to_string(&copy).ok().as_deref() != Some(text.as_str()) {
             let tmp = copy.with_extension("tmp");
             std::fs::write(&tmp, text)?;
+            private(&tmp)?;
             std::fs::rename(&tmp, &copy)?;
+        } else {
+            // A copy an older crawld made under the umask.
+            private(&copy)?;
         }
     }
     let present: Vec<&std::ffi::OsStr> = loaded
@@ -128,6 +132,13 @@ pub fn save_last_good(last_good: &Path, loaded: &Loaded) -> std::io::Result<()> 
         }
     }
     Ok(())
+}
+
+/// Makes a last good copy 0600: a config may hold a token, whatever mode
+/// the file had before.
+fn private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 /// What a reload changes.

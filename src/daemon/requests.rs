@@ -42,7 +42,7 @@ impl Daemon {
                 let config = self.set.targets.get(&target).cloned();
                 let _ = reply.send((self.store.shared(), config));
             }
-            Request::Store(reply) => {
+            Request::Backup(reply) => {
                 let _ = reply.send(self.store.shared());
             }
         }

@@ -6,7 +6,6 @@
 //! reading command's output is streamed as it is written.
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,9 +23,8 @@ use crate::config::Target;
 use crate::control::stream::{encode, Frame};
 use crate::control::{
     route, ApiError, ErrorBody, ReadCommand, Reloaded, Status, StopRunRequest, Stopping,
-    TriggerRequest, Triggered, MAX_SOCKET_PATH,
+    TriggerRequest, Triggered,
 };
-use crate::error::Exit;
 use crate::ids::TargetId;
 use crate::query::run_read;
 use crate::store::{RunMode, Store};
@@ -52,7 +50,7 @@ pub enum Request {
         reply: oneshot::Sender<(Arc<Store>, Option<Arc<Target>>)>,
     },
     /// The store, for a backup.
-    Store(oneshot::Sender<Arc<Store>>),
+    Backup(oneshot::Sender<Arc<Store>>),
 }
 
 /// The supervisor's answer to a trigger.
@@ -86,35 +84,12 @@ const LIMITS: Limits = Limits {
 
 pub(super) type Tx = mpsc::Sender<Request>;
 
-/// Binds the socket (mode 0660) and serves it until `shutdown`.
-pub async fn serve(
-    path: &Path,
+/// Serves the bound control socket (see `socket.rs`) until `shutdown`.
+pub fn serve(
+    listener: tokio::net::UnixListener,
     tx: Tx,
     shutdown: tokio_util::sync::CancellationToken,
-) -> Result<tokio::task::JoinHandle<()>, String> {
-    let shown = path.display();
-    if path.as_os_str().len() > MAX_SOCKET_PATH {
-        return Err(format!(
-            "control socket path {shown} is {} bytes, over the {MAX_SOCKET_PATH}-byte limit of Unix sockets: use --socket with a shorter path",
-            path.as_os_str().len()
-        ));
-    }
-    // We hold the state dir's lock, so a socket file left here is a dead daemon's.
-    if path.exists() {
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove the stale socket {shown}: {e}"))?;
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    let listener = tokio::net::UnixListener::bind(path)
-        .map_err(|e| format!("cannot bind the control socket {shown}: {e}"))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-            .map_err(|e| format!("cannot set the mode of {shown}: {e}"))?;
-    }
+) -> tokio::task::JoinHandle<()> {
     let app = Router::new()
         .route(route::STATUS, get(status))
         .route(route::TRIGGER, post(trigger))
@@ -123,9 +98,7 @@ pub async fn serve(
         .route(route::READ, post(read))
         .route(route::BACKUP, post(backup))
         .with_state(tx);
-    Ok(tokio::spawn(crate::web::accept::serve(
-        listener, app, LIMITS, shutdown,
-    )))
+    tokio::spawn(crate::web::accept::serve(listener, app, LIMITS, shutdown))
 }
 
 /// A refusal: its HTTP status and typed body.
@@ -269,41 +242,37 @@ async fn read(State(tx): State<Tx>, body: Bytes) -> Response {
     streamed(move |out, err| run_read(&store, config.as_deref(), &cmd, out, err))
 }
 
-/// `crawld store backup` through the daemon: the backup, written while
-/// commits wait (a consistent point in time), is streamed as frames like a
-/// reading command's output.
+/// A backup of the store, streamed to the client, which writes it to the
+/// user's path as the user (the daemon may not reach that path, under
+/// systemd's sandbox). The commit lock is held while it is read out, so the
+/// copy is consistent; runs wait for their commits meanwhile.
 async fn backup(State(tx): State<Tx>) -> Response {
-    let store = match ask(&tx, Request::Store).await {
+    let store = match ask(&tx, Request::Backup).await {
         Ok(s) => s,
         Err(e) => return refuse(e),
     };
-    streamed(move |out, err| match store.backup_to(out) {
-        Ok(n) => {
-            let _ = writeln!(err, "{n} records");
-            Exit::Ok
-        }
-        Err(e) => {
-            let _ = writeln!(
-                err,
-                "error: the daemon's backup of {} failed: {e}",
-                store.path().display()
-            );
-            Exit::Store
+    streamed(move |out, err| {
+        match store.backup_to(out, std::path::Path::new("the backup stream")) {
+            Ok(_) => crate::error::Exit::Ok,
+            Err(e) => {
+                let _ = writeln!(err, "error: {e}");
+                crate::error::Exit::from(&e)
+            }
         }
     })
 }
 
-/// Runs `work` on a blocking thread (reads can be long: exports, backups),
-/// its output and messages streamed as frames as they are written, then
-/// the exit code that closes the stream.
+/// Runs `command` on a blocking thread (reads can be long: exports,
+/// backups), its output and messages streamed as frames as they are
+/// written, then its exit code, which closes the stream.
 fn streamed(
-    work: impl FnOnce(&mut dyn Write, &mut dyn Write) -> Exit + Send + 'static,
+    command: impl FnOnce(&mut dyn Write, &mut dyn Write) -> crate::error::Exit + Send + 'static,
 ) -> Response {
     let (frames, rx) = mpsc::channel::<Bytes>(READ_FRAMES);
     tokio::task::spawn_blocking(move || {
         let mut out = std::io::BufWriter::with_capacity(READ_CHUNK, FrameWriter::out(&frames));
         let mut err = FrameWriter::err(&frames);
-        let exit = work(&mut out, &mut err);
+        let exit = command(&mut out, &mut err);
         // Output first, then the exit code that closes the stream.
         let _ = out.flush();
         drop(out);

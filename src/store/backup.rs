@@ -13,6 +13,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::lock::StateLock;
 use super::{Store, StoreError};
+use crate::files::OutFile;
 
 const MAGIC: &[u8] = b"CRAWLD-BACKUP 1\n";
 const END: u32 = u32::MAX;
@@ -44,22 +45,22 @@ impl Store {
             path: file.to_path_buf(),
             detail,
         };
-        let out = File::create(file).map_err(|e| err(e.to_string()))?;
+        // The user's path, written through (a new file is private: it holds
+        // the whole store); nothing is in place before the commit.
+        let out = OutFile::create(file, 0o600).map_err(|e| err(e.to_string()))?;
         let mut out = BufWriter::new(out);
-        let n = self.backup_to(&mut out).map_err(|e| err(e.to_string()))?;
-        let synced = out
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all());
-        synced.map_err(|e| err(e.to_string()))?;
+        let n = self.backup_to(&mut out, file)?;
+        let out = out.into_inner().map_err(|e| err(e.error().to_string()))?;
+        out.commit().map_err(|e| err(e.to_string()))?;
         Ok(n)
     }
 
-    /// Writes the backup format to `out`; returns how many records. Commits
-    /// wait while it reads, so that a backup taken while a daemon crawls is
-    /// one consistent point in time (the daemon's `store backup`).
-    pub fn backup_to(&self, out: &mut dyn Write) -> std::io::Result<u64> {
-        let _no_commits = self
+    /// Writes a backup of every record to `out` (`file` names it in the
+    /// error); returns how many. Commits wait meanwhile, so that the copy is
+    /// consistent while a daemon's runs write (`crawld store backup` through
+    /// the daemon): every write goes through the commit lock.
+    pub fn backup_to(&self, out: &mut dyn Write, file: &Path) -> Result<u64, StoreError> {
+        let _commits = self
             .commits
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -68,20 +69,26 @@ impl Store {
             hash: Xxh3::new(),
         };
         let mut n = 0u64;
-        out.write_all(MAGIC)?;
-        for kv in self.data.iter() {
-            let (k, v) = kv.map_err(std::io::Error::other)?;
-            out.write_all(&(k.len() as u32).to_be_bytes())?;
-            out.write_all(&k)?;
-            out.write_all(&(v.len() as u32).to_be_bytes())?;
-            out.write_all(&v)?;
-            n += 1;
-        }
-        out.write_all(&END.to_be_bytes())?;
-        out.write_all(&n.to_be_bytes())?;
-        let digest = out.hash.digest();
-        out.inner.write_all(&digest.to_be_bytes())?;
-        out.inner.flush()?;
+        let result: std::io::Result<()> = (|| {
+            out.write_all(MAGIC)?;
+            for kv in self.data.iter() {
+                let (k, v) = kv.map_err(std::io::Error::other)?;
+                out.write_all(&(k.len() as u32).to_be_bytes())?;
+                out.write_all(&k)?;
+                out.write_all(&(v.len() as u32).to_be_bytes())?;
+                out.write_all(&v)?;
+                n += 1;
+            }
+            out.write_all(&END.to_be_bytes())?;
+            out.write_all(&n.to_be_bytes())?;
+            let digest = out.hash.digest();
+            out.inner.write_all(&digest.to_be_bytes())?;
+            out.inner.flush()
+        })();
+        result.map_err(|e| StoreError::Backup {
+            path: file.to_path_buf(),
+            detail: e.to_string(),
+        })?;
         Ok(n)
     }
 
@@ -89,15 +96,30 @@ impl Store {
     /// The file is verified before the store appears: a bad file leaves
     /// nothing behind.
     pub fn restore(state_dir: &Path, file: &Path) -> Result<u64, StoreError> {
-        let err = |detail: String| StoreError::Backup {
-            path: file.to_path_buf(),
-            detail,
-        };
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Io {
+        // A failed restore leaves no directory it created behind.
+        let created = state_dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .last()
+            .map(Path::to_path_buf);
+        crate::files::create_private_dir(state_dir).map_err(|source| StoreError::Io {
             what: "cannot create the state dir",
             path: state_dir.to_path_buf(),
             source,
         })?;
+        let restored = Store::restore_locked(state_dir, file);
+        if let (Err(_), Some(created)) = (&restored, created) {
+            let _ = std::fs::remove_dir_all(created);
+        }
+        restored
+    }
+
+    /// [`Store::restore`] in an existing state dir.
+    fn restore_locked(state_dir: &Path, file: &Path) -> Result<u64, StoreError> {
+        let err = |detail: String| StoreError::Backup {
+            path: file.to_path_buf(),
+            detail,
+        };
         let _lock = StateLock::acquire(state_dir)?;
         let db_path = state_dir.join("db");
         if db_path.exists() {

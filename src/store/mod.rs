@@ -111,7 +111,7 @@ impl Store {
     /// for a command that writes. Runs left "running" by a process that died
     /// are marked interrupted.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Io {
+        crate::files::create_private_dir(state_dir).map_err(|source| StoreError::Io {
             what: "cannot create the state dir",
             path: state_dir.to_path_buf(),
             source,
@@ -132,7 +132,11 @@ impl Store {
     }
 
     fn open_as(state_dir: &Path, reading: bool) -> Result<Self, StoreError> {
-        let lock = StateLock::acquire(state_dir)?;
+        let lock = if reading {
+            StateLock::acquire_read(state_dir)?
+        } else {
+            StateLock::acquire(state_dir)?
+        };
         let path = state_dir.join("db");
         let available = free_bytes(state_dir);
         if available < MIN_FREE_BYTES {

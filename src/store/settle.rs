@@ -65,15 +65,28 @@ pub fn unsettle(db: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// A private copy of the sled directory `db`, as `db` inside a directory
-/// made in the system's temporary directory (`TMPDIR`), removed when dropped.
+/// Whether this process may write the sled directory `db` and every file in
+/// it, as sled's open needs.
+pub fn writable(db: &Path) -> bool {
+    use rustix::fs::{access, Access};
+    let ok = |p: &Path| access(p, Access::WRITE_OK).is_ok();
+    ok(db)
+        && std::fs::read_dir(db)
+            .is_ok_and(|entries| entries.flatten().all(|entry| ok(&entry.path())))
+}
+
+/// A private copy of the sled directory `db`, as `db` inside a 0700
+/// directory made in the system's temporary directory (`TMPDIR`), removed
+/// when dropped.
 pub fn scratch_copy(db: &Path) -> Result<tempfile::TempDir, StoreError> {
     let failed = |source| StoreError::Scratch {
         path: db.to_path_buf(),
         source,
     };
+    // Private whatever the umask: the copy holds every URL and item.
     let dir = tempfile::Builder::new()
         .prefix("crawld-read-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .map_err(failed)?;
     // sled's own directory inside it, so that a `db` that is a file (not a
@@ -89,12 +102,41 @@ pub fn scratch_copy(db: &Path) -> Result<tempfile::TempDir, StoreError> {
 /// Copies a file, or a directory with everything in it.
 fn copy_all(from: &Path, to: &Path) -> std::io::Result<()> {
     if !std::fs::metadata(from)?.is_dir() {
-        return std::fs::copy(from, to).map(|_| ());
+        std::fs::copy(from, to)?;
+        // `copy` keeps the source's mode: the copy must be private, and
+        // writable for sled, even from a read-only store.
+        use std::os::unix::fs::PermissionsExt;
+        return std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600));
     }
-    std::fs::create_dir_all(to)?;
+    crate::files::create_private_dir(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         copy_all(&entry.path(), &to.join(entry.file_name()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_read_copy_is_private_whatever_the_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        std::fs::create_dir(&db).unwrap();
+        std::fs::write(db.join("conf"), "x").unwrap();
+        std::fs::set_permissions(db.join("conf"), std::fs::Permissions::from_mode(0o444)).unwrap();
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = scratch_copy(&db).unwrap();
+        assert_eq!(mode(copy.path()), 0o700, "the copy's directory");
+        assert_eq!(mode(&copy.path().join("db")), 0o700);
+        assert_eq!(mode(&copy.path().join("db/conf")), 0o600);
+    }
 }

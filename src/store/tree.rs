@@ -135,7 +135,9 @@ impl Tree {
     /// opens a private copy, which sled may recover as it likes. A reader
     /// also has no background flusher.
     pub fn open(path: &Path, cache_bytes: u64, reading: bool) -> Result<Tree, StoreError> {
-        let scratch = if reading && !settle::is_settled(path) {
+        // sled opens its files for writing even when it writes nothing: a
+        // reader without write access (a read-only copy) reads a copy too.
+        let scratch = if reading && !(settle::is_settled(path) && settle::writable(path)) {
             Some(settle::scratch_copy(path)?)
         } else {
             if !reading {

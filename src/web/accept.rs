@@ -40,6 +40,9 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connections get to finish their answer at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// How often a connection past the cap looks again for room.
+const ROOM_RETRY: Duration = Duration::from_millis(50);
+
 /// How long the loop pauses after the process ran out of file descriptors,
 /// so that it does not spin while none are free.
 const OUT_OF_FDS_PAUSE: Duration = Duration::from_millis(100);
@@ -113,9 +116,27 @@ impl Shared {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A new connection's slot, in the map of open ones.
+    fn register(&self) -> (u64, Arc<Slot>) {
+        let slot = Arc::new(Slot {
+            busy: AtomicUsize::new(0),
+            last: AtomicU64::new(self.now()),
+            close: CancellationToken::new(),
+        });
+        let mut open = self.open();
+        open.next += 1;
+        let id = open.next;
+        open.slots.insert(id, slot.clone());
+        (id, slot)
+    }
+
     /// Closes the connection idle the longest; false when all are busy.
     fn make_room(&self) -> bool {
         let open = self.open();
+        // One is closing already: its place comes when its task ends.
+        if open.slots.values().any(|s| s.close.is_cancelled()) {
+            return true;
+        }
         let idlest = open
             .slots
             .values()
@@ -201,27 +222,31 @@ pub async fn serve<L: Accept>(
                 continue;
             }
         };
-        let permit = match room.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                if !shared.make_room() {
-                    debug!(
-                        limit = limits.connections,
-                        "Every connection is busy: a new one waits."
-                    );
-                }
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    p = room.clone().acquire_owned() => match p {
-                        Ok(p) => p,
-                        Err(_) => break,
-                    },
-                }
+        let permit = loop {
+            if let Ok(p) = room.clone().try_acquire_owned() {
+                break Some(p);
+            }
+            if !shared.make_room() {
+                debug!(
+                    limit = limits.connections,
+                    "Every connection is busy: a new one waits."
+                );
+            }
+            // The closed connection frees its place when its task ends; a
+            // busy one may turn idle meanwhile: look again soon.
+            tokio::select! {
+                () = shutdown.cancelled() => break None,
+                p = room.clone().acquire_owned() => break p.ok(),
+                () = tokio::time::sleep(ROOM_RETRY) => {}
             }
         };
+        let Some(permit) = permit else { break };
+        // Registered here, before its task runs, so that the next
+        // connection past the cap always finds it to close.
+        let (id, slot) = shared.register();
         let shared = shared.clone();
         tasks.spawn(async move {
-            connection(io, &shared).await;
+            connection(io, &shared, id, slot).await;
             drop(permit);
         });
     }
@@ -235,24 +260,12 @@ fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(code) if code == rustix::io::Errno::MFILE.raw_os_error() || code == rustix::io::Errno::NFILE.raw_os_error())
 }
 
-/// Serves one connection until it ends, is closed to make room, or the
-/// server shuts down.
-async fn connection<I>(io: I, shared: &Arc<Shared>)
+/// Serves one connection (registered as `id`) until it ends, is closed to
+/// make room, or the server shuts down.
+async fn connection<I>(io: I, shared: &Arc<Shared>, id: u64, slot: Arc<Slot>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let slot = Arc::new(Slot {
-        busy: AtomicUsize::new(0),
-        last: AtomicU64::new(shared.now()),
-        close: CancellationToken::new(),
-    });
-    let id = {
-        let mut open = shared.open();
-        open.next += 1;
-        let id = open.next;
-        open.slots.insert(id, slot.clone());
-        id
-    };
     let service = {
         let (slot, shared) = (slot.clone(), shared.clone());
         hyper::service::service_fn(move |req: hyper::Request<Incoming>| {

@@ -164,9 +164,13 @@ pub struct Bound {
     pub addr: SocketAddr,
 }
 
-/// Resolves the token and binds the address. A non-loopback address without
-/// a token is refused before anything listens.
-pub async fn bind(cfg: &HttpConfig) -> Result<Bound, WebError> {
+/// The address and the token of `cfg`, checked without binding anything:
+/// the daemon refuses a bad `--http` before it creates its state dir.
+pub fn check(cfg: &HttpConfig) -> Result<(), WebError> {
+    resolve(cfg).map(|_| ())
+}
+
+fn resolve(cfg: &HttpConfig) -> Result<(SocketAddr, Option<Token>), WebError> {
     let asked = parse_addr(&cfg.addr)?;
     let token = auth::resolve(
         cfg.token_file.as_deref(),
@@ -175,6 +179,13 @@ pub async fn bind(cfg: &HttpConfig) -> Result<Bound, WebError> {
     if !asked.ip().is_loopback() && token.is_none() {
         return Err(WebError::NeedsToken { addr: asked });
     }
+    Ok((asked, token))
+}
+
+/// Resolves the token and binds the address. A non-loopback address without
+/// a token is refused before anything listens.
+pub async fn bind(cfg: &HttpConfig) -> Result<Bound, WebError> {
+    let (asked, token) = resolve(cfg)?;
     let bind_err = |source| WebError::Bind {
         addr: asked,
         source,
