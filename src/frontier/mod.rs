@@ -48,6 +48,8 @@ pub enum Refusal {
     OverBudget,
     /// An internal (loopback, private…) raw-IP address the target may not reach.
     Internal,
+    /// A host past `follow.max_hosts` distinct hosts in this run.
+    TooManyHosts,
 }
 
 /// New hosts that redirects of start URLs may add as start hosts, per run.
@@ -104,6 +106,13 @@ pub struct Frontier {
     budget: u64,
     /// URLs refused because `max_pages` were admitted already.
     over_budget: u64,
+    /// Hosts URLs were admitted for (start hosts included): at most
+    /// `follow.max_hosts`, beyond the start hosts.
+    hosts: HashSet<HostKey>,
+    max_hosts: usize,
+    /// Hosts refused because `max_hosts` hosts were taken already, by
+    /// fingerprint (8 bytes a host, however many links name it).
+    hosts_dropped: HashSet<u64>,
     queued: usize,
     /// Set when the target may not reach internal addresses.
     guard: Option<crate::address::AddressPolicy>,
@@ -138,6 +147,9 @@ impl Frontier {
             admitted: 0,
             budget: target.max_pages,
             over_budget: 0,
+            hosts: target.start_urls.iter().filter_map(HostKey::of).collect(),
+            max_hosts: target.follow.max_hosts,
+            hosts_dropped: HashSet::new(),
             queued: 0,
             guard: None,
             redirect_hosts: 0,
@@ -156,6 +168,10 @@ impl Frontier {
         let Ok(parsed) = Url::parse(url) else {
             return;
         };
+        // Its host was taken when it was admitted (under the cap then).
+        if let Some(host) = HostKey::of(&parsed) {
+            self.hosts.insert(host);
+        }
         // With same_host, every admitted URL was on a start host when it was
         // admitted, those a start URL redirected to included.
         if target.follow.same_host {
@@ -254,8 +270,28 @@ impl Frontier {
             self.over_budget += 1;
             return Err(Refusal::OverBudget);
         }
+        self.take_host(&url)?;
         self.seen.insert(url.as_str());
         self.push(url, depth);
+        Ok(())
+    }
+
+    /// Takes `url`'s host for this run, unless that would make more than
+    /// `max_hosts` hosts: a site linking to millions of hosts would
+    /// otherwise grow the run's per-host queues and figures without end.
+    fn take_host(&mut self, url: &Url) -> Result<(), Refusal> {
+        let Some(host) = HostKey::of(url) else {
+            return Err(Refusal::OffHost);
+        };
+        if self.hosts.contains(&host) {
+            return Ok(());
+        }
+        if self.hosts.len() >= self.max_hosts {
+            self.hosts_dropped
+                .insert(xxhash_rust::xxh3::xxh3_64(host.as_str().as_bytes()));
+            return Err(Refusal::TooManyHosts);
+        }
+        self.hosts.insert(host);
         Ok(())
     }
 
@@ -414,6 +450,11 @@ impl Frontier {
     /// New URLs refused because `max_pages` were admitted already.
     pub fn over_budget(&self) -> u64 {
         self.over_budget
+    }
+
+    /// Distinct hosts refused because `follow.max_hosts` were taken already.
+    pub fn hosts_dropped(&self) -> u64 {
+        self.hosts_dropped.len() as u64
     }
 }
 
