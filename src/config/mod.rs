@@ -37,7 +37,10 @@ pub use channel::{
 };
 pub use error::{ConfigError, ConfigErrors, Position};
 pub use identity::{Identity, ProxyUrl};
-pub use load::{is_config_file, load_dir, load_dir_with_env, load_files, ConfigFiles, LoadReport};
+pub use load::{
+    is_config_file, load_dir, load_dir_with_env, load_files, read_dir, ConfigFiles, LoadReport,
+    ReadError, MAX_CONFIG_FILE,
+};
 pub use monitor::MonitorConfig;
 pub use profile::{
     builtins, DelayRange, Profile, BUILTIN_ADAPTIVE, BUILTIN_PROFILES, DEFAULT_PROFILE,

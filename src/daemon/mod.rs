@@ -21,6 +21,7 @@ mod runs;
 pub mod schedule;
 mod server;
 mod store_handle;
+mod watch;
 mod web_source;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -125,7 +126,17 @@ struct Inputs {
     stop_server: CancellationToken,
     server: tokio::task::JoinHandle<()>,
     web: Option<tokio::task::JoinHandle<()>>,
-    _watcher: Option<notify::RecommendedWatcher>,
+    watcher: Option<watch::ConfigWatcher>,
+}
+
+impl Inputs {
+    /// Watches the directory the configs path names now, when it was
+    /// replaced; true when it was.
+    fn rearm(&mut self) -> bool {
+        self.watcher
+            .as_mut()
+            .is_some_and(watch::ConfigWatcher::rearm)
+    }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -172,7 +183,7 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         .map_err(|e| fail(Exit::Config, e))?;
     let (watch_tx, watch_rx) = mpsc::unbounded_channel();
     let watcher = if opts.watch {
-        reload::watch(&opts.configs, watch_tx)
+        watch::ConfigWatcher::start(&opts.configs, watch_tx)
             .inspect_err(
                 |e| warn!(error = %e, "Config changes will need SIGHUP or `crawld reload`."),
             )
@@ -223,7 +234,7 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         stop_server,
         server,
         web,
-        _watcher: watcher,
+        watcher,
     };
     Ok((d, inputs, loaded))
 }
@@ -294,6 +305,8 @@ impl Daemon {
         let mut clock_every = self.clock_tick();
         let mut clock = tokio::time::interval(clock_every);
         clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut recheck = tokio::time::interval(watch::RECHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let quiet = async {
                 match reload_at {
@@ -306,6 +319,7 @@ impl Daemon {
                 _ = inputs.int.recv() => break,
                 _ = inputs.hup.recv() => {
                     info!("SIGHUP: reloading the configs.");
+                    inputs.rearm();
                     self.reload().await;
                 }
                 Some(()) = inputs.watch_rx.recv() => {
@@ -313,7 +327,14 @@ impl Daemon {
                 }
                 _ = quiet => {
                     reload_at = None;
+                    inputs.rearm();
                     self.reload().await;
+                }
+                _ = recheck.tick(), if inputs.watcher.is_some() => {
+                    // The directory was replaced and its events missed.
+                    if inputs.rearm() {
+                        reload_at = Some(tokio::time::Instant::now() + QUIET);
+                    }
                 }
                 Some(firing) = inputs.fire_rx.recv() => self.fired(firing).await,
                 Some(req) = inputs.ctl_rx.recv() => self.control(req).await,
