@@ -15,19 +15,21 @@
 
 mod catch_up;
 mod monitors;
+mod open_store;
 pub mod reload;
 mod requests;
 mod runs;
 pub mod schedule;
 mod server;
 mod store_handle;
+mod unrecorded;
 mod watch;
 mod web_source;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -41,7 +43,7 @@ use crate::crawl::Engine;
 use crate::error::Exit;
 use crate::ids::TargetId;
 use crate::query::mode_name;
-use crate::store::{RunMode, Store, StoreError};
+use crate::store::RunMode;
 use catch_up::catch_up_verdicts;
 use runs::{RunResult, Running};
 use schedule::{Firing, Scheduler};
@@ -77,7 +79,9 @@ enum Event {
     /// New states of a target's monitors.
     Judged(TargetId, Vec<crate::monitor::MonitorState>),
     /// A target's clock monitors could not be recorded.
-    ClockFailed(TargetId),
+    ClockFailed(unrecorded::Unrecorded),
+    /// A run's monitors were judged but could not be recorded.
+    Unrecorded(unrecorded::Unrecorded),
 }
 
 struct Daemon {
@@ -102,6 +106,8 @@ struct Daemon {
     /// Where the HTTP listener listens, for the status.
     http: Option<String>,
     monitors: monitors::Monitors,
+    /// Monitor states that could not be recorded (a full disk).
+    unrecorded: unrecorded::Pending,
     /// Alert delivery, and the channel set it delivers to.
     delivery: Delivery,
     channels: tokio::sync::watch::Sender<ChannelMap>,
@@ -164,7 +170,7 @@ pub async fn run(opts: Options) -> Exit {
 /// Opens the store, loads the configs, starts the scheduler, the socket,
 /// the watcher and the signal handlers.
 async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit> {
-    let store = open_store(opts)
+    let store = open_store::open_store(opts)
         .await
         .map_err(|e| fail(Exit::from(&e), e))?;
     let store = StoreHandle::start(Arc::new(store));
@@ -220,6 +226,7 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         stopping: HashSet::new(),
         http: http_addr,
         monitors: monitors::Monitors::default(),
+        unrecorded: unrecorded::Pending::default(),
         delivery,
         channels,
     };
@@ -263,30 +270,6 @@ async fn start_web(
         Some(addr),
         Some(crate::web::serve(bound, source, stop.clone())),
     ))
-}
-
-/// Opens the store, waiting a little for a command that briefly holds the
-/// state dir (`crawld export` on it): exit 75 stops systemd's restarts.
-async fn open_store(opts: &Options) -> Result<Store, StoreError> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let state = opts.state.clone();
-        let opened = tokio::task::spawn_blocking(move || Store::open(&state))
-            .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::Io {
-                    what: "the store's open failed",
-                    path: opts.state.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                })
-            });
-        match opened {
-            Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            other => return other,
-        }
-    }
 }
 
 /// Half of systemd's watchdog period, when it asks for one.
@@ -401,7 +384,8 @@ impl Daemon {
             Event::CatchUp(verdicts) => self.caught_up(verdicts),
             Event::Known(id, known) => self.known(id, known),
             Event::Judged(id, states) => self.judged(id, states),
-            Event::ClockFailed(id) => self.clock_failed(&id),
+            Event::ClockFailed(u) => self.clock_failed(u),
+            Event::Unrecorded(u) => self.unrecorded(u),
         }
     }
 
