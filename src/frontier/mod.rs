@@ -335,7 +335,7 @@ impl Frontier {
         }
         let full = self.in_memory >= MEMORY_QUEUE && queue.head.len() >= HOST_KEEP;
         if queue.spilled() || full {
-            match spill_to(&mut self.spill, queue, &q) {
+            match spill::spill_to(&mut self.spill, queue, &q) {
                 Ok(true) => return,
                 Ok(false) => {}
                 Err(e) => {
@@ -363,7 +363,7 @@ impl Frontier {
                 continue;
             };
             while queue.head.is_empty() && queue.spilled() {
-                let (moved, dropped) = refill(queue, &host, &mut self.spill);
+                let (moved, dropped) = spill::refill(queue, &host, &mut self.spill);
                 self.in_memory += moved;
                 self.queued -= dropped;
             }
@@ -380,7 +380,7 @@ impl Frontier {
             self.in_memory -= 1;
             self.queued -= 1;
             if queue.head.len() < HOST_KEEP / 2 && queue.spilled() {
-                let (moved, dropped) = refill(queue, &host, &mut self.spill);
+                let (moved, dropped) = spill::refill(queue, &host, &mut self.spill);
                 self.in_memory += moved;
                 self.queued -= dropped;
             }
@@ -455,51 +455,6 @@ impl Frontier {
     /// Distinct hosts refused because `follow.max_hosts` were taken already.
     pub fn hosts_dropped(&self) -> u64 {
         self.hosts_dropped.len() as u64
-    }
-}
-
-/// Writes `q` to its host's file, opening one if it may; false when the
-/// frontier keeps it in memory instead.
-fn spill_to(spill: &mut Spill, queue: &mut HostQueue, q: &QueuedUrl) -> std::io::Result<bool> {
-    if queue.tail.is_none() {
-        let Some(dir) = spill.dir.as_ref() else {
-            return Ok(false);
-        };
-        if spill.failed || spill.files >= MAX_SPILL_FILES {
-            return Ok(false);
-        }
-        queue.tail = Some(spill::SpillFile::create(dir)?);
-        spill.files += 1;
-    }
-    match queue.tail.as_mut() {
-        Some(tail) if !spill.failed => tail.push(q).map(|()| true),
-        _ => Ok(false),
-    }
-}
-
-/// Reads the front of a host's file into memory. Returns how many URLs it
-/// moved to memory and how many it dropped (lines that no longer parse, or
-/// the whole file when it cannot be read).
-fn refill(queue: &mut HostQueue, host: &HostKey, spill: &mut Spill) -> (usize, usize) {
-    let Some(tail) = queue.tail.as_mut() else {
-        return (0, 0);
-    };
-    let (head, waiting) = (queue.head.len(), tail.len());
-    match tail.take(REFILL, &mut queue.head) {
-        Ok(lines) => {
-            let moved = queue.head.len() - head;
-            (moved, lines - moved)
-        }
-        Err(e) => {
-            // What was read before the error is kept; the rest is lost.
-            let moved = queue.head.len() - head;
-            let lost = waiting - moved;
-            warn!(%host, error = %e, lost, "The frontier could not read its queue \
-                back from the state directory; the URLs it held are not fetched in this run.");
-            queue.tail = None;
-            spill.files -= 1;
-            (moved, lost)
-        }
     }
 }
 
