@@ -1,8 +1,9 @@
 //! The daemon short of disk space, on a real small tmpfs (the tests run as
 //! root, as CI does): started so, it waits for space instead of exiting
 //! with a status systemd's unit does not restart; running so, a run the
-//! full disk fails fires `run_failed` in the status, and the monitors that
-//! cannot be recorded are said once, not every second.
+//! full disk fails fires `run_failed` in the status, `overdue` fires there
+//! too, and the monitors that cannot be recorded are said once, not every
+//! second.
 #![allow(clippy::disallowed_methods)] // polls child processes with thread sleeps
 
 mod common;
@@ -190,6 +191,22 @@ fn a_run_failed_by_a_full_disk_fires_run_failed_and_the_monitors_warn_once() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // No run completes: overdue fires, and the status shows it, though
+    // its state cannot be recorded.
+    wait_for(
+        || {
+            d.target("shop").is_some_and(|t| {
+                t["monitors"].as_array().is_some_and(|ms| {
+                    ms.iter()
+                        .any(|m| m["monitor"] == "overdue" && m["state"] == "firing")
+                })
+            })
+        },
+        "overdue fires in the status",
+    );
+    let warned = count(&log, "cannot be recorded") + count(&log, "were not recorded");
+    assert_eq!(warned, 1);
 
     disk.drain();
     wait_for(
