@@ -35,7 +35,7 @@ pub enum FetchError {
     Client(#[source] reqwest::Error),
     #[error("{url}: timed out")]
     Timeout { url: Url },
-    #[error("{url}: cannot connect: {source}")]
+    #[error("{url}: cannot connect: {}", cause(.source))]
     Connect {
         url: Url,
         #[source]
@@ -54,7 +54,7 @@ pub enum FetchError {
     Redirect { url: Url },
     #[error("{url}: body larger than the {limit}-byte cap")]
     TooLarge { url: Url, limit: u64 },
-    #[error("{url}: reading the body failed: {source}")]
+    #[error("{url}: reading the body failed: {}", cause(.source))]
     Body {
         url: Url,
         #[source]
@@ -62,7 +62,11 @@ pub enum FetchError {
     },
     #[error("{url}: not fetched: {why}")]
     Refused { url: Url, why: String },
-    #[error("{url}: request failed: {source}")]
+    /// The answer's head is over hyper's limits: more than 100 header
+    /// fields, or a head over ~400 KB. crawld cannot read such an answer.
+    #[error("{url}: the answer's header section is too large to read (more than 100 header fields, or over 400 KB of them)")]
+    HeadTooLarge { url: Url },
+    #[error("{url}: request failed: {}", cause(.source))]
     Request {
         url: Url,
         #[source]
@@ -81,7 +85,7 @@ impl FetchError {
             FetchError::Redirect { .. } => Failure::RedirectLoop,
             FetchError::TooLarge { .. } => Failure::TooLarge,
             FetchError::Body { .. } => Failure::Body,
-            FetchError::Request { .. } => Failure::Request,
+            FetchError::Request { .. } | FetchError::HeadTooLarge { .. } => Failure::Request,
             FetchError::Refused { .. } => Failure::AddressRefused,
         }
     }
@@ -97,6 +101,11 @@ impl FetchError {
                     why: internal.to_string(),
                     url,
                 };
+            }
+            if c.downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_parse_too_large)
+            {
+                return FetchError::HeadTooLarge { url };
             }
             if let Some(tls) = tls_error(c) {
                 return FetchError::Tls {
@@ -117,6 +126,26 @@ impl FetchError {
         } else {
             FetchError::Request { url, source: e }
         }
+    }
+}
+
+/// What happened, from the causes of a reqwest error, each once: reqwest's
+/// own words ("error sending request for url (…)") do not say (a refused
+/// connection, a name that does not resolve, a reset).
+fn cause(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = std::error::Error::source(e);
+    while let Some(c) = next {
+        let text = c.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = c.source();
+    }
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
     }
 }
 

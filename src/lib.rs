@@ -48,6 +48,7 @@ pub mod frontier;
 pub mod ids;
 pub mod limiter;
 pub mod monitor;
+pub mod printable;
 pub mod query;
 pub mod report;
 pub mod retry;

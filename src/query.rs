@@ -90,8 +90,66 @@ pub fn run_read(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Exit {
+    let result = known(store, config, cmd).and_then(|()| read(store, config, cmd, out, err));
+    match result {
+        Ok(()) | Err((Exit::Ok, _)) => Exit::Ok,
+        Err((exit, msg)) => {
+            let _ = writeln!(err, "error: {msg}");
+            exit
+        }
+    }
+}
+
+/// A usage error (exit 2) for a target neither configured nor in the store,
+/// naming those that are, and for an item kind the target does not have.
+fn known(store: &Store, config: Option<&Target>, cmd: &ReadCommand) -> Result<(), Failed> {
     let target = cmd.target();
-    let result: Result<(), Failed> = match cmd {
+    if let (
+        Some(t),
+        ReadCommand::Export {
+            kind: Some(kind), ..
+        }
+        | ReadCommand::History {
+            kind: Some(kind), ..
+        },
+    ) = (config, cmd)
+    {
+        if !t.items.iter().any(|k| &k.name == kind) {
+            let kinds: Vec<&str> = t.items.iter().map(|k| k.name.as_str()).collect();
+            return Err((
+                Exit::Usage,
+                format!(
+                    "target {target} has no item kind {kind:?}; its kinds are {}",
+                    kinds.join(", ")
+                ),
+            ));
+        }
+    }
+    if config.is_some() || store.last_run(target).map_err(store_failed)?.is_some() {
+        return Ok(());
+    }
+    let stored = store.targets_with_runs().map_err(store_failed)?;
+    let names: Vec<&str> = stored.iter().map(TargetId::as_str).collect();
+    let which = if names.is_empty() {
+        "the store has no runs of any target".to_owned()
+    } else {
+        format!("the store has runs of {}", names.join(", "))
+    };
+    Err((
+        Exit::Usage,
+        format!("unknown target {target}: it is not configured and {which}"),
+    ))
+}
+
+fn read(
+    store: &Store,
+    config: Option<&Target>,
+    cmd: &ReadCommand,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Failed> {
+    let target = cmd.target();
+    match cmd {
         ReadCommand::Export { format, kind, .. } => {
             match export::export(store, target, config, kind.as_deref(), *format, out) {
                 Ok(0) => {
@@ -112,13 +170,6 @@ pub fn run_read(
             runs(store, target, *json, out, err).map_err(store_failed)
         }
         ReadCommand::Failures { run, .. } => failures(store, target, *run, out),
-    };
-    match result {
-        Ok(()) | Err((Exit::Ok, _)) => Exit::Ok,
-        Err((exit, msg)) => {
-            let _ = writeln!(err, "error: {msg}");
-            exit
-        }
     }
 }
 

@@ -79,7 +79,7 @@ impl ProgressSink for ProgressView {
                 let new_wait = p.waiting.as_ref().map(|w| w.until);
                 if let (Some(note), true) = (&waiting, new_wait != *said) {
                     *said = new_wait;
-                    eprintln!("progress: {note}");
+                    eprintln!("progress: {}", crate::printable::text(note));
                 }
                 if last.elapsed() >= LOG_EVERY {
                     *last = Instant::now();

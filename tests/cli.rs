@@ -406,3 +406,48 @@ fn reading_during_a_foreground_crawl_names_the_crawl_and_exits_75_at_once() {
     assert_eq!(unsafe { libc::kill(crawl.id() as i32, libc::SIGTERM) }, 0);
     crawl.wait().unwrap();
 }
+
+/// A typo in a target or kind name is a usage error (exit 2) that names
+/// what exists, for every reading command, not an empty success.
+#[test]
+fn reading_an_unknown_target_or_kind_is_exit_2_naming_what_exists() {
+    let site = Site::start(shop(1, 3));
+    let tmp = tempfile::tempdir().unwrap();
+    setup(&site, tmp.path());
+    let (configs, state) = (tmp.path().join("configs"), tmp.path().join("state"));
+    crawld()
+        .args(["crawl", "shop", "--configs"])
+        .arg(&configs)
+        .arg("--state")
+        .arg(&state)
+        .assert()
+        .success();
+    for args in [
+        vec!["export", "shpo"],
+        vec!["runs", "shpo"],
+        vec!["failures", "shpo"],
+        vec!["history", "shpo", "k"],
+        vec!["export", "shpo", "--changes"],
+    ] {
+        crawld()
+            .args(&args)
+            .arg("--state")
+            .arg(&state)
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(predicate::str::contains(
+                "unknown target shpo: it is not configured and the store has runs of shop",
+            ));
+    }
+    crawld()
+        .args(["export", "shop", "--kind", "nokind", "--configs"])
+        .arg(&configs)
+        .arg("--state")
+        .arg(&state)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "target shop has no item kind \"nokind\"; its kinds are",
+        ));
+}

@@ -212,7 +212,7 @@ fn trigger_stop_run_and_resume_through_the_socket() {
     let said = String::from_utf8_lossy(&resumed.stdout);
     assert!(
         said.contains(&format!(
-            "shop: full run {} started, resuming interrupted run {}",
+            "shop: full run {} started, continuing run {}, which did not finish",
             runs[0]["id"].as_u64().unwrap() + 1,
             runs[0]["id"]
         )),
@@ -480,5 +480,57 @@ fn a_full_firing_during_an_incremental_run_starts_right_after_it() {
             "never two at once: {pair:?}"
         );
     }
+    assert_eq!(d.stop(), Some(0));
+}
+
+/// A running service is backed up without a stop: `store backup` goes
+/// through the daemon, which writes one consistent point in time while a
+/// run commits pages, and the copy restores into a store that checks clean
+/// and holds every run the daemon had finished.
+#[test]
+fn store_backup_goes_through_a_running_daemon() {
+    let site = slow_site(30);
+    let (tmp, configs) = setup(&site, &[("shop.toml", &target("0 0 0 1 1 *"))]);
+    let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
+    d.cmd(&["trigger", "shop", "--full"]).assert().success();
+    wait_for(
+        || {
+            d.runs("shop")
+                .first()
+                .is_some_and(|r| r["status"] == "completed")
+        },
+        "the first run completes",
+    );
+    // A second run commits while the backup is taken.
+    d.cmd(&["trigger", "shop", "--full"]).assert().success();
+    let file = tmp.path().join("online.backup");
+    d.cmd(&["store", "backup", file.to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("written to"))
+        .stdout(predicates::str::contains("by the daemon"));
+    let restored = tmp.path().join("restored");
+    Command::cargo_bin("crawld")
+        .unwrap()
+        .args(["store", "restore"])
+        .arg(&file)
+        .arg("--state")
+        .arg(&restored)
+        .assert()
+        .success();
+    Command::cargo_bin("crawld")
+        .unwrap()
+        .args(["store", "check", "--state"])
+        .arg(&restored)
+        .assert()
+        .success();
+    let out = Command::cargo_bin("crawld")
+        .unwrap()
+        .args(["runs", "shop", "--json", "--state"])
+        .arg(&restored)
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "completed", "{runs}");
     assert_eq!(d.stop(), Some(0));
 }

@@ -352,3 +352,47 @@ fn a_long_retry_after_is_said_in_the_progress() {
     );
     assert_eq!(site.stats.count("/slow"), 2);
 }
+
+/// An answer with more header fields than hyper reads (100) fails with a
+/// message that says so, and a refused connection says it was refused, not
+/// reqwest's "error sending request".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_failures_say_what_happened() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TcpServer::start(|mut tcp| async move {
+        let mut buf = vec![0u8; 8192];
+        let _ = tcp.read(&mut buf).await;
+        let mut head = String::from("HTTP/1.1 200 OK\r\ncontent-type: text/html\r\n");
+        for i in 0..120 {
+            head.push_str(&format!("x-header-{i}: {i}\r\n"));
+        }
+        head.push_str("content-length: 2\r\nconnection: close\r\n\r\nhi");
+        let _ = tcp.write_all(head.as_bytes()).await;
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let big = configs(tmp.path(), &format!("http://{}", server.addr), false);
+    let (run, store) = crawl_target(&Engine::default(), &big, &tmp.path().join("s"), "t").await;
+    let failures: Vec<_> = store
+        .failures(&run.target, run.id)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0].detail.contains("header section is too large"),
+        "{}",
+        failures[0].detail
+    );
+
+    // Nothing listens on a port just freed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tmp = tempfile::tempdir().unwrap();
+    let refused = configs(tmp.path(), &format!("http://127.0.0.1:{port}"), false);
+    let (run, store) = crawl_target(&Engine::default(), &refused, &tmp.path().join("s"), "t").await;
+    let f = store.failures(&run.target, run.id).next().unwrap().unwrap();
+    assert!(f.detail.contains("Connection refused"), "{}", f.detail);
+    assert!(!f.detail.contains("error sending request"), "{}", f.detail);
+}

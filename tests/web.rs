@@ -65,6 +65,16 @@ struct Answer {
 
 /// One request to the listener; `bearer` adds `Authorization: Bearer`.
 fn request(method: &str, url: &str, bearer: Option<&str>) -> Answer {
+    let auth = bearer.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    request_with(method, url, &headers)
+}
+
+/// What Prometheus sends as `Accept` when it scrapes.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// One request to the listener with `headers`.
+fn request_with(method: &str, url: &str, headers: &[(&str, &str)]) -> Answer {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -76,8 +86,8 @@ fn request(method: &str, url: &str, bearer: Option<&str>) -> Answer {
             .build()
             .unwrap();
         let mut req = client.request(method.parse().unwrap(), url);
-        if let Some(t) = bearer {
-            req = req.bearer_auth(t);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         let resp = req.send().await.unwrap();
         let headers = resp
@@ -124,9 +134,26 @@ fn metrics_parse_and_their_counters_equal_the_sums_of_crawld_runs() {
     let site = Site::start(shop(2, 6));
     let (_tmp, d) = crawled(&site, &[]);
     let base = http_base(&d);
-    let m = get(&format!("{base}/metrics"));
+    let m = request_with(
+        "GET",
+        &format!("{base}/metrics"),
+        &[("accept", PROMETHEUS_ACCEPT)],
+    );
     assert_eq!(m.status, 200);
     assert!(m.headers["content-type"].starts_with("application/openmetrics-text"));
+    assert!(m.body.ends_with("# EOF\n"));
+    // Without OpenMetrics in Accept (promtool, Telegraf): the classic format.
+    for accept in [None, Some("text/plain"), Some("*/*")] {
+        let headers: Vec<_> = accept.map(|a| ("accept", a)).into_iter().collect();
+        let classic = request_with("GET", &format!("{base}/metrics"), &headers);
+        assert_eq!(classic.status, 200);
+        assert_eq!(
+            classic.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8",
+            "Accept: {accept:?}"
+        );
+        assert!(!classic.body.contains("# EOF"), "Accept: {accept:?}");
+        assert!(classic.body.contains("# TYPE crawld_pages_total counter\n"));
+    }
     let scrape = prometheus_parse::Scrape::parse(m.body.lines().map(|l| Ok(l.to_owned()))).unwrap();
     let find = |metric: &str, labels: &[(&str, &str)]| {
         scrape
@@ -279,6 +306,27 @@ fn api_status_is_the_control_sockets_status_and_the_log_names_the_address() {
     let unknown = get(&format!("{base}/api/runs?target=nope"));
     assert_eq!(unknown.status, 404);
     assert!(unknown.body.contains("unknown_target"), "{}", unknown.body);
+    // A query it cannot read: the same JSON error shape, not plain text.
+    for query in [
+        "",
+        "?limit=5",
+        "?target=shop&limit=many",
+        "?target=shop&limit=-1",
+    ] {
+        let bad = get(&format!("{base}/api/runs{query}"));
+        assert_eq!(bad.status, 400, "{query}");
+        assert!(
+            bad.headers["content-type"].starts_with("application/json"),
+            "{query}: {}",
+            bad.body
+        );
+        let body: Value = serde_json::from_str(&bad.body).unwrap();
+        assert_eq!(body["kind"], "bad_request", "{query}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("target=NAME"),
+            "{body}"
+        );
+    }
 }
 
 #[test]
@@ -530,7 +578,7 @@ fn the_dashboard_in_headless_chromium() {
         crawld::web::fixture::NOW_MS,
     );
     let page = artifacts.join("dashboard-fixture.html");
-    std::fs::write(&page, fixture).unwrap();
+    std::fs::write(&page, &fixture).unwrap();
     let shot = artifacts.join("dashboard-fixture.png");
     let (_, log) = run_chromium(
         &bin,
@@ -545,5 +593,34 @@ fn the_dashboard_in_headless_chromium() {
         "screenshots: {} and {}",
         artifacts.join("dashboard.png").display(),
         shot.display()
+    );
+
+    // At phone width nothing sticks out of the page: tables scroll inside
+    // their box, charts scale. The page in a 420 px frame (headless
+    // Chromium's own window is at least 500 px wide) whose parent notes
+    // how wide the page is and how wide its frame, where --dump-dom shows it.
+    let frame = artifacts.join("dashboard-fixture-420.html");
+    std::fs::write(
+        &frame,
+        r#"<!DOCTYPE html><html><body><iframe src="dashboard-fixture.html" style="width:420px;height:1000px;border:0" onload="var d = this.contentDocument.documentElement; document.body.dataset.widths = d.scrollWidth + ' ' + d.clientWidth;"></iframe></body></html>"#,
+    )
+    .unwrap();
+    let (dom, _) = run_chromium(
+        &bin,
+        &format!("file://{}", frame.display()),
+        &["--dump-dom".into(), "--allow-file-access-from-files".into()],
+    );
+    let widths: Vec<u32> = dom
+        .split("data-widths=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(|w| w.split(' ').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default();
+    let [page, frame_width] = widths[..] else {
+        panic!("no widths noted in\n{dom}");
+    };
+    assert!(
+        page <= frame_width && frame_width <= 420,
+        "the page is {page} px wide in a {frame_width} px frame"
     );
 }

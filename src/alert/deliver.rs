@@ -43,13 +43,16 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Starts delivering, with the default retry backoff.
+    /// Starts delivering, with the default retry backoff; every notice
+    /// names `dashboard`, the daemon's dashboard, when there is one.
     pub fn start(
         store: Arc<Store>,
         channels: watch::Receiver<ChannelMap>,
         cancel: CancellationToken,
+        dashboard: Option<String>,
     ) -> Delivery {
-        Delivery::start_with(store, channels, cancel, Backoff::default())
+        let sender = Sender::new().with_dashboard(dashboard);
+        Delivery::launch(store, channels, cancel, Backoff::default(), sender)
     }
 
     /// Starts delivering with a given retry backoff (tests use a short one).
@@ -58,6 +61,16 @@ impl Delivery {
         channels: watch::Receiver<ChannelMap>,
         cancel: CancellationToken,
         backoff: Backoff,
+    ) -> Delivery {
+        Delivery::launch(store, channels, cancel, backoff, Sender::new())
+    }
+
+    fn launch(
+        store: Arc<Store>,
+        channels: watch::Receiver<ChannelMap>,
+        cancel: CancellationToken,
+        backoff: Backoff,
+        sender: Sender,
     ) -> Delivery {
         let cancel = cancel.child_token();
         let stats = Stats::default();
@@ -68,7 +81,7 @@ impl Delivery {
             kick: kick_rx,
             backoff,
             stats: stats.clone(),
-            sender: Sender::new(),
+            sender,
             cancel: cancel.clone(),
             workers: BTreeMap::new(),
         };

@@ -14,6 +14,7 @@
 //! `text` writes what people read.
 
 mod deliver;
+mod plan;
 mod queue;
 mod send;
 mod state;
@@ -48,6 +49,8 @@ pub async fn send_test(channel: &Channel) -> Result<Delivered, SendError> {
         ),
         since: at.clone(),
         at,
+        host: None,
+        dashboard: None,
     };
     Sender::new().send(channel, &notice).await
 }

@@ -1,8 +1,9 @@
-//! One channel's queue in the store, delivered one notice at a time, oldest
-//! first: a notice that fails stays at the head and is retried after a
-//! backoff (so a `resolved` never overtakes its `firing`), whose time is in
-//! the store and so survives restarts; the channel's rate limit holds the
-//! rest in the queue, never dropping them.
+//! One channel's queue in the store, delivered one message at a time (what
+//! goes next and what goes together is [`super::plan`]'s): a message that
+//! fails stays queued and the channel is retried after a backoff (so a
+//! `resolved` never overtakes its `firing`), whose time is in the store and
+//! so survives restarts; the channel's rate limit holds the rest in the
+//! queue, never dropping them.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -17,8 +18,9 @@ use crate::store::{now_ms, Store, StoreError};
 
 /// The wait before the first retry of a failed delivery.
 pub const BACKOFF_FIRST: Duration = Duration::from_secs(5);
-/// The longest wait between retries.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(600);
+/// The longest wait between retries: a channel that answers again is
+/// found within a minute (a failed attempt costs one request).
+pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// The rate limit's window: `max_per_minute` deliveries per this.
 const WINDOW: Duration = Duration::from_secs(60);
 
@@ -145,41 +147,58 @@ impl ChannelQueue {
         }
     }
 
-    /// Delivers the head of the queue if it is due and the rate limit allows.
+    /// Delivers the next message if the channel is due and the rate limit
+    /// allows.
     pub(super) async fn step(&mut self, channel: &Channel) -> Result<Step, StoreError> {
         let name = self.name.clone();
         let entries = blocking(&self.store, move |s| s.outbox(&name)).await?;
         let pending = entries.len() as u64;
         with_counters(&self.stats, &self.name, |c| c.pending = pending);
-        let Some(mut head) = entries.into_iter().next() else {
+        // The channel waits out the backoff of its last failure.
+        let retry_at = entries.iter().map(|e| e.next_attempt_ms).max().unwrap_or(0);
+        let Some(message) = super::plan::next(&entries, channel.kind.read_by_people()) else {
             return Ok(Step::Empty);
         };
-        if !self.eager && head.next_attempt_ms > now_ms() {
-            return Ok(Step::RetryAt(head.next_attempt_ms));
+        if !self.eager && retry_at > now_ms() {
+            return Ok(Step::RetryAt(retry_at));
         }
         if let Some(wait) = self.window.wait(Instant::now(), channel.max_per_minute) {
             return Ok(Step::Limited(wait));
         }
         self.window.record(Instant::now());
-        match self.sender.send(channel, &head.notice).await {
+        let head = &message.notices[0];
+        match self.sender.send_all(channel, &message.notices).await {
             Ok(said) => {
-                info!(channel = %self.name, target = %head.notice.target, monitor = %head.notice.monitor, state = head.notice.state.name(), "Alert delivered: {said}.");
-                let done = head.clone();
+                info!(channel = %self.name, target = %head.target, monitor = %head.monitor, state = head.state.name(), notices = message.entries.len(), "Alert delivered: {said}.");
+                let done = message.entries.clone();
+                let n = done.len() as u64;
                 blocking(&self.store, move |s| s.outbox_delivered(&done)).await?;
                 with_counters(&self.stats, &self.name, |c| {
-                    c.delivered += 1;
-                    c.pending = pending - 1;
+                    c.delivered += n;
+                    c.pending = pending.saturating_sub(n);
                     c.last_delivered_ms = Some(now_ms());
+                    // The channel answers again: its last error is history.
+                    c.last_error = None;
                 });
                 Ok(Step::Delivered)
             }
             Err(e) => {
                 let error = e.to_string();
-                head.attempts += 1;
-                let wait = self.backoff.after(head.attempts);
-                head.next_attempt_ms = now_ms().saturating_add(wait.as_millis() as u64);
-                warn!(channel = %self.name, attempts = head.attempts, retry_in = %humantime::format_duration(wait), error = %error, "Alert delivery failed; it stays queued.");
-                let retry = head.clone();
+                let attempts = message
+                    .entries
+                    .iter()
+                    .map(|e| e.attempts)
+                    .max()
+                    .unwrap_or(0)
+                    + 1;
+                let wait = self.backoff.after(attempts);
+                let next_attempt_ms = now_ms().saturating_add(wait.as_millis() as u64);
+                warn!(channel = %self.name, attempts, retry_in = %humantime::format_duration(wait), error = %error, "Alert delivery failed; it stays queued.");
+                let mut retry = message.entries;
+                for e in &mut retry {
+                    e.attempts = attempts;
+                    e.next_attempt_ms = next_attempt_ms;
+                }
                 blocking(&self.store, move |s| s.outbox_retry(&retry)).await?;
                 with_counters(&self.stats, &self.name, |c| {
                     c.failed += 1;
@@ -215,7 +234,7 @@ mod tests {
     fn backoff_doubles_to_its_cap() {
         let b = Backoff::default();
         let secs: Vec<u64> = (1..=9).map(|a| b.after(a).as_secs()).collect();
-        assert_eq!(secs, [5, 10, 20, 40, 80, 160, 320, 600, 600]);
+        assert_eq!(secs, [5, 10, 20, 40, 60, 60, 60, 60, 60]);
         assert_eq!(b.after(u32::MAX), BACKOFF_MAX);
     }
 

@@ -6,8 +6,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use lettre::message::header::ContentType;
-use lettre::message::Message;
+use lettre::message::{Message, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -15,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::text;
 use crate::config::{Channel, ChannelKind, Email, Exec, SmtpSecurity, Webhook};
+use crate::printable;
 use crate::store::Notice;
 
 /// Bytes of an answer's body or a command's stderr kept for the error.
@@ -89,6 +89,10 @@ impl std::fmt::Display for Delivered {
 #[derive(Clone)]
 pub struct Sender {
     http: reqwest::Client,
+    /// The host crawld runs on, named in every notice.
+    host: Option<String>,
+    /// The dashboard's address, when the daemon serves one.
+    dashboard: Option<String>,
 }
 
 impl Default for Sender {
@@ -107,27 +111,63 @@ impl Sender {
             // INVARIANT: the builder fails only on a TLS backend that cannot
             // start; the same build as the fetcher's, which starts first.
             .unwrap_or_default();
-        Sender { http }
+        let host = hostname::get()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty());
+        Sender {
+            http,
+            host,
+            dashboard: None,
+        }
+    }
+
+    /// Names the dashboard's address in every notice.
+    pub fn with_dashboard(mut self, url: Option<String>) -> Self {
+        self.dashboard = url;
+        self
     }
 
     /// Delivers `notice` to `channel`, within the channel's timeout.
     pub async fn send(&self, channel: &Channel, notice: &Notice) -> Result<Delivered, SendError> {
+        self.send_all(channel, std::slice::from_ref(notice)).await
+    }
+
+    /// Delivers `notices` (one or more) to `channel` as one message, within
+    /// the channel's timeout. A webhook or a command takes them one at a
+    /// time: give it one.
+    pub async fn send_all(
+        &self,
+        channel: &Channel,
+        notices: &[Notice],
+    ) -> Result<Delivered, SendError> {
+        let notices: Vec<Notice> = notices
+            .iter()
+            .map(|n| Notice {
+                host: self.host.clone(),
+                dashboard: self.dashboard.clone(),
+                ..n.clone()
+            })
+            .collect();
+        let Some(first) = notices.first() else {
+            return Ok(Delivered::Exec);
+        };
         let work = async {
             match &channel.kind {
                 ChannelKind::Webhook(w) => {
-                    let body = serde_json::to_value(notice).unwrap_or_default();
+                    let body = serde_json::to_value(first).unwrap_or_default();
                     self.post(w, &body, channel.timeout).await
                 }
                 ChannelKind::Slack(w) => {
-                    let body = serde_json::json!({ "text": text::line(notice) });
+                    let body = serde_json::json!({ "text": text::lines(&notices) });
                     self.post(w, &body, channel.timeout).await
                 }
                 ChannelKind::Discord(w) => {
-                    let body = serde_json::json!({ "content": text::line(notice) });
+                    let body = serde_json::json!({ "content": text::lines(&notices) });
                     self.post(w, &body, channel.timeout).await
                 }
-                ChannelKind::Email(e) => mail(e, notice, channel.timeout).await,
-                ChannelKind::Exec(x) => exec(x, notice).await,
+                ChannelKind::Email(e) => mail(e, &notices, channel.timeout).await,
+                ChannelKind::Exec(x) => exec(x, first).await,
             }
         };
         // Every kind bounds itself too; this also bounds what they do not
@@ -172,7 +212,8 @@ impl Sender {
         let detail = if first.is_empty() {
             String::new()
         } else {
-            format!(": {}", cut(first.trim(), DETAIL_BYTES))
+            // A receiver's words, shown on terminals and in logs.
+            format!(": {}", printable::line(&cut(first.trim(), DETAIL_BYTES)))
         };
         Err(SendError::Refused {
             url,
@@ -183,7 +224,7 @@ impl Sender {
 }
 
 /// One mail over a fresh SMTP connection, with the channel's TLS policy.
-async fn mail(e: &Email, notice: &Notice, timeout: Duration) -> Result<Delivered, SendError> {
+async fn mail(e: &Email, notices: &[Notice], timeout: Duration) -> Result<Delivered, SendError> {
     let server = e.server.to_string();
     let smtp = |source| SendError::Smtp {
         server: server.clone(),
@@ -203,23 +244,23 @@ async fn mail(e: &Email, notice: &Notice, timeout: Duration) -> Result<Delivered
     if let (Some(user), Some(password)) = (&e.server.user, &e.server.password) {
         builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
     }
+    // lettre makes the Message-ID (with this host's name), the Date and,
+    // for a MIME part, MIME-Version.
     let mut message = Message::builder()
         .from(e.from.clone())
-        .subject(text::email_subject(notice))
-        .header(ContentType::TEXT_PLAIN);
+        .subject(text::email_subject(notices))
+        .message_id(None)
+        .user_agent(concat!("crawld/", env!("CARGO_PKG_VERSION")).to_owned());
     for to in &e.to {
         message = message.to(to.clone());
     }
     let message = message
-        .body(text::email_body(notice))
+        .singlepart(SinglePart::plain(text::email_body(notices)))
         .map_err(|source| SendError::Mail { source })?;
     let answer = builder.build().send(message).await.map_err(smtp)?;
     let said: Vec<&str> = answer.message().collect();
-    Ok(Delivered::Smtp(format!(
-        "{} {}",
-        answer.code(),
-        said.join(" ")
-    )))
+    let said = format!("{} {}", answer.code(), said.join(" "));
+    Ok(Delivered::Smtp(printable::line(&said).into_owned()))
 }
 
 /// Runs the command with the notice's JSON on stdin; exit 0 is delivered.
@@ -260,7 +301,7 @@ async fn exec(x: &Exec, notice: &Notice) -> Result<Delivered, SendError> {
         program,
         status: out.status,
         stderr: last
-            .map(|l| format!(": {}", cut(l.trim(), DETAIL_BYTES)))
+            .map(|l| format!(": {}", printable::line(&cut(l.trim(), DETAIL_BYTES))))
             .unwrap_or_default(),
     })
 }

@@ -1,19 +1,20 @@
 //! The alert state machine: from fresh monitor evaluations and the
 //! persisted alert state to the notices to queue, written as one batch.
 //!
-//! Per key (target, monitor, subject): newly firing → a `firing` notice per
-//! channel; still firing → again only once `repeat` has passed since the
+//! Per key (target, monitor, subject): a condition that holds is pending
+//! until it held in `fire_after` consecutive judgements, then firing → a
+//! `firing` notice per channel; still firing → again only once `repeat` has passed since the
 //! last one (never when `repeat` is zero); no longer firing → a `resolved`
 //! notice, if a firing one went out. Only the monitors in `scope` are
 //! judged: the others keep their persisted state.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use chrono::SecondsFormat;
 
+use crate::config::MonitorConfig;
 use crate::ids::{ChannelName, TargetId};
-use crate::monitor::{MonitorKind, MonitorState};
+use crate::monitor::{Health, MonitorKind, MonitorState};
 use crate::store::{
     AlertChanges, AlertRecord, Notice, NoticeState, Store, StoreError, NOTICE_VERSION,
 };
@@ -32,7 +33,7 @@ pub fn observe(
     store: &Store,
     target: &TargetId,
     channels: &[ChannelName],
-    repeat: Duration,
+    cfg: &MonitorConfig,
     scope: &[MonitorKind],
     states: Vec<MonitorState>,
     now_ms: u64,
@@ -41,15 +42,41 @@ pub fn observe(
         let judge = Judge {
             target,
             channels,
-            repeat_ms: u64::try_from(repeat.as_millis()).unwrap_or(u64::MAX),
+            repeat_ms: u64::try_from(cfg.repeat.as_millis()).unwrap_or(u64::MAX),
+            cfg,
             now_ms,
         };
         judge.plan(scope, states, records)
     })
 }
 
-/// Forgets a removed target's alert state (its queued notices still go out).
-pub fn forget(store: &Store, target: &TargetId) -> Result<(), StoreError> {
+/// Forgets a removed target's alert state (its queued notices still go
+/// out). Each alert still open is closed with a `resolved` notice on
+/// `channels` that says the target went, so that no receiver keeps an
+/// incident open for ever.
+pub fn forget(
+    store: &Store,
+    target: &TargetId,
+    channels: &[ChannelName],
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    store.update_alerts(target, |records| {
+        let mut changes = AlertChanges {
+            now_ms,
+            ..AlertChanges::default()
+        };
+        for r in records.iter().filter(|r| r.state.firing() && r.open) {
+            let mut n = notice(&r.state, NoticeState::Resolved, now_ms);
+            n.message = format!(
+                "target {target} was removed from the configs, so it is no longer crawled or monitored (it was: {})",
+                r.state.message
+            );
+            for c in channels {
+                changes.notices.push((c.clone(), n.clone()));
+            }
+        }
+        (changes, ())
+    })?;
     store.forget_alerts(target)
 }
 
@@ -58,6 +85,7 @@ struct Judge<'a> {
     target: &'a TargetId,
     channels: &'a [ChannelName],
     repeat_ms: u64,
+    cfg: &'a MonitorConfig,
     now_ms: u64,
 }
 
@@ -94,7 +122,7 @@ impl Judge<'_> {
             let key = (s.monitor, s.subject.clone());
             let record = self.fresh(&mut s, persisted.get(&key), &mut changes.notices);
             changes.put.push(record);
-            if !s.firing() {
+            if s.state == Health::Ok {
                 ok_of.entry(s.monitor).or_insert_with(|| s.clone());
             }
             current.insert(key, s);
@@ -123,10 +151,27 @@ impl Judge<'_> {
         notices: &mut Vec<(ChannelName, Notice)>,
     ) -> AlertRecord {
         let was_firing = old.filter(|o| o.state.firing());
+        if s.firing() && was_firing.is_none() {
+            // Pending until the condition held in `fire_after` judgements in a row.
+            let pending = old.filter(|o| o.state.pending());
+            let streak = pending.map_or(0, |o| o.streak) + 1;
+            let need = self.cfg.fire_after(s.monitor);
+            if streak < need {
+                s.state = Health::Pending;
+                s.message = format!(
+                    "{} (held in {streak} of the {need} consecutive runs it needs to fire)",
+                    s.message
+                );
+                s.since_ms = pending.map_or(self.now_ms, |o| o.state.since_ms);
+                let mut r = AlertRecord::new(s.clone(), old.and_then(|o| o.last_sent_ms), false);
+                r.streak = streak;
+                return r;
+            }
+        }
         if !s.firing() {
             // Ok since it was last found ok, or from now.
             s.since_ms = old
-                .filter(|o| !o.state.firing())
+                .filter(|o| o.state.state == Health::Ok)
                 .map_or(self.now_ms, |o| o.state.since_ms);
             return AlertRecord::new(s.clone(), old.and_then(|o| o.last_sent_ms), false);
         }
@@ -190,6 +235,8 @@ pub fn notice(s: &MonitorState, state: NoticeState, now_ms: u64) -> Notice {
         message: s.message.clone(),
         since: rfc3339(s.since_ms),
         at: rfc3339(now_ms),
+        host: None,
+        dashboard: None,
     }
 }
 

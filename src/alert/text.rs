@@ -31,38 +31,92 @@ pub fn line(n: &Notice) -> String {
     }
 }
 
-/// `[crawld] FIRING books failure_rate`, `[crawld] resolved …`, `[crawld] test alert`.
-pub fn email_subject(n: &Notice) -> String {
-    let subject = if n.subject.is_empty() {
-        String::new()
-    } else {
-        format!(" {}", n.subject)
-    };
-    match n.state {
-        NoticeState::Firing => format!("[crawld] FIRING {} {}{subject}", n.target, n.monitor),
-        NoticeState::Resolved => {
-            format!("[crawld] resolved {} {}{subject}", n.target, n.monitor)
+/// Several notices of one judgement as one Slack or Discord message: a
+/// line each, then where crawld runs.
+pub fn lines(notices: &[Notice]) -> String {
+    let mut out: Vec<String> = notices.iter().map(line).collect();
+    if let Some(origin) = notices.first().and_then(origin) {
+        out.push(origin);
+    }
+    out.join("\n")
+}
+
+/// `crawld on HOST · dashboard URL`, when the notice names either.
+fn origin(n: &Notice) -> Option<String> {
+    let parts: Vec<String> = [
+        n.host.as_ref().map(|h| format!("crawld on {h}")),
+        n.dashboard.as_ref().map(|d| format!("dashboard {d}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!parts.is_empty()).then(|| parts.join(" · "))
+}
+
+/// `[crawld] FIRING books failure_rate`, `[crawld] resolved …`, `[crawld]
+/// test alert`; for several, `[crawld] books: FIRING failure_rate, host_blocked a:80`.
+pub fn email_subject(notices: &[Notice]) -> String {
+    let label = |n: &Notice| {
+        if n.subject.is_empty() {
+            n.monitor.clone()
+        } else {
+            format!("{} {}", n.monitor, n.subject)
         }
-        NoticeState::Test => "[crawld] test alert".to_owned(),
+    };
+    let word = |s: NoticeState| match s {
+        NoticeState::Firing => "FIRING",
+        NoticeState::Resolved => "resolved",
+        NoticeState::Test => "test",
+    };
+    match notices {
+        [] => "[crawld]".to_owned(),
+        [n] if n.state == NoticeState::Test => "[crawld] test alert".to_owned(),
+        [n] => format!("[crawld] {} {} {}", word(n.state), n.target, label(n)),
+        [n, ..] => {
+            let mut parts = Vec::new();
+            for state in [NoticeState::Firing, NoticeState::Resolved] {
+                let of: Vec<String> = notices
+                    .iter()
+                    .filter(|m| m.state == state)
+                    .map(label)
+                    .collect();
+                if !of.is_empty() {
+                    parts.push(format!("{} {}", word(state), of.join(", ")));
+                }
+            }
+            format!("[crawld] {}: {}", n.target, parts.join("; "))
+        }
     }
 }
 
-/// The message, then every field of the notice on a line of its own.
-pub fn email_body(n: &Notice) -> String {
-    let run = n.run.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
-    format!(
-        "{}\n\n{}\n\ntarget:    {}\nmonitor:   {}\nsubject:   {}\nstate:     {}\nvalue:     {}\nthreshold: {}\nrun:       {run}\nsince:     {}\nat:        {}\n",
-        line(n),
-        n.message,
-        n.target,
-        n.monitor,
-        n.subject,
-        n.state.name(),
-        number(n.value),
-        number(n.threshold),
-        n.since,
-        n.at,
-    )
+/// Each notice's line and message, then its fields, then where crawld runs.
+pub fn email_body(notices: &[Notice]) -> String {
+    let mut out = String::new();
+    for n in notices {
+        let run = n.run.map(|r| r.to_string()).unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "{}\n\n{}\n\ntarget:    {}\nmonitor:   {}\nsubject:   {}\nstate:     {}\nvalue:     {}\nthreshold: {}\nrun:       {run}\nsince:     {}\nat:        {}\n\n",
+            line(n),
+            n.message,
+            n.target,
+            n.monitor,
+            n.subject,
+            n.state.name(),
+            number(n.value),
+            number(n.threshold),
+            n.since,
+            n.at,
+        ));
+    }
+    if let Some(n) = notices.first() {
+        if let Some(h) = &n.host {
+            out.push_str(&format!("Sent by crawld on {h}.\n"));
+        }
+        if let Some(d) = &n.dashboard {
+            out.push_str(&format!("Dashboard: {d}\n"));
+        }
+    }
+    out
 }
 
 /// A figure as a person reads it: integers without decimals, shares with
@@ -95,6 +149,8 @@ mod tests {
             message: "12 of 36 pages failed".into(),
             since: "2024-05-01T12:00:00Z".into(),
             at: "2024-05-01T12:00:00Z".into(),
+            host: None,
+            dashboard: None,
         }
     }
 
@@ -109,9 +165,30 @@ mod tests {
             "✅ resolved books: failure_rate — 12 of 36 pages failed"
         );
         assert_eq!(
-            email_subject(&notice(NoticeState::Firing)),
+            email_subject(&[notice(NoticeState::Firing)]),
             "[crawld] FIRING books failure_rate"
         );
+        let mut other = notice(NoticeState::Firing);
+        other.monitor = "host_blocked".into();
+        other.subject = "a:80".into();
+        let group = [
+            notice(NoticeState::Firing),
+            other,
+            notice(NoticeState::Resolved),
+        ];
+        assert_eq!(
+            email_subject(&group),
+            "[crawld] books: FIRING failure_rate, host_blocked a:80; resolved failure_rate"
+        );
+        let mut n = notice(NoticeState::Firing);
+        n.host = Some("crawler-1".into());
+        n.dashboard = Some("http://crawler-1:8080/".into());
+        let body = email_body(&[n.clone()]);
+        assert!(
+            body.contains("Sent by crawld on crawler-1.\nDashboard: http://crawler-1:8080/\n"),
+            "{body}"
+        );
+        assert!(lines(&[n]).ends_with("\ncrawld on crawler-1 · dashboard http://crawler-1:8080/"));
         assert_eq!(number(20.0), "20");
         assert_eq!(number(0.5), "0.5");
     }

@@ -53,7 +53,7 @@ pub(super) async fn test(configs: &Path, name: &str) -> Exit {
         return fail(Exit::Config, message);
     };
     if !errors.is_empty() {
-        eprintln!(
+        errln!(
             "warning: {} configuration error(s) in the configs directory (see `crawld check`)",
             errors.len()
         );

@@ -122,6 +122,29 @@ pub(super) enum Command {
             requires = "http"
         )]
         http_token_file: Option<PathBuf>,
+        /// Without a token, also answer requests for this host name (e.g. a
+        /// reverse proxy's; repeatable). Loopback names always work.
+        #[arg(
+            long,
+            env = "CRAWLD_HTTP_ALLOW_HOST",
+            value_name = "NAME",
+            value_delimiter = ',',
+            requires = "http"
+        )]
+        http_allow_host: Vec<String>,
+        /// HTTP connections open at once, at most (also held under a quarter
+        /// of the open-file limit); when full, the longest idle one closes.
+        #[arg(long, value_name = "N", default_value_t = crate::web::MAX_CONNECTIONS, requires = "http")]
+        http_max_connections: usize,
+        /// How long an HTTP client has to send a request's headers; an idle
+        /// connection closes after it too.
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value_t = crate::web::HEADER_TIMEOUT.into(),
+            requires = "http"
+        )]
+        http_header_timeout: humantime::Duration,
     },
     /// The running daemon's targets, next fire times, runs and config errors.
     Status {

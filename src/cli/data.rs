@@ -115,7 +115,7 @@ pub(super) async fn read(
     let written = sink.bytes;
     drop(sink);
     if out.is_none() && exit != Exit::Ok && written > 0 {
-        eprintln!(
+        errln!(
             "error: the output on stdout is INCOMPLETE: the command failed after writing {written} bytes \
              to stdout. With --out FILE, a failed export leaves no file instead"
         );
@@ -187,7 +187,7 @@ pub(super) fn store_check(state: &Path) -> Exit {
         }
         Ok(report) => {
             for p in &report.problems {
-                eprintln!("problem: {p}");
+                errln!("problem: {p}");
             }
             fail(
                 Exit::Store,
@@ -206,18 +206,63 @@ pub(super) fn store_check(state: &Path) -> Exit {
     }
 }
 
-pub(super) fn store_backup(state: &Path, file: &Path) -> Exit {
-    let store = match open_store(state) {
+/// `crawld store backup FILE`: here, or, while a daemon holds the state
+/// dir, by the daemon (a running service is backed up without a stop).
+pub(super) async fn store_backup(state: &Path, file: &Path) -> Exit {
+    if !state.join("db").exists() {
+        return open_store(state).err().unwrap_or(Exit::Store);
+    }
+    match Store::open_read(state) {
+        Ok(store) => match store.backup(file) {
+            Ok(n) => {
+                outln!("{n} records written to {}", file.display());
+                Exit::Ok
+            }
+            Err(e) => fail(Exit::Store, e),
+        },
+        Err(StoreError::Locked { pid, .. }) if holder::holder(&pid) == Holder::Daemon => {
+            backup_through_daemon(state, file).await
+        }
+        Err(e) => super::store_failed(e),
+    }
+}
+
+async fn backup_through_daemon(state: &Path, file: &Path) -> Exit {
+    let client = Client::new(&socket_path(None, state));
+    let mut sink = match sink(Some(file)) {
         Ok(s) => s,
         Err(exit) => return exit,
     };
-    match store.backup(file) {
-        Ok(n) => {
-            outln!("{n} records written to {}", file.display());
-            Exit::Ok
+    let mut said = Vec::new();
+    let exit = match client.backup(&mut sink, &mut said).await {
+        Ok(exit) => exit,
+        Err(e) => fail(
+            Exit::Locked,
+            format!(
+                "state dir {} is in use by the daemon, and its control socket does not answer: {e}",
+                state.display()
+            ),
+        ),
+    };
+    let flushed = sink.flush();
+    drop(sink);
+    let said = String::from_utf8_lossy(&said);
+    let exit = match (exit, flushed) {
+        (Exit::Ok, Err(e)) => fail(Exit::Store, format!("cannot write {}: {e}", file.display())),
+        (Exit::Ok, Ok(())) => {
+            let n = said.lines().next().unwrap_or("its records").to_owned();
+            let exit = finish(Some(file), Exit::Ok);
+            if exit == Exit::Ok {
+                outln!("{n} written to {} by the daemon", file.display());
+            }
+            return exit;
         }
-        Err(e) => fail(Exit::Store, e),
-    }
+        (exit, _) => {
+            errln!("{}", said.trim_end());
+            exit
+        }
+    };
+    finish(Some(file), exit)
 }
 
 pub(super) fn store_restore(state: &Path, file: &Path) -> Exit {

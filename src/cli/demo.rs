@@ -54,10 +54,10 @@ pub async fn run(
     };
     let app = axum::Router::new().fallback_service(ServeDir::new(&site));
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    eprintln!("demo shop served from {} at http://{addr}/", site.display());
+    errln!("demo shop served from {} at http://{addr}/", site.display());
 
     if serve_only {
-        eprintln!("serving until Ctrl-C");
+        errln!("serving until Ctrl-C");
         let _ = tokio::signal::ctrl_c().await;
         server.abort();
         return Exit::Ok;

@@ -74,6 +74,9 @@ pub(super) async fn dispatch(command: Command) -> Exit {
             no_watch,
             http,
             http_token_file,
+            http_allow_host,
+            http_max_connections,
+            http_header_timeout,
             ..
         } => {
             let opts = crate::daemon::Options {
@@ -86,6 +89,9 @@ pub(super) async fn dispatch(command: Command) -> Exit {
                 http: http.map(|addr| crate::web::HttpConfig {
                     addr,
                     token_file: http_token_file,
+                    allow_hosts: http_allow_host,
+                    max_connections: http_max_connections,
+                    header_timeout: http_header_timeout.into(),
                 }),
             };
             crate::daemon::run(opts).await
@@ -100,7 +106,7 @@ pub(super) async fn dispatch(command: Command) -> Exit {
         Command::Reload { state } => daemon_cli::reload(&state).await,
         Command::Store { action } => match action {
             StoreAction::Check { state } => data::store_check(&state.dir()),
-            StoreAction::Backup { file, state } => data::store_backup(&state.dir(), &file),
+            StoreAction::Backup { file, state } => data::store_backup(&state.dir(), &file).await,
             StoreAction::Restore { file, state } => data::store_restore(&state.dir(), &file),
         },
         Command::Alert {

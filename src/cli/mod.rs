@@ -8,10 +8,13 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 /// `println!` that does not panic when stdout is a closed pipe (`crawld … | head`).
+/// What it prints may hold text from the network: control characters are
+/// escaped (`crate::printable`).
 macro_rules! outln {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+        let text = format!($($arg)*);
+        let _ = writeln!(std::io::stdout().lock(), "{}", $crate::printable::text(&text));
     }};
 }
 
@@ -19,7 +22,16 @@ macro_rules! outln {
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout().lock(), $($arg)*);
+        let text = format!($($arg)*);
+        let _ = write!(std::io::stdout().lock(), "{}", $crate::printable::text(&text));
+    }};
+}
+
+/// `eprintln!` with control characters escaped, like [`outln!`].
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        let text = format!($($arg)*);
+        eprintln!("{}", $crate::printable::text(&text));
     }};
 }
 
@@ -178,7 +190,7 @@ fn init_logging(
 
 /// Prints an error and returns its exit code.
 pub(crate) fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
-    eprintln!("error: {message}");
+    errln!("error: {message}");
     exit
 }
 
@@ -188,7 +200,7 @@ fn load(dir: &Path) -> Result<LoadReport, Exit> {
 
 fn print_errors(errors: &[config::ConfigError]) {
     for e in errors {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
     }
 }
 
@@ -212,7 +224,7 @@ fn check(dir: &Path) -> Exit {
         Exit::Ok
     } else {
         print_errors(&errors);
-        eprintln!(
+        errln!(
             "{} configuration error(s) in {}",
             errors.len(),
             dir.display()
@@ -237,7 +249,7 @@ pub(crate) fn pick_target(dir: &Path, name: &str) -> Result<Arc<Target>, Exit> {
         Some(t) => {
             let others = report.all_errors().len();
             if others > 0 {
-                eprintln!(
+                errln!(
                     "warning: {others} configuration error(s) in other files (see `crawld check`)"
                 );
             }
@@ -308,7 +320,7 @@ pub(crate) fn cancel_on_signals() -> CancellationToken {
         }
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
-        eprintln!("stopping: committing what was fetched…");
+        errln!("stopping: committing what was fetched…");
         t.cancel();
     });
     token

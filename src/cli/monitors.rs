@@ -66,7 +66,7 @@ pub(super) async fn judge(
     let states = match judged {
         Ok(states) => states,
         Err(e) => {
-            eprintln!("warning: the monitors were not evaluated: {e}");
+            errln!("warning: the monitors were not evaluated: {e}");
             return false;
         }
     };
@@ -94,7 +94,7 @@ fn judge_and_observe(
         store,
         &target.id,
         channels,
-        target.monitor.repeat,
+        &target.monitor,
         &scope,
         states,
         now_ms(),
@@ -118,9 +118,9 @@ async fn send(store: &Arc<Store>, watch: &Watch) {
                 );
             }
             for (channel, error) in d.errors {
-                eprintln!("warning: channel {channel} did not take its alerts: {error}");
+                errln!("warning: channel {channel} did not take its alerts: {error}");
             }
         }
-        Err(e) => eprintln!("warning: the alerts were not sent: {e}"),
+        Err(e) => errln!("warning: the alerts were not sent: {e}"),
     }
 }

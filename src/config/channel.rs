@@ -89,6 +89,16 @@ impl ChannelKind {
             ChannelKind::Exec(_) => "exec",
         }
     }
+
+    /// Whether people read it (Slack, Discord, email): the notices of one
+    /// judgement then go out as one message. A webhook or a command gets
+    /// one notice each, as machine receivers keep one incident per alert.
+    pub fn read_by_people(&self) -> bool {
+        matches!(
+            self,
+            ChannelKind::Slack(_) | ChannelKind::Discord(_) | ChannelKind::Email(_)
+        )
+    }
 }
 
 impl Channel {

@@ -28,6 +28,19 @@ pub const DEFAULT_REPEAT: Duration = Duration::from_secs(24 * 3600);
 /// Fire `host_blocked` when this share of a host's answers are 403 or 429.
 pub const DEFAULT_BLOCKED_SHARE: f64 = 0.5;
 
+/// A monitor fires only once its condition held in this many consecutive
+/// judgements (Prometheus' `for:`): two for the rate monitors, which one
+/// unlucky run can cross, one for the others.
+pub fn default_fire_after(kind: MonitorKind) -> u32 {
+    match kind {
+        MonitorKind::FailureRate | MonitorKind::HostBlocked => 2,
+        _ => 1,
+    }
+}
+
+/// The most consecutive runs `fire_after` may ask for.
+pub const MAX_FIRE_AFTER: i64 = 20;
+
 /// `[monitor]`, compiled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonitorConfig {
@@ -45,6 +58,8 @@ pub struct MonitorConfig {
     pub blocked_share: f64,
     /// Monitors turned off for this target.
     pub disabled: Vec<MonitorKind>,
+    /// `fire_after` as written; the others take [`default_fire_after`].
+    pub fire_after: BTreeMap<MonitorKind, u32>,
 }
 
 impl Default for MonitorConfig {
@@ -61,6 +76,7 @@ impl Default for MonitorConfig {
             repeat: DEFAULT_REPEAT,
             blocked_share: DEFAULT_BLOCKED_SHARE,
             disabled: Vec::new(),
+            fire_after: BTreeMap::new(),
         }
     }
 }
@@ -68,6 +84,14 @@ impl Default for MonitorConfig {
 impl MonitorConfig {
     pub fn enabled(&self, kind: MonitorKind) -> bool {
         !self.disabled.contains(&kind)
+    }
+
+    /// The consecutive breaching judgements `kind` needs to fire.
+    pub fn fire_after(&self, kind: MonitorKind) -> u32 {
+        self.fire_after
+            .get(&kind)
+            .copied()
+            .unwrap_or_else(|| default_fire_after(kind))
     }
 }
 
@@ -148,6 +172,7 @@ pub(super) fn compile(
     }
     m.min_coverage = min_coverage(c, raw, items);
     m.disabled = disabled(c, raw);
+    m.fire_after = fire_after(c, raw);
     (c.errors.len() == before).then_some(m)
 }
 
@@ -181,6 +206,35 @@ fn disabled(c: &mut Compiler, raw: &RawMonitor) -> Vec<MonitorKind> {
         kinds.extend(kind);
     }
     kinds
+}
+
+/// `fire_after`: run-end monitors, each from 1 to [`MAX_FIRE_AFTER`] runs.
+fn fire_after(c: &mut Compiler, raw: &RawMonitor) -> BTreeMap<MonitorKind, u32> {
+    let mut out = BTreeMap::new();
+    for (name, v) in raw.fire_after.iter().flat_map(|t| t.get_ref()) {
+        let key = format!("monitor.fire_after.{name}");
+        let kind = c.check(v, &key, |_| {
+            MonitorKind::parse(name)
+                .filter(|k| MonitorKind::RUN_END.contains(k))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = MonitorKind::RUN_END.iter().map(|k| k.name()).collect();
+                    format!(
+                        "fire_after counts runs, so it takes the monitors judged when a run ends: {}, not {name:?}",
+                        names.join(", ")
+                    )
+                })
+        });
+        let n = c.check(v, &key, |&n| {
+            u32::try_from(n)
+                .ok()
+                .filter(|n| (1..=MAX_FIRE_AFTER).contains(&i64::from(*n)))
+                .ok_or_else(|| format!("fire_after must be between 1 and {MAX_FIRE_AFTER} runs"))
+        });
+        if let (Some(kind), Some(n)) = (kind, n) {
+            out.insert(kind, n);
+        }
+    }
+    out
 }
 
 /// `KIND.FIELD` must name a field of an item kind of the target.

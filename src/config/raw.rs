@@ -58,6 +58,7 @@ pub struct RawMonitor {
     pub repeat: Option<Spanned<String>>,
     pub blocked_share: Option<Spanned<f64>>,
     pub disable: Option<Vec<Spanned<String>>>,
+    pub fire_after: Option<Spanned<IndexMap<String, Spanned<i64>>>>,
 }
 
 /// `[output]`: files written when a run ends.

@@ -87,7 +87,29 @@ impl Client {
         out: &mut dyn Write,
         err: &mut dyn Write,
     ) -> Result<Exit, ClientError> {
-        let response = self.send("POST", route::READ, Some(cmd)).await?;
+        self.stream(route::READ, Some(cmd), out, err).await
+    }
+
+    /// A backup of the daemon's store, taken by the daemon at one point in
+    /// time while it crawls: its bytes go to `out`, its messages to `err`.
+    pub async fn backup(
+        &self,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<Exit, ClientError> {
+        self.stream(route::BACKUP, None::<&()>, out, err).await
+    }
+
+    /// A request whose answer is a stream of output and message frames,
+    /// closed by the exit code.
+    async fn stream(
+        &self,
+        uri: &str,
+        body: Option<&impl Serialize>,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> Result<Exit, ClientError> {
+        let response = self.send("POST", uri, body).await?;
         if !response.status().is_success() {
             return Err(self.refusal(response).await);
         }

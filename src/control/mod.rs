@@ -39,6 +39,9 @@ pub mod route {
     pub const STOP_RUN: &str = "/stop-run";
     pub const RELOAD: &str = "/reload";
     pub const READ: &str = "/read";
+    /// `crawld store backup` while the daemon holds the store: the backup
+    /// file's bytes, streamed as a reading command's output.
+    pub const BACKUP: &str = "/backup";
 }
 
 /// The socket path: `--socket`, else `$RUNTIME_DIRECTORY/control.sock`
@@ -112,7 +115,7 @@ impl fmt::Display for Triggered {
                 resumed_from: Some(from),
             } => write!(
                 f,
-                "{target}: {} run {run} started, resuming interrupted run {from}",
+                "{target}: {} run {run} started, continuing run {from}, which did not finish",
                 mode_name(*mode)
             ),
             Triggered::Started {
@@ -282,7 +285,7 @@ mod tests {
         };
         assert_eq!(
             t.to_string(),
-            "shop: full run 2 started, resuming interrupted run 1"
+            "shop: full run 2 started, continuing run 1, which did not finish"
         );
     }
 }

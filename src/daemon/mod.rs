@@ -14,6 +14,7 @@
 //! the store thread ([`store_handle`]) and their results come back as events.
 
 mod catch_up;
+mod fds;
 mod monitors;
 mod open_store;
 pub mod reload;
@@ -115,7 +116,7 @@ struct Daemon {
 
 fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
     error!("{message}");
-    eprintln!("error: {message}");
+    eprintln!("error: {}", crate::printable::text(&message.to_string()));
     exit
 }
 
@@ -147,6 +148,7 @@ impl Inputs {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(opts: Options) -> Exit {
+    fds::raise_open_files();
     let (mut d, mut inputs, loaded) = match start(&opts).await {
         Ok(started) => started,
         Err(exit) => return exit,
@@ -208,7 +210,12 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
     let (events, events_rx) = mpsc::unbounded_channel();
     let (channels, channels_rx) =
         tokio::sync::watch::channel(Arc::new(loaded.set.channels.clone()));
-    let delivery = Delivery::start(store.shared(), channels_rx, CancellationToken::new());
+    let delivery = Delivery::start(
+        store.shared(),
+        channels_rx,
+        CancellationToken::new(),
+        dashboard_url(http_addr.as_deref()),
+    );
     let d = Daemon {
         opts: opts.clone(),
         store,
@@ -271,6 +278,27 @@ async fn start_web(
         Some(crate::web::serve(bound, source, stop.clone())),
     ))
 }
+
+/// The dashboard's address that alerts name: `$CRAWLD_DASHBOARD_URL`
+/// (behind a proxy, say), else the `--http` listener's, with this host's
+/// name for an address that listens on every interface.
+fn dashboard_url(listening: Option<&str>) -> Option<String> {
+    if let Ok(url) = std::env::var(DASHBOARD_URL_ENV) {
+        return Some(url).filter(|u| !u.trim().is_empty());
+    }
+    let addr: std::net::SocketAddr = listening?.parse().ok()?;
+    let host = if addr.ip().is_unspecified() {
+        hostname::get().ok()?.into_string().ok()?
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    Some(format!("http://{host}:{}/", addr.port()))
+}
+
+/// Overrides the dashboard address that alerts name.
+pub const DASHBOARD_URL_ENV: &str = "CRAWLD_DASHBOARD_URL";
 
 /// Half of systemd's watchdog period, when it asks for one.
 fn watchdog_interval() -> Option<Duration> {

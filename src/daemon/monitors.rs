@@ -134,13 +134,22 @@ impl Daemon {
     }
 
     /// Targets removed from the configs: nothing more to show or judge, and
-    /// their open alerts are closed without a `resolved` (nothing was
-    /// fixed; the target went). What is queued still goes out.
+    /// their open alerts are closed with a `resolved` that says the target
+    /// went. What is queued still goes out. Call it while `self.set` still
+    /// holds the target (its channels).
     pub(super) fn forget_monitors(&mut self, id: &TargetId) {
         let gone = id.clone();
-        self.store.send(move |s| {
-            if let Err(e) = alert::forget(s, &gone) {
-                warn!(target = %gone, error = %e, "Cannot forget the removed target's monitors.");
+        let channels = self
+            .set
+            .targets
+            .get(id)
+            .map(|t| self.set.channels_for(t))
+            .unwrap_or_default();
+        let kicker = self.delivery.kicker();
+        self.store.send(move |s| match alert::forget(s, &gone, &channels, now_ms()) {
+            Ok(()) => kicker.kick(),
+            Err(e) => {
+                warn!(target = %gone, error = %e, "Cannot forget the removed target's monitors.")
             }
         });
         self.monitors.states.remove(id);
@@ -174,7 +183,7 @@ impl Daemon {
                 s,
                 &target.id,
                 &channels,
-                target.monitor.repeat,
+                &target.monitor,
                 &judged.scope,
                 judged.states,
                 now_ms(),
@@ -263,14 +272,15 @@ impl Daemon {
 
     fn observe_clock(&mut self, t: &Arc<Target>, states: Vec<MonitorState>) {
         let channels = self.set.channels_for(t);
-        let (id, repeat, events) = (t.id.clone(), t.monitor.repeat, self.events.clone());
+        let (id, events) = (t.id.clone(), self.events.clone());
+        let config = t.clone();
         let judged = states.clone();
         let observed = self.store.call(move |s| {
             alert::observe(
                 s,
                 &id,
                 &channels,
-                repeat,
+                &config.monitor,
                 &MonitorKind::CLOCK,
                 states,
                 now_ms(),

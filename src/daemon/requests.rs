@@ -42,6 +42,9 @@ impl Daemon {
                 let config = self.set.targets.get(&target).cloned();
                 let _ = reply.send((self.store.shared(), config));
             }
+            Request::Store(reply) => {
+                let _ = reply.send(self.store.shared());
+            }
         }
     }
 

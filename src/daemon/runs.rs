@@ -237,14 +237,16 @@ impl Daemon {
     }
 
     fn finished(&mut self, (id, mode, result): RunResult) {
-        let timed_out = self
-            .running
-            .remove(&id)
+        let running = self.running.remove(&id);
+        let timed_out = running
+            .as_ref()
             .is_some_and(|r| r.timed_out.load(Ordering::Relaxed));
+        // The mode the run had (a resumed run keeps the interrupted one's).
+        let mode = running.as_ref().map_or(mode, Running::mode);
         let removed = self.stopping.remove(&id);
         match result {
             Ok(run) => {
-                info!(target = %id, run = %run.id, status = crate::query::status_name(run.status), pages = run.counts.pages_fetched, "Run ended.");
+                info!(target = %id, run = %run.id, mode = mode_name(run.mode), status = crate::query::status_name(run.status), pages = run.counts.pages_fetched, "Run ended.");
                 // A run stopped because the daemon stops, or its target went,
                 // says nothing of the target's health.
                 let stopped = run.status == RunStatus::Interrupted && !timed_out;

@@ -26,9 +26,11 @@ use crate::control::{
     route, ApiError, ErrorBody, ReadCommand, Reloaded, Status, StopRunRequest, Stopping,
     TriggerRequest, Triggered, MAX_SOCKET_PATH,
 };
+use crate::error::Exit;
 use crate::ids::TargetId;
 use crate::query::run_read;
 use crate::store::{RunMode, Store};
+use crate::web::Limits;
 
 /// What the socket asks of the supervisor. Each answer is what only the
 /// supervisor knows; nothing here waits on the store.
@@ -49,6 +51,8 @@ pub enum Request {
         target: TargetId,
         reply: oneshot::Sender<(Arc<Store>, Option<Arc<Target>>)>,
     },
+    /// The store, for a backup.
+    Store(oneshot::Sender<Arc<Store>>),
 }
 
 /// The supervisor's answer to a trigger.
@@ -71,6 +75,14 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Frames in flight between a reading command and the socket: the command
 /// waits when the client reads slowly, so nothing is buffered whole.
 const READ_FRAMES: usize = 8;
+
+/// The socket's connections: a few commands at once is all it serves, and
+/// clients that connect and send nothing must not use up the daemon's file
+/// descriptors (see [`crate::web::accept`]).
+const LIMITS: Limits = Limits {
+    connections: 64,
+    header_timeout: crate::web::HEADER_TIMEOUT,
+};
 
 pub(super) type Tx = mpsc::Sender<Request>;
 
@@ -109,12 +121,11 @@ pub async fn serve(
         .route(route::STOP_RUN, post(stop_run))
         .route(route::RELOAD, post(reload))
         .route(route::READ, post(read))
+        .route(route::BACKUP, post(backup))
         .with_state(tx);
-    Ok(tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-    }))
+    Ok(tokio::spawn(crate::web::accept::serve(
+        listener, app, LIMITS, shutdown,
+    )))
 }
 
 /// A refusal: its HTTP status and typed body.
@@ -255,12 +266,44 @@ async fn read(State(tx): State<Tx>, body: Bytes) -> Response {
         Ok(v) => v,
         Err(e) => return refuse(e),
     };
+    streamed(move |out, err| run_read(&store, config.as_deref(), &cmd, out, err))
+}
+
+/// `crawld store backup` through the daemon: the backup, written while
+/// commits wait (a consistent point in time), is streamed as frames like a
+/// reading command's output.
+async fn backup(State(tx): State<Tx>) -> Response {
+    let store = match ask(&tx, Request::Store).await {
+        Ok(s) => s,
+        Err(e) => return refuse(e),
+    };
+    streamed(move |out, err| match store.backup_to(out) {
+        Ok(n) => {
+            let _ = writeln!(err, "{n} records");
+            Exit::Ok
+        }
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "error: the daemon's backup of {} failed: {e}",
+                store.path().display()
+            );
+            Exit::Store
+        }
+    })
+}
+
+/// Runs `work` on a blocking thread (reads can be long: exports, backups),
+/// its output and messages streamed as frames as they are written, then
+/// the exit code that closes the stream.
+fn streamed(
+    work: impl FnOnce(&mut dyn Write, &mut dyn Write) -> Exit + Send + 'static,
+) -> Response {
     let (frames, rx) = mpsc::channel::<Bytes>(READ_FRAMES);
-    // Reads can be long (exports): on a blocking thread, streamed as written.
     tokio::task::spawn_blocking(move || {
         let mut out = std::io::BufWriter::with_capacity(READ_CHUNK, FrameWriter::out(&frames));
         let mut err = FrameWriter::err(&frames);
-        let exit = run_read(&store, config.as_deref(), &cmd, &mut out, &mut err);
+        let exit = work(&mut out, &mut err);
         // Output first, then the exit code that closes the stream.
         let _ = out.flush();
         drop(out);

@@ -119,8 +119,8 @@ impl Daemon {
         let events = self.events.clone();
         let (tid, kinds, judged) = (id.clone(), scope.clone(), states.clone());
         let observed = self.store.call(move |s| {
-            let repeat = target.monitor.repeat;
-            alert::observe(s, &tid, &channels, repeat, &kinds, judged, now_ms())
+            let config = &target.monitor;
+            alert::observe(s, &tid, &channels, config, &kinds, judged, now_ms())
         });
         tokio::spawn(async move {
             let error = match observed.await {

@@ -10,7 +10,10 @@ use crate::config::{Schedule, Target};
 
 /// `overdue`: fires once the target's schedules fired `overdue` times
 /// (2 by default; a fraction goes part of the way to the next firing)
-/// since `reference_ms` without a run completing. `reference_ms` is the end
+/// after the firing a run was due at, since `reference_ms`, without a run
+/// completing. The due firing's run has until the next firing: counting
+/// from it, one slow run (or one `stop-run`) with `overdue = 2` goes by,
+/// and a second one fires it. `reference_ms` is the end
 /// of its last completed run (before one, when it began to be watched).
 /// Counting the schedule's own firings, not a fixed interval, keeps a
 /// schedule that rests at night or at weekends from firing it. `None` for a
@@ -26,7 +29,7 @@ pub fn overdue(target: &Target, reference_ms: u64, now_ms: u64) -> Option<Monito
     let firing = now_ms > deadline;
     let message = if firing {
         format!(
-            "no run completed for {}, past {} ({} × the schedule's firings since the last completed run): are runs hanging, or has the schedule stopped?",
+            "no run completed for {}, past {} (the firing a run was due at, then {} × the schedule's firings): are runs hanging, or has the schedule stopped?",
             human(age),
             human(grace),
             cfg.overdue
@@ -47,8 +50,9 @@ pub fn overdue(target: &Target, reference_ms: u64, now_ms: u64) -> Option<Monito
     })
 }
 
-/// When `overdue` × the firings of the target's schedules after
-/// `reference_ms` have passed, in milliseconds since the Unix epoch.
+/// When the first firing of the target's schedules after `reference_ms`
+/// and `overdue` × the firings after it have passed, in milliseconds since
+/// the Unix epoch.
 pub fn deadline(target: &Target, reference_ms: u64) -> Option<u64> {
     let schedules: Vec<&Schedule> = [&target.schedule, &target.full_schedule]
         .into_iter()
@@ -57,15 +61,15 @@ pub fn deadline(target: &Target, reference_ms: u64) -> Option<u64> {
     let factor = target.monitor.overdue;
     let whole = (factor.floor() as usize).max(1);
     let mut at = DateTime::<Utc>::from_timestamp_millis(i64::try_from(reference_ms).ok()?)?;
-    let mut fires = Vec::with_capacity(whole + 1);
-    for _ in 0..=whole {
+    let mut fires = Vec::with_capacity(whole + 2);
+    for _ in 0..whole + 2 {
         at = schedules
             .iter()
             .filter_map(|s| s.next_fire(target.timezone, at))
             .min()?;
         fires.push(u64::try_from(at.timestamp_millis()).ok()?);
     }
-    let (last, next) = (fires[whole - 1], fires[whole]);
+    let (last, next) = (fires[whole], fires[whole + 1]);
     let part = (factor - whole as f64).max(0.0);
     Some(last + ((next - last) as f64 * part) as u64)
 }

@@ -2,7 +2,7 @@
 //! the clock, so that the daemon and `crawld crawl` judge alike, and so that
 //! every threshold is tested without a crawl.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Health, MonitorKind, MonitorState};
 use crate::config::{MonitorConfig, Target};
@@ -15,11 +15,24 @@ pub const MIN_HOST_REQUESTS: u64 = 10;
 /// (and in each baseline run): below it one item moves a share by 10 points.
 pub const MIN_COVERAGE_ITEMS: u64 = 10;
 
+/// A firing monitor resolves only once its figure is back this far inside
+/// its threshold: a rate at 80 % of it, a drop at half of `item_drop` or
+/// `coverage_drop`. A figure that wavers around a threshold fires once.
+pub const RESOLVE_RATE: f64 = 0.8;
+pub const RESOLVE_DROP: f64 = 0.5;
+
 /// What the run-end monitors look at.
 pub struct RunFacts<'a> {
+    /// The run, with the counts of the whole resumed chain it completes.
     pub run: &'a RunRecord,
-    /// The target's earlier runs, oldest first (any mode and status).
+    /// The target's earlier runs, oldest first (any mode and status; a
+    /// completed one with its chain's counts). A run in whose judgement a
+    /// monitor's condition held (`breached`) is left out of that monitor's
+    /// baseline.
     pub history: &'a [RunRecord],
+    /// The labels (`monitor` or `monitor SUBJECT`) of the target's monitors
+    /// that fire now: they resolve only past the hysteresis margin.
+    pub firing: &'a BTreeSet<String>,
     /// Hosts whose robots.txt could not be had in the run, with the URLs skipped.
     pub robots_unavailable: &'a BTreeMap<String, u64>,
     /// The run was stopped by `max_duration`.
@@ -43,6 +56,7 @@ pub fn after_run(target: &Target, facts: &RunFacts) -> Vec<MonitorState> {
     let base = Base {
         target: &target.id,
         run: facts.run,
+        firing: facts.firing,
     };
     for kind in MonitorKind::RUN_END {
         if !cfg.enabled(kind) {
@@ -72,13 +86,22 @@ pub fn unjudged(target: &Target, facts: &RunFacts) -> Vec<MonitorKind> {
     if attempted(c) < cfg.min_pages {
         out.push(MonitorKind::FailureRate);
     }
-    let runs = baseline(facts.history, facts.run, cfg.baseline_runs);
-    let items_judged = match facts.run.mode {
-        RunMode::Full => !runs.is_empty() || cfg.min_items.is_some(),
-        RunMode::Incremental => {
-            parsed(c) >= cfg.min_pages && runs.iter().any(|r| parsed(&r.counts) >= cfg.min_pages)
-        }
-    };
+    let runs = baseline(
+        facts.history,
+        facts.run,
+        cfg.baseline_runs,
+        MonitorKind::ItemCount.name(),
+    );
+    // A stopped, failed or partial run says nothing of how many items
+    // there are: only a completed chain is counted.
+    let items_judged = facts.run.status == RunStatus::Completed
+        && match facts.run.mode {
+            RunMode::Full => !runs.is_empty() || cfg.min_items.is_some(),
+            RunMode::Incremental => {
+                parsed(c) >= cfg.min_pages
+                    && runs.iter().any(|r| parsed(&r.counts) >= cfg.min_pages)
+            }
+        };
     if !items_judged {
         out.push(MonitorKind::ItemCount);
     }
@@ -98,9 +121,15 @@ pub fn unjudged(target: &Target, facts: &RunFacts) -> Vec<MonitorKind> {
 struct Base<'a> {
     target: &'a TargetId,
     run: &'a RunRecord,
+    firing: &'a BTreeSet<String>,
 }
 
 impl Base<'_> {
+    /// Whether the state labelled `label` fires now (before this run).
+    fn was_firing(&self, label: &str) -> bool {
+        self.firing.contains(label)
+    }
+
     fn state(
         &self,
         monitor: MonitorKind,
@@ -161,8 +190,22 @@ fn failure_rate(b: &Base, cfg: &MonitorConfig) -> MonitorState {
         c.pages_failed as f64 / attempted as f64
     };
     let enough = attempted >= cfg.min_pages;
-    let firing = enough && share > cfg.failure_rate;
-    let message = if firing {
+    let limit = if b.was_firing(MonitorKind::FailureRate.name()) {
+        cfg.failure_rate * RESOLVE_RATE
+    } else {
+        cfg.failure_rate
+    };
+    let firing = enough && share > limit;
+    let message = if firing && share <= cfg.failure_rate {
+        format!(
+            "{} of {} pages failed ({:.1} %): still above {:.1} %, where it resolves; `crawld failures {}` lists them",
+            c.pages_failed,
+            attempted,
+            share * 100.0,
+            limit * 100.0,
+            b.target
+        )
+    } else if firing {
         format!(
             "{} of {} pages failed ({:.0} %, above {:.0} %); `crawld failures {}` lists them",
             c.pages_failed,
@@ -184,20 +227,21 @@ fn failure_rate(b: &Base, cfg: &MonitorConfig) -> MonitorState {
             share * 100.0
         )
     };
-    b.state(
-        MonitorKind::FailureRate,
-        firing,
-        share,
-        cfg.failure_rate,
-        message,
-    )
+    b.state(MonitorKind::FailureRate, firing, share, limit, message)
 }
 
-/// The last `n` completed runs of `mode` before `run`, oldest first.
-fn baseline<'a>(history: &'a [RunRecord], run: &RunRecord, n: usize) -> Vec<&'a RunRecord> {
+/// The last `n` completed runs of `run`'s mode before it in which the
+/// condition of the monitor labelled `label` did not hold, oldest first.
+fn baseline<'a>(
+    history: &'a [RunRecord],
+    run: &RunRecord,
+    n: usize,
+    label: &str,
+) -> Vec<&'a RunRecord> {
     let mut runs: Vec<&RunRecord> = history
         .iter()
         .filter(|r| r.id < run.id && r.mode == run.mode && r.status == RunStatus::Completed)
+        .filter(|r| !r.breached.iter().any(|l| l == label))
         .collect();
     let skip = runs.len().saturating_sub(n);
     runs.drain(..skip);
@@ -229,13 +273,20 @@ fn parsed(c: &RunCounts) -> u64 {
 /// how much is there: it is judged on items per parsed page, once it parsed
 /// `min_pages` pages.
 fn item_count(b: &Base, cfg: &MonitorConfig, history: &[RunRecord]) -> MonitorState {
-    let runs = baseline(history, b.run, cfg.baseline_runs);
+    let label = MonitorKind::ItemCount.name();
+    let runs = baseline(history, b.run, cfg.baseline_runs, label);
+    // Firing, it resolves only once the count is back near the baseline.
+    let drop = if b.was_firing(label) {
+        cfg.item_drop * RESOLVE_DROP
+    } else {
+        cfg.item_drop
+    };
     if b.run.mode == RunMode::Incremental {
-        return items_per_page(b, cfg, &runs);
+        return items_per_page(b, cfg, drop, &runs);
     }
     let items = items_of(&b.run.counts) as f64;
     let median = median(runs.iter().map(|r| items_of(&r.counts) as f64).collect());
-    let drop_floor = median.map(|m| m * (1.0 - cfg.item_drop));
+    let drop_floor = median.map(|m| m * (1.0 - drop));
     let floor = cfg.min_items.map(|n| n as f64);
     let below_drop = drop_floor.is_some_and(|f| items < f);
     let below_min = floor.is_some_and(|f| items < f);
@@ -245,8 +296,14 @@ fn item_count(b: &Base, cfg: &MonitorConfig, history: &[RunRecord]) -> MonitorSt
             "{items} items, fewer than min_items = {}",
             cfg.min_items.unwrap_or(0)
         ),
+        (_, true, Some(m)) if drop < cfg.item_drop => format!(
+            "{items} items, {:.0} % fewer than the median of {m} over the last {} healthy full runs: it resolves from {:.0} items",
+            (1.0 - items / m) * 100.0,
+            runs.len(),
+            m * (1.0 - drop)
+        ),
         (_, true, Some(m)) => format!(
-            "{items} items, {:.0} % fewer than the median of {m} over the last {} full runs (item_drop = {:.0} %)",
+            "{items} items, {:.0} % fewer than the median of {m} over the last {} healthy full runs (item_drop = {:.0} %)",
             (1.0 - items / m) * 100.0,
             runs.len(),
             cfg.item_drop * 100.0
@@ -266,7 +323,7 @@ fn item_count(b: &Base, cfg: &MonitorConfig, history: &[RunRecord]) -> MonitorSt
     )
 }
 
-fn items_per_page(b: &Base, cfg: &MonitorConfig, runs: &[&RunRecord]) -> MonitorState {
+fn items_per_page(b: &Base, cfg: &MonitorConfig, drop: f64, runs: &[&RunRecord]) -> MonitorState {
     let ratio = |c: &RunCounts| items_of(c) as f64 / parsed(c).max(1) as f64;
     let pages = parsed(&b.run.counts);
     let now = ratio(&b.run.counts);
@@ -276,13 +333,13 @@ fn items_per_page(b: &Base, cfg: &MonitorConfig, runs: &[&RunRecord]) -> Monitor
         .map(|r| ratio(&r.counts))
         .collect();
     let median = median(past).filter(|_| pages >= cfg.min_pages);
-    let floor = median.map(|m| m * (1.0 - cfg.item_drop));
+    let floor = median.map(|m| m * (1.0 - drop));
     let firing = floor.is_some_and(|f| now < f);
     let message = match median {
         Some(m) if firing => format!(
             "{now:.2} items per parsed page over {pages} changed pages, {:.0} % fewer than the median of {m:.2} over the last incremental runs (item_drop = {:.0} %)",
             (1.0 - now / m) * 100.0,
-            cfg.item_drop * 100.0
+            drop * 100.0
         ),
         Some(m) => format!("{now:.2} items per parsed page; the median is {m:.2}"),
         None => format!(
@@ -302,7 +359,6 @@ fn items_per_page(b: &Base, cfg: &MonitorConfig, runs: &[&RunRecord]) -> Monitor
 
 fn field_coverage(b: &Base, target: &Target, history: &[RunRecord]) -> Vec<MonitorState> {
     let cfg = &target.monitor;
-    let runs = baseline(history, b.run, cfg.baseline_runs);
     let mut firing = Vec::new();
     let mut lowest: Option<(f64, String)> = None;
     for kind in &target.items {
@@ -317,6 +373,14 @@ fn field_coverage(b: &Base, target: &Target, history: &[RunRecord]) -> Vec<Monit
             if lowest.as_ref().is_none_or(|(s, _)| share < *s) {
                 lowest = Some((share, subject.clone()));
             }
+            let label = format!("{} {subject}", MonitorKind::FieldCoverage.name());
+            let runs = baseline(history, b.run, cfg.baseline_runs, &label);
+            let was_firing = b.was_firing(&label);
+            let drop = if was_firing {
+                cfg.coverage_drop * RESOLVE_DROP
+            } else {
+                cfg.coverage_drop
+            };
             let past = runs
                 .iter()
                 .filter_map(|r| r.counts.coverage.get(&kind.name))
@@ -325,12 +389,13 @@ fn field_coverage(b: &Base, target: &Target, history: &[RunRecord]) -> Vec<Monit
                 .collect();
             let base = median(past).filter(|_| now.items >= MIN_COVERAGE_ITEMS);
             let floor = cfg.min_coverage.get(&subject).copied();
-            let dropped = base.filter(|&m| m - share > cfg.coverage_drop + 1e-9);
+            let dropped = base.filter(|&m| m - share > drop + 1e-9);
             let below = floor.filter(|&f| share < f);
             let message = match (dropped, below) {
                 (Some(m), _) => format!(
-                    "[items.{}] field {:?} is on {:.0} % of {} items, down from {:.0} % (median of the last {} runs): its selector may no longer match",
-                    kind.name, field.name, share * 100.0, now.items, m * 100.0, runs.len()
+                    "[items.{}] field {:?} is on {:.0} % of {} items, down from {:.0} % (median of the last {} healthy runs): its selector may no longer match{}",
+                    kind.name, field.name, share * 100.0, now.items, m * 100.0, runs.len(),
+                    if was_firing { format!("; it resolves from {:.0} %", (m - drop) * 100.0) } else { String::new() }
                 ),
                 (None, Some(f)) => format!(
                     "[items.{}] field {:?} is on {:.0} % of {} items, below min_coverage {:.0} %",
@@ -339,7 +404,7 @@ fn field_coverage(b: &Base, target: &Target, history: &[RunRecord]) -> Vec<Monit
                 (None, None) => continue,
             };
             let threshold = match dropped {
-                Some(m) => m - cfg.coverage_drop,
+                Some(m) => m - drop,
                 None => floor.unwrap_or(0.0),
             };
             let mut s = b.state(MonitorKind::FieldCoverage, true, share, threshold, message);
@@ -381,11 +446,24 @@ fn host_blocked(
             blocked as f64 / a.requests as f64
         };
         worst = worst.max(share);
-        let paused = h.paused_until_ms.filter(|&until| until > ended);
+        let label = format!("{} {host}", MonitorKind::HostBlocked.name());
+        let limit = if b.was_firing(&label) {
+            cfg.blocked_share * RESOLVE_RATE
+        } else {
+            cfg.blocked_share
+        };
+        // A host that is down (refused connections, timeouts, 5xx) is
+        // paused too, but it is not blocked: `failure_rate` tells of it.
+        let paused = h
+            .paused_until_ms
+            .filter(|&until| until > ended && blocked > 0 && share >= limit);
         let message = if let Some(until) = paused {
             let secs = (until - ended) / 1000;
-            format!("{host} is paused by the breaker for {secs} s more after too many failures")
-        } else if a.requests >= MIN_HOST_REQUESTS && share >= cfg.blocked_share {
+            format!(
+                "{host} is paused by the breaker for {secs} s more: it answered {blocked} of {} requests with 403 or 429",
+                a.requests
+            )
+        } else if a.requests >= MIN_HOST_REQUESTS && share >= limit {
             format!(
                 "{host} answered {blocked} of {} requests with 403 or 429 ({:.0} %)",
                 a.requests,
@@ -394,13 +472,7 @@ fn host_blocked(
         } else {
             continue;
         };
-        let mut s = b.state(
-            MonitorKind::HostBlocked,
-            true,
-            share,
-            cfg.blocked_share,
-            message,
-        );
+        let mut s = b.state(MonitorKind::HostBlocked, true, share, limit, message);
         s.subject = host.clone();
         firing.push(s);
     }

@@ -4,7 +4,7 @@
 //! clock monitors by the daemon between runs. `alert` turns changes of state
 //! into notices; status, the dashboard and the metrics show the states.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Target;
 use crate::failure::Failure;
 use crate::ids::{HostKey, RunId, TargetId};
-use crate::store::{RunMode, RunRecord, RunStatus, Store, StoreError};
+use crate::store::{RunRecord, RunStatus, Store, StoreError};
 
 mod clock;
 mod evaluate;
@@ -96,6 +96,9 @@ pub const NO_FIGURE: f64 = -1.0;
 #[serde(rename_all = "snake_case")]
 pub enum Health {
     Ok,
+    /// Its condition holds, in fewer consecutive runs than its
+    /// `fire_after`: no alert yet (Prometheus' pending).
+    Pending,
     Firing,
 }
 
@@ -129,6 +132,10 @@ impl MonitorState {
         self.state == Health::Firing
     }
 
+    pub fn pending(&self) -> bool {
+        self.state == Health::Pending
+    }
+
     /// The identity of an alert: one per target, monitor and subject.
     pub fn key(&self) -> (&TargetId, MonitorKind, &str) {
         (&self.target, self.monitor, &self.subject)
@@ -145,27 +152,49 @@ pub struct Judged {
 /// The run-end monitors of a run that ended, judged against the target's
 /// earlier runs in `store`. A monitor the run gives too little to judge
 /// (see [`unjudged`]) keeps its stored state; without one it shows ok.
+///
+/// The run's breaches (the states that fire, before `fire_after` lets them
+/// alert) are recorded on its run record, so that later baselines leave it
+/// out: it writes the store.
 pub fn judge_run(
     store: &Store,
     target: &Target,
     run: &RunRecord,
     timed_out: bool,
 ) -> Result<Judged, StoreError> {
-    let history = baseline_runs(store, target, run)?;
+    let runs: Vec<RunRecord> = store.runs(&target.id).collect::<Result<_, _>>()?;
+    let whole = with_chain(&runs, run);
+    let history = completed_chains(&runs, run);
     let robots = robots_unavailable(store, target, run)?;
+    let prior = store.monitor_states(&target.id)?;
+    let firing: BTreeSet<String> = prior
+        .iter()
+        .filter(|s| s.firing())
+        .map(MonitorState::label)
+        .collect();
     let facts = RunFacts {
-        run,
+        run: &whole,
         history: &history,
+        firing: &firing,
         robots_unavailable: &robots,
         timed_out,
     };
     let mut states = after_run(target, &facts);
-    let prior = store.monitor_states(&target.id)?;
     let keep: Vec<MonitorKind> = unjudged(target, &facts)
         .into_iter()
         .filter(|k| prior.iter().any(|p| p.monitor == *k))
         .collect();
     states.retain(|s| !keep.contains(&s.monitor));
+    let breached: Vec<String> = states
+        .iter()
+        .filter(|s| s.firing())
+        .map(MonitorState::label)
+        .collect();
+    // Without room on the disk the judgement still goes out; this run then
+    // stays in the baselines.
+    if let Err(e) = store.record_breaches(&target.id, run.id, breached) {
+        tracing::warn!(target = %target.id, run = run.id.0, error = %e, "Cannot record which monitors the run breached.");
+    }
     // Disabled monitors are in scope with no state: a firing one resolves.
     let scope = MonitorKind::RUN_END
         .into_iter()
@@ -174,29 +203,28 @@ pub fn judge_run(
     Ok(Judged { scope, states })
 }
 
-/// The completed runs before `run` that its baselines may use: the last
-/// `baseline_runs` of each mode, oldest first.
-fn baseline_runs(
-    store: &Store,
-    target: &Target,
-    run: &RunRecord,
-) -> Result<Vec<RunRecord>, StoreError> {
-    let keep = target.monitor.baseline_runs;
-    let mut history: Vec<RunRecord> = Vec::new();
-    for r in store.runs(&target.id) {
-        let r = r?;
-        if r.id < run.id && r.status == RunStatus::Completed {
-            history.push(r);
+/// `run` with the counts of its whole chain: a run that resumed a stopped
+/// one found only the rest of the site, and is judged with what the runs
+/// before it in the chain found.
+fn with_chain(runs: &[RunRecord], run: &RunRecord) -> RunRecord {
+    let mut whole = run.clone();
+    for r in runs {
+        if r.crawl == run.crawl && r.id < run.id {
+            whole.counts.add(&r.counts);
         }
     }
-    let mut kept = Vec::with_capacity(2 * keep);
-    for mode in [RunMode::Full, RunMode::Incremental] {
-        let of_mode: Vec<&RunRecord> = history.iter().filter(|r| r.mode == mode).collect();
-        let skip = of_mode.len().saturating_sub(keep);
-        kept.extend(of_mode.into_iter().skip(skip).cloned());
-    }
-    kept.sort_by_key(|r| r.id);
-    Ok(kept)
+    // The hosts' figures are the last run's own: a block is judged now.
+    whole.counts.hosts.clone_from(&run.counts.hosts);
+    whole
+}
+
+/// The completed runs before `run`, oldest first, each with its chain's
+/// counts: what the baselines choose from.
+fn completed_chains(runs: &[RunRecord], run: &RunRecord) -> Vec<RunRecord> {
+    runs.iter()
+        .filter(|r| r.id < run.id && r.status == RunStatus::Completed)
+        .map(|r| with_chain(runs, r))
+        .collect()
 }
 
 /// Hosts whose robots.txt could not be had in the run, with the URLs it
@@ -231,25 +259,33 @@ impl MonitorState {
         if self.value < 0.0 {
             return String::new();
         }
-        let pct = |x: f64| format!("{:.0} %", x * 100.0);
-        let secs = |x: f64| {
-            humantime::format_duration(std::time::Duration::from_secs(x as u64)).to_string()
+        // Each at a precision: the least one is tried first.
+        let pct = |x: f64, p: usize| format!("{:.p$} %", x * 100.0);
+        let num = |x: f64, p: usize| format!("{x:.p$}");
+        let secs = |x: f64, p: usize| match p {
+            0 => humantime::format_duration(std::time::Duration::from_secs(x as u64)).to_string(),
+            _ => humantime::format_duration(std::time::Duration::from_millis(
+                (x * 1000.0).round() as u64
+            ))
+            .to_string(),
         };
-        let (v, t, cmp) = match self.monitor {
-            MonitorKind::FailureRate => (pct(self.value), pct(self.threshold), ">"),
-            MonitorKind::FieldCoverage => (pct(self.value), pct(self.threshold), "<"),
-            MonitorKind::HostBlocked => (pct(self.value), pct(self.threshold), "≥"),
-            MonitorKind::ItemCount => (
-                format!("{:.0}", self.value),
-                format!("{:.0}", self.threshold),
-                "<",
-            ),
-            MonitorKind::Overdue => (secs(self.value), secs(self.threshold), ">"),
+        let (show, cmp): (&dyn Fn(f64, usize) -> String, &str) = match self.monitor {
+            MonitorKind::FailureRate => (&pct, ">"),
+            MonitorKind::FieldCoverage => (&pct, "<"),
+            MonitorKind::HostBlocked => (&pct, "≥"),
+            MonitorKind::ItemCount => (&num, "<"),
+            MonitorKind::Overdue => (&secs, ">"),
             MonitorKind::RunFailed | MonitorKind::ConfigBroken => {
                 return String::new();
             }
         };
-        if self.firing() {
+        // A firing figure must not read equal to its threshold ("9s > 9s"):
+        // more digits until they differ, when they differ at all.
+        let (v, t) = (0..4)
+            .map(|p| (show(self.value, p), show(self.threshold, p)))
+            .find(|(v, t)| v != t || cmp == "≥")
+            .unwrap_or_else(|| (show(self.value, 3), show(self.threshold, 3)));
+        if self.state != Health::Ok {
             format!("{v} {cmp} {t}")
         } else {
             v
@@ -284,14 +320,19 @@ pub fn render(states: &[MonitorState]) -> String {
             format!("{} firing", firing.len())
         }
     );
-    for s in &firing {
+    let pending = states.iter().filter(|s| s.pending());
+    for (word, s) in firing
+        .iter()
+        .map(|s| ("FIRING", *s))
+        .chain(pending.map(|s| ("pending", s)))
+    {
         let figures = s.figures();
         let sep = if figures.is_empty() { "" } else { "  " };
-        let _ = writeln!(out, "  FIRING {}{sep}{figures}: {}", s.label(), s.message);
+        let _ = writeln!(out, "  {word} {}{sep}{figures}: {}", s.label(), s.message);
     }
     let ok: Vec<String> = states
         .iter()
-        .filter(|s| !s.firing() && !firing.iter().any(|f| f.monitor == s.monitor))
+        .filter(|s| s.state == Health::Ok && !firing.iter().any(|f| f.monitor == s.monitor))
         .map(|s| {
             let figures = s.figures();
             if figures.is_empty() {

@@ -42,6 +42,13 @@ pub struct AlertRecord {
     /// A firing notice was queued and no resolved one since.
     #[serde(default)]
     pub open: bool,
+    /// Consecutive judgements in which the condition held, while pending.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub streak: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl AlertRecord {
@@ -51,6 +58,7 @@ impl AlertRecord {
             state,
             last_sent_ms,
             open,
+            streak: 0,
         }
     }
 }
@@ -102,6 +110,12 @@ pub struct Notice {
     pub since: String,
     /// RFC 3339: when this notice was made.
     pub at: String,
+    /// The host crawld runs on, filled in when the notice is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The daemon's dashboard, when it serves one, filled in when sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard: Option<String>,
 }
 
 /// One notice waiting for one channel.
@@ -287,21 +301,25 @@ impl Store {
         Ok(counts)
     }
 
-    /// Removes a delivered entry.
-    pub fn outbox_delivered(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
+    /// Removes delivered entries (one message), in one batch.
+    pub fn outbox_delivered(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
         let mut batch = tree::Batch::default();
-        batch.remove(outbox_key(&entry.channel, entry.seq));
+        for entry in entries {
+            batch.remove(outbox_key(&entry.channel, entry.seq));
+        }
         self.apply(batch)
     }
 
-    /// Records a failed attempt: `entry` as it should now be (its attempts
-    /// and next attempt time).
-    pub fn outbox_retry(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
+    /// Records a failed attempt: `entries` as they should now be (their
+    /// attempts and next attempt time).
+    pub fn outbox_retry(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
         let mut batch = tree::Batch::default();
-        batch.insert(
-            outbox_key(&entry.channel, entry.seq),
-            super::encode(self, entry)?,
-        );
+        for entry in entries {
+            batch.insert(
+                outbox_key(&entry.channel, entry.seq),
+                super::encode(self, entry)?,
+            );
+        }
         self.apply(batch)
     }
 

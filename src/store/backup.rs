@@ -16,6 +16,24 @@ use super::{Store, StoreError};
 
 const MAGIC: &[u8] = b"CRAWLD-BACKUP 1\n";
 const END: u32 = u32::MAX;
+/// What every version's header starts with: `CRAWLD-BACKUP N\n`.
+const MAGIC_PREFIX: &[u8] = b"CRAWLD-BACKUP ";
+
+/// Why a header is not this version's: another version of the format (made
+/// by a newer or older crawld), or not a crawld backup at all.
+fn header_problem(magic: &[u8]) -> String {
+    let version = magic
+        .strip_prefix(MAGIC_PREFIX)
+        .and_then(|rest| std::str::from_utf8(rest).ok())
+        .map(str::trim_end)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+    match version {
+        Some(v) => format!(
+            "a crawld backup of format version {v}, and this crawld reads version 1: restore it with the crawld release that made it"
+        ),
+        None => "not a crawld backup (its first bytes are not `CRAWLD-BACKUP 1`)".into(),
+    }
+}
 /// Records restored per sled batch.
 const RESTORE_BATCH: u64 = 1024;
 
@@ -27,29 +45,43 @@ impl Store {
             detail,
         };
         let out = File::create(file).map_err(|e| err(e.to_string()))?;
+        let mut out = BufWriter::new(out);
+        let n = self.backup_to(&mut out).map_err(|e| err(e.to_string()))?;
+        let synced = out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|f| f.sync_all());
+        synced.map_err(|e| err(e.to_string()))?;
+        Ok(n)
+    }
+
+    /// Writes the backup format to `out`; returns how many records. Commits
+    /// wait while it reads, so that a backup taken while a daemon crawls is
+    /// one consistent point in time (the daemon's `store backup`).
+    pub fn backup_to(&self, out: &mut dyn Write) -> std::io::Result<u64> {
+        let _no_commits = self
+            .commits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out = HashingWriter {
-            inner: BufWriter::new(out),
+            inner: out,
             hash: Xxh3::new(),
         };
         let mut n = 0u64;
-        let result: std::io::Result<()> = (|| {
-            out.write_all(MAGIC)?;
-            for kv in self.data.iter() {
-                let (k, v) = kv.map_err(std::io::Error::other)?;
-                out.write_all(&(k.len() as u32).to_be_bytes())?;
-                out.write_all(&k)?;
-                out.write_all(&(v.len() as u32).to_be_bytes())?;
-                out.write_all(&v)?;
-                n += 1;
-            }
-            out.write_all(&END.to_be_bytes())?;
-            out.write_all(&n.to_be_bytes())?;
-            let digest = out.hash.digest();
-            out.inner.write_all(&digest.to_be_bytes())?;
-            out.inner.flush()?;
-            out.inner.get_ref().sync_all()
-        })();
-        result.map_err(|e| err(e.to_string()))?;
+        out.write_all(MAGIC)?;
+        for kv in self.data.iter() {
+            let (k, v) = kv.map_err(std::io::Error::other)?;
+            out.write_all(&(k.len() as u32).to_be_bytes())?;
+            out.write_all(&k)?;
+            out.write_all(&(v.len() as u32).to_be_bytes())?;
+            out.write_all(&v)?;
+            n += 1;
+        }
+        out.write_all(&END.to_be_bytes())?;
+        out.write_all(&n.to_be_bytes())?;
+        let digest = out.hash.digest();
+        out.inner.write_all(&digest.to_be_bytes())?;
+        out.inner.flush()?;
         Ok(n)
     }
 
@@ -152,7 +184,7 @@ impl<R: Read> BackupReader<R> {
             _ => format!("cannot read the file: {e}"),
         })?;
         if magic != MAGIC {
-            return Err("not a crawld backup (bad header)".into());
+            return Err(header_problem(&magic));
         }
         let mut hash = Xxh3::new();
         hash.update(&magic);
@@ -242,5 +274,23 @@ impl<W: Write> Write for HashingWriter<W> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_of_another_version_says_so() {
+        let newer = BackupReader::new(&b"CRAWLD-BACKUP 2\nrest"[..])
+            .err()
+            .unwrap();
+        assert!(newer.contains("format version 2"), "{newer}");
+        let other = BackupReader::new(&b"PK\x03\x04 a zip file, not a backup"[..])
+            .err()
+            .unwrap();
+        assert!(other.starts_with("not a crawld backup"), "{other}");
+        assert!(BackupReader::new(MAGIC).is_ok());
     }
 }

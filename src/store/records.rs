@@ -49,6 +49,11 @@ pub struct RunRecord {
     pub counts: RunCounts,
     /// Why the run failed, for `crawld runs`.
     pub error: Option<String>,
+    /// The monitors whose condition held when the run was judged, as
+    /// `monitor` or `monitor SUBJECT` (firing or pending): a baseline leaves
+    /// the run out for them, so that a fault never becomes the normal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breached: Vec<String>,
 }
 
 /// What a run did, for summaries and `crawld runs`.

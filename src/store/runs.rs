@@ -80,6 +80,7 @@ impl Store {
             crawl: id,
             counts: RunCounts::default(),
             error: None,
+            breached: Vec::new(),
         };
         let mut chain = vec![id];
 
@@ -216,6 +217,23 @@ impl Store {
         Ok(())
     }
 
+    /// The names of the targets that have runs in the store, in order.
+    pub fn targets_with_runs(&self) -> Result<Vec<TargetId>, StoreError> {
+        let mut names: Vec<TargetId> = Vec::new();
+        for kv in self.data.scan_prefix([b'r', super::SEP]) {
+            let (key, _) = kv?;
+            let name = key
+                .get(2..)
+                .and_then(|rest| rest.split(|&b| b == super::SEP).next())
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            if names.last().is_none_or(|n| n.as_str() != name) {
+                names.push(TargetId::new(name.into_owned()));
+            }
+        }
+        Ok(names)
+    }
+
     /// A target's last run.
     pub fn last_run(&self, target: &TargetId) -> Result<Option<RunRecord>, StoreError> {
         self.runs(target).last().transpose()
@@ -224,6 +242,26 @@ impl Store {
     /// One run of a target.
     pub fn run(&self, target: &TargetId, id: RunId) -> Result<Option<RunRecord>, StoreError> {
         self.get(&run_key(target, id))
+    }
+
+    /// Records which monitors' conditions held when run `id` was judged
+    /// (see [`RunRecord::breached`]); a run no longer kept is left alone.
+    pub fn record_breaches(
+        &self,
+        target: &TargetId,
+        id: RunId,
+        breached: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let Some(mut run) = self.run(target, id)? else {
+            return Ok(());
+        };
+        if run.breached == breached {
+            return Ok(());
+        }
+        run.breached = breached;
+        let mut batch = super::tree::Batch::default();
+        batch.insert(run_key(target, id), encode(self, &run)?);
+        self.apply_marked(batch, super::Commit::End)
     }
 
     /// The change events of one run, in order.

@@ -2,9 +2,17 @@
 //! non-loopback address needs one, and then every request carries it, as
 //! `Authorization: Bearer TOKEN` or as `?token=TOKEN` (for a browser's
 //! address bar). The token is compared in constant time and never logged.
+//!
+//! Without a token, a request must name a loopback host (`localhost`,
+//! `*.localhost`, `127.0.0.0/8`, `[::1]`) or one the user allowed
+//! (`--http-allow-host`): a web page that rebinds its own DNS name to
+//! 127.0.0.1 could otherwise read the dashboard through the visitor's
+//! browser, which sends that page's name as `Host`.
 
 use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -89,10 +97,101 @@ fn carried(req: &Request) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// The middleware: a request without the right token gets 401.
-pub async fn require(State(token): State<Option<Token>>, req: Request, next: Next) -> Response {
-    let Some(token) = token else {
-        return next.run(req).await;
+/// What the middleware checks: the token when there is one, else the host
+/// names a request may use.
+#[derive(Clone, Debug)]
+pub struct Access {
+    pub token: Option<Token>,
+    /// `--http-allow-host` names, lower case, without a port.
+    pub hosts: Arc<[String]>,
+}
+
+impl Access {
+    /// `allowed` as the user wrote them: a port or a trailing dot is dropped,
+    /// case does not matter.
+    pub fn new(token: Option<Token>, allowed: &[String]) -> Access {
+        let hosts = allowed
+            .iter()
+            .map(|h| normalise(h))
+            .filter(|h| !h.is_empty())
+            .collect();
+        Access { token, hosts }
+    }
+
+    /// Whether a request may use `host` (a `Host` header) without a token.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let name = normalise(host);
+        is_loopback_name(&name) || self.hosts.contains(&name)
+    }
+}
+
+/// `host` without its port or trailing dot, in lower case.
+fn normalise(host: &str) -> String {
+    let host = host.trim();
+    let name = if host.starts_with('[') {
+        // `[::1]:9464`: the address is the bracketed part.
+        host.find(']').map_or(host, |end| &host[..=end])
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.to_ascii_lowercase()
+}
+
+/// `localhost`, `*.localhost` (RFC 6761 keeps them on this machine),
+/// `127.0.0.0/8` and `[::1]`.
+fn is_loopback_name(name: &str) -> bool {
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    if let Some(v6) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        return v6.parse::<Ipv6Addr>().is_ok_and(|a| a.is_loopback());
+    }
+    name.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+}
+
+/// The host a request names: its absolute URI's authority, else its `Host`
+/// header. `None` when it names none (HTTP/1.0 without `Host`: no browser
+/// sends that, so no rebinding page can).
+fn named_host(req: &Request) -> Option<String> {
+    if let Some(a) = req.uri().authority() {
+        return Some(a.as_str().to_owned());
+    }
+    let v = req.headers().get(header::HOST)?;
+    Some(String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// 421 for a host that is not this listener's name.
+fn misdirected(host: &str) -> Response {
+    // Shown only when it is plain: it came from the client.
+    let shown: String = host
+        .chars()
+        .take(100)
+        .filter(char::is_ascii_graphic)
+        .collect();
+    (
+        StatusCode::MISDIRECTED_REQUEST,
+        Body::from(format!(
+            "421: without a token this crawld listener answers only to loopback names \
+             (localhost, 127.0.0.1, [::1]), and `Host: {shown}` is not one: open it by one of \
+             those, allow the name with --http-allow-host {shown}, or set a token \
+             (--http-token-file)\n"
+        )),
+    )
+        .into_response()
+}
+
+/// The middleware: without a token, a request naming a foreign host gets
+/// 421; with one, a request without the right token gets 401.
+pub async fn require(State(access): State<Access>, req: Request, next: Next) -> Response {
+    let Some(token) = &access.token else {
+        return match named_host(&req) {
+            Some(host) if !access.host_allowed(&host) => misdirected(&host),
+            _ => next.run(req).await,
+        };
     };
     if carried(&req).is_some_and(|t| token.matches(&t)) {
         return next.run(req).await;
@@ -149,6 +248,38 @@ mod tests {
             Some("x+y")
         );
         assert_eq!(carried(&req("/metrics", None)), None);
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_and_allowed_names_are_answered() {
+        let access = Access::new(None, &["Dash.Internal:8443".into(), "".into()]);
+        for ok in [
+            "localhost",
+            "LOCALHOST:9464",
+            "localhost.",
+            "crawld.localhost:80",
+            "127.0.0.1",
+            "127.8.9.10:9464",
+            "[::1]",
+            "[::1]:9464",
+            "dash.internal",
+            "dash.internal:9464",
+        ] {
+            assert!(access.host_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:9464",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "10.0.0.1",
+            "[::2]:80",
+            "[::1",
+            "",
+            "internal",
+        ] {
+            assert!(!access.host_allowed(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub fn render(status: &Status, runs: &TargetRuns, now_ms: u64) -> String {
     for t in &status.targets {
         target(&mut out, t, runs.get(&t.name), now_ms);
     }
-    tables::hosts(&mut out, &status.hosts, now_ms);
+    tables::hosts(&mut out, status, runs, now_ms);
     tables::channels(&mut out, &status.channels, now_ms);
     out.push_str(
         "<footer>Read-only. The same data as JSON: <code>/api/status</code>, \
@@ -290,9 +290,15 @@ fn monitors(out: &mut String, t: &TargetStatus) {
     }
     out.push_str(r#"<div class="ok-list">"#);
     for m in t.monitors.iter().filter(|m| !m.firing()) {
+        // Pending: its condition holds, not yet for `fire_after` runs.
+        let (class, mark) = if m.pending() {
+            ("chip pending", "⧗")
+        } else {
+            ("chip", "✓")
+        };
         let _ = write!(
             out,
-            r#"<span class="chip" title="{}">✓ {}</span>"#,
+            r#"<span class="{class}" title="{}">{mark} {}</span>"#,
             esc(&m.message),
             m.monitor
         );
@@ -300,11 +306,19 @@ fn monitors(out: &mut String, t: &TargetStatus) {
     out.push_str("</div></div>");
 }
 
-/// The four charts of a target's recent runs.
+/// The four charts of a target's recent runs. A run in progress is not
+/// drawn: its record holds no counts until it ends (its progress bar shows
+/// it), and it would read as a run that found nothing.
 fn charts(out: &mut String, runs: &[RunRecord]) {
+    let runs: Vec<RunRecord> = runs
+        .iter()
+        .filter(|r| r.status != RunStatus::Running)
+        .cloned()
+        .collect();
+    let runs = &runs[..];
     if runs.is_empty() {
         out.push_str(
-            r#"<div class="no-runs">No runs yet: its charts start with its first run.</div>"#,
+            r#"<div class="no-runs">No runs yet: its charts start when its first run ends.</div>"#,
         );
         return;
     }

@@ -39,6 +39,7 @@ fn run(target: &str, id: u64, i: u64, status: RunStatus, counts: RunCounts) -> R
         crawl: RunId(id),
         counts,
         error: (status == RunStatus::Failed).then(|| "the store could not be written".into()),
+        breached: Vec::new(),
     }
 }
 

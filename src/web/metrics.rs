@@ -5,8 +5,9 @@
 //! what `crawld runs TARGET --json` adds up to (pruning by `keep_runs` looks
 //! like a counter reset, which `rate()` handles).
 //!
-//! Labels are targets, modes, statuses, outcomes, hosts (`host:port`), item
-//! kinds, fields, monitors, classes and channels, never URLs. Label values
+//! Labels are targets, modes, statuses, outcomes, hosts (`host:port`, the
+//! busiest only: [`super::busiest`]), item kinds, fields, monitors, classes
+//! and channels, never URLs. Label values
 //! are escaped here: `prometheus-client` writes them as they are, and a
 //! field named in TOML may hold a quote.
 
@@ -20,6 +21,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::TypedMetric;
 use prometheus_client::registry::{Registry, Unit};
 
+use super::busiest::{Shown, OTHER};
 use super::TargetRuns;
 use crate::control::{HostStatus, Status, TargetStatus};
 use crate::monitor::MonitorKind;
@@ -28,6 +30,50 @@ use crate::store::{RunCounts, RunMode, RunRecord, RunStatus};
 
 /// The content type of the answer (what `prometheus-client` writes).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The content type of the classic Prometheus text format, for a scraper
+/// that does not ask for OpenMetrics.
+pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether a scrape's `Accept` header asks for OpenMetrics: Prometheus does;
+/// `promtool check metrics`, Telegraf and older agents do not, and read only
+/// the classic format.
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.to_ascii_lowercase()
+            .contains("application/openmetrics-text")
+    })
+}
+
+/// `openmetrics` (as [`encode`] writes it) in the classic text format
+/// 0.0.4: no `# EOF` nor `# UNIT` line, and a counter's `# HELP` and
+/// `# TYPE` lines name its samples, `_total` included, as 0.0.4 wants.
+pub fn classic(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
 
 /// A label value, escaped as the text format wants (`\`, `"`, newline).
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -89,8 +135,9 @@ pub fn encode(status: &Status, runs: &TargetRuns, now_ms: u64) -> String {
             targets.runs(t, runs);
         }
     }
-    hosts(&mut reg, &status.hosts, now_ms);
-    host_retries(&mut reg, runs);
+    let shown = Shown::pick(&status.hosts, runs);
+    hosts(&mut reg, &status.hosts, &shown, now_ms);
+    host_retries(&mut reg, runs, &shown);
     channels(&mut reg, status);
     let mut out = String::new();
     // Writing to a String cannot fail, and the label encoders above do not.
@@ -294,7 +341,9 @@ fn last_completed(runs: &[RunRecord], mode: Option<RunMode>) -> Option<&RunRecor
 /// A host's gauge, from its status and the time now.
 type HostGet = fn(&HostStatus, u64) -> i64;
 
-fn hosts(reg: &mut Registry, hosts: &[HostStatus], now_ms: u64) {
+/// The hosts' figures: each shown host's, then the sum of the others as
+/// host `(other)` (its gauges count: how many are paused, in flight…).
+fn hosts(reg: &mut Registry, hosts: &[HostStatus], shown: &Shown, now_ms: u64) {
     let requests: Family<Labels, Counter> = family(reg, "host_requests", "Answers and transport errors of the host since the daemon started, by class (2xx, 3xx, 4xx, 5xx, error: they add up to all requests)", None);
     let too_many: Family<Labels, Counter> = family(
         reg,
@@ -339,32 +388,41 @@ fn hosts(reg: &mut Registry, hosts: &[HostStatus], now_ms: u64) {
         .into_iter()
         .map(|(name, help, get)| (family(reg, name, help, None), get))
         .collect();
-    for h in hosts {
-        let host = h.host.as_str();
-        let c = &h.counters;
+    let (named, others) = shown.split(hosts);
+    let groups = named
+        .into_iter()
+        .map(|h| (h.host.as_str(), vec![h]))
+        .chain((!others.is_empty()).then_some((OTHER, others)));
+    for (host, group) in groups {
+        let sum = |get: fn(&HostStatus) -> u64| group.iter().map(|h| get(h)).sum::<u64>();
         for (class, n) in [
-            ("2xx", c.status_2xx),
-            ("3xx", c.status_3xx),
-            ("4xx", c.status_4xx),
-            ("5xx", c.status_5xx),
-            ("error", c.errors),
+            ("2xx", sum(|h| h.counters.status_2xx)),
+            ("3xx", sum(|h| h.counters.status_3xx)),
+            ("4xx", sum(|h| h.counters.status_4xx)),
+            ("5xx", sum(|h| h.counters.status_5xx)),
+            ("error", sum(|h| h.counters.errors)),
         ] {
             requests
                 .get_or_create(&labels(&[("host", host), ("class", class)]))
                 .inc_by(n);
         }
         let hl = labels(&[("host", host)]);
-        too_many.get_or_create(&hl).inc_by(c.status_429);
-        forbidden.get_or_create(&hl).inc_by(c.status_403);
+        too_many
+            .get_or_create(&hl)
+            .inc_by(sum(|h| h.counters.status_429));
+        forbidden
+            .get_or_create(&hl)
+            .inc_by(sum(|h| h.counters.status_403));
         for (f, get) in &gauges {
-            f.get_or_create(&hl).set(get(h, now_ms));
+            f.get_or_create(&hl)
+                .set(group.iter().map(|h| get(h, now_ms)).sum());
         }
     }
 }
 
 /// Retries and requeues per host, summed over every target's kept runs (the
 /// limiter counts them per run, not since the daemon started).
-fn host_retries(reg: &mut Registry, runs: &TargetRuns) {
+fn host_retries(reg: &mut Registry, runs: &TargetRuns, shown: &Shown) {
     let retries: Family<Labels, Counter> = family(
         reg,
         "host_retries",
@@ -379,7 +437,7 @@ fn host_retries(reg: &mut Registry, runs: &TargetRuns) {
     );
     for run in runs.values().flatten().flatten() {
         for (host, h) in &run.counts.hosts {
-            let hl = labels(&[("host", host)]);
+            let hl = labels(&[("host", shown.label(host))]);
             retries.get_or_create(&hl).inc_by(h.retries);
             requeues.get_or_create(&hl).inc_by(h.requeues);
         }

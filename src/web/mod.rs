@@ -14,9 +14,13 @@
 //! so imports go one way (`daemon` → `web` → `control`) and the supervisor
 //! only ever answers a `Status` request, never waits on a page.
 
+pub mod accept;
 mod auth;
+pub mod busiest;
 pub mod charts;
 pub mod dashboard;
+#[cfg(test)]
+mod edge_tests;
 #[doc(hidden)]
 pub mod fixture;
 mod html;
@@ -30,17 +34,21 @@ use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
+pub use accept::{Limits, HEADER_TIMEOUT, MAX_CONNECTIONS};
+use auth::Access;
 pub use auth::{Token, MIN_TOKEN_LEN, TOKEN_ENV};
 
 use crate::control::{ApiError, ErrorBody, Status};
@@ -62,6 +70,26 @@ pub struct HttpConfig {
     pub addr: String,
     /// `--http-token-file`; else the token comes from `CRAWLD_HTTP_TOKEN`.
     pub token_file: Option<PathBuf>,
+    /// `--http-allow-host`: names answered without a token, besides loopback.
+    pub allow_hosts: Vec<String>,
+    /// `--http-max-connections`, before the file descriptor budget cuts it.
+    pub max_connections: usize,
+    /// `--http-header-timeout`.
+    pub header_timeout: Duration,
+}
+
+/// Of the process's file descriptors, the listener's connections may use at
+/// most this share: the rest stays for the crawls (a socket per host
+/// connection, spill files) and the store.
+const FD_SHARE_DIVISOR: u64 = 4;
+
+/// `asked`, cut to the listener's share of the soft `RLIMIT_NOFILE`.
+fn connection_cap(asked: usize) -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let share = soft.map_or(usize::MAX, |n| {
+        usize::try_from(n / FD_SHARE_DIVISOR).unwrap_or(usize::MAX)
+    });
+    asked.min(share).max(1)
 }
 
 /// Why the listener cannot start. Each is a configuration error (exit 78).
@@ -130,7 +158,8 @@ pub fn parse_addr(addr: &str) -> Result<SocketAddr, WebError> {
 /// A bound listener, not serving yet.
 pub struct Bound {
     listener: tokio::net::TcpListener,
-    token: Option<Token>,
+    access: Access,
+    limits: Limits,
     /// The address it is bound to (the real port, for port 0).
     pub addr: SocketAddr,
 }
@@ -154,9 +183,14 @@ pub async fn bind(cfg: &HttpConfig) -> Result<Bound, WebError> {
         .await
         .map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
+    let limits = Limits {
+        connections: connection_cap(cfg.max_connections),
+        header_timeout: cfg.header_timeout,
+    };
     Ok(Bound {
         listener,
-        token,
+        access: Access::new(token, &cfg.allow_hosts),
+        limits,
         addr,
     })
 }
@@ -176,23 +210,22 @@ pub fn serve<S: Source>(
 ) -> tokio::task::JoinHandle<()> {
     let Bound {
         listener,
-        token,
+        access,
+        limits,
         addr,
     } = bound;
-    info!(http = %addr, token = token.is_some(), "Dashboard and metrics listening.");
-    let app = router(source, token);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-        {
-            warn!(http = %addr, error = %e, "The HTTP listener stopped.");
-        }
-    })
+    info!(
+        http = %addr,
+        token = access.token.is_some(),
+        connections = limits.connections,
+        "Dashboard and metrics listening."
+    );
+    let app = router(source, access);
+    tokio::spawn(accept::serve(listener, app, limits, shutdown))
 }
 
-/// The routes, behind the token check when there is a token.
-pub fn router<S: Source>(source: S, token: Option<Token>) -> Router {
+/// The routes, behind the token check (or, without a token, the host check).
+fn router<S: Source>(source: S, access: Access) -> Router {
     let app = App {
         source,
         turns: Arc::new(Semaphore::new(CONCURRENT)),
@@ -204,7 +237,7 @@ pub fn router<S: Source>(source: S, token: Option<Token>) -> Router {
         .route("/api/runs", get(api_runs::<S>))
         .fallback(not_found)
         .with_state(app)
-        .layer(axum::middleware::from_fn_with_state(token, auth::require))
+        .layer(axum::middleware::from_fn_with_state(access, auth::require))
 }
 
 /// Headers of every answer: nothing cached, nothing sniffed, no referrer (a
@@ -269,16 +302,21 @@ async fn page<S: Source>(State(app): State<App<S>>) -> Response {
     }
 }
 
-async fn scrape<S: Source>(State(app): State<App<S>>) -> Response {
+async fn scrape<S: Source>(State(app): State<App<S>>, headers: HeaderMap) -> Response {
     let _turn = app.turns.acquire().await;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let openmetrics = metrics::wants_openmetrics(accept);
     match status_and_runs(&app, usize::MAX).await {
         Ok((status, runs)) => {
             let text = metrics::encode(&status, &runs, crate::store::now_ms());
+            let (text, kind) = if openmetrics {
+                (text, metrics::CONTENT_TYPE)
+            } else {
+                (metrics::classic(&text), metrics::CLASSIC_CONTENT_TYPE)
+            };
             let mut resp = harden(text.into_response());
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(metrics::CONTENT_TYPE),
-            );
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
             resp
         }
         Err(e) => refuse(e),
@@ -299,7 +337,26 @@ struct RunsQuery {
     limit: Option<usize>,
 }
 
-async fn api_runs<S: Source>(State(app): State<App<S>>, Query(q): Query<RunsQuery>) -> Response {
+/// A query `/api/runs` cannot read: the documented JSON error, not axum's
+/// plain-text rejection.
+fn bad_query(detail: String) -> Response {
+    let body = ErrorBody {
+        message: format!(
+            "bad query ({detail}): write /api/runs?target=NAME or /api/runs?target=NAME&limit=N"
+        ),
+        error: ApiError::BadRequest { detail },
+    };
+    harden((StatusCode::BAD_REQUEST, Json(body)).into_response())
+}
+
+async fn api_runs<S: Source>(
+    State(app): State<App<S>>,
+    q: Result<Query<RunsQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(e.body_text()),
+    };
     let _turn = app.turns.acquire().await;
     let target = TargetId::new(q.target);
     let known = match app.source.status().await {

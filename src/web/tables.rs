@@ -2,12 +2,16 @@
 //! firing monitors, the configuration errors, the hosts and the alert
 //! channels. Every string is escaped.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
+use super::busiest::Shown;
 use super::dashboard::{health, Light};
 use super::html::{count, duration, esc, when};
+use super::TargetRuns;
 use crate::control::status::ChannelStatus;
 use crate::control::{HostStatus, Status};
+use crate::monitor::MonitorKind;
 
 /// One figure per light, and the configuration errors.
 pub fn summary(out: &mut String, status: &Status) {
@@ -95,8 +99,10 @@ pub fn config_errors(out: &mut String, status: &Status) {
     out.push_str("</div>");
 }
 
-/// The hosts the daemon met, with their answers since it started.
-pub fn hosts(out: &mut String, hosts: &[HostStatus], now_ms: u64) {
+/// The hosts the daemon met, with their answers since it started: the
+/// busiest by name ([`Shown`]), the others summed in one last row.
+pub fn hosts(out: &mut String, status: &Status, runs: &TargetRuns, now_ms: u64) {
+    let hosts = &status.hosts;
     out.push_str(r#"<h2 class="section">Hosts</h2><div class="card">"#);
     if hosts.is_empty() {
         out.push_str(r#"<div class="empty">No host contacted yet.</div></div>"#);
@@ -105,7 +111,16 @@ pub fn hosts(out: &mut String, hosts: &[HostStatus], now_ms: u64) {
     out.push_str(
         r#"<table><tr><th>Host</th><th class="r">In flight</th><th class="r">Concurrency</th><th class="r">Requests</th><th class="r">2xx</th><th class="r">3xx</th><th class="r">4xx</th><th class="r">5xx</th><th class="r">403</th><th class="r">429</th><th class="r">Errors</th><th>Delay</th><th>State</th></tr>"#,
     );
-    for h in hosts {
+    // The hosts a firing `host_blocked` monitor names, with its message.
+    let blocked: HashMap<&str, &str> = status
+        .targets
+        .iter()
+        .flat_map(|t| &t.monitors)
+        .filter(|m| m.monitor == MonitorKind::HostBlocked && m.firing())
+        .map(|m| (m.subject.as_str(), m.message.as_str()))
+        .collect();
+    let (named, others) = Shown::pick(hosts, runs).split(hosts);
+    for h in named {
         let c = &h.counters;
         let warn = |n: u64| {
             if n > 0 {
@@ -131,10 +146,42 @@ pub fn hosts(out: &mut String, hosts: &[HostStatus], now_ms: u64) {
             warn(c.errors),
             delay(h.delay_ms),
         );
-        host_state(out, h, now_ms);
+        host_state(out, h, blocked.get(h.host.as_str()).copied(), now_ms);
         out.push_str("</td></tr>");
     }
+    others_row(out, &others, now_ms);
     out.push_str("</table></div>");
+}
+
+/// One row for the hosts not shown by name: their sums.
+fn others_row(out: &mut String, others: &[&HostStatus], now_ms: u64) {
+    if others.is_empty() {
+        return;
+    }
+    let sum = |get: fn(&HostStatus) -> u64| count(others.iter().map(|h| get(h)).sum::<u64>());
+    let paused = others
+        .iter()
+        .filter(|h| h.paused_until_ms.is_some_and(|u| u > now_ms))
+        .count();
+    let backoff = others
+        .iter()
+        .filter(|h| h.backoff_until_ms.is_some_and(|u| u > now_ms))
+        .count();
+    let _ = write!(
+        out,
+        r#"<tr class="others"><td>{} {} more hosts</td><td class="r num">{}</td><td class="r num">—</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td class="r num">{}</td><td>—</td><td class="nw">{paused} paused · {backoff} in backoff</td></tr>"#,
+        super::busiest::OTHER,
+        count(others.len() as u64),
+        sum(|h| u64::from(h.in_flight)),
+        sum(|h| h.counters.requests),
+        sum(|h| h.counters.status_2xx),
+        sum(|h| h.counters.status_3xx),
+        sum(|h| h.counters.status_4xx),
+        sum(|h| h.counters.status_5xx),
+        sum(|h| h.counters.status_403),
+        sum(|h| h.counters.status_429),
+        sum(|h| h.counters.errors),
+    );
 }
 
 fn delay((least, most): (u64, u64)) -> String {
@@ -147,8 +194,16 @@ fn delay((least, most): (u64, u64)) -> String {
     }
 }
 
-fn host_state(out: &mut String, h: &HostStatus, now_ms: u64) {
+fn host_state(out: &mut String, h: &HostStatus, blocked: Option<&str>, now_ms: u64) {
     let mut any = false;
+    if let Some(why) = blocked {
+        let _ = write!(
+            out,
+            r#"<span class="state red" title="{}">blocked</span> "#,
+            esc(why)
+        );
+        any = true;
+    }
     if let Some(until) = h.paused_until_ms.filter(|u| *u > now_ms) {
         out.push_str(r#"<span class="state red">paused</span> until "#);
         when(out, until, now_ms);

@@ -8,12 +8,16 @@ use super::metrics::encode;
 use crate::ids::TargetId;
 use crate::store::{KindCoverage, RunCounts};
 
-fn scrape(text: &str) -> prometheus_parse::Scrape {
+pub(super) fn scrape(text: &str) -> prometheus_parse::Scrape {
     prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
 }
 
 /// The value of one sample, by metric name and labels.
-fn value(s: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(super) fn value(
+    s: &prometheus_parse::Scrape,
+    metric: &str,
+    labels: &[(&str, &str)],
+) -> Option<f64> {
     s.samples
         .iter()
         .find(|x| x.metric == metric && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))

@@ -71,15 +71,22 @@ url = "{discord}"
         assert!(hook.body.get(key).is_some(), "{key} in {}", hook.body);
     }
     assert_eq!(hook.body["version"], 1);
+    assert!(
+        hook.body["host"].as_str().is_some_and(|h| !h.is_empty()),
+        "{}",
+        hook.body
+    );
     assert_eq!(hook.body["state"], "test");
     assert_eq!(hook.body["monitor"], "test");
 
     for (h, key) in [(&hooks[1], "text"), (&hooks[2], "content")] {
         let object = h.body.as_object().unwrap();
         assert_eq!(object.keys().collect::<Vec<_>>(), [key], "{}", h.body);
-        let line = object[key].as_str().unwrap();
-        assert!(line.starts_with("🧪 crawld test alert"), "{line}");
-        assert!(!line.contains('\n'), "one line: {line}");
+        let text = object[key].as_str().unwrap();
+        assert!(text.starts_with("🧪 crawld test alert"), "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "the alert, then where crawld runs: {text}");
+        assert!(lines[1].starts_with("crawld on "), "{text}");
     }
 }
 
@@ -120,6 +127,23 @@ to = ["ops@example.org", "Second <second@example.org>"]
     );
     assert_eq!(m.header("Subject").as_deref(), Some("[crawld] test alert"));
     assert!(m.data.contains("state:     test"), "{}", m.data);
+    // What mail filters and clients expect of a well-formed message.
+    assert_eq!(
+        m.header("MIME-Version").as_deref(),
+        Some("1.0"),
+        "{}",
+        m.data
+    );
+    let id = m.header("Message-ID").unwrap_or_default();
+    assert!(
+        id.starts_with('<') && id.contains('@') && id.ends_with('>'),
+        "{id}"
+    );
+    assert!(
+        m.data.contains("Sent by crawld on "),
+        "the host is named: {}",
+        m.data
+    );
 }
 
 #[test]
@@ -290,4 +314,44 @@ command = ["true"]
         .stdout(predicate::str::contains(
             "0 target(s), 3 profile(s), 2 alert channel(s), no errors",
         ));
+}
+
+/// A receiver's answer is the network's text: a forged "all good" with a
+/// screen clear and a window title change reaches the terminal as visible
+/// escapes, never as control sequences.
+#[test]
+fn alert_test_escapes_the_control_characters_of_a_receivers_answer() {
+    use super::common::tcp::TcpServer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hostile = TcpServer::start(|mut tcp| async move {
+        let mut buf = vec![0u8; 8192];
+        let _ = tcp.read(&mut buf).await;
+        let body = "\x1b[2J\x1b]0;all good\x07\r\u{9b}32mDelivered: all good";
+        let answer = format!(
+            "HTTP/1.1 502 Bad\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = tcp.write_all(answer.as_bytes()).await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[channels.evil]\nkind = \"webhook\"\nurl = \"http://{}/hook\"\n",
+        hostile.addr
+    );
+    write(dir.path(), &[("alerts.toml", &text)]);
+    let out = crawld()
+        .args(["alert", "test", "evil", "--configs"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !stderr.chars().any(|c| c.is_control() && c != '\n'),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr.contains(r"answered 502: \x1b[2J\x1b]0;all good\x07\x0d\u{9b}32mDelivered"),
+        "{stderr}"
+    );
 }

@@ -21,7 +21,6 @@ use super::common::daemon::{wait_for, Daemon};
 use super::common::sinks::WebhookSink;
 use super::common::tcp::TcpServer;
 
-const DAY: Duration = Duration::from_secs(24 * 3600);
 /// Short retries, so that a test sees several within a second.
 const FAST: Backoff = Backoff {
     first: Duration::from_millis(50),
@@ -50,7 +49,10 @@ fn firing(monitor: MonitorKind) -> MonitorState {
 fn queue(store: &Store, to: &[&str], monitor: MonitorKind) {
     let to: Vec<ChannelName> = to.iter().map(|c| ChannelName::new(*c)).collect();
     let states = vec![firing(monitor)];
-    alert::observe(store, &books(), &to, DAY, &[monitor], states, now_ms()).unwrap();
+    // Every monitor fires on its first breach here.
+    let mut cfg = crawld::config::MonitorConfig::default();
+    cfg.fire_after.insert(monitor, 1);
+    alert::observe(store, &books(), &to, &cfg, &[monitor], states, now_ms()).unwrap();
 }
 
 fn hook(name: &str, url: &str, extra: &str) -> String {
@@ -120,6 +122,7 @@ async fn a_webhook_answering_500_gets_the_alert_once_it_recovers() {
     let s = status(&d, "ops");
     assert_eq!((s.delivered, s.pending), (1, 0));
     assert!(s.last_delivered_ms.is_some());
+    assert_eq!(s.last_error, None, "a success clears the red error: {s:?}");
 
     // An idle queue wakes on a kick for what is queued next (it would
     // otherwise look again only after 30 s).
@@ -283,4 +286,56 @@ fn the_daemon_delivers_what_was_queued_and_never_twice() {
     let store = Store::open_read(&state).unwrap();
     assert_eq!(pending(&store, "ops"), 0);
     assert_eq!(sink.accepted().len(), 1);
+}
+
+/// After an outage, a firing that resolved meanwhile is one message, not
+/// two, and what still fires goes first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outage_a_firing_that_resolved_meanwhile_is_one_message() {
+    let sink = WebhookSink::start();
+    sink.close();
+    let dir = tempfile::tempdir().unwrap();
+    let map = channels(
+        &dir.path().join("configs"),
+        &hook("ops", &sink.url("/hook"), ""),
+    );
+    let store = Arc::new(Store::open(&dir.path().join("state")).unwrap());
+    let d = start(&store, map);
+    queue(&store, &["ops"], MonitorKind::FailureRate);
+    until("a failed attempt", || status(&d, "ops").failed >= 1).await;
+    // While the channel is down: failure_rate resolves, item_count fires.
+    let ops = [ChannelName::new("ops")];
+    let mut cfg = crawld::config::MonitorConfig::default();
+    cfg.fire_after.insert(MonitorKind::ItemCount, 1);
+    let mut ok = firing(MonitorKind::FailureRate);
+    ok.state = Health::Ok;
+    ok.message = "0 of 35 pages failed".into();
+    let scope = [MonitorKind::FailureRate];
+    alert::observe(&store, &books(), &ops, &cfg, &scope, vec![ok], now_ms()).unwrap();
+    let scope = [MonitorKind::ItemCount];
+    let items = vec![firing(MonitorKind::ItemCount)];
+    alert::observe(&store, &books(), &ops, &cfg, &scope, items, now_ms()).unwrap();
+    sink.reopen();
+    until("delivered", || pending(&store, "ops") == 0).await;
+    let sent = sink.accepted();
+    let seen: Vec<(String, String)> = sent
+        .iter()
+        .map(|n| (n["monitor"].to_string(), n["state"].to_string()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (r#""item_count""#.to_owned(), r#""firing""#.to_owned()),
+            (r#""failure_rate""#.to_owned(), r#""resolved""#.to_owned()),
+        ],
+        "the current one first, then one message for the old episode"
+    );
+    let old = sent[1]["message"].as_str().unwrap();
+    assert!(old.starts_with("fired at "), "{old}");
+    assert!(old.contains("0 of 35 pages failed"), "{old}");
+    until("no red error after a success", || {
+        status(&d, "ops").last_error.is_none()
+    })
+    .await;
+    d.shutdown().await;
 }

@@ -1,5 +1,5 @@
 //! The whole way, in a real daemon: a site starts failing, `failure_rate`
-//! fires once to a webhook, an SMTP server and an exec command, a restart
+//! is pending for one run, then fires once to a webhook, an SMTP server and an exec command, a restart
 //! sends nothing twice, and the recovery sends one `resolved` to each.
 
 use std::path::Path;
@@ -166,6 +166,18 @@ fn a_failing_site_fires_once_per_channel_survives_a_restart_and_resolves() {
     failing(&site, true, &third);
     let run = full_run(&d);
     settled(&d, run);
+    assert!(
+        hook.hooks().is_empty(),
+        "one failing run is pending, not firing"
+    );
+    let pending = d.target("t").unwrap()["monitors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["monitor"] == "failure_rate" && m["state"] == "pending");
+    assert!(pending, "{}", d.status());
+    let run = full_run(&d);
+    settled(&d, run);
     let sent = hook.accepted();
     assert_eq!(sent.len(), 1, "one alert: {sent:?}");
     let a = &sent[0];
@@ -309,6 +321,10 @@ fn a_foreground_crawl_with_alert_sends_and_resolves() {
         (out.status.code(), text)
     };
     failing(&site, true, &third);
+    let (code, out) = crawl();
+    assert_eq!(code, Some(0), "the first failing run is pending: {out}");
+    assert!(out.contains("pending failure_rate"), "{out}");
+    assert!(hook.accepted().is_empty());
     let (code, out) = crawl();
     assert_eq!(code, Some(3), "{out}");
     assert!(out.contains("Alerts: 3 delivered"), "{out}");

@@ -9,6 +9,7 @@ mod common;
 mod cli;
 mod delivery;
 mod end_to_end;
+mod judgment;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -26,22 +26,58 @@ impl Daemon {
         extra: &[&str],
         log: Option<&Path>,
     ) -> Daemon {
+        Self::launch(configs, state, extra, log, None)
+    }
+
+    /// Starts the daemon with its open-file limit (soft and hard) at `nofile`.
+    pub fn start_with_open_files(
+        configs: &Path,
+        state: &Path,
+        extra: &[&str],
+        nofile: u64,
+    ) -> Daemon {
+        Self::launch(configs, state, extra, None, Some(nofile))
+    }
+
+    fn launch(
+        configs: &Path,
+        state: &Path,
+        extra: &[&str],
+        log: Option<&Path>,
+        nofile: Option<u64>,
+    ) -> Daemon {
         // The daemon logs to stdout.
         let stdout = match log {
             Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
             None => Stdio::null(),
         };
-        let child = Process::new(assert_cmd::cargo::cargo_bin("crawld"))
-            .args(["run", "--grace", "10s", "--configs"])
+        let mut cmd = Process::new(assert_cmd::cargo::cargo_bin("crawld"));
+        cmd.args(["run", "--grace", "10s", "--configs"])
             .arg(configs)
             .arg("--state")
             .arg(state)
             .args(extra)
             .env("RUST_LOG", "crawld=info")
             .stdout(stdout)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::null());
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: setrlimit is async-signal-safe, and only the child calls it.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = cmd.spawn().unwrap();
         let d = Daemon {
             child,
             state: state.to_path_buf(),

@@ -6,7 +6,15 @@ use crate::monitor::Health;
 use crate::store::OutboxEntry;
 
 const HOUR: u64 = 3_600_000;
-const REPEAT: Duration = Duration::from_secs(24 * 3600);
+
+/// Every monitor fires on its first breach here; `fire_after` has its own test.
+fn cfg() -> MonitorConfig {
+    let mut c = MonitorConfig::default();
+    for k in MonitorKind::RUN_END {
+        c.fire_after.insert(k, 1);
+    }
+    c
+}
 
 fn t() -> TargetId {
     TargetId::new("books")
@@ -54,7 +62,7 @@ fn observe_rate(store: &Store, firing: bool, now: u64) -> Vec<MonitorState> {
         store,
         &t(),
         &channels(),
-        REPEAT,
+        &cfg(),
         &scope,
         vec![rate(firing)],
         now,
@@ -118,7 +126,7 @@ fn monitors_out_of_scope_keep_their_state() {
         &store,
         &t(),
         &channels(),
-        REPEAT,
+        &cfg(),
         &clock,
         vec![overdue],
         1_000,
@@ -148,12 +156,12 @@ fn subjects_fire_and_resolve_one_by_one() {
     let scope = [MonitorKind::FieldCoverage];
     let cov = |s: &str| state(MonitorKind::FieldCoverage, s, true, 0.1);
     let both = vec![cov("book.price"), cov("book.title")];
-    let now = observe(&store, &t(), &channels(), REPEAT, &scope, both, 1_000).unwrap();
+    let now = observe(&store, &t(), &channels(), &cfg(), &scope, both, 1_000).unwrap();
     assert_eq!(now.len(), 2);
     assert_eq!(queued(&store).len(), 4);
 
     let one = vec![cov("book.price")];
-    let now = observe(&store, &t(), &channels(), REPEAT, &scope, one, 2_000).unwrap();
+    let now = observe(&store, &t(), &channels(), &cfg(), &scope, one, 2_000).unwrap();
     let q = queued(&store);
     assert_eq!(q.len(), 6);
     assert!(q[4..]
@@ -162,7 +170,7 @@ fn subjects_fire_and_resolve_one_by_one() {
     assert_eq!(now.len(), 1, "the cleared subject's record is gone");
 
     let ok = vec![state(MonitorKind::FieldCoverage, "", false, 1.0)];
-    let now = observe(&store, &t(), &channels(), REPEAT, &scope, ok, 3_000).unwrap();
+    let now = observe(&store, &t(), &channels(), &cfg(), &scope, ok, 3_000).unwrap();
     assert_eq!(queued(&store).len(), 8);
     assert_eq!(now.len(), 1);
     assert_eq!((now[0].subject.as_str(), now[0].state), ("", Health::Ok));
@@ -203,12 +211,12 @@ fn without_channels_nothing_is_sent_nor_resolved() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let scope = [MonitorKind::FailureRate];
-    observe(&store, &t(), &[], REPEAT, &scope, vec![rate(true)], 1_000).unwrap();
+    observe(&store, &t(), &[], &cfg(), &scope, vec![rate(true)], 1_000).unwrap();
     observe(
         &store,
         &t(),
         &channels(),
-        REPEAT,
+        &cfg(),
         &scope,
         vec![rate(false)],
         2_000,
@@ -217,5 +225,49 @@ fn without_channels_nothing_is_sent_nor_resolved() {
     assert!(
         queued(&store).is_empty(),
         "no resolved for an alert never sent"
+    );
+}
+
+/// A rate monitor (`fire_after` = 2 by default) is pending on its first
+/// breach, fires on the second in a row, and a clean run between resets it.
+#[test]
+fn a_rate_monitor_fires_after_two_breaches_in_a_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let scope = [MonitorKind::FailureRate];
+    let defaults = MonitorConfig::default();
+    let mut at = 1_000;
+    let mut observe_one = |firing: bool| {
+        at += 1_000;
+        observe(
+            &store,
+            &t(),
+            &channels(),
+            &defaults,
+            &scope,
+            vec![rate(firing)],
+            at,
+        )
+        .unwrap()
+    };
+    let first = observe_one(true);
+    assert_eq!(first[0].state, Health::Pending, "{first:?}");
+    assert!(
+        first[0].message.contains("1 of the 2"),
+        "{}",
+        first[0].message
+    );
+    assert_eq!(observe_one(false)[0].state, Health::Ok);
+    assert_eq!(
+        observe_one(true)[0].state,
+        Health::Pending,
+        "the streak was reset"
+    );
+    assert_eq!(observe_one(true)[0].state, Health::Firing);
+    let sent: Vec<NoticeState> = queued(&store).iter().map(|e| e.notice.state).collect();
+    assert_eq!(
+        sent,
+        [NoticeState::Firing, NoticeState::Firing],
+        "one firing per channel, no resolved for a pending one"
     );
 }
