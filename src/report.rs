@@ -160,6 +160,13 @@ pub fn summary(run: &RunRecord, failures: &[FailureRecord]) -> String {
             c.over_budget
         );
     }
+    if c.links_dropped + c.hosts_dropped > 0 {
+        let _ = writeln!(
+            s,
+            "  capped  {} link(s) past follow.max_links on their page, {} host(s) past follow.max_hosts: not followed",
+            c.links_dropped, c.hosts_dropped
+        );
+    }
     if c.pages_not_modified + c.pages_unchanged > 0 {
         let _ = writeln!(
             s,

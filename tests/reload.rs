@@ -168,3 +168,95 @@ fn status_exits_78_while_the_configs_have_errors() {
     d.cmd(&["status"]).assert().success();
     assert_eq!(d.stop(), Some(0));
 }
+
+/// Status of target `name`, once it is listed.
+fn target(d: &Daemon, name: &str) -> Option<serde_json::Value> {
+    d.try_status()?["targets"]
+        .as_array()?
+        .iter()
+        .find(|t| t["name"] == name)
+        .cloned()
+}
+
+#[test]
+fn a_replaced_configs_dir_is_watched_from_then_on() {
+    let (tmp, configs, log) = setup(&[("good.toml", GOOD)]);
+    let d = Daemon::start_logged(&configs, &tmp.path().join("state"), &[], Some(&log));
+    wait_for(|| target(&d, "good").is_some(), "good is listed");
+
+    // mv configs configs.old; mkdir configs: the new directory is what counts.
+    std::fs::rename(&configs, tmp.path().join("configs.old")).unwrap();
+    std::fs::create_dir(&configs).unwrap();
+    wait_for(
+        || count(&log, "Target removed") == 1,
+        "the empty new directory is loaded",
+    );
+    // A file written in the new directory is seen.
+    rename_over(&configs.join("shop.toml"), GOOD);
+    wait_for(
+        || target(&d, "shop").is_some(),
+        "shop, in the new directory, is loaded",
+    );
+    // And its change too, by the same watch.
+    rename_over(&configs.join("shop.toml"), BROKEN);
+    wait_for(
+        || count(&log, "shop.toml:4:13: max_pages") == 1,
+        "the new file's error is logged",
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn a_configmap_data_swap_is_a_reload() {
+    // Kubernetes' layout: books.toml -> ..data/books.toml, ..data -> ..v1/.
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = tmp.path().join("configs");
+    let log = tmp.path().join("daemon.log");
+    std::fs::create_dir_all(configs.join("..v1")).unwrap();
+    std::fs::write(configs.join("..v1/books.toml"), GOOD).unwrap();
+    std::os::unix::fs::symlink("..v1", configs.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/books.toml", configs.join("books.toml")).unwrap();
+    let d = Daemon::start_logged(&configs, &tmp.path().join("state"), &[], Some(&log));
+    wait_for(|| target(&d, "books").is_some(), "books is listed");
+
+    // The update: a new version's directory, a new ..data renamed over the old.
+    std::fs::create_dir(configs.join("..v2")).unwrap();
+    std::fs::write(configs.join("..v2/books.toml"), BROKEN).unwrap();
+    std::os::unix::fs::symlink("..v2", configs.join("..data_tmp")).unwrap();
+    std::fs::rename(configs.join("..data_tmp"), configs.join("..data")).unwrap();
+    std::fs::remove_dir_all(configs.join("..v1")).unwrap();
+    wait_for(
+        || count(&log, "books.toml:4:13: max_pages") == 1,
+        "the new version is loaded",
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[test]
+fn an_unreadable_entry_keeps_the_last_good_version_of_its_target() {
+    let (tmp, configs, log) = setup(&[("good.toml", GOOD), ("shop.toml", GOOD)]);
+    let d = Daemon::start_logged(&configs, &tmp.path().join("state"), &[], Some(&log));
+    wait_for(|| target(&d, "shop").is_some(), "shop is listed");
+
+    // shop.toml becomes a dangling symlink: an error, and shop keeps running.
+    std::fs::remove_file(configs.join("shop.toml")).unwrap();
+    std::os::unix::fs::symlink("nowhere.toml", configs.join("shop.toml")).unwrap();
+    wait_for(|| count(&log, ERROR) == 1, "the error is logged");
+    assert!(
+        count(
+            &log,
+            "shop.toml: a symlink to nowhere.toml, which does not exist"
+        ) == 1
+    );
+    let shop = target(&d, "shop").expect("shop still runs");
+    assert_eq!(shop["stale"], true, "{shop}");
+    assert_eq!(count(&log, "Target removed"), 0);
+
+    // A loop: the same.
+    std::fs::remove_file(configs.join("shop.toml")).unwrap();
+    std::os::unix::fs::symlink("shop.toml", configs.join("shop.toml")).unwrap();
+    wait_for(|| count(&log, ERROR) == 2, "the loop's error is logged");
+    assert_eq!(target(&d, "shop").expect("shop still runs")["stale"], true);
+    assert_eq!(count(&log, "Target removed"), 0);
+    assert_eq!(d.stop(), Some(0));
+}

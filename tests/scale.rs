@@ -19,6 +19,8 @@ profile = "fast"
 max_pages = 100000
 [follow]
 allow = ['^/$', '^/p/']
+# The root links every product: more than a page gives by default.
+max_links = 100000
 [items.product]
 pages = '^/p/'
 [items.product.fields]

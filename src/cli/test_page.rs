@@ -298,5 +298,6 @@ fn refusal_name(r: Refusal) -> &'static str {
         Refusal::TooDeep => "too deep",
         Refusal::OverBudget => "over budget",
         Refusal::Internal => "internal address",
+        Refusal::TooManyHosts => "too many hosts",
     }
 }

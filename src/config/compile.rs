@@ -18,8 +18,8 @@ use super::schedule::Schedule;
 use super::values::{expand_env, regex, selector};
 use super::{
     CatchUp, Channel, Follow, ItemKind, ParamPattern, Profile, Target, DEFAULT_KEEP_RUNS,
-    DEFAULT_KEEP_VERSIONS, DEFAULT_LINK_SELECTOR, DEFAULT_MAX_DEPTH, DEFAULT_MAX_PAGES,
-    DEFAULT_PROFILE, DEFAULT_RESUME_WITHIN,
+    DEFAULT_KEEP_VERSIONS, DEFAULT_LINK_SELECTOR, DEFAULT_MAX_DEPTH, DEFAULT_MAX_HOSTS,
+    DEFAULT_MAX_LINKS, DEFAULT_MAX_PAGES, DEFAULT_PROFILE, DEFAULT_RESUME_WITHIN,
 };
 use crate::ids::{ChannelName, ProfileName, TargetId};
 use crate::urlnorm::normalize_url;
@@ -465,6 +465,8 @@ fn follow(c: &mut Compiler, raw: Option<&RawFollow>) -> Option<Follow> {
     let mut deny = Vec::new();
     let mut max_depth = Some(DEFAULT_MAX_DEPTH);
     let mut same_host = true;
+    let mut max_links = Some(DEFAULT_MAX_LINKS);
+    let mut max_hosts = Some(DEFAULT_MAX_HOSTS);
     if let Some(raw) = raw {
         allow = raw
             .allow
@@ -482,6 +484,12 @@ fn follow(c: &mut Compiler, raw: Option<&RawFollow>) -> Option<Follow> {
             });
         }
         same_host = raw.same_host.unwrap_or(true);
+        if let Some(n) = &raw.max_links {
+            max_links = c.check(n, "follow.max_links", |&n| at_least_one(n, "max_links"));
+        }
+        if let Some(n) = &raw.max_hosts {
+            max_hosts = c.check(n, "follow.max_hosts", |&n| at_least_one(n, "max_hosts"));
+        }
     }
     Some(Follow {
         links: links?,
@@ -489,5 +497,15 @@ fn follow(c: &mut Compiler, raw: Option<&RawFollow>) -> Option<Follow> {
         deny,
         max_depth: max_depth?,
         same_host,
+        max_links: max_links?,
+        max_hosts: max_hosts?,
     })
+}
+
+/// A cap that must let at least one through.
+fn at_least_one(n: i64, key: &str) -> Result<usize, String> {
+    usize::try_from(n)
+        .ok()
+        .filter(|&n| n >= 1)
+        .ok_or_else(|| format!("{key} must be at least 1"))
 }

@@ -49,7 +49,7 @@ impl Source {
             file: self.path.clone(),
             position: Some(position),
             key,
-            message: message.into(),
+            message: cut(message.into(), MAX_MESSAGE),
             snippet: Some(snippet),
         }
     }
@@ -105,7 +105,25 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Line, column and a rendered snippet for a byte span of `text`.
+/// Characters of a line shown around an error, at most: a 5 MB one-line
+/// file must not make a 10 MB message (the line, and as many spaces before
+/// the caret).
+pub const EXCERPT: usize = 200;
+/// Characters of a message kept, at most: serde's messages quote the bad
+/// value, however long.
+pub const MAX_MESSAGE: usize = 500;
+
+/// `s` cut to `max` characters, with `…` when it was longer.
+fn cut(mut s: String, max: usize) -> String {
+    if let Some((i, _)) = s.char_indices().nth(max) {
+        s.truncate(i);
+        s.push('…');
+    }
+    s
+}
+
+/// Line, column and a rendered snippet for a byte span of `text`; the
+/// snippet shows at most [`EXCERPT`] characters of the line, around the span.
 fn locate(text: &str, span: Range<usize>) -> (Position, String) {
     let start = floor_char_boundary(text, span.start.min(text.len()));
     let end = floor_char_boundary(text, span.end.clamp(start, text.len()));
@@ -115,12 +133,27 @@ fn locate(text: &str, span: Range<usize>) -> (Position, String) {
     let column = text[line_start..start].chars().count() + 1;
     let line = text[line_start..line_end].trim_end_matches('\r');
     let width = text[start..end.min(line_end)].chars().count().max(1);
+    // A long line is shown from a little before the column.
+    let chars = line.chars().count();
+    let first = (column - 1)
+        .saturating_sub(EXCERPT / 4)
+        .min(chars.saturating_sub(EXCERPT));
+    let mut shown: String = line.chars().skip(first).take(EXCERPT).collect();
+    let mut caret_at = column - 1 - first;
+    if first > 0 {
+        shown.insert(0, '…');
+        caret_at += 1;
+    }
+    if chars > first + EXCERPT {
+        shown.push('…');
+    }
+    let width = width.min(shown.chars().count().saturating_sub(caret_at).max(1));
     let gutter = line_no.to_string().len();
     let snippet = format!(
-        "{:gutter$} |\n{line_no} | {line}\n{:gutter$} | {}{}",
+        "{:gutter$} |\n{line_no} | {shown}\n{:gutter$} | {}{}",
         "",
         "",
-        " ".repeat(column - 1),
+        " ".repeat(caret_at),
         "^".repeat(width),
     );
     (
@@ -155,6 +188,33 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "x.toml:2:6: bé: bad\n  |\n2 | bé = \"oops\"\n  |      ^^^^^^"
+        );
+    }
+
+    #[test]
+    fn a_long_line_shows_an_excerpt_around_the_column_and_a_long_message_is_cut() {
+        let line = format!("a = \"{}\" {} = 1", "x".repeat(5_000_000), "é".repeat(10));
+        let src = Source {
+            path: "x.toml".into(),
+            text: line.clone().into(),
+        };
+        let start = line.find('é').unwrap();
+        let e = src.error(start..start + 2, None, "y".repeat(5_000_000));
+        let column = 5_000_000 + 8;
+        assert_eq!(e.position, Some(Position { line: 1, column }));
+        let shown = e.to_string();
+        assert!(
+            shown.len() < 2 * (EXCERPT + MAX_MESSAGE) + 100,
+            "{}",
+            shown.len()
+        );
+        // The caret still points at the é.
+        let lines: Vec<&str> = shown.lines().collect();
+        let caret = lines[3].find('^').unwrap();
+        assert_eq!(lines[2].chars().nth(caret), Some('é'), "{shown}");
+        assert!(
+            lines[2].starts_with("1 | …") && lines[2].ends_with(" = 1"),
+            "{shown}"
         );
     }
 }

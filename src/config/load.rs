@@ -52,25 +52,90 @@ pub fn load_dir_with_env(
     dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<LoadReport, ConfigError> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| ConfigError::file(dir, format!("cannot read the configs directory: {e}")))?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| is_config_file(p))
-        .collect();
-    paths.sort();
-    let files = paths
-        .into_iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(&p);
-            (p, text)
-        })
-        .collect();
-    Ok(load_files(files, env))
+    Ok(load_files(read_dir(dir)?, env))
+}
+
+/// A config file larger than this is an error, read no further: a real one
+/// is a few kilobytes, and a 2 GB one must not take gigabytes to reject.
+pub const MAX_CONFIG_FILE: u64 = 1024 * 1024;
+
+/// Why a file of the configs directory could not be read. Each is an error
+/// of its file: `check` reports it, and the daemon keeps running the file's
+/// last good version, as for any broken file.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read: {0}")]
+    Io(#[source] std::io::Error),
+    #[error("larger than {cap} bytes, the most a config file may hold")]
+    TooLarge { cap: u64 },
+    #[error("a symlink to {}, which does not exist", target.display())]
+    Dangling { target: PathBuf },
+    #[error("a symlink that leads back to itself (a loop)")]
+    Loop,
+    #[error("its name is not valid UTF-8: rename it")]
+    NameNotUtf8,
 }
 
 /// The configs directory's files, in order: their paths and what reading each gave.
-pub type ConfigFiles = Vec<(PathBuf, std::io::Result<String>)>;
+pub type ConfigFiles = Vec<(PathBuf, Result<String, ReadError>)>;
+
+/// Reads the configs directory's files (see [`is_config_file`]), in name
+/// order. A `.toml` entry that cannot be read (a dangling symlink, a loop,
+/// a name that is not UTF-8, a file over [`MAX_CONFIG_FILE`]) is listed
+/// with its error, never skipped: a skipped file would look removed.
+pub fn read_dir(dir: &Path) -> Result<ConfigFiles, ConfigError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| ConfigError::file(dir, format!("cannot read the configs directory: {e}")))?;
+    let mut files: ConfigFiles = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter_map(|p| {
+            let read = match p.file_name().map(|n| n.to_str()) {
+                Some(Some(_)) if !is_config_file(&p) => return None,
+                Some(Some(_)) => read_file(&p),
+                // `x.toml` with a stray byte in its name is a config file
+                // the user cannot otherwise learn is ignored.
+                _ if looks_like_config(&p) => Err(ReadError::NameNotUtf8),
+                _ => return None,
+            };
+            Some((p, read))
+        })
+        .collect();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(files)
+}
+
+/// Reads a config file, at most [`MAX_CONFIG_FILE`] bytes of it.
+fn read_file(path: &Path) -> Result<String, ReadError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| link_error(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > MAX_CONFIG_FILE {
+        return Err(ReadError::TooLarge {
+            cap: MAX_CONFIG_FILE,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        ReadError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text ({e})"),
+        ))
+    })
+}
+
+/// What opening `path` failed for, in the words of a symlink's trouble when
+/// it is one.
+fn link_error(path: &Path, e: std::io::Error) -> ReadError {
+    if rustix::io::Errno::from_io_error(&e) == Some(rustix::io::Errno::LOOP) {
+        return ReadError::Loop;
+    }
+    match std::fs::read_link(path) {
+        Ok(target) if e.kind() == std::io::ErrorKind::NotFound => ReadError::Dangling { target },
+        _ => ReadError::Io(e),
+    }
+}
 
 /// Loads a set of config files already read (the daemon substitutes the last
 /// good version of a broken file this way).
@@ -125,7 +190,7 @@ pub fn load_files(files: ConfigFiles, env: &dyn Fn(&str) -> Option<String>) -> L
 /// name marked invalid).
 fn parse_file(
     path: PathBuf,
-    text: std::io::Result<String>,
+    text: Result<String, ReadError>,
     report: &mut LoadReport,
 ) -> Option<(Source, RawFile)> {
     let stem = path
@@ -135,10 +200,7 @@ fn parse_file(
     let text = match text {
         Ok(t) => t,
         Err(e) => {
-            push(
-                report,
-                ConfigError::file(&path, format!("cannot read: {e}")),
-            );
+            push(report, ConfigError::file(&path, e.to_string()));
             report.invalid_targets.insert(TargetId::new(stem), path);
             return None;
         }
@@ -309,12 +371,27 @@ fn push(report: &mut LoadReport, e: ConfigError) {
     report.errors.entry(e.file.clone()).or_default().push(e);
 }
 
-/// `*.toml`, not hidden, not an editor's backup or swap file.
+/// `*.toml`, not hidden, not an editor's backup or swap file, and not a
+/// directory, FIFO or device (a symlink counts as what it leads to; one
+/// that leads nowhere counts as a file, so that its error is reported).
 pub fn is_config_file(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
-    !name.starts_with('.') && name.ends_with(".toml") && path.is_file()
+    !name.starts_with('.')
+        && name.ends_with(".toml")
+        && match std::fs::metadata(path) {
+            Ok(m) => m.is_file(),
+            Err(_) => path.symlink_metadata().is_ok_and(|m| m.is_symlink()),
+        }
+}
+
+/// A name that is not UTF-8 but reads as `*.toml`, not hidden.
+fn looks_like_config(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    path.file_name()
+        .map(|n| n.as_bytes())
+        .is_some_and(|n| !n.starts_with(b".") && n.ends_with(b".toml"))
 }
 
 fn valid_name(name: &str) -> bool {

@@ -37,7 +37,10 @@ pub use channel::{
 };
 pub use error::{ConfigError, ConfigErrors, Position};
 pub use identity::{Identity, ProxyUrl};
-pub use load::{is_config_file, load_dir, load_dir_with_env, load_files, ConfigFiles, LoadReport};
+pub use load::{
+    is_config_file, load_dir, load_dir_with_env, load_files, read_dir, ConfigFiles, LoadReport,
+    ReadError, MAX_CONFIG_FILE,
+};
 pub use monitor::MonitorConfig;
 pub use profile::{
     builtins, DelayRange, Profile, BUILTIN_ADAPTIVE, BUILTIN_PROFILES, DEFAULT_PROFILE,
@@ -59,6 +62,12 @@ pub const DEFAULT_RESUME_WITHIN: std::time::Duration = std::time::Duration::from
 pub const DEFAULT_KEEP_VERSIONS: usize = 10;
 /// Default run records kept per target (`keep_runs`).
 pub const DEFAULT_KEEP_RUNS: usize = 100;
+/// Default links taken from one page, in document order (`follow.max_links`):
+/// a page offering more cannot make a run hold them all.
+pub const DEFAULT_MAX_LINKS: usize = 10_000;
+/// Default distinct hosts one run may queue URLs for (`follow.max_hosts`):
+/// a site linking to millions of hosts cannot grow the run's per-host state.
+pub const DEFAULT_MAX_HOSTS: usize = 1_000;
 /// Default link selector (`follow.links`).
 pub const DEFAULT_LINK_SELECTOR: &str = "a[href]";
 
@@ -173,6 +182,10 @@ pub struct Follow {
     pub deny: Vec<Regex>,
     pub max_depth: u32,
     pub same_host: bool,
+    /// Links taken from one page (the first ones in document order).
+    pub max_links: usize,
+    /// Distinct hosts a run queues URLs for; links to further hosts are refused.
+    pub max_hosts: usize,
 }
 
 pub use crate::urlnorm::ParamPattern;

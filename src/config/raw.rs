@@ -79,6 +79,8 @@ pub struct RawFollow {
     pub deny: Vec<Spanned<String>>,
     pub max_depth: Option<Spanned<i64>>,
     pub same_host: Option<bool>,
+    pub max_links: Option<Spanned<i64>>,
+    pub max_hosts: Option<Spanned<i64>>,
 }
 
 /// `[items.NAME]`: one kind of item.

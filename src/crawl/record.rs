@@ -159,6 +159,7 @@ impl Recorder<'_> {
         let mut items = Vec::new();
         if let Some(page) = extract {
             self.counts.items_invalid += page.invalid.len() as u64;
+            self.counts.links_dropped += page.links_dropped;
             count_coverage(&mut self.counts.coverage, &page);
             self.live.items += page.items.len() as u64;
             // Only links the follow rules' paths allow are kept, for
@@ -199,7 +200,12 @@ impl Recorder<'_> {
                 self.admitted.push((to.as_str().to_owned(), depth));
                 None
             }
-            Err(Refusal::AlreadySeen | Refusal::OverBudget | Refusal::TooDeep) => None,
+            Err(
+                Refusal::AlreadySeen
+                | Refusal::OverBudget
+                | Refusal::TooDeep
+                | Refusal::TooManyHosts,
+            ) => None,
             Err(Refusal::Internal) => Some(PageError::Fetch(FetchError::Refused {
                 url: to.clone(),
                 why: "a redirect to an internal address".into(),

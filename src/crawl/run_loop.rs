@@ -488,6 +488,7 @@ impl<'a> RunLoop<'a> {
         }
         hops::note_limits(&mut counts, &engine.hosts);
         counts.over_budget = frontier.over_budget();
+        counts.hosts_dropped = frontier.hosts_dropped();
         let status = match (&store_error, interrupted) {
             (Some(_), _) => RunStatus::Failed,
             (None, true) => RunStatus::Interrupted,

@@ -16,6 +16,8 @@
 mod catch_up;
 mod fds;
 mod monitors;
+mod open_store;
+mod origin;
 pub mod reload;
 mod requests;
 mod runs;
@@ -23,12 +25,14 @@ pub mod schedule;
 mod server;
 mod socket;
 mod store_handle;
+mod unrecorded;
+mod watch;
 mod web_source;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -42,7 +46,7 @@ use crate::crawl::Engine;
 use crate::error::Exit;
 use crate::ids::TargetId;
 use crate::query::mode_name;
-use crate::store::{RunMode, Store, StoreError};
+use crate::store::RunMode;
 use catch_up::catch_up_verdicts;
 use runs::{RunResult, Running};
 use schedule::{Firing, Scheduler};
@@ -78,7 +82,9 @@ enum Event {
     /// New states of a target's monitors.
     Judged(TargetId, Vec<crate::monitor::MonitorState>),
     /// A target's clock monitors could not be recorded.
-    ClockFailed(TargetId),
+    ClockFailed(unrecorded::Unrecorded),
+    /// A run's monitors were judged but could not be recorded.
+    Unrecorded(unrecorded::Unrecorded),
 }
 
 struct Daemon {
@@ -103,6 +109,8 @@ struct Daemon {
     /// Where the HTTP listener listens, for the status.
     http: Option<String>,
     monitors: monitors::Monitors,
+    /// Monitor states that could not be recorded (a full disk).
+    unrecorded: unrecorded::Pending,
     /// Alert delivery, and the channel set it delivers to.
     delivery: Delivery,
     channels: tokio::sync::watch::Sender<ChannelMap>,
@@ -129,7 +137,17 @@ struct Inputs {
     /// Removed at exit, if it is still ours.
     socket: socket::BoundSocket,
     web: Option<tokio::task::JoinHandle<()>>,
-    _watcher: Option<notify::RecommendedWatcher>,
+    watcher: Option<watch::ConfigWatcher>,
+}
+
+impl Inputs {
+    /// Watches the directory the configs path names now, when it was
+    /// replaced; true when it was.
+    fn rearm(&mut self) -> bool {
+        self.watcher
+            .as_mut()
+            .is_some_and(watch::ConfigWatcher::rearm)
+    }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -165,7 +183,7 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
     if let Some(cfg) = &opts.http {
         crate::web::check(cfg).map_err(|e| fail(Exit::Config, e))?;
     }
-    let store = open_store(opts)
+    let store = open_store::open_store(opts)
         .await
         .map_err(|e| fail(Exit::from(&e), e))?;
     let store = StoreHandle::start(Arc::new(store));
@@ -184,7 +202,7 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
     let server = server::serve(listener, ctl_tx, stop_server.clone());
     let (watch_tx, watch_rx) = mpsc::unbounded_channel();
     let watcher = if opts.watch {
-        reload::watch(&opts.configs, watch_tx)
+        watch::ConfigWatcher::start(&opts.configs, watch_tx)
             .inspect_err(
                 |e| warn!(error = %e, "Config changes will need SIGHUP or `crawld reload`."),
             )
@@ -207,7 +225,7 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         store.shared(),
         channels_rx,
         CancellationToken::new(),
-        dashboard_url(http_addr.as_deref()),
+        origin::dashboard_url(http_addr.as_deref()),
     );
     let d = Daemon {
         opts: opts.clone(),
@@ -226,6 +244,7 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         stopping: HashSet::new(),
         http: http_addr,
         monitors: monitors::Monitors::default(),
+        unrecorded: unrecorded::Pending::default(),
         delivery,
         channels,
     };
@@ -241,7 +260,7 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         server,
         socket,
         web,
-        _watcher: watcher,
+        watcher,
     };
     Ok((d, inputs, loaded))
 }
@@ -272,51 +291,6 @@ async fn start_web(
     ))
 }
 
-/// The dashboard's address that alerts name: `$CRAWLD_DASHBOARD_URL`
-/// (behind a proxy, say), else the `--http` listener's, with this host's
-/// name for an address that listens on every interface.
-fn dashboard_url(listening: Option<&str>) -> Option<String> {
-    if let Ok(url) = std::env::var(DASHBOARD_URL_ENV) {
-        return Some(url).filter(|u| !u.trim().is_empty());
-    }
-    let addr: std::net::SocketAddr = listening?.parse().ok()?;
-    let host = if addr.ip().is_unspecified() {
-        hostname::get().ok()?.into_string().ok()?
-    } else if addr.is_ipv6() {
-        format!("[{}]", addr.ip())
-    } else {
-        addr.ip().to_string()
-    };
-    Some(format!("http://{host}:{}/", addr.port()))
-}
-
-/// Overrides the dashboard address that alerts name.
-pub const DASHBOARD_URL_ENV: &str = "CRAWLD_DASHBOARD_URL";
-
-/// Opens the store, waiting a little for a command that briefly holds the
-/// state dir (`crawld export` on it): exit 75 stops systemd's restarts.
-async fn open_store(opts: &Options) -> Result<Store, StoreError> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let state = opts.state.clone();
-        let opened = tokio::task::spawn_blocking(move || Store::open(&state))
-            .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::Io {
-                    what: "the store's open failed",
-                    path: opts.state.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                })
-            });
-        match opened {
-            Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
 /// Half of systemd's watchdog period, when it asks for one.
 fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
@@ -333,6 +307,8 @@ impl Daemon {
         let mut clock_every = self.clock_tick();
         let mut clock = tokio::time::interval(clock_every);
         clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut recheck = tokio::time::interval(watch::RECHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let quiet = async {
                 match reload_at {
@@ -345,6 +321,7 @@ impl Daemon {
                 _ = inputs.int.recv() => break,
                 _ = inputs.hup.recv() => {
                     info!("SIGHUP: reloading the configs.");
+                    inputs.rearm();
                     self.reload().await;
                 }
                 Some(()) = inputs.watch_rx.recv() => {
@@ -352,7 +329,14 @@ impl Daemon {
                 }
                 _ = quiet => {
                     reload_at = None;
+                    inputs.rearm();
                     self.reload().await;
+                }
+                _ = recheck.tick(), if inputs.watcher.is_some() => {
+                    // The directory was replaced and its events missed.
+                    if inputs.rearm() {
+                        reload_at = Some(tokio::time::Instant::now() + QUIET);
+                    }
                 }
                 Some(firing) = inputs.fire_rx.recv() => self.fired(firing).await,
                 Some(req) = inputs.ctl_rx.recv() => self.control(req).await,
@@ -419,7 +403,8 @@ impl Daemon {
             Event::CatchUp(verdicts) => self.caught_up(verdicts),
             Event::Known(id, known) => self.known(id, known),
             Event::Judged(id, states) => self.judged(id, states),
-            Event::ClockFailed(id) => self.clock_failed(&id),
+            Event::ClockFailed(u) => self.clock_failed(u),
+            Event::Unrecorded(u) => self.unrecorded(u),
         }
     }
 

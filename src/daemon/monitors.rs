@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use super::schedule::next_fire;
+use super::unrecorded::Unrecorded;
 use super::{Daemon, Event};
 use crate::alert;
 use crate::config::Target;
@@ -174,7 +175,10 @@ impl Daemon {
         let channels = self.set.channels_for(&target);
         let events = self.events.clone();
         let judged = self.store.call(move |s| {
-            let judged = monitor::judge_run(s, &target, &run, timed_out)?;
+            let judged = monitor::judge_run(s, &target, &run, timed_out)
+                .map_err(|e| (None, e.to_string()))?;
+            // Judged but not recorded (a full disk): the status shows them all the same.
+            let unrecorded = (judged.scope.clone(), judged.states.clone());
             alert::observe(
                 s,
                 &target.id,
@@ -185,25 +189,36 @@ impl Daemon {
                 now_ms(),
             )
             .map(|states| (target.id.clone(), states))
+            .map_err(|e| (Some((target.id.clone(), unrecorded)), e.to_string()))
         });
         tokio::spawn(async move {
             match judged.await {
                 Ok(Ok((id, states))) => {
                     let _ = events.send(Event::Judged(id, states));
                 }
-                Ok(Err(e)) => warn!(error = %e, "The monitors of a run were not judged."),
+                Ok(Err((Some((id, (scope, states))), error))) => {
+                    let _ = events.send(Event::Unrecorded(Unrecorded {
+                        target: id,
+                        scope,
+                        states,
+                        error,
+                    }));
+                }
+                Ok(Err((None, e))) => warn!(error = %e, "The monitors of a run were not judged."),
                 Err(e) => warn!(error = %e, "The monitors of a run were not judged."),
             }
         });
     }
 
     /// A clock judgement was not recorded: the next tick makes it again.
-    pub(super) fn clock_failed(&mut self, id: &TargetId) {
-        self.monitors.clock_seen.remove(id);
+    pub(super) fn clock_failed(&mut self, unrecorded: Unrecorded) {
+        self.monitors.clock_seen.remove(&unrecorded.target);
+        self.clock_unrecorded(unrecorded);
     }
 
     /// New states from the store thread.
     pub(super) fn judged(&mut self, id: TargetId, states: Vec<MonitorState>) {
+        self.recorded_again();
         if self.set.targets.contains_key(&id) {
             // observe answers the target's whole list, judged or not.
             self.monitors.states.insert(id, states);
@@ -259,6 +274,7 @@ impl Daemon {
         let channels = self.set.channels_for(t);
         let (id, events) = (t.id.clone(), self.events.clone());
         let config = t.clone();
+        let judged = states.clone();
         let observed = self.store.call(move |s| {
             alert::observe(
                 s,
@@ -281,8 +297,13 @@ impl Daemon {
                 Ok(Err(e)) => e.to_string(),
                 Err(e) => e.to_string(),
             };
-            warn!(target = %target, error = %error, "The clock monitors were not recorded; the next tick tries again.");
-            let _ = events.send(Event::ClockFailed(target));
+            // Logged by the supervisor, once until states are recorded again.
+            let _ = events.send(Event::ClockFailed(Unrecorded {
+                target,
+                scope: MonitorKind::CLOCK.to_vec(),
+                states: judged,
+                error,
+            }));
         });
     }
 }

@@ -1,15 +1,14 @@
 //! Loading the configs directory for the daemon: a broken file falls back to
 //! its last good version (kept in `STATE/last-good/`, so a restart keeps it
-//! too), the difference with the running set is computed, and the directory
-//! is watched for changes.
+//! too), and the difference with the running set is computed. A file that
+//! cannot be read (a dangling symlink, a loop, a name that is not UTF-8, a
+//! file over the size cap) is broken like one with a syntax error: its
+//! target keeps its last good version, never counts as removed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use notify::event::{AccessKind, AccessMode};
-use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
-use tokio::sync::mpsc;
 use tracing::{error, info};
 
 use crate::config::{self, ConfigError, Target, TargetSet};
@@ -28,27 +27,10 @@ pub struct Loaded {
     pub good: Vec<(PathBuf, String)>,
 }
 
-/// Reads the configs directory's files, in order.
-fn read_files(configs: &Path) -> Result<config::ConfigFiles, ConfigError> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(configs)
-        .map_err(|e| ConfigError::file(configs, format!("cannot read the configs directory: {e}")))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| config::is_config_file(p))
-        .collect();
-    paths.sort();
-    Ok(paths
-        .into_iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(&p);
-            (p, text)
-        })
-        .collect())
-}
-
 /// Loads `configs`, substituting the last good copy of each broken file.
 pub fn load(configs: &Path, last_good: &Path) -> Result<Loaded, ConfigError> {
     let env = |v: &str| std::env::var(v).ok();
-    let files = read_files(configs)?;
+    let files = config::read_dir(configs)?;
     let texts: Vec<(PathBuf, Option<String>)> = files
         .iter()
         .map(|(p, t)| (p.clone(), t.as_ref().ok().cloned()))
@@ -170,58 +152,6 @@ pub fn diff(old: &TargetSet, new: &TargetSet) -> Diff {
     d
 }
 
-/// Whether a changed path can matter: not hidden, not an editor's backup,
-/// swap or temporary file.
-fn relevant_path(path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-        return false;
-    };
-    !(name.starts_with('.')
-        || name.ends_with('~')
-        || name.ends_with(".swp")
-        || name.ends_with(".tmp"))
-}
-
-/// Whether an event can change what a load reads: a file created, written,
-/// renamed, removed or made (un)readable. Opens, reads and closes after
-/// reading are not: the daemon's own reload reads every file, so reacting
-/// to them reloads forever.
-fn changes_content(kind: &EventKind) -> bool {
-    match kind {
-        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(_) => true,
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
-    }
-}
-
-/// Whether a watcher event calls for a reload. A kernel queue overflow
-/// ("rescan") does: changes may have been lost.
-fn relevant(event: &notify::Event) -> bool {
-    event.need_rescan()
-        || (changes_content(&event.kind) && event.paths.iter().any(|p| relevant_path(p)))
-}
-
-/// Watches the configs directory (not its files: editors replace them by
-/// renaming) and signals every change of content; the daemon waits for a
-/// quiet period before it reloads, which debounces bursts. Errors also
-/// signal: a reload rescans everything.
-pub fn watch(configs: &Path, tx: mpsc::UnboundedSender<()>) -> Result<RecommendedWatcher, String> {
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        let matters = match res {
-            Ok(event) => relevant(&event),
-            Err(_) => true,
-        };
-        if matters {
-            let _ = tx.send(());
-        }
-    })
-    .map_err(|e| format!("cannot watch {}: {e}", configs.display()))?;
-    watcher
-        .watch(configs, RecursiveMode::NonRecursive)
-        .map_err(|e| format!("cannot watch {}: {e}", configs.display()))?;
-    Ok(watcher)
-}
-
 /// What a load changed in the configuration errors, so that each is logged
 /// once when it appears rather than at every reload.
 #[derive(Debug, Default, PartialEq)]
@@ -288,35 +218,6 @@ pub fn errors_by_file(errors: &[ConfigError]) -> BTreeMap<String, Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use notify::event::{CreateKind, DataChange, ModifyKind, RemoveKind, RenameMode};
-
-    fn event(kind: EventKind, name: &str) -> notify::Event {
-        notify::Event::new(kind).add_path(PathBuf::from("/configs").join(name))
-    }
-
-    #[test]
-    fn reads_of_the_configs_are_not_changes() {
-        // What the daemon's own reload causes: it must not cause the next one.
-        for kind in [
-            EventKind::Access(AccessKind::Open(AccessMode::Any)),
-            EventKind::Access(AccessKind::Read),
-            EventKind::Access(AccessKind::Close(AccessMode::Read)),
-        ] {
-            assert!(!relevant(&event(kind, "shop.toml")), "{kind:?}");
-        }
-        for kind in [
-            EventKind::Create(CreateKind::File),
-            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
-            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
-            EventKind::Access(AccessKind::Close(AccessMode::Write)),
-            EventKind::Remove(RemoveKind::File),
-        ] {
-            assert!(relevant(&event(kind, "shop.toml")), "{kind:?}");
-            assert!(!relevant(&event(kind, ".shop.toml.swp")), "{kind:?}");
-        }
-        let overflow = notify::Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
-        assert!(relevant(&overflow));
-    }
 
     fn loaded(errors: &[ConfigError], good: &[&str]) -> Loaded {
         Loaded {

@@ -254,7 +254,13 @@ impl Daemon {
                     self.judge_run(run, timed_out);
                 }
             }
-            Err(e) => error!(target = %id, mode = mode_name(mode), error = %e, "Run failed."),
+            Err(e) => {
+                error!(target = %id, mode = mode_name(mode), error = %e, "Run failed.");
+                // Its record may not say so (a full disk): run_failed does.
+                if !removed {
+                    self.run_errored(&id, &e);
+                }
+            }
         }
         if self.full_after.remove(&id) && self.set.targets.contains_key(&id) {
             self.start(&id, RunMode::Full);

@@ -53,8 +53,11 @@ pub fn is_present(v: &Value) -> bool {
 pub struct PageExtract {
     pub items: Vec<Item>,
     pub invalid: Vec<InvalidItem>,
-    /// Absolute, normalised http(s) links found by `follow.links`, deduplicated, in page order.
+    /// Absolute, normalised http(s) links found by `follow.links`, deduplicated, in page order:
+    /// the first `follow.max_links` of them.
     pub links: Vec<Url>,
+    /// Links past `follow.max_links`, not taken (each occurrence counts).
+    pub links_dropped: u64,
 }
 
 /// Which item kinds to apply.
@@ -99,8 +102,10 @@ pub fn extract(
     }
     let doc = Html::parse_document(html);
     let base = base_url(&doc, url);
+    let (links, links_dropped) = links(&doc, &base, target);
     let mut out = PageExtract {
-        links: links(&doc, &target.follow.links, &base, target),
+        links,
+        links_dropped,
         ..Default::default()
     };
     let path = &url[Position::BeforePath..];
@@ -138,13 +143,23 @@ fn base_url(doc: &Html, url: &Url) -> Url {
         .unwrap_or_else(|| url.clone())
 }
 
-fn links(doc: &Html, selector: &Selector, base: &Url, target: &Target) -> Vec<Url> {
+/// The page's links, the first `follow.max_links` distinct ones in document
+/// order, and how many further link elements were left: a page of 400,000
+/// links must not make the run hold 400,000 URLs. Those left are counted, not
+/// resolved (an element linking a URL already taken counts too).
+fn links(doc: &Html, base: &Url, target: &Target) -> (Vec<Url>, u64) {
+    let cap = target.follow.max_links;
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
-    for el in doc.select(selector) {
+    let mut dropped = 0u64;
+    for el in doc.select(&target.follow.links) {
         let Some(href) = el.value().attr("href") else {
             continue;
         };
+        if out.len() >= cap {
+            dropped += 1;
+            continue;
+        }
         let Ok(link) = base.join(href.trim()) else {
             continue;
         };
@@ -156,7 +171,7 @@ fn links(doc: &Html, selector: &Selector, base: &Url, target: &Target) -> Vec<Ur
             out.push(link);
         }
     }
-    out
+    (out, dropped)
 }
 
 fn item(

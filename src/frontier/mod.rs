@@ -48,6 +48,8 @@ pub enum Refusal {
     OverBudget,
     /// An internal (loopback, private…) raw-IP address the target may not reach.
     Internal,
+    /// A host past `follow.max_hosts` distinct hosts in this run.
+    TooManyHosts,
 }
 
 /// New hosts that redirects of start URLs may add as start hosts, per run.
@@ -104,6 +106,13 @@ pub struct Frontier {
     budget: u64,
     /// URLs refused because `max_pages` were admitted already.
     over_budget: u64,
+    /// Hosts URLs were admitted for (start hosts included): at most
+    /// `follow.max_hosts`, beyond the start hosts.
+    hosts: HashSet<HostKey>,
+    max_hosts: usize,
+    /// Hosts refused because `max_hosts` hosts were taken already, by
+    /// fingerprint (8 bytes a host, however many links name it).
+    hosts_dropped: HashSet<u64>,
     queued: usize,
     /// Set when the target may not reach internal addresses.
     guard: Option<crate::address::AddressPolicy>,
@@ -138,6 +147,9 @@ impl Frontier {
             admitted: 0,
             budget: target.max_pages,
             over_budget: 0,
+            hosts: target.start_urls.iter().filter_map(HostKey::of).collect(),
+            max_hosts: target.follow.max_hosts,
+            hosts_dropped: HashSet::new(),
             queued: 0,
             guard: None,
             redirect_hosts: 0,
@@ -156,6 +168,10 @@ impl Frontier {
         let Ok(parsed) = Url::parse(url) else {
             return;
         };
+        // Its host was taken when it was admitted (under the cap then).
+        if let Some(host) = HostKey::of(&parsed) {
+            self.hosts.insert(host);
+        }
         // With same_host, every admitted URL was on a start host when it was
         // admitted, those a start URL redirected to included.
         if target.follow.same_host {
@@ -254,8 +270,28 @@ impl Frontier {
             self.over_budget += 1;
             return Err(Refusal::OverBudget);
         }
+        self.take_host(&url)?;
         self.seen.insert(url.as_str());
         self.push(url, depth);
+        Ok(())
+    }
+
+    /// Takes `url`'s host for this run, unless that would make more than
+    /// `max_hosts` hosts: a site linking to millions of hosts would
+    /// otherwise grow the run's per-host queues and figures without end.
+    fn take_host(&mut self, url: &Url) -> Result<(), Refusal> {
+        let Some(host) = HostKey::of(url) else {
+            return Err(Refusal::OffHost);
+        };
+        if self.hosts.contains(&host) {
+            return Ok(());
+        }
+        if self.hosts.len() >= self.max_hosts {
+            self.hosts_dropped
+                .insert(xxhash_rust::xxh3::xxh3_64(host.as_str().as_bytes()));
+            return Err(Refusal::TooManyHosts);
+        }
+        self.hosts.insert(host);
         Ok(())
     }
 
@@ -299,7 +335,7 @@ impl Frontier {
         }
         let full = self.in_memory >= MEMORY_QUEUE && queue.head.len() >= HOST_KEEP;
         if queue.spilled() || full {
-            match spill_to(&mut self.spill, queue, &q) {
+            match spill::spill_to(&mut self.spill, queue, &q) {
                 Ok(true) => return,
                 Ok(false) => {}
                 Err(e) => {
@@ -327,7 +363,7 @@ impl Frontier {
                 continue;
             };
             while queue.head.is_empty() && queue.spilled() {
-                let (moved, dropped) = refill(queue, &host, &mut self.spill);
+                let (moved, dropped) = spill::refill(queue, &host, &mut self.spill);
                 self.in_memory += moved;
                 self.queued -= dropped;
             }
@@ -344,7 +380,7 @@ impl Frontier {
             self.in_memory -= 1;
             self.queued -= 1;
             if queue.head.len() < HOST_KEEP / 2 && queue.spilled() {
-                let (moved, dropped) = refill(queue, &host, &mut self.spill);
+                let (moved, dropped) = spill::refill(queue, &host, &mut self.spill);
                 self.in_memory += moved;
                 self.queued -= dropped;
             }
@@ -415,50 +451,10 @@ impl Frontier {
     pub fn over_budget(&self) -> u64 {
         self.over_budget
     }
-}
 
-/// Writes `q` to its host's file, opening one if it may; false when the
-/// frontier keeps it in memory instead.
-fn spill_to(spill: &mut Spill, queue: &mut HostQueue, q: &QueuedUrl) -> std::io::Result<bool> {
-    if queue.tail.is_none() {
-        let Some(dir) = spill.dir.as_ref() else {
-            return Ok(false);
-        };
-        if spill.failed || spill.files >= MAX_SPILL_FILES {
-            return Ok(false);
-        }
-        queue.tail = Some(spill::SpillFile::create(dir)?);
-        spill.files += 1;
-    }
-    match queue.tail.as_mut() {
-        Some(tail) if !spill.failed => tail.push(q).map(|()| true),
-        _ => Ok(false),
-    }
-}
-
-/// Reads the front of a host's file into memory. Returns how many URLs it
-/// moved to memory and how many it dropped (lines that no longer parse, or
-/// the whole file when it cannot be read).
-fn refill(queue: &mut HostQueue, host: &HostKey, spill: &mut Spill) -> (usize, usize) {
-    let Some(tail) = queue.tail.as_mut() else {
-        return (0, 0);
-    };
-    let (head, waiting) = (queue.head.len(), tail.len());
-    match tail.take(REFILL, &mut queue.head) {
-        Ok(lines) => {
-            let moved = queue.head.len() - head;
-            (moved, lines - moved)
-        }
-        Err(e) => {
-            // What was read before the error is kept; the rest is lost.
-            let moved = queue.head.len() - head;
-            let lost = waiting - moved;
-            warn!(%host, error = %e, lost, "The frontier could not read its queue \
-                back from the state directory; the URLs it held are not fetched in this run.");
-            queue.tail = None;
-            spill.files -= 1;
-            (moved, lost)
-        }
+    /// Distinct hosts refused because `follow.max_hosts` were taken already.
+    pub fn hosts_dropped(&self) -> u64 {
+        self.hosts_dropped.len() as u64
     }
 }
 

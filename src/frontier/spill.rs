@@ -10,9 +10,10 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use tracing::warn;
 use url::Url;
 
-use super::QueuedUrl;
+use super::{HostQueue, QueuedUrl, Spill, MAX_SPILL_FILES, REFILL};
 use crate::ids::HostKey;
 
 /// Bytes buffered before they are written.
@@ -138,6 +139,55 @@ fn parse(line: &[u8]) -> Option<QueuedUrl> {
         attempt,
         requeues,
     })
+}
+
+/// Writes `q` to its host's file, opening one if it may; false when the
+/// frontier keeps it in memory instead.
+pub(super) fn spill_to(
+    spill: &mut Spill,
+    queue: &mut HostQueue,
+    q: &QueuedUrl,
+) -> std::io::Result<bool> {
+    if queue.tail.is_none() {
+        let Some(dir) = spill.dir.as_ref() else {
+            return Ok(false);
+        };
+        if spill.failed || spill.files >= MAX_SPILL_FILES {
+            return Ok(false);
+        }
+        queue.tail = Some(SpillFile::create(dir)?);
+        spill.files += 1;
+    }
+    match queue.tail.as_mut() {
+        Some(tail) if !spill.failed => tail.push(q).map(|()| true),
+        _ => Ok(false),
+    }
+}
+
+/// Reads the front of a host's file into memory. Returns how many URLs it
+/// moved to memory and how many it dropped (lines that no longer parse, or
+/// the whole file when it cannot be read).
+pub(super) fn refill(queue: &mut HostQueue, host: &HostKey, spill: &mut Spill) -> (usize, usize) {
+    let Some(tail) = queue.tail.as_mut() else {
+        return (0, 0);
+    };
+    let (head, waiting) = (queue.head.len(), tail.len());
+    match tail.take(REFILL, &mut queue.head) {
+        Ok(lines) => {
+            let moved = queue.head.len() - head;
+            (moved, lines - moved)
+        }
+        Err(e) => {
+            // What was read before the error is kept; the rest is lost.
+            let moved = queue.head.len() - head;
+            let lost = waiting - moved;
+            warn!(%host, error = %e, lost, "The frontier could not read its queue \
+                back from the state directory; the URLs it held are not fetched in this run.");
+            queue.tail = None;
+            spill.files -= 1;
+            (moved, lost)
+        }
+    }
 }
 
 #[cfg(test)]

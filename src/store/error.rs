@@ -69,7 +69,7 @@ pub enum StoreError {
     #[error("the store at {path} was opened for reading only, and a write was attempted")]
     ReadOnly { path: PathBuf },
     #[error(
-        "only {available} bytes free on the filesystem of {path}: crawld does not open a store with \
+        "not enough free space: only {available} bytes free on the filesystem of {path}: crawld does not open a store with \
          less than {reserve} bytes free, because opening lets sled write recovery data that a full \
          disk could tear. Nothing was read or written: free space and run the command again"
     )]
@@ -87,7 +87,7 @@ pub enum StoreError {
     #[error("backup file {path}: {detail}")]
     Backup { path: PathBuf, detail: String },
     #[error(
-        "only {available} bytes free on the filesystem of {path}: crawld stops writing below {reserve} \
+        "not enough free space: only {available} bytes free on the filesystem of {path}: crawld stops writing below {reserve} \
          bytes, before a full disk could tear a commit. Everything committed so far is kept; free space \
          and run again to resume"
     )]

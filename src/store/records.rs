@@ -96,6 +96,10 @@ pub struct RunCounts {
     /// New URLs not followed because the run had admitted `max_pages`
     /// already: the run stopped short of the site.
     pub over_budget: u64,
+    /// Links past `follow.max_links` on a page, not taken.
+    pub links_dropped: u64,
+    /// Distinct hosts refused because the run had taken `follow.max_hosts`.
+    pub hosts_dropped: u64,
     /// Figures per host (`host:port`).
     pub hosts: BTreeMap<String, HostRunCounts>,
     /// Per item kind: how many items were extracted and, per field, how many
@@ -206,6 +210,8 @@ impl RunCounts {
         self.throttled += o.throttled;
         self.robots_disallowed += o.robots_disallowed;
         self.over_budget += o.over_budget;
+        self.links_dropped += o.links_dropped;
+        self.hosts_dropped += o.hosts_dropped;
         for (k, n) in &o.errors {
             *self.errors.entry(*k).or_default() += n;
         }
