@@ -260,3 +260,25 @@ fn an_unreadable_entry_keeps_the_last_good_version_of_its_target() {
     assert_eq!(count(&log, "Target removed"), 0);
     assert_eq!(d.stop(), Some(0));
 }
+
+/// A configs dir that vanishes (removed, or moved away and not replaced)
+/// is a configuration error in `status` (exit 78), and the targets keep
+/// running as they were loaded.
+#[test]
+fn a_vanished_configs_dir_is_an_error_in_status_and_the_targets_keep_running() {
+    let (tmp, configs, log) = setup(&[("good.toml", GOOD)]);
+    let d = Daemon::start_logged(&configs, &tmp.path().join("state"), &[], Some(&log));
+    wait_for(|| target(&d, "good").is_some(), "good is listed");
+    std::fs::rename(&configs, tmp.path().join("elsewhere")).unwrap();
+    wait_for(
+        || {
+            d.status()["errors"]
+                .to_string()
+                .contains("cannot read the configs directory")
+        },
+        "status shows that the configs dir cannot be read",
+    );
+    assert!(target(&d, "good").is_some(), "the target keeps running");
+    d.cmd(&["status"]).assert().code(78);
+    assert_eq!(d.stop(), Some(0));
+}

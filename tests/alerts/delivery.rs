@@ -300,8 +300,8 @@ async fn after_an_outage_a_firing_that_resolved_meanwhile_is_one_message() {
         &hook("ops", &sink.url("/hook"), ""),
     );
     let store = Arc::new(Store::open(&dir.path().join("state")).unwrap());
-    let d = start(&store, map);
     queue(&store, &["ops"], MonitorKind::FailureRate);
+    let d = start(&store, map);
     until("a failed attempt", || status(&d, "ops").failed >= 1).await;
     // While the channel is down: failure_rate resolves, item_count fires.
     let ops = [ChannelName::new("ops")];
