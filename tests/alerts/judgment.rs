@@ -349,9 +349,17 @@ fn a_stopped_run_and_its_continuation_are_judged_as_one() {
 #[test]
 fn a_removed_targets_open_alert_is_resolved() {
     let s = scene("", "[monitor]\nmin_items = 1000\n");
-    let d = Daemon::start(&s.configs, &s.state(), &[]);
+    let d = Daemon::start(&s.configs, &s.state(), &["--http", "127.0.0.1:0"]);
     d.cmd(&["trigger", "t", "--full"]).assert().success();
     wait_for(|| s.hook.accepted().len() == 1, "item_count fires");
+    // The alert says where it comes from: the host, and the dashboard.
+    let first = &s.hook.accepted()[0];
+    let http = d.status()["http"].as_str().unwrap().to_owned();
+    assert_eq!(first["dashboard"], format!("http://{http}/"), "{first}");
+    assert!(
+        first["host"].as_str().is_some_and(|h| !h.is_empty()),
+        "{first}"
+    );
     std::fs::remove_file(s.configs.join("t.toml")).unwrap();
     d.cmd(&["reload"]).assert().success();
     wait_for(|| s.hook.accepted().len() == 2, "the receiver is told");
