@@ -130,6 +130,16 @@ impl Base<'_> {
         self.firing.contains(label)
     }
 
+    /// `threshold` for the state labelled `label`, times `resolve` while
+    /// it fires (the hysteresis margin).
+    fn limit(&self, label: &str, threshold: f64, resolve: f64) -> f64 {
+        if self.was_firing(label) {
+            threshold * resolve
+        } else {
+            threshold
+        }
+    }
+
     fn state(
         &self,
         monitor: MonitorKind,
@@ -190,28 +200,25 @@ fn failure_rate(b: &Base, cfg: &MonitorConfig) -> MonitorState {
         c.pages_failed as f64 / attempted as f64
     };
     let enough = attempted >= cfg.min_pages;
-    let limit = if b.was_firing(MonitorKind::FailureRate.name()) {
-        cfg.failure_rate * RESOLVE_RATE
-    } else {
-        cfg.failure_rate
-    };
+    let limit = b.limit(
+        MonitorKind::FailureRate.name(),
+        cfg.failure_rate,
+        RESOLVE_RATE,
+    );
     let firing = enough && share > limit;
-    let message = if firing && share <= cfg.failure_rate {
+    let message = if firing {
+        // While it fires, the threshold is the one where it resolves.
+        let resolves = if limit < cfg.failure_rate {
+            ", where it resolves"
+        } else {
+            ""
+        };
         format!(
-            "{} of {} pages failed ({:.1} %): still above {:.1} %, where it resolves; `crawld failures {}` lists them",
+            "{} of {} pages failed ({:.0} %, above {:.0} %{resolves}); `crawld failures {}` lists them",
             c.pages_failed,
             attempted,
             share * 100.0,
             limit * 100.0,
-            b.target
-        )
-    } else if firing {
-        format!(
-            "{} of {} pages failed ({:.0} %, above {:.0} %); `crawld failures {}` lists them",
-            c.pages_failed,
-            attempted,
-            share * 100.0,
-            cfg.failure_rate * 100.0,
             b.target
         )
     } else if !enough {
@@ -276,11 +283,7 @@ fn item_count(b: &Base, cfg: &MonitorConfig, history: &[RunRecord]) -> MonitorSt
     let label = MonitorKind::ItemCount.name();
     let runs = baseline(history, b.run, cfg.baseline_runs, label);
     // Firing, it resolves only once the count is back near the baseline.
-    let drop = if b.was_firing(label) {
-        cfg.item_drop * RESOLVE_DROP
-    } else {
-        cfg.item_drop
-    };
+    let drop = b.limit(label, cfg.item_drop, RESOLVE_DROP);
     if b.run.mode == RunMode::Incremental {
         return items_per_page(b, cfg, drop, &runs);
     }
@@ -373,14 +376,10 @@ fn field_coverage(b: &Base, target: &Target, history: &[RunRecord]) -> Vec<Monit
             if lowest.as_ref().is_none_or(|(s, _)| share < *s) {
                 lowest = Some((share, subject.clone()));
             }
-            let label = format!("{} {subject}", MonitorKind::FieldCoverage.name());
+            let label = super::label(MonitorKind::FieldCoverage, &subject);
             let runs = baseline(history, b.run, cfg.baseline_runs, &label);
             let was_firing = b.was_firing(&label);
-            let drop = if was_firing {
-                cfg.coverage_drop * RESOLVE_DROP
-            } else {
-                cfg.coverage_drop
-            };
+            let drop = b.limit(&label, cfg.coverage_drop, RESOLVE_DROP);
             let past = runs
                 .iter()
                 .filter_map(|r| r.counts.coverage.get(&kind.name))
@@ -446,12 +445,8 @@ fn host_blocked(
             blocked as f64 / a.requests as f64
         };
         worst = worst.max(share);
-        let label = format!("{} {host}", MonitorKind::HostBlocked.name());
-        let limit = if b.was_firing(&label) {
-            cfg.blocked_share * RESOLVE_RATE
-        } else {
-            cfg.blocked_share
-        };
+        let label = super::label(MonitorKind::HostBlocked, host);
+        let limit = b.limit(&label, cfg.blocked_share, RESOLVE_RATE);
         // A host that is down (refused connections, timeouts, 5xx) is
         // paused too, but it is not blocked: `failure_rate` tells of it.
         let paused = h

@@ -4,7 +4,7 @@
 //! clock monitors by the daemon between runs. `alert` turns changes of state
 //! into notices; status, the dashboard and the metrics show the states.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -163,8 +163,7 @@ pub fn judge_run(
     timed_out: bool,
 ) -> Result<Judged, StoreError> {
     let runs: Vec<RunRecord> = store.runs(&target.id).collect::<Result<_, _>>()?;
-    let whole = with_chain(&runs, run);
-    let history = completed_chains(&runs, run);
+    let (whole, history) = with_chains(&runs, run);
     let robots = robots_unavailable(store, target, run)?;
     let prior = store.monitor_states(&target.id)?;
     let firing: BTreeSet<String> = prior
@@ -203,38 +202,31 @@ pub fn judge_run(
     Ok(Judged { scope, states })
 }
 
-/// `run` with the counts of its whole chain: a run that resumed a stopped
-/// one found only the rest of the site, and is judged with what the runs
-/// before it in the chain found.
-fn with_chain(runs: &[RunRecord], run: &RunRecord) -> RunRecord {
-    let mut whole = run.clone();
-    for r in runs {
-        if r.crawl == run.crawl && r.id < run.id {
-            whole.counts.add(&r.counts);
+/// `run`, and the completed runs before it (oldest first: what the
+/// baselines choose from), each with the counts of its whole resumed chain:
+/// a run that resumed a stopped one found only the rest of the site. The
+/// hosts' figures stay each run's own: a block is judged as it is now. One
+/// pass over `runs`, which are in id order.
+fn with_chains(runs: &[RunRecord], run: &RunRecord) -> (RunRecord, Vec<RunRecord>) {
+    let mut so_far: HashMap<RunId, RunCounts> = HashMap::new();
+    let whole = |r: &RunRecord, mut counts: RunCounts| {
+        counts.hosts.clone_from(&r.counts.hosts);
+        RunRecord {
+            counts,
+            ..r.clone()
         }
-    }
-    // The hosts' figures are the last run's own: a block is judged now.
-    whole.counts.hosts.clone_from(&run.counts.hosts);
-    whole
-}
-
-/// The completed runs before `run`, oldest first, each with its chain's
-/// counts: what the baselines choose from. One pass, with each chain's
-/// totals so far (`runs` are in id order).
-fn completed_chains(runs: &[RunRecord], run: &RunRecord) -> Vec<RunRecord> {
-    let mut so_far: std::collections::HashMap<RunId, RunCounts> = std::collections::HashMap::new();
-    let mut out = Vec::new();
+    };
+    let mut history = Vec::new();
     for r in runs.iter().filter(|r| r.id < run.id) {
-        let totals = so_far.entry(r.crawl).or_default();
-        totals.add(&r.counts);
+        so_far.entry(r.crawl).or_default().add(&r.counts);
         if r.status == RunStatus::Completed {
-            let mut whole = r.clone();
-            whole.counts = so_far.remove(&r.crawl).unwrap_or_default();
-            whole.counts.hosts.clone_from(&r.counts.hosts);
-            out.push(whole);
+            let counts = so_far.remove(&r.crawl).unwrap_or_default();
+            history.push(whole(r, counts));
         }
     }
-    out
+    let mut counts = so_far.remove(&run.crawl).unwrap_or_default();
+    counts.add(&run.counts);
+    (whole(run, counts), history)
 }
 
 /// Hosts whose robots.txt could not be had in the run, with the URLs it
@@ -304,11 +296,17 @@ impl MonitorState {
 
     /// `monitor` or `monitor KIND.FIELD` / `monitor HOST`.
     pub fn label(&self) -> String {
-        if self.subject.is_empty() {
-            self.monitor.name().to_owned()
-        } else {
-            format!("{} {}", self.monitor.name(), self.subject)
-        }
+        label(self.monitor, &self.subject)
+    }
+}
+
+/// `monitor` or `monitor SUBJECT`: how a state is named in messages, in
+/// the run records' `breached` and in the judgement's firing set.
+pub(crate) fn label(monitor: MonitorKind, subject: &str) -> String {
+    if subject.is_empty() {
+        monitor.name().to_owned()
+    } else {
+        format!("{} {subject}", monitor.name())
     }
 }
 
