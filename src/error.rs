@@ -1,4 +1,5 @@
-//! Process exit codes, one table used by every command (README mirrors it).
+//! Process exit codes, one table used by every command (README mirrors it),
+//! and [`chain`], an error told with its sources.
 
 /// How a crawld process ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,4 +55,19 @@ impl From<&crate::store::StoreError> for Exit {
             _ => Exit::Store,
         }
     }
+}
+
+/// An error and its sources, each once (some errors repeat their source).
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }

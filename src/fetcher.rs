@@ -133,20 +133,7 @@ impl FetchError {
 /// own words ("error sending request for url (…)") do not say (a refused
 /// connection, a name that does not resolve, a reset).
 fn cause(e: &reqwest::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = std::error::Error::source(e);
-    while let Some(c) = next {
-        let text = c.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = c.source();
-    }
-    if parts.is_empty() {
-        e.to_string()
-    } else {
-        parts.join(": ")
-    }
+    std::error::Error::source(e).map_or_else(|| e.to_string(), crate::error::chain)
 }
 
 /// The rustls error in one link of a source chain. tokio-rustls wraps it in

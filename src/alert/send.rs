@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::text;
 use crate::config::{Channel, ChannelKind, Email, Exec, SmtpSecurity, Webhook};
+use crate::error::chain;
 use crate::printable;
 use crate::store::Notice;
 
@@ -304,21 +305,6 @@ async fn exec(x: &Exec, notice: &Notice) -> Result<Delivered, SendError> {
             .map(|l| format!(": {}", printable::line(&cut(l.trim(), DETAIL_BYTES))))
             .unwrap_or_default(),
     })
-}
-
-/// An error and its sources, each once (some errors repeat their source).
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// At most `max` bytes of `s`, on a character boundary.
