@@ -103,48 +103,8 @@ pub(super) enum Command {
         /// Log files kept with --log-dir.
         #[arg(long, default_value_t = 14)]
         log_keep: usize,
-        /// Serve the dashboard, /metrics and /api/ on this address (IP:PORT;
-        /// port 0 picks a free one); `--http` alone means 127.0.0.1:9464.
-        #[arg(
-            long,
-            env = "CRAWLD_HTTP",
-            value_name = "ADDR",
-            num_args = 0..=1,
-            default_missing_value = "127.0.0.1:9464"
-        )]
-        http: Option<String>,
-        /// A file holding the token that every HTTP request must carry (or
-        /// the token itself in CRAWLD_HTTP_TOKEN); required off loopback.
-        #[arg(
-            long,
-            env = "CRAWLD_HTTP_TOKEN_FILE",
-            value_name = "PATH",
-            requires = "http"
-        )]
-        http_token_file: Option<PathBuf>,
-        /// Without a token, also answer requests for this host name (e.g. a
-        /// reverse proxy's; repeatable). Loopback names always work.
-        #[arg(
-            long,
-            env = "CRAWLD_HTTP_ALLOW_HOST",
-            value_name = "NAME",
-            value_delimiter = ',',
-            requires = "http"
-        )]
-        http_allow_host: Vec<String>,
-        /// HTTP connections open at once, at most (also held under a quarter
-        /// of the open-file limit); when full, the longest idle one closes.
-        #[arg(long, value_name = "N", default_value_t = crate::web::MAX_CONNECTIONS, requires = "http")]
-        http_max_connections: usize,
-        /// How long an HTTP client has to send a request's headers; an idle
-        /// connection closes after it too.
-        #[arg(
-            long,
-            value_name = "DURATION",
-            default_value_t = crate::web::HEADER_TIMEOUT.into(),
-            requires = "http"
-        )]
-        http_header_timeout: humantime::Duration,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// The running daemon's targets, next fire times, runs and config errors.
     Status {
@@ -306,4 +266,65 @@ pub(super) fn systemd_dir(var: &str, fallback: &str) -> PathBuf {
         })
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from(fallback))
+}
+
+/// `crawld run`'s HTTP listener: the dashboard, /metrics and /api/.
+#[derive(Debug, clap::Args)]
+pub(super) struct HttpArgs {
+    /// Serve the dashboard, /metrics and /api/ on this address (IP:PORT;
+    /// port 0 picks a free one); `--http` alone means 127.0.0.1:9464.
+    #[arg(
+        long,
+        env = "CRAWLD_HTTP",
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = "127.0.0.1:9464"
+    )]
+    pub(super) http: Option<String>,
+    /// A file holding the token that every HTTP request must carry (or
+    /// the token itself in CRAWLD_HTTP_TOKEN); required off loopback.
+    #[arg(
+        long,
+        env = "CRAWLD_HTTP_TOKEN_FILE",
+        value_name = "PATH",
+        requires = "http"
+    )]
+    pub(super) http_token_file: Option<PathBuf>,
+    /// Without a token, also answer requests for this host name (e.g. a
+    /// reverse proxy's; repeatable). Loopback names always work.
+    #[arg(
+        long,
+        env = "CRAWLD_HTTP_ALLOW_HOST",
+        value_name = "NAME",
+        value_delimiter = ',',
+        requires = "http"
+    )]
+    pub(super) http_allow_host: Vec<String>,
+    /// HTTP connections open at once, at most (also held under a quarter
+    /// of the open-file limit); when full, the longest idle one closes.
+    #[arg(long, value_name = "N", default_value_t = crate::web::MAX_CONNECTIONS, requires = "http")]
+    pub(super) http_max_connections: usize,
+    /// How long an HTTP client has to send a request's headers; an idle
+    /// connection closes after it too.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value_t = crate::web::HEADER_TIMEOUT.into(),
+        requires = "http"
+    )]
+    pub(super) http_header_timeout: humantime::Duration,
+}
+
+impl HttpArgs {
+    /// The listener's config, when `--http` asks for one.
+    pub(super) fn config(self) -> Option<crate::web::HttpConfig> {
+        let addr = self.http?;
+        Some(crate::web::HttpConfig {
+            addr,
+            token_file: self.http_token_file,
+            allow_hosts: self.http_allow_host,
+            max_connections: self.http_max_connections,
+            header_timeout: self.http_header_timeout.into(),
+        })
+    }
 }

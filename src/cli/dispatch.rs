@@ -73,10 +73,6 @@ pub(super) async fn dispatch(command: Command) -> Exit {
             grace,
             no_watch,
             http,
-            http_token_file,
-            http_allow_host,
-            http_max_connections,
-            http_header_timeout,
             ..
         } => {
             let opts = crate::daemon::Options {
@@ -86,13 +82,7 @@ pub(super) async fn dispatch(command: Command) -> Exit {
                 max_runs,
                 grace: grace.into(),
                 watch: !no_watch,
-                http: http.map(|addr| crate::web::HttpConfig {
-                    addr,
-                    token_file: http_token_file,
-                    allow_hosts: http_allow_host,
-                    max_connections: http_max_connections,
-                    header_timeout: http_header_timeout.into(),
-                }),
+                http: http.config(),
             };
             crate::daemon::run(opts).await
         }
