@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::crawl::{Progress, ProgressSink, Waiting};
-use crate::store::{FailureRecord, RunRecord};
+use crate::store::{FailureRecord, HostRunCounts, RunRecord};
 
 /// How often progress is logged when stderr is not a terminal.
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -189,27 +189,7 @@ pub fn summary(run: &RunRecord, failures: &[FailureRecord]) -> String {
         );
     }
     for (host, h) in &c.hosts {
-        let _ = writeln!(
-            s,
-            "  host    {host}: {} req (2xx {}, 3xx {}, 4xx {}, 5xx {}, 429 {}, errors {}), {} retries, {} requeues, concurrency {}/{}, delay {}–{} ms{}",
-            h.answers.requests,
-            h.answers.status_2xx,
-            h.answers.status_3xx,
-            h.answers.status_4xx,
-            h.answers.status_5xx,
-            h.answers.status_429,
-            h.answers.errors,
-            h.retries,
-            h.requeues,
-            h.effective_concurrency,
-            h.concurrency,
-            h.delay_ms.0,
-            h.delay_ms.1,
-            match h.paused_until_ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64)) {
-                Some(t) => format!(", paused until {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-                None => String::new(),
-            }
-        );
+        let _ = writeln!(s, "  host    {}", host_line(host, h));
     }
     for f in failures {
         let _ = writeln!(s, "  failed  {} ({})", f.url, f.detail);
@@ -227,4 +207,35 @@ pub fn summary(run: &RunRecord, failures: &[FailureRecord]) -> String {
         let _ = writeln!(s, "  error   {e}");
     }
     s
+}
+
+/// One host's figures in a run's summary.
+fn host_line(host: &str, h: &HostRunCounts) -> String {
+    let a = &h.answers;
+    let paused = h
+        .paused_until_ms
+        .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64))
+        .map(|t| {
+            format!(
+                ", paused until {}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "{host}: {} req (2xx {}, 3xx {}, 4xx {}, 5xx {}, 429 {}, errors {}), {} retries, {} requeues, concurrency {}/{}, delay {}–{} ms{paused}",
+        a.requests,
+        a.status_2xx,
+        a.status_3xx,
+        a.status_4xx,
+        a.status_5xx,
+        a.status_429,
+        a.errors,
+        h.retries,
+        h.requeues,
+        h.effective_concurrency,
+        h.concurrency,
+        h.delay_ms.0,
+        h.delay_ms.1,
+    )
 }
