@@ -419,6 +419,9 @@ fn max_duration_stops_a_run_and_the_next_start_resumes_it() {
         },
         "max_duration stops the run",
     );
+    // The run record says "interrupted" as the run checkpoints; the daemon
+    // lets the target go a moment later, and only then takes a trigger.
+    wait_for(|| d.status()["running"] == 0, "the stopped run lets go");
     d.cmd(&["trigger", "shop"]).assert().success();
     wait_for(
         || d.runs("shop").len() == 2 && d.runs("shop")[1]["status"] != "running",
