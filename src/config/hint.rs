@@ -12,29 +12,77 @@ use super::raw::{
     RawOutput, RawProfile,
 };
 
-/// Every table of a config file, as a user writes it, with the keys it takes.
-fn tables() -> [(&'static str, &'static [&'static str]); 10] {
+/// Every table of a config file, as a user writes it, with the keys it takes
+/// and the heading of its section in the configuration reference.
+fn tables() -> [Table; 10] {
     [
-        (
-            "at the top of a target file (above its first [table])",
-            keys::<RawFile>(),
-        ),
-        ("in [follow]", keys::<RawFollow>()),
-        ("in [items.NAME]", keys::<RawItem>()),
-        (
-            "in a field of [items.NAME.fields] (NAME = { css = \"…\", … })",
-            keys::<RawFieldTable>(),
-        ),
-        ("in [profiles.NAME]", keys::<RawProfile>()),
-        ("in [output]", keys::<RawOutput>()),
-        ("in [monitor]", keys::<RawMonitor>()),
-        ("in [domains.\"HOST\"]", keys::<RawDomain>()),
-        ("in [channels.NAME]", keys::<RawChannel>()),
-        (
-            "in an identity of a profile's identities = [{ … }]",
-            keys::<RawIdentity>(),
-        ),
+        Table {
+            place: "at the top of a target file (above its first [table])",
+            heading: "Target keys",
+            keys: keys::<RawFile>(),
+        },
+        Table {
+            place: "in [follow]",
+            heading: "`[follow]`",
+            keys: keys::<RawFollow>(),
+        },
+        Table {
+            place: "in [items.NAME]",
+            heading: "`[items.NAME]`",
+            keys: keys::<RawItem>(),
+        },
+        Table {
+            place: "in a field of [items.NAME.fields] (NAME = { css = \"…\", … })",
+            heading: "`[items.NAME.fields]`",
+            keys: keys::<RawFieldTable>(),
+        },
+        Table {
+            place: "in [profiles.NAME]",
+            heading: "`[profiles.NAME]`",
+            keys: keys::<RawProfile>(),
+        },
+        Table {
+            place: "in [output]",
+            heading: "`[output]`",
+            keys: keys::<RawOutput>(),
+        },
+        Table {
+            place: "in [monitor]",
+            heading: "`[monitor]`",
+            keys: keys::<RawMonitor>(),
+        },
+        Table {
+            place: "in [domains.\"HOST\"]",
+            heading: "`[domains.\"HOST\"]`",
+            keys: keys::<RawDomain>(),
+        },
+        Table {
+            place: "in [channels.NAME]",
+            heading: "`[channels.NAME]`",
+            keys: keys::<RawChannel>(),
+        },
+        Table {
+            place: "in an identity of a profile's identities = [{ … }]",
+            heading: "`[profiles.NAME]`",
+            keys: keys::<RawIdentity>(),
+        },
     ]
+}
+
+/// One table of a config file.
+struct Table {
+    /// Where it is, as an error says it.
+    place: &'static str,
+    /// The heading of its section in docs/configuration.md.
+    heading: &'static str,
+    keys: &'static [&'static str],
+}
+
+/// Every key the parser accepts, per section heading of the configuration
+/// reference (docs/configuration.md), read from the raw structs: a test
+/// checks that the reference documents each one.
+pub fn documented_keys() -> Vec<(&'static str, &'static [&'static str])> {
+    tables().into_iter().map(|t| (t.heading, t.keys)).collect()
 }
 
 /// For toml's "unknown field `KEY`, expected …": where KEY belongs, when
@@ -44,8 +92,8 @@ pub(super) fn unknown_key(message: &str) -> Option<String> {
     let key = message.strip_prefix("unknown field `")?.split('`').next()?;
     let places: Vec<&str> = tables()
         .into_iter()
-        .filter(|(_, keys)| keys.contains(&key))
-        .map(|(place, _)| place)
+        .filter(|t| t.keys.contains(&key))
+        .map(|t| t.place)
         .collect();
     (!places.is_empty()).then(|| format!("`{key}` belongs {}", places.join(" or ")))
 }
