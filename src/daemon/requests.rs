@@ -40,7 +40,8 @@ impl Daemon {
             }
             Request::Read { target, reply } => {
                 let config = self.set.targets.get(&target).cloned();
-                let _ = reply.send((self.store.shared(), config));
+                let names = self.set.targets.keys().cloned().collect();
+                let _ = reply.send((self.store.shared(), config, names));
             }
             Request::Backup(reply) => {
                 let _ = reply.send(self.store.shared());

@@ -26,7 +26,7 @@ use crate::control::{
     TriggerRequest, Triggered,
 };
 use crate::ids::TargetId;
-use crate::query::run_read;
+use crate::query::{run_read, Configured};
 use crate::store::{RunMode, Store};
 use crate::web::Limits;
 
@@ -44,10 +44,11 @@ pub enum Request {
         reply: oneshot::Sender<Result<Stopping, ApiError>>,
     },
     Reload(oneshot::Sender<Reloaded>),
-    /// The store and the target's config, for a reading command.
+    /// The store, the target's config and the names of the configured
+    /// targets, for a reading command.
     Read {
         target: TargetId,
-        reply: oneshot::Sender<(Arc<Store>, Option<Arc<Target>>)>,
+        reply: oneshot::Sender<(Arc<Store>, Option<Arc<Target>>, Vec<TargetId>)>,
     },
     /// The store, for a backup.
     Backup(oneshot::Sender<Arc<Store>>),
@@ -235,11 +236,17 @@ async fn read(State(tx): State<Tx>, body: Bytes) -> Response {
         Err(e) => return refuse(e),
     };
     let target = cmd.target().clone();
-    let (store, config) = match ask(&tx, |reply| Request::Read { target, reply }).await {
+    let (store, config, names) = match ask(&tx, |reply| Request::Read { target, reply }).await {
         Ok(v) => v,
         Err(e) => return refuse(e),
     };
-    streamed(move |out, err| run_read(&store, config.as_deref(), &cmd, out, err))
+    streamed(move |out, err| {
+        let configured = Configured {
+            target: config.as_deref(),
+            names: &names,
+        };
+        run_read(&store, configured, &cmd, out, err)
+    })
 }
 
 /// A backup of the store, streamed to the client, which writes it to the
