@@ -62,11 +62,17 @@ pub async fn run(
     errln!("demo shop served from {} at http://{addr}/", site.display());
 
     if serve_only {
+        // Listen for Ctrl-C before saying so: a SIGINT sent on reading the
+        // line must stop the server, not kill the process.
+        let stop = match interrupted() {
+            Ok(stop) => stop,
+            Err(e) => return fail(Exit::Failed, format!("cannot listen for Ctrl-C: {e}")),
+        };
         errln!(
             "serving until you press Ctrl-C (or send SIGINT to pid {})",
             std::process::id()
         );
-        let _ = tokio::signal::ctrl_c().await;
+        stop.await;
         errln!("stopped");
         server.abort();
         return Exit::Ok;
@@ -91,6 +97,22 @@ pub async fn run(
     .await;
     server.abort();
     exit
+}
+
+/// A future that ends at the first SIGINT (Ctrl-C), listening from now on.
+fn interrupted() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            interrupt.recv().await;
+        })
+    }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// The demo target, its URLs on the demo's port pointed at `port`: the
