@@ -338,3 +338,41 @@ fn demo_serve_says_how_to_stop_it() {
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     assert!(child.wait().unwrap().success());
 }
+
+/// Through a running daemon too: `trigger`, `stop-run` and the reading
+/// commands (which the daemon runs, with its own configs) name its targets.
+#[test]
+fn the_daemon_names_its_targets_for_an_unknown_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = tmp.path().join("configs");
+    write_configs(
+        &configs,
+        "http://127.0.0.1:9",
+        &[
+            ("shop.toml", SHOP),
+            ("idle.toml", IDLE),
+            ("p.toml", FAST_PROFILE),
+        ],
+    );
+    let daemon = common::daemon::Daemon::start(&configs, &tmp.path().join("state"), &[]);
+    for args in [&["trigger", "shpo"][..], &["stop-run", "shpo"]] {
+        daemon
+            .cmd(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(
+                "no target shpo in the daemon's configs (targets: idle, shop)",
+            ));
+    }
+    // No configs here: what the daemon has configured is what counts.
+    let elsewhere = format!("--configs={}", tmp.path().join("none").display());
+    daemon
+        .cmd(&["runs", "shpo", &elsewhere])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "unknown target shpo: it is not configured (configured: idle, shop) \
+             and the store has no runs of any target",
+        ));
+    daemon.stop();
+}

@@ -44,14 +44,21 @@ pub enum Request {
         reply: oneshot::Sender<Result<Stopping, ApiError>>,
     },
     Reload(oneshot::Sender<Reloaded>),
-    /// The store, the target's config and the names of the configured
-    /// targets, for a reading command.
+    /// What a reading command of `target` needs.
     Read {
         target: TargetId,
-        reply: oneshot::Sender<(Arc<Store>, Option<Arc<Target>>, Vec<TargetId>)>,
+        reply: oneshot::Sender<ForReading>,
     },
     /// The store, for a backup.
     Backup(oneshot::Sender<Arc<Store>>),
+}
+
+/// What a reading command needs: the store, its target's config and the
+/// names of every configured target (for an unknown target's error).
+pub struct ForReading {
+    pub store: Arc<Store>,
+    pub config: Option<Arc<Target>>,
+    pub names: Vec<TargetId>,
 }
 
 /// The supervisor's answer to a trigger.
@@ -236,7 +243,11 @@ async fn read(State(tx): State<Tx>, body: Bytes) -> Response {
         Err(e) => return refuse(e),
     };
     let target = cmd.target().clone();
-    let (store, config, names) = match ask(&tx, |reply| Request::Read { target, reply }).await {
+    let ForReading {
+        store,
+        config,
+        names,
+    } = match ask(&tx, |reply| Request::Read { target, reply }).await {
         Ok(v) => v,
         Err(e) => return refuse(e),
     };

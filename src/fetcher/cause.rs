@@ -140,7 +140,7 @@ mod tests {
         );
         assert_eq!(happened(&hyper_dns), Some(Happened::Dns));
         // An io::Error around another io::Error (as TLS and proxies wrap).
-        let inner = IoError::new(ErrorKind::Other, IoError::from(ErrorKind::ConnectionReset));
+        let inner = IoError::other(IoError::from(ErrorKind::ConnectionReset));
         assert_eq!(happened(&wrap("x", inner)), Some(Happened::Reset));
         assert_eq!(happened(&wrap("x", IoError::other("what"))), None);
     }
