@@ -437,4 +437,12 @@ mod tests {
         );
         assert_eq!(serde_json::from_value::<ReadCommand>(json).unwrap(), cmd);
     }
+
+    #[test]
+    fn an_older_clients_failures_request_gets_json_lines() {
+        // It printed JSON lines before `failures` had a table.
+        let old = serde_json::json!({"command": "failures", "target": "shop", "run": null});
+        let cmd: ReadCommand = serde_json::from_value(old).unwrap();
+        assert!(matches!(cmd, ReadCommand::Failures { json: true, .. }));
+    }
 }
