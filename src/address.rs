@@ -149,6 +149,16 @@ pub struct InternalAddress {
     pub ip: IpAddr,
 }
 
+/// The failed lookup of a host name, from [`GuardResolver`]: typed, so that
+/// a fetch error can say "DNS lookup failed" (see `fetcher::cause`).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot resolve {name}: {source}")]
+pub struct DnsFailed {
+    pub name: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// A resolver that drops internal addresses.
 pub(crate) struct GuardResolver {
     pub(crate) policy: AddressPolicy,
@@ -159,8 +169,13 @@ impl reqwest::dns::Resolve for GuardResolver {
         let policy = self.policy.clone();
         let name = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let found: Result<Vec<SocketAddr>, _> = tokio::net::lookup_host((name.as_str(), 0))
+                .await
+                .map(Iterator::collect);
+            let addrs = match found {
+                Ok(addrs) => addrs,
+                Err(source) => return Err(Box::new(DnsFailed { name, source }) as _),
+            };
             let public: Vec<SocketAddr> = addrs
                 .iter()
                 .copied()

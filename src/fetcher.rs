@@ -18,6 +18,7 @@ use crate::address::{AddressPolicy, GuardResolver, InternalAddress};
 use crate::config::{Identity, Profile, ProxyUrl};
 use crate::ids::{HostKey, TargetId};
 
+mod cause;
 mod decode;
 mod response;
 mod session;
@@ -129,11 +130,15 @@ impl FetchError {
     }
 }
 
-/// What happened, from the causes of a reqwest error, each once: reqwest's
-/// own words ("error sending request for url (…)") do not say (a refused
-/// connection, a name that does not resolve, a reset).
+/// What happened ([`cause::happened`]), then the causes of a reqwest error,
+/// each once: reqwest's own words ("error sending request for url (…)") do
+/// not say (a refused connection, a name that does not resolve, a reset).
 fn cause(e: &reqwest::Error) -> String {
-    std::error::Error::source(e).map_or_else(|| e.to_string(), crate::error::chain)
+    let chain = std::error::Error::source(e).map_or_else(|| e.to_string(), crate::error::chain);
+    match cause::happened(e) {
+        Some(what) => format!("{what} ({chain})"),
+        None => chain,
+    }
 }
 
 /// The rustls error in one link of a source chain. tokio-rustls wraps it in

@@ -39,7 +39,43 @@ pub enum ReadCommand {
     Failures {
         target: TargetId,
         run: Option<u64>,
+        /// JSON lines instead of a table. Absent from an older client's
+        /// request: it printed JSON lines then.
+        #[serde(default = "older_client_json")]
+        json: bool,
     },
+}
+
+/// An older client sent `failures` without `json` and printed JSON lines.
+fn older_client_json() -> bool {
+    true
+}
+
+/// What a reader knows of the configs: the target's own config (CSV column
+/// order, the item kinds) and the name of every configured target, valid or
+/// not, so that a typo is told the names that exist. A target is known when
+/// it is configured or has runs in the store.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Configured<'a> {
+    pub target: Option<&'a Target>,
+    pub names: &'a [TargetId],
+}
+
+impl Configured<'_> {
+    /// Whether `target` has a config, valid or not.
+    fn has(&self, target: &TargetId) -> bool {
+        self.target.is_some() || self.names.contains(target)
+    }
+
+    /// "it is not configured", naming those that are.
+    pub fn not_configured(&self) -> String {
+        if self.names.is_empty() {
+            "it is not configured".to_owned()
+        } else {
+            let names: Vec<&str> = self.names.iter().map(TargetId::as_str).collect();
+            format!("it is not configured (configured: {})", names.join(", "))
+        }
+    }
 }
 
 impl ReadCommand {
@@ -85,12 +121,13 @@ fn store_failed(e: StoreError) -> Failed {
 /// to `err` (each a line, `error: …` for the failure). Returns the exit code.
 pub fn run_read(
     store: &Store,
-    config: Option<&Target>,
+    configured: Configured<'_>,
     cmd: &ReadCommand,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Exit {
-    let result = known(store, config, cmd).and_then(|()| read(store, config, cmd, out, err));
+    let result =
+        known(store, configured, cmd).and_then(|()| read(store, configured.target, cmd, out, err));
     match result {
         Ok(()) | Err((Exit::Ok, _)) => Exit::Ok,
         Err((exit, msg)) => {
@@ -102,8 +139,9 @@ pub fn run_read(
 
 /// A usage error (exit 2) for a target neither configured nor in the store,
 /// naming those that are, and for an item kind the target does not have.
-fn known(store: &Store, config: Option<&Target>, cmd: &ReadCommand) -> Result<(), Failed> {
+fn known(store: &Store, configured: Configured<'_>, cmd: &ReadCommand) -> Result<(), Failed> {
     let target = cmd.target();
+    let config = configured.target;
     if let (
         Some(t),
         ReadCommand::Export {
@@ -125,7 +163,7 @@ fn known(store: &Store, config: Option<&Target>, cmd: &ReadCommand) -> Result<()
             ));
         }
     }
-    if config.is_some() || store.last_run(target).map_err(store_failed)?.is_some() {
+    if configured.has(target) || store.last_run(target).map_err(store_failed)?.is_some() {
         return Ok(());
     }
     let stored = store.targets_with_runs().map_err(store_failed)?;
@@ -137,7 +175,10 @@ fn known(store: &Store, config: Option<&Target>, cmd: &ReadCommand) -> Result<()
     };
     Err((
         Exit::Usage,
-        format!("unknown target {target}: it is not configured and {which}"),
+        format!(
+            "unknown target {target}: {} and {which}",
+            configured.not_configured()
+        ),
     ))
 }
 
@@ -169,7 +210,7 @@ fn read(
         ReadCommand::Runs { json, .. } => {
             runs(store, target, *json, out, err).map_err(store_failed)
         }
-        ReadCommand::Failures { run, .. } => failures(store, target, *run, out),
+        ReadCommand::Failures { run, json, .. } => failures(store, target, *run, *json, out),
     }
 }
 
@@ -315,6 +356,7 @@ fn failures(
     store: &Store,
     target: &TargetId,
     run: Option<u64>,
+    json: bool,
     out: &mut dyn Write,
 ) -> Result<(), Failed> {
     let run = match run {
@@ -324,14 +366,56 @@ fn failures(
             None => return Err((Exit::Failed, format!("target {target} has no runs"))),
         },
     };
-    for f in store.failures(target, run) {
-        let f = f.map_err(store_failed)?;
-        let line = serde_json::json!({"url": f.url, "run": f.run, "kind": f.kind, "detail": f.detail, "status": f.status, "at": export::rfc3339(f.at_ms)});
-        if writeln!(out, "{line}").is_err() {
-            break;
+    if json {
+        for f in store.failures(target, run) {
+            let f = f.map_err(store_failed)?;
+            let line = serde_json::json!({"url": f.url, "run": f.run, "kind": f.kind, "detail": f.detail, "status": f.status, "at": export::rfc3339(f.at_ms)});
+            if writeln!(out, "{line}").is_err() {
+                break;
+            }
         }
+        return Ok(());
     }
+    // A table is aligned on its longest URL: read them all first.
+    let failed = store
+        .failures(target, run)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(store_failed)?;
+    let _ = write!(out, "{}", failures_table(&failed));
     Ok(())
+}
+
+/// `crawld failures` as a table, like `crawld runs`: one line a URL, the
+/// detail last since it is the longest (its leading URL, which the URL
+/// column shows already, dropped).
+fn failures_table(failed: &[crate::store::FailureRecord]) -> String {
+    use std::fmt::Write as _;
+    let width = failed.iter().map(|f| f.url.len()).max().unwrap_or(3).max(3);
+    let mut table = format!(
+        "{:>6}  {:<24}  {:<18}  {:>6}  {:<width$}  detail\n",
+        "run", "at", "kind", "status", "url"
+    );
+    for f in failed {
+        let detail = f
+            .detail
+            .strip_prefix(f.url.as_str())
+            .and_then(|d| d.strip_prefix(": "))
+            .unwrap_or(&f.detail);
+        let status = f
+            .status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            table,
+            "{:>6}  {:<24}  {:<18}  {:>6}  {:<width$}  {detail}",
+            f.run.0,
+            export::rfc3339(f.at_ms),
+            f.kind.name(),
+            status,
+            f.url
+        );
+    }
+    table
 }
 
 #[cfg(test)]
@@ -352,5 +436,13 @@ mod tests {
             serde_json::json!({"command": "export", "target": "shop", "format": "csv", "kind": null})
         );
         assert_eq!(serde_json::from_value::<ReadCommand>(json).unwrap(), cmd);
+    }
+
+    #[test]
+    fn an_older_clients_failures_request_gets_json_lines() {
+        // It printed JSON lines before `failures` had a table.
+        let old = serde_json::json!({"command": "failures", "target": "shop", "run": null});
+        let cmd: ReadCommand = serde_json::from_value(old).unwrap();
+        assert!(matches!(cmd, ReadCommand::Failures { json: true, .. }));
     }
 }

@@ -431,13 +431,15 @@ fn reading_an_unknown_target_or_kind_is_exit_2_naming_what_exists() {
     ] {
         crawld()
             .args(&args)
+            .arg("--configs")
+            .arg(&configs)
             .arg("--state")
             .arg(&state)
             .assert()
             .code(2)
             .stdout("")
             .stderr(predicate::str::contains(
-                "unknown target shpo: it is not configured and the store has runs of shop",
+                "unknown target shpo: it is not configured (configured: shop) and the store has runs of shop",
             ));
     }
     crawld()

@@ -243,7 +243,7 @@ fn a_404_is_a_failure_that_crawld_failures_lists() {
     let summary = String::from_utf8(crawl.stdout).unwrap();
     assert!(summary.contains(", 2 failed,"), "{summary}");
     let failures = crawld()
-        .args(["failures", "t", "--state"])
+        .args(["failures", "t", "--json", "--state"])
         .arg(&state)
         .output()
         .unwrap();
@@ -393,6 +393,57 @@ async fn fetch_failures_say_what_happened() {
     let refused = configs(tmp.path(), &format!("http://127.0.0.1:{port}"), false);
     let (run, store) = crawl_target(&Engine::default(), &refused, &tmp.path().join("s"), "t").await;
     let f = store.failures(&run.target, run.id).next().unwrap().unwrap();
+    assert!(
+        f.detail.contains("cannot connect: connection refused"),
+        "{}",
+        f.detail
+    );
     assert!(f.detail.contains("Connection refused"), "{}", f.detail);
     assert!(!f.detail.contains("error sending request"), "{}", f.detail);
+}
+
+/// The one failure of a run of target `t` against `server`, with a profile
+/// of a short timeout and no retries.
+async fn only_failure(server: &TcpServer) -> crawld::store::FailureRecord {
+    let tmp = tempfile::tempdir().unwrap();
+    let configs = configs(tmp.path(), &format!("http://{}", server.addr), false);
+    let profile =
+        "[profiles.p]\ntimeout = \"300ms\"\nretries = 0\ndelay = \"0ms\"\nrespect_robots = false\n";
+    write_configs(&configs, "", &[("p.toml", profile)]);
+    let (run, store) = crawl_target(&Engine::default(), &configs, &tmp.path().join("s"), "t").await;
+    let failures: Vec<_> = store
+        .failures(&run.target, run.id)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    failures.into_iter().next().unwrap()
+}
+
+/// A server that answers garbage is "not valid HTTP"; one that never
+/// answers "timed out": each says what happened, not "error sending request".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_silence_say_what_happened() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let garbage = TcpServer::start(|mut tcp| async move {
+        let mut buf = vec![0u8; 8192];
+        let _ = tcp.read(&mut buf).await;
+        let _ = tcp.write_all(b"SPAM SPAM SPAM\r\n\r\n").await;
+    });
+    let f = only_failure(&garbage).await;
+    assert!(
+        f.detail.contains("the server's answer is not valid HTTP"),
+        "{}",
+        f.detail
+    );
+    assert!(!f.detail.contains("error sending request"), "{}", f.detail);
+
+    let silent = TcpServer::start(|mut tcp| async move {
+        let mut buf = vec![0u8; 8192];
+        let _ = tcp.read(&mut buf).await;
+        // Holds the connection open and never answers.
+        std::future::pending::<()>().await;
+    });
+    let f = only_failure(&silent).await;
+    assert_eq!(f.kind.name(), "timeout", "{}", f.detail);
+    assert!(f.detail.contains("timed out"), "{}", f.detail);
 }

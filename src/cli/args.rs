@@ -27,6 +27,7 @@ pub(super) enum Command {
     Check(ConfigsArg),
     /// Show what a target's selectors extract from one page.
     Test {
+        /// The target: its config file's name without .toml (`crawld status` lists them).
         target: String,
         /// The page to fetch (with --file: the URL the file's content stands for).
         url: Option<String>,
@@ -41,6 +42,7 @@ pub(super) enum Command {
     },
     /// Run one crawl of a target in the foreground.
     Crawl {
+        /// The target: its config file's name without .toml (`crawld status` lists them).
         target: String,
         /// Refetch everything (default: an incremental run).
         #[arg(long)]
@@ -62,6 +64,7 @@ pub(super) enum Command {
     },
     /// Write a target's current items (or its changes) to stdout or a file.
     Export {
+        /// The target: its config file's name without .toml (`crawld status` lists them).
         target: String,
         /// The change feed of the last run instead of the current items.
         #[arg(long)]
@@ -78,9 +81,7 @@ pub(super) enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
         #[command(flatten)]
-        configs: ConfigsArg,
-        #[command(flatten)]
-        state: StateArg,
+        reader: ReaderArgs,
     },
     /// Run the daemon: every target on its schedules, configs reloaded on change.
     Run {
@@ -116,6 +117,7 @@ pub(super) enum Command {
     },
     /// Ask the running daemon to start a run of a target now.
     Trigger {
+        /// The target: its config file's name without .toml (`crawld status` lists them).
         target: String,
         /// A full run (default: incremental).
         #[arg(long)]
@@ -125,6 +127,7 @@ pub(super) enum Command {
     },
     /// Ask the running daemon to stop a target's run; it resumes at its next start.
     StopRun {
+        /// The target: its config file's name without .toml (`crawld status` lists them).
         target: String,
         #[command(flatten)]
         state: StateArg,
@@ -136,31 +139,38 @@ pub(super) enum Command {
     },
     /// The stored versions of one item, oldest first.
     History {
+        /// The target: its config file's name without .toml (`crawld status` lists them).
         target: String,
+        /// The item's key (its `_key` in `crawld export`).
         key: String,
         /// The item kind (needed when several kinds have this key).
         #[arg(long)]
         kind: Option<String>,
         #[command(flatten)]
-        state: StateArg,
+        reader: ReaderArgs,
     },
     /// The URLs that failed in a run (default: the last one), with why.
     Failures {
+        /// The target: its config file's name without .toml (`crawld status` lists them).
         target: String,
         /// The run (default: the target's last run).
         #[arg(long)]
         run: Option<u64>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
-        state: StateArg,
+        reader: ReaderArgs,
     },
     /// A target's runs: id, mode, status, counts, duration.
     Runs {
+        /// The target: its config file's name without .toml (`crawld status` lists them).
         target: String,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        state: StateArg,
+        reader: ReaderArgs,
     },
     /// Check, back up or restore the store.
     Store {
@@ -174,10 +184,10 @@ pub(super) enum Command {
     },
     /// Serve the bundled demo shop on 127.0.0.1 and crawl it.
     Demo {
-        /// Port of the demo site; the example target `shop` points at 8088.
+        /// Port of the demo site on 127.0.0.1; the crawl follows it.
         #[arg(long, default_value_t = 8088)]
         port: u16,
-        /// Only serve the site until Ctrl-C, do not crawl.
+        /// Only serve the site, until Ctrl-C; do not crawl.
         #[arg(long)]
         serve: bool,
         /// The site's files (default: examples/shop).
@@ -237,6 +247,17 @@ pub(super) struct StateArg {
     /// The daemon's control socket [default: $RUNTIME_DIRECTORY/control.sock, else STATE/control.sock]
     #[arg(long, env = "CRAWLD_SOCKET")]
     pub(super) socket: Option<PathBuf>,
+}
+
+/// The options of every command that reads a target's data (`export`,
+/// `history`, `runs`, `failures`): one struct, so that they all take the
+/// same ones. The configs say which targets exist and order CSV columns.
+#[derive(Debug, Args)]
+pub(super) struct ReaderArgs {
+    #[command(flatten)]
+    pub(super) configs: ConfigsArg,
+    #[command(flatten)]
+    pub(super) state: StateArg,
 }
 
 impl ConfigsArg {

@@ -11,12 +11,11 @@ use std::path::{Path, PathBuf};
 
 use super::holder::{self, Holder};
 use super::{fail, open_existing_store as open_store};
-use crate::config::Target;
 use crate::control::client::{Client, ClientError};
 use crate::control::socket_path;
 use crate::error::Exit;
 use crate::files::{self, OutFile};
-use crate::query::{run_read, ReadCommand};
+use crate::query::{run_read, Configured, ReadCommand};
 use crate::store::{Store, StoreError};
 
 /// stdout, or the `--out` path written through ([`OutFile`]): nothing is in
@@ -100,7 +99,7 @@ fn finish(sink: Sink, out: Option<&Path>, exit: Exit) -> Exit {
 pub(super) async fn read(
     state: &Path,
     socket: Option<&Path>,
-    config: Option<&Target>,
+    configured: Configured<'_>,
     cmd: ReadCommand,
     out: Option<&Path>,
 ) -> Exit {
@@ -108,6 +107,18 @@ pub(super) async fn read(
     // An operator may name only the daemon's socket (`--socket` or
     // CRAWLD_SOCKET), not its state dir: ask the daemon then.
     if !here && socket.is_none() {
+        let target = cmd.target();
+        if configured.target.is_none() && !configured.names.contains(target) {
+            // A typo is more likely than a wrong --state: say what exists.
+            return fail(
+                Exit::Usage,
+                format!(
+                    "unknown target {target}: {} and there is no store in {}",
+                    configured.not_configured(),
+                    state.display()
+                ),
+            );
+        }
         // `open_store` explains that nothing was crawled here.
         return open_store(state).err().unwrap_or(Exit::Store);
     }
@@ -117,7 +128,7 @@ pub(super) async fn read(
     };
     let exit = if here {
         match Store::open_read(state) {
-            Ok(store) => run_read(&store, config, &cmd, &mut sink, &mut std::io::stderr()),
+            Ok(store) => run_read(&store, configured, &cmd, &mut sink, &mut std::io::stderr()),
             Err(StoreError::Locked { dir, pid }) => {
                 through_daemon(state, socket, &cmd, &mut sink, Some((&dir, &pid))).await
             }

@@ -4,15 +4,20 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tower_http::services::ServeDir;
 
-use super::{crawl_target, fail, open_store, pick_target};
+use super::{crawl_target, fail, open_store, pick_from};
+use crate::config::{self, Target};
 use crate::error::Exit;
 use crate::store::RunMode;
 
 /// The example target the demo crawls.
 const DEMO_TARGET: &str = "shop";
+
+/// The port the example target's URLs name (`configs/shop.toml`).
+const DEMO_PORT: u16 = 8088;
 
 /// `dir` if it exists relative to the working directory, else in the source tree.
 fn bundled(dir: &str) -> PathBuf {
@@ -48,7 +53,7 @@ pub async fn run(
         Err(e) => {
             return fail(
                 Exit::Failed,
-                format!("cannot serve the demo site on {addr}: {e} (the example target points at port 8088; free it, or use --port with a target of your own)"),
+                format!("cannot serve the demo site on {addr}: {e} (free the port, or pick another with --port)"),
             )
         }
     };
@@ -57,13 +62,23 @@ pub async fn run(
     errln!("demo shop served from {} at http://{addr}/", site.display());
 
     if serve_only {
-        errln!("serving until Ctrl-C");
-        let _ = tokio::signal::ctrl_c().await;
+        // Listen for Ctrl-C before saying so: a SIGINT sent on reading the
+        // line must stop the server, not kill the process.
+        let stop = match interrupted() {
+            Ok(stop) => stop,
+            Err(e) => return fail(Exit::Failed, format!("cannot listen for Ctrl-C: {e}")),
+        };
+        errln!(
+            "serving until you press Ctrl-C (or send SIGINT to pid {})",
+            std::process::id()
+        );
+        stop.await;
+        errln!("stopped");
         server.abort();
         return Exit::Ok;
     }
     let configs = configs.unwrap_or_else(|| bundled("configs"));
-    let target = match pick_target(&configs, DEMO_TARGET) {
+    let target = match demo_target(&configs, port) {
         Ok(t) => t,
         Err(exit) => return exit,
     };
@@ -82,4 +97,40 @@ pub async fn run(
     .await;
     server.abort();
     exit
+}
+
+/// A future that ends at the first SIGINT (Ctrl-C), listening from now on.
+fn interrupted() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            interrupt.recv().await;
+        })
+    }
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}
+
+/// The demo target, its URLs on the demo's port pointed at `port`: the
+/// config names 127.0.0.1:8088, and `--port` must crawl the site it serves.
+/// The text is changed before it is compiled, so every URL and pattern that
+/// names the port follows, and errors still point into the file.
+fn demo_target(dir: &Path, port: u16) -> Result<Arc<Target>, Exit> {
+    let files = config::read_dir(dir).map_err(|e| fail(Exit::Config, e))?;
+    let from = format!("127.0.0.1:{DEMO_PORT}");
+    let to = format!("127.0.0.1:{port}");
+    let files = files
+        .into_iter()
+        .map(|(path, text)| {
+            let demo = path.file_stem().is_some_and(|s| s == DEMO_TARGET);
+            let text = text.map(|t| if demo { t.replace(&from, &to) } else { t });
+            (path, text)
+        })
+        .collect();
+    let report = config::load_files(files, &|v| std::env::var(v).ok());
+    pick_from(&report, dir, DEMO_TARGET)
 }

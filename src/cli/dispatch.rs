@@ -3,13 +3,13 @@
 
 use std::path::Path;
 
-use super::args::{AlertAction, Command, StateArg, StoreAction};
+use super::args::{AlertAction, Command, ReaderArgs, StoreAction};
 use super::{alert_cli, check, crawl, daemon_cli, data, demo, test_page};
 use crate::config;
 use crate::control;
 use crate::error::Exit;
 use crate::ids::TargetId;
-use crate::query::ReadCommand;
+use crate::query::{Configured, ReadCommand};
 use crate::store::RunMode;
 
 /// Runs one command and says how the process ends. It is long only because
@@ -48,8 +48,7 @@ pub(super) async fn dispatch(command: Command) -> Exit {
             format,
             kind,
             out,
-            configs,
-            state,
+            reader,
         } => {
             let target = TargetId::new(target);
             let cmd = if changes {
@@ -61,7 +60,7 @@ pub(super) async fn dispatch(command: Command) -> Exit {
                     kind,
                 }
             };
-            export(cmd, &configs.dir(), &state, out.as_deref()).await
+            read(&reader, cmd, out.as_deref()).await
         }
         c @ (Command::History { .. } | Command::Runs { .. } | Command::Failures { .. }) => {
             read_command(c).await
@@ -114,47 +113,59 @@ pub(super) async fn dispatch(command: Command) -> Exit {
     }
 }
 
-/// A reading command to stdout, without the target's configuration.
-/// `history`, `runs` and `failures`: commands that only read the store.
+/// `history`, `runs` and `failures`: reading commands to stdout.
 async fn read_command(command: Command) -> Exit {
-    let (state, cmd) = match command {
+    let (reader, cmd) = match command {
         Command::History {
             target,
             key,
             kind,
-            state,
+            reader,
         } => {
             let target = TargetId::new(target);
-            (state, ReadCommand::History { target, key, kind })
+            (reader, ReadCommand::History { target, key, kind })
         }
         Command::Runs {
             target,
             json,
-            state,
+            reader,
         } => {
             let target = TargetId::new(target);
-            (state, ReadCommand::Runs { target, json })
+            (reader, ReadCommand::Runs { target, json })
         }
-        Command::Failures { target, run, state } => {
+        Command::Failures {
+            target,
+            run,
+            json,
+            reader,
+        } => {
             let target = TargetId::new(target);
-            (state, ReadCommand::Failures { target, run })
+            (reader, ReadCommand::Failures { target, run, json })
         }
         // INVARIANT: dispatch hands over only the three commands above.
         _ => return Exit::Usage,
     };
-    read(&state, cmd).await
+    read(&reader, cmd, None).await
 }
 
-async fn read(state: &StateArg, cmd: ReadCommand) -> Exit {
-    data::read(&state.dir(), state.socket.as_deref(), None, cmd, None).await
-}
-
-/// `export`, to stdout or `out`.
-async fn export(cmd: ReadCommand, configs: &Path, state: &StateArg, out: Option<&Path>) -> Exit {
-    // The config only orders CSV columns: a missing or broken one is no reason to fail.
-    let config = config::load_dir(configs)
-        .ok()
-        .and_then(|r| r.set.targets.get(cmd.target()).cloned());
-    let socket = state.socket.as_deref();
-    data::read(&state.dir(), socket, config.as_deref(), cmd, out).await
+/// A reading command, to stdout or `out`, with what the configs say of its
+/// target.
+async fn read(reader: &ReaderArgs, cmd: ReadCommand, out: Option<&Path>) -> Exit {
+    // The configs name the targets and order CSV columns: a missing or
+    // broken directory is no reason to fail a read of what is stored.
+    let report = config::load_dir(&reader.configs.dir()).ok();
+    let names: Vec<TargetId> = report.as_ref().map_or_else(Vec::new, |r| {
+        let mut names: Vec<TargetId> = r.set.targets.keys().cloned().collect();
+        names.extend(r.invalid_targets.keys().cloned());
+        names.sort();
+        names.dedup();
+        names
+    });
+    let config = report.and_then(|r| r.set.targets.get(cmd.target()).cloned());
+    let configured = Configured {
+        target: config.as_deref(),
+        names: &names,
+    };
+    let state = &reader.state;
+    data::read(&state.dir(), state.socket.as_deref(), configured, cmd, out).await
 }

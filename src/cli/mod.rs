@@ -237,7 +237,11 @@ fn check(dir: &Path) -> Exit {
 
 /// The target named on the command line, or the exit code that says why not.
 pub(crate) fn pick_target(dir: &Path, name: &str) -> Result<Arc<Target>, Exit> {
-    let report = load(dir)?;
+    pick_from(&load(dir)?, dir, name)
+}
+
+/// The target named on the command line from a loaded configs directory.
+fn pick_from(report: &LoadReport, dir: &Path, name: &str) -> Result<Arc<Target>, Exit> {
     let id = TargetId::new(name);
     let errors = report.target_errors(&id);
     if !errors.is_empty() {

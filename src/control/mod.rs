@@ -185,8 +185,13 @@ impl fmt::Display for Reloaded {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ApiError {
-    #[error("no target {target} in the daemon's configs (see `crawld status`)")]
-    UnknownTarget { target: TargetId },
+    #[error("no target {target} in the daemon's configs ({})", targets_named(.known))]
+    UnknownTarget {
+        target: TargetId,
+        /// The daemon's targets (absent from an older daemon's answer).
+        #[serde(default)]
+        known: Vec<TargetId>,
+    },
     #[error("target {target} is running {} ({} run); stop it with `crawld stop-run {target}`", running_run(*.run), mode_name(*.mode))]
     AlreadyRunning {
         target: TargetId,
@@ -199,6 +204,15 @@ pub enum ApiError {
     ShuttingDown,
     #[error("the daemon did not understand the request ({detail}): are `crawld` and the daemon the same version?")]
     BadRequest { detail: String },
+}
+
+/// "targets: a, b", or where to look when the list is empty or unknown.
+fn targets_named(known: &[TargetId]) -> String {
+    if known.is_empty() {
+        return "see `crawld status`".to_owned();
+    }
+    let names: Vec<&str> = known.iter().map(TargetId::as_str).collect();
+    format!("targets: {}", names.join(", "))
 }
 
 fn running_run(run: Option<RunId>) -> String {

@@ -4,7 +4,7 @@
 //! read by the socket server, off the supervisor's loop.
 
 use super::runs::Decision;
-use super::server::{Request, Trigger};
+use super::server::{ForReading, Request, Trigger};
 use super::{reload, Daemon};
 use crate::control::{
     ApiError, HostStatus, Reloaded, RunningStatus, Status, StopRunRequest, Stopping, TargetStatus,
@@ -39,8 +39,11 @@ impl Daemon {
                 });
             }
             Request::Read { target, reply } => {
-                let config = self.set.targets.get(&target).cloned();
-                let _ = reply.send((self.store.shared(), config));
+                let _ = reply.send(ForReading {
+                    store: self.store.shared(),
+                    config: self.set.targets.get(&target).cloned(),
+                    names: self.set.targets.keys().cloned().collect(),
+                });
             }
             Request::Backup(reply) => {
                 let _ = reply.send(self.store.shared());
@@ -93,7 +96,10 @@ impl Daemon {
             None if self.set.targets.contains_key(id) => {
                 Err(ApiError::NotRunning { target: id.clone() })
             }
-            None => Err(ApiError::UnknownTarget { target: id.clone() }),
+            None => Err(ApiError::UnknownTarget {
+                target: id.clone(),
+                known: self.set.targets.keys().cloned().collect(),
+            }),
         }
     }
 

@@ -119,7 +119,10 @@ impl Daemon {
         manual: bool,
     ) -> Result<Decision, ApiError> {
         if !self.set.targets.contains_key(id) {
-            return Err(ApiError::UnknownTarget { target: id.clone() });
+            return Err(ApiError::UnknownTarget {
+                target: id.clone(),
+                known: self.set.targets.keys().cloned().collect(),
+            });
         }
         if let Some(r) = self.running.get(id) {
             let running = r.mode();

@@ -26,7 +26,7 @@ use crate::control::{
     TriggerRequest, Triggered,
 };
 use crate::ids::TargetId;
-use crate::query::run_read;
+use crate::query::{run_read, Configured};
 use crate::store::{RunMode, Store};
 use crate::web::Limits;
 
@@ -44,13 +44,21 @@ pub enum Request {
         reply: oneshot::Sender<Result<Stopping, ApiError>>,
     },
     Reload(oneshot::Sender<Reloaded>),
-    /// The store and the target's config, for a reading command.
+    /// What a reading command of `target` needs.
     Read {
         target: TargetId,
-        reply: oneshot::Sender<(Arc<Store>, Option<Arc<Target>>)>,
+        reply: oneshot::Sender<ForReading>,
     },
     /// The store, for a backup.
     Backup(oneshot::Sender<Arc<Store>>),
+}
+
+/// What a reading command needs: the store, its target's config and the
+/// names of every configured target (for an unknown target's error).
+pub struct ForReading {
+    pub store: Arc<Store>,
+    pub config: Option<Arc<Target>>,
+    pub names: Vec<TargetId>,
 }
 
 /// The supervisor's answer to a trigger.
@@ -235,11 +243,21 @@ async fn read(State(tx): State<Tx>, body: Bytes) -> Response {
         Err(e) => return refuse(e),
     };
     let target = cmd.target().clone();
-    let (store, config) = match ask(&tx, |reply| Request::Read { target, reply }).await {
+    let ForReading {
+        store,
+        config,
+        names,
+    } = match ask(&tx, |reply| Request::Read { target, reply }).await {
         Ok(v) => v,
         Err(e) => return refuse(e),
     };
-    streamed(move |out, err| run_read(&store, config.as_deref(), &cmd, out, err))
+    streamed(move |out, err| {
+        let configured = Configured {
+            target: config.as_deref(),
+            names: &names,
+        };
+        run_read(&store, configured, &cmd, out, err)
+    })
 }
 
 /// A backup of the store, streamed to the client, which writes it to the

@@ -370,12 +370,12 @@ async fn api_runs<S: Source>(
     };
     let _turn = app.turns.acquire().await;
     let target = TargetId::new(q.target);
-    let known = match app.source.status().await {
-        Ok(s) => s.targets.iter().any(|t| t.name == target),
+    let known: Vec<TargetId> = match app.source.status().await {
+        Ok(s) => s.targets.iter().map(|t| t.name.clone()).collect(),
         Err(e) => return refuse(e),
     };
-    if !known {
-        return refuse(SourceError::Api(ApiError::UnknownTarget { target }));
+    if !known.contains(&target) {
+        return refuse(SourceError::Api(ApiError::UnknownTarget { target, known }));
     }
     let limit = q.limit.unwrap_or(CHART_RUNS);
     match app.source.runs(vec![target.clone()], limit).await {
