@@ -81,6 +81,13 @@ fn check_accepts_the_documented_example_and_needs_its_variables() {
         .args(["check", "--configs", "configs"])
         .assert()
         .success();
+    // The directory as an argument, as `crawld check /etc/crawld`; it wins
+    // over the environment's.
+    crawld()
+        .args(["check", "tests/fixtures/bad-configs"])
+        .env("CRAWLD_CONFIGS", "configs")
+        .assert()
+        .code(78);
 }
 
 #[test]

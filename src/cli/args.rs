@@ -24,7 +24,13 @@ pub(super) struct Cli {
 #[derive(Debug, Subcommand)]
 pub(super) enum Command {
     /// Validate every file of the configs directory.
-    Check(ConfigsArg),
+    Check {
+        /// The configs directory to check [default: --configs, $CRAWLD_CONFIGS, $CONFIGURATION_DIRECTORY, else ./configs]
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        configs: ConfigsArg,
+    },
     /// Show what a target's selectors extract from one page.
     Test {
         /// The target: its config file's name without .toml (`crawld status` lists them).

@@ -17,7 +17,7 @@ use crate::store::RunMode;
 /// hand them on, so splitting the match would only scatter the table.
 pub(super) async fn dispatch(command: Command) -> Exit {
     match command {
-        Command::Check(c) => check(&c.dir()),
+        Command::Check { dir, configs } => check(&dir.unwrap_or_else(|| configs.dir())),
         Command::Test {
             target,
             url,
