@@ -62,11 +62,6 @@ const FLOORS: &[(&str, u8)] = &[
 const EXCEPTIONS: &[(&str, &str, &str)] = &[
     (
         "config",
-        "extract",
-        "extract::Query is compiled config: moves to config next",
-    ),
-    (
-        "config",
         "monitor",
         "MonitorKind is shared vocabulary: moves to health next",
     ),

@@ -16,6 +16,7 @@ mod items;
 mod load;
 mod monitor;
 mod profile;
+mod query;
 mod raw;
 mod schedule;
 mod secret;
@@ -45,11 +46,11 @@ pub use monitor::MonitorConfig;
 pub use profile::{
     builtins, DelayRange, Profile, BUILTIN_ADAPTIVE, BUILTIN_PROFILES, DEFAULT_PROFILE,
 };
+pub use query::{parse_selector, Query};
 pub use schedule::Schedule;
 pub use secret::{PathShown, Secret, SecretUrl};
 pub use smtp::{SmtpSecurity, SmtpServer, SMTPS_PORT, SMTP_PORT};
 
-use crate::extract::Query;
 use crate::ids::{ChannelName, ProfileName, TargetId};
 
 /// Default page budget of one run (`max_pages`).
