@@ -46,6 +46,7 @@ pub mod failure;
 pub mod fetcher;
 pub mod files;
 pub mod frontier;
+pub mod health;
 pub mod ids;
 pub mod limiter;
 pub mod monitor;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::health::MonitorState;
 use crate::ids::{HostKey, RunId, TargetId};
-use crate::monitor::MonitorState;
 use crate::store::{AnswerCounts, RunMode, RunRecord};
 
 /// The daemon as a whole.

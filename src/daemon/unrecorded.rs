@@ -8,8 +8,8 @@ use tracing::{info, warn};
 
 use super::{Daemon, Event};
 use crate::alert;
+use crate::health::{Health, MonitorKind, MonitorState};
 use crate::ids::TargetId;
-use crate::monitor::{Health, MonitorKind, MonitorState};
 use crate::store::now_ms;
 
 /// States judged for `target` over `scope` that were not recorded.

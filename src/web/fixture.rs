@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use super::TargetRuns;
 use crate::control::status::ChannelStatus;
 use crate::control::{HostStatus, RunningStatus, Status, TargetStatus};
+use crate::health::{Health, MonitorKind, MonitorState};
 use crate::ids::{HostKey, RunId, TargetId};
-use crate::monitor::{Health, MonitorKind, MonitorState};
 use crate::store::{AnswerCounts, KindCoverage, RunCounts, RunMode, RunRecord, RunStatus, FORMAT};
 
 /// The instant the fixture is seen at: 2026-05-14 09:30:00 UTC.

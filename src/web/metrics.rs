@@ -24,7 +24,7 @@ use prometheus_client::registry::{Registry, Unit};
 use super::busiest::{Shown, OTHER};
 use super::TargetRuns;
 use crate::control::{HostStatus, Status, TargetStatus};
-use crate::monitor::MonitorKind;
+use crate::health::MonitorKind;
 use crate::query::{mode_name, status_name};
 use crate::store::{RunCounts, RunMode, RunRecord, RunStatus};
 

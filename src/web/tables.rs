@@ -11,7 +11,7 @@ use super::html::{count, duration, esc, when};
 use super::TargetRuns;
 use crate::control::status::ChannelStatus;
 use crate::control::{HostStatus, Status};
-use crate::monitor::MonitorKind;
+use crate::health::MonitorKind;
 
 /// One figure per light, and the configuration errors.
 pub fn summary(out: &mut String, status: &Status) {
