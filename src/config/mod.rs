@@ -189,7 +189,7 @@ pub struct Follow {
     pub max_hosts: usize,
 }
 
-pub use crate::urlnorm::ParamPattern;
+use crate::urlnorm::ParamPattern;
 
 /// `[items.NAME]`, compiled.
 #[derive(Debug)]

@@ -13,7 +13,8 @@ use crate::config::Target;
 use crate::extract::{self, Kinds, PageExtract, TooDeep};
 use crate::failure::Failure;
 use crate::fetcher::{FetchError, Response};
-use crate::frontier::{normalize_url, QueuedUrl};
+use crate::frontier::QueuedUrl;
+use crate::urlnorm::normalize_url;
 use crate::retry::{self, Verdict};
 use crate::store::{now_ms, CommitStats, PageCommit, PageOutcome, PageRecord, RunCounts};
 

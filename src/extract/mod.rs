@@ -13,8 +13,8 @@ use url::{Position, Url};
 pub use depth::{MAX_DEPTH, MAX_WORK};
 pub use number::parse_number;
 
-use crate::config::{FieldType, ItemKey, ItemKind, ParamPattern, Target};
-use crate::frontier::normalize_url;
+use crate::config::{FieldType, ItemKey, ItemKind, Target};
+use crate::urlnorm::{normalize_url, ParamPattern};
 
 /// One extracted item.
 #[derive(Debug, Clone, PartialEq)]
