@@ -15,6 +15,7 @@ use super::store_handle::StoreHandle;
 use super::Daemon;
 use crate::control::ApiError;
 use crate::crawl::{self, Progress, ProgressSink};
+use crate::error::Exit;
 use crate::ids::{RunId, TargetId};
 use crate::query::mode_name;
 use crate::store::{now_ms, RunMode, RunRecord, RunStatus};
@@ -91,7 +92,28 @@ impl Running {
 }
 
 /// A run task's end: its target, the requested mode and the run's record.
-pub(super) type RunResult = (TargetId, RunMode, Result<RunRecord, String>);
+pub(super) type RunResult = (TargetId, RunMode, Result<RunRecord, RunFailed>);
+
+/// Why a run task ended without a record: the run's own error, kept typed
+/// so that its exit code (74 store, 75 locked, 1 otherwise) reaches the log
+/// and the `run_failed` monitor, or the task itself failed (a panic).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RunFailed {
+    #[error(transparent)]
+    Run(#[from] crawl::RunError),
+    #[error("the run task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl RunFailed {
+    /// The exit code `crawld crawl` would have ended with.
+    pub(super) fn exit(&self) -> Exit {
+        match self {
+            RunFailed::Run(e) => e.exit(),
+            RunFailed::Task(_) => Exit::Failed,
+        }
+    }
+}
 
 /// What a run request did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,7 +224,7 @@ impl Daemon {
             let result = crawl::run(&engine, store, target, mode, token.clone(), &*sink).await;
             // Stop the max_duration timer.
             token.cancel();
-            (tid, mode, result.map_err(|e| e.to_string()))
+            (tid, mode, result.map_err(RunFailed::from))
         });
         self.task_targets.insert(handle.id(), (id.clone(), mode));
         self.running.insert(
@@ -230,7 +252,7 @@ impl Daemon {
             }
             Err(e) => {
                 if let Some((id, mode)) = self.task_targets.remove(&e.id()) {
-                    self.finished((id, mode, Err(format!("the run task failed: {e}"))));
+                    self.finished((id, mode, Err(RunFailed::Task(e))));
                 }
             }
         }
@@ -255,7 +277,7 @@ impl Daemon {
                 }
             }
             Err(e) => {
-                error!(target = %id, mode = mode_name(mode), error = %e, "Run failed.");
+                error!(target = %id, mode = mode_name(mode), exit = e.exit() as u8, error = %e, "Run failed.");
                 // Its record may not say so (a full disk): run_failed does.
                 if !removed {
                     self.run_errored(&id, &e);

@@ -86,7 +86,7 @@ impl Daemon {
 
     /// A run ended in an error rather than with a record to judge (the
     /// store failed: a full disk): `run_failed` fires with the error.
-    pub(super) fn run_errored(&mut self, id: &TargetId, error: &str) {
+    pub(super) fn run_errored(&mut self, id: &TargetId, error: &super::runs::RunFailed) {
         let enabled = self
             .set
             .targets
