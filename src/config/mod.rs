@@ -36,7 +36,7 @@ use url::Url;
 pub use channel::{
     Channel, ChannelKind, Email, Exec, Webhook, DEFAULT_CHANNEL_TIMEOUT, DEFAULT_MAX_PER_MINUTE,
 };
-pub use error::{ConfigError, ConfigErrors, Position};
+pub use error::{ConfigError, ConfigErrorJson, ConfigErrors, Position};
 pub use identity::{Identity, ProxyUrl};
 pub use load::{
     is_config_file, load_dir, load_dir_with_env, load_files, read_dir, ConfigFiles, LoadReport,
