@@ -3,7 +3,9 @@
 //! groups over several lines, and `super::x` that climbs to the crate root)
 //! must point to a strictly lower floor of [`FLOORS`]. A module may always
 //! use itself and its own submodules. A new upward import fails here with
-//! the file, the line, both modules and their floors.
+//! the file, the line, both modules and their floors. Nor may a module
+//! re-export another's items (`pub use crate::x::…`): shared vocabulary is
+//! imported from where it lives, never through a neighbour.
 //!
 //! The floors follow the data flow of `src/lib.rs` (config → schedule →
 //! frontier → limiter → fetcher → extract → store), read as "who may name
@@ -101,6 +103,19 @@ fn every_import_goes_down_a_floor() {
             continue; // lib.rs, main.rs: the crate root.
         };
         let text = std::fs::read_to_string(&file).unwrap();
+        for import in reexports(&text) {
+            if &import.module != own {
+                problems.push(format!(
+                    "src/{}:{}: `{own}` re-exports items of `{}` (`pub use crate::{}::…`): \
+                     import them from `{}`, where they live",
+                    rel.display(),
+                    import.line,
+                    import.module,
+                    import.module,
+                    import.module
+                ));
+            }
+        }
         for import in imports(&text, &path) {
             if &import.module == own {
                 continue;
@@ -255,6 +270,31 @@ fn imports(text: &str, path: &[String]) -> Vec<Import> {
             _ => {}
         }
         i += 1;
+    }
+    out
+}
+
+/// The top-level modules that `pub use crate::…` (or `pub(crate) use`)
+/// statements of `text` re-export from.
+fn reexports(text: &str) -> Vec<Import> {
+    let tokens = tokens(&strip(text));
+    let mut out = Vec::new();
+    for (i, (line, tok)) in tokens.iter().enumerate() {
+        if *tok != Tok::Ident("pub".into()) {
+            continue;
+        }
+        // `pub`, or `pub(crate)`, `pub(super)`, `pub(in path)`.
+        let mut j = i + 1;
+        if tokens.get(j).map(|t| &t.1) == Some(&Tok::Punct('(')) {
+            while j < tokens.len() && tokens[j].1 != Tok::Punct(')') {
+                j += 1;
+            }
+            j += 1;
+        }
+        let is = |k: usize, w: &str| tokens.get(k).map(|t| &t.1) == Some(&Tok::Ident(w.into()));
+        if is(j, "use") && is(j + 1, "crate") && is_sep(&tokens, j + 2) {
+            collect_roots(&tokens, j + 4, *line, &mut out);
+        }
     }
     out
 }
@@ -499,6 +539,12 @@ mod tests {
             (15, "urlnorm"),
             (18, "extract"),
         ]
+    );
+    // Re-exports, with any visibility, single or grouped; plain `use` is none.
+    let text = "pub use crate::store::Notice;\npub(crate) use crate::{query::R,\n ids};\nuse crate::x::Y;\npub use self::a::B;";
+    assert_eq!(
+        names(&reexports(text)),
+        [(1, "store"), (2, "query"), (3, "ids")]
     );
     // Deeper in the tree, `super` climbs one module less far.
     let found = imports("use super::super::x;\nuse super::y;", &path(&["a", "b"]));

@@ -342,3 +342,36 @@ async fn follow_record(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[tokio::test]
+    async fn a_failed_run_keeps_the_exit_code_of_its_error() {
+        let locked = StoreError::Locked {
+            dir: "/var/lib/crawld".into(),
+            pid: "7".into(),
+        };
+        let failed = RunFailed::from(crawl::RunError::from(locked));
+        assert_eq!(failed.exit(), Exit::Locked);
+        assert!(failed.to_string().contains("crawld pid 7"), "{failed}");
+        let full = StoreError::Io {
+            what: "cannot write",
+            path: "/var/lib/crawld/db".into(),
+            source: std::io::Error::other("no space left on device"),
+        };
+        assert_eq!(
+            RunFailed::from(crawl::RunError::from(full)).exit(),
+            Exit::Store
+        );
+        let panicked = tokio::spawn(async { panic!("a bug") }).await.unwrap_err();
+        let failed = RunFailed::Task(panicked);
+        assert_eq!(failed.exit(), Exit::Failed);
+        assert!(
+            failed.to_string().starts_with("the run task failed"),
+            "{failed}"
+        );
+    }
+}
