@@ -2,14 +2,15 @@
 //! the monitors crawld has ([`MonitorKind`]), whether one fires ([`Health`])
 //! and one monitor's last evaluation ([`MonitorState`]). `config` names the
 //! kinds in `[monitor]`, `store` keeps the states, `monitor` evaluates them,
-//! and `alert`, `control` and `web` show them; so they live on the ground
-//! floor, below all of those.
+//! and `alert`, `control` and `web` show them; so they live in a module of
+//! their own below all of those (only `ids` is lower).
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{RunId, TargetId};
+
 /// The monitors crawld has. Their names are stable: they are in the store,
 /// in alerts, in metrics labels and in `[monitor]` keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
