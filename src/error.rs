@@ -48,15 +48,6 @@ impl From<Exit> for std::process::ExitCode {
     }
 }
 
-impl From<&crate::store::StoreError> for Exit {
-    fn from(e: &crate::store::StoreError) -> Self {
-        match e {
-            crate::store::StoreError::Locked { .. } => Exit::Locked,
-            _ => Exit::Store,
-        }
-    }
-}
-
 /// An error and its sources, each once (some errors repeat their source).
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();

@@ -29,6 +29,13 @@
 //! `web` is the daemon's optional HTTP listener (dashboard, `/metrics`,
 //! `/api/`): the daemon starts it and feeds it through a trait, so it only
 //! imports `control` and `store` types (`daemon` → `web` → `control`).
+//!
+//! Imports go one way, down a table of floors that `tests/layers.rs` keeps:
+//! shared vocabulary at the bottom (`ids`, `failure`, `urlnorm`, `error`,
+//! and `health` for monitor kinds and states), then `config` (compiled
+//! selectors included), `retry`, `extract`, `store`, the crawl's stages,
+//! `crawl`, `daemon` and `cli` on top. A type two floors share lives below
+//! both, never re-exported through a neighbour.
 
 #![forbid(unsafe_code)]
 
@@ -46,6 +53,7 @@ pub mod failure;
 pub mod fetcher;
 pub mod files;
 pub mod frontier;
+pub mod health;
 pub mod ids;
 pub mod limiter;
 pub mod monitor;

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use crate::config::Profile;
 use crate::failure::Failure;
 
 /// The decision for one attempt.
@@ -103,11 +104,36 @@ pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
     rand::rng().random_range(Duration::ZERO..=ceiling)
 }
 
-/// `min(max, base · 2^attempt)`, without jitter: the host-wide 429 backoff.
-pub fn exponential(base: Duration, max: Duration, attempt: u32) -> Duration {
+/// `min(max, base · 2^attempt)`, without jitter (see [`host_backoff`]).
+fn exponential(base: Duration, max: Duration, attempt: u32) -> Duration {
     base.checked_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX))
         .unwrap_or(max)
         .min(max)
+}
+
+/// How long a whole host waits before it is asked again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostWait {
+    pub wait: Duration,
+    /// The host asked for longer (`Retry-After`) and `retry_after_max` cut it.
+    pub cut: bool,
+}
+
+/// A host's back-off wait, the one rule for every host-wide wait (a 429 or
+/// 503, a robots.txt that cannot be read): crawld's own wait doubles from
+/// `backoff_429` with each such answer in a row (`streak` answers before
+/// this one), the host's `Retry-After` (`asked`) is honoured when it asks
+/// for more, and the longer of the two is cut to `retry_after_max`:
+///
+/// `wait = min(retry_after_max, max(asked, backoff_429 · 2^streak))`
+pub fn host_backoff(profile: &Profile, asked: Option<Duration>, streak: u32) -> HostWait {
+    let cap = profile.retry_after_max;
+    let own = exponential(profile.backoff_429, cap, streak);
+    let wait = asked.map_or(own, |a| a.max(own)).min(cap);
+    HostWait {
+        wait,
+        cut: asked.is_some_and(|a| a > cap),
+    }
 }
 
 /// How long a `Retry-After` value asks to wait: delay-seconds or an
@@ -179,6 +205,39 @@ mod tests {
             let d = backoff(base, max, attempt);
             assert!(d <= exponential(base, max, attempt));
         }
+    }
+
+    #[test]
+    fn a_host_waits_the_longer_of_its_own_doubling_and_retry_after_cut_to_the_max() {
+        let mut profile = crate::config::Profile::clone(
+            &crate::config::builtins()
+                .into_values()
+                .next()
+                .expect("built-in profiles"),
+        );
+        profile.backoff_429 = Duration::from_secs(2);
+        profile.retry_after_max = Duration::from_secs(60);
+        let secs = Duration::from_secs;
+        let wait = |asked, streak| host_backoff(&profile, asked, streak);
+        // Its own wait doubles with the streak, up to the cap.
+        assert_eq!(wait(None, 0).wait, secs(2));
+        assert_eq!(wait(None, 1).wait, secs(4));
+        assert_eq!(wait(None, 4).wait, secs(32));
+        assert_eq!(wait(None, 5).wait, secs(60));
+        assert_eq!(wait(None, 100).wait, secs(60));
+        // Retry-After wins when it asks for more, never for less.
+        assert_eq!(wait(Some(secs(10)), 0).wait, secs(10));
+        assert_eq!(wait(Some(secs(1)), 2).wait, secs(8));
+        // A longer Retry-After is cut to the cap, and says so.
+        assert_eq!(
+            wait(Some(secs(3600)), 0),
+            HostWait {
+                wait: secs(60),
+                cut: true
+            }
+        );
+        assert!(!wait(Some(secs(60)), 0).cut);
+        assert!(!wait(None, 100).cut, "crawld's own cap is no cut");
     }
 
     #[test]

@@ -223,8 +223,7 @@ impl Robots {
                     self.hosts.insert(host.clone(), State::Closed);
                 } else {
                     // Disallow everything for now: close the host, then ask again.
-                    let wait =
-                        crate::retry::exponential(profile.backoff_429, profile.backoff_max, *n);
+                    let wait = crate::retry::host_backoff(profile, None, *n - 1).wait;
                     let at = tokio::time::Instant::now() + wait;
                     hosts.block(host, at);
                     self.hosts.insert(host.clone(), State::Retry(at));

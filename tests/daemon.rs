@@ -121,14 +121,25 @@ fn hot_reload_adds_changes_breaks_and_deletes_targets() {
     wait_for(
         || {
             d.status()["errors"]
-                .as_object()
+                .as_array()
                 .is_some_and(|e| !e.is_empty())
         },
         "the error is reported",
     );
     let status = d.status();
-    let errors = status["errors"].to_string();
-    assert!(errors.contains("shop.toml:4:13: max_pages"), "{errors}");
+    // Typed: file, line, column and key each a field of its own.
+    let error = &status["errors"][0];
+    assert!(
+        error["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("shop.toml")),
+        "{status}"
+    );
+    assert_eq!(
+        (&error["line"], &error["column"], &error["key"]),
+        (&4.into(), &13.into(), &"max_pages".into()),
+        "{status}"
+    );
     assert_eq!(d.target("shop").unwrap()["stale"], true);
     let before = d.runs("shop").len();
     wait_for(

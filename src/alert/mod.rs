@@ -25,7 +25,7 @@ pub use queue::{Backoff, BACKOFF_FIRST, BACKOFF_MAX};
 pub use send::{Delivered, SendError, Sender};
 pub use state::{forget, notice, observe, rfc3339};
 
-pub use crate::store::{Notice, NoticeState, NOTICE_VERSION};
+use crate::store::{Notice, NoticeState, NOTICE_VERSION};
 
 use crate::config::Channel;
 

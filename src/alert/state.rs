@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::SecondsFormat;
 
 use crate::config::MonitorConfig;
+use crate::health::{Health, MonitorKind, MonitorState};
 use crate::ids::{ChannelName, TargetId};
-use crate::monitor::{Health, MonitorKind, MonitorState};
 use crate::store::{
     AlertChanges, AlertRecord, Notice, NoticeState, Store, StoreError, NOTICE_VERSION,
 };

@@ -126,7 +126,7 @@ fn print_status(s: &Status) {
     }
     if !s.errors.is_empty() {
         outln!("\nconfiguration errors:");
-        for e in s.errors.values().flatten() {
+        for e in &s.errors {
             outln!("error: {e}");
         }
     }

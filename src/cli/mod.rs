@@ -368,11 +368,7 @@ pub(crate) async fn crawl_target(
                 Exit::Ok
             }
         }
-        Err(crawl::RunError::Store(e)) => {
-            let exit = Exit::from(&e);
-            fail(exit, e)
-        }
-        Err(e) => fail(Exit::Failed, e),
+        Err(e) => fail(e.exit(), e),
     }
 }
 

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use crate::alert;
 use crate::config::{Channel, Target, TargetSet};
+use crate::health::MonitorState;
 use crate::ids::ChannelName;
-use crate::monitor::{self, Judged, MonitorState};
+use crate::monitor::{self, Judged};
 use crate::store::{now_ms, RunRecord, Store, StoreError};
 
 /// How long `crawld crawl --alert` waits for its alerts to go out; what is

@@ -7,8 +7,13 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// One problem found while loading the configs directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use serde::{Deserialize, Serialize};
+
+/// One problem found while loading the configs directory. It travels typed
+/// through the daemon into `crawld status --json` and `/api/status`, as
+/// [`ConfigErrorJson`] says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "ConfigErrorJson", from = "ConfigErrorJson")]
 pub struct ConfigError {
     /// The file, as it was found in the configs directory.
     pub file: PathBuf,
@@ -86,6 +91,52 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// A [`ConfigError`] in JSON: `{"file", "line", "column", "key", "message",
+/// "snippet"}`, `line`, `column`, `key` and `snippet` null when unknown
+/// (an unreadable file has no line). Flat, so that `jq '.errors[].line'`
+/// reads it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigErrorJson {
+    /// The path, as the daemon found it (lossy for a path that is not UTF-8).
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+    /// The offending line with a caret under the bad value, as `crawld
+    /// check` shows it.
+    #[serde(default)]
+    pub snippet: Option<String>,
+}
+
+impl From<ConfigError> for ConfigErrorJson {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrorJson {
+            file: e.file.display().to_string(),
+            line: e.position.map(|p| p.line),
+            column: e.position.map(|p| p.column),
+            key: e.key,
+            message: e.message,
+            snippet: e.snippet,
+        }
+    }
+}
+
+impl From<ConfigErrorJson> for ConfigError {
+    fn from(j: ConfigErrorJson) -> Self {
+        ConfigError {
+            file: j.file.into(),
+            position: j
+                .line
+                .zip(j.column)
+                .map(|(line, column)| Position { line, column }),
+            key: j.key,
+            message: j.message,
+            snippet: j.snippet,
+        }
+    }
+}
 
 /// Every error of one load, in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -175,6 +226,32 @@ fn floor_char_boundary(text: &str, mut i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_goes_through_json_flat_and_comes_back_the_same() {
+        let src = Source {
+            path: "/etc/crawld/x.toml".into(),
+            text: "a = 1\nb = \"oops\"\n".into(),
+        };
+        let e = src.error(10..16, Some("b".into()), "bad");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["file"], "/etc/crawld/x.toml");
+        assert_eq!(
+            (json["line"].clone(), json["column"].clone()),
+            (2.into(), 5.into())
+        );
+        assert_eq!(
+            (json["key"].clone(), json["message"].clone()),
+            ("b".into(), "bad".into())
+        );
+        let back: ConfigError = serde_json::from_value(json).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back.to_string(), e.to_string(), "rendered as before");
+        let whole = ConfigError::file(Path::new("y.toml"), "unreadable");
+        let json = serde_json::to_value(&whole).unwrap();
+        assert!(json["line"].is_null() && json["key"].is_null(), "{json}");
+        assert_eq!(serde_json::from_value::<ConfigError>(json).unwrap(), whole);
+    }
 
     #[test]
     fn locates_line_and_column_in_characters() {

@@ -6,8 +6,8 @@ use toml::Spanned;
 use super::compile::Compiler;
 use super::raw::{RawField, RawItem};
 use super::values::{regex, selector};
+use super::Query;
 use super::{Field, FieldType, ItemKey, ItemKind};
-use crate::extract::Query;
 
 pub(super) fn item_kind(c: &mut Compiler, name: &str, raw: &Spanned<RawItem>) -> Option<ItemKind> {
     let before = c.errors.len();

@@ -16,6 +16,7 @@ mod items;
 mod load;
 mod monitor;
 mod profile;
+mod query;
 mod raw;
 mod schedule;
 mod secret;
@@ -35,7 +36,7 @@ use url::Url;
 pub use channel::{
     Channel, ChannelKind, Email, Exec, Webhook, DEFAULT_CHANNEL_TIMEOUT, DEFAULT_MAX_PER_MINUTE,
 };
-pub use error::{ConfigError, ConfigErrors, Position};
+pub use error::{ConfigError, ConfigErrorJson, ConfigErrors, Position};
 pub use hint::documented_keys;
 pub use identity::{Identity, ProxyUrl};
 pub use load::{
@@ -46,11 +47,11 @@ pub use monitor::MonitorConfig;
 pub use profile::{
     builtins, DelayRange, Profile, BUILTIN_ADAPTIVE, BUILTIN_PROFILES, DEFAULT_PROFILE,
 };
+pub use query::{parse_selector, Query};
 pub use schedule::Schedule;
 pub use secret::{PathShown, Secret, SecretUrl};
 pub use smtp::{SmtpSecurity, SmtpServer, SMTPS_PORT, SMTP_PORT};
 
-use crate::extract::Query;
 use crate::ids::{ChannelName, ProfileName, TargetId};
 
 /// Default page budget of one run (`max_pages`).
@@ -189,7 +190,7 @@ pub struct Follow {
     pub max_hosts: usize,
 }
 
-pub use crate::urlnorm::ParamPattern;
+use crate::urlnorm::ParamPattern;
 
 /// `[items.NAME]`, compiled.
 #[derive(Debug)]

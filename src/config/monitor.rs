@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::compile::Compiler;
 use super::raw::RawMonitor;
 use super::ItemKind;
-use crate::monitor::MonitorKind;
+use crate::health::MonitorKind;
 
 /// Fire `failure_rate` above this share of failed pages…
 pub const DEFAULT_FAILURE_RATE: f64 = 0.10;

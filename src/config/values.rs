@@ -88,7 +88,7 @@ pub(super) fn regex(s: &str) -> Result<Regex, String> {
 
 /// A CSS selector, parsed as extraction parses it.
 pub(super) fn selector(s: &str) -> Result<Selector, String> {
-    crate::extract::parse_selector(s)
+    super::parse_selector(s)
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Exit;
 use crate::ids::{RunId, TargetId};
 use crate::query::mode_name;
-pub use crate::query::ReadCommand;
+use crate::query::ReadCommand;
 use crate::store::RunMode;
 pub use status::{HostStatus, RunningStatus, Status, TargetStatus};
 

@@ -2,12 +2,11 @@
 //! runs in progress and last runs, the hosts it met, and its configuration
 //! errors. `crawld status --json` prints it as it comes.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
+use crate::config::ConfigError;
+use crate::health::MonitorState;
 use crate::ids::{HostKey, RunId, TargetId};
-use crate::monitor::MonitorState;
 use crate::store::{AnswerCounts, RunMode, RunRecord};
 
 /// The daemon as a whole.
@@ -24,8 +23,9 @@ pub struct Status {
     pub hosts: Vec<HostStatus>,
     /// Proxies and how often each failed.
     pub proxy_failures: Vec<(String, u64)>,
-    /// Configuration errors by file.
-    pub errors: BTreeMap<String, Vec<String>>,
+    /// Configuration errors, in file order, each with its file, line,
+    /// column and key (see [`ConfigErrorJson`](crate::config::ConfigErrorJson)).
+    pub errors: Vec<ConfigError>,
     /// Alert channels and their deliveries since the daemon started.
     #[serde(default)]
     pub channels: Vec<ChannelStatus>,

@@ -112,8 +112,8 @@ impl Hops {
             if let Ok(r) = &result {
                 if retry::for_status(r.status).verdict == Verdict::Requeue {
                     let asked = retry::retry_after(r.retry_after.as_deref(), chrono::Utc::now());
-                    let wait =
-                        asked.map_or(profile.backoff_429, |a| a.min(profile.retry_after_max));
+                    // The first step of the streak; the coordinator knows the streak.
+                    let wait = retry::host_backoff(profile, asked, 0).wait;
                     self.hosts.block(host, answers.at + wait);
                 }
             }

@@ -27,6 +27,7 @@ use run_loop::RunLoop;
 
 use crate::address::AddressPolicy;
 use crate::config::Target;
+use crate::error::Exit;
 use crate::fetcher::{FetchError, Fetcher};
 use crate::frontier::Frontier;
 use crate::limiter::HostPool;
@@ -70,6 +71,17 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
+}
+
+impl RunError {
+    /// How a process that ran this run ends: a held state dir 75, any other
+    /// store error 74, a fetch error that ends the run 1.
+    pub fn exit(&self) -> Exit {
+        match self {
+            RunError::Store(e) => Exit::from(e),
+            RunError::Fetch(_) => Exit::Failed,
+        }
+    }
 }
 
 /// Live figures of a run, for progress display.

@@ -13,9 +13,10 @@ use crate::config::Target;
 use crate::extract::{self, Kinds, PageExtract, TooDeep};
 use crate::failure::Failure;
 use crate::fetcher::{FetchError, Response};
-use crate::frontier::{normalize_url, QueuedUrl};
-use crate::retry::{self, Verdict};
+use crate::frontier::QueuedUrl;
+use crate::retry::{self, HostWait, Verdict};
 use crate::store::{now_ms, CommitStats, PageCommit, PageOutcome, PageRecord, RunCounts};
+use crate::urlnorm::normalize_url;
 
 /// The result of one fetch task.
 pub(super) struct Outcome {
@@ -79,13 +80,10 @@ pub(super) fn next_step(
                     return Next::Keep;
                 }
                 let asked = retry::retry_after(response.retry_after.as_deref(), chrono::Utc::now());
-                let cut = asked.is_some_and(|d| d > profile.retry_after_max);
+                let HostWait { wait, cut } = retry::host_backoff(profile, asked, throttles);
                 if cut {
                     warn!(host = %q.host, asked = ?asked, max = ?profile.retry_after_max, "Retry-After cut to retry_after_max.");
                 }
-                let own =
-                    retry::exponential(profile.backoff_429, profile.retry_after_max, throttles);
-                let wait = asked.map_or(own, |a| a.min(profile.retry_after_max).max(own));
                 Next::Requeue(Backoff {
                     until: outcome.answers.at + wait,
                     asked,

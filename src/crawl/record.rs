@@ -12,8 +12,9 @@ use crate::config::Target;
 use crate::extract::PageExtract;
 use crate::failure::Failure;
 use crate::fetcher::{FetchError, Response};
-use crate::frontier::{normalize_url, path_refused, Frontier, QueuedUrl, Refusal};
+use crate::frontier::{path_refused, Frontier, QueuedUrl, Refusal};
 use crate::store::{now_ms, KindCoverage, PageCommit, PageOutcome, PageRecord, RunCounts};
+use crate::urlnorm::normalize_url;
 
 /// Counts an outcome, feeds its links to the frontier and returns what to commit.
 pub(super) fn record_outcome(

@@ -80,7 +80,7 @@ enum Event {
     /// daemon began to watch it.
     Known(TargetId, monitors::Known),
     /// New states of a target's monitors.
-    Judged(TargetId, Vec<crate::monitor::MonitorState>),
+    Judged(TargetId, Vec<crate::health::MonitorState>),
     /// A target's clock monitors could not be recorded.
     ClockFailed(unrecorded::Unrecorded),
     /// A run's monitors were judged but could not be recorded.

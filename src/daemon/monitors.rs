@@ -15,8 +15,9 @@ use super::unrecorded::Unrecorded;
 use super::{Daemon, Event};
 use crate::alert;
 use crate::config::Target;
+use crate::health::{MonitorKind, MonitorState};
 use crate::ids::TargetId;
-use crate::monitor::{self, MonitorKind, MonitorState};
+use crate::monitor;
 use crate::store::{now_ms, RunRecord, RunStatus, Store, StoreError};
 
 /// A firing clock monitor is observed again after this long, so that its

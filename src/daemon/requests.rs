@@ -5,7 +5,7 @@
 
 use super::runs::Decision;
 use super::server::{ForReading, Request, Trigger};
-use super::{reload, Daemon};
+use super::Daemon;
 use crate::control::{
     ApiError, HostStatus, Reloaded, RunningStatus, Status, StopRunRequest, Stopping, TargetStatus,
     Triggered,
@@ -160,7 +160,7 @@ impl Daemon {
                 .map(host_status)
                 .collect(),
             proxy_failures: self.engine.fetcher.proxy_failures(),
-            errors: reload::errors_by_file(&self.errors),
+            errors: self.errors.clone(),
             channels: self.delivery.status(),
             http: self.http.clone(),
         }

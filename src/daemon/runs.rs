@@ -15,6 +15,7 @@ use super::store_handle::StoreHandle;
 use super::Daemon;
 use crate::control::ApiError;
 use crate::crawl::{self, Progress, ProgressSink};
+use crate::error::Exit;
 use crate::ids::{RunId, TargetId};
 use crate::query::mode_name;
 use crate::store::{now_ms, RunMode, RunRecord, RunStatus};
@@ -91,7 +92,28 @@ impl Running {
 }
 
 /// A run task's end: its target, the requested mode and the run's record.
-pub(super) type RunResult = (TargetId, RunMode, Result<RunRecord, String>);
+pub(super) type RunResult = (TargetId, RunMode, Result<RunRecord, RunFailed>);
+
+/// Why a run task ended without a record: the run's own error, kept typed
+/// so that its exit code (74 store, 75 locked, 1 otherwise) reaches the log
+/// and the `run_failed` monitor, or the task itself failed (a panic).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RunFailed {
+    #[error(transparent)]
+    Run(#[from] crawl::RunError),
+    #[error("the run task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl RunFailed {
+    /// The exit code `crawld crawl` would have ended with.
+    pub(super) fn exit(&self) -> Exit {
+        match self {
+            RunFailed::Run(e) => e.exit(),
+            RunFailed::Task(_) => Exit::Failed,
+        }
+    }
+}
 
 /// What a run request did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,7 +227,7 @@ impl Daemon {
             let result = crawl::run(&engine, store, target, mode, token.clone(), &*sink).await;
             // Stop the max_duration timer.
             token.cancel();
-            (tid, mode, result.map_err(|e| e.to_string()))
+            (tid, mode, result.map_err(RunFailed::from))
         });
         self.task_targets.insert(handle.id(), (id.clone(), mode));
         self.running.insert(
@@ -233,7 +255,7 @@ impl Daemon {
             }
             Err(e) => {
                 if let Some((id, mode)) = self.task_targets.remove(&e.id()) {
-                    self.finished((id, mode, Err(format!("the run task failed: {e}"))));
+                    self.finished((id, mode, Err(RunFailed::Task(e))));
                 }
             }
         }
@@ -258,7 +280,7 @@ impl Daemon {
                 }
             }
             Err(e) => {
-                error!(target = %id, mode = mode_name(mode), error = %e, "Run failed.");
+                error!(target = %id, mode = mode_name(mode), exit = e.exit() as u8, error = %e, "Run failed.");
                 // Its record may not say so (a full disk): run_failed does.
                 if !removed {
                     self.run_errored(&id, &e);
@@ -321,5 +343,38 @@ async fn follow_record(
             record.send_replace(Recorded::Ended);
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[tokio::test]
+    async fn a_failed_run_keeps_the_exit_code_of_its_error() {
+        let locked = StoreError::Locked {
+            dir: "/var/lib/crawld".into(),
+            pid: "7".into(),
+        };
+        let failed = RunFailed::from(crawl::RunError::from(locked));
+        assert_eq!(failed.exit(), Exit::Locked);
+        assert!(failed.to_string().contains("crawld pid 7"), "{failed}");
+        let full = StoreError::Io {
+            what: "cannot write",
+            path: "/var/lib/crawld/db".into(),
+            source: std::io::Error::other("no space left on device"),
+        };
+        assert_eq!(
+            RunFailed::from(crawl::RunError::from(full)).exit(),
+            Exit::Store
+        );
+        let panicked = tokio::spawn(async { panic!("a bug") }).await.unwrap_err();
+        let failed = RunFailed::Task(panicked);
+        assert_eq!(failed.exit(), Exit::Failed);
+        assert!(
+            failed.to_string().starts_with("the run task failed"),
+            "{failed}"
+        );
     }
 }

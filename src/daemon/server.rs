@@ -22,11 +22,11 @@ use super::store_handle::StoreHandle;
 use crate::config::Target;
 use crate::control::stream::{encode, Frame};
 use crate::control::{
-    route, ApiError, ErrorBody, ReadCommand, Reloaded, Status, StopRunRequest, Stopping,
-    TriggerRequest, Triggered,
+    route, ApiError, ErrorBody, Reloaded, Status, StopRunRequest, Stopping, TriggerRequest,
+    Triggered,
 };
 use crate::ids::TargetId;
-use crate::query::{run_read, Configured};
+use crate::query::{run_read, Configured, ReadCommand};
 use crate::store::{RunMode, Store};
 use crate::web::Limits;
 

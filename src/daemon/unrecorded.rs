@@ -8,8 +8,8 @@ use tracing::{info, warn};
 
 use super::{Daemon, Event};
 use crate::alert;
+use crate::health::{Health, MonitorKind, MonitorState};
 use crate::ids::TargetId;
-use crate::monitor::{Health, MonitorKind, MonitorState};
 use crate::store::now_ms;
 
 /// States judged for `target` over `scope` that were not recorded.
@@ -86,7 +86,7 @@ impl Daemon {
 
     /// A run ended in an error rather than with a record to judge (the
     /// store failed: a full disk): `run_failed` fires with the error.
-    pub(super) fn run_errored(&mut self, id: &TargetId, error: &str) {
+    pub(super) fn run_errored(&mut self, id: &TargetId, error: &super::runs::RunFailed) {
         let enabled = self
             .set
             .targets

@@ -5,7 +5,6 @@
 
 mod depth;
 mod number;
-mod query;
 
 use scraper::{ElementRef, Html, Selector};
 use serde_json::{Map, Value};
@@ -13,10 +12,9 @@ use url::{Position, Url};
 
 pub use depth::{MAX_DEPTH, MAX_WORK};
 pub use number::parse_number;
-pub use query::{parse_selector, Query};
 
-use crate::config::{FieldType, ItemKey, ItemKind, ParamPattern, Target};
-use crate::frontier::normalize_url;
+use crate::config::{FieldType, ItemKey, ItemKind, Target};
+use crate::urlnorm::{normalize_url, ParamPattern};
 
 /// One extracted item.
 #[derive(Debug, Clone, PartialEq)]

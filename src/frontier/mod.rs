@@ -21,8 +21,6 @@ use url::{Position, Url};
 
 use crate::config::Target;
 use crate::ids::HostKey;
-// Re-exported: the crawl loop and extraction normalise through the frontier's name.
-pub use crate::urlnorm::normalize_url;
 
 /// A URL waiting to be fetched.
 #[derive(Debug, Clone, PartialEq, Eq)]

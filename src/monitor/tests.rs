@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::config::Target;
+use crate::ids::TargetId;
 use crate::store::{HostRunCounts, KindCoverage, RunCounts, RunMode, FORMAT};
 
 fn target(monitor: &str) -> Arc<Target> {

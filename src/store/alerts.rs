@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{prefixed, tree, Store, StoreError, FORMAT, SEP};
+use crate::health::{MonitorKind, MonitorState};
 use crate::ids::{ChannelName, TargetId};
-use crate::monitor::{MonitorKind, MonitorState};
 
 /// Meta record: the sequence number of the next outbox entry.
 const OUTBOX_SEQ: &[u8] = b"m\0outbox";

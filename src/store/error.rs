@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::tree::{Op, SledError};
+use crate::error::Exit;
 
 /// Errors at the store boundary; each names the path or record involved.
 #[derive(Debug, thiserror::Error)]
@@ -106,4 +107,16 @@ pub enum StoreError {
         found: u64,
         expected: u64,
     },
+}
+
+/// A held state dir is its own exit code (75), every other store error 74:
+/// the store owns the mapping, so the exit-code table (`error`) stays on
+/// the ground floor.
+impl From<&StoreError> for Exit {
+    fn from(e: &StoreError) -> Self {
+        match e {
+            StoreError::Locked { .. } => Exit::Locked,
+            _ => Exit::Store,
+        }
+    }
 }

@@ -67,7 +67,7 @@ fn metrics_without_openmetrics_in_accept_are_the_classic_text_format() {
 
 #[test]
 fn a_firing_figure_never_reads_equal_to_its_threshold() {
-    use crate::monitor::{Health, MonitorKind, MonitorState};
+    use crate::health::{Health, MonitorKind, MonitorState};
     let state = |monitor, value, threshold| MonitorState {
         target: TargetId::new("t"),
         monitor,
@@ -96,7 +96,7 @@ fn a_firing_figure_never_reads_equal_to_its_threshold() {
 
 #[test]
 fn a_blocked_host_is_never_shown_as_ok() {
-    use crate::monitor::{Health, MonitorKind};
+    use crate::health::{Health, MonitorKind};
     let mut status = fixture::status();
     let mut blocked = status.targets[0].monitors[0].clone();
     blocked.monitor = MonitorKind::HostBlocked;

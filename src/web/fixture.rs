@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use super::TargetRuns;
 use crate::control::status::ChannelStatus;
 use crate::control::{HostStatus, RunningStatus, Status, TargetStatus};
+use crate::health::{Health, MonitorKind, MonitorState};
 use crate::ids::{HostKey, RunId, TargetId};
-use crate::monitor::{Health, MonitorKind, MonitorState};
 use crate::store::{AnswerCounts, KindCoverage, RunCounts, RunMode, RunRecord, RunStatus, FORMAT};
 
 /// The instant the fixture is seen at: 2026-05-14 09:30:00 UTC.
@@ -244,10 +244,15 @@ pub fn status() -> Status {
         targets: vec![books, news, shop, prices],
         hosts: hosts(),
         proxy_failures: Vec::new(),
-        errors: BTreeMap::from([(
-            "/etc/crawld/prices-extra.toml".into(),
-            vec![format!("/etc/crawld/prices-extra.toml:3:9: unknown key `selecter` {INJECTED}, expected one of `selector`, `fields`")],
-        )]),
+        // As the daemon's socket sends it.
+        errors: vec![serde_json::from_value(serde_json::json!({
+            "file": "/etc/crawld/prices-extra.toml",
+            "line": 3,
+            "column": 9,
+            "key": "items.price",
+            "message": format!("unknown key `selecter` {INJECTED}, expected one of `selector`, `fields`"),
+        }))
+        .expect("a config error in JSON")],
         channels: channels(),
         http: Some("127.0.0.1:9464".into()),
     }

@@ -24,7 +24,7 @@ use prometheus_client::registry::{Registry, Unit};
 use super::busiest::{Shown, OTHER};
 use super::TargetRuns;
 use crate::control::{HostStatus, Status, TargetStatus};
-use crate::monitor::MonitorKind;
+use crate::health::MonitorKind;
 use crate::query::{mode_name, status_name};
 use crate::store::{RunCounts, RunMode, RunRecord, RunStatus};
 
@@ -146,7 +146,7 @@ pub fn encode(status: &Status, runs: &TargetRuns, now_ms: u64) -> String {
 }
 
 fn daemon(reg: &mut Registry, status: &Status, runs: &TargetRuns) {
-    let errors = status.errors.values().map(Vec::len).sum::<usize>();
+    let errors = status.errors.len();
     let unreadable = runs.values().filter(|r| r.is_err()).count();
     let figures = [
         ("config_errors", "Configuration errors, over all files (crawld status lists them)", errors),

@@ -2,7 +2,7 @@
 //! firing monitors, the configuration errors, the hosts and the alert
 //! channels. Every string is escaped.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 use super::busiest::Shown;
@@ -11,13 +11,13 @@ use super::html::{count, duration, esc, when};
 use super::TargetRuns;
 use crate::control::status::ChannelStatus;
 use crate::control::{HostStatus, Status};
-use crate::monitor::MonitorKind;
+use crate::health::MonitorKind;
 
 /// One figure per light, and the configuration errors.
 pub fn summary(out: &mut String, status: &Status) {
     let lights: Vec<Light> = status.targets.iter().map(|t| health(t).0).collect();
     let n = |l: Light| lights.iter().filter(|x| **x == l).count();
-    let errors: usize = status.errors.values().map(Vec::len).sum();
+    let errors = status.errors.len();
     let pills = [
         ("", status.targets.len(), "targets"),
         ("green", n(Light::Green), "healthy"),
@@ -88,7 +88,15 @@ pub fn config_errors(out: &mut String, status: &Status) {
         return;
     }
     out.push_str(r#"<h2 class="section">Configuration errors</h2><div class="card errors">"#);
-    for (file, errors) in &status.errors {
+    // One block per file, as `crawld check` groups them.
+    let mut by_file: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in &status.errors {
+        by_file
+            .entry(e.file.display().to_string())
+            .or_default()
+            .push(e.to_string());
+    }
+    for (file, errors) in &by_file {
         let _ = write!(
             out,
             "<h4>{}</h4><pre>{}</pre>",

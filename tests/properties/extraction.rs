@@ -8,8 +8,9 @@ use proptest::prelude::*;
 use serde_json::Value;
 use url::Url;
 
+use crawld::config::Query;
 use crawld::config::{load_files, Target};
-use crawld::extract::{extract, Kinds, Query};
+use crawld::extract::{extract, Kinds};
 
 use super::{cases, soup};
 

@@ -1,12 +1,11 @@
-//! URL normalisation (`frontier::normalize_url`): idempotent, keeps scheme,
+//! URL normalisation (`urlnorm::normalize_url`): idempotent, keeps scheme,
 //! host, port and path, drops fragments, empty queries and stripped
 //! parameters, and survives the string round trip of the frontier and store.
 
 use proptest::prelude::*;
 use url::Url;
 
-use crawld::config::ParamPattern;
-use crawld::frontier::normalize_url;
+use crawld::urlnorm::{normalize_url, ParamPattern};
 
 use super::cases;
 

@@ -1,8 +1,8 @@
 //! The state machine against a real store in a temp dir.
 
 use super::*;
+use crate::health::Health;
 use crate::ids::RunId;
-use crate::monitor::Health;
 use crate::store::OutboxEntry;
 
 const HOUR: u64 = 3_600_000;

@@ -1,4 +1,5 @@
-//! Field queries with parsel (Scrapy) semantics: a CSS selector optionally
+//! Field queries, compiled with the rest of the config (a bad one is a load
+//! error with its line), with parsel (Scrapy) semantics: a CSS selector optionally
 //! followed by `::text` or `::attr(name)`.
 //!
 //! | query            | yields, for each match                                   |
