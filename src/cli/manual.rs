@@ -116,7 +116,7 @@ fn write_pages(cmd: &clap::Command, dir: &Path) -> Result<(), ManualError> {
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         write_pages(sub, dir)?;
     }
-    let man = clap_mangen::Man::new(cmd.clone());
+    let man = clap_mangen::Man::new(cmd.clone()).source(SOURCE);
     let mut page = Vec::new();
     man.render(&mut page).map_err(|source| ManualError::Write {
         path: dir.join(man.get_filename()),
@@ -126,13 +126,19 @@ fn write_pages(cmd: &clap::Command, dir: &Path) -> Result<(), ManualError> {
     write(&dir.join(man.get_filename()), page.as_bytes())
 }
 
-/// crawld(1): clap's sections, then exit status, files and see also.
+/// A page's footer names crawld and its version (clap_mangen's default is
+/// the subcommand's own name).
+const SOURCE: &str = concat!("crawld ", env!("CARGO_PKG_VERSION"));
+
+/// crawld(1): clap's sections, with exit status, files and see also before
+/// the version.
 fn main_page(cmd: &clap::Command) -> Vec<u8> {
     use clap_mangen::roff::{bold, roman, Roff};
-    let man = clap_mangen::Man::new(cmd.clone());
+    let man = clap_mangen::Man::new(cmd.clone()).source(SOURCE);
     let mut page = Vec::new();
     // Writing into a Vec cannot fail.
     let _ = man.render(&mut page);
+    let page = String::from_utf8_lossy(&page);
     let mut extra = Roff::new();
     extra.control("SH", ["EXIT STATUS"]);
     for (exit, meaning) in EXIT_CODES {
@@ -153,17 +159,19 @@ fn main_page(cmd: &clap::Command) -> Vec<u8> {
             "The running daemon's control socket (group crawld).",
         ),
     ] {
-        extra
-            .control("TP", [])
-            .text([bold(path)])
-            .text([roman(what)]);
+        extra.control("TP", []).text([bold(path)]).text([roman(what)]);
     }
+    // Not hyphenated: a page name split at its dash reads as two.
     extra
         .control("SH", ["SEE ALSO"])
-        .text([roman(see_also(cmd))]);
-    // clap_mangen ends with the version section; ours follow it.
-    page.extend_from_slice(extra.to_roff().as_bytes());
-    markdown_roff::ascii(&String::from_utf8_lossy(&page)).into_bytes()
+        .control("nh", [])
+        .text([roman(see_also(cmd))])
+        .control("hy", []);
+    // clap_mangen's sections, then ours, then its VERSION (rendered one by
+    // one, each would repeat the roff preamble).
+    let at = page.find("\n.SH VERSION\n").map_or(page.len(), |i| i + 1);
+    let page = format!("{}{}{}", &page[..at], extra.to_roff(), &page[at..]);
+    markdown_roff::ascii(&page).into_bytes()
 }
 
 /// crawld.toml(5) and one page per subcommand.
@@ -184,7 +192,7 @@ pub(super) fn config_page() -> String {
         &markdown_roff::Title {
             name: "crawld.toml",
             section: "5",
-            source: concat!("crawld ", env!("CARGO_PKG_VERSION")),
+            source: SOURCE,
             manual: "File Formats",
             summary: "crawld's configuration files (targets, profiles, alert channels)",
             see_also: "crawld(1), crawld-check(1), crawld-test(1)",
