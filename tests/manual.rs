@@ -139,7 +139,9 @@ fn man_renders_the_pages_without_warnings() {
         "man5/crawld.toml.5",
     ] {
         let out = std::process::Command::new("groff")
-            .args(["-man", "-Tutf8", "-ww", "-z"])
+            // Every warning but `break` (a long URL that cannot be
+            // adjusted to the line width is no fault of the page).
+            .args(["-man", "-Tutf8", "-ww", "-Wbreak", "-z"])
             .arg(dir.path().join(page))
             .output()
             .unwrap();
