@@ -81,8 +81,19 @@ pub(super) fn write_all(out: &Path) -> Exit {
 /// The completion script for one shell.
 pub(super) fn completion(shell: Shell) -> Vec<u8> {
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "crawld", &mut script);
+    clap_complete::generate(shell, &mut visible_command(), "crawld", &mut script);
     script
+}
+
+/// The command line without its hidden subcommands, which clap_complete
+/// would otherwise offer (clap has no way to remove a subcommand, so this
+/// is the root rebuilt with the visible ones).
+fn visible_command() -> clap::Command {
+    let cli = Cli::command();
+    clap::Command::new("crawld")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(cli.get_arguments().cloned())
+        .subcommands(cli.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
 }
 
 /// Writes crawld(1), one page per subcommand (crawld-export(1), …),
@@ -221,6 +232,15 @@ mod tests {
                     "exit code {code} is missing from crawld(1)'s EXIT STATUS"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn completions_leave_hidden_commands_out() {
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            let script = String::from_utf8(completion(shell)).unwrap();
+            assert!(!script.contains("manual"), "{shell}: {script}");
+            assert!(script.contains("verbose"), "{shell}: the global flag");
         }
     }
 
