@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::args::{AlertAction, Command, StateArg, StoreAction};
-use super::{alert_cli, check, crawl, daemon_cli, data, demo, manual, test_page};
+use super::{alert_cli, check, crawl, daemon_cli, data, demo, test_page};
 use crate::config;
 use crate::control;
 use crate::error::Exit;
@@ -104,8 +104,8 @@ pub(super) async fn dispatch(command: Command) -> Exit {
         Command::Alert {
             action: AlertAction::Test { channel, configs },
         } => alert_cli::test(&configs.dir(), &channel).await,
-        Command::Completions { shell } => manual::completions(shell),
-        Command::Manual { out } => manual::write_all(&out),
+        Command::Completions { shell } => super::manual::completions(shell),
+        Command::Manual { out } => super::manual::write_all(&out),
         Command::Demo {
             port,
             serve,
