@@ -188,6 +188,18 @@ pub(super) enum Command {
         #[command(subcommand)]
         action: AlertAction,
     },
+    /// Print the shell completion script for SHELL to stdout.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages and completion scripts into DIR (for packaging).
+    #[command(hide = true)]
+    Manual {
+        /// The directory to write man1/, man5/ and completions/ into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Serve the bundled demo shop on 127.0.0.1 and crawl it.
     Demo {
         /// Port of the demo site on 127.0.0.1; the crawl follows it.

@@ -103,6 +103,8 @@ pub(super) async fn dispatch(command: Command) -> Exit {
         Command::Alert {
             action: AlertAction::Test { channel, configs },
         } => alert_cli::test(&configs.dir(), &channel).await,
+        Command::Completions { shell } => super::manual::completions(shell),
+        Command::Manual { out } => super::manual::write_all(&out),
         Command::Demo {
             port,
             serve,

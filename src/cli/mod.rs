@@ -42,6 +42,8 @@ mod data;
 mod demo;
 mod dispatch;
 mod holder;
+mod manual;
+mod markdown_roff;
 mod monitors;
 mod test_page;
 
