@@ -143,6 +143,18 @@ fn man_renders_the_pages_without_warnings() {
     }
 }
 
+/// `crawld check DIR`, as an admin runs it on /etc/crawld: what it prints, if it passes.
+fn check(dir: &Path) -> String {
+    let out = crawld().arg("check").arg(dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// The package's /etc/crawld holds only example.toml.disabled: a fresh
 /// install has no target, and the example is a valid one once renamed.
 #[test]
@@ -150,26 +162,10 @@ fn packaged_example_is_inactive_until_renamed() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/example.toml.disabled");
     let etc = tempfile::tempdir().unwrap();
     std::fs::copy(&example, etc.path().join("example.toml.disabled")).unwrap();
-    let out = crawld()
-        .args(["check", "--configs"])
-        .arg(etc.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let stdout = check(etc.path());
     assert!(stdout.contains(": 0 target(s)"), "{stdout}");
 
     std::fs::copy(&example, etc.path().join("books.toml")).unwrap();
-    let out = crawld()
-        .args(["check", "--configs"])
-        .arg(etc.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = check(etc.path());
     assert!(stdout.contains(": 1 target(s)"), "{stdout}");
 }
