@@ -30,7 +30,7 @@
 //! `/api/`): the daemon starts it and feeds it through a trait, so it only
 //! imports `control` and `store` types (`daemon` → `web` → `control`).
 //!
-//! Imports go one way, down a table of floors that `tests/layers.rs` keeps:
+//! Imports go one way, down a table of floors that `tests/layers/main.rs` keeps:
 //! shared vocabulary at the bottom (`ids`, `failure`, `urlnorm`, `error`,
 //! and `health` for monitor kinds and states), then `config` (compiled
 //! selectors included), `retry`, `extract`, `store`, the crawl's stages,
