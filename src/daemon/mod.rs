@@ -502,7 +502,9 @@ impl Daemon {
             }
         });
         // Arm the next firing first, so a slow run never delays the schedule.
-        self.scheduler.arm_after(&target, firing.at).await;
+        self.scheduler
+            .arm_after(&target, firing.mode, firing.at)
+            .await;
         let _ = self.request(&firing.target, firing.mode, false);
     }
 }

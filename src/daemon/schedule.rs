@@ -104,17 +104,24 @@ impl Scheduler {
     /// already armed from the same expression, zone and spread (so a reload
     /// that changed other keys loses no pending firing).
     pub async fn arm(&mut self, target: &Target) {
-        self.arm_inner(target, Utc::now(), true).await;
+        self.arm_inner(target, Utc::now(), None).await;
     }
 
-    /// Arms the first firings strictly after `after` (the time that just
-    /// fired, so a job that woke a little early cannot fire twice).
-    pub async fn arm_after(&mut self, target: &Target, after: DateTime<Utc>) {
-        self.arm_inner(target, after, false).await;
+    /// Arms the next firing of the schedule that just fired, strictly after
+    /// `after` (the time that fired, so a job that woke a little early cannot
+    /// fire twice). Only that schedule: the other one's job stays armed, as
+    /// re-arming it would orphan a firing of it already on its way (both
+    /// schedules fire at once at, say, Sunday 03:00, and the full run was
+    /// lost).
+    pub async fn arm_after(&mut self, target: &Target, mode: RunMode, after: DateTime<Utc>) {
+        self.arm_inner(target, after, Some(mode)).await;
     }
 
-    async fn arm_inner(&mut self, target: &Target, after: DateTime<Utc>, keep: bool) {
+    /// `fired`: re-arm only this mode's schedule, whatever its job; `None`
+    /// (a load or reload): both, keeping a job whose schedule is unchanged.
+    async fn arm_inner(&mut self, target: &Target, after: DateTime<Utc>, fired: Option<RunMode>) {
         let after = after.max(Utc::now());
+        let keep = fired.is_none();
         for (mode, key, schedule) in [
             (
                 RunMode::Incremental,
@@ -123,6 +130,9 @@ impl Scheduler {
             ),
             (RunMode::Full, RunModeKey::Full, &target.full_schedule),
         ] {
+            if fired.is_some_and(|f| f != mode) {
+                continue;
+            }
             let from = schedule
                 .as_ref()
                 .map(|s| (s.expr.clone(), target.timezone, target.spread));
@@ -317,6 +327,38 @@ mod tests {
         assert!(
             !s.is_current(&firing),
             "a firing of the replaced every-second schedule must not start a run"
+        );
+        s.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn two_schedules_firing_at_once_both_stay_current() {
+        // Incremental and full fire together (every */30 and Sunday 03:00
+        // meet weekly): the daemon handles one firing first and re-arms its
+        // schedule; the other firing, already sent, must still count.
+        let text = "start_urls = [\"http://127.0.0.1:9/\"]\nschedule = \"* * * * * *\"\nfull_schedule = \"* * * * * *\"\n";
+        let files = vec![(std::path::PathBuf::from("books.toml"), Ok(text.to_owned()))];
+        let report = crate::config::load_files(files, &|_| None);
+        assert!(report.all_errors().is_empty(), "{:?}", report.all_errors());
+        let both = report.set.targets[&TargetId::new("books")].clone();
+
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut s = Scheduler::start(tx).await.unwrap();
+        s.arm(&both).await;
+        let mut fired = Vec::new();
+        while fired.len() < 2 {
+            let f = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+            fired.push(f.expect("both schedules fire within 5 s").unwrap());
+        }
+        let (first, second) = (fired[0].clone(), fired[1].clone());
+        assert_ne!(first.mode, second.mode, "{first:?} {second:?}");
+        assert!(s.is_current(&first));
+        s.arm_after(&both, first.mode, first.at).await;
+        assert!(
+            s.is_current(&second),
+            "re-arming the {:?} schedule orphaned the {:?} firing already sent",
+            first.mode,
+            second.mode
         );
         s.shutdown().await;
     }
