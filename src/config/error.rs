@@ -138,6 +138,18 @@ impl From<ConfigErrorJson> for ConfigError {
     }
 }
 
+/// Errors grouped by file, each as `crawld check` prints it: the blocks of
+/// the dashboard and the `config_broken` monitor's message.
+pub fn errors_by_file(errors: &[ConfigError]) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for e in errors {
+        out.entry(e.file.display().to_string())
+            .or_default()
+            .push(e.to_string());
+    }
+    out
+}
+
 /// Every error of one load, in file order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);

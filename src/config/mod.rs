@@ -36,7 +36,7 @@ use url::Url;
 pub use channel::{
     Channel, ChannelKind, Email, Exec, Webhook, DEFAULT_CHANNEL_TIMEOUT, DEFAULT_MAX_PER_MINUTE,
 };
-pub use error::{ConfigError, ConfigErrorJson, ConfigErrors, Position};
+pub use error::{errors_by_file, ConfigError, ConfigErrorJson, ConfigErrors, Position};
 pub use hint::documented_keys;
 pub use identity::{Identity, ProxyUrl};
 pub use load::{

@@ -231,7 +231,7 @@ impl Daemon {
     /// observed when a flag changed or a firing one is due for a refresh.
     pub(super) fn clock(&mut self) {
         let now = now_ms();
-        let errors = super::reload::errors_by_file(&self.errors);
+        let errors = crate::config::errors_by_file(&self.errors);
         let targets: Vec<Arc<Target>> = self.set.targets.values().cloned().collect();
         for t in targets {
             let reference = *self

@@ -204,17 +204,6 @@ pub fn log_error_news(old: &[ConfigError], new: &Loaded) {
     }
 }
 
-/// Errors by file, for status.
-pub fn errors_by_file(errors: &[ConfigError]) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for e in errors {
-        out.entry(e.file.display().to_string())
-            .or_default()
-            .push(e.to_string());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! firing monitors, the configuration errors, the hosts and the alert
 //! channels. Every string is escaped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::busiest::Shown;
@@ -89,14 +89,7 @@ pub fn config_errors(out: &mut String, status: &Status) {
     }
     out.push_str(r#"<h2 class="section">Configuration errors</h2><div class="card errors">"#);
     // One block per file, as `crawld check` groups them.
-    let mut by_file: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for e in &status.errors {
-        by_file
-            .entry(e.file.display().to_string())
-            .or_default()
-            .push(e.to_string());
-    }
-    for (file, errors) in &by_file {
+    for (file, errors) in &crate::config::errors_by_file(&status.errors) {
         let _ = write!(
             out,
             "<h4>{}</h4><pre>{}</pre>",
