@@ -37,14 +37,20 @@ const SUBCOMMANDS: [&str; 17] = [
     "help",
 ];
 
-#[test]
-fn manual_writes_every_page_and_completion() {
+/// `crawld manual --out DIR` into a new temporary DIR.
+fn manual() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     crawld()
         .args(["manual", "--out"])
         .arg(dir.path())
         .assert()
         .success();
+    dir
+}
+
+#[test]
+fn manual_writes_every_page_and_completion() {
+    let dir = manual();
     let man1 = dir.path().join("man1");
     let main = read(&man1.join("crawld.1"));
     assert!(main.contains(".TH crawld 1"), "{main}");
@@ -117,12 +123,7 @@ fn man_renders_the_pages_without_warnings() {
     {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    crawld()
-        .args(["manual", "--out"])
-        .arg(dir.path())
-        .assert()
-        .success();
+    let dir = manual();
     for page in [
         "man1/crawld.1",
         "man1/crawld-export.1",
