@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::common::daemon::{wait_for, Daemon};
-use super::common::sinks::WebhookSink;
+use super::common::sinks::{SmtpSink, WebhookSink};
 use super::common::{shop, write_configs, Resource, Site, FAST_PROFILE};
 
 const TARGET: &str = r#"
 start_urls = ["{base}/"]
 profile = "fast"
 strip_params = ["utm_*"]
-alerts = ["hook", "team", "pager"]
+alerts = ["hook", "team", "pager", "mail"]
 [follow]
 allow = ['^/$', '^/list/', '^/p/']
 [items.product]
@@ -26,10 +26,12 @@ price = { css = "p.price::text", type = "number" }
 "#;
 
 /// A shop of 30 products, a webhook receiver (which is also the Slack
-/// endpoint, under another path), an exec channel's file, and a configs dir.
+/// endpoint, under another path), an SMTP sink, an exec channel's file, and
+/// a configs dir.
 struct Scene {
     site: Site,
     hook: WebhookSink,
+    smtp: SmtpSink,
     tmp: tempfile::TempDir,
     pager: PathBuf,
     configs: PathBuf,
@@ -40,12 +42,14 @@ impl Scene {
     fn new(notify: &str) -> Scene {
         let site = Site::start(shop(3, 10));
         let hook = WebhookSink::start();
+        let smtp = SmtpSink::start();
         let tmp = tempfile::tempdir().unwrap();
         let pager = tmp.path().join("pager.jsonl");
         let configs = tmp.path().join("configs");
         let s = Scene {
             site,
             hook,
+            smtp,
             tmp,
             pager,
             configs,
@@ -66,10 +70,16 @@ url = "{}"
 [channels.pager]
 kind = "exec"
 command = ["sh", "-c", "cat >> \"$0\"", "{}"]
+[channels.mail]
+kind = "email"
+smtp = "smtp://{}"
+from = "crawld@example.org"
+to = ["ops@example.org"]
 "#,
             self.hook.url("/hook"),
             self.hook.url("/slack"),
-            self.pager.display()
+            self.pager.display(),
+            self.smtp.addr
         );
         let target = format!("{TARGET}[notify]\n{notify}\n");
         write_configs(
@@ -114,6 +124,16 @@ command = ["sh", "-c", "cat >> \"$0\"", "{}"]
         paged(&self.pager)
             .into_iter()
             .filter(|b| b["type"] == "changes")
+            .collect()
+    }
+
+    /// The subjects of the change notices' mails.
+    fn mailed(&self) -> Vec<String> {
+        self.smtp
+            .mails()
+            .iter()
+            .filter_map(|m| m.header("Subject"))
+            .filter(|s| s.contains("(run "))
             .collect()
     }
 
@@ -205,8 +225,17 @@ fn a_run_s_changes_are_one_message_per_channel_and_a_restart_sends_nothing_twice
     s.site.remove("/p/20.html");
     let second = full_run(&d);
     wait_for(
-        || s.notices().len() == 2 && s.slack().len() == 2 && s.paged().len() == 2,
+        || {
+            s.notices().len() == 2
+                && s.slack().len() == 2
+                && s.paged().len() == 2
+                && s.mailed().len() == 2
+        },
         "the second run's notice arrives on each channel",
+    );
+    assert_eq!(
+        s.mailed()[1],
+        format!("[crawld] t: 5 changed, 1 removed (run {second})")
     );
     let n = &s.notices()[1];
     let keys: Vec<&str> = n.as_object().unwrap().keys().map(String::as_str).collect();
@@ -261,7 +290,12 @@ fn a_run_s_changes_are_one_message_per_channel_and_a_restart_sends_nothing_twice
     s.price(2, "2.25");
     let third = full_run(&d);
     wait_for(
-        || s.notices().len() >= 3 && s.slack().len() >= 3 && s.paged().len() >= 3,
+        || {
+            s.notices().len() >= 3
+                && s.slack().len() >= 3
+                && s.paged().len() >= 3
+                && s.mailed().len() >= 3
+        },
         "the third notice arrives",
     );
     let n = &s.notices()[2];
@@ -270,6 +304,7 @@ fn a_run_s_changes_are_one_message_per_channel_and_a_restart_sends_nothing_twice
     assert_eq!(s.notices().len(), 3);
     assert_eq!(s.paged().len(), 3);
     assert_eq!(s.slack().len(), 3);
+    assert_eq!(s.mailed().len(), 3);
     assert_eq!(d.stop(), Some(0));
 }
 
@@ -304,7 +339,7 @@ fn the_daemon_sends_at_start_the_last_run_it_did_not_notify() {
         json!({"new": 0, "changed": 1, "removed": 0})
     );
     assert!(
-        s.slack().is_empty() && s.paged().is_empty(),
+        s.slack().is_empty() && s.paged().is_empty() && s.mailed().is_empty(),
         "channels = [\"hook\"] only"
     );
     assert_eq!(d.stop(), Some(0));
