@@ -185,3 +185,142 @@ pub fn catch_up_changes(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::extract::Item;
+    use crate::ids::TargetId;
+    use crate::store::{PageCommit, PageOutcome, RunMode, RunPolicy, RunWriter};
+
+    const POLICY: RunPolicy = RunPolicy {
+        resume_within: Duration::from_secs(3600),
+        keep_versions: 2,
+        keep_runs: 10,
+    };
+
+    /// One page per product, `price(i)` its price.
+    fn pages(range: std::ops::Range<usize>, price: impl Fn(usize) -> f64) -> Vec<PageCommit> {
+        range
+            .map(|i| {
+                let url = format!("http://shop/p/{i}");
+                let mut value = Map::new();
+                value.insert("name".into(), json!(format!("P{i}")));
+                value.insert("price".into(), json!(price(i)));
+                PageCommit {
+                    url: url.clone(),
+                    depth: 1,
+                    admitted: Vec::new(),
+                    fetched_ms: 1,
+                    outcome: PageOutcome::Fetched {
+                        status: 200,
+                        etag: None,
+                        last_modified: None,
+                        body_hash: None,
+                        links: Vec::new(),
+                        items: vec![Item {
+                            kind: "product".into(),
+                            key: url,
+                            value,
+                        }],
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// A run of `n` products priced by `price`, stopped after `upto` of
+    /// them when it is given (an interrupted run).
+    fn run(
+        store: &Arc<Store>,
+        n: usize,
+        upto: Option<usize>,
+        price: impl Fn(usize) -> f64 + Copy,
+    ) -> RunRecord {
+        let t = TargetId::new("shop");
+        let start = store.start_run(&t, RunMode::Full, &[], &POLICY).unwrap();
+        let from = start.run.counts.pages_fetched as usize;
+        let mut w = RunWriter::new(store.clone(), &start, POLICY, String::new());
+        let end = upto.unwrap_or(n);
+        for chunk in (from..end).step_by(1000) {
+            w.commit(pages(chunk..(chunk + 1000).min(end), price))
+                .unwrap();
+        }
+        let status = match upto {
+            Some(_) => RunStatus::Interrupted,
+            None => RunStatus::Completed,
+        };
+        w.finish(status, None, |r| r.counts.pages_fetched = end as u64)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_message_lists_max_items_and_counts_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let first = run(&store, 5000, None, |i| i as f64);
+        let notify = NotifyConfig {
+            max_items: 10,
+            ..NotifyConfig::default()
+        };
+        let n = digest(&store, &notify, &first).unwrap().unwrap();
+        assert_eq!(n.counts.new, 5000);
+        assert_eq!((n.changes.len(), n.truncated), (10, 4990));
+        let second = run(&store, 5000, None, |i| i as f64 + 0.5);
+        let n = digest(&store, &notify, &second).unwrap().unwrap();
+        assert_eq!((n.counts.changed, n.counts.new), (5000, 0));
+        assert_eq!(
+            n.changes[0].fields["price"],
+            json!({"old": 0.0, "new": 0.5})
+        );
+        let unchanged = run(&store, 5000, None, |i| i as f64 + 0.5);
+        assert_eq!(digest(&store, &notify, &unchanged).unwrap(), None);
+    }
+
+    #[test]
+    fn an_interrupted_run_sends_nothing_and_its_completion_sends_the_whole_crawl() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let configs = tempfile::tempdir().unwrap();
+        std::fs::write(
+            configs.path().join("shop.toml"),
+            "start_urls = [\"http://shop/\"]\n[notify]\n",
+        )
+        .unwrap();
+        let report = crate::config::load_dir(configs.path()).unwrap();
+        let target = report.set.targets[&TargetId::new("shop")].clone();
+        assert_eq!(target.notify, Some(NotifyConfig::default()));
+        let ops = [ChannelName::new("ops")];
+        run(&store, 100, None, |i| i as f64);
+        store
+            .queue_changes(&target.id, RunId(1), Vec::new(), 0)
+            .unwrap();
+        let stopped = run(&store, 100, Some(40), |i| i as f64 + 1.0);
+        assert_eq!(
+            queue_changes(&store, &target, &stopped, &ops, 0).unwrap(),
+            0
+        );
+        let resumed = run(&store, 100, None, |i| i as f64 + 1.0);
+        assert_eq!(resumed.resumed_from, Some(stopped.id));
+        assert_eq!(
+            queue_changes(&store, &target, &resumed, &ops, 0).unwrap(),
+            1
+        );
+        let queued = store.change_outbox(&ops[0]).unwrap();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].message.counts.changed, 100, "both runs' changes");
+        assert_eq!(queued[0].message.run, resumed.id.0);
+        // Once only, and the start-up catch-up agrees.
+        assert_eq!(
+            queue_changes(&store, &target, &resumed, &ops, 0).unwrap(),
+            0
+        );
+        assert_eq!(catch_up_changes(&store, &target, &ops, 0).unwrap(), 0);
+        assert_eq!(store.change_outbox(&ops[0]).unwrap().len(), 1);
+    }
+}
