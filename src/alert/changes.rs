@@ -323,4 +323,41 @@ mod tests {
         assert_eq!(catch_up_changes(&store, &target, &ops, 0).unwrap(), 0);
         assert_eq!(store.change_outbox(&ops[0]).unwrap().len(), 1);
     }
+
+    /// The memory a digest of many changes takes: run with
+    /// `CRAWLD_DIGEST_ITEMS=1000000 cargo test --lib digest_memory -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, minutes long"]
+    fn digest_memory() {
+        let n: usize = std::env::var("CRAWLD_DIGEST_ITEMS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200_000);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        run(&store, n, None, |i| i as f64);
+        let second = run(&store, n, None, |i| i as f64 + 0.5);
+        let rss = |field: &str| {
+            std::fs::read_to_string("/proc/self/status")
+                .unwrap()
+                .lines()
+                .find(|l| l.starts_with(field))
+                .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+                .unwrap()
+        };
+        // Resets the peak (VmHWM) to what is resident now.
+        std::fs::write("/proc/self/clear_refs", "5").unwrap();
+        let before = rss("VmRSS:");
+        let started = std::time::Instant::now();
+        let notice = digest(&store, &NotifyConfig::default(), &second)
+            .unwrap()
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(notice.counts.changed, n as u64);
+        assert_eq!(notice.changes.len(), 100);
+        println!(
+            "{n} changes: digest in {took:?}, resident {before} kB before, peak {} kB during",
+            rss("VmHWM:")
+        );
+    }
 }
