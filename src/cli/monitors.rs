@@ -130,6 +130,12 @@ async fn queue_changes(store: &Arc<Store>, target: &Arc<Target>, run: &RunRecord
         );
         return;
     }
+    if watch.notify_channels.is_empty() {
+        errln!(
+            "warning: --notify: target {} has no channels for its change notices (set [notify] channels, alerts, or a default channel)",
+            target.id
+        );
+    }
     let (s, t, r, channels) = (
         store.clone(),
         target.clone(),
