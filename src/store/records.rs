@@ -316,6 +316,10 @@ pub struct ChangeEvent {
     pub fields: Vec<String>,
     /// The new value (the last one, for `removed`).
     pub value: Map<String, Value>,
+    /// For `changed`: the values the changed fields had before (a field
+    /// that was absent is null). Empty in events recorded before it existed.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub old: Map<String, Value>,
     pub page: String,
     pub at_ms: u64,
 }
