@@ -105,6 +105,18 @@ pub struct RawField {
     pub required: bool,
     pub many: bool,
     pub join: Option<Spanned<String>>,
+    /// `re`, `replace`, `strip`, `default`, `date_format` (see `super::process`).
+    pub process: RawProcess,
+}
+
+/// A field's value-processing keys; all absent in the string shorthand.
+#[derive(Debug, Default)]
+pub struct RawProcess {
+    pub re: Option<Spanned<String>>,
+    pub replace: Option<Spanned<Vec<Spanned<(String, String)>>>>,
+    pub strip: Option<Spanned<String>>,
+    pub default: Option<Spanned<toml::Value>>,
+    pub date_format: Option<Spanned<String>>,
 }
 
 /// The table form of a field (also read by [`super::hint`] for its keys).
@@ -119,6 +131,11 @@ pub(super) struct RawFieldTable {
     #[serde(default)]
     many: bool,
     join: Option<Spanned<String>>,
+    re: Option<Spanned<String>>,
+    replace: Option<Spanned<Vec<Spanned<(String, String)>>>>,
+    strip: Option<Spanned<String>>,
+    default: Option<Spanned<toml::Value>>,
+    date_format: Option<Spanned<String>>,
 }
 
 impl<'de> Deserialize<'de> for RawField {
@@ -140,6 +157,7 @@ impl<'de> Deserialize<'de> for RawField {
                     required: false,
                     many: false,
                     join: None,
+                    process: RawProcess::default(),
                 })
             }
 
@@ -151,6 +169,13 @@ impl<'de> Deserialize<'de> for RawField {
                     required: t.required,
                     many: t.many,
                     join: t.join,
+                    process: RawProcess {
+                        re: t.re,
+                        replace: t.replace,
+                        strip: t.strip,
+                        default: t.default,
+                        date_format: t.date_format,
+                    },
                 })
             }
         }
