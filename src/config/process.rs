@@ -4,7 +4,9 @@
 //! `default` that go with them.
 //!
 //! The order is fixed: `re` (the first match: its `value` group, else its
-//! first group, else the whole match; no match, no value) → `replace`
+//! first group, else the whole match; no match, no value; a single field
+//! takes the first of its query's matches that `re` matches, as parsel's
+//! `re_first` does) → `replace`
 //! (every match of each pattern, in order, `$1` references) → `strip`
 //! (whitespace and the given characters off both ends) → type conversion
 //! (in `extract`). A value that comes out empty is missing.
@@ -35,6 +37,12 @@ pub struct Process {
 }
 
 impl Process {
+    /// Whether `re` can refuse a value (then a single field reads on to the
+    /// next match of its query, as parsel's `re_first` does).
+    pub fn filters(&self) -> bool {
+        self.re.is_some()
+    }
+
     /// `raw` after `re`, `replace` and `strip`; `None` when `re` does not
     /// match or nothing is left. Allocates only where a step changes it.
     pub fn apply(&self, raw: String) -> Option<String> {
@@ -215,7 +223,7 @@ fn default_value(v: &toml::Value, kind: &FieldType) -> Result<Value, String> {
     use toml::Value as T;
     let wrong = |want: &str| {
         Err(format!(
-            "a {} field's default is {want}, not {} {v}",
+            "the default of a type = {:?} field is {want}, not {} {v}",
             kind.name(),
             v.type_str()
         ))

@@ -76,12 +76,15 @@ pub(super) fn from_query(
             .collect();
         ((!list.is_empty()).then_some(Value::Array(list)), shown)
     } else {
-        let raw = match &field.join {
-            Some(sep) => {
+        let raw = match (&field.join, &field.process) {
+            (Some(sep), _) => {
                 let parts = field.query.values(root);
                 (!parts.is_empty()).then(|| parts.join(sep))
             }
-            None => field.query.first(root),
+            (None, Some(p)) if p.filters() => {
+                return first_kept(field, root, cx, p, explain);
+            }
+            (None, _) => field.query.first(root),
         };
         let shown = explain.then(|| raw.clone().map_or(Value::Null, Value::String));
         (raw.and_then(|r| value(field, r, cx)), shown)
@@ -92,6 +95,38 @@ pub(super) fn from_query(
         None => !r.is_null() && r.as_array().is_none_or(|a| !a.is_empty()),
     });
     (v, raw)
+}
+
+/// A single field with `re`: the first match of its query that `re`
+/// keeps, converted; with `explain`, the raw match it came from (or the
+/// first match, when `re` kept none).
+fn first_kept(
+    field: &Field,
+    root: ElementRef<'_>,
+    cx: &Context<'_>,
+    p: &crate::config::Process,
+    explain: bool,
+) -> (Option<Value>, Option<Value>) {
+    let raws = field.query.values(root);
+    let mut shown = explain.then(|| raws.first().cloned().map_or(Value::Null, Value::String));
+    let mut kept = None;
+    for raw in raws {
+        let copy = explain.then(|| raw.clone());
+        if let Some(text) = p.apply(raw) {
+            if let Some(c) = copy {
+                shown = Some(Value::String(c));
+            }
+            kept = Some(text);
+            break;
+        }
+    }
+    let v = kept
+        .and_then(|t| convert(&field.kind, t, cx))
+        .or_else(|| field.default.clone());
+    (
+        v.clone(),
+        shown.filter(|r| Some(r) != v.as_ref() && !r.is_null()),
+    )
 }
 
 #[cfg(test)]
