@@ -252,7 +252,7 @@ c = { css = "h1", required = true, default = "x" }
 d = { css = "h1", type = "integer", default = "many" }
 e = { css = "h1", type = "date", date_format = "%d.%m." }
 f = { css = "h1", date_format = "%d.%m.%Y" }
-g = { css = "h1", re = '\w{100000}' }
+g = { css = "h1", re = '\w{200}' }
 h = { css = "h1::text, h2::before" }
 i = { css = "h1", type = "when" }
 "#;
