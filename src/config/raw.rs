@@ -109,11 +109,14 @@ pub struct RawField {
     pub process: RawProcess,
 }
 
+/// One `replace` pair: `['pattern', 'replacement']`.
+pub type RawReplace = Spanned<(String, String)>;
+
 /// A field's value-processing keys; all absent in the string shorthand.
 #[derive(Debug, Default)]
 pub struct RawProcess {
     pub re: Option<Spanned<String>>,
-    pub replace: Option<Spanned<Vec<Spanned<(String, String)>>>>,
+    pub replace: Option<Spanned<Vec<RawReplace>>>,
     pub strip: Option<Spanned<String>>,
     pub default: Option<Spanned<toml::Value>>,
     pub date_format: Option<Spanned<String>>,
@@ -132,7 +135,7 @@ pub(super) struct RawFieldTable {
     many: bool,
     join: Option<Spanned<String>>,
     re: Option<Spanned<String>>,
-    replace: Option<Spanned<Vec<Spanned<(String, String)>>>>,
+    replace: Option<Spanned<Vec<RawReplace>>>,
     strip: Option<Spanned<String>>,
     default: Option<Spanned<toml::Value>>,
     date_format: Option<Spanned<String>>,
