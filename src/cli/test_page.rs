@@ -234,6 +234,9 @@ fn with_raw(
 /// A field's value, and its raw value beside it when they differ.
 fn field_line(field: &str, value: &serde_json::Value, raw: Option<&serde_json::Value>) -> String {
     match raw {
+        Some(serde_json::Value::Null) => {
+            format!("    {field:<12} {value}    (default: the page gave nothing)")
+        }
         Some(r) => format!("    {field:<12} {value}    (raw: {r})"),
         None => format!("    {field:<12} {value}"),
     }
