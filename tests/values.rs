@@ -262,6 +262,11 @@ f = { css = "h1", date_format = "%d.%m.%Y" }
 g = { css = "h1", re = '\w{200}' }
 h = { css = "h1::text, h2::before" }
 i = { css = "h1", type = "when" }
+[items.card]
+selector = "li"
+key = "name"
+[items.card.fields]
+name = { css = "b", default = "x" }
 "#;
     std::fs::write(tmp.path().join("bad.toml"), bad).unwrap();
     let out = crawld()
@@ -296,4 +301,8 @@ i = { css = "h1", type = "when" }
         });
         assert!(found, "no error {want} {key}: {words} in:\n{stderr}");
     }
+    assert!(
+        stderr.contains("bad.toml:14:7: items.card.key: key \"name\" names a field with a default"),
+        "{stderr}"
+    );
 }
