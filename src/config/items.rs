@@ -64,6 +64,17 @@ pub(super) fn item_kind(c: &mut Compiler, name: &str, raw: &Spanned<RawItem>) ->
                 );
                 None
             }
+            Some(i) if item.fields[i].get_ref().process.default.is_some() => {
+                c.err(
+                    k.span(),
+                    at("key"),
+                    format!(
+                        "key {:?} names a field with a default: every item missing it would have the same key",
+                        k.get_ref()
+                    ),
+                );
+                None
+            }
             Some(i) => Some(ItemKey::Field(i)),
             None => {
                 let names: Vec<&str> = item.fields.keys().map(String::as_str).collect();

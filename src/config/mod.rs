@@ -47,7 +47,7 @@ pub use load::{
     ReadError, MAX_CONFIG_FILE,
 };
 pub use monitor::MonitorConfig;
-pub use process::{pattern, Process, MAX_PATTERN_SIZE};
+pub use process::{Process, MAX_PATTERN_SIZE};
 pub use profile::{
     builtins, DelayRange, Profile, BUILTIN_ADAPTIVE, BUILTIN_PROFILES, DEFAULT_PROFILE,
 };

@@ -217,10 +217,11 @@ fn item(
         base,
         strip_params: strip,
     };
-    let mut raw = Map::new();
+    // Raw values only for `crawld test`: a crawl builds no map for them.
+    let mut raw = out.explain.then(Map::new);
     for field in &kind.fields {
         let (v, shown) = process::from_query(field, root, &cx, out.explain);
-        if let Some(r) = shown {
+        if let (Some(raw), Some(r)) = (raw.as_mut(), shown) {
             raw.insert(field.name.clone(), r);
         }
         match v {
@@ -255,9 +256,7 @@ fn item(
                 key,
                 value,
             });
-            if out.explain {
-                out.raw.push(raw);
-            }
+            out.raw.extend(raw);
         }
         key => {
             if key.is_none() {
@@ -278,9 +277,7 @@ fn item(
                 missing,
                 present,
             });
-            if out.explain {
-                out.invalid_raw.push(raw);
-            }
+            out.invalid_raw.extend(raw);
         }
     }
 }
