@@ -143,9 +143,16 @@ pub fn summary(run: &RunRecord, failures: &[FailureRecord]) -> String {
         "  pages   {} fetched, {} committed, {} failed, {} not HTML ({:.1} pages/s)",
         c.pages_fetched, c.pages_committed, c.pages_failed, c.pages_not_html, rate
     );
+    // An incremental run whose pages answered 304 parsed nothing: say what
+    // the target still holds rather than "0 new, 0 changed, 0 unchanged".
+    let kept = if c.items_kept > 0 {
+        format!("{} kept (on pages not parsed again), ", c.items_kept)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         s,
-        "  items   {} new, {} changed, {} unchanged, {} invalid, {} duplicate",
+        "  items   {kept}{} new, {} changed, {} unchanged, {} invalid, {} duplicate",
         c.items_new, c.items_changed, c.items_unchanged, c.items_invalid, c.items_duplicate
     );
     if !c.errors.is_empty() {

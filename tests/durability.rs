@@ -156,7 +156,10 @@ fn incremental_runs_fetch_only_changes_and_full_runs_find_removals() {
     let (lists, per_list) = (5, 20);
     let site = Site::start(shop(lists, per_list));
     let e = env(&site, TARGET);
-    crawl(&e, true).success();
+    // Asked for an incremental run, the target's first run fetches everything:
+    // it is recorded as the full run it is.
+    crawl(&e, false).success();
+    assert_eq!(runs(&e.state)[0]["mode"], "full");
     assert_eq!(
         jsonl(&e.state, &["--changes"]).len(),
         100,
@@ -165,7 +168,8 @@ fn incremental_runs_fetch_only_changes_and_full_runs_find_removals() {
 
     // An unchanged site: conditional requests, nothing re-extracted.
     site.stats.reset();
-    crawl(&e, false).success();
+    let out = crawl(&e, false).success().get_output().stdout.clone();
+    let summary = String::from_utf8_lossy(&out);
     let total = site.stats.requests();
     let not_modified = site.stats.status_count(304);
     assert!(
@@ -177,6 +181,12 @@ fn incremental_runs_fetch_only_changes_and_full_runs_find_removals() {
     assert_eq!(last["counts"]["items_new"], 0);
     assert_eq!(last["counts"]["items_changed"], 0);
     assert_eq!(last["counts"]["items_unchanged"], 0, "nothing re-extracted");
+    // The summary says what the target still holds, not "0 new, 0 changed".
+    assert_eq!(last["counts"]["items_kept"], 100, "{last}");
+    assert!(
+        summary.contains("items   100 kept (on pages not parsed again), 0 new, 0 changed"),
+        "{summary}"
+    );
     assert!(jsonl(&e.state, &["--changes"]).is_empty());
 
     // Five prices change (on the product pages and on the listings that show them),

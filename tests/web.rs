@@ -195,6 +195,7 @@ fn metrics_parse_and_their_counters_equal_the_sums_of_crawld_runs() {
         "new",
         "changed",
         "unchanged",
+        "kept",
         "removed",
         "invalid",
         "duplicate",

@@ -13,13 +13,16 @@
 //! `deliver` runs the queues, `send` talks to each kind of channel and
 //! `text` writes what people read.
 
+mod changes;
 mod deliver;
+pub mod digest;
 mod plan;
 mod queue;
 mod send;
 mod state;
 pub mod text;
 
+pub use changes::{catch_up_changes, digest as change_digest, queue_changes};
 pub use deliver::{deliver_pending, ChannelMap, Delivery, Drained, Kicker};
 pub use queue::{Backoff, BACKOFF_FIRST, BACKOFF_MAX};
 pub use send::{Delivered, SendError, Sender};

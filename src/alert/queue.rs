@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use super::send::Sender;
 use crate::config::Channel;
 use crate::ids::ChannelName;
-use crate::store::{now_ms, Store, StoreError};
+use crate::store::{now_ms, ChangeEntry, Store, StoreError};
 
 /// The wait before the first retry of a failed delivery.
 pub const BACKOFF_FIRST: Duration = Duration::from_secs(5);
@@ -151,13 +151,31 @@ impl ChannelQueue {
     /// allows.
     pub(super) async fn step(&mut self, channel: &Channel) -> Result<Step, StoreError> {
         let name = self.name.clone();
-        let entries = blocking(&self.store, move |s| s.outbox(&name)).await?;
-        let pending = entries.len() as u64;
+        let (entries, changes) = blocking(&self.store, move |s| {
+            Ok((s.outbox(&name)?, s.change_outbox(&name)?))
+        })
+        .await?;
+        let pending = (entries.len() + changes.len()) as u64;
         with_counters(&self.stats, &self.name, |c| c.pending = pending);
         // The channel waits out the backoff of its last failure.
-        let retry_at = entries.iter().map(|e| e.next_attempt_ms).max().unwrap_or(0);
-        let Some(message) = super::plan::next(&entries, channel.kind.read_by_people()) else {
-            return Ok(Step::Empty);
+        let retry_at = entries
+            .iter()
+            .map(|e| e.next_attempt_ms)
+            .chain(changes.iter().map(|e| e.next_attempt_ms))
+            .max()
+            .unwrap_or(0);
+        // A change notice goes once no alert queued before it waits.
+        let oldest_alert = entries.first().map(|e| e.seq);
+        let change = changes
+            .into_iter()
+            .next()
+            .filter(|c| oldest_alert.is_none_or(|a| c.seq < a));
+        let message = match change {
+            Some(_) => None,
+            None => match super::plan::next(&entries, channel.kind.read_by_people()) {
+                Some(m) => Some(m),
+                None => return Ok(Step::Empty),
+            },
         };
         if !self.eager && retry_at > now_ms() {
             return Ok(Step::RetryAt(retry_at));
@@ -166,6 +184,13 @@ impl ChannelQueue {
             return Ok(Step::Limited(wait));
         }
         self.window.record(Instant::now());
+        let Some(message) = message else {
+            // INVARIANT: `message` is None only when `change` is Some.
+            let Some(change) = change else {
+                return Ok(Step::Empty);
+            };
+            return self.send_change(channel, change, pending).await;
+        };
         let head = &message.notices[0];
         match self.sender.send_all(channel, &message.notices).await {
             Ok(said) => {
@@ -200,6 +225,45 @@ impl ChannelQueue {
                     e.next_attempt_ms = next_attempt_ms;
                 }
                 blocking(&self.store, move |s| s.outbox_retry(&retry)).await?;
+                with_counters(&self.stats, &self.name, |c| {
+                    c.failed += 1;
+                    c.last_error = Some(error.clone());
+                });
+                Ok(Step::Failed(error))
+            }
+        }
+    }
+}
+
+impl ChannelQueue {
+    /// Delivers one change notice, or records its failure, as [`Self::step`]
+    /// does for alerts.
+    async fn send_change(
+        &mut self,
+        channel: &Channel,
+        mut entry: ChangeEntry,
+        pending: u64,
+    ) -> Result<Step, StoreError> {
+        let (target, run) = (entry.message.target.clone(), entry.message.run);
+        match self.sender.send_changes(channel, &entry.message).await {
+            Ok(said) => {
+                info!(channel = %self.name, target = %target, run, changes = entry.message.counts.total(), "Change notice delivered: {said}.");
+                blocking(&self.store, move |s| s.change_delivered(&entry)).await?;
+                with_counters(&self.stats, &self.name, |c| {
+                    c.delivered += 1;
+                    c.pending = pending.saturating_sub(1);
+                    c.last_delivered_ms = Some(now_ms());
+                    c.last_error = None;
+                });
+                Ok(Step::Delivered)
+            }
+            Err(e) => {
+                let error = e.to_string();
+                entry.attempts += 1;
+                let wait = self.backoff.after(entry.attempts);
+                entry.next_attempt_ms = now_ms().saturating_add(wait.as_millis() as u64);
+                warn!(channel = %self.name, target = %target, run, attempts = entry.attempts, retry_in = %humantime::format_duration(wait), error = %error, "Change notice delivery failed; it stays queued.");
+                blocking(&self.store, move |s| s.change_retry(&entry)).await?;
                 with_counters(&self.stats, &self.name, |c| {
                     c.failed += 1;
                     c.last_error = Some(error.clone());

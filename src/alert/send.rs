@@ -12,11 +12,11 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tokio::io::AsyncWriteExt;
 
-use super::text;
+use super::{digest, text};
 use crate::config::{Channel, ChannelKind, Email, Exec, SmtpSecurity, Webhook};
 use crate::error::chain;
 use crate::printable;
-use crate::store::Notice;
+use crate::store::{ChangeNotice, Notice};
 
 /// Bytes of an answer's body or a command's stderr kept for the error.
 const DETAIL_BYTES: usize = 200;
@@ -167,20 +167,53 @@ impl Sender {
                     let body = serde_json::json!({ "content": text::lines(&notices) });
                     self.post(w, &body, channel.timeout).await
                 }
-                ChannelKind::Email(e) => mail(e, &notices, channel.timeout).await,
-                ChannelKind::Exec(x) => exec(x, first).await,
+                ChannelKind::Email(e) => {
+                    let (subject, body) =
+                        (text::email_subject(&notices), text::email_body(&notices));
+                    mail(e, subject, body, channel.timeout).await
+                }
+                ChannelKind::Exec(x) => {
+                    exec(x, serde_json::to_vec(first).unwrap_or_default()).await
+                }
             }
         };
-        // Every kind bounds itself too; this also bounds what they do not
-        // (a command that never reads its stdin, an SMTP server that trickles).
-        tokio::time::timeout(channel.timeout, work)
-            .await
-            .unwrap_or_else(|_| {
-                Err(SendError::Timeout {
-                    endpoint: channel.endpoint(),
-                    timeout: channel.timeout,
-                })
-            })
+        bounded(channel, work).await
+    }
+
+    /// Delivers a run's change notice to `channel` as one message, within
+    /// the channel's timeout: its JSON to a webhook or a command, a digest
+    /// to people (cut to what Slack and Discord take).
+    pub async fn send_changes(
+        &self,
+        channel: &Channel,
+        notice: &ChangeNotice,
+    ) -> Result<Delivered, SendError> {
+        let work = async {
+            match &channel.kind {
+                ChannelKind::Webhook(w) => {
+                    let body = serde_json::to_value(notice).unwrap_or_default();
+                    self.post(w, &body, channel.timeout).await
+                }
+                ChannelKind::Slack(w) => {
+                    let body =
+                        serde_json::json!({ "text": digest::chat(notice, digest::SLACK_CHARS) });
+                    self.post(w, &body, channel.timeout).await
+                }
+                ChannelKind::Discord(w) => {
+                    let body = serde_json::json!({ "content": digest::chat(notice, digest::DISCORD_CHARS) });
+                    self.post(w, &body, channel.timeout).await
+                }
+                ChannelKind::Email(e) => {
+                    let subject = digest::email_subject(notice);
+                    let body = digest::email_body(notice, self.host.as_deref());
+                    mail(e, subject, body, channel.timeout).await
+                }
+                ChannelKind::Exec(x) => {
+                    exec(x, serde_json::to_vec(notice).unwrap_or_default()).await
+                }
+            }
+        };
+        bounded(channel, work).await
     }
 
     async fn post(
@@ -224,8 +257,30 @@ impl Sender {
     }
 }
 
+/// `work` within the channel's timeout. Every kind bounds itself too; this
+/// also bounds what they do not (a command that never reads its stdin, an
+/// SMTP server that trickles).
+async fn bounded(
+    channel: &Channel,
+    work: impl std::future::Future<Output = Result<Delivered, SendError>>,
+) -> Result<Delivered, SendError> {
+    tokio::time::timeout(channel.timeout, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(SendError::Timeout {
+                endpoint: channel.endpoint(),
+                timeout: channel.timeout,
+            })
+        })
+}
+
 /// One mail over a fresh SMTP connection, with the channel's TLS policy.
-async fn mail(e: &Email, notices: &[Notice], timeout: Duration) -> Result<Delivered, SendError> {
+async fn mail(
+    e: &Email,
+    subject: String,
+    body: String,
+    timeout: Duration,
+) -> Result<Delivered, SendError> {
     let server = e.server.to_string();
     let smtp = |source| SendError::Smtp {
         server: server.clone(),
@@ -249,14 +304,14 @@ async fn mail(e: &Email, notices: &[Notice], timeout: Duration) -> Result<Delive
     // for a MIME part, MIME-Version.
     let mut message = Message::builder()
         .from(e.from.clone())
-        .subject(text::email_subject(notices))
+        .subject(subject)
         .message_id(None)
         .user_agent(concat!("crawld/", env!("CARGO_PKG_VERSION")).to_owned());
     for to in &e.to {
         message = message.to(to.clone());
     }
     let message = message
-        .singlepart(SinglePart::plain(text::email_body(notices)))
+        .singlepart(SinglePart::plain(body))
         .map_err(|source| SendError::Mail { source })?;
     let answer = builder.build().send(message).await.map_err(smtp)?;
     let said: Vec<&str> = answer.message().collect();
@@ -264,9 +319,9 @@ async fn mail(e: &Email, notices: &[Notice], timeout: Duration) -> Result<Delive
     Ok(Delivered::Smtp(printable::line(&said).into_owned()))
 }
 
-/// Runs the command with the notice's JSON on stdin; exit 0 is delivered.
+/// Runs the command with `json` (a notice) on stdin; exit 0 is delivered.
 /// The child is killed when the delivery is dropped (its timeout).
-async fn exec(x: &Exec, notice: &Notice) -> Result<Delivered, SendError> {
+async fn exec(x: &Exec, mut json: Vec<u8>) -> Result<Delivered, SendError> {
     let program = x.command.first().cloned().unwrap_or_default();
     let mut child = tokio::process::Command::new(&program)
         .args(&x.command[1..])
@@ -279,7 +334,6 @@ async fn exec(x: &Exec, notice: &Notice) -> Result<Delivered, SendError> {
             program: program.clone(),
             source,
         })?;
-    let mut json = serde_json::to_vec(notice).unwrap_or_default();
     json.push(b'\n');
     if let Some(mut stdin) = child.stdin.take() {
         // A command may exit without reading its stdin: its exit status decides.

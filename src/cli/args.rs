@@ -63,6 +63,10 @@ pub(super) enum Command {
         /// firing or resolve, as the daemon would.
         #[arg(long)]
         alert: bool,
+        /// Send the run's item changes to the channels of the target's
+        /// `[notify]`, as the daemon would.
+        #[arg(long)]
+        notify: bool,
         #[command(flatten)]
         configs: ConfigsArg,
         #[command(flatten)]

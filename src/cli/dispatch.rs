@@ -34,11 +34,12 @@ pub(super) async fn dispatch(command: Command) -> Exit {
             no_progress,
             fail_on_alert,
             alert,
+            notify,
             configs,
             state,
         } => {
             let mode = [RunMode::Incremental, RunMode::Full][usize::from(full)];
-            let watch = super::Watch::new(fail_on_alert, alert);
+            let watch = super::Watch::new(fail_on_alert, alert).with_notify(notify);
             crawl(&configs.dir(), &state, &target, mode, !no_progress, watch).await
         }
         Command::Export {

@@ -387,7 +387,7 @@ async fn crawl(
         Err(exit) => return exit,
     };
     let mut watch = watch;
-    if watch.alert {
+    if watch.alert || watch.notify {
         match load(configs) {
             Ok(report) => watch.channels_of(&report.set, &target),
             Err(exit) => return exit,

@@ -1,6 +1,6 @@
 //! The monitors of a foreground run (`crawld crawl`): judged when it ends,
 //! printed after its summary, and, with `--alert`, observed and sent as the
-//! daemon would.
+//! daemon would; with `--notify`, the run's item changes are sent too.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,8 +24,12 @@ pub(crate) struct Watch {
     pub fail_on_alert: bool,
     /// Send the alerts of monitors that change state to the target's channels.
     pub alert: bool,
+    /// Send the run's item changes to the target's `[notify]` channels.
+    pub notify: bool,
     /// With `alert`: the target's channels, and every channel by name.
     channels: Vec<ChannelName>,
+    /// With `notify`: the channels of the target's change notices.
+    notify_channels: Vec<ChannelName>,
     all: BTreeMap<ChannelName, Arc<Channel>>,
 }
 
@@ -38,9 +42,16 @@ impl Watch {
         }
     }
 
-    /// The channels `--alert` sends to.
+    /// With `--notify`.
+    pub(crate) fn with_notify(mut self, notify: bool) -> Self {
+        self.notify = notify;
+        self
+    }
+
+    /// The channels `--alert` and `--notify` send to.
     pub(crate) fn channels_of(&mut self, set: &TargetSet, target: &Target) {
         self.channels = set.channels_for(target);
+        self.notify_channels = set.notify_channels_for(target);
         self.all = set.channels.clone();
     }
 }
@@ -72,7 +83,10 @@ pub(super) async fn judge(
         }
     };
     out!("{}", monitor::render(&states));
-    if watch.alert {
+    if watch.notify {
+        queue_changes(store, target, run, watch).await;
+    }
+    if watch.alert || watch.notify {
         send(store, watch).await;
     }
     states.iter().any(MonitorState::firing)
@@ -107,13 +121,46 @@ fn judge_and_observe(
         .collect())
 }
 
+/// Queues the run's change notices (`--notify`) and says how many.
+async fn queue_changes(store: &Arc<Store>, target: &Arc<Target>, run: &RunRecord, watch: &Watch) {
+    if target.notify.is_none() {
+        errln!(
+            "warning: --notify: target {} has no [notify] table, so no change notices are sent",
+            target.id
+        );
+        return;
+    }
+    if watch.notify_channels.is_empty() {
+        errln!(
+            "warning: --notify: target {} has no channels for its change notices (set [notify] channels, alerts, or a default channel)",
+            target.id
+        );
+    }
+    let (s, t, r, channels) = (
+        store.clone(),
+        target.clone(),
+        run.clone(),
+        watch.notify_channels.clone(),
+    );
+    let queued =
+        tokio::task::spawn_blocking(move || alert::queue_changes(&s, &t, &r, &channels, now_ms()))
+            .await;
+    match queued {
+        Ok(Ok(0)) => outln!("Change notices: nothing to send"),
+        Ok(Ok(n)) => outln!("Change notices: {n} queued"),
+        Ok(Err(e)) => errln!("warning: the change notices were not queued: {e}"),
+        Err(e) => errln!("warning: the change notices were not queued: {e}"),
+    }
+}
+
 /// Delivers what is queued, within [`SEND_WITHIN`], and says how it went.
 async fn send(store: &Arc<Store>, watch: &Watch) {
     match alert::deliver_pending(store.clone(), &watch.all, SEND_WITHIN).await {
         Ok(d) => {
             if d.delivered + d.pending + d.failed > 0 {
                 outln!(
-                    "Alerts: {} delivered, {} still queued (the daemon sends them when it runs)",
+                    "{}: {} delivered, {} still queued (the daemon sends them when it runs)",
+                    if watch.alert { "Alerts" } else { "Notices" },
                     d.delivered,
                     d.pending
                 );

@@ -326,7 +326,7 @@ pub(super) fn alerts(c: &mut Compiler, raw: &RawFile, cx: &Context) -> Option<Ve
     Some(out)
 }
 
-fn lookup_channel(name: &str, cx: &Context) -> Result<ChannelName, String> {
+pub(super) fn lookup_channel(name: &str, cx: &Context) -> Result<ChannelName, String> {
     let id = ChannelName::new(name);
     if cx.channels.contains_key(&id) {
         return Ok(id);

@@ -102,6 +102,7 @@ pub fn target(
     let keep = keep(&mut c, raw);
     let alerts = super::channel::alerts(&mut c, raw, cx);
     let monitor = super::monitor::compile(&mut c, raw.monitor.as_ref(), &items);
+    let notify = super::notify::compile(&mut c, raw.notify.as_ref(), cx, &items);
     let (
         true,
         Some(profile),
@@ -142,6 +143,7 @@ pub fn target(
         keep_runs: keep.runs,
         changes_jsonl: keep.changes_jsonl,
         monitor,
+        notify,
         fingerprint: fingerprint(&src.text),
         timezone: timing.timezone,
         catch_up: timing.catch_up,

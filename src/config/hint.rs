@@ -9,12 +9,12 @@ use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
 use super::raw::{
     RawChannel, RawDomain, RawFieldTable, RawFile, RawFollow, RawIdentity, RawItem, RawMonitor,
-    RawOutput, RawProfile,
+    RawNotify, RawOutput, RawProfile,
 };
 
 /// Every table of a config file, as a user writes it, with the keys it takes
 /// and the heading of its section in the configuration reference.
-fn tables() -> [Table; 10] {
+fn tables() -> [Table; 11] {
     [
         Table {
             place: "at the top of a target file (above its first [table])",
@@ -50,6 +50,11 @@ fn tables() -> [Table; 10] {
             place: "in [monitor]",
             heading: "`[monitor]`",
             keys: keys::<RawMonitor>(),
+        },
+        Table {
+            place: "in [notify]",
+            heading: "`[notify]`",
+            keys: keys::<RawNotify>(),
         },
         Table {
             place: "in [domains.\"HOST\"]",

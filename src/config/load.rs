@@ -428,6 +428,7 @@ fn first_target_key(raw: &RawFile) -> Option<(&'static str, std::ops::Range<usiz
         ("output", raw.output.as_ref().map(|v| v.span())),
         ("monitor", raw.monitor.as_ref().map(|v| v.span())),
         ("alerts", raw.alerts.as_ref().map(|v| v.span())),
+        ("notify", raw.notify.as_ref().map(|v| v.span())),
     ];
     spans
         .into_iter()

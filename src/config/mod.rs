@@ -16,6 +16,7 @@ mod identity;
 mod items;
 mod load;
 mod monitor;
+mod notify;
 mod process;
 mod profile;
 mod query;
@@ -47,6 +48,7 @@ pub use load::{
     ReadError, MAX_CONFIG_FILE,
 };
 pub use monitor::MonitorConfig;
+pub use notify::{NotifyConfig, DEFAULT_NOTIFY_MAX_ITEMS};
 pub use process::{Process, MAX_PATTERN_SIZE};
 pub use profile::{
     builtins, DelayRange, Profile, BUILTIN_ADAPTIVE, BUILTIN_PROFILES, DEFAULT_PROFILE,
@@ -86,6 +88,20 @@ pub struct TargetSet {
 }
 
 impl TargetSet {
+    /// The channels a target's change notices go to: those its `[notify]
+    /// channels` names, else its alert channels. A name no longer in the
+    /// set is left out.
+    pub fn notify_channels_for(&self, target: &Target) -> Vec<ChannelName> {
+        match target.notify.as_ref().and_then(|n| n.channels.as_ref()) {
+            Some(names) => names
+                .iter()
+                .filter(|n| self.channels.contains_key(*n))
+                .cloned()
+                .collect(),
+            None => self.channels_for(target),
+        }
+    }
+
     /// The channels a target's alerts go to: those its `alerts` names, else
     /// every `default = true` channel. A name no longer in the set (a target
     /// running its last good version) is left out.
@@ -137,6 +153,8 @@ pub struct Target {
     pub changes_jsonl: Option<String>,
     /// `[monitor]`: the thresholds of the target's monitors.
     pub monitor: MonitorConfig,
+    /// `[notify]`: the run's item changes sent to channels; `None`: none.
+    pub notify: Option<NotifyConfig>,
     /// Zone the cron expressions are read in.
     pub timezone: chrono_tz::Tz,
     pub catch_up: CatchUp,

@@ -36,6 +36,7 @@ pub struct RawFile {
     pub monitor: Option<Spanned<RawMonitor>>,
     pub allow_private_networks: Option<bool>,
     pub alerts: Option<Spanned<Vec<Spanned<String>>>>,
+    pub notify: Option<Spanned<RawNotify>>,
     pub domains: Option<Spanned<IndexMap<String, Spanned<RawDomain>>>>,
     #[serde(default)]
     pub profiles: IndexMap<String, Spanned<RawProfile>>,
@@ -59,6 +60,16 @@ pub struct RawMonitor {
     pub blocked_share: Option<Spanned<f64>>,
     pub disable: Option<Vec<Spanned<String>>>,
     pub fire_after: Option<Spanned<IndexMap<String, Spanned<i64>>>>,
+}
+
+/// `[notify]`: the run's item changes sent to alert channels.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    pub on: Option<Spanned<Vec<Spanned<String>>>>,
+    pub fields: Option<Spanned<Vec<Spanned<String>>>>,
+    pub channels: Option<Spanned<Vec<Spanned<String>>>>,
+    pub max_items: Option<Spanned<i64>>,
 }
 
 /// `[output]`: files written when a run ends.

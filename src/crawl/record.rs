@@ -123,6 +123,7 @@ impl Recorder<'_> {
         // An unchanged page links where it linked last time. Most of those
         // links are known already: skip parsing them.
         let prev = prev.unwrap_or_else(|| empty_page(&self.queued.url));
+        self.counts.items_kept += prev.items.len() as u64;
         let fresh: Vec<Url> = prev
             .links
             .iter()

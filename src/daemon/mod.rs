@@ -14,6 +14,7 @@
 //! the store thread ([`store_handle`]) and their results come back as events.
 
 mod catch_up;
+mod changes;
 mod fds;
 mod monitors;
 mod open_store;
@@ -482,6 +483,7 @@ impl Daemon {
             warn!(error = %e, "Cannot keep the last good configs in the state dir.");
         }
         self.watch_monitors(&diff.added);
+        self.catch_up_notices(&diff.added);
         diff.added
     }
 

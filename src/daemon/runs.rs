@@ -275,6 +275,9 @@ impl Daemon {
                 // A run stopped because the daemon stops, or its target went,
                 // says nothing of the target's health.
                 let stopped = run.status == RunStatus::Interrupted && !timed_out;
+                if !removed {
+                    self.notify_run(&run);
+                }
                 if !removed && !stopped {
                     self.judge_run(run, timed_out);
                 }

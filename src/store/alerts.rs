@@ -232,13 +232,20 @@ impl Store {
                 );
                 seq += 1;
             }
-            batch.insert(OUTBOX_SEQ, seq.to_be_bytes());
+            self.set_outbox_seq(&mut batch, seq);
         }
         self.apply(batch)?;
         Ok(out)
     }
 
-    fn next_outbox_seq(&self) -> Result<u64, StoreError> {
+    /// Writes the outbox's next sequence number into `batch`.
+    pub(super) fn set_outbox_seq(&self, batch: &mut tree::Batch, seq: u64) {
+        batch.insert(OUTBOX_SEQ, seq.to_be_bytes());
+    }
+
+    /// The sequence number of the next outbox entry (alerts' notices and
+    /// change notices alike).
+    pub(super) fn next_outbox_seq(&self) -> Result<u64, StoreError> {
         Ok(self
             .data
             .get(OUTBOX_SEQ)?
@@ -286,10 +293,15 @@ impl Store {
         self.scan(outbox_prefix(channel)).collect()
     }
 
-    /// How many notices wait for each channel that has some.
+    /// How many notices (alerts' and change notices) wait for each channel
+    /// that has some.
     pub fn outbox_counts(&self) -> Result<BTreeMap<ChannelName, u64>, StoreError> {
         let mut counts = BTreeMap::new();
-        for kv in self.data.scan_prefix([b'q', SEP]) {
+        let kvs = self
+            .data
+            .scan_prefix([b'q', SEP])
+            .chain(self.data.scan_prefix([super::changes::PREFIX, SEP]));
+        for kv in kvs {
             let (k, _) = kv?;
             let name = k
                 .get(2..)
@@ -323,12 +335,16 @@ impl Store {
         self.apply(batch)
     }
 
-    /// Drops every notice waiting for a channel (one that is no longer
-    /// configured); returns how many.
+    /// Drops every notice (alerts' and change notices) waiting for a
+    /// channel (one that is no longer configured); returns how many.
     pub fn outbox_drop(&self, channel: &ChannelName) -> Result<u64, StoreError> {
         let mut batch = tree::Batch::default();
         let mut n = 0;
-        for kv in self.data.scan_prefix(outbox_prefix(channel)) {
+        let kvs = self
+            .data
+            .scan_prefix(outbox_prefix(channel))
+            .chain(self.data.scan_prefix(super::changes::prefix(channel)));
+        for kv in kvs {
             batch.remove(kv?.0);
             n += 1;
         }

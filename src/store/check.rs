@@ -188,6 +188,7 @@ impl Store {
         Ok(match k.first() {
             Some(b'a') => self.decode::<AlertRecord>(k, v).map(|_| None)?,
             Some(b'q') => self.decode::<OutboxEntry>(k, v).map(|_| None)?,
+            Some(b'n') => self.decode::<super::ChangeEntry>(k, v).map(|_| None)?,
             Some(b'm') => None,
             Some(b'h') if v.len() == 8 => None,
             Some(b'h') => Some(format!(

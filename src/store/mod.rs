@@ -19,6 +19,7 @@
 
 mod alerts;
 mod backup;
+mod changes;
 mod check;
 mod commit;
 mod error;
@@ -34,6 +35,10 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 pub use alerts::{AlertChanges, AlertRecord, Notice, NoticeState, OutboxEntry, NOTICE_VERSION};
+pub use changes::{
+    ChangeCounts, ChangeEntry, ChangeNotice, ItemChange, ItemChangeKind, CHANGES_TYPE,
+    CHANGES_VERSION,
+};
 pub use check::CheckReport;
 pub use error::StoreError;
 pub use lock::StateLock;

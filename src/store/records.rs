@@ -85,6 +85,9 @@ pub struct RunCounts {
     pub pages_unchanged: u64,
     /// Items marked removed by this run.
     pub items_removed: u64,
+    /// Items the target keeps from pages not parsed again (304 or an
+    /// unchanged body): still there, neither new nor changed nor unchanged.
+    pub items_kept: u64,
     /// Attempts made again after a failure.
     pub retries: u64,
     /// URLs put back after a 429/503 answer.
@@ -205,6 +208,7 @@ impl RunCounts {
         self.pages_not_modified += o.pages_not_modified;
         self.pages_unchanged += o.pages_unchanged;
         self.items_removed += o.items_removed;
+        self.items_kept += o.items_kept;
         self.retries += o.retries;
         self.requeues += o.requeues;
         self.throttled += o.throttled;
@@ -312,6 +316,10 @@ pub struct ChangeEvent {
     pub fields: Vec<String>,
     /// The new value (the last one, for `removed`).
     pub value: Map<String, Value>,
+    /// For `changed`: the values the changed fields had before (a field
+    /// that was absent is null). Empty in events recorded before it existed.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub old: Map<String, Value>,
     pub page: String,
     pub at_ms: u64,
 }

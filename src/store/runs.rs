@@ -120,6 +120,12 @@ impl Store {
                 });
             }
         }
+        // A target's first run has nothing to compare with: whatever was
+        // asked, it fetches every page, so it is recorded (and judged) as
+        // the full run it is.
+        if resume.is_none() && !runs.iter().any(|r| r.status == RunStatus::Completed) {
+            run.mode = RunMode::Full;
+        }
         if resume.is_none() {
             let chunk = FrontierChunk {
                 v: FORMAT,

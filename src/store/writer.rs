@@ -232,15 +232,18 @@ impl RunWriter {
             } else {
                 (ChangeKind::Changed, changed_fields(&old.value, &item.value))
             };
-            change = Some(event(
-                kind,
-                &old.kind,
-                &old.key,
-                fields,
-                &item.value,
-                page,
-                now,
-            ));
+            // The notices (`[notify]`) say old → new without reading history.
+            let before: Map<String, Value> = if kind == ChangeKind::Changed {
+                fields
+                    .iter()
+                    .map(|f| (f.clone(), old.value.get(f).cloned().unwrap_or(Value::Null)))
+                    .collect()
+            } else {
+                Map::new()
+            };
+            let mut ev = event(kind, &old.kind, &old.key, fields, &item.value, page, now);
+            ev.old = before;
+            change = Some(ev);
             let value = std::mem::replace(&mut old.value, item.value);
             old.history.push_back(ItemVersion {
                 value,
@@ -386,6 +389,7 @@ fn event(
         key: key.to_owned(),
         fields,
         value: value.clone(),
+        old: Map::new(),
         page: page.to_owned(),
         at_ms,
     }

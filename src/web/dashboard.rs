@@ -210,13 +210,14 @@ fn last_run(out: &mut String, t: &TargetStatus, now_ms: u64) {
     };
     let _ = write!(
         out,
-        r#"</dd><dt>Pages</dt><dd class="num">{} fetched{failed} · {} not modified</dd><dt>Items</dt><dd class="num"><span class="new">+{}</span> new · <span class="chg">~{}</span> changed · <span class="rem">−{}</span> removed · {} unchanged</dd>"#,
+        r#"</dd><dt>Pages</dt><dd class="num">{} fetched{failed} · {} not modified</dd><dt>Items</dt><dd class="num"><span class="new">+{}</span> new · <span class="chg">~{}</span> changed · <span class="rem">−{}</span> removed · {} unchanged · {} kept</dd>"#,
         count(c.pages_fetched),
         count(c.pages_not_modified),
         count(c.items_new),
         count(c.items_changed),
         count(c.items_removed),
-        count(c.items_unchanged)
+        count(c.items_unchanged),
+        count(c.items_kept)
     );
 }
 

@@ -177,10 +177,11 @@ const PAGE_OUTCOMES: [(&str, Get); 8] = [
     ("over_budget", |c| c.over_budget),
 ];
 
-const ITEM_OUTCOMES: [(&str, Get); 6] = [
+const ITEM_OUTCOMES: [(&str, Get); 7] = [
     ("new", |c| c.items_new),
     ("changed", |c| c.items_changed),
     ("unchanged", |c| c.items_unchanged),
+    ("kept", |c| c.items_kept),
     ("removed", |c| c.items_removed),
     ("invalid", |c| c.items_invalid),
     ("duplicate", |c| c.items_duplicate),

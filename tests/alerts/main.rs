@@ -1,7 +1,8 @@
 //! Alerts with real parts: loopback webhook and SMTP receivers, an exec
 //! channel writing to a file, real stores in temp dirs, the `crawld` binary
 //! and a daemon process. `cli` drives `crawld alert test` and the channel
-//! config errors; `delivery` the queue's delivery, retries and rate limit.
+//! config errors; `delivery` the queue's delivery, retries and rate limit;
+//! `notify` the change notices of `[notify]`.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -10,6 +11,7 @@ mod cli;
 mod delivery;
 mod end_to_end;
 mod judgment;
+mod notify;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,0 +1,363 @@
+//! Change notices (`[notify]`): the item changes of a completed run, read
+//! from the store's change feed, filtered by the target's `[notify]` and
+//! queued, one message per channel, in the alerts' outbox.
+//!
+//! A run's message covers the runs it resumed too (as `crawld export
+//! --changes` does): an interrupted run sends nothing, and the run that
+//! completes its crawl sends what the whole crawl changed. The feed is read
+//! as a stream: a message keeps at most `max_items` changes and counts the
+//! rest, whatever the run changed.
+
+use serde_json::{Map, Value};
+
+use crate::config::{NotifyConfig, Target};
+use crate::ids::{ChannelName, RunId};
+use crate::store::{
+    ChangeCounts, ChangeEvent, ChangeKind, ChangeNotice, ItemChange, ItemChangeKind, RunRecord,
+    RunStatus, Store, StoreError, CHANGES_TYPE, CHANGES_VERSION,
+};
+
+/// The change notice of `run`: `None` when nothing matched `notify`.
+pub fn digest(
+    store: &Store,
+    notify: &NotifyConfig,
+    run: &RunRecord,
+) -> Result<Option<ChangeNotice>, StoreError> {
+    let mut notice = ChangeNotice {
+        version: CHANGES_VERSION,
+        kind: CHANGES_TYPE.to_owned(),
+        target: run.target.to_string(),
+        run: run.id.0,
+        counts: ChangeCounts::default(),
+        changes: Vec::new(),
+        truncated: 0,
+    };
+    for id in chain(store, run)? {
+        for event in store.events(&run.target, id) {
+            let event = event?;
+            let Some(change) = matched(notify, &event) else {
+                continue;
+            };
+            match change {
+                ItemChangeKind::New => notice.counts.new += 1,
+                ItemChangeKind::Changed => notice.counts.changed += 1,
+                ItemChangeKind::Removed => notice.counts.removed += 1,
+            }
+            if notice.changes.len() < notify.max_items {
+                notice.changes.push(item_change(change, event));
+            } else {
+                notice.truncated += 1;
+            }
+        }
+    }
+    Ok((notice.counts.total() > 0).then_some(notice))
+}
+
+/// The runs whose events the message of `run` covers, oldest first: the
+/// interrupted runs it resumed, then itself.
+fn chain(store: &Store, run: &RunRecord) -> Result<Vec<RunId>, StoreError> {
+    let mut ids = vec![run.id];
+    let mut cursor = run.resumed_from;
+    // A chain is short; the bound guards against a corrupt loop.
+    while let Some(prev) = cursor.filter(|_| ids.len() < 10_000) {
+        if ids.contains(&prev) {
+            break;
+        }
+        ids.push(prev);
+        cursor = store.run(&run.target, prev)?.and_then(|r| r.resumed_from);
+    }
+    ids.reverse();
+    Ok(ids)
+}
+
+/// What `event` is in a notice, if `notify` sends it.
+fn matched(notify: &NotifyConfig, event: &ChangeEvent) -> Option<ItemChangeKind> {
+    match event.change {
+        ChangeKind::Added => notify.new.then_some(ItemChangeKind::New),
+        ChangeKind::Removed => notify.removed.then_some(ItemChangeKind::Removed),
+        ChangeKind::Changed => notify
+            .wants_changed(&event.fields)
+            .then_some(ItemChangeKind::Changed),
+    }
+}
+
+fn old_new(old: Value, new: Value) -> Value {
+    let mut m = Map::with_capacity(2);
+    m.insert("old".into(), old);
+    m.insert("new".into(), new);
+    Value::Object(m)
+}
+
+fn item_change(change: ItemChangeKind, event: ChangeEvent) -> ItemChange {
+    let fields: Map<String, Value> = match change {
+        ItemChangeKind::New => event
+            .value
+            .into_iter()
+            .map(|(k, v)| (k, old_new(Value::Null, v)))
+            .collect(),
+        ItemChangeKind::Removed => event
+            .value
+            .into_iter()
+            .map(|(k, v)| (k, old_new(v, Value::Null)))
+            .collect(),
+        ItemChangeKind::Changed => {
+            let (mut old, mut value) = (event.old, event.value);
+            event
+                .fields
+                .into_iter()
+                .map(|f| {
+                    let before = old.remove(&f).unwrap_or(Value::Null);
+                    let after = value.remove(&f).unwrap_or(Value::Null);
+                    (f, old_new(before, after))
+                })
+                .collect()
+        }
+    };
+    ItemChange {
+        kind: event.kind,
+        key: event.key,
+        change,
+        url: event.page,
+        fields,
+    }
+}
+
+/// Queues the change notice of `run` for each of `channels`, once: a run
+/// already queued (or older than one) is skipped, and a run that did not
+/// complete sends nothing (its resumption does). Returns how many messages
+/// were queued.
+pub fn queue_changes(
+    store: &Store,
+    target: &Target,
+    run: &RunRecord,
+    channels: &[ChannelName],
+    now_ms: u64,
+) -> Result<usize, StoreError> {
+    let Some(notify) = &target.notify else {
+        return Ok(0);
+    };
+    if run.status != RunStatus::Completed {
+        return Ok(0);
+    }
+    if store
+        .notified_run(&run.target)?
+        .is_some_and(|m| m >= run.id)
+    {
+        return Ok(0);
+    }
+    let messages: Vec<(ChannelName, ChangeNotice)> = match digest(store, notify, run)? {
+        Some(notice) => channels
+            .iter()
+            .map(|c| (c.clone(), notice.clone()))
+            .collect(),
+        None => Vec::new(),
+    };
+    let n = messages.len();
+    // The marker moves even when nothing matched: the run was looked at.
+    let queued = store.queue_changes(&run.target, run.id, messages, now_ms)?;
+    Ok(if queued { n } else { 0 })
+}
+
+/// At start-up: queues the changes of the target's last run if it completed
+/// after the last one queued (the daemon stopped between the two). A target
+/// never notified is marked at its last run instead: enabling `[notify]`
+/// does not send a run that ended before.
+pub fn catch_up_changes(
+    store: &Store,
+    target: &Target,
+    channels: &[ChannelName],
+    now_ms: u64,
+) -> Result<usize, StoreError> {
+    if target.notify.is_none() {
+        return Ok(0);
+    }
+    let Some(last) = store.last_run(&target.id)? else {
+        return Ok(0);
+    };
+    if last.status != RunStatus::Completed {
+        return Ok(0);
+    }
+    match store.notified_run(&target.id)? {
+        Some(_) => queue_changes(store, target, &last, channels, now_ms),
+        None => {
+            store.queue_changes(&target.id, last.id, Vec::new(), now_ms)?;
+            Ok(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::extract::Item;
+    use crate::ids::TargetId;
+    use crate::store::{PageCommit, PageOutcome, RunMode, RunPolicy, RunWriter};
+
+    const POLICY: RunPolicy = RunPolicy {
+        resume_within: Duration::from_secs(3600),
+        keep_versions: 2,
+        keep_runs: 10,
+    };
+
+    /// One page per product, `price(i)` its price.
+    fn pages(range: std::ops::Range<usize>, price: impl Fn(usize) -> f64) -> Vec<PageCommit> {
+        range
+            .map(|i| {
+                let url = format!("http://shop/p/{i}");
+                let mut value = Map::new();
+                value.insert("name".into(), json!(format!("P{i}")));
+                value.insert("price".into(), json!(price(i)));
+                PageCommit {
+                    url: url.clone(),
+                    depth: 1,
+                    admitted: Vec::new(),
+                    fetched_ms: 1,
+                    outcome: PageOutcome::Fetched {
+                        status: 200,
+                        etag: None,
+                        last_modified: None,
+                        body_hash: None,
+                        links: Vec::new(),
+                        items: vec![Item {
+                            kind: "product".into(),
+                            key: url,
+                            value,
+                        }],
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// A run of `n` products priced by `price`, stopped after `upto` of
+    /// them when it is given (an interrupted run).
+    fn run(
+        store: &Arc<Store>,
+        n: usize,
+        upto: Option<usize>,
+        price: impl Fn(usize) -> f64 + Copy,
+    ) -> RunRecord {
+        let t = TargetId::new("shop");
+        let start = store.start_run(&t, RunMode::Full, &[], &POLICY).unwrap();
+        let from = start.run.counts.pages_fetched as usize;
+        let mut w = RunWriter::new(store.clone(), &start, POLICY, String::new());
+        let end = upto.unwrap_or(n);
+        for chunk in (from..end).step_by(1000) {
+            w.commit(pages(chunk..(chunk + 1000).min(end), price))
+                .unwrap();
+        }
+        let status = match upto {
+            Some(_) => RunStatus::Interrupted,
+            None => RunStatus::Completed,
+        };
+        w.finish(status, None, |r| r.counts.pages_fetched = end as u64)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_message_lists_max_items_and_counts_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let first = run(&store, 5000, None, |i| i as f64);
+        let notify = NotifyConfig {
+            max_items: 10,
+            ..NotifyConfig::default()
+        };
+        let n = digest(&store, &notify, &first).unwrap().unwrap();
+        assert_eq!(n.counts.new, 5000);
+        assert_eq!((n.changes.len(), n.truncated), (10, 4990));
+        let second = run(&store, 5000, None, |i| i as f64 + 0.5);
+        let n = digest(&store, &notify, &second).unwrap().unwrap();
+        assert_eq!((n.counts.changed, n.counts.new), (5000, 0));
+        assert_eq!(
+            n.changes[0].fields["price"],
+            json!({"old": 0.0, "new": 0.5})
+        );
+        let unchanged = run(&store, 5000, None, |i| i as f64 + 0.5);
+        assert_eq!(digest(&store, &notify, &unchanged).unwrap(), None);
+    }
+
+    #[test]
+    fn an_interrupted_run_sends_nothing_and_its_completion_sends_the_whole_crawl() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let configs = tempfile::tempdir().unwrap();
+        std::fs::write(
+            configs.path().join("shop.toml"),
+            "start_urls = [\"http://shop/\"]\n[notify]\n",
+        )
+        .unwrap();
+        let report = crate::config::load_dir(configs.path()).unwrap();
+        let target = report.set.targets[&TargetId::new("shop")].clone();
+        assert_eq!(target.notify, Some(NotifyConfig::default()));
+        let ops = [ChannelName::new("ops")];
+        run(&store, 100, None, |i| i as f64);
+        store
+            .queue_changes(&target.id, RunId(1), Vec::new(), 0)
+            .unwrap();
+        let stopped = run(&store, 100, Some(40), |i| i as f64 + 1.0);
+        assert_eq!(
+            queue_changes(&store, &target, &stopped, &ops, 0).unwrap(),
+            0
+        );
+        let resumed = run(&store, 100, None, |i| i as f64 + 1.0);
+        assert_eq!(resumed.resumed_from, Some(stopped.id));
+        assert_eq!(
+            queue_changes(&store, &target, &resumed, &ops, 0).unwrap(),
+            1
+        );
+        let queued = store.change_outbox(&ops[0]).unwrap();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].message.counts.changed, 100, "both runs' changes");
+        assert_eq!(queued[0].message.run, resumed.id.0);
+        // Once only, and the start-up catch-up agrees.
+        assert_eq!(
+            queue_changes(&store, &target, &resumed, &ops, 0).unwrap(),
+            0
+        );
+        assert_eq!(catch_up_changes(&store, &target, &ops, 0).unwrap(), 0);
+        assert_eq!(store.change_outbox(&ops[0]).unwrap().len(), 1);
+    }
+
+    /// The memory a digest of many changes takes: run with
+    /// `CRAWLD_DIGEST_ITEMS=1000000 cargo test --lib digest_memory -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, minutes long"]
+    fn digest_memory() {
+        let n: usize = std::env::var("CRAWLD_DIGEST_ITEMS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200_000);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        run(&store, n, None, |i| i as f64);
+        let second = run(&store, n, None, |i| i as f64 + 0.5);
+        let rss = |field: &str| {
+            std::fs::read_to_string("/proc/self/status")
+                .unwrap()
+                .lines()
+                .find(|l| l.starts_with(field))
+                .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+                .unwrap()
+        };
+        // Resets the peak (VmHWM) to what is resident now.
+        std::fs::write("/proc/self/clear_refs", "5").unwrap();
+        let before = rss("VmRSS:");
+        let started = std::time::Instant::now();
+        let notice = digest(&store, &NotifyConfig::default(), &second)
+            .unwrap()
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(notice.counts.changed, n as u64);
+        assert_eq!(notice.changes.len(), 100);
+        println!(
+            "{n} changes: digest in {took:?}, resident {before} kB before, peak {} kB during",
+            rss("VmHWM:")
+        );
+    }
+}
