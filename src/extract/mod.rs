@@ -5,6 +5,7 @@
 
 mod depth;
 mod number;
+pub mod process;
 
 use scraper::{ElementRef, Html, Selector};
 use serde_json::{Map, Value};
@@ -13,7 +14,7 @@ use url::{Position, Url};
 pub use depth::{MAX_DEPTH, MAX_WORK};
 pub use number::parse_number;
 
-use crate::config::{FieldType, ItemKey, ItemKind, Target};
+use crate::config::{ItemKey, ItemKind, Target};
 use crate::urlnorm::{normalize_url, ParamPattern};
 
 /// One extracted item.
@@ -56,6 +57,14 @@ pub struct PageExtract {
     pub links: Vec<Url>,
     /// Links past `follow.max_links`, not taken (each occurrence counts).
     pub links_dropped: u64,
+    /// With [`extract_explained`], for each of `items` (same order): the raw
+    /// value of every field whose value differs from it (processed, typed or
+    /// defaulted). Empty otherwise.
+    pub raw: Vec<Map<String, Value>>,
+    /// The same for `invalid`.
+    pub invalid_raw: Vec<Map<String, Value>>,
+    /// Whether to fill `raw` and `invalid_raw`.
+    explain: bool,
 }
 
 /// Which item kinds to apply.
@@ -89,6 +98,27 @@ pub fn extract(
     url: &Url,
     kinds: Kinds,
 ) -> Result<PageExtract, TooDeep> {
+    run(target, html, url, kinds, false)
+}
+
+/// [`extract`], keeping each field's raw value beside its value (see
+/// [`PageExtract::raw`]), for `crawld test`.
+pub fn extract_explained(
+    target: &Target,
+    html: &str,
+    url: &Url,
+    kinds: Kinds,
+) -> Result<PageExtract, TooDeep> {
+    run(target, html, url, kinds, true)
+}
+
+fn run(
+    target: &Target,
+    html: &str,
+    url: &Url,
+    kinds: Kinds,
+    explain: bool,
+) -> Result<PageExtract, TooDeep> {
     if depth::needs_scan(html) {
         let found = depth::nesting(html, depth::LIMITS);
         if found.depth > MAX_DEPTH {
@@ -104,6 +134,7 @@ pub fn extract(
     let mut out = PageExtract {
         links,
         links_dropped,
+        explain,
         ..Default::default()
     };
     let path = &url[Position::BeforePath..];
@@ -182,41 +213,17 @@ fn item(
 ) {
     let mut value = Map::with_capacity(kind.fields.len());
     let mut missing = Vec::new();
+    let cx = process::Context {
+        base,
+        strip_params: strip,
+    };
+    // Raw values only for `crawld test`: a crawl builds no map for them.
+    let mut raw = out.explain.then(Map::new);
     for field in &kind.fields {
-        let converted = |raw: String| -> Option<Value> {
-            match field.kind {
-                FieldType::Text => Some(Value::String(raw)),
-                FieldType::Url => base
-                    .join(&raw)
-                    .ok()
-                    .map(|u| Value::String(normalize_url(u, strip).into())),
-                FieldType::Number => parse_number(&raw)
-                    .and_then(serde_json::Number::from_f64)
-                    .map(Value::Number),
-            }
-        };
-        let v = if field.many {
-            let list: Vec<Value> = field
-                .query
-                .values(root)
-                .into_iter()
-                .filter_map(converted)
-                .collect();
-            if list.is_empty() {
-                None
-            } else {
-                Some(Value::Array(list))
-            }
-        } else if let Some(sep) = &field.join {
-            let parts = field.query.values(root);
-            if parts.is_empty() {
-                None
-            } else {
-                converted(parts.join(sep))
-            }
-        } else {
-            field.query.first(root).and_then(converted)
-        };
+        let (v, shown) = process::from_query(field, root, &cx, out.explain);
+        if let (Some(raw), Some(r)) = (raw.as_mut(), shown) {
+            raw.insert(field.name.clone(), r);
+        }
         match v {
             Some(v) => {
                 value.insert(field.name.clone(), v);
@@ -243,11 +250,14 @@ fn item(
         },
     };
     match key {
-        Some(key) if missing.is_empty() => out.items.push(Item {
-            kind: kind.name.clone(),
-            key,
-            value,
-        }),
+        Some(key) if missing.is_empty() => {
+            out.items.push(Item {
+                kind: kind.name.clone(),
+                key,
+                value,
+            });
+            out.raw.extend(raw);
+        }
         key => {
             if key.is_none() {
                 if let ItemKey::Field(i) = kind.key {
@@ -267,6 +277,7 @@ fn item(
                 missing,
                 present,
             });
+            out.invalid_raw.extend(raw);
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Property tests for the entry points that read untrusted input: the same
 //! ones the fuzz targets in `fuzz/` drive (config loading, extraction and
-//! field queries, URL normalisation, robots.txt, Retry-After, backup
+//! field queries, value processing, URL normalisation, robots.txt, Retry-After, backup
 //! restore). The fuzzers look for crashes over minutes; these keep the
 //! properties in every `cargo test`, with case counts small enough to run
 //! in a few seconds. One module per entry point.
@@ -11,6 +11,7 @@ mod extraction;
 mod retry_after;
 mod robots;
 mod urls;
+mod values;
 
 use proptest::prelude::*;
 
