@@ -262,7 +262,9 @@ pub fn parse_lastmod(text: &str) -> Option<i64> {
             let first = NaiveDate::from_ymd_opt(y, m, 1)?;
             first.checked_add_months(chrono::Months::new(1))?
         }
-        [y, m, d] => NaiveDate::from_ymd_opt(num(y, 4)? as i32, num(m, 2)?, num(d, 2)?)?.succ_opt()?,
+        [y, m, d] => {
+            NaiveDate::from_ymd_opt(num(y, 4)? as i32, num(m, 2)?, num(d, 2)?)?.succ_opt()?
+        }
         _ => return None,
     };
     let end = NaiveDateTime::new(next, NaiveTime::MIN).and_utc();
@@ -316,7 +318,11 @@ mod tests {
         let locs: Vec<&str> = s.entries.iter().map(|e| e.loc.as_str()).collect();
         assert_eq!(
             locs,
-            ["http://a.test/p?x=1&y=2", "http://a.test/q", "http://a.test/r"]
+            [
+                "http://a.test/p?x=1&y=2",
+                "http://a.test/q",
+                "http://a.test/r"
+            ]
         );
         assert_eq!(s.entries[0].lastmod_ms, Some(1_796_115_600_000));
         assert_eq!(s.entries[1].lastmod_ms, None);
@@ -385,7 +391,14 @@ mod tests {
         assert_eq!(ms("2026-12-06"), Some(1_796_601_600_000 - 1));
         assert_eq!(ms("2026-11"), ms("2026-11-30"));
         assert_eq!(ms("2025"), ms("2025-12-31"));
-        for bad in ["", "soon", "2026-13-01", "2026-12-07T25:00Z", "20261207", "2026-1-1"] {
+        for bad in [
+            "",
+            "soon",
+            "2026-13-01",
+            "2026-12-07T25:00Z",
+            "20261207",
+            "2026-1-1",
+        ] {
             assert_eq!(ms(bad), None, "{bad}");
         }
     }

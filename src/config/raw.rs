@@ -37,10 +37,19 @@ pub struct RawFile {
     pub allow_private_networks: Option<bool>,
     pub alerts: Option<Spanned<Vec<Spanned<String>>>>,
     pub domains: Option<Spanned<IndexMap<String, Spanned<RawDomain>>>>,
+    pub sitemaps: Option<Spanned<RawSitemaps>>,
     #[serde(default)]
     pub profiles: IndexMap<String, Spanned<RawProfile>>,
     #[serde(default)]
     pub channels: IndexMap<String, Spanned<RawChannel>>,
+}
+
+/// `sitemaps`: `"robots"` (the `Sitemap:` lines of robots.txt) or a list of URLs.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawSitemaps {
+    Word(String),
+    Urls(Vec<String>),
 }
 
 /// `[monitor]`: thresholds of the target's monitors.
