@@ -314,3 +314,33 @@ deny = ["^/denied/"]
     let summary = crawld::report::summary(&full, &failures);
     assert!(summary.contains("warning sitemap"), "{summary}");
 }
+
+#[test]
+fn the_sitemaps_key_takes_robots_or_http_urls_and_names_its_line_otherwise() {
+    let load = |value: &str| {
+        let text = format!("start_urls = [\"http://a.test/\"]\nsitemaps = {value}\n");
+        let files = vec![(std::path::PathBuf::from("t.toml"), Ok(text))];
+        let report = crawld::config::load_files(files, &|_| None);
+        let errors: Vec<String> = report.all_errors().iter().map(|e| e.to_string()).collect();
+        (report, errors)
+    };
+    let (report, errors) = load(r#""robots""#);
+    assert!(errors.is_empty(), "{errors:?}");
+    let target = &report.set.targets[&TargetId::new("t")];
+    assert_eq!(target.sitemaps, Some(crawld::config::SitemapSource::Robots));
+    let (report, errors) = load(r#"["http://a.test/sitemap.xml"]"#);
+    assert!(errors.is_empty(), "{errors:?}");
+    let target = &report.set.targets[&TargetId::new("t")];
+    assert!(
+        matches!(&target.sitemaps, Some(crawld::config::SitemapSource::Urls(u)) if u.len() == 1)
+    );
+    for bad in [r#""robot""#, "[]", r#"["ftp://a.test/s.xml"]"#, "3"] {
+        let (_, errors) = load(bad);
+        assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+        assert!(
+            errors[0].contains("sitemaps") && errors[0].contains(":2:"),
+            "{bad}: {}",
+            errors[0]
+        );
+    }
+}
