@@ -214,6 +214,11 @@ impl Reading<'_> {
         let profile = self.target.profile_for(&host).clone();
         if profile.respect_robots {
             self.robots_ready(&host).await;
+            // A robots.txt to be asked again later (5xx, unreachable) is not
+            // known yet: the sitemap is not fetched in this run.
+            if !self.robots.ready(&host) {
+                return Err("its host's robots.txt could not be fetched yet: not fetched".into());
+            }
             match self.robots.decide(&host, url) {
                 Decision::Allowed => {}
                 Decision::Disallowed => {
