@@ -344,3 +344,25 @@ fn the_sitemaps_key_takes_robots_or_http_urls_and_names_its_line_otherwise() {
         );
     }
 }
+
+#[test]
+fn runs_of_older_versions_read_with_the_sitemap_counters_at_zero() {
+    let old: crawld::store::RunCounts =
+        serde_json::from_str(r#"{"pages_fetched":3,"pages_not_modified":2}"#).expect("old counts");
+    assert_eq!(old.pages_fetched, 3);
+    assert_eq!(
+        (
+            old.sitemaps_read,
+            old.sitemaps_failed,
+            old.sitemap_urls,
+            old.unchanged_by_sitemap
+        ),
+        (0, 0, 0, 0)
+    );
+    assert!(old.sitemap_warnings.is_empty());
+    let written = serde_json::to_value(&old).expect("json");
+    assert!(
+        written.get("sitemap_warnings").is_none(),
+        "no empty list written"
+    );
+}
