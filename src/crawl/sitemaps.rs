@@ -304,54 +304,88 @@ impl Reading<'_> {
             .filter(|n| self.frontier.rules_refuse(self.target, &n.url).is_none())
             .filter(|n| fresh.insert(n.url.as_str().to_owned()))
             .collect();
-        let mut records = if self.incremental {
-            let urls: Vec<String> = named
+        if !self.incremental {
+            for n in named {
+                let _ = self.frontier.offer(self.target, n.url, 0);
+            }
+            return Ok(());
+        }
+        // Records are read a chunk at a time, so that a run holds few of them
+        // whatever the size of its sitemaps. Every skipped page is marked seen
+        // before the links of any is offered: a skipped page that another one
+        // links to is not queued.
+        let mut skipped = Vec::new();
+        for chunk in chunks(named) {
+            let urls: Vec<String> = chunk
                 .iter()
                 .filter(|n| n.lastmod_ms.is_some())
                 .map(|n| n.url.as_str().to_owned())
                 .collect();
-            let (store, target) = (self.store.clone(), self.target.id.clone());
-            blocking(self.store, move |_| {
-                let mut found = HashMap::new();
-                for url in urls {
-                    if let Some(record) = store.page(&target, &url)? {
-                        found.insert(url, record);
+            let mut records = self.records(urls).await?;
+            for n in chunk {
+                let queued = self.frontier.has_seen(n.url.as_str());
+                match records.remove(n.url.as_str()) {
+                    Some(prev) if unchanged(self.target, &prev, n.lastmod_ms) => {
+                        if queued {
+                            found.queued.insert(n.url.as_str().to_owned(), prev);
+                        } else {
+                            self.frontier.mark_seen(&n.url);
+                            skipped.push(n.url);
+                        }
+                    }
+                    _ if queued => {}
+                    _ => {
+                        let _ = self.frontier.offer(self.target, n.url, 0);
                     }
                 }
-                Ok::<_, crate::store::StoreError>(found)
-            })
-            .await??
-        } else {
-            HashMap::new()
-        };
-        for n in named {
-            let queued = self.frontier.has_seen(n.url.as_str());
-            match records.remove(n.url.as_str()) {
-                Some(prev) if unchanged(self.target, &prev, n.lastmod_ms) => {
-                    if queued {
-                        found.queued.insert(n.url.as_str().to_owned(), prev);
-                    } else {
-                        self.frontier.mark_seen(&n.url);
-                        let page = keep(
-                            self.frontier,
-                            self.target,
-                            self.counts,
-                            self.live,
-                            &n.url,
-                            0,
-                            prev,
-                        );
-                        found.commits.push(page);
-                    }
-                }
-                _ if queued => {}
-                _ => {
-                    let _ = self.frontier.offer(self.target, n.url, 0);
-                }
+            }
+        }
+        for chunk in chunks(skipped) {
+            let urls = chunk.iter().map(|u| u.as_str().to_owned()).collect();
+            let mut records = self.records(urls).await?;
+            for url in chunk {
+                let Some(prev) = records.remove(url.as_str()) else {
+                    continue;
+                };
+                let (frontier, target) = (&mut *self.frontier, self.target);
+                let page = keep(frontier, target, self.counts, self.live, &url, 0, prev);
+                found.commits.push(page);
             }
         }
         Ok(())
     }
+
+    /// The stored records of `urls` (those that have one), read off the
+    /// async threads.
+    async fn records(
+        &self,
+        urls: Vec<String>,
+    ) -> Result<HashMap<String, PageRecord>, crate::store::StoreError> {
+        let (store, target) = (self.store.clone(), self.target.id.clone());
+        blocking(self.store, move |_| {
+            let mut found = HashMap::new();
+            for url in urls {
+                if let Some(record) = store.page(&target, &url)? {
+                    found.insert(url, record);
+                }
+            }
+            Ok::<_, crate::store::StoreError>(found)
+        })
+        .await?
+    }
+}
+
+/// Records read from the store at a time.
+const CHUNK: usize = 1024;
+
+/// `items` in chunks of [`CHUNK`].
+fn chunks<T>(items: Vec<T>) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        out.push(items.by_ref().take(CHUNK).collect());
+    }
+    out
 }
 
 /// Whether a page is unchanged by its sitemap: its `<lastmod>` is not
