@@ -366,3 +366,29 @@ fn runs_of_older_versions_read_with_the_sitemap_counters_at_zero() {
         "no empty list written"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sitemaps_naming_more_pages_than_max_pages_are_cut_with_a_warning() {
+    let site = sitemap_site();
+    let dir = tempfile::tempdir().expect("dir");
+    let (configs, state) = (dir.path().join("configs"), dir.path().join("state"));
+    let target = TARGET.replace("sitemaps = ", "max_pages = 4\nsitemaps = ");
+    write_configs(
+        &configs,
+        &format!("http://{}", site.addr),
+        &[("profiles.toml", FAST_PROFILE), ("shop.toml", &target)],
+    );
+    let store = Arc::new(Store::open(&state).expect("store"));
+    let full = run(&configs, &store, RunMode::Full).await;
+    assert_eq!(full.status, RunStatus::Completed);
+    assert!(
+        page_requests(&site).len() <= 4,
+        "{:?}",
+        page_requests(&site)
+    );
+    let warnings = &full.counts.sitemap_warnings;
+    assert!(
+        warnings.iter().any(|w| w.contains("max_pages (4)")),
+        "{warnings:?}"
+    );
+}

@@ -124,13 +124,30 @@ pub(super) async fn read(mut r: Reading<'_>, cancel: &CancellationToken) -> Foun
             )),
             Kind::UrlSet => {
                 r.counts.sitemap_urls += read.entries.len() as u64;
-                named.extend(read.entries.into_iter().filter_map(|e| {
-                    let url = Url::parse(&e.loc).ok()?;
-                    Some(Named {
-                        url: normalize_url(url, &r.target.strip_params),
+                // Only what the follow rules take is kept, and no more than
+                // `max_pages` of it: a run holds its sitemaps' URLs until
+                // they are admitted, whatever the number of files.
+                let (target, frontier) = (r.target, &*r.frontier);
+                let taken = read.entries.into_iter().filter_map(|e| {
+                    let url = normalize_url(Url::parse(&e.loc).ok()?, &target.strip_params);
+                    frontier.rules_refuse(target, &url).is_none().then_some(Named {
+                        url,
                         lastmod_ms: e.lastmod_ms,
                     })
-                }));
+                });
+                let room = usize::try_from(target.max_pages)
+                    .unwrap_or(usize::MAX)
+                    .saturating_sub(named.len());
+                let before = named.len();
+                named.extend(taken.take(room.saturating_add(1)));
+                if named.len() - before > room {
+                    named.pop();
+                    r.warn(format!(
+                        "sitemap {url}: the sitemaps name more pages than max_pages ({}): the rest were not taken",
+                        target.max_pages
+                    ));
+                    break;
+                }
             }
             Kind::Unknown if read.stop.is_none() => {
                 r.counts.sitemaps_failed += 1;
@@ -297,11 +314,10 @@ impl Reading<'_> {
         named: Vec<Named>,
         found: &mut Found,
     ) -> Result<(), crate::store::StoreError> {
-        // Only pages the follow rules take, once each.
+        // Each page once (the follow rules were applied as they were read).
         let mut fresh = HashSet::new();
         let named: Vec<Named> = named
             .into_iter()
-            .filter(|n| self.frontier.rules_refuse(self.target, &n.url).is_none())
             .filter(|n| fresh.insert(n.url.as_str().to_owned()))
             .collect();
         if !self.incremental {
