@@ -16,6 +16,13 @@
 //! by this thread's CPU clock around the extraction only. The headline is
 //! the ratio of the full run's CPU per page to the floor's.
 //!
+//! The sitemap variant (after the 304 run; `BENCH_SITEMAP=0` leaves it
+//! out): the target gets `sitemaps = [...]`, a sitemap naming every page of
+//! the run with a `<lastmod>` older than the full run, served from a second
+//! small server in this process; an incremental run of the unchanged site
+//! then asks for no page at all (each skipped as `unchanged_by_sitemap`),
+//! and is reported beside the 304 run. The config is put back after it.
+//!
 //! Knobs: `BENCH_PAGES=N` product pages; `BENCH_FULL_RUNS=N` full runs in
 //! all (default 10); `BENCH_CRAWLD=PATH` runs another crawld binary (an
 //! older build, to compare on one machine); `BENCH_LATENCY_MS=N` makes the
@@ -154,6 +161,9 @@ fn main() {
         inc.cpu / full.cpu * 100.0,
         inc.count("bytes") as f64 / full.count("bytes").max(1) as f64 * 100.0
     );
+    if env_num("BENCH_SITEMAP", 1) == 1 {
+        sitemap_run(&configs, &target, total, &server.addr, &inc, &crawl);
+    }
     let runs: usize = env_num("BENCH_FULL_RUNS", 10);
     for n in 2..=runs {
         let m = crawl("--full");
@@ -168,6 +178,102 @@ fn main() {
         "bench: store {:.1} MB on disk after {runs} full runs and 1 incremental run",
         common::dir_size(&state) as f64 / 1e6
     );
+}
+
+/// The sitemap variant (see the module docs), reported beside `inc`, the
+/// incremental run answered 304.
+fn sitemap_run(
+    configs: &std::path::Path,
+    target: &str,
+    total: usize,
+    addr: &str,
+    inc: &Measure,
+    crawl: &dyn Fn(&str) -> Measure,
+) {
+    let mut xml = String::from(
+        r#"<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">"#,
+    );
+    for_each_page(total, |path, _| {
+        xml.push_str(&format!(
+            "<url><loc>http://{addr}{path}</loc><lastmod>2020-01-01</lastmod></url>"
+        ));
+    });
+    xml.push_str("</urlset>");
+    let sitemaps = serve_sitemap(xml.into_bytes());
+    let with = target.replacen(
+        "profile = ",
+        &format!("sitemaps = [\"http://{sitemaps}/sitemap.xml\"]\nprofile = "),
+        1,
+    );
+    let file = configs.join("bench.toml");
+    std::fs::write(&file, with).expect("write the sitemap target");
+    println!("== incremental run over the unchanged site, with a sitemap carrying lastmods ==");
+    let m = crawl("");
+    // Not `report()`: its per-page figures divide by the pages fetched, none here.
+    println!(
+        "bench: {:.2}s wall, {:.2} CPU s ({:.2}s user, {:.2}s sys), peak RSS {:.1} MB, {:.1} MB of bodies received (the sitemap), site server {:.2} CPU s",
+        m.wall,
+        m.cpu,
+        m.user,
+        m.sys,
+        m.rss_mb(),
+        m.count("bytes") as f64 / 1e6,
+        m.server_cpu
+    );
+    let requests: u64 = m.counts["hosts"]
+        .as_object()
+        .map(|hosts| hosts.values().filter_map(|h| h["requests"].as_u64()).sum())
+        .unwrap_or(0);
+    println!(
+        "bench: sitemap: {} pages unchanged by sitemap, {} page responses, {} requests in all (the sitemap's included, robots.txt aside); {} sitemap file(s), {} URLs",
+        m.count("unchanged_by_sitemap"),
+        m.count("pages_fetched"),
+        requests,
+        m.count("sitemaps_read"),
+        m.count("sitemap_urls"),
+    );
+    println!(
+        "bench: sitemap run vs 304 run: wall {:.2}s vs {:.2}s ({:.0}%), CPU {:.2}s vs {:.2}s ({:.0}%), page responses {} vs {}",
+        m.wall,
+        inc.wall,
+        m.wall / inc.wall * 100.0,
+        m.cpu,
+        inc.cpu,
+        m.cpu / inc.cpu * 100.0,
+        m.pages(),
+        inc.pages()
+    );
+    std::fs::write(&file, target).expect("put the target back");
+}
+
+/// Serves `body` at `/sitemap.xml` from a thread of this process, on its
+/// own port (another host for the crawler, so that its robots.txt and
+/// limits are its own); returns `127.0.0.1:PORT`.
+fn serve_sitemap(body: Vec<u8>) -> String {
+    let body = Bytes::from(body);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("addr").to_string())
+                .expect("send the address");
+            let app = axum::Router::new().route(
+                "/sitemap.xml",
+                axum::routing::get(move || {
+                    let body = body.clone();
+                    async move { body }
+                }),
+            );
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    rx.recv().expect("the sitemap server's address")
 }
 
 /// With `BENCH_LATENCY_MS`, the run's pages/s against concurrency / latency.

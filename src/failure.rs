@@ -47,11 +47,14 @@ pub enum Failure {
     /// The URL, or its host's address, is internal and the target may not
     /// reach it.
     AddressRefused,
+    /// A sitemap could not be fetched or read (its URL is the sitemap's; the
+    /// run goes on without it).
+    Sitemap,
 }
 
 impl Failure {
     /// Every kind but [`Failure::Status`], with its name.
-    const NAMED: [(Failure, &'static str); 15] = [
+    const NAMED: [(Failure, &'static str); 16] = [
         (Failure::Timeout, "timeout"),
         (Failure::Connect, "connect"),
         (Failure::Tls, "tls"),
@@ -67,6 +70,7 @@ impl Failure {
         (Failure::RobotsDisallowed, "robots_disallowed"),
         (Failure::RobotsUnavailable, "robots_unavailable"),
         (Failure::AddressRefused, "address_refused"),
+        (Failure::Sitemap, "sitemap"),
     ];
 
     /// The stable name (`timeout`, `http_503`, …).

@@ -62,6 +62,7 @@ pub mod query;
 pub mod report;
 pub mod retry;
 pub mod robots;
+pub mod sitemap;
 pub mod store;
 pub mod urlnorm;
 pub mod web;

@@ -181,6 +181,16 @@ pub fn summary(run: &RunRecord, failures: &[FailureRecord]) -> String {
             c.pages_not_modified, c.pages_unchanged
         );
     }
+    if c.sitemaps_read + c.sitemaps_failed > 0 {
+        let _ = writeln!(
+            s,
+            "  sitemap {} file(s) read, {} failed, {} URL(s) named, {} unchanged by lastmod (not requested)",
+            c.sitemaps_read, c.sitemaps_failed, c.sitemap_urls, c.unchanged_by_sitemap
+        );
+    }
+    for w in &c.sitemap_warnings {
+        let _ = writeln!(s, "  warning {w}");
+    }
     if c.items_removed > 0 {
         let _ = writeln!(
             s,

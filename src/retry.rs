@@ -90,7 +90,8 @@ pub fn for_failure(failure: Failure) -> Verdict {
         | Failure::RedirectRefused
         | Failure::RobotsDisallowed
         | Failure::RobotsUnavailable
-        | Failure::AddressRefused => Verdict::Final,
+        | Failure::AddressRefused
+        | Failure::Sitemap => Verdict::Final,
     }
 }
 

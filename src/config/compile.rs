@@ -97,6 +97,7 @@ pub fn target(
     let (schedule, full_schedule) = schedules(&mut c, raw);
     let headers = header_map(&mut c, raw.headers.as_ref(), "headers", cx.env);
     let follow = follow(&mut c, raw.follow.as_ref().map(|f| f.get_ref()));
+    let sitemaps = sitemaps(&mut c, raw);
     let items = items(&mut c, raw);
     let timing = timing(&mut c, raw);
     let keep = keep(&mut c, raw);
@@ -137,6 +138,7 @@ pub fn target(
         headers,
         strip_params,
         follow,
+        sitemaps,
         items,
         resume_within: timing.resume_within,
         keep_versions: keep.versions,
@@ -204,6 +206,27 @@ fn start_urls(c: &mut Compiler, raw: &RawFile, strip_params: &[ParamPattern]) ->
         .into_iter()
         .map(|u| normalize_url(u, strip_params))
         .collect()
+}
+
+/// `sitemaps`: `"robots"` or a list of http(s) URLs (the valid ones).
+fn sitemaps(c: &mut Compiler, raw: &RawFile) -> Option<super::SitemapSource> {
+    use super::raw::RawSitemaps;
+    use super::SitemapSource;
+    let s = raw.sitemaps.as_ref()?;
+    c.check(s, "sitemaps", |s| match s {
+        RawSitemaps::Word(w) if w == "robots" => Ok(SitemapSource::Robots),
+        RawSitemaps::Word(w) => Err(format!(
+            "sitemaps = {w:?}: write \"robots\" (the Sitemap: lines of robots.txt) or a list of URLs"
+        )),
+        RawSitemaps::Urls(urls) if urls.is_empty() => {
+            Err("sitemaps is empty: give at least one URL, or \"robots\"".to_owned())
+        }
+        RawSitemaps::Urls(urls) => urls
+            .iter()
+            .map(|u| parse_http_url(u))
+            .collect::<Result<Vec<_>, _>>()
+            .map(SitemapSource::Urls),
+    })
 }
 
 /// `max_pages`: at least 1.

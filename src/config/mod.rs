@@ -122,6 +122,15 @@ impl TargetSet {
     }
 }
 
+/// Where a target's sitemaps come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SitemapSource {
+    /// The `Sitemap:` lines of each start host's robots.txt.
+    Robots,
+    /// These URLs (sitemaps or sitemap indexes).
+    Urls(Vec<Url>),
+}
+
 /// One compiled target: everything a run needs, validated.
 #[derive(Debug)]
 pub struct Target {
@@ -145,6 +154,8 @@ pub struct Target {
     pub headers: HeaderMap,
     pub strip_params: Vec<ParamPattern>,
     pub follow: Follow,
+    /// `sitemaps`: where the run reads sitemaps from, if anywhere.
+    pub sitemaps: Option<SitemapSource>,
     pub items: Vec<ItemKind>,
     pub resume_within: std::time::Duration,
     pub keep_versions: usize,

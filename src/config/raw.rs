@@ -38,10 +38,19 @@ pub struct RawFile {
     pub alerts: Option<Spanned<Vec<Spanned<String>>>>,
     pub notify: Option<Spanned<RawNotify>>,
     pub domains: Option<Spanned<IndexMap<String, Spanned<RawDomain>>>>,
+    pub sitemaps: Option<Spanned<RawSitemaps>>,
     #[serde(default)]
     pub profiles: IndexMap<String, Spanned<RawProfile>>,
     #[serde(default)]
     pub channels: IndexMap<String, Spanned<RawChannel>>,
+}
+
+/// `sitemaps`: `"robots"` (the `Sitemap:` lines of robots.txt) or a list of URLs.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawSitemaps {
+    Word(String),
+    Urls(Vec<String>),
 }
 
 /// `[monitor]`: thresholds of the target's monitors.

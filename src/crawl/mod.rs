@@ -22,6 +22,7 @@ mod outcome;
 mod prefetch;
 mod record;
 mod run_loop;
+mod sitemaps;
 
 use run_loop::RunLoop;
 

@@ -46,6 +46,11 @@ impl Prefetch {
         }
     }
 
+    /// Whether records are read ahead (an incremental run).
+    pub(super) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// Whether a fetch of `url` may start: its record was read (or none is needed).
     pub(super) fn ready(&mut self, url: &str) -> bool {
         let ready = !self.enabled || self.window.contains_key(url);

@@ -87,6 +87,8 @@ pub(super) struct RunLoop<'a> {
     live: Progress,
     progress: &'a dyn ProgressSink,
     store_error: Option<StoreError>,
+    /// Queued pages their sitemap says are unchanged: recorded, not fetched.
+    sitemap_unchanged: HashMap<String, crate::store::PageRecord>,
 }
 
 /// What a run loop needs from the run that starts it.
@@ -170,6 +172,7 @@ impl<'a> RunLoop<'a> {
             live,
             progress,
             store_error: None,
+            sitemap_unchanged: HashMap::new(),
         }
     }
 
@@ -177,6 +180,7 @@ impl<'a> RunLoop<'a> {
     /// then commits what was fetched and hands back the writer.
     pub(super) async fn run(mut self, cancel: CancellationToken) -> Result<LoopEnd, StoreError> {
         let mut interrupted = false;
+        self.read_sitemaps(&cancel).await;
         loop {
             self.dispatch();
             self.prefetch.read_ahead(self.frontier, self.store);
@@ -213,6 +217,29 @@ impl<'a> RunLoop<'a> {
             self.on_timer();
         }
         self.finish(interrupted).await
+    }
+
+    /// Reads the target's sitemaps (if it has any) before the first fetch:
+    /// their pages join the start URLs in the frontier.
+    async fn read_sitemaps(&mut self, cancel: &CancellationToken) {
+        let reading = super::sitemaps::Reading {
+            engine: self.engine,
+            target: self.target,
+            fetcher: self.fetcher,
+            store: self.store,
+            internal_ok: self.internal_ok,
+            incremental: self.prefetch.enabled(),
+            robots: &mut self.robots,
+            robots_tasks: &mut self.robots_tasks,
+            frontier: self.frontier,
+            counts: &mut self.counts,
+            live: &mut self.live,
+        };
+        let found = super::sitemaps::read(reading, cancel).await;
+        for page in found.commits {
+            self.commits.push(page);
+        }
+        self.sitemap_unchanged = found.queued;
     }
 
     /// Waits for the next event. Cancellation and the writer's answers come
@@ -270,7 +297,20 @@ impl<'a> RunLoop<'a> {
             } else {
                 Decision::Allowed
             };
-            if decision == Decision::Allowed {
+            if let Some(prev) = self.sitemap_unchanged.remove(queued.url.as_str()) {
+                drop(permit);
+                self.prefetch.take(queued.url.as_str());
+                let page = super::sitemaps::keep(
+                    self.frontier,
+                    self.target,
+                    &mut self.counts,
+                    &mut self.live,
+                    &queued.url,
+                    queued.depth,
+                    prev,
+                );
+                self.commits.push(page);
+            } else if decision == Decision::Allowed {
                 self.spawn_fetch(queued, permit);
             } else {
                 drop(permit);

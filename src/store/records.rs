@@ -103,6 +103,20 @@ pub struct RunCounts {
     pub links_dropped: u64,
     /// Distinct hosts refused because the run had taken `follow.max_hosts`.
     pub hosts_dropped: u64,
+    /// Sitemap files read (indexes included); 0 in runs of older versions.
+    pub sitemaps_read: u64,
+    /// Sitemap files that could not be fetched or read (each also a
+    /// `sitemap` failure record).
+    pub sitemaps_failed: u64,
+    /// Page URLs the sitemaps named (before the follow rules).
+    pub sitemap_urls: u64,
+    /// URLs skipped without a request because their sitemap `<lastmod>` is
+    /// not later than their last fetch (incremental runs): kept like a 304.
+    pub unchanged_by_sitemap: u64,
+    /// What a person should know of the sitemaps (a file cut at the
+    /// sitemaps.org limits, too many files): a few lines, each naming its file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sitemap_warnings: Vec<String>,
     /// Figures per host (`host:port`).
     pub hosts: BTreeMap<String, HostRunCounts>,
     /// Per item kind: how many items were extracted and, per field, how many
@@ -216,6 +230,12 @@ impl RunCounts {
         self.over_budget += o.over_budget;
         self.links_dropped += o.links_dropped;
         self.hosts_dropped += o.hosts_dropped;
+        self.sitemaps_read += o.sitemaps_read;
+        self.sitemaps_failed += o.sitemaps_failed;
+        self.sitemap_urls += o.sitemap_urls;
+        self.unchanged_by_sitemap += o.unchanged_by_sitemap;
+        self.sitemap_warnings
+            .extend(o.sitemap_warnings.iter().cloned());
         for (k, n) in &o.errors {
             *self.errors.entry(*k).or_default() += n;
         }

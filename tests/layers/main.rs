@@ -40,6 +40,8 @@ const FLOORS: &[(&str, u8)] = &[
     ("retry", 3),
     // 4 — extraction: pure, from a page and its target to items and links.
     ("extract", 4),
+    // A sitemap read (pure, like extraction: from a body to its entries).
+    ("sitemap", 4),
     // 5 — the store keeps extraction's items, failures and monitor states.
     ("store", 5),
     // 6 — the crawl's stages and readers that persist through the store.

@@ -1,7 +1,7 @@
 //! Property tests for the entry points that read untrusted input: the same
 //! ones the fuzz targets in `fuzz/` drive (config loading, extraction and
-//! field queries, value processing, URL normalisation, robots.txt, Retry-After, backup
-//! restore). The fuzzers look for crashes over minutes; these keep the
+//! field queries, value processing, URL normalisation, robots.txt, sitemaps,
+//! Retry-After, backup restore). The fuzzers look for crashes over minutes; these keep the
 //! properties in every `cargo test`, with case counts small enough to run
 //! in a few seconds. One module per entry point.
 
@@ -10,6 +10,7 @@ mod config;
 mod extraction;
 mod retry_after;
 mod robots;
+mod sitemap;
 mod urls;
 mod values;
 
