@@ -23,6 +23,10 @@
 //! then asks for no page at all (each skipped as `unchanged_by_sitemap`),
 //! and is reported beside the 304 run. The config is put back after it.
 //!
+//! Cleaning: the floor again with the product's values cleaned (`re`,
+//! `replace`, `strip`, `integer`, `date`), beside a plain one, to report what
+//! value processing costs (`BENCH_CLEANED=0` leaves it out).
+//!
 //! Knobs: `BENCH_PAGES=N` product pages; `BENCH_FULL_RUNS=N` full runs in
 //! all (default 10); `BENCH_CRAWLD=PATH` runs another crawld binary (an
 //! older build, to compare on one machine); `BENCH_LATENCY_MS=N` makes the
@@ -63,6 +67,24 @@ image = { css = "section.gallery figure.main img::attr(src)", type = "url" }
 
 /// Fields per product in `TARGET`, to check that the floor found them all.
 const FIELDS: u64 = 8;
+
+/// `TARGET`'s product with its values cleaned as a real config cleans them
+/// (`re`, `replace`, `strip`, `integer`, `date`): what cleaning adds to the
+/// floor is reported beside it.
+const CLEANED: &str = r#"
+start_urls = ["http://{addr}/list/1"]
+[items.product]
+pages = '^/p/'
+[items.product.fields]
+title = { css = "main h1.product-title::text", required = true, strip = ".!" }
+price = { css = "div.price-block p.price span.amount::text", re = '[\d.,]+', type = "number", required = true }
+sku = { css = "div.product-meta span.sku::text", re = '^BS-(\d+)$', type = "integer" }
+availability = { css = "div.availability-block p.availability::text", replace = [['(?i)^in stock.*$', 'in_stock'], ['(?i)^out of stock.*$', 'out_of_stock']] }
+rating = { css = "div.rating-summary span.rating-value::text", type = "number" }
+review_count = { css = "div.rating-summary a.review-count::text", re = '(\d+) reviews?', type = "integer" }
+weight = { css = "section.specifications table.specs tr[data-spec='weight'] > td::text", re = '(?P<value>[\d.]+) kg', type = "number" }
+delivery = { css = "div.availability-block time::attr(datetime)", type = "date" }
+"#;
 
 fn profile() -> String {
     format!(
@@ -141,6 +163,22 @@ fn main() {
 
     let floor = floor::measure(&configs, &server.addr, total);
     floor.report();
+    if env_num("BENCH_CLEANED", 1) == 1 {
+        let cleaned_dir = dir.path().join("cleaned");
+        let cleaned = CLEANED.replace("{addr}", &server.addr);
+        let cleaned = common::write_configs(&cleaned_dir, &cleaned, &profile());
+        // Measured again beside it: the machine's speed drifts between the two.
+        let plain = floor::measure(&configs, &server.addr, total);
+        let with = floor::measure(&cleaned, &server.addr, total);
+        println!(
+            "bench: cleaning: floor with re/replace/strip/integer/date on 6 of 8 fields {:.1} µs per page, without {:.1} µs: {:+.1} % ({} of {} fields present)",
+            with.us_per_page(),
+            plain.us_per_page(),
+            (with.us_per_page() / plain.us_per_page() - 1.0) * 100.0,
+            with.fields(),
+            with.items() * FIELDS
+        );
+    }
     println!("== full run ({total} product pages) ==");
     let full = crawl("--full");
     full.report();
@@ -313,6 +351,14 @@ mod floor {
     }
 
     impl Floor {
+        pub fn fields(&self) -> u64 {
+            self.fields
+        }
+
+        pub fn items(&self) -> u64 {
+            self.items
+        }
+
         pub fn us_per_page(&self) -> f64 {
             self.cpu / self.pages.max(1) as f64 * 1e6
         }

@@ -210,6 +210,9 @@ async fn sitemaps_seed_the_crawl_and_an_unchanged_site_is_not_asked_again() {
     assert_eq!(live_items(&store), PRODUCTS);
     let summary = crawld::report::summary(&quiet, &[]);
     assert!(summary.contains("11 unchanged by lastmod"), "{summary}");
+    // The summary says what the target holds, as after an all-304 run.
+    assert_eq!(quiet.counts.items_kept, PRODUCTS as u64);
+    assert!(summary.contains("items   10 kept"), "{summary}");
 
     // A full run fetches everything, whatever the lastmods say.
     site.stats.reset();

@@ -429,6 +429,8 @@ pub(super) fn keep(
     prev: PageRecord,
 ) -> PageCommit {
     counts.unchanged_by_sitemap += 1;
+    // Its items stay, as a 304's do: the summary counts them as kept.
+    counts.items_kept += prev.items.len() as u64;
     live.done += 1;
     let mut admitted = Vec::new();
     for link in &prev.links {
