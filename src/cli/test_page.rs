@@ -69,6 +69,12 @@ async fn run(
         None => outln!("{} (from file)", source.url),
     }
     print_items(&target, &source, &page);
+    if page.jsonld_faults > 0 {
+        outln!(
+            "\nwarning: {} JSON-LD block(s) malformed or past the caps: not read (a crawl counts the page in jsonld_invalid)",
+            page.jsonld_faults
+        );
+    }
     print_links(&page, &links);
     Ok(())
 }
@@ -212,6 +218,7 @@ fn print_json(source: &PageSource, page: &PageExtract, links: &Links) {
         "invalid": page.invalid.iter().map(|i| serde_json::json!({"kind": i.kind, "missing": i.missing})).collect::<Vec<_>>(),
         "links": page.links.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
         "followed": links.followed,
+        "jsonld_faults": page.jsonld_faults,
     });
     outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
 }

@@ -4,7 +4,10 @@
 //! ([`MAX_DEPTH`], [`MAX_WORK`]) is refused before it is parsed (see `depth`).
 
 mod depth;
+mod ld_scripts;
 mod number;
+
+use std::cell::OnceCell;
 
 use scraper::{ElementRef, Html, Selector};
 use serde_json::{Map, Value};
@@ -13,7 +16,8 @@ use url::{Position, Url};
 pub use depth::{MAX_DEPTH, MAX_WORK};
 pub use number::parse_number;
 
-use crate::config::{FieldType, ItemKey, ItemKind, Target};
+use crate::config::{Field, FieldSource, FieldType, ItemKey, ItemKind, Target};
+use crate::jsonld::{JsonLd, LdObject};
 use crate::urlnorm::{normalize_url, ParamPattern};
 
 /// One extracted item.
@@ -56,6 +60,9 @@ pub struct PageExtract {
     pub links: Vec<Url>,
     /// Links past `follow.max_links`, not taken (each occurrence counts).
     pub links_dropped: u64,
+    /// JSON-LD blocks malformed or past the caps (read only when a kind
+    /// applied to the page has a `jsonld` field): the page's warning.
+    pub jsonld_faults: u32,
 }
 
 /// Which item kinds to apply.
@@ -107,27 +114,66 @@ pub fn extract(
         ..Default::default()
     };
     let path = &url[Position::BeforePath..];
+    // Read on first use: a page no `jsonld` field asks about costs nothing.
+    let ld = OnceCell::new();
+    let ctx = Ctx {
+        page: url,
+        base: &base,
+        strip: &target.strip_params,
+        doc: &doc,
+        ld: &ld,
+    };
     for kind in &target.items {
         if kinds == Kinds::Matching && kind.pages.as_ref().is_some_and(|re| !re.is_match(path)) {
             continue;
         }
-        match &kind.selector {
-            Some(sel) => {
+        match (&kind.selector, &kind.ld_type) {
+            (Some(sel), _) => {
                 for root in doc.select(sel) {
-                    item(kind, root, url, &base, &target.strip_params, &mut out);
+                    item(kind, root, None, &ctx, &mut out);
                 }
             }
-            None => item(
-                kind,
-                doc.root_element(),
-                url,
-                &base,
-                &target.strip_params,
-                &mut out,
-            ),
+            (None, Some(ty)) => {
+                for obj in ctx.jsonld().objects(ty) {
+                    item(kind, doc.root_element(), Some(obj), &ctx, &mut out);
+                }
+            }
+            (None, None) => item(kind, doc.root_element(), None, &ctx, &mut out),
         }
     }
+    if let Some(ld) = ld.get() {
+        out.jsonld_faults = ld.invalid.saturating_add(ld.skipped);
+    }
     Ok(out)
+}
+
+/// What every item of a page shares.
+struct Ctx<'a> {
+    page: &'a Url,
+    base: &'a Url,
+    strip: &'a [ParamPattern],
+    doc: &'a Html,
+    ld: &'a OnceCell<JsonLd>,
+}
+
+impl Ctx<'_> {
+    /// The page's JSON-LD, parsed on first use.
+    fn jsonld(&self) -> &JsonLd {
+        self.ld.get_or_init(|| ld_scripts::read(self.doc))
+    }
+
+    /// A field's raw strings: every one with `many` or `join`, else the
+    /// first (a CSS query stops at it). `obj` is the item's own JSON-LD
+    /// object, for a kind with one item per object.
+    fn raw(&self, field: &Field, root: ElementRef<'_>, obj: Option<&LdObject>) -> Vec<String> {
+        let all = field.many || field.join.is_some();
+        match (&field.source, obj) {
+            (FieldSource::Css(q), _) if all => q.values(root),
+            (FieldSource::Css(q), _) => q.first(root).into_iter().collect(),
+            (FieldSource::JsonLd(p), Some(obj)) => crate::jsonld::values_in(obj, p),
+            (FieldSource::JsonLd(p), None) => self.jsonld().values(p),
+        }
+    }
 }
 
 /// `<base href>` resolved against the page URL, or the page URL.
@@ -175,11 +221,11 @@ fn links(doc: &Html, base: &Url, target: &Target) -> (Vec<Url>, u64) {
 fn item(
     kind: &ItemKind,
     root: ElementRef<'_>,
-    page: &Url,
-    base: &Url,
-    strip: &[ParamPattern],
+    obj: Option<&LdObject>,
+    ctx: &Ctx<'_>,
     out: &mut PageExtract,
 ) {
+    let (page, base, strip) = (ctx.page, ctx.base, ctx.strip);
     let mut value = Map::with_capacity(kind.fields.len());
     let mut missing = Vec::new();
     for field in &kind.fields {
@@ -195,27 +241,22 @@ fn item(
                     .map(Value::Number),
             }
         };
+        let raw = ctx.raw(field, root, obj);
         let v = if field.many {
-            let list: Vec<Value> = field
-                .query
-                .values(root)
-                .into_iter()
-                .filter_map(converted)
-                .collect();
+            let list: Vec<Value> = raw.into_iter().filter_map(converted).collect();
             if list.is_empty() {
                 None
             } else {
                 Some(Value::Array(list))
             }
         } else if let Some(sep) = &field.join {
-            let parts = field.query.values(root);
-            if parts.is_empty() {
+            if raw.is_empty() {
                 None
             } else {
-                converted(parts.join(sep))
+                converted(raw.join(sep))
             }
         } else {
-            field.query.first(root).and_then(converted)
+            raw.into_iter().next().and_then(converted)
         };
         match v {
             Some(v) => {

@@ -103,6 +103,9 @@ pub struct RunCounts {
     pub links_dropped: u64,
     /// Distinct hosts refused because the run had taken `follow.max_hosts`.
     pub hosts_dropped: u64,
+    /// Pages with JSON-LD blocks that were malformed or past the reader's
+    /// caps (read only for `jsonld` fields): a warning, the pages were kept.
+    pub jsonld_invalid: u64,
     /// Figures per host (`host:port`).
     pub hosts: BTreeMap<String, HostRunCounts>,
     /// Per item kind: how many items were extracted and, per field, how many
@@ -216,6 +219,7 @@ impl RunCounts {
         self.over_budget += o.over_budget;
         self.links_dropped += o.links_dropped;
         self.hosts_dropped += o.hosts_dropped;
+        self.jsonld_invalid += o.jsonld_invalid;
         for (k, n) in &o.errors {
             *self.errors.entry(*k).or_default() += n;
         }
