@@ -213,6 +213,7 @@ fn unwrap(text: &str) -> &str {
     let mut t = text.trim();
     // Wrappers nest at most a few deep; the bound keeps this linear.
     for _ in 0..4 {
+        t = t.trim_end_matches(|c: char| c == ';' || c.is_whitespace());
         let before = t.len();
         if let Some(rest) = OPEN.iter().find_map(|o| t.strip_prefix(o)) {
             t = rest.trim();

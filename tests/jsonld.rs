@@ -157,14 +157,21 @@ async fn items_come_from_json_ld_and_malformed_blocks_are_a_warning() {
         json!(["Home", "Kitchen", "Kettles", "Stellar Glass Kettle 1.7L"])
     );
     assert_eq!(page.value["first_price"], json!(52.77));
-    let set = find(&items, "page", &site.url("/product/kettle-and-toaster-set/"));
+    let set = find(
+        &items,
+        "page",
+        &site.url("/product/kettle-and-toaster-set/"),
+    );
     assert_eq!(set.value["first_price"], json!(39.0));
     assert_eq!(set.value["crumbs"], json!([]));
     // The valid block inside an HTML comment is read; the malformed one not.
     let broken = find(&items, "page", &site.url("/product/retro-toaster/"));
     assert_eq!(broken.value["crumbs"], json!(["Home", "Toasters"]));
     assert_eq!(broken.value["first_price"], json!(null));
-    assert_eq!(broken.value["title"], json!("Retro 4-Slice Toaster \"Deluxe\""));
+    assert_eq!(
+        broken.value["title"],
+        json!("Retro 4-Slice Toaster \"Deluxe\"")
+    );
     drop(store);
 
     // Without a jsonld field the blocks are not looked at: nothing to warn of.

@@ -135,7 +135,9 @@ fn field(c: &mut Compiler, key: &str, name: &str, raw: &Spanned<RawField>) -> Op
             }
         }
         (None, Some(path)) => c
-            .check(path, &format!("{key}.jsonld"), |p| LdPath::parse(p).map_err(|e| e.to_string()))
+            .check(path, &format!("{key}.jsonld"), |p| {
+                LdPath::parse(p).map_err(|e| e.to_string())
+            })
             .map(FieldSource::JsonLd),
         (Some(_), Some(path)) => {
             c.err(

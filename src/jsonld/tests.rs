@@ -76,9 +76,16 @@ fn types_match_as_strings_arrays_and_schema_org_iris() {
         assert_eq!(read(&[&block]).values(&path("Product.name")), ["x"], "{ty}");
     }
     // Case-sensitive, no subtypes, other vocabularies as they are.
-    for ty in [r#""product""#, r#""ProductModel""#, r#""http://example.org/Product""#] {
+    for ty in [
+        r#""product""#,
+        r#""ProductModel""#,
+        r#""http://example.org/Product""#,
+    ] {
         let block = format!(r#"{{"@type": {ty}, "name": "x"}}"#);
-        assert!(read(&[&block]).values(&path("Product.name")).is_empty(), "{ty}");
+        assert!(
+            read(&[&block]).values(&path("Product.name")).is_empty(),
+            "{ty}"
+        );
     }
 }
 
@@ -152,13 +159,20 @@ fn nesting_past_serde_json_limit_is_malformed_not_a_crash() {
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let ld = read(&[&deep]);
     assert_eq!(ld.invalid, 1);
-    let ok = format!("{}{{\"@type\":\"Product\",\"name\":\"x\"}}{}", "[".repeat(100), "]".repeat(100));
+    let ok = format!(
+        "{}{{\"@type\":\"Product\",\"name\":\"x\"}}{}",
+        "[".repeat(100),
+        "]".repeat(100)
+    );
     assert_eq!(read(&[&ok]).values(&path("Product.name")), ["x"]);
 }
 
 #[test]
 fn paths_are_checked() {
-    assert_eq!(path("Product.offers.price").to_string(), "Product.offers.price");
+    assert_eq!(
+        path("Product.offers.price").to_string(),
+        "Product.offers.price"
+    );
     assert_eq!(path("Product").ty(), "Product");
     assert_eq!(LdPath::parse(""), Err(LdPathError::Empty));
     for bad in ["Product..price", ".price", "Product.", "."] {

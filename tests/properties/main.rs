@@ -1,6 +1,6 @@
 //! Property tests for the entry points that read untrusted input: the same
 //! ones the fuzz targets in `fuzz/` drive (config loading, extraction and
-//! field queries, URL normalisation, robots.txt, Retry-After, backup
+//! field queries, the JSON-LD reader, URL normalisation, robots.txt, Retry-After, backup
 //! restore). The fuzzers look for crashes over minutes; these keep the
 //! properties in every `cargo test`, with case counts small enough to run
 //! in a few seconds. One module per entry point.
@@ -8,6 +8,7 @@
 mod backup;
 mod config;
 mod extraction;
+mod jsonld;
 mod retry_after;
 mod robots;
 mod urls;
