@@ -162,16 +162,21 @@ impl Ctx<'_> {
         self.ld.get_or_init(|| ld_scripts::read(self.doc))
     }
 
-    /// A field's raw strings: every one with `many` or `join`, else the
-    /// first (a CSS query stops at it). `obj` is the item's own JSON-LD
-    /// object, for a kind with one item per object.
-    fn raw(&self, field: &Field, root: ElementRef<'_>, obj: Option<&LdObject>) -> Vec<String> {
-        let all = field.many || field.join.is_some();
+    /// Every raw string of a field (for `many` and `join`). `obj` is the
+    /// item's own JSON-LD object, for a kind with one item per object.
+    fn values(&self, field: &Field, root: ElementRef<'_>, obj: Option<&LdObject>) -> Vec<String> {
         match (&field.source, obj) {
-            (FieldSource::Css(q), _) if all => q.values(root),
-            (FieldSource::Css(q), _) => q.first(root).into_iter().collect(),
+            (FieldSource::Css(q), _) => q.values(root),
             (FieldSource::JsonLd(p), Some(obj)) => crate::jsonld::values_in(obj, p),
             (FieldSource::JsonLd(p), None) => self.jsonld().values(p),
+        }
+    }
+
+    /// A field's first raw string (a CSS query stops at it).
+    fn first(&self, field: &Field, root: ElementRef<'_>, obj: Option<&LdObject>) -> Option<String> {
+        match &field.source {
+            FieldSource::Css(q) => q.first(root),
+            FieldSource::JsonLd(_) => self.values(field, root, obj).into_iter().next(),
         }
     }
 }
@@ -241,22 +246,26 @@ fn item(
                     .map(Value::Number),
             }
         };
-        let raw = ctx.raw(field, root, obj);
         let v = if field.many {
-            let list: Vec<Value> = raw.into_iter().filter_map(converted).collect();
+            let list: Vec<Value> = ctx
+                .values(field, root, obj)
+                .into_iter()
+                .filter_map(converted)
+                .collect();
             if list.is_empty() {
                 None
             } else {
                 Some(Value::Array(list))
             }
         } else if let Some(sep) = &field.join {
-            if raw.is_empty() {
+            let parts = ctx.values(field, root, obj);
+            if parts.is_empty() {
                 None
             } else {
-                converted(raw.join(sep))
+                converted(parts.join(sep))
             }
         } else {
-            raw.into_iter().next().and_then(converted)
+            ctx.first(field, root, obj).and_then(converted)
         };
         match v {
             Some(v) => {
