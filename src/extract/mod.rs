@@ -2,6 +2,8 @@
 //! it and the links to follow. Pure and synchronous: callers run it off the
 //! async worker threads. A page nested too deep to parse in reasonable time
 //! ([`MAX_DEPTH`], [`MAX_WORK`]) is refused before it is parsed (see `depth`).
+//! Its JSON-LD blocks are read (`ld_scripts`, then `crate::jsonld`) once, and
+//! only when a kind that applies to it has a `jsonld` field.
 
 mod depth;
 mod ld_scripts;
