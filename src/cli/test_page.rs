@@ -238,10 +238,10 @@ fn print_items(target: &Target, source: &PageSource, page: &PageExtract) {
                     .pages
                     .as_ref()
                     .is_none_or(|re| re.is_match(&source.url[url::Position::BeforePath..]));
-            let why = if applies {
-                "no match on this page"
-            } else {
-                "`pages` does not match this URL"
+            let why = match &kind.ld_type {
+                _ if !applies => "`pages` does not match this URL".to_owned(),
+                Some(ty) => format!("no JSON-LD {ty} object on this page"),
+                None => "no match on this page".to_owned(),
             };
             outln!("\n[{}] 0 items ({why})", kind.name);
             continue;
