@@ -36,6 +36,8 @@ prices = { jsonld = "Product.offers.price", type = "number", many = true }
 currency = { jsonld = "Product.offers.priceCurrency" }
 brand = { jsonld = "Product.brand" }
 url = { jsonld = "Product.url", type = "url" }
+# JSON-LD values go through the same processing as CSS ones.
+availability = { jsonld = "Product.offers.availability", re = '/(\w+)$' }
 
 [items.page]
 pages = '^/product/'
@@ -138,6 +140,7 @@ async fn items_come_from_json_ld_and_malformed_blocks_are_a_warning() {
             "currency": "GBP",
             "brand": "Stellar",
             "url": site.url("/product/stellar-glass-kettle/"),
+            "availability": "InStock",
         })
     );
     let k = find(&items, "product", "RK-150-CR");

@@ -11,7 +11,9 @@ use crawld::extract::{extract, Kinds};
 use libfuzzer_sys::fuzz_target;
 
 /// Item kinds with text, own-text, all-text, attribute, url, number, many
-/// and join fields, one keyed by a field and one by the page URL.
+/// and join fields, selector groups, value processing (re, replace, strip,
+/// default) and the integer, boolean and date types, one keyed by a field
+/// and one by the page URL.
 const CONFIG: &str = r##"
 start_urls = ["https://shop.example/"]
 strip_params = ["utm_*", "sessionid"]
@@ -32,6 +34,12 @@ heading = "h1::text"
 words = { css = "p *::text", join = " " }
 numbers = { css = "td", type = "number", many = true }
 links = { css = "a::attr(href)", type = "url", many = true }
+group = { css = "h1 > a::text, h1::text, a::attr(title)", many = true }
+cleaned = { css = "h1", strip = "¶ ", replace = [['\s+', ' '], ['^(\w+)', '<$1>']] }
+count = { css = "p", re = '(?P<value>\d+) (items|left)', type = "integer" }
+stocked = { css = ".stock", replace = [['(?i)^in stock.*', 'yes']], type = "boolean", default = false }
+when = { css = "time::attr(datetime), time::text", type = "date", many = true }
+dated = { css = "td:last-child", type = "date", date_format = "%d.%m.%Y" }
 "##;
 
 fn target() -> &'static Arc<Target> {

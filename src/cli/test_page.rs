@@ -171,7 +171,9 @@ async fn extract_page(
 ) -> Result<PageExtract, Exit> {
     let t = target.clone();
     let (u, kinds) = (source.url.clone(), source.kinds);
-    match tokio::task::spawn_blocking(move || extract::extract(&t, &html, &u, kinds)).await {
+    match tokio::task::spawn_blocking(move || extract::extract_explained(&t, &html, &u, kinds))
+        .await
+    {
         Ok(Ok(p)) => Ok(p),
         Ok(Err(deep)) => Err(fail(
             Exit::Failed,
@@ -214,8 +216,8 @@ fn print_json(source: &PageSource, page: &PageExtract, links: &Links) {
     let out = serde_json::json!({
         "url": source.url.as_str(),
         "status": source.status,
-        "items": page.items.iter().map(|i| serde_json::json!({"kind": i.kind, "key": i.key, "value": i.value})).collect::<Vec<_>>(),
-        "invalid": page.invalid.iter().map(|i| serde_json::json!({"kind": i.kind, "missing": i.missing})).collect::<Vec<_>>(),
+        "items": page.items.iter().enumerate().map(|(n, i)| with_raw(serde_json::json!({"kind": i.kind, "key": i.key, "value": i.value}), page.raw.get(n))).collect::<Vec<_>>(),
+        "invalid": page.invalid.iter().enumerate().map(|(n, i)| with_raw(serde_json::json!({"kind": i.kind, "missing": i.missing}), page.invalid_raw.get(n))).collect::<Vec<_>>(),
         "links": page.links.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
         "followed": links.followed,
         "jsonld_faults": page.jsonld_faults,
@@ -223,14 +225,44 @@ fn print_json(source: &PageSource, page: &PageExtract, links: &Links) {
     outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
 }
 
+/// Adds `"raw"` (each field's value before processing and typing, for the
+/// fields where it differs) to an item's JSON object; no key when none
+/// differs, so the object is what it was before processing existed.
+fn with_raw(
+    mut item: serde_json::Value,
+    raw: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> serde_json::Value {
+    if let (Some(obj), Some(raw)) = (item.as_object_mut(), raw.filter(|r| !r.is_empty())) {
+        obj.insert("raw".into(), serde_json::Value::Object(raw.clone()));
+    }
+    item
+}
+
+/// A field's value, and its raw value beside it when they differ.
+fn field_line(field: &str, value: &serde_json::Value, raw: Option<&serde_json::Value>) -> String {
+    match raw {
+        Some(serde_json::Value::Null) => {
+            format!("    {field:<12} {value}    (default: the page gave nothing)")
+        }
+        Some(r) => format!("    {field:<12} {value}    (raw: {r})"),
+        None => format!("    {field:<12} {value}"),
+    }
+}
+
 /// The items of each kind of the target, and why a kind found none.
 fn print_items(target: &Target, source: &PageSource, page: &PageExtract) {
     for kind in &target.items {
-        let items: Vec<_> = page.items.iter().filter(|i| i.kind == kind.name).collect();
+        let items: Vec<_> = page
+            .items
+            .iter()
+            .zip(raws(&page.raw))
+            .filter(|(i, _)| i.kind == kind.name)
+            .collect();
         let invalid: Vec<_> = page
             .invalid
             .iter()
-            .filter(|i| i.kind == kind.name)
+            .zip(raws(&page.invalid_raw))
+            .filter(|(i, _)| i.kind == kind.name)
             .collect();
         if items.is_empty() && invalid.is_empty() {
             let applies = source.kinds == Kinds::All
@@ -252,16 +284,31 @@ fn print_items(target: &Target, source: &PageSource, page: &PageExtract) {
             items.len(),
             invalid.len()
         );
-        for item in items {
+        for (item, raw) in items {
             outln!("  key {}", item.key);
             for (field, value) in &item.value {
-                outln!("    {field:<12} {value}");
+                outln!(
+                    "{}",
+                    field_line(field, value, raw.and_then(|r| r.get(field)))
+                );
             }
         }
-        for bad in invalid {
+        for (bad, raw) in invalid {
             outln!("  invalid: missing {}", bad.missing.join(", "));
+            // What the page gave for the missing fields: why `re` found nothing, etc.
+            for (field, r) in raw.into_iter().flatten() {
+                outln!("    {field:<12} (raw: {r})");
+            }
         }
     }
+}
+
+/// Each item's raw values, then `None` for ever (the raw list is empty
+/// when extraction did not keep them).
+fn raws(
+    raw: &[serde_json::Map<String, serde_json::Value>],
+) -> impl Iterator<Item = Option<&serde_json::Map<String, serde_json::Value>>> {
+    raw.iter().map(Some).chain(std::iter::repeat(None))
 }
 
 /// The link counts, and the first [`SHOWN_LINKS`] links to follow.

@@ -4,10 +4,11 @@
 use toml::Spanned;
 
 use super::compile::Compiler;
+use super::process;
 use super::raw::{RawField, RawItem};
 use super::values::{regex, selector};
 use super::Query;
-use super::{Field, FieldSource, FieldType, ItemKey, ItemKind};
+use super::{Field, FieldSource, ItemKey, ItemKind};
 use crate::jsonld::LdPath;
 
 pub(super) fn item_kind(c: &mut Compiler, name: &str, raw: &Spanned<RawItem>) -> Option<ItemKind> {
@@ -60,6 +61,17 @@ pub(super) fn item_kind(c: &mut Compiler, name: &str, raw: &Spanned<RawItem>) ->
                     at("key"),
                     format!(
                         "key {:?} names a field with many = true: a key is one value",
+                        k.get_ref()
+                    ),
+                );
+                None
+            }
+            Some(i) if item.fields[i].get_ref().process.default.is_some() => {
+                c.err(
+                    k.span(),
+                    at("key"),
+                    format!(
+                        "key {:?} names a field with a default: every item missing it would have the same key",
                         k.get_ref()
                     ),
                 );
@@ -165,17 +177,9 @@ fn field(c: &mut Compiler, key: &str, name: &str, raw: &Spanned<RawField>) -> Op
             );
         }
     }
-    let kind = match &f.kind {
-        None => Some(FieldType::Text),
-        Some(t) => c.check(t, &format!("{key}.type"), |t| match t.as_str() {
-            "text" => Ok(FieldType::Text),
-            "url" => Ok(FieldType::Url),
-            "number" => Ok(FieldType::Number),
-            other => Err(format!(
-                "unknown field type {other:?}; known: text, url, number"
-            )),
-        }),
-    };
+    let kind = process::field_type(c, key, f);
+    let proc = process::process(c, key, f);
+    let default = process::default(c, key, f, kind.as_ref());
     Some(Field {
         name: name.to_owned(),
         source: source?,
@@ -183,6 +187,8 @@ fn field(c: &mut Compiler, key: &str, name: &str, raw: &Spanned<RawField>) -> Op
         required: f.required,
         many: f.many,
         join: f.join.as_ref().map(|j| j.get_ref().clone()),
+        process: proc.ok()?,
+        default: default.ok()?,
     })
 }
 

@@ -9,6 +9,7 @@
 
 mod channel;
 mod compile;
+mod dates;
 mod error;
 mod hint;
 mod identity;
@@ -16,6 +17,7 @@ mod items;
 mod load;
 mod monitor;
 mod notify;
+mod process;
 mod profile;
 mod query;
 mod raw;
@@ -37,6 +39,7 @@ use url::Url;
 pub use channel::{
     Channel, ChannelKind, Email, Exec, Webhook, DEFAULT_CHANNEL_TIMEOUT, DEFAULT_MAX_PER_MINUTE,
 };
+pub use dates::{parse_bool, parse_date, FALSE_WORDS, TRUE_WORDS};
 pub use error::{errors_by_file, ConfigError, ConfigErrorJson, ConfigErrors, Position};
 pub use hint::documented_keys;
 pub use identity::{Identity, ProxyUrl};
@@ -46,6 +49,7 @@ pub use load::{
 };
 pub use monitor::MonitorConfig;
 pub use notify::{NotifyConfig, DEFAULT_NOTIFY_MAX_ITEMS};
+pub use process::{Process, MAX_PATTERN_SIZE};
 pub use profile::{
     builtins, DelayRange, Profile, BUILTIN_ADAPTIVE, BUILTIN_PROFILES, DEFAULT_PROFILE,
 };
@@ -246,6 +250,10 @@ pub struct Field {
     pub many: bool,
     /// Join every match into one string with this separator.
     pub join: Option<String>,
+    /// `re`, `replace`, `strip`; `None` when the field has none of them.
+    pub process: Option<Process>,
+    /// `default`: the value of a missing (optional, single) field, of its type.
+    pub default: Option<serde_json::Value>,
 }
 
 /// Where a field's raw strings come from.
@@ -268,7 +276,7 @@ impl FieldSource {
 }
 
 /// How a field's text is turned into a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldType {
     /// Trimmed text.
     Text,
@@ -276,4 +284,24 @@ pub enum FieldType {
     Url,
     /// A number read from text like "£51.77" or "1.299,00".
     Number,
+    /// A whole number, read as `Number` is ("1,299" = 1299); a fraction is missing.
+    Integer,
+    /// `true`/`yes`/`on`/`1` or `false`/`no`/`off`/`0`, any case.
+    Boolean,
+    /// A date, out in ISO 8601; read with `format` (chrono strftime) when given.
+    Date { format: Option<String> },
+}
+
+impl FieldType {
+    /// The name a config gives the type (`type = "…"`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            FieldType::Text => "text",
+            FieldType::Url => "url",
+            FieldType::Number => "number",
+            FieldType::Integer => "integer",
+            FieldType::Boolean => "boolean",
+            FieldType::Date { .. } => "date",
+        }
+    }
 }

@@ -12,18 +12,41 @@
 //! | `::attr(href)`   | an attribute of the item element itself                  |
 //!
 //! Values are trimmed; text nodes that are only whitespace are skipped.
+//!
+//! A group (`h1 > a::text, h1::text`) yields, as parsel's XPath union does,
+//! what each alternative picks, in document order of the picked nodes (an
+//! element, or a text node), a node picked the same way twice only once.
+//! Each alternative may end in its own `::text` or `::attr(name)`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use ego_tree::NodeId;
 use scraper::{ElementRef, Node, Selector};
 
-/// A compiled field query.
+/// A compiled field query: one selector, or a group of alternatives.
 #[derive(Debug)]
 pub struct Query {
+    first: Alt,
+    /// The group's other alternatives; empty for one selector (the common
+    /// case, which costs what it did before groups).
+    rest: Vec<Alt>,
+}
+
+/// One alternative of a query: a CSS selector and what it picks.
+#[derive(Debug)]
+struct Alt {
     /// `None` when the query addresses the item element itself (`::attr(x)`).
     css: Option<Selector>,
     pick: Pick,
+}
+
+/// What a group query yields from one node, for parsel's union semantics:
+/// a node picked the same way by two alternatives yields once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Picked<'q> {
+    Text,
+    Full,
+    Attr(&'q str),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,8 +62,136 @@ enum Pick {
 }
 
 impl Query {
-    /// Compiles a query; the error says what is wrong with it.
+    /// Compiles a query; the error says what is wrong with it, and for a
+    /// group, which alternative.
     pub fn parse(query: &str) -> Result<Self, String> {
+        let alts = split_group(query);
+        // Plain CSS alternatives stay one selector list, as before groups:
+        // scraper yields its matches in document order, each once.
+        if alts.len() == 1 || alts.iter().all(|a| !a.contains("::")) {
+            return Ok(Query {
+                first: Alt::parse(query)?,
+                rest: Vec::new(),
+            });
+        }
+        let n = alts.len();
+        let mut parsed = Vec::with_capacity(n);
+        for (i, a) in alts.iter().enumerate() {
+            if a.trim().is_empty() {
+                return Err(format!(
+                    "alternative {} of {n} of the group {query:?} is empty",
+                    i + 1
+                ));
+            }
+            let alt = Alt::parse(a.trim())
+                .map_err(|e| format!("alternative {} of {n} ({:?}): {e}", i + 1, a.trim()))?;
+            parsed.push(alt);
+        }
+        let mut it = parsed.into_iter();
+        let first = it.next().ok_or("empty CSS query")?;
+        Ok(Query {
+            first,
+            rest: it.collect(),
+        })
+    }
+
+    /// Every value the query yields inside `scope`, in page order.
+    pub fn values<'a>(&self, scope: ElementRef<'a>) -> Vec<String> {
+        let mut out = Vec::new();
+        self.each(scope, &mut |v| {
+            out.push(v);
+            true
+        });
+        out
+    }
+
+    /// The first value the query yields inside `scope`.
+    pub fn first(&self, scope: ElementRef<'_>) -> Option<String> {
+        let mut found = None;
+        self.each(scope, &mut |v| {
+            found = Some(v);
+            false
+        });
+        found
+    }
+
+    /// Calls `f` with each value until it returns false.
+    fn each(&self, scope: ElementRef<'_>, f: &mut dyn FnMut(String) -> bool) {
+        if self.rest.is_empty() {
+            self.first.each(scope, &mut |_, v| f(v));
+            return;
+        }
+        // A group: like parsel's XPath union, the nodes every alternative
+        // picks, each once, in document order.
+        let mut by_node: HashMap<NodeId, Vec<(Picked<'_>, String)>> = HashMap::new();
+        for alt in std::iter::once(&self.first).chain(&self.rest) {
+            let how = alt.picked();
+            alt.each(scope, &mut |id, v| {
+                let at = by_node.entry(id).or_default();
+                if !at.iter().any(|(p, _)| *p == how) {
+                    at.push((how.clone(), v));
+                }
+                true
+            });
+        }
+        if by_node.is_empty() {
+            return;
+        }
+        for node in scope.descendants() {
+            if let Some(found) = by_node.remove(&node.id()) {
+                for (_, v) in found {
+                    if !f(v) {
+                        return;
+                    }
+                }
+                if by_node.is_empty() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Splits a selector group at its top-level commas: not inside parentheses,
+/// brackets or quotes (`:is(a, b)`, `[title="a,b"]` stay one alternative).
+fn split_group(query: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut quote, mut escaped) = (0usize, None, false);
+    let mut start = 0;
+    for (i, c) in query.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match (quote, c) {
+            (_, '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, '(' | '[') => depth += 1,
+            (None, ')' | ']') => depth = depth.saturating_sub(1),
+            (None, ',') if depth == 0 => {
+                parts.push(&query[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&query[start..]);
+    parts
+}
+
+impl Alt {
+    /// How this alternative's values are told apart in a group.
+    fn picked(&self) -> Picked<'_> {
+        match &self.pick {
+            Pick::FullText => Picked::Full,
+            Pick::OwnText | Pick::AllText => Picked::Text,
+            Pick::Attr(name) => Picked::Attr(name),
+        }
+    }
+
+    fn parse(query: &str) -> Result<Self, String> {
         let (css, pick) = if let Some(css) = query.strip_suffix("::text") {
             if css.is_empty() || css.ends_with(char::is_whitespace) {
                 (
@@ -90,31 +241,12 @@ impl Query {
         } else {
             Some(parse_selector(css)?)
         };
-        Ok(Query { css, pick })
+        Ok(Alt { css, pick })
     }
 
-    /// Every value the query yields inside `scope`, in page order.
-    pub fn values<'a>(&self, scope: ElementRef<'a>) -> Vec<String> {
-        let mut out = Vec::new();
-        self.each(scope, &mut |v| {
-            out.push(v);
-            true
-        });
-        out
-    }
-
-    /// The first value the query yields inside `scope`.
-    pub fn first(&self, scope: ElementRef<'_>) -> Option<String> {
-        let mut found = None;
-        self.each(scope, &mut |v| {
-            found = Some(v);
-            false
-        });
-        found
-    }
-
-    /// Calls `f` with each value until it returns false.
-    fn each(&self, scope: ElementRef<'_>, f: &mut dyn FnMut(String) -> bool) {
+    /// Calls `f` with each value and the node it comes from (the element,
+    /// or the text node) until it returns false.
+    fn each(&self, scope: ElementRef<'_>, f: &mut dyn FnMut(NodeId, String) -> bool) {
         let matches: Vec<ElementRef> = match &self.css {
             Some(sel) => scope.select(sel).collect(),
             None => vec![scope],
@@ -123,7 +255,7 @@ impl Query {
             Pick::FullText => {
                 for el in matches {
                     let text = collapse(el.text());
-                    if !text.is_empty() && !f(text) {
+                    if !text.is_empty() && !f(el.id(), text) {
                         return;
                     }
                 }
@@ -132,7 +264,7 @@ impl Query {
                 for el in matches {
                     if let Some(v) = el.value().attr(name) {
                         let v = v.trim();
-                        if !v.is_empty() && !f(v.to_owned()) {
+                        if !v.is_empty() && !f(el.id(), v.to_owned()) {
                             return;
                         }
                     }
@@ -140,10 +272,12 @@ impl Query {
             }
             Pick::AllText => {
                 for el in matches {
-                    for t in el.text() {
-                        let t = t.trim();
-                        if !t.is_empty() && !f(t.to_owned()) {
-                            return;
+                    for node in el.descendants() {
+                        if let Node::Text(t) = node.value() {
+                            let t = t.trim();
+                            if !t.is_empty() && !f(node.id(), t.to_owned()) {
+                                return;
+                            }
                         }
                     }
                 }
@@ -160,7 +294,7 @@ impl Query {
                     if let Node::Text(t) = node.value() {
                         let in_match = node.parent().is_some_and(|p| parents.contains(&p.id()));
                         let t = t.trim();
-                        if in_match && !t.is_empty() && !f(t.to_owned()) {
+                        if in_match && !t.is_empty() && !f(node.id(), t.to_owned()) {
                             return;
                         }
                     }
@@ -199,11 +333,11 @@ pub fn parse_selector(css: &str) -> Result<Selector, String> {
     })
 }
 
-fn own_text(el: ElementRef<'_>, f: &mut dyn FnMut(String) -> bool) {
+fn own_text(el: ElementRef<'_>, f: &mut dyn FnMut(NodeId, String) -> bool) {
     for child in el.children() {
         if let Node::Text(t) = child.value() {
             let t = t.trim();
-            if !t.is_empty() && !f(t.to_owned()) {
+            if !t.is_empty() && !f(child.id(), t.to_owned()) {
                 return;
             }
         }
@@ -257,5 +391,61 @@ mod tests {
         assert!(Query::parse("p::before").is_err());
         assert!(Query::parse("a::attr()").is_err());
         assert!(Query::parse("").is_err());
+    }
+
+    const SPHINX: &str = r##"<h1>json — JSON encoder<a class="headerlink" href="#m" title="Link, here">¶</a></h1>
+        <h2>Basic<a class="headerlink" href="#b">¶</a></h2>"##;
+
+    #[test]
+    fn groups_yield_in_document_order() {
+        assert_eq!(
+            run("h1 > a::text, h1::text", SPHINX),
+            ["json — JSON encoder", "¶"]
+        );
+        assert_eq!(
+            run("h2::text, h1::text", SPHINX),
+            ["json — JSON encoder", "Basic"]
+        );
+        // The same text node picked by two alternatives comes once.
+        assert_eq!(
+            run("h1::text, h1 ::text", SPHINX),
+            ["json — JSON encoder", "¶"]
+        );
+        assert_eq!(
+            run("a::attr(href), h2::text", SPHINX),
+            ["#m", "Basic", "#b"]
+        );
+        assert_eq!(run("h2, h1", SPHINX), ["json — JSON encoder ¶", "Basic ¶"]);
+        let doc = Html::parse_document(SPHINX);
+        let q = Query::parse("h2::text, h1 > a::attr(title)").unwrap();
+        assert_eq!(q.first(doc.root_element()).as_deref(), Some("Link, here"));
+    }
+
+    #[test]
+    fn groups_split_at_top_level_commas_only() {
+        assert_eq!(split_group("a, b::text"), ["a", " b::text"]);
+        assert_eq!(split_group(":is(a, b)::text"), [":is(a, b)::text"]);
+        assert_eq!(
+            split_group(r#"[title="a,b"]::text"#),
+            [r#"[title="a,b"]::text"#]
+        );
+        assert_eq!(split_group(r"a\,b"), [r"a\,b"]);
+        assert_eq!(
+            run(r#"a[title="Link, here"]::attr(href), h2::text"#, SPHINX),
+            ["#m", "Basic"]
+        );
+    }
+
+    #[test]
+    fn group_errors_name_the_alternative() {
+        let e = Query::parse("h1::text, h2::before").unwrap_err();
+        assert!(e.starts_with("alternative 2 of 2 (\"h2::before\"):"), "{e}");
+        let e = Query::parse("h1::text, , h2::text").unwrap_err();
+        assert!(e.contains("alternative 2 of 3"), "{e}");
+        let e = Query::parse("h1::text, p..x::text").unwrap_err();
+        assert!(
+            e.contains("alternative 2 of 2") && e.contains("invalid CSS selector"),
+            "{e}"
+        );
     }
 }

@@ -119,6 +119,21 @@ pub struct RawField {
     pub required: bool,
     pub many: bool,
     pub join: Option<Spanned<String>>,
+    /// `re`, `replace`, `strip`, `default`, `date_format` (see `super::process`).
+    pub process: RawProcess,
+}
+
+/// One `replace` pair: `['pattern', 'replacement']`.
+pub type RawReplace = Spanned<(String, String)>;
+
+/// A field's value-processing keys; all absent in the string shorthand.
+#[derive(Debug, Default)]
+pub struct RawProcess {
+    pub re: Option<Spanned<String>>,
+    pub replace: Option<Spanned<Vec<RawReplace>>>,
+    pub strip: Option<Spanned<String>>,
+    pub default: Option<Spanned<toml::Value>>,
+    pub date_format: Option<Spanned<String>>,
 }
 
 /// The table form of a field (also read by [`super::hint`] for its keys).
@@ -134,6 +149,11 @@ pub(super) struct RawFieldTable {
     #[serde(default)]
     many: bool,
     join: Option<Spanned<String>>,
+    re: Option<Spanned<String>>,
+    replace: Option<Spanned<Vec<RawReplace>>>,
+    strip: Option<Spanned<String>>,
+    default: Option<Spanned<toml::Value>>,
+    date_format: Option<Spanned<String>>,
 }
 
 impl<'de> Deserialize<'de> for RawField {
@@ -158,6 +178,7 @@ impl<'de> Deserialize<'de> for RawField {
                     required: false,
                     many: false,
                     join: None,
+                    process: RawProcess::default(),
                 })
             }
 
@@ -170,6 +191,13 @@ impl<'de> Deserialize<'de> for RawField {
                     required: t.required,
                     many: t.many,
                     join: t.join,
+                    process: RawProcess {
+                        re: t.re,
+                        replace: t.replace,
+                        strip: t.strip,
+                        default: t.default,
+                        date_format: t.date_format,
+                    },
                 })
             }
         }

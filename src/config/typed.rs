@@ -202,7 +202,7 @@ identities = [{ user_agent = 1 }]
                 "t.toml:2:13: max_pages: invalid type: string \"many\", expected i64",
                 "t.toml:4:13: follow.same_host: invalid type: string \"yes\", expected a boolean",
                 "t.toml:6:17: items.book.fields.price.css: invalid type: integer `3`, expected a string",
-                "t.toml:6:20: items.book.fields.price.typ: unknown field `typ`, expected one of `css`, `jsonld`, `type`, `required`, `many`, `join`",
+                "t.toml:6:20: items.book.fields.price.typ: unknown field `typ`, expected one of `css`, `jsonld`, `type`, `required`, `many`, `join`, `re`, `replace`, `strip`, `default`, `date_format`",
                 "t.toml:8:30: profiles.p.identities[0].user_agent: invalid type: integer `1`, expected a string",
             ]
         );

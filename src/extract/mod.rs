@@ -8,6 +8,7 @@
 mod depth;
 mod ld_scripts;
 mod number;
+pub mod process;
 
 use std::cell::OnceCell;
 
@@ -18,7 +19,7 @@ use url::{Position, Url};
 pub use depth::{MAX_DEPTH, MAX_WORK};
 pub use number::parse_number;
 
-use crate::config::{Field, FieldSource, FieldType, ItemKey, ItemKind, Target};
+use crate::config::{Field, FieldSource, ItemKey, ItemKind, Target};
 use crate::jsonld::{JsonLd, LdObject};
 use crate::urlnorm::{normalize_url, ParamPattern};
 
@@ -65,6 +66,14 @@ pub struct PageExtract {
     /// JSON-LD blocks malformed or past the caps (read only when a kind
     /// applied to the page has a `jsonld` field): the page's warning.
     pub jsonld_faults: u32,
+    /// With [`extract_explained`], for each of `items` (same order): the raw
+    /// value of every field whose value differs from it (processed, typed or
+    /// defaulted). Empty otherwise.
+    pub raw: Vec<Map<String, Value>>,
+    /// The same for `invalid`.
+    pub invalid_raw: Vec<Map<String, Value>>,
+    /// Whether to fill `raw` and `invalid_raw`.
+    explain: bool,
 }
 
 /// Which item kinds to apply.
@@ -98,6 +107,27 @@ pub fn extract(
     url: &Url,
     kinds: Kinds,
 ) -> Result<PageExtract, TooDeep> {
+    run(target, html, url, kinds, false)
+}
+
+/// [`extract`], keeping each field's raw value beside its value (see
+/// [`PageExtract::raw`]), for `crawld test`.
+pub fn extract_explained(
+    target: &Target,
+    html: &str,
+    url: &Url,
+    kinds: Kinds,
+) -> Result<PageExtract, TooDeep> {
+    run(target, html, url, kinds, true)
+}
+
+fn run(
+    target: &Target,
+    html: &str,
+    url: &Url,
+    kinds: Kinds,
+    explain: bool,
+) -> Result<PageExtract, TooDeep> {
     if depth::needs_scan(html) {
         let found = depth::nesting(html, depth::LIMITS);
         if found.depth > MAX_DEPTH {
@@ -113,6 +143,7 @@ pub fn extract(
     let mut out = PageExtract {
         links,
         links_dropped,
+        explain,
         ..Default::default()
     };
     let path = &url[Position::BeforePath..];
@@ -163,22 +194,32 @@ impl Ctx<'_> {
     fn jsonld(&self) -> &JsonLd {
         self.ld.get_or_init(|| ld_scripts::read(self.doc))
     }
+}
 
-    /// Every raw string of a field (for `many` and `join`). `obj` is the
-    /// item's own JSON-LD object, for a kind with one item per object.
-    fn values(&self, field: &Field, root: ElementRef<'_>, obj: Option<&LdObject>) -> Vec<String> {
-        match (&field.source, obj) {
-            (FieldSource::Css(q), _) => q.values(root),
+/// Where a field's raw strings come from for one item: its CSS query
+/// inside the item's element, or its JSON-LD path (inside the item's own
+/// object, for a kind with one item per object, else across the page).
+pub(super) struct Source<'a> {
+    ctx: &'a Ctx<'a>,
+    root: ElementRef<'a>,
+    obj: Option<&'a LdObject>,
+}
+
+impl Source<'_> {
+    /// Every raw string of `field`, in document order.
+    pub(super) fn values(&self, field: &Field) -> Vec<String> {
+        match (&field.source, self.obj) {
+            (FieldSource::Css(q), _) => q.values(self.root),
             (FieldSource::JsonLd(p), Some(obj)) => crate::jsonld::values_in(obj, p),
-            (FieldSource::JsonLd(p), None) => self.jsonld().values(p),
+            (FieldSource::JsonLd(p), None) => self.ctx.jsonld().values(p),
         }
     }
 
-    /// A field's first raw string (a CSS query stops at it).
-    fn first(&self, field: &Field, root: ElementRef<'_>, obj: Option<&LdObject>) -> Option<String> {
+    /// The first raw string of `field` (a CSS query stops at it).
+    pub(super) fn first(&self, field: &Field) -> Option<String> {
         match &field.source {
-            FieldSource::Css(q) => q.first(root),
-            FieldSource::JsonLd(_) => self.values(field, root, obj).into_iter().next(),
+            FieldSource::Css(q) => q.first(self.root),
+            FieldSource::JsonLd(_) => self.values(field).into_iter().next(),
         }
     }
 }
@@ -235,40 +276,18 @@ fn item(
     let (page, base, strip) = (ctx.page, ctx.base, ctx.strip);
     let mut value = Map::with_capacity(kind.fields.len());
     let mut missing = Vec::new();
+    let cx = process::Context {
+        base,
+        strip_params: strip,
+    };
+    // Raw values only for `crawld test`: a crawl builds no map for them.
+    let mut raw = out.explain.then(Map::new);
     for field in &kind.fields {
-        let converted = |raw: String| -> Option<Value> {
-            match field.kind {
-                FieldType::Text => Some(Value::String(raw)),
-                FieldType::Url => base
-                    .join(&raw)
-                    .ok()
-                    .map(|u| Value::String(normalize_url(u, strip).into())),
-                FieldType::Number => parse_number(&raw)
-                    .and_then(serde_json::Number::from_f64)
-                    .map(Value::Number),
-            }
-        };
-        let v = if field.many {
-            let list: Vec<Value> = ctx
-                .values(field, root, obj)
-                .into_iter()
-                .filter_map(converted)
-                .collect();
-            if list.is_empty() {
-                None
-            } else {
-                Some(Value::Array(list))
-            }
-        } else if let Some(sep) = &field.join {
-            let parts = ctx.values(field, root, obj);
-            if parts.is_empty() {
-                None
-            } else {
-                converted(parts.join(sep))
-            }
-        } else {
-            ctx.first(field, root, obj).and_then(converted)
-        };
+        let src = Source { ctx, root, obj };
+        let (v, shown) = process::from_query(field, &src, &cx, out.explain);
+        if let (Some(raw), Some(r)) = (raw.as_mut(), shown) {
+            raw.insert(field.name.clone(), r);
+        }
         match v {
             Some(v) => {
                 value.insert(field.name.clone(), v);
@@ -295,11 +314,14 @@ fn item(
         },
     };
     match key {
-        Some(key) if missing.is_empty() => out.items.push(Item {
-            kind: kind.name.clone(),
-            key,
-            value,
-        }),
+        Some(key) if missing.is_empty() => {
+            out.items.push(Item {
+                kind: kind.name.clone(),
+                key,
+                value,
+            });
+            out.raw.extend(raw);
+        }
         key => {
             if key.is_none() {
                 if let ItemKey::Field(i) = kind.key {
@@ -319,6 +341,7 @@ fn item(
                 missing,
                 present,
             });
+            out.invalid_raw.extend(raw);
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Property tests for the entry points that read untrusted input: the same
 //! ones the fuzz targets in `fuzz/` drive (config loading, extraction and
-//! field queries, the JSON-LD reader, URL normalisation, robots.txt, Retry-After, backup
-//! restore). The fuzzers look for crashes over minutes; these keep the
-//! properties in every `cargo test`, with case counts small enough to run
-//! in a few seconds. One module per entry point.
+//! field queries, value processing, the JSON-LD reader, URL normalisation,
+//! robots.txt, Retry-After, backup restore). The fuzzers look for crashes
+//! over minutes; these keep the properties in every `cargo test`, with case
+//! counts small enough to run in a few seconds. One module per entry point.
 
 mod backup;
 mod config;
@@ -12,6 +12,7 @@ mod jsonld;
 mod retry_after;
 mod robots;
 mod urls;
+mod values;
 
 use proptest::prelude::*;
 
