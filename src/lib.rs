@@ -32,6 +32,7 @@
 //!
 //! Imports go one way, down a table of floors that `tests/layers/main.rs` keeps:
 //! shared vocabulary at the bottom (`ids`, `failure`, `urlnorm`, `error`,
+//! `jsonld` for structured data's paths and reader,
 //! and `health` for monitor kinds and states), then `config` (compiled
 //! selectors included), `retry`, `extract`, `store`, the crawl's stages,
 //! `crawl`, `daemon` and `cli` on top. A type two floors share lives below
@@ -55,6 +56,7 @@ pub mod files;
 pub mod frontier;
 pub mod health;
 pub mod ids;
+pub mod jsonld;
 pub mod limiter;
 pub mod monitor;
 pub mod printable;

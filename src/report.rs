@@ -174,6 +174,13 @@ pub fn summary(run: &RunRecord, failures: &[FailureRecord]) -> String {
             c.links_dropped, c.hosts_dropped
         );
     }
+    if c.jsonld_invalid > 0 {
+        let _ = writeln!(
+            s,
+            "  jsonld  {} page(s) with malformed or oversized JSON-LD: those blocks not read (the URLs are in the log's warnings)",
+            c.jsonld_invalid
+        );
+    }
     if c.pages_not_modified + c.pages_unchanged > 0 {
         let _ = writeln!(
             s,

@@ -3,7 +3,7 @@
 
 #![no_main]
 
-use crawld::extract::Query;
+use crawld::config::Query;
 use libfuzzer_sys::fuzz_target;
 
 /// A page with nesting, attributes, text at several levels, a table and a form.

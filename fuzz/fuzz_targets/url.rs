@@ -1,11 +1,10 @@
-//! URL normalisation (`frontier::normalize_url`) on fuzzed URLs, absolute
+//! URL normalisation (`urlnorm::normalize_url`) on fuzzed URLs, absolute
 //! or relative to a page: it must be idempotent, keep scheme and host, and
 //! survive the string round trip the store and the frontier make.
 
 #![no_main]
 
-use crawld::config::ParamPattern;
-use crawld::frontier::normalize_url;
+use crawld::urlnorm::{normalize_url, ParamPattern};
 use libfuzzer_sys::fuzz_target;
 use url::Url;
 

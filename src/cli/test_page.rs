@@ -69,6 +69,12 @@ async fn run(
         None => outln!("{} (from file)", source.url),
     }
     print_items(&target, &source, &page);
+    if page.jsonld_faults > 0 {
+        outln!(
+            "\nwarning: {} JSON-LD block(s) malformed or past the caps: not read (a crawl counts the page in jsonld_invalid)",
+            page.jsonld_faults
+        );
+    }
     print_links(&page, &links);
     Ok(())
 }
@@ -214,6 +220,7 @@ fn print_json(source: &PageSource, page: &PageExtract, links: &Links) {
         "invalid": page.invalid.iter().enumerate().map(|(n, i)| with_raw(serde_json::json!({"kind": i.kind, "missing": i.missing}), page.invalid_raw.get(n))).collect::<Vec<_>>(),
         "links": page.links.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
         "followed": links.followed,
+        "jsonld_faults": page.jsonld_faults,
     });
     outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
 }
@@ -263,10 +270,10 @@ fn print_items(target: &Target, source: &PageSource, page: &PageExtract) {
                     .pages
                     .as_ref()
                     .is_none_or(|re| re.is_match(&source.url[url::Position::BeforePath..]));
-            let why = if applies {
-                "no match on this page"
-            } else {
-                "`pages` does not match this URL"
+            let why = match &kind.ld_type {
+                _ if !applies => "`pages` does not match this URL".to_owned(),
+                Some(ty) => format!("no JSON-LD {ty} object on this page"),
+                None => "no match on this page".to_owned(),
             };
             outln!("\n[{}] 0 items ({why})", kind.name);
             continue;

@@ -8,7 +8,8 @@ use super::process;
 use super::raw::{RawField, RawItem};
 use super::values::{regex, selector};
 use super::Query;
-use super::{Field, ItemKey, ItemKind};
+use super::{Field, FieldSource, ItemKey, ItemKind};
+use crate::jsonld::LdPath;
 
 pub(super) fn item_kind(c: &mut Compiler, name: &str, raw: &Spanned<RawItem>) -> Option<ItemKind> {
     let before = c.errors.len();
@@ -37,6 +38,7 @@ pub(super) fn item_kind(c: &mut Compiler, name: &str, raw: &Spanned<RawItem>) ->
             fields.push(field);
         }
     }
+    let ld_type = ld_items(c, name, item, &fields);
     if item.fields.is_empty() {
         c.err(
             raw.span(),
@@ -98,6 +100,19 @@ pub(super) fn item_kind(c: &mut Compiler, name: &str, raw: &Spanned<RawItem>) ->
             );
             None
         }
+        None if ld_type.is_some() => {
+            c.err(
+                raw.span(),
+                format!("items.{name}"),
+                format!(
+                    "an item kind whose fields all read JSON-LD {} objects makes one item per object, \
+                     so it needs `key`: the field that identifies an item across runs \
+                     (or key = \"url\" for the page's URL)",
+                    ld_type.as_deref().unwrap_or_default()
+                ),
+            );
+            None
+        }
         None => Some(ItemKey::PageUrl),
     };
     if c.errors.len() > before {
@@ -107,6 +122,7 @@ pub(super) fn item_kind(c: &mut Compiler, name: &str, raw: &Spanned<RawItem>) ->
         name: name.to_owned(),
         pages,
         selector: sel,
+        ld_type,
         key: key?,
         fields,
     })
@@ -114,16 +130,41 @@ pub(super) fn item_kind(c: &mut Compiler, name: &str, raw: &Spanned<RawItem>) ->
 
 fn field(c: &mut Compiler, key: &str, name: &str, raw: &Spanned<RawField>) -> Option<Field> {
     let f = raw.get_ref();
-    // The string shorthand has no span of its own: use the whole value's.
-    let css_span = if f.css.span().is_empty() {
-        raw.span()
-    } else {
-        f.css.span()
-    };
-    let query = match Query::parse(f.css.get_ref()) {
-        Ok(q) => Some(q),
-        Err(e) => {
-            c.err(css_span, key, e);
+    let source = match (&f.css, &f.jsonld) {
+        (Some(css), None) => {
+            // The string shorthand has no span of its own: use the whole value's.
+            let css_span = if css.span().is_empty() {
+                raw.span()
+            } else {
+                css.span()
+            };
+            match Query::parse(css.get_ref()) {
+                Ok(q) => Some(FieldSource::Css(q)),
+                Err(e) => {
+                    c.err(css_span, key, e);
+                    None
+                }
+            }
+        }
+        (None, Some(path)) => c
+            .check(path, &format!("{key}.jsonld"), |p| {
+                LdPath::parse(p).map_err(|e| e.to_string())
+            })
+            .map(FieldSource::JsonLd),
+        (Some(_), Some(path)) => {
+            c.err(
+                path.span(),
+                format!("{key}.jsonld"),
+                "a field takes `css` or `jsonld`, not both",
+            );
+            None
+        }
+        (None, None) => {
+            c.err(
+                raw.span(),
+                key,
+                r#"a field needs `css = "…"` (a query in the page) or `jsonld = "Type.key"` (a value of the page's JSON-LD)"#,
+            );
             None
         }
     };
@@ -141,7 +182,7 @@ fn field(c: &mut Compiler, key: &str, name: &str, raw: &Spanned<RawField>) -> Op
     let default = process::default(c, key, f, kind.as_ref());
     Some(Field {
         name: name.to_owned(),
-        query: query?,
+        source: source?,
         kind: kind?,
         required: f.required,
         many: f.many,
@@ -149,4 +190,26 @@ fn field(c: &mut Compiler, key: &str, name: &str, raw: &Spanned<RawField>) -> Op
         process: proc.ok()?,
         default: default.ok()?,
     })
+}
+
+/// The `@type` whose objects are the kind's items: no selector, and every
+/// field `jsonld` of that type. `jsonld` fields in a kind with a selector
+/// are an error: their values are not inside the selected elements.
+fn ld_items(c: &mut Compiler, name: &str, item: &RawItem, fields: &[Field]) -> Option<String> {
+    let paths: Vec<&LdPath> = fields.iter().filter_map(|f| f.source.jsonld()).collect();
+    if let (Some(sel), false) = (&item.selector, paths.is_empty()) {
+        c.err(
+            sel.span(),
+            format!("items.{name}.selector"),
+            "a kind with `selector` reads its fields inside each match, and `jsonld` fields are \
+             not inside elements: remove `selector` (one item per JSON-LD object when every \
+             field is `jsonld` of one type) or use `css` fields",
+        );
+        return None;
+    }
+    let ty = paths.first()?.ty();
+    (item.selector.is_none()
+        && paths.len() == item.fields.len()
+        && paths.iter().all(|p| p.ty() == ty))
+    .then(|| ty.to_owned())
 }

@@ -59,6 +59,7 @@ pub use secret::{PathShown, Secret, SecretUrl};
 pub use smtp::{SmtpSecurity, SmtpServer, SMTPS_PORT, SMTP_PORT};
 
 use crate::ids::{ChannelName, ProfileName, TargetId};
+use crate::jsonld::LdPath;
 
 /// Default page budget of one run (`max_pages`).
 pub const DEFAULT_MAX_PAGES: u64 = 10_000;
@@ -231,8 +232,12 @@ pub struct ItemKind {
     pub name: String,
     /// Which pages (path + query) the kind applies to; `None` = all.
     pub pages: Option<Regex>,
-    /// Each match is one item; `None` = the whole page is one item.
+    /// Each match is one item; `None` = the whole page is one item (or,
+    /// with [`ItemKind::ld_type`], each JSON-LD object).
     pub selector: Option<Selector>,
+    /// Each JSON-LD object of this `@type` is one item: the kind has no
+    /// selector and every field is `jsonld` with this first segment.
+    pub ld_type: Option<String>,
     pub key: ItemKey,
     pub fields: Vec<Field>,
 }
@@ -250,7 +255,7 @@ pub enum ItemKey {
 #[derive(Debug)]
 pub struct Field {
     pub name: String,
-    pub query: Query,
+    pub source: FieldSource,
     pub kind: FieldType,
     pub required: bool,
     pub many: bool,
@@ -260,6 +265,25 @@ pub struct Field {
     pub process: Option<Process>,
     /// `default`: the value of a missing (optional, single) field, of its type.
     pub default: Option<serde_json::Value>,
+}
+
+/// Where a field's raw strings come from.
+#[derive(Debug)]
+pub enum FieldSource {
+    /// `css = "…"`: a query inside the item's element.
+    Css(Query),
+    /// `jsonld = "Type.key…"`: the page's JSON-LD (or the item's object).
+    JsonLd(LdPath),
+}
+
+impl FieldSource {
+    /// The JSON-LD path, for a `jsonld` field.
+    pub fn jsonld(&self) -> Option<&LdPath> {
+        match self {
+            FieldSource::JsonLd(p) => Some(p),
+            FieldSource::Css(_) => None,
+        }
+    }
 }
 
 /// How a field's text is turned into a value.

@@ -114,13 +114,16 @@ pub struct RawItem {
     pub fields: IndexMap<String, Spanned<RawField>>,
 }
 
-/// A field: `"css"` shorthand or `{ css = "…", type = "…", … }`.
+/// A field: `"css"` shorthand or `{ css = "…", type = "…", … }`, or
+/// `{ jsonld = "Type.key", … }` (exactly one of `css` and `jsonld`, checked
+/// when it compiles so that the error has the field's position).
 ///
 /// Written by hand because serde's untagged enums buffer the input and lose
 /// the spans of the values inside the table form.
 #[derive(Debug)]
 pub struct RawField {
-    pub css: Spanned<String>,
+    pub css: Option<Spanned<String>>,
+    pub jsonld: Option<Spanned<String>>,
     pub kind: Option<Spanned<String>>,
     pub required: bool,
     pub many: bool,
@@ -146,7 +149,8 @@ pub struct RawProcess {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFieldTable {
-    css: Spanned<String>,
+    css: Option<Spanned<String>>,
+    jsonld: Option<Spanned<String>>,
     #[serde(rename = "type")]
     kind: Option<Spanned<String>>,
     #[serde(default)]
@@ -169,13 +173,16 @@ impl<'de> Deserialize<'de> for RawField {
             type Value = RawField;
 
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str(r#"a CSS query string or a table like { css = "…", type = "url" }"#)
+                f.write_str(
+                    r#"a CSS query string or a table like { css = "…", type = "url" } or { jsonld = "Product.name" }"#,
+                )
             }
 
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawField, E> {
                 // The enclosing `Spanned<RawField>` carries the position of the string.
                 Ok(RawField {
-                    css: Spanned::new(0..0, v.to_owned()),
+                    css: Some(Spanned::new(0..0, v.to_owned())),
+                    jsonld: None,
                     kind: None,
                     required: false,
                     many: false,
@@ -188,6 +195,7 @@ impl<'de> Deserialize<'de> for RawField {
                 let t = RawFieldTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 Ok(RawField {
                     css: t.css,
+                    jsonld: t.jsonld,
                     kind: t.kind,
                     required: t.required,
                     many: t.many,

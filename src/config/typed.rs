@@ -184,8 +184,8 @@ mod tests {
 
     #[test]
     fn every_type_and_key_error_is_reported_once() {
-        // `css` and `user_agent` are required: removing their bad values must
-        // not add a "missing field" error for each.
+        // `user_agent` is required (and a field needs `css` or `jsonld`):
+        // removing their bad values must not add a "missing" error for each.
         let text = r#"start_urls = ["http://a.example/", 7]
 max_pages = "many"
 [follow]
@@ -202,7 +202,7 @@ identities = [{ user_agent = 1 }]
                 "t.toml:2:13: max_pages: invalid type: string \"many\", expected i64",
                 "t.toml:4:13: follow.same_host: invalid type: string \"yes\", expected a boolean",
                 "t.toml:6:17: items.book.fields.price.css: invalid type: integer `3`, expected a string",
-                "t.toml:6:20: items.book.fields.price.typ: unknown field `typ`, expected one of `css`, `type`, `required`, `many`, `join`, `re`, `replace`, `strip`, `default`, `date_format`",
+                "t.toml:6:20: items.book.fields.price.typ: unknown field `typ`, expected one of `css`, `jsonld`, `type`, `required`, `many`, `join`, `re`, `replace`, `strip`, `default`, `date_format`",
                 "t.toml:8:30: profiles.p.identities[0].user_agent: invalid type: integer `1`, expected a string",
             ]
         );

@@ -162,6 +162,14 @@ impl Recorder<'_> {
         if let Some(page) = extract {
             self.counts.items_invalid += page.invalid.len() as u64;
             self.counts.links_dropped += page.links_dropped;
+            if page.jsonld_faults > 0 {
+                self.counts.jsonld_invalid += 1;
+                warn!(
+                    url = %response.url,
+                    blocks = page.jsonld_faults,
+                    "Malformed or oversized JSON-LD on this page: those blocks were not read; the page was kept."
+                );
+            }
             count_coverage(&mut self.counts.coverage, &page);
             self.live.items += page.items.len() as u64;
             // Only links the follow rules' paths allow are kept, for

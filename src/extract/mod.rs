@@ -2,10 +2,15 @@
 //! it and the links to follow. Pure and synchronous: callers run it off the
 //! async worker threads. A page nested too deep to parse in reasonable time
 //! ([`MAX_DEPTH`], [`MAX_WORK`]) is refused before it is parsed (see `depth`).
+//! Its JSON-LD blocks are read (`ld_scripts`, then `crate::jsonld`) once, and
+//! only when a kind that applies to it has a `jsonld` field.
 
 mod depth;
+mod ld_scripts;
 mod number;
 pub mod process;
+
+use std::cell::OnceCell;
 
 use scraper::{ElementRef, Html, Selector};
 use serde_json::{Map, Value};
@@ -14,7 +19,8 @@ use url::{Position, Url};
 pub use depth::{MAX_DEPTH, MAX_WORK};
 pub use number::parse_number;
 
-use crate::config::{ItemKey, ItemKind, Target};
+use crate::config::{Field, FieldSource, ItemKey, ItemKind, Target};
+use crate::jsonld::{JsonLd, LdObject};
 use crate::urlnorm::{normalize_url, ParamPattern};
 
 /// One extracted item.
@@ -57,6 +63,9 @@ pub struct PageExtract {
     pub links: Vec<Url>,
     /// Links past `follow.max_links`, not taken (each occurrence counts).
     pub links_dropped: u64,
+    /// JSON-LD blocks malformed or past the caps (read only when a kind
+    /// applied to the page has a `jsonld` field): the page's warning.
+    pub jsonld_faults: u32,
     /// With [`extract_explained`], for each of `items` (same order): the raw
     /// value of every field whose value differs from it (processed, typed or
     /// defaulted). Empty otherwise.
@@ -138,27 +147,81 @@ fn run(
         ..Default::default()
     };
     let path = &url[Position::BeforePath..];
+    // Read on first use: a page no `jsonld` field asks about costs nothing.
+    let ld = OnceCell::new();
+    let ctx = Ctx {
+        page: url,
+        base: &base,
+        strip: &target.strip_params,
+        doc: &doc,
+        ld: &ld,
+    };
     for kind in &target.items {
         if kinds == Kinds::Matching && kind.pages.as_ref().is_some_and(|re| !re.is_match(path)) {
             continue;
         }
-        match &kind.selector {
-            Some(sel) => {
+        match (&kind.selector, &kind.ld_type) {
+            (Some(sel), _) => {
                 for root in doc.select(sel) {
-                    item(kind, root, url, &base, &target.strip_params, &mut out);
+                    item(kind, root, None, &ctx, &mut out);
                 }
             }
-            None => item(
-                kind,
-                doc.root_element(),
-                url,
-                &base,
-                &target.strip_params,
-                &mut out,
-            ),
+            (None, Some(ty)) => {
+                for obj in ctx.jsonld().objects(ty) {
+                    item(kind, doc.root_element(), Some(obj), &ctx, &mut out);
+                }
+            }
+            (None, None) => item(kind, doc.root_element(), None, &ctx, &mut out),
         }
     }
+    if let Some(ld) = ld.get() {
+        out.jsonld_faults = ld.invalid.saturating_add(ld.skipped);
+    }
     Ok(out)
+}
+
+/// What every item of a page shares.
+struct Ctx<'a> {
+    page: &'a Url,
+    base: &'a Url,
+    strip: &'a [ParamPattern],
+    doc: &'a Html,
+    ld: &'a OnceCell<JsonLd>,
+}
+
+impl Ctx<'_> {
+    /// The page's JSON-LD, parsed on first use.
+    fn jsonld(&self) -> &JsonLd {
+        self.ld.get_or_init(|| ld_scripts::read(self.doc))
+    }
+}
+
+/// Where a field's raw strings come from for one item: its CSS query
+/// inside the item's element, or its JSON-LD path (inside the item's own
+/// object, for a kind with one item per object, else across the page).
+pub(super) struct Source<'a> {
+    ctx: &'a Ctx<'a>,
+    root: ElementRef<'a>,
+    obj: Option<&'a LdObject>,
+}
+
+impl Source<'_> {
+    /// Every raw string of `field`, in document order.
+    pub(super) fn values(&self, field: &Field) -> Vec<String> {
+        match (&field.source, self.obj) {
+            (FieldSource::Css(q), _) => q.values(self.root),
+            (FieldSource::JsonLd(p), Some(obj)) => crate::jsonld::values_in(obj, p),
+            (FieldSource::JsonLd(p), None) => self.ctx.jsonld().values(p),
+        }
+    }
+
+    /// The first raw string of `field` (a CSS query stops at it).
+    pub(super) fn first(&self, field: &Field) -> Option<String> {
+        match &field.source {
+            FieldSource::Css(q) => q.first(self.root),
+            FieldSource::JsonLd(_) => self.values(field).into_iter().next(),
+        }
+    }
 }
 
 /// `<base href>` resolved against the page URL, or the page URL.
@@ -206,11 +269,11 @@ fn links(doc: &Html, base: &Url, target: &Target) -> (Vec<Url>, u64) {
 fn item(
     kind: &ItemKind,
     root: ElementRef<'_>,
-    page: &Url,
-    base: &Url,
-    strip: &[ParamPattern],
+    obj: Option<&LdObject>,
+    ctx: &Ctx<'_>,
     out: &mut PageExtract,
 ) {
+    let (page, base, strip) = (ctx.page, ctx.base, ctx.strip);
     let mut value = Map::with_capacity(kind.fields.len());
     let mut missing = Vec::new();
     let cx = process::Context {
@@ -220,7 +283,8 @@ fn item(
     // Raw values only for `crawld test`: a crawl builds no map for them.
     let mut raw = out.explain.then(Map::new);
     for field in &kind.fields {
-        let (v, shown) = process::from_query(field, root, &cx, out.explain);
+        let src = Source { ctx, root, obj };
+        let (v, shown) = process::from_query(field, &src, &cx, out.explain);
         if let (Some(raw), Some(r)) = (raw.as_mut(), shown) {
             raw.insert(field.name.clone(), r);
         }

@@ -4,11 +4,11 @@
 //! point for any value source (a CSS query here, JSON-LD alike): it takes
 //! one raw string.
 
-use scraper::ElementRef;
 use serde_json::Value;
 use url::Url;
 
 use super::number::parse_number;
+use super::Source;
 use crate::config::{parse_bool, parse_date, Field, FieldType};
 use crate::urlnorm::{normalize_url, ParamPattern};
 
@@ -58,17 +58,17 @@ fn whole(x: f64) -> Option<i64> {
     (x.fract() == 0.0 && x.abs() <= EXACT).then_some(x as i64)
 }
 
-/// The value of `field` inside `root` (`many`: each match processed; `join`:
+/// The value of `field` from `src` (`many`: each match processed; `join`:
 /// the joined matches; else the first match), its `default` when missing,
 /// and, when `explain`, the raw value beside it if it differs.
 pub(super) fn from_query(
     field: &Field,
-    root: ElementRef<'_>,
+    src: &Source<'_>,
     cx: &Context<'_>,
     explain: bool,
 ) -> (Option<Value>, Option<Value>) {
     let (v, raw) = if field.many {
-        let raws = field.query.values(root);
+        let raws = src.values(field);
         let shown = explain.then(|| Value::from(raws.clone()));
         let list: Vec<Value> = raws
             .into_iter()
@@ -78,13 +78,13 @@ pub(super) fn from_query(
     } else {
         let raw = match (&field.join, &field.process) {
             (Some(sep), _) => {
-                let parts = field.query.values(root);
+                let parts = src.values(field);
                 (!parts.is_empty()).then(|| parts.join(sep))
             }
             (None, Some(p)) if p.filters() => {
-                return first_kept(field, root, cx, p, explain);
+                return first_kept(field, src, cx, p, explain);
             }
-            (None, _) => field.query.first(root),
+            (None, _) => src.first(field),
         };
         let shown = explain.then(|| raw.clone().map_or(Value::Null, Value::String));
         (raw.and_then(|r| value(field, r, cx)), shown)
@@ -102,12 +102,12 @@ pub(super) fn from_query(
 /// first match, when `re` kept none).
 fn first_kept(
     field: &Field,
-    root: ElementRef<'_>,
+    src: &Source<'_>,
     cx: &Context<'_>,
     p: &crate::config::Process,
     explain: bool,
 ) -> (Option<Value>, Option<Value>) {
-    let raws = field.query.values(root);
+    let raws = src.values(field);
     let mut shown = explain.then(|| raws.first().cloned().map_or(Value::Null, Value::String));
     let mut kept = None;
     for raw in raws {

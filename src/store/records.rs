@@ -117,6 +117,9 @@ pub struct RunCounts {
     /// sitemaps.org limits, too many files): a few lines, each naming its file.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sitemap_warnings: Vec<String>,
+    /// Pages with JSON-LD blocks that were malformed or past the reader's
+    /// caps (read only for `jsonld` fields): a warning, the pages were kept.
+    pub jsonld_invalid: u64,
     /// Figures per host (`host:port`).
     pub hosts: BTreeMap<String, HostRunCounts>,
     /// Per item kind: how many items were extracted and, per field, how many
@@ -236,6 +239,7 @@ impl RunCounts {
         self.unchanged_by_sitemap += o.unchanged_by_sitemap;
         self.sitemap_warnings
             .extend(o.sitemap_warnings.iter().cloned());
+        self.jsonld_invalid += o.jsonld_invalid;
         for (k, n) in &o.errors {
             *self.errors.entry(*k).or_default() += n;
         }

@@ -30,6 +30,8 @@ const FLOORS: &[(&str, u8)] = &[
     ("failure", 0),
     ("files", 0),
     ("ids", 0),
+    // JSON-LD paths (compiled by config) and the pure reader (used by extract).
+    ("jsonld", 0),
     ("printable", 0),
     ("urlnorm", 0),
     // 1 — the words for a target's health (monitor kinds and states).

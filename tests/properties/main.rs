@@ -1,13 +1,15 @@
 //! Property tests for the entry points that read untrusted input: the same
 //! ones the fuzz targets in `fuzz/` drive (config loading, extraction and
-//! field queries, value processing, URL normalisation, robots.txt, sitemaps,
-//! Retry-After, backup restore). The fuzzers look for crashes over minutes; these keep the
-//! properties in every `cargo test`, with case counts small enough to run
-//! in a few seconds. One module per entry point.
+//! field queries, value processing, the JSON-LD reader, URL normalisation,
+//! robots.txt, sitemaps, Retry-After, backup restore). The fuzzers look for
+//! crashes over minutes; these keep the properties in every `cargo test`,
+//! with case counts small enough to run in a few seconds. One module per
+//! entry point.
 
 mod backup;
 mod config;
 mod extraction;
+mod jsonld;
 mod retry_after;
 mod robots;
 mod sitemap;
