@@ -177,6 +177,7 @@ fn metrics_parse_and_their_counters_equal_the_sums_of_crawld_runs() {
         ("failed", "pages_failed"),
         ("not_modified", "pages_not_modified"),
         ("unchanged", "pages_unchanged"),
+        ("unchanged_by_sitemap", "unchanged_by_sitemap"),
         ("not_html", "pages_not_html"),
         ("robots_disallowed", "robots_disallowed"),
         ("over_budget", "over_budget"),
@@ -215,6 +216,7 @@ fn metrics_parse_and_their_counters_equal_the_sums_of_crawld_runs() {
         ("crawld_requeues_total", "requeues"),
         ("crawld_throttled_total", "throttled"),
         ("crawld_received_bytes_total", "bytes"),
+        ("crawld_jsonld_invalid_pages_total", "jsonld_invalid"),
     ] {
         assert_eq!(find(metric, &[("target", "shop")]), sum(field), "{metric}");
     }

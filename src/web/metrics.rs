@@ -166,12 +166,13 @@ fn daemon(reg: &mut Registry, status: &Status, runs: &TargetRuns) {
 type Get = fn(&RunCounts) -> u64;
 
 /// Pages by outcome (they overlap: not a partition).
-const PAGE_OUTCOMES: [(&str, Get); 8] = [
+const PAGE_OUTCOMES: [(&str, Get); 9] = [
     ("fetched", |c| c.pages_fetched),
     ("committed", |c| c.pages_committed),
     ("failed", |c| c.pages_failed),
     ("not_modified", |c| c.pages_not_modified),
     ("unchanged", |c| c.pages_unchanged),
+    ("unchanged_by_sitemap", |c| c.unchanged_by_sitemap),
     ("not_html", |c| c.pages_not_html),
     ("robots_disallowed", |c| c.robots_disallowed),
     ("over_budget", |c| c.over_budget),
@@ -188,7 +189,7 @@ const ITEM_OUTCOMES: [(&str, Get); 7] = [
 ];
 
 /// Counters with only a target label: name, help, unit, figure.
-const PLAIN: [(&str, &str, Option<Unit>, Get); 4] = [
+const PLAIN: [(&str, &str, Option<Unit>, Get); 5] = [
     (
         "retries",
         "Attempts made again after a failure, summed over the target's kept runs",
@@ -212,6 +213,12 @@ const PLAIN: [(&str, &str, Option<Unit>, Get); 4] = [
         "Body bytes received (after decompression), summed over the target's kept runs",
         Some(Unit::Bytes),
         |c| c.bytes,
+    ),
+    (
+        "jsonld_invalid_pages",
+        "Pages with malformed or oversized JSON-LD (blocks not read, pages kept), summed over the target's kept runs",
+        None,
+        |c| c.jsonld_invalid,
     ),
 ];
 
