@@ -154,6 +154,25 @@ impl JsonLd {
     }
 }
 
+impl JsonLd {
+    /// The values of `path` in the first object of its type only: a page's
+    /// field. A page's main `Product` without a price must not take the
+    /// price of a related product listed after it, so one item never mixes
+    /// two objects (a kind reading every object gives one item per object).
+    pub fn first_object_values(&self, path: &LdPath) -> Vec<String> {
+        let mut first = None;
+        for d in &self.docs {
+            let mut found = Vec::new();
+            find(d, &path.ty, &mut found);
+            if let Some(obj) = found.first() {
+                first = Some(*obj);
+                break;
+            }
+        }
+        first.map_or_else(Vec::new, |obj| values_in(obj, path))
+    }
+}
+
 /// The values of `path` inside one object of its type (from
 /// [`JsonLd::objects`]): an item kind with one item per object.
 pub fn values_in(obj: &Map<String, Value>, path: &LdPath) -> Vec<String> {
@@ -175,15 +194,48 @@ fn parse_block(text: &str, docs: &mut Vec<Value>) -> bool {
     if parse_values(text, docs) {
         return true;
     }
-    if text.contains(|c: char| c.is_control()) {
-        docs.truncate(before);
-        let cleaned: String = text
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        return parse_values(&cleaned, docs);
+    // Read again with the two faults hand-written blocks have most: raw
+    // control characters inside strings and trailing commas.
+    docs.truncate(before);
+    let cleaned: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let cleaned = drop_trailing_commas(&cleaned);
+    if parse_values(&cleaned, docs) {
+        return true;
     }
+    docs.truncate(before);
+    // What was read before the fault is kept.
+    parse_values(text, docs);
     false
+}
+
+/// `text` without the commas that stand right before a `}` or `]` (outside
+/// strings): `{"price": "9.99",}` is a common hand-written fault.
+fn drop_trailing_commas(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for (i, c) in text.char_indices() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if c == ','
+            && text[i + 1..]
+                .trim_start()
+                .starts_with(|n: char| n == '}' || n == ']')
+        {
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Values one after another, separated by whitespace or `;`; `false` at the

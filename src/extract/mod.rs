@@ -211,7 +211,7 @@ impl Source<'_> {
         match (&field.source, self.obj) {
             (FieldSource::Css(q), _) => q.values(self.root),
             (FieldSource::JsonLd(p), Some(obj)) => crate::jsonld::values_in(obj, p),
-            (FieldSource::JsonLd(p), None) => self.ctx.jsonld().values(p),
+            (FieldSource::JsonLd(p), None) => self.ctx.jsonld().first_object_values(p),
         }
     }
 

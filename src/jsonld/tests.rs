@@ -111,6 +111,9 @@ fn lenient_where_real_sites_are() {
         "{\"@type\":\"Product\",\"name\":\"x\"}\n{\"@type\":\"Thing\"}",
         // A raw newline and tab inside a string: invalid JSON, common.
         "{\"@type\":\"Product\",\"name\":\"x\",\"description\":\"two\n\tlines\"}",
+        // Trailing commas, hand-written; a comma inside a string stays.
+        "{\"@type\":\"Product\",\"name\":\"x\",\"offers\":{\"price\":\"9,}\",},}",
+        "[{\"@type\":\"Product\",\"name\":\"x\"} , ]",
         "",
         "   ",
     ] {
@@ -118,6 +121,9 @@ fn lenient_where_real_sites_are() {
         assert!(!ld.has_faults(), "{block:?}");
         if !block.trim().is_empty() {
             assert_eq!(ld.values(&path("Product.name")), ["x"], "{block:?}");
+        }
+        if block.contains("9,}") {
+            assert_eq!(ld.values(&path("Product.offers.price")), ["9,}"]);
         }
     }
 }
@@ -189,4 +195,22 @@ fn paths_are_checked() {
         LdPath::parse("Product. name"),
         Err(LdPathError::Whitespace(_))
     ));
+}
+
+#[test]
+fn a_page_field_reads_the_first_object_of_its_type_only() {
+    // The issue's contract: the first object whose @type matches, then the
+    // path. The main product has no price: it must not take the related
+    // product's, or one item would mix two products.
+    let ld = read(&[
+        r#"{"@type": "Product", "name": "Kettle"}"#,
+        r#"{"@type": "Product", "name": "Teapot", "offers": {"price": "9.99"}}"#,
+    ]);
+    assert_eq!(
+        ld.first_object_values(&path("Product.offers.price")),
+        Vec::<String>::new()
+    );
+    assert_eq!(ld.first_object_values(&path("Product.name")), ["Kettle"]);
+    // Every object's, for a kind with one item per object.
+    assert_eq!(ld.values(&path("Product.offers.price")), ["9.99"]);
 }
