@@ -208,16 +208,21 @@ fn last_run(out: &mut String, t: &TargetStatus, now_ms: u64) {
     } else {
         " · 0 failed".into()
     };
+    // Items on pages not parsed again (304): said only when there are some.
+    let kept = if c.items_kept > 0 {
+        format!(" · {} kept", count(c.items_kept))
+    } else {
+        String::new()
+    };
     let _ = write!(
         out,
-        r#"</dd><dt>Pages</dt><dd class="num">{} fetched{failed} · {} not modified</dd><dt>Items</dt><dd class="num"><span class="new">+{}</span> new · <span class="chg">~{}</span> changed · <span class="rem">−{}</span> removed · {} unchanged · {} kept</dd>"#,
+        r#"</dd><dt>Pages</dt><dd class="num">{} fetched{failed} · {} not modified</dd><dt>Items</dt><dd class="num"><span class="new">+{}</span> new · <span class="chg">~{}</span> changed · <span class="rem">−{}</span> removed · {} unchanged{kept}</dd>"#,
         count(c.pages_fetched),
         count(c.pages_not_modified),
         count(c.items_new),
         count(c.items_changed),
         count(c.items_removed),
         count(c.items_unchanged),
-        count(c.items_kept)
     );
 }
 

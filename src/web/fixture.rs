@@ -60,6 +60,7 @@ fn counts(i: u64, fetched: u64, failed: u64, coverage: &[(&str, &str, u64)]) -> 
         items_changed: (i * 7) % 5,
         items_removed: u64::from(i.is_multiple_of(8)) * 2,
         items_unchanged: items.saturating_sub(8),
+        items_kept: fetched / 3,
         coverage: cov,
         ..RunCounts::default()
     }
