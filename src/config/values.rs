@@ -69,21 +69,10 @@ pub(super) fn expand_env(
     Ok(out)
 }
 
-/// A regex; its error says, on one line, what is wrong.
+/// A regex (`pages`, `follow.allow`/`deny`), capped in size like a field's
+/// `re`; its error says, on one line, what is wrong.
 pub(super) fn regex(s: &str) -> Result<Regex, String> {
-    Regex::new(s).map_err(|e| {
-        // regex draws its own caret over several lines; its last line says what is wrong.
-        let text = e.to_string();
-        let why = text
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or(&text);
-        format!(
-            "invalid regex {s:?}: {}",
-            why.trim().trim_start_matches("error: ")
-        )
-    })
+    super::process::pattern(s)
 }
 
 /// A CSS selector, parsed as extraction parses it.
