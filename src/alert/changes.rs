@@ -6,7 +6,9 @@
 //! --changes` does): an interrupted run sends nothing, and the run that
 //! completes its crawl sends what the whole crawl changed. The feed is read
 //! as a stream: a message keeps at most `max_items` changes and counts the
-//! rest, whatever the run changed.
+//! rest, whatever the run changed. A message is bounded in bytes too: each
+//! value is cut ([`VALUE_CHARS`], [`LIST_ITEMS`], [`VALUE_BYTES`]) and the
+//! list stops at [`MESSAGE_BYTES`], the rest counted in `truncated`.
 
 use serde_json::{Map, Value};
 
@@ -16,6 +18,21 @@ use crate::store::{
     ChangeCounts, ChangeEvent, ChangeKind, ChangeNotice, ItemChange, ItemChangeKind, RunRecord,
     RunStatus, Store, StoreError, CHANGES_TYPE, CHANGES_VERSION,
 };
+
+/// A string in a notice (a field's value, or one inside a list or an
+/// object) keeps at most this many characters, then `…`.
+pub const VALUE_CHARS: usize = 1_000;
+/// An item's key and page keep at most this many characters, then `…`.
+pub const KEY_CHARS: usize = 2_000;
+/// A list in a value keeps at most this many elements, then the string
+/// `… and N more`.
+pub const LIST_ITEMS: usize = 100;
+/// A field's value whose JSON is still longer than this (deep or wide
+/// objects) is sent as its JSON text, cut to [`VALUE_CHARS`].
+pub const VALUE_BYTES: usize = 8 * 1024;
+/// A message lists changes while their JSON fits in this many bytes; the
+/// rest are counted in `truncated`, as beyond `max_items`.
+pub const MESSAGE_BYTES: usize = 256 * 1024;
 
 /// The change notice of `run`: `None` when nothing matched `notify`.
 pub fn digest(
@@ -32,6 +49,9 @@ pub fn digest(
         changes: Vec::new(),
         truncated: 0,
     };
+    // The JSON bytes of the changes listed so far; once one does not fit,
+    // none after it is listed (the list keeps the run's order).
+    let (mut bytes, mut full) = (0usize, false);
     for id in chain(store, run)? {
         for event in store.events(&run.target, id) {
             let event = event?;
@@ -43,11 +63,17 @@ pub fn digest(
                 ItemChangeKind::Changed => notice.counts.changed += 1,
                 ItemChangeKind::Removed => notice.counts.removed += 1,
             }
-            if notice.changes.len() < notify.max_items {
-                notice.changes.push(item_change(change, event));
-            } else {
-                notice.truncated += 1;
+            if !full && notice.changes.len() < notify.max_items {
+                let item = item_change(change, event);
+                let size = serde_json::to_vec(&item).map_or(usize::MAX, |v| v.len() + 1);
+                if bytes.saturating_add(size) <= MESSAGE_BYTES {
+                    bytes += size;
+                    notice.changes.push(item);
+                    continue;
+                }
+                full = true;
             }
+            notice.truncated += 1;
         }
     }
     Ok((notice.counts.total() > 0).then_some(notice))
@@ -83,9 +109,45 @@ fn matched(notify: &NotifyConfig, event: &ChangeEvent) -> Option<ItemChangeKind>
 
 fn old_new(old: Value, new: Value) -> Value {
     let mut m = Map::with_capacity(2);
-    m.insert("old".into(), old);
-    m.insert("new".into(), new);
+    m.insert("old".into(), capped(old));
+    m.insert("new".into(), capped(new));
     Value::Object(m)
+}
+
+/// At most `max` characters of `s`, cut on a character boundary, then `…`.
+fn cut(mut s: String, max: usize) -> String {
+    if let Some((end, _)) = s.char_indices().nth(max) {
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+/// A field's value as a notice carries it: strings cut at [`VALUE_CHARS`],
+/// lists at [`LIST_ITEMS`], and a value still over [`VALUE_BYTES`] as its
+/// JSON text, cut.
+fn capped(v: Value) -> Value {
+    let v = capped_in(v);
+    match serde_json::to_string(&v) {
+        Ok(json) if json.len() > VALUE_BYTES => Value::String(cut(json, VALUE_CHARS)),
+        _ => v,
+    }
+}
+
+fn capped_in(v: Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(cut(s, VALUE_CHARS)),
+        Value::Array(a) => {
+            let more = a.len().saturating_sub(LIST_ITEMS);
+            let mut out: Vec<Value> = a.into_iter().take(LIST_ITEMS).map(capped_in).collect();
+            if more > 0 {
+                out.push(Value::String(format!("… and {more} more")));
+            }
+            Value::Array(out)
+        }
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, capped_in(v))).collect()),
+        other => other,
+    }
 }
 
 fn item_change(change: ItemChangeKind, event: ChangeEvent) -> ItemChange {
@@ -115,9 +177,9 @@ fn item_change(change: ItemChangeKind, event: ChangeEvent) -> ItemChange {
     };
     ItemChange {
         kind: event.kind,
-        key: event.key,
+        key: cut(event.key, KEY_CHARS),
         change,
-        url: event.page,
+        url: cut(event.page, KEY_CHARS),
         fields,
     }
 }
@@ -322,6 +384,103 @@ mod tests {
         );
         assert_eq!(catch_up_changes(&store, &target, &ops, 0).unwrap(), 0);
         assert_eq!(store.change_outbox(&ops[0]).unwrap().len(), 1);
+    }
+
+    /// A completed full run of one product per value of `values`.
+    fn run_of(store: &Arc<Store>, values: Vec<Map<String, Value>>) -> RunRecord {
+        let t = TargetId::new("shop");
+        let start = store.start_run(&t, RunMode::Full, &[], &POLICY).unwrap();
+        let mut w = RunWriter::new(store.clone(), &start, POLICY, String::new());
+        let n = values.len();
+        let commits = values
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| {
+                let url = format!("http://shop/p/{i}");
+                let mut page = pages(i..i + 1, |_| 0.0).remove(0);
+                if let PageOutcome::Fetched { items, .. } = &mut page.outcome {
+                    items[0] = Item {
+                        kind: "product".into(),
+                        key: url,
+                        value,
+                    };
+                }
+                page
+            })
+            .collect();
+        w.commit(commits).unwrap();
+        w.finish(RunStatus::Completed, None, |r| {
+            r.counts.pages_fetched = n as u64
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_value_is_cut_and_a_list_is_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let mut value = Map::new();
+        // 10 MB of text, of two-byte characters.
+        value.insert("desc".into(), json!("é".repeat(5_000_000)));
+        value.insert("tags".into(), json!((0..500).collect::<Vec<_>>()));
+        value.insert("nested".into(), json!([{"a": "x".repeat(3000)}]));
+        value.insert(
+            "wide".into(),
+            json!((0..90).map(|i| "y".repeat(i * 10)).collect::<Vec<_>>()),
+        );
+        value.insert("price".into(), json!(1.5));
+        let first = run_of(&store, vec![value]);
+        let n = digest(&store, &NotifyConfig::default(), &first)
+            .unwrap()
+            .unwrap();
+        let f = &n.changes[0].fields;
+        let desc = f["desc"]["new"].as_str().unwrap();
+        assert_eq!(desc.chars().count(), VALUE_CHARS + 1);
+        assert_eq!(desc, format!("{}…", "é".repeat(VALUE_CHARS)));
+        let tags = f["tags"]["new"].as_array().unwrap();
+        assert_eq!(tags.len(), LIST_ITEMS + 1);
+        assert_eq!(tags[LIST_ITEMS], json!("… and 400 more"));
+        assert_eq!(
+            f["nested"]["new"][0]["a"],
+            json!(format!("{}…", "x".repeat(VALUE_CHARS)))
+        );
+        // Over VALUE_BYTES once its strings are cut: its JSON text, cut.
+        let wide = f["wide"]["new"].as_str().unwrap();
+        assert!(wide.starts_with("[\"\",\"yyyyyyyyyy\","), "{wide}");
+        assert_eq!(wide.chars().count(), VALUE_CHARS + 1);
+        assert_eq!(f["price"]["new"], json!(1.5));
+        assert!(serde_json::to_vec(&n).unwrap().len() < 20_000);
+    }
+
+    #[test]
+    fn a_message_stops_listing_at_its_byte_budget_and_counts_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let values = (0..1000)
+            .map(|i| {
+                let mut v = Map::new();
+                v.insert("name".into(), json!(format!("{i} {}", "é".repeat(2000))));
+                v
+            })
+            .collect();
+        let first = run_of(&store, values);
+        let notify = NotifyConfig {
+            max_items: 1000,
+            ..NotifyConfig::default()
+        };
+        let n = digest(&store, &notify, &first).unwrap().unwrap();
+        assert_eq!(n.counts.new, 1000);
+        let listed = n.changes.len();
+        assert!(listed > 50 && listed < 1000, "{listed}");
+        assert_eq!(listed as u64 + n.truncated, 1000);
+        let body = serde_json::to_vec(&n).unwrap().len();
+        assert!(body <= MESSAGE_BYTES + 1024, "{body}");
+        assert!(body > MESSAGE_BYTES - 4 * 1024, "{body}");
+        // In the run's order: the first ones are listed.
+        assert!(n.changes[0].fields["name"]["new"]
+            .as_str()
+            .unwrap()
+            .starts_with("0 "));
     }
 
     /// The memory a digest of many changes takes: run with
