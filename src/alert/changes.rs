@@ -80,8 +80,26 @@ pub fn digest(
 }
 
 /// The runs whose events the message of `run` covers, oldest first: the
-/// interrupted runs it resumed, then itself.
+/// interrupted runs it resumed, every run after the target's marker (the
+/// last run queued) up to `run` whatever its status (an abandoned or failed
+/// run wrote its changes too, and the runs after it saw those items
+/// unchanged), then itself.
 fn chain(store: &Store, run: &RunRecord) -> Result<Vec<RunId>, StoreError> {
+    let mut ids = resumed(store, run)?;
+    if let Some(marker) = store.notified_run(&run.target)? {
+        for r in store.runs(&run.target) {
+            let id = r?.id;
+            if id > marker && id < run.id && !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+/// `run` and the interrupted runs it resumed.
+fn resumed(store: &Store, run: &RunRecord) -> Result<Vec<RunId>, StoreError> {
     let mut ids = vec![run.id];
     let mut cursor = run.resumed_from;
     // A chain is short; the bound guards against a corrupt loop.
@@ -92,7 +110,6 @@ fn chain(store: &Store, run: &RunRecord) -> Result<Vec<RunId>, StoreError> {
         ids.push(prev);
         cursor = store.run(&run.target, prev)?.and_then(|r| r.resumed_from);
     }
-    ids.reverse();
     Ok(ids)
 }
 
@@ -220,17 +237,48 @@ pub fn queue_changes(
     Ok(if queued { n } else { 0 })
 }
 
+/// When a `[notify]` target is first seen (by the daemon, or by `crawl
+/// --notify`, before its run starts): a target without a marker gets one at
+/// its last run that started before `seen_ms` (or before every run), so
+/// that enabling `[notify]` does not send what ran before, and a missing
+/// marker later can only mean `[notify]` was just added, never "the first
+/// notified run ended and the process stopped before queueing it".
+/// True when it wrote the marker.
+pub fn mark_notify_start(
+    store: &Store,
+    target: &Target,
+    seen_ms: u64,
+    now_ms: u64,
+) -> Result<bool, StoreError> {
+    if target.notify.is_none() || store.notified_run(&target.id)?.is_some() {
+        return Ok(false);
+    }
+    let mut before = RunId(0);
+    for r in store.runs(&target.id) {
+        let r = r?;
+        if r.started_ms < seen_ms {
+            before = before.max(r.id);
+        }
+    }
+    store.queue_changes(&target.id, before, Vec::new(), now_ms)
+}
+
 /// At start-up: queues the changes of the target's last run if it completed
 /// after the last one queued (the daemon stopped between the two). A target
-/// never notified is marked at its last run instead: enabling `[notify]`
-/// does not send a run that ended before.
+/// never notified is marked instead ([`mark_notify_start`], with the runs
+/// that started before `seen_ms`): enabling `[notify]` does not send a run
+/// that ended before.
 pub fn catch_up_changes(
     store: &Store,
     target: &Target,
     channels: &[ChannelName],
+    seen_ms: u64,
     now_ms: u64,
 ) -> Result<usize, StoreError> {
     if target.notify.is_none() {
+        return Ok(0);
+    }
+    if mark_notify_start(store, target, seen_ms, now_ms)? {
         return Ok(0);
     }
     let Some(last) = store.last_run(&target.id)? else {
@@ -239,13 +287,7 @@ pub fn catch_up_changes(
     if last.status != RunStatus::Completed {
         return Ok(0);
     }
-    match store.notified_run(&target.id)? {
-        Some(_) => queue_changes(store, target, &last, channels, now_ms),
-        None => {
-            store.queue_changes(&target.id, last.id, Vec::new(), now_ms)?;
-            Ok(0)
-        }
-    }
+    queue_changes(store, target, &last, channels, now_ms)
 }
 
 #[cfg(test)]
@@ -304,8 +346,18 @@ mod tests {
         upto: Option<usize>,
         price: impl Fn(usize) -> f64 + Copy,
     ) -> RunRecord {
+        run_in(store, RunMode::Full, n, upto, price)
+    }
+
+    fn run_in(
+        store: &Arc<Store>,
+        mode: RunMode,
+        n: usize,
+        upto: Option<usize>,
+        price: impl Fn(usize) -> f64 + Copy,
+    ) -> RunRecord {
         let t = TargetId::new("shop");
-        let start = store.start_run(&t, RunMode::Full, &[], &POLICY).unwrap();
+        let start = store.start_run(&t, mode, &[], &POLICY).unwrap();
         let from = start.run.counts.pages_fetched as usize;
         let mut w = RunWriter::new(store.clone(), &start, POLICY, String::new());
         let end = upto.unwrap_or(n);
@@ -382,8 +434,111 @@ mod tests {
             queue_changes(&store, &target, &resumed, &ops, 0).unwrap(),
             0
         );
-        assert_eq!(catch_up_changes(&store, &target, &ops, 0).unwrap(), 0);
+        assert_eq!(catch_up_changes(&store, &target, &ops, 0, 0).unwrap(), 0);
         assert_eq!(store.change_outbox(&ops[0]).unwrap().len(), 1);
+    }
+
+    fn shop_target() -> Arc<Target> {
+        let configs = tempfile::tempdir().unwrap();
+        std::fs::write(
+            configs.path().join("shop.toml"),
+            "start_urls = [\"http://shop/\"]\n[notify]\n",
+        )
+        .unwrap();
+        let report = crate::config::load_dir(configs.path()).unwrap();
+        report.set.targets[&TargetId::new("shop")].clone()
+    }
+
+    #[test]
+    fn the_changes_of_an_abandoned_run_are_sent_with_the_next_completed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let target = shop_target();
+        let ops = [ChannelName::new("ops")];
+        let first = run(&store, 100, None, |i| i as f64);
+        assert_eq!(queue_changes(&store, &target, &first, &ops, 0).unwrap(), 1);
+        // An incremental run changes 40 prices and stops; a full run
+        // abandons it and finds those 40 unchanged, the other 60 changed.
+        let stopped = run_in(&store, RunMode::Incremental, 100, Some(40), |i| {
+            i as f64 + 1.0
+        });
+        assert_eq!(
+            queue_changes(&store, &target, &stopped, &ops, 0).unwrap(),
+            0
+        );
+        let full = run(&store, 100, None, |i| i as f64 + 1.0);
+        assert_eq!(full.resumed_from, None);
+        assert_eq!(
+            store.run(&target.id, stopped.id).unwrap().unwrap().status,
+            RunStatus::Abandoned
+        );
+        assert_eq!(queue_changes(&store, &target, &full, &ops, 0).unwrap(), 1);
+        let queued = store.change_outbox(&ops[0]).unwrap();
+        assert_eq!(queued.len(), 2);
+        assert_eq!(queued[1].message.run, full.id.0);
+        assert_eq!(
+            queued[1].message.counts.changed, 100,
+            "the abandoned run's 40 and the full run's 60"
+        );
+        // The next run covers only what came after.
+        let next = run(
+            &store,
+            100,
+            None,
+            |i| if i == 7 { 0.5 } else { i as f64 + 1.0 },
+        );
+        assert_eq!(queue_changes(&store, &target, &next, &ops, 0).unwrap(), 1);
+        let queued = store.change_outbox(&ops[0]).unwrap();
+        assert_eq!(queued[2].message.counts.changed, 1);
+    }
+
+    #[test]
+    fn a_first_run_that_ends_before_a_crash_is_sent_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let target = shop_target();
+        let ops = [ChannelName::new("ops")];
+        // The daemon sees the target before its first run…
+        assert!(mark_notify_start(&store, &target, now(), 1).unwrap());
+        assert_eq!(store.notified_run(&target.id).unwrap(), Some(RunId(0)));
+        assert!(!mark_notify_start(&store, &target, now(), 1).unwrap());
+        // …which completes, and the process dies before queueing its notice.
+        let first = run(&store, 100, None, |i| i as f64);
+        // At the next start the run is sent, once.
+        assert_eq!(
+            catch_up_changes(&store, &target, &ops, now(), 2).unwrap(),
+            1
+        );
+        let queued = store.change_outbox(&ops[0]).unwrap();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(
+            (queued[0].message.run, queued[0].message.counts.new),
+            (first.id.0, 100)
+        );
+        assert_eq!(
+            catch_up_changes(&store, &target, &ops, now(), 3).unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn notify_added_to_a_target_with_runs_sends_none_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let target = shop_target();
+        let ops = [ChannelName::new("ops")];
+        run(&store, 10, None, |i| i as f64);
+        let second = run(&store, 10, None, |i| i as f64 + 1.0);
+        assert_eq!(
+            catch_up_changes(&store, &target, &ops, now() + 1, 1).unwrap(),
+            0
+        );
+        assert_eq!(store.notified_run(&target.id).unwrap(), Some(second.id));
+        assert!(store.change_outbox(&ops[0]).unwrap().is_empty());
+    }
+
+    fn now() -> u64 {
+        crate::store::now_ms()
     }
 
     /// A completed full run of one product per value of `values`.
