@@ -6,7 +6,9 @@
 //! --changes` does): an interrupted run sends nothing, and the run that
 //! completes its crawl sends what the whole crawl changed. The feed is read
 //! as a stream: a message keeps at most `max_items` changes and counts the
-//! rest, whatever the run changed.
+//! rest, whatever the run changed. A message is bounded in bytes too: each
+//! value is cut ([`VALUE_CHARS`], [`LIST_ITEMS`], [`VALUE_BYTES`]) and the
+//! list stops at [`MESSAGE_BYTES`], the rest counted in `truncated`.
 
 use serde_json::{Map, Value};
 
@@ -16,6 +18,21 @@ use crate::store::{
     ChangeCounts, ChangeEvent, ChangeKind, ChangeNotice, ItemChange, ItemChangeKind, RunRecord,
     RunStatus, Store, StoreError, CHANGES_TYPE, CHANGES_VERSION,
 };
+
+/// A string in a notice (a field's value, or one inside a list or an
+/// object) keeps at most this many characters, then `…`.
+pub const VALUE_CHARS: usize = 1_000;
+/// An item's key and page keep at most this many characters, then `…`.
+pub const KEY_CHARS: usize = 2_000;
+/// A list in a value keeps at most this many elements, then the string
+/// `… and N more`.
+pub const LIST_ITEMS: usize = 100;
+/// A field's value whose JSON is still longer than this (deep or wide
+/// objects) is sent as its JSON text, cut to [`VALUE_CHARS`].
+pub const VALUE_BYTES: usize = 8 * 1024;
+/// A message lists changes while their JSON fits in this many bytes; the
+/// rest are counted in `truncated`, as beyond `max_items`.
+pub const MESSAGE_BYTES: usize = 256 * 1024;
 
 /// The change notice of `run`: `None` when nothing matched `notify`.
 pub fn digest(
@@ -32,6 +49,9 @@ pub fn digest(
         changes: Vec::new(),
         truncated: 0,
     };
+    // The JSON bytes of the changes listed so far; once one does not fit,
+    // none after it is listed (the list keeps the run's order).
+    let (mut bytes, mut full) = (0usize, false);
     for id in chain(store, run)? {
         for event in store.events(&run.target, id) {
             let event = event?;
@@ -43,19 +63,43 @@ pub fn digest(
                 ItemChangeKind::Changed => notice.counts.changed += 1,
                 ItemChangeKind::Removed => notice.counts.removed += 1,
             }
-            if notice.changes.len() < notify.max_items {
-                notice.changes.push(item_change(change, event));
-            } else {
-                notice.truncated += 1;
+            if !full && notice.changes.len() < notify.max_items {
+                let item = item_change(change, event);
+                let size = serde_json::to_vec(&item).map_or(usize::MAX, |v| v.len() + 1);
+                if bytes.saturating_add(size) <= MESSAGE_BYTES {
+                    bytes += size;
+                    notice.changes.push(item);
+                    continue;
+                }
+                full = true;
             }
+            notice.truncated += 1;
         }
     }
     Ok((notice.counts.total() > 0).then_some(notice))
 }
 
 /// The runs whose events the message of `run` covers, oldest first: the
-/// interrupted runs it resumed, then itself.
+/// interrupted runs it resumed, every run after the target's marker (the
+/// last run queued) up to `run` whatever its status (an abandoned or failed
+/// run wrote its changes too, and the runs after it saw those items
+/// unchanged), then itself.
 fn chain(store: &Store, run: &RunRecord) -> Result<Vec<RunId>, StoreError> {
+    let mut ids = resumed(store, run)?;
+    if let Some(marker) = store.notified_run(&run.target)? {
+        for r in store.runs(&run.target) {
+            let id = r?.id;
+            if id > marker && id < run.id && !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+/// `run` and the interrupted runs it resumed.
+fn resumed(store: &Store, run: &RunRecord) -> Result<Vec<RunId>, StoreError> {
     let mut ids = vec![run.id];
     let mut cursor = run.resumed_from;
     // A chain is short; the bound guards against a corrupt loop.
@@ -66,7 +110,6 @@ fn chain(store: &Store, run: &RunRecord) -> Result<Vec<RunId>, StoreError> {
         ids.push(prev);
         cursor = store.run(&run.target, prev)?.and_then(|r| r.resumed_from);
     }
-    ids.reverse();
     Ok(ids)
 }
 
@@ -83,9 +126,45 @@ fn matched(notify: &NotifyConfig, event: &ChangeEvent) -> Option<ItemChangeKind>
 
 fn old_new(old: Value, new: Value) -> Value {
     let mut m = Map::with_capacity(2);
-    m.insert("old".into(), old);
-    m.insert("new".into(), new);
+    m.insert("old".into(), capped(old));
+    m.insert("new".into(), capped(new));
     Value::Object(m)
+}
+
+/// At most `max` characters of `s`, cut on a character boundary, then `…`.
+fn cut(mut s: String, max: usize) -> String {
+    if let Some((end, _)) = s.char_indices().nth(max) {
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+/// A field's value as a notice carries it: strings cut at [`VALUE_CHARS`],
+/// lists at [`LIST_ITEMS`], and a value still over [`VALUE_BYTES`] as its
+/// JSON text, cut.
+fn capped(v: Value) -> Value {
+    let v = capped_in(v);
+    match serde_json::to_string(&v) {
+        Ok(json) if json.len() > VALUE_BYTES => Value::String(cut(json, VALUE_CHARS)),
+        _ => v,
+    }
+}
+
+fn capped_in(v: Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(cut(s, VALUE_CHARS)),
+        Value::Array(a) => {
+            let more = a.len().saturating_sub(LIST_ITEMS);
+            let mut out: Vec<Value> = a.into_iter().take(LIST_ITEMS).map(capped_in).collect();
+            if more > 0 {
+                out.push(Value::String(format!("… and {more} more")));
+            }
+            Value::Array(out)
+        }
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, capped_in(v))).collect()),
+        other => other,
+    }
 }
 
 fn item_change(change: ItemChangeKind, event: ChangeEvent) -> ItemChange {
@@ -115,9 +194,9 @@ fn item_change(change: ItemChangeKind, event: ChangeEvent) -> ItemChange {
     };
     ItemChange {
         kind: event.kind,
-        key: event.key,
+        key: cut(event.key, KEY_CHARS),
         change,
-        url: event.page,
+        url: cut(event.page, KEY_CHARS),
         fields,
     }
 }
@@ -158,17 +237,48 @@ pub fn queue_changes(
     Ok(if queued { n } else { 0 })
 }
 
+/// When a `[notify]` target is first seen (by the daemon, or by `crawl
+/// --notify`, before its run starts): a target without a marker gets one at
+/// its last run that started before `seen_ms` (or before every run), so
+/// that enabling `[notify]` does not send what ran before, and a missing
+/// marker later can only mean `[notify]` was just added, never "the first
+/// notified run ended and the process stopped before queueing it".
+/// True when it wrote the marker.
+pub fn mark_notify_start(
+    store: &Store,
+    target: &Target,
+    seen_ms: u64,
+    now_ms: u64,
+) -> Result<bool, StoreError> {
+    if target.notify.is_none() || store.notified_run(&target.id)?.is_some() {
+        return Ok(false);
+    }
+    let mut before = RunId(0);
+    for r in store.runs(&target.id) {
+        let r = r?;
+        if r.started_ms < seen_ms {
+            before = before.max(r.id);
+        }
+    }
+    store.queue_changes(&target.id, before, Vec::new(), now_ms)
+}
+
 /// At start-up: queues the changes of the target's last run if it completed
 /// after the last one queued (the daemon stopped between the two). A target
-/// never notified is marked at its last run instead: enabling `[notify]`
-/// does not send a run that ended before.
+/// never notified is marked instead ([`mark_notify_start`], with the runs
+/// that started before `seen_ms`): enabling `[notify]` does not send a run
+/// that ended before.
 pub fn catch_up_changes(
     store: &Store,
     target: &Target,
     channels: &[ChannelName],
+    seen_ms: u64,
     now_ms: u64,
 ) -> Result<usize, StoreError> {
     if target.notify.is_none() {
+        return Ok(0);
+    }
+    if mark_notify_start(store, target, seen_ms, now_ms)? {
         return Ok(0);
     }
     let Some(last) = store.last_run(&target.id)? else {
@@ -177,13 +287,7 @@ pub fn catch_up_changes(
     if last.status != RunStatus::Completed {
         return Ok(0);
     }
-    match store.notified_run(&target.id)? {
-        Some(_) => queue_changes(store, target, &last, channels, now_ms),
-        None => {
-            store.queue_changes(&target.id, last.id, Vec::new(), now_ms)?;
-            Ok(0)
-        }
-    }
+    queue_changes(store, target, &last, channels, now_ms)
 }
 
 #[cfg(test)]
@@ -242,8 +346,18 @@ mod tests {
         upto: Option<usize>,
         price: impl Fn(usize) -> f64 + Copy,
     ) -> RunRecord {
+        run_in(store, RunMode::Full, n, upto, price)
+    }
+
+    fn run_in(
+        store: &Arc<Store>,
+        mode: RunMode,
+        n: usize,
+        upto: Option<usize>,
+        price: impl Fn(usize) -> f64 + Copy,
+    ) -> RunRecord {
         let t = TargetId::new("shop");
-        let start = store.start_run(&t, RunMode::Full, &[], &POLICY).unwrap();
+        let start = store.start_run(&t, mode, &[], &POLICY).unwrap();
         let from = start.run.counts.pages_fetched as usize;
         let mut w = RunWriter::new(store.clone(), &start, POLICY, String::new());
         let end = upto.unwrap_or(n);
@@ -320,8 +434,208 @@ mod tests {
             queue_changes(&store, &target, &resumed, &ops, 0).unwrap(),
             0
         );
-        assert_eq!(catch_up_changes(&store, &target, &ops, 0).unwrap(), 0);
+        assert_eq!(catch_up_changes(&store, &target, &ops, 0, 0).unwrap(), 0);
         assert_eq!(store.change_outbox(&ops[0]).unwrap().len(), 1);
+    }
+
+    fn shop_target() -> Arc<Target> {
+        let configs = tempfile::tempdir().unwrap();
+        std::fs::write(
+            configs.path().join("shop.toml"),
+            "start_urls = [\"http://shop/\"]\n[notify]\n",
+        )
+        .unwrap();
+        let report = crate::config::load_dir(configs.path()).unwrap();
+        report.set.targets[&TargetId::new("shop")].clone()
+    }
+
+    #[test]
+    fn the_changes_of_an_abandoned_run_are_sent_with_the_next_completed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let target = shop_target();
+        let ops = [ChannelName::new("ops")];
+        let first = run(&store, 100, None, |i| i as f64);
+        assert_eq!(queue_changes(&store, &target, &first, &ops, 0).unwrap(), 1);
+        // An incremental run changes 40 prices and stops; a full run
+        // abandons it and finds those 40 unchanged, the other 60 changed.
+        let stopped = run_in(&store, RunMode::Incremental, 100, Some(40), |i| {
+            i as f64 + 1.0
+        });
+        assert_eq!(
+            queue_changes(&store, &target, &stopped, &ops, 0).unwrap(),
+            0
+        );
+        let full = run(&store, 100, None, |i| i as f64 + 1.0);
+        assert_eq!(full.resumed_from, None);
+        assert_eq!(
+            store.run(&target.id, stopped.id).unwrap().unwrap().status,
+            RunStatus::Abandoned
+        );
+        assert_eq!(queue_changes(&store, &target, &full, &ops, 0).unwrap(), 1);
+        let queued = store.change_outbox(&ops[0]).unwrap();
+        assert_eq!(queued.len(), 2);
+        assert_eq!(queued[1].message.run, full.id.0);
+        assert_eq!(
+            queued[1].message.counts.changed, 100,
+            "the abandoned run's 40 and the full run's 60"
+        );
+        // The next run covers only what came after.
+        let next = run(
+            &store,
+            100,
+            None,
+            |i| if i == 7 { 0.5 } else { i as f64 + 1.0 },
+        );
+        assert_eq!(queue_changes(&store, &target, &next, &ops, 0).unwrap(), 1);
+        let queued = store.change_outbox(&ops[0]).unwrap();
+        assert_eq!(queued[2].message.counts.changed, 1);
+    }
+
+    #[test]
+    fn a_first_run_that_ends_before_a_crash_is_sent_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let target = shop_target();
+        let ops = [ChannelName::new("ops")];
+        // The daemon sees the target before its first run…
+        assert!(mark_notify_start(&store, &target, now(), 1).unwrap());
+        assert_eq!(store.notified_run(&target.id).unwrap(), Some(RunId(0)));
+        assert!(!mark_notify_start(&store, &target, now(), 1).unwrap());
+        // …which completes, and the process dies before queueing its notice.
+        let first = run(&store, 100, None, |i| i as f64);
+        // At the next start the run is sent, once.
+        assert_eq!(
+            catch_up_changes(&store, &target, &ops, now(), 2).unwrap(),
+            1
+        );
+        let queued = store.change_outbox(&ops[0]).unwrap();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(
+            (queued[0].message.run, queued[0].message.counts.new),
+            (first.id.0, 100)
+        );
+        assert_eq!(
+            catch_up_changes(&store, &target, &ops, now(), 3).unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn notify_added_to_a_target_with_runs_sends_none_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let target = shop_target();
+        let ops = [ChannelName::new("ops")];
+        run(&store, 10, None, |i| i as f64);
+        let second = run(&store, 10, None, |i| i as f64 + 1.0);
+        assert_eq!(
+            catch_up_changes(&store, &target, &ops, now() + 1, 1).unwrap(),
+            0
+        );
+        assert_eq!(store.notified_run(&target.id).unwrap(), Some(second.id));
+        assert!(store.change_outbox(&ops[0]).unwrap().is_empty());
+    }
+
+    fn now() -> u64 {
+        crate::store::now_ms()
+    }
+
+    /// A completed full run of one product per value of `values`.
+    fn run_of(store: &Arc<Store>, values: Vec<Map<String, Value>>) -> RunRecord {
+        let t = TargetId::new("shop");
+        let start = store.start_run(&t, RunMode::Full, &[], &POLICY).unwrap();
+        let mut w = RunWriter::new(store.clone(), &start, POLICY, String::new());
+        let n = values.len();
+        let commits = values
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| {
+                let url = format!("http://shop/p/{i}");
+                let mut page = pages(i..i + 1, |_| 0.0).remove(0);
+                if let PageOutcome::Fetched { items, .. } = &mut page.outcome {
+                    items[0] = Item {
+                        kind: "product".into(),
+                        key: url,
+                        value,
+                    };
+                }
+                page
+            })
+            .collect();
+        w.commit(commits).unwrap();
+        w.finish(RunStatus::Completed, None, |r| {
+            r.counts.pages_fetched = n as u64
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_value_is_cut_and_a_list_is_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let mut value = Map::new();
+        // 10 MB of text, of two-byte characters.
+        value.insert("desc".into(), json!("é".repeat(5_000_000)));
+        value.insert("tags".into(), json!((0..500).collect::<Vec<_>>()));
+        value.insert("nested".into(), json!([{"a": "x".repeat(3000)}]));
+        value.insert(
+            "wide".into(),
+            json!((0..90).map(|i| "y".repeat(i * 10)).collect::<Vec<_>>()),
+        );
+        value.insert("price".into(), json!(1.5));
+        let first = run_of(&store, vec![value]);
+        let n = digest(&store, &NotifyConfig::default(), &first)
+            .unwrap()
+            .unwrap();
+        let f = &n.changes[0].fields;
+        let desc = f["desc"]["new"].as_str().unwrap();
+        assert_eq!(desc.chars().count(), VALUE_CHARS + 1);
+        assert_eq!(desc, format!("{}…", "é".repeat(VALUE_CHARS)));
+        let tags = f["tags"]["new"].as_array().unwrap();
+        assert_eq!(tags.len(), LIST_ITEMS + 1);
+        assert_eq!(tags[LIST_ITEMS], json!("… and 400 more"));
+        assert_eq!(
+            f["nested"]["new"][0]["a"],
+            json!(format!("{}…", "x".repeat(VALUE_CHARS)))
+        );
+        // Over VALUE_BYTES once its strings are cut: its JSON text, cut.
+        let wide = f["wide"]["new"].as_str().unwrap();
+        assert!(wide.starts_with("[\"\",\"yyyyyyyyyy\","), "{wide}");
+        assert_eq!(wide.chars().count(), VALUE_CHARS + 1);
+        assert_eq!(f["price"]["new"], json!(1.5));
+        assert!(serde_json::to_vec(&n).unwrap().len() < 20_000);
+    }
+
+    #[test]
+    fn a_message_stops_listing_at_its_byte_budget_and_counts_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let values = (0..1000)
+            .map(|i| {
+                let mut v = Map::new();
+                v.insert("name".into(), json!(format!("{i} {}", "é".repeat(2000))));
+                v
+            })
+            .collect();
+        let first = run_of(&store, values);
+        let notify = NotifyConfig {
+            max_items: 1000,
+            ..NotifyConfig::default()
+        };
+        let n = digest(&store, &notify, &first).unwrap().unwrap();
+        assert_eq!(n.counts.new, 1000);
+        let listed = n.changes.len();
+        assert!(listed > 50 && listed < 1000, "{listed}");
+        assert_eq!(listed as u64 + n.truncated, 1000);
+        let body = serde_json::to_vec(&n).unwrap().len();
+        assert!(body <= MESSAGE_BYTES + 1024, "{body}");
+        assert!(body > MESSAGE_BYTES - 4 * 1024, "{body}");
+        // In the run's order: the first ones are listed.
+        assert!(n.changes[0].fields["name"]["new"]
+            .as_str()
+            .unwrap()
+            .starts_with("0 "));
     }
 
     /// The memory a digest of many changes takes: run with

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::text::number;
+use super::text::{number, slack_escape};
 use crate::store::{ChangeNotice, ItemChange, ItemChangeKind};
 
 /// Slack truncates a message's text beyond 40,000 characters and advises
@@ -88,16 +88,35 @@ fn value(v: &Value) -> String {
     cut
 }
 
+/// The digest for Slack: every line escaped ([`slack_escape`]) before it
+/// is counted, so a page's `<!channel>` is text and the digest stays
+/// within [`SLACK_CHARS`] as Slack shows it.
+pub fn slack(n: &ChangeNotice) -> String {
+    chat(n, SLACK_CHARS, |s| slack_escape(s).into_owned())
+}
+
+/// The digest for Discord (sent with no mentions allowed, see
+/// [`super::text::discord_body`]).
+pub fn discord(n: &ChangeNotice) -> String {
+    chat(n, DISCORD_CHARS, str::to_owned)
+}
+
 /// The digest for a chat message: the headline, a line per change while
 /// they fit in `max_chars`, and how many more there are and where to read
-/// them all.
-pub fn chat(n: &ChangeNotice, max_chars: usize) -> String {
-    let more = |k: u64| format!("… and {k} more: crawld export {} --changes", n.target);
-    let mut out = headline(n);
+/// them all. `esc` makes each line (crawld's words and the page's) safe
+/// for the channel's markup.
+pub fn chat(n: &ChangeNotice, max_chars: usize, esc: fn(&str) -> String) -> String {
+    let more = |k: u64| {
+        esc(&format!(
+            "… and {k} more: crawld export {} --changes",
+            n.target
+        ))
+    };
+    let mut out = esc(&headline(n));
     let mut shown = 0u64;
     let listed = n.changes.len() as u64;
     for c in &n.changes {
-        let line = change_line(c);
+        let line = esc(&change_line(c));
         let rest = listed - shown - 1 + n.truncated;
         // Room for this line and, if more follow, the line that says so.
         let tail = if rest > 0 {
@@ -209,7 +228,7 @@ mod tests {
             0,
         );
         assert_eq!(
-            chat(&n, SLACK_CHARS),
+            slack(&n),
             "📦 shop, run 12: 1 new, 1 changed, 1 removed\n\
              changed product p1 — price: 51.77 → 52.77, name: A → — · http://shop/p/p1.html\n\
              new product p2 — name: Lamp shade, price: 3 · http://shop/p/p2.html\n\
@@ -239,7 +258,7 @@ mod tests {
             })
             .collect();
         let n = notice(changes, 400);
-        let text = chat(&n, DISCORD_CHARS);
+        let text = discord(&n);
         assert!(text.chars().count() <= DISCORD_CHARS, "{}", text.len());
         let shown = text.lines().filter(|l| l.starts_with("changed ")).count();
         assert!(shown > 10, "{text}");
@@ -250,7 +269,7 @@ mod tests {
         );
         // Everything fits: no "more" line.
         let small = notice(n.changes[..2].to_vec(), 0);
-        assert!(!chat(&small, DISCORD_CHARS).contains("more"));
+        assert!(!discord(&small).contains("more"));
         // A long value is cut.
         let long = change(
             "p",
@@ -259,6 +278,42 @@ mod tests {
         );
         assert!(change_line(&long).contains(&format!("{}…", "x".repeat(80))));
         // Even a cap smaller than the headline gives a message within it.
-        assert!(chat(&n, 10).chars().count() <= 10);
+        assert!(chat(&n, 10, str::to_owned).chars().count() <= 10);
+    }
+
+    #[test]
+    fn a_page_s_words_cannot_ping_or_disguise_a_link() {
+        let mut c = change(
+            "<!channel>",
+            ItemChangeKind::New,
+            json!({"name": {"old": null, "new": "<https://evil|Log in> & @everyone"}}),
+        );
+        c.url = "http://shop/p?a=1&b=<2>".into();
+        c.kind = "<@U1>".into();
+        let n = notice(vec![c], 3);
+        let text = slack(&n);
+        assert_eq!(
+            text,
+            "📦 shop, run 12: 1 new, 3 changed\n\
+             new &lt;@U1&gt; &lt;!channel&gt; — name: &lt;https://evil|Log in&gt; &amp; @everyone \
+             · http://shop/p?a=1&amp;b=&lt;2&gt;\n\
+             … and 3 more: crawld export shop --changes"
+        );
+        let body = crate::alert::text::slack_body(text);
+        assert!(!body["text"].as_str().unwrap().contains('<'), "{body}");
+        let body = crate::alert::text::discord_body(discord(&n));
+        assert_eq!(body["allowed_mentions"], json!({"parse": []}));
+        assert!(body["content"].as_str().unwrap().contains("<!channel>"));
+        // The cap counts escaped characters.
+        let many: Vec<ItemChange> = (0..200)
+            .map(|i| {
+                change(
+                    &format!("p{i}"),
+                    ItemChangeKind::New,
+                    json!({"name": {"old": null, "new": "<<<<<<<<<<&&&&&&&&&&"}}),
+                )
+            })
+            .collect();
+        assert!(slack(&notice(many, 0)).chars().count() <= SLACK_CHARS);
     }
 }

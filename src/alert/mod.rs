@@ -22,7 +22,7 @@ mod send;
 mod state;
 pub mod text;
 
-pub use changes::{catch_up_changes, digest as change_digest, queue_changes};
+pub use changes::{catch_up_changes, digest as change_digest, mark_notify_start, queue_changes};
 pub use deliver::{deliver_pending, ChannelMap, Delivery, Drained, Kicker};
 pub use queue::{Backoff, BACKOFF_FIRST, BACKOFF_MAX};
 pub use send::{Delivered, SendError, Sender};

@@ -160,11 +160,11 @@ impl Sender {
                     self.post(w, &body, channel.timeout).await
                 }
                 ChannelKind::Slack(w) => {
-                    let body = serde_json::json!({ "text": text::lines(&notices) });
+                    let body = text::slack_lines(&notices);
                     self.post(w, &body, channel.timeout).await
                 }
                 ChannelKind::Discord(w) => {
-                    let body = serde_json::json!({ "content": text::lines(&notices) });
+                    let body = text::discord_lines(&notices);
                     self.post(w, &body, channel.timeout).await
                 }
                 ChannelKind::Email(e) => {
@@ -195,12 +195,11 @@ impl Sender {
                     self.post(w, &body, channel.timeout).await
                 }
                 ChannelKind::Slack(w) => {
-                    let body =
-                        serde_json::json!({ "text": digest::chat(notice, digest::SLACK_CHARS) });
+                    let body = text::slack_body(digest::slack(notice));
                     self.post(w, &body, channel.timeout).await
                 }
                 ChannelKind::Discord(w) => {
-                    let body = serde_json::json!({ "content": digest::chat(notice, digest::DISCORD_CHARS) });
+                    let body = text::discord_body(digest::discord(notice));
                     self.post(w, &body, channel.timeout).await
                 }
                 ChannelKind::Email(e) => {

@@ -2,7 +2,42 @@
 //! and the subject and plain body of an email. The generic webhook and exec
 //! channels get the notice's JSON instead.
 
+use std::borrow::Cow;
+
+use serde_json::{json, Value};
+
 use crate::store::{Notice, NoticeState};
+
+/// `s` with `&`, `<` and `>` written as `&amp;`, `&lt;` and `&gt;`, as
+/// Slack asks of every text it must not read as markup: a scraped value
+/// or a site's error then cannot mention `<!channel>` or show a link
+/// (`<https://evil|Log in>`) under words of its own.
+pub fn slack_escape(s: &str) -> Cow<'_, str> {
+    if !s.contains(['&', '<', '>']) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A Slack message of `text`, escaped already ([`slack_escape`]).
+pub fn slack_body(text: String) -> Value {
+    json!({ "text": text })
+}
+
+/// A Discord message of `text` that mentions no one: `@everyone`, `@here`
+/// or `<@id>` in it stay words (Discord's `allowed_mentions`).
+pub fn discord_body(text: String) -> Value {
+    json!({ "content": text, "allowed_mentions": { "parse": [] } })
+}
 
 /// One readable line: `🔥 books: failure_rate 0.33 (threshold 0.1, run 12) — …`.
 pub fn line(n: &Notice) -> String {
@@ -39,6 +74,17 @@ pub fn lines(notices: &[Notice]) -> String {
         out.push(origin);
     }
     out.join("\n")
+}
+
+/// The Slack message of [`lines`]: a site's words (an error, a host name)
+/// escaped.
+pub fn slack_lines(notices: &[Notice]) -> Value {
+    slack_body(slack_escape(&lines(notices)).into_owned())
+}
+
+/// The Discord message of [`lines`], mentioning no one.
+pub fn discord_lines(notices: &[Notice]) -> Value {
+    discord_body(lines(notices))
 }
 
 /// `crawld on HOST · dashboard URL`, when the notice names either.
@@ -191,5 +237,24 @@ mod tests {
         assert!(lines(&[n]).ends_with("\ncrawld on crawler-1 · dashboard http://crawler-1:8080/"));
         assert_eq!(number(20.0), "20");
         assert_eq!(number(0.5), "0.5");
+    }
+
+    #[test]
+    fn chat_messages_carry_a_site_s_words_as_text() {
+        let mut n = notice(NoticeState::Firing);
+        n.message = "<!channel> @everyone <https://evil|Log in> & more".into();
+        let slack = slack_lines(&[n.clone()]);
+        assert_eq!(
+            slack["text"],
+            "🔥 books: failure_rate 0.3333 (threshold 0.1, run 12) — &lt;!channel&gt; @everyone \
+             &lt;https://evil|Log in&gt; &amp; more"
+        );
+        let discord = discord_lines(&[n]);
+        assert_eq!(discord["allowed_mentions"], json!({ "parse": [] }));
+        assert!(discord["content"]
+            .as_str()
+            .unwrap()
+            .ends_with("— <!channel> @everyone <https://evil|Log in> & more"));
+        assert_eq!(slack_escape("plain"), Cow::Borrowed("plain"));
     }
 }

@@ -345,6 +345,19 @@ pub(crate) async fn crawl_target(
     let engine = Engine::default();
     let view = ProgressView::new(progress);
     let cancel = cancel_on_signals();
+    if watch.notify {
+        // Before the run starts: a missing marker later means [notify] was
+        // just added, not "this run ended and its notice was never queued".
+        let (s, t) = (store.clone(), target.clone());
+        let seen = crate::store::now_ms();
+        let marked = tokio::task::spawn_blocking(move || {
+            crate::alert::mark_notify_start(&s, &t, seen, seen)
+        })
+        .await;
+        if let Ok(Err(e)) = marked {
+            errln!("warning: --notify: cannot mark where change notices start: {e}");
+        }
+    }
     let result = crawl::run(&engine, store.clone(), target.clone(), mode, cancel, &view).await;
     view.finish();
     match result {

@@ -47,7 +47,7 @@ pub enum ChannelKind {
     Webhook(Webhook),
     /// A Slack incoming webhook: `{"text": "…"}`.
     Slack(Webhook),
-    /// A Discord webhook: `{"content": "…"}`.
+    /// A Discord webhook: `{"content": "…", "allowed_mentions": {"parse": []}}`.
     Discord(Webhook),
     /// A plain-text mail over SMTP.
     Email(Email),

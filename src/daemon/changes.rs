@@ -48,8 +48,10 @@ impl Daemon {
             let target = t.clone();
             let channels = self.set.notify_channels_for(t);
             let kicker = self.delivery.kicker();
+            // Runs that start from now on are after [notify] was seen.
+            let seen = now_ms();
             self.store.send(move |s| {
-                match alert::catch_up_changes(s, &target, &channels, now_ms()) {
+                match alert::catch_up_changes(s, &target, &channels, seen, now_ms()) {
                     Ok(0) => {}
                     Ok(n) => {
                         info!(target = %target.id, messages = n, "Change notices of the last run queued at start.");

@@ -2,7 +2,7 @@
 //! channel configs as `crawld check` reports them.
 
 use predicates::prelude::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::common::sinks::{SmtpSink, WebhookSink};
 use super::{crawld, write};
@@ -79,9 +79,14 @@ url = "{discord}"
     assert_eq!(hook.body["state"], "test");
     assert_eq!(hook.body["monitor"], "test");
 
-    for (h, key) in [(&hooks[1], "text"), (&hooks[2], "content")] {
+    // Discord's message mentions no one, whatever the text says.
+    assert_eq!(hooks[2].body["allowed_mentions"], json!({"parse": []}));
+    for (h, key, keys) in [
+        (&hooks[1], "text", &["text"][..]),
+        (&hooks[2], "content", &["content", "allowed_mentions"][..]),
+    ] {
         let object = h.body.as_object().unwrap();
-        assert_eq!(object.keys().collect::<Vec<_>>(), [key], "{}", h.body);
+        assert_eq!(object.keys().collect::<Vec<_>>(), keys, "{}", h.body);
         let text = object[key].as_str().unwrap();
         assert!(text.starts_with("🧪 crawld test alert"), "{text}");
         let lines: Vec<&str> = text.lines().collect();

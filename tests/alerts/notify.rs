@@ -288,6 +288,12 @@ fn a_run_s_changes_are_one_message_per_channel_and_a_restart_sends_nothing_twice
     let d = Daemon::start(&s.configs, &s.state(), &[]);
     let quiet = full_run(&d);
     s.price(2, "2.25");
+    // A page's words are text in Slack: no `<!channel>`, no disguised link.
+    s.edit(
+        2,
+        "<h1>Product 2 ",
+        "<h1>&lt;!channel&gt; &lt;https://evil|Log in&gt; &amp; ",
+    );
     let third = full_run(&d);
     wait_for(
         || {
@@ -301,6 +307,15 @@ fn a_run_s_changes_are_one_message_per_channel_and_a_restart_sends_nothing_twice
     let n = &s.notices()[2];
     assert_eq!(n["run"], third, "run {quiet} changed nothing: {n}");
     assert_eq!(n["counts"], json!({"new": 0, "changed": 1, "removed": 0}));
+    let text = &s.slack()[2];
+    assert!(
+        text.contains("→ &lt;!channel&gt; &lt;https://evil|Log in&gt; &amp;, price"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("<!channel>") && !text.contains("<https://"),
+        "{text}"
+    );
     assert_eq!(s.notices().len(), 3);
     assert_eq!(s.paged().len(), 3);
     assert_eq!(s.slack().len(), 3);
