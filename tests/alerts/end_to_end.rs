@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::common::daemon::{wait_for, Daemon};
 use super::common::sinks::{SmtpSink, WebhookSink};
 use super::common::{shop, write_configs, Resource, Site, FAST_PROFILE};
+use super::{full_run, paged};
 
 const TARGET: &str = r#"
 start_urls = ["{base}/"]
@@ -43,30 +44,6 @@ command = ["sh", "-c", "cat >> \"$0\" && echo >> \"$0\"", "{}"]
         smtp.addr,
         pager.display()
     )
-}
-
-/// The alerts the exec channel got, one JSON per line.
-fn paged(file: &Path) -> Vec<Value> {
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// Triggers a full run and waits until it ended; returns its id.
-fn full_run(d: &Daemon) -> u64 {
-    let before = d.runs("t").len();
-    d.cmd(&["trigger", "t", "--full"]).assert().success();
-    wait_for(
-        || {
-            let runs = d.runs("t");
-            runs.len() > before && runs.last().is_some_and(|r| r["status"] != "running")
-        },
-        "the run ends",
-    );
-    d.runs("t").last().unwrap()["id"].as_u64().unwrap()
 }
 
 /// Waits until the daemon judged `run` and its queue is empty.

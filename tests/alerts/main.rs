@@ -41,3 +41,27 @@ pub fn channels(dir: &Path, text: &str) -> BTreeMap<ChannelName, Arc<Channel>> {
     assert!(report.errors.is_empty(), "{:?}", report.all_errors());
     report.set.channels
 }
+
+/// What an exec channel wrote, one JSON object per line.
+pub fn paged(file: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Triggers a full run of target `t` and waits until it ended; returns its id.
+pub fn full_run(d: &common::daemon::Daemon) -> u64 {
+    let before = d.runs("t").len();
+    d.cmd(&["trigger", "t", "--full"]).assert().success();
+    common::daemon::wait_for(
+        || {
+            let runs = d.runs("t");
+            runs.len() > before && runs.last().is_some_and(|r| r["status"] != "running")
+        },
+        "the run ends",
+    );
+    d.runs("t").last().unwrap()["id"].as_u64().unwrap()
+}

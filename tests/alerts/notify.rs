@@ -3,13 +3,14 @@
 //! message per run and channel to a loopback webhook receiver, a Slack
 //! receiver and an exec command; a restart sends nothing twice.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
 use super::common::daemon::{wait_for, Daemon};
 use super::common::sinks::{SmtpSink, WebhookSink};
 use super::common::{shop, write_configs, Resource, Site, FAST_PROFILE};
+use super::{full_run, paged};
 
 const TARGET: &str = r#"
 start_urls = ["{base}/"]
@@ -165,29 +166,6 @@ to = ["ops@example.org"]
         let err = String::from_utf8_lossy(&out.stderr);
         (out.status.code(), format!("{text}{err}"))
     }
-}
-
-fn paged(file: &Path) -> Vec<Value> {
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// Triggers a full run and waits until it ended; returns its id.
-fn full_run(d: &Daemon) -> u64 {
-    let before = d.runs("t").len();
-    d.cmd(&["trigger", "t", "--full"]).assert().success();
-    wait_for(
-        || {
-            let runs = d.runs("t");
-            runs.len() > before && runs.last().is_some_and(|r| r["status"] != "running")
-        },
-        "the run ends",
-    );
-    d.runs("t").last().unwrap()["id"].as_u64().unwrap()
 }
 
 /// The changes of a notice by key suffix (`/p/3.html` → its entry).
