@@ -401,3 +401,39 @@ async fn sitemaps_naming_more_pages_than_max_pages_are_cut_with_a_warning() {
         "{warnings:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_robots_txt_now_disallows_is_not_kept_as_unchanged_by_its_sitemap() {
+    let site = sitemap_site();
+    let dir = tempfile::tempdir().expect("dir");
+    let (configs, state) = (dir.path().join("configs"), dir.path().join("state"));
+    // /p/0.html is a start URL too (queued before the sitemaps are read).
+    let target = TARGET.replace(r#"["{base}/"]"#, r#"["{base}/", "{base}/p/0.html"]"#);
+    write_configs(
+        &configs,
+        &format!("http://{}", site.addr),
+        &[("profiles.toml", FAST_PROFILE), ("shop.toml", &target)],
+    );
+    let store = Arc::new(Store::open(&state).expect("store"));
+    let full = run(&configs, &store, RunMode::Full).await;
+    assert_eq!(full.status, RunStatus::Completed);
+    assert_eq!(full.counts.robots_disallowed, 1, "the private sitemap");
+
+    // robots.txt now disallows a queued page and one only the sitemap names.
+    site.set(
+        "/robots.txt",
+        Resource {
+            content_type: Some("text/plain".into()),
+            ..Resource::html(format!(
+                "User-agent: *\nDisallow: /private/\nDisallow: /p/0.html\nDisallow: /p/1.html\n\nSitemap: {}\n",
+                site.url("/sitemap_index.xml"),
+            ))
+        },
+    );
+    site.stats.reset();
+    let quiet = run(&configs, &store, RunMode::Incremental).await;
+    assert_eq!(quiet.status, RunStatus::Completed);
+    assert_eq!(page_requests(&site), Vec::<String>::new());
+    assert_eq!(quiet.counts.robots_disallowed, 2);
+    assert_eq!(quiet.counts.unchanged_by_sitemap, PRODUCTS as u64 + 1 - 2);
+}

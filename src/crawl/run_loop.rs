@@ -297,7 +297,10 @@ impl<'a> RunLoop<'a> {
             } else {
                 Decision::Allowed
             };
-            if let Some(prev) = self.sitemap_unchanged.remove(queued.url.as_str()) {
+            // robots.txt first: a page it now disallows is not kept as
+            // unchanged by its sitemap (nor are its stored links followed).
+            let unchanged = self.sitemap_unchanged.remove(queued.url.as_str());
+            if let (Decision::Allowed, Some(prev)) = (decision, unchanged) {
                 drop(permit);
                 self.prefetch.take(queued.url.as_str());
                 let page = super::sitemaps::keep(

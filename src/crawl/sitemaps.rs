@@ -418,7 +418,12 @@ impl Reading<'_> {
                 let queued = self.frontier.has_seen(n.url.as_str());
                 match records.remove(n.url.as_str()) {
                     Some(prev) if unchanged(self.target, &prev, n.lastmod_ms) => {
-                        if queued {
+                        if queued || !self.robots_allow(&n.url) {
+                            // Recorded when it comes out of the frontier,
+                            // after robots.txt had its say.
+                            if !queued {
+                                let _ = self.frontier.offer(self.target, n.url.clone(), 0);
+                            }
                             found.queued.insert(n.url.as_str().to_owned(), prev);
                         } else {
                             self.frontier.mark_seen(&n.url);
@@ -445,6 +450,16 @@ impl Reading<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Whether robots.txt, known already, lets the page be fetched (or is
+    /// not respected for its host).
+    fn robots_allow(&self, url: &Url) -> bool {
+        let Some(host) = HostKey::of(url) else {
+            return false;
+        };
+        !self.target.profile_for(&host).respect_robots
+            || (self.robots.ready(&host) && self.robots.decide(&host, url) == Decision::Allowed)
     }
 
     /// The stored records of `urls` (those that have one), read off the
