@@ -437,3 +437,57 @@ async fn a_page_robots_txt_now_disallows_is_not_kept_as_unchanged_by_its_sitemap
     assert_eq!(quiet.counts.robots_disallowed, 2);
     assert_eq!(quiet.counts.unchanged_by_sitemap, PRODUCTS as u64 + 1 - 2);
 }
+
+/// Cancels its run at the first progress it is told of (after the sitemaps
+/// were read, before any page is done).
+struct CancelAtFirst(tokio_util::sync::CancellationToken);
+
+impl crawld::crawl::ProgressSink for CancelAtFirst {
+    fn update(&self, _: &crawld::crawl::Progress) {
+        self.0.cancel();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_does_not_count_its_sitemaps_again() {
+    let site = sitemap_site();
+    let dir = tempfile::tempdir().expect("dir");
+    let (configs, state) = (dir.path().join("configs"), dir.path().join("state"));
+    write_configs(
+        &configs,
+        &format!("http://{}", site.addr),
+        &[("profiles.toml", FAST_PROFILE), ("shop.toml", TARGET)],
+    );
+    let store = Arc::new(Store::open(&state).expect("store"));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let first = crawld::crawl::run(
+        &Engine::default(),
+        store.clone(),
+        load_target(&configs, "shop"),
+        RunMode::Full,
+        cancel.clone(),
+        &CancelAtFirst(cancel.clone()),
+    )
+    .await
+    .expect("run");
+    assert_eq!(first.status, RunStatus::Interrupted);
+    assert_eq!(first.counts.sitemaps_read, 3);
+    assert_eq!(first.counts.sitemap_urls, PRODUCTS as u64 + 2);
+
+    let second = run(&configs, &store, RunMode::Full).await;
+    assert_eq!(second.status, RunStatus::Completed);
+    assert_eq!(second.resumed_from, Some(first.id));
+    assert_eq!(site.stats.count("/s1.xml.gz"), 2, "read again");
+    let runs: Vec<RunRecord> = store
+        .runs(&TargetId::new("shop"))
+        .map(|r| r.expect("run"))
+        .filter(|r| r.crawl == first.crawl)
+        .collect();
+    let mut total = crawld::store::RunCounts::default();
+    for r in &runs {
+        total.add(&r.counts);
+    }
+    assert_eq!(runs.len(), 2);
+    assert_eq!(total.sitemaps_read, 3, "the chain's total");
+    assert_eq!(total.sitemap_urls, PRODUCTS as u64 + 2);
+}
