@@ -147,7 +147,12 @@ fn read_entries<R: BufRead>(
     let mut kind = Kind::Unknown;
     let mut entries = Vec::new();
     let mut buf = Vec::new();
-    let (mut in_entry, mut field) = (false, Field::None);
+    // Elements open; the depth of the open `<url>`/`<sitemap>`, if any. Only
+    // its direct children are its `<loc>` and `<lastmod>`: the extensions'
+    // elements nested in an entry (`<image:image><image:loc>`, `<video:video>`,
+    // `<news:news>`) are not the page's.
+    let mut depth = 0usize;
+    let (mut entry, mut field) = (None::<usize>, Field::None);
     let (mut loc, mut lastmod) = (String::new(), String::new());
     loop {
         buf.clear();
@@ -157,22 +162,29 @@ fn read_entries<R: BufRead>(
         };
         match event {
             Event::Eof => return (kind, entries, None),
-            Event::Start(e) => match e.local_name().as_ref() {
-                b"urlset" if kind == Kind::Unknown => kind = Kind::UrlSet,
-                b"sitemapindex" if kind == Kind::Unknown => kind = Kind::Index,
-                b"url" | b"sitemap" => {
-                    in_entry = true;
-                    loc.clear();
-                    lastmod.clear();
+            Event::Start(e) => {
+                depth += 1;
+                field = Field::None;
+                let child = entry.is_some_and(|d| depth == d + 1);
+                match e.local_name().as_ref() {
+                    b"urlset" if kind == Kind::Unknown => kind = Kind::UrlSet,
+                    b"sitemapindex" if kind == Kind::Unknown => kind = Kind::Index,
+                    b"url" | b"sitemap" if entry.is_none() => {
+                        entry = Some(depth);
+                        loc.clear();
+                        lastmod.clear();
+                    }
+                    b"loc" if child => field = Field::Loc,
+                    b"lastmod" if child => field = Field::Lastmod,
+                    _ => {}
                 }
-                b"loc" if in_entry => field = Field::Loc,
-                b"lastmod" if in_entry => field = Field::Lastmod,
-                _ => field = Field::None,
-            },
-            Event::End(e) => match e.local_name().as_ref() {
-                b"url" | b"sitemap" if in_entry => {
-                    in_entry = false;
-                    field = Field::None;
+            }
+            Event::End(_) => {
+                field = Field::None;
+                let closes_entry = entry == Some(depth);
+                depth = depth.saturating_sub(1);
+                if closes_entry {
+                    entry = None;
                     let text = loc.trim();
                     if text.is_empty() {
                         continue;
@@ -185,8 +197,7 @@ fn read_entries<R: BufRead>(
                         lastmod_ms: parse_lastmod(lastmod.trim()),
                     });
                 }
-                _ => field = Field::None,
-            },
+            }
             Event::Text(t) => {
                 if let Ok(text) = t.decode() {
                     push(field, &mut loc, &mut lastmod, &text);
@@ -380,6 +391,58 @@ mod tests {
         assert!(matches!(s.stop, Some(Stop::Malformed(_))));
         let cut = &gz(URLSET)[..40];
         assert!(parse(cut, Limits::default()).stop.is_some());
+    }
+
+    #[test]
+    fn image_extension_locs_are_not_the_pages() {
+        // As Yoast (WordPress) and Shopify write them.
+        let text = r#"<?xml version="1.0" encoding="UTF-8"?>
+<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" xmlns:image="http://www.google.com/schemas/sitemap-image/1.1">
+  <url>
+    <loc>https://shop.example/p/1</loc>
+    <lastmod>2026-12-01T10:00:00+00:00</lastmod>
+    <image:image><image:loc>https://shop.example/img/1.jpg</image:loc></image:image>
+    <image:image><image:loc>https://shop.example/img/2.jpg</image:loc><image:title>Two</image:title></image:image>
+  </url>
+  <url>
+    <image:image><image:loc>https://shop.example/img/3.jpg</image:loc></image:image>
+    <loc>https://shop.example/p/2</loc>
+  </url>
+  <url><image:image><image:loc>https://shop.example/img/4.jpg</image:loc></image:image></url>
+</urlset>"#;
+        let s = parse(text.as_bytes(), Limits::default());
+        assert_eq!(s.stop, None);
+        let locs: Vec<&str> = s.entries.iter().map(|e| e.loc.as_str()).collect();
+        assert_eq!(
+            locs,
+            ["https://shop.example/p/1", "https://shop.example/p/2"]
+        );
+        assert_eq!(s.entries[0].lastmod_ms, Some(1_796_119_200_000));
+    }
+
+    #[test]
+    fn video_and_news_extension_elements_are_not_the_pages() {
+        let text = r#"<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"
+    xmlns:video="http://www.google.com/schemas/sitemap-video/1.1"
+    xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">
+  <url>
+    <loc>https://v.example/watch/1</loc>
+    <video:video>
+      <video:thumbnail_loc>https://v.example/t/1.jpg</video:thumbnail_loc>
+      <video:content_loc>https://v.example/v/1.mp4</video:content_loc>
+      <video:player_loc>https://v.example/player?v=1</video:player_loc>
+      <video:publication_date>2026-11-01T00:00:00+00:00</video:publication_date>
+      <video:uploader info="https://v.example/u/1">someone</video:uploader>
+    </video:video>
+    <news:news><news:publication><news:name>V</news:name></news:publication>
+      <news:publication_date>2026-11-02</news:publication_date></news:news>
+  </url>
+</urlset>"#;
+        let s = parse(text.as_bytes(), Limits::default());
+        assert_eq!(s.stop, None);
+        assert_eq!(s.entries.len(), 1);
+        assert_eq!(s.entries[0].loc, "https://v.example/watch/1");
+        assert_eq!(s.entries[0].lastmod_ms, None);
     }
 
     #[test]

@@ -33,13 +33,16 @@ fn binary(body: Vec<u8>, content_type: &str) -> Resource {
     }
 }
 
+/// A urlset; as Yoast (WordPress) and Shopify write them, each page also
+/// names its images (`image:image`), whose `image:loc` is not a page.
 fn urlset(entries: &[(String, String)]) -> String {
     let mut s = String::from(
-        r#"<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">"#,
+        r#"<?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" xmlns:image="http://www.google.com/schemas/sitemap-image/1.1">"#,
     );
     for (loc, lastmod) in entries {
+        let image = format!("{}/img/1.jpg", loc.trim_end_matches('/'));
         s.push_str(&format!(
-            "<url><loc>{loc}</loc><lastmod>{lastmod}</lastmod></url>"
+            "<url><loc>{loc}</loc><lastmod>{lastmod}</lastmod><image:image><image:loc>{image}</image:loc></image:image></url>"
         ));
     }
     s.push_str("</urlset>");
@@ -172,7 +175,10 @@ async fn sitemaps_seed_the_crawl_and_an_unchanged_site_is_not_asked_again() {
     assert_eq!(full.status, RunStatus::Completed);
     let mut asked = page_requests(&site);
     asked.sort();
-    assert_eq!(asked.len(), PRODUCTS + 1, "{asked:?}");
+    let mut expected: Vec<String> = (0..PRODUCTS).map(|i| format!("/p/{i}.html")).collect();
+    expected.push("/".into());
+    expected.sort();
+    assert_eq!(asked, expected, "the pages, not their images");
     assert!(!asked.iter().any(|p| p.starts_with("/denied/")));
     assert_eq!(site.stats.count("/private/sitemap.xml"), 0);
     assert_eq!(site.stats.count("/s1.xml.gz"), 1);
@@ -394,4 +400,94 @@ async fn sitemaps_naming_more_pages_than_max_pages_are_cut_with_a_warning() {
         warnings.iter().any(|w| w.contains("max_pages (4)")),
         "{warnings:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_robots_txt_now_disallows_is_not_kept_as_unchanged_by_its_sitemap() {
+    let site = sitemap_site();
+    let dir = tempfile::tempdir().expect("dir");
+    let (configs, state) = (dir.path().join("configs"), dir.path().join("state"));
+    // /p/0.html is a start URL too (queued before the sitemaps are read).
+    let target = TARGET.replace(r#"["{base}/"]"#, r#"["{base}/", "{base}/p/0.html"]"#);
+    write_configs(
+        &configs,
+        &format!("http://{}", site.addr),
+        &[("profiles.toml", FAST_PROFILE), ("shop.toml", &target)],
+    );
+    let store = Arc::new(Store::open(&state).expect("store"));
+    let full = run(&configs, &store, RunMode::Full).await;
+    assert_eq!(full.status, RunStatus::Completed);
+    assert_eq!(full.counts.robots_disallowed, 1, "the private sitemap");
+
+    // robots.txt now disallows a queued page and one only the sitemap names.
+    site.set(
+        "/robots.txt",
+        Resource {
+            content_type: Some("text/plain".into()),
+            ..Resource::html(format!(
+                "User-agent: *\nDisallow: /private/\nDisallow: /p/0.html\nDisallow: /p/1.html\n\nSitemap: {}\n",
+                site.url("/sitemap_index.xml"),
+            ))
+        },
+    );
+    site.stats.reset();
+    let quiet = run(&configs, &store, RunMode::Incremental).await;
+    assert_eq!(quiet.status, RunStatus::Completed);
+    assert_eq!(page_requests(&site), Vec::<String>::new());
+    assert_eq!(quiet.counts.robots_disallowed, 2);
+    assert_eq!(quiet.counts.unchanged_by_sitemap, PRODUCTS as u64 + 1 - 2);
+}
+
+/// Cancels its run at the first progress it is told of (after the sitemaps
+/// were read, before any page is done).
+struct CancelAtFirst(tokio_util::sync::CancellationToken);
+
+impl crawld::crawl::ProgressSink for CancelAtFirst {
+    fn update(&self, _: &crawld::crawl::Progress) {
+        self.0.cancel();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_does_not_count_its_sitemaps_again() {
+    let site = sitemap_site();
+    let dir = tempfile::tempdir().expect("dir");
+    let (configs, state) = (dir.path().join("configs"), dir.path().join("state"));
+    write_configs(
+        &configs,
+        &format!("http://{}", site.addr),
+        &[("profiles.toml", FAST_PROFILE), ("shop.toml", TARGET)],
+    );
+    let store = Arc::new(Store::open(&state).expect("store"));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let first = crawld::crawl::run(
+        &Engine::default(),
+        store.clone(),
+        load_target(&configs, "shop"),
+        RunMode::Full,
+        cancel.clone(),
+        &CancelAtFirst(cancel.clone()),
+    )
+    .await
+    .expect("run");
+    assert_eq!(first.status, RunStatus::Interrupted);
+    assert_eq!(first.counts.sitemaps_read, 3);
+    assert_eq!(first.counts.sitemap_urls, PRODUCTS as u64 + 2);
+
+    let second = run(&configs, &store, RunMode::Full).await;
+    assert_eq!(second.status, RunStatus::Completed);
+    assert_eq!(second.resumed_from, Some(first.id));
+    assert_eq!(site.stats.count("/s1.xml.gz"), 2, "read again");
+    let runs: Vec<RunRecord> = store
+        .runs(&TargetId::new("shop"))
+        .map(|r| r.expect("run"))
+        .filter(|r| r.crawl == first.crawl)
+        .collect();
+    let mut total = crawld::store::RunCounts::default();
+    for r in &runs {
+        total.add(&r.counts);
+    }
+    assert_eq!(runs.len(), 2);
+    assert_eq!(total.sitemaps_read, 3, "the chain's total");
+    assert_eq!(total.sitemap_urls, PRODUCTS as u64 + 2);
 }

@@ -89,6 +89,9 @@ pub(super) struct RunLoop<'a> {
     store_error: Option<StoreError>,
     /// Queued pages their sitemap says are unchanged: recorded, not fetched.
     sitemap_unchanged: HashMap<String, crate::store::PageRecord>,
+    /// Whether the run resumes an interrupted one (whose part counted the
+    /// sitemaps already).
+    resumed: bool,
 }
 
 /// What a run loop needs from the run that starts it.
@@ -173,6 +176,7 @@ impl<'a> RunLoop<'a> {
             progress,
             store_error: None,
             sitemap_unchanged: HashMap::new(),
+            resumed: start.resume.is_some(),
         }
     }
 
@@ -240,6 +244,13 @@ impl<'a> RunLoop<'a> {
             self.commits.push(page);
         }
         self.sitemap_unchanged = found.queued;
+        if self.resumed {
+            // The sitemaps are read again, but the chain's totals add its
+            // parts: the first part counted them (and gave their warnings).
+            self.counts.sitemaps_read = 0;
+            self.counts.sitemap_urls = 0;
+            self.counts.sitemap_warnings.clear();
+        }
     }
 
     /// Waits for the next event. Cancellation and the writer's answers come
@@ -297,7 +308,10 @@ impl<'a> RunLoop<'a> {
             } else {
                 Decision::Allowed
             };
-            if let Some(prev) = self.sitemap_unchanged.remove(queued.url.as_str()) {
+            // robots.txt first: a page it now disallows is not kept as
+            // unchanged by its sitemap (nor are its stored links followed).
+            let unchanged = self.sitemap_unchanged.remove(queued.url.as_str());
+            if let (Decision::Allowed, Some(prev)) = (decision, unchanged) {
                 drop(permit);
                 self.prefetch.take(queued.url.as_str());
                 let page = super::sitemaps::keep(

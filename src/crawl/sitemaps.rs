@@ -81,16 +81,33 @@ pub(super) async fn read(mut r: Reading<'_>, cancel: &CancellationToken) -> Foun
         SitemapSource::Urls(urls) => urls,
         SitemapSource::Robots => r.robots_sitemaps().await,
     };
-    let mut queue: VecDeque<(Url, u32)> = roots.into_iter().map(|u| (u, 0)).collect();
-    let mut visited: HashSet<Url> = HashSet::new();
+    // Files read and queued are never more than MAX_FILES together: the
+    // queue holds no more than that, whatever the indexes name.
+    let mut queue: VecDeque<(Url, u32)> = VecDeque::new();
+    let mut known: HashSet<Url> = HashSet::new();
     let mut named = Vec::new();
     let mut files = 0;
+    let mut over = Left::default();
+    for url in roots {
+        if known.contains(&url) {
+            continue;
+        }
+        if queue.len() == MAX_FILES {
+            over.add(url);
+            continue;
+        }
+        known.insert(url.clone());
+        queue.push_back((url, 0));
+    }
+    if let Some(first) = over.first.take() {
+        r.warn(format!(
+            "more than {MAX_FILES} sitemap files: {} more not read (first: {first})",
+            over.count
+        ));
+    }
     while let Some((url, level)) = queue.pop_front() {
         if cancel.is_cancelled() {
             break;
-        }
-        if !visited.insert(url.clone()) {
-            continue;
         }
         if files == MAX_FILES {
             let left = queue.len() + 1;
@@ -117,7 +134,21 @@ pub(super) async fn read(mut r: Reading<'_>, cancel: &CancellationToken) -> Foun
         match read.kind {
             Kind::Index if level < MAX_INDEX_DEPTH => {
                 let children = read.entries.iter().filter_map(|e| Url::parse(&e.loc).ok());
-                queue.extend(children.map(|u| (u, level + 1)));
+                let room = MAX_FILES.saturating_sub(files);
+                let (other_host, over) =
+                    queue_children(&mut queue, &mut known, &url, children, level + 1, room);
+                if let Some(first) = other_host.first {
+                    r.warn(format!(
+                        "sitemap {url}: {} sitemaps on another host than the index's: not read (first: {first})",
+                        other_host.count
+                    ));
+                }
+                if let Some(first) = over.first {
+                    r.warn(format!(
+                        "more than {MAX_FILES} sitemap files: {} more not read (first: {first})",
+                        over.count
+                    ));
+                }
             }
             Kind::Index => r.warn(format!(
                 "sitemap {url}: an index nested more than {MAX_INDEX_DEPTH} levels deep: not followed"
@@ -172,6 +203,51 @@ pub(super) async fn read(mut r: Reading<'_>, cancel: &CancellationToken) -> Foun
         "Sitemaps read."
     );
     found
+}
+
+/// Sitemaps left out, counted, and the first of them (for the warning).
+#[derive(Debug, Default)]
+struct Left {
+    count: usize,
+    first: Option<Url>,
+}
+
+impl Left {
+    fn add(&mut self, url: Url) {
+        self.count += 1;
+        self.first.get_or_insert(url);
+    }
+}
+
+/// Queues the children of the index `parent` at `level`, each once, while
+/// the queue holds fewer than `room`: a run never holds more sitemaps to read
+/// than it may read. A child on another host than its index is not queued
+/// (sitemaps.org: an index names sitemaps of its own host; a sitemap of
+/// another host is read when the configuration or robots.txt names it).
+/// Gives the children left out: on another host, and past `room`.
+fn queue_children(
+    queue: &mut VecDeque<(Url, u32)>,
+    known: &mut HashSet<Url>,
+    parent: &Url,
+    children: impl Iterator<Item = Url>,
+    level: u32,
+    room: usize,
+) -> (Left, Left) {
+    let (mut other_host, mut over) = (Left::default(), Left::default());
+    for child in children {
+        if known.contains(&child) {
+            continue;
+        }
+        if child.host_str() != parent.host_str() {
+            other_host.add(child);
+        } else if queue.len() >= room {
+            over.add(child);
+        } else {
+            known.insert(child.clone());
+            queue.push_back((child, level));
+        }
+    }
+    (other_host, over)
 }
 
 /// What one sitemap file gave.
@@ -342,7 +418,12 @@ impl Reading<'_> {
                 let queued = self.frontier.has_seen(n.url.as_str());
                 match records.remove(n.url.as_str()) {
                     Some(prev) if unchanged(self.target, &prev, n.lastmod_ms) => {
-                        if queued {
+                        if queued || !self.robots_allow(&n.url) {
+                            // Recorded when it comes out of the frontier,
+                            // after robots.txt had its say.
+                            if !queued {
+                                let _ = self.frontier.offer(self.target, n.url.clone(), 0);
+                            }
                             found.queued.insert(n.url.as_str().to_owned(), prev);
                         } else {
                             self.frontier.mark_seen(&n.url);
@@ -369,6 +450,16 @@ impl Reading<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Whether robots.txt, known already, lets the page be fetched (or is
+    /// not respected for its host).
+    fn robots_allow(&self, url: &Url) -> bool {
+        let Some(host) = HostKey::of(url) else {
+            return false;
+        };
+        !self.target.profile_for(&host).respect_robots
+            || (self.robots.ready(&host) && self.robots.decide(&host, url) == Decision::Allowed)
     }
 
     /// The stored records of `urls` (those that have one), read off the
@@ -464,5 +555,53 @@ fn failure(url: &Url, detail: String) -> PageCommit {
             detail: format!("sitemap: {detail}"),
             status: None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).expect("url")
+    }
+
+    #[test]
+    fn an_index_naming_more_sitemaps_than_may_be_read_queues_no_more() {
+        let parent = url("http://a.test/index.xml");
+        let mut queue = VecDeque::from([(url("http://a.test/root2.xml"), 0)]);
+        let mut known: HashSet<Url> = queue.iter().map(|(u, _)| u.clone()).collect();
+        known.insert(parent.clone());
+        let children = (0..50_000).map(|i| url(&format!("http://a.test/s{i}.xml")));
+        // 3 files read of 10: room for 7, one of them already queued.
+        let (other, over) = queue_children(&mut queue, &mut known, &parent, children, 1, 7);
+        assert_eq!(queue.len(), 7);
+        assert_eq!(queue[6], (url("http://a.test/s5.xml"), 1));
+        assert_eq!((other.count, over.count), (0, 50_000 - 6));
+        assert_eq!(over.first, Some(url("http://a.test/s6.xml")));
+        // A full queue takes nothing more; what is known is not counted again.
+        let again = [url("http://a.test/s0.xml"), url("http://a.test/new.xml")];
+        let (_, over) = queue_children(&mut queue, &mut known, &parent, again.into_iter(), 1, 7);
+        assert_eq!((queue.len(), over.count), (7, 1));
+    }
+
+    #[test]
+    fn an_index_names_sitemaps_of_its_own_host_only() {
+        let parent = url("https://a.test/index.xml");
+        let mut queue = VecDeque::new();
+        let mut known = HashSet::from([url("https://b.test/listed.xml")]);
+        let children = [
+            url("https://a.test/s1.xml"),
+            url("https://evil.test/s2.xml"),
+            url("https://www.a.test/s3.xml"),
+            // Configured (known): read as configured, not counted here.
+            url("https://b.test/listed.xml"),
+        ];
+        let (other, over) =
+            queue_children(&mut queue, &mut known, &parent, children.into_iter(), 1, 10);
+        assert_eq!(Vec::from(queue), vec![(url("https://a.test/s1.xml"), 1)]);
+        assert_eq!(other.count, 2);
+        assert_eq!(other.first, Some(url("https://evil.test/s2.xml")));
+        assert_eq!(over.count, 0);
     }
 }
