@@ -24,8 +24,9 @@
 //! and is reported beside the 304 run. The config is put back after it.
 //!
 //! Cleaning: the floor again with the product's values cleaned (`re`,
-//! `replace`, `strip`, `integer`, `date`), beside a plain one, to report what
-//! value processing costs (`BENCH_CLEANED=0` leaves it out).
+//! `replace`, `strip`, `integer`) with the same queries, in turns with a
+//! plain one, to report what value processing costs (`BENCH_CLEANED=0`
+//! leaves it out).
 //!
 //! Knobs: `BENCH_PAGES=N` product pages; `BENCH_FULL_RUNS=N` full runs in
 //! all (default 10); `BENCH_CRAWLD=PATH` runs another crawld binary (an
@@ -68,9 +69,9 @@ image = { css = "section.gallery figure.main img::attr(src)", type = "url" }
 /// Fields per product in `TARGET`, to check that the floor found them all.
 const FIELDS: u64 = 8;
 
-/// `TARGET`'s product with its values cleaned as a real config cleans them
-/// (`re`, `replace`, `strip`, `integer`, `date`): what cleaning adds to the
-/// floor is reported beside it.
+/// `TARGET`'s product with the same queries, their values cleaned as a real
+/// config cleans them (`re`, `replace`, `strip`, `integer`): what cleaning
+/// adds to the floor is reported beside it.
 const CLEANED: &str = r#"
 start_urls = ["http://{addr}/list/1"]
 [items.product]
@@ -80,10 +81,10 @@ title = { css = "main h1.product-title::text", required = true, strip = ".!" }
 price = { css = "div.price-block p.price span.amount::text", re = '[\d.,]+', type = "number", required = true }
 sku = { css = "div.product-meta span.sku::text", re = '^BS-(\d+)$', type = "integer" }
 availability = { css = "div.availability-block p.availability::text", replace = [['(?i)^in stock.*$', 'in_stock'], ['(?i)^out of stock.*$', 'out_of_stock']] }
-rating = { css = "div.rating-summary span.rating-value::text", type = "number" }
+rating = { css = "div.rating-summary span.rating-value::text", re = '[\d.]+', type = "number" }
 review_count = { css = "div.rating-summary a.review-count::text", re = '(\d+) reviews?', type = "integer" }
 weight = { css = "section.specifications table.specs tr[data-spec='weight'] > td::text", re = '(?P<value>[\d.]+) kg', type = "number" }
-delivery = { css = "div.availability-block time::attr(datetime)", type = "date" }
+image = { css = "section.gallery figure.main img::attr(src)", type = "url" }
 "#;
 
 fn profile() -> String {
@@ -167,16 +168,26 @@ fn main() {
         let cleaned_dir = dir.path().join("cleaned");
         let cleaned = CLEANED.replace("{addr}", &server.addr);
         let cleaned = common::write_configs(&cleaned_dir, &cleaned, &profile());
-        // Measured again beside it: the machine's speed drifts between the two.
-        let plain = floor::measure(&configs, &server.addr, total);
-        let with = floor::measure(&cleaned, &server.addr, total);
+        // Measured in turns, three times each, and the medians compared:
+        // the machine's speed drifts more between two runs than cleaning costs.
+        let (mut plain, mut with) = (Vec::new(), Vec::new());
+        let mut present = (0, 0);
+        for _ in 0..3 {
+            plain.push(floor::measure(&configs, &server.addr, total).us_per_page());
+            let m = floor::measure(&cleaned, &server.addr, total);
+            present = (m.fields(), m.items() * FIELDS);
+            with.push(m.us_per_page());
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (p, w) = (median(&mut plain), median(&mut with));
         println!(
-            "bench: cleaning: floor with re/replace/strip/integer/date on 6 of 8 fields {:.1} µs per page, without {:.1} µs: {:+.1} % ({} of {} fields present)",
-            with.us_per_page(),
-            plain.us_per_page(),
-            (with.us_per_page() / plain.us_per_page() - 1.0) * 100.0,
-            with.fields(),
-            with.items() * FIELDS
+            "bench: cleaning: floor with re/replace/strip/integer on 7 of 8 fields {w:.1} µs per page, without {p:.1} µs (medians of 3 in turns): {:+.1} % ({} of {} fields present)",
+            (w / p - 1.0) * 100.0,
+            present.0,
+            present.1
         );
     }
     println!("== full run ({total} product pages) ==");
