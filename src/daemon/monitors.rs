@@ -234,6 +234,12 @@ impl Daemon {
         let errors = crate::config::errors_by_file(&self.errors);
         let targets: Vec<Arc<Target>> = self.set.targets.values().cloned().collect();
         for t in targets {
+            // Judged before its stored monitors are read, a restarted
+            // daemon would count `overdue` from now and resolve a switch
+            // that still holds (a busy store thread makes that read late).
+            if !self.monitors.known.contains(&t.id) {
+                continue;
+            }
             let reference = *self
                 .monitors
                 .reference_ms
