@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{prefixed, tree, Store, StoreError, FORMAT, SEP};
+use super::{keyspace, prefixed, Store, StoreError, FORMAT, SEP};
 use crate::health::{MonitorKind, MonitorState};
 use crate::ids::{ChannelName, TargetId};
 
@@ -206,7 +206,7 @@ impl Store {
         if changes.put.is_empty() && changes.remove.is_empty() && changes.notices.is_empty() {
             return Ok(out);
         }
-        let mut batch = tree::Batch::default();
+        let mut batch = keyspace::Batch::default();
         for (monitor, subject) in &changes.remove {
             batch.remove(alert_key(target, *monitor, subject));
         }
@@ -239,7 +239,7 @@ impl Store {
     }
 
     /// Writes the outbox's next sequence number into `batch`.
-    pub(super) fn set_outbox_seq(&self, batch: &mut tree::Batch, seq: u64) {
+    pub(super) fn set_outbox_seq(&self, batch: &mut keyspace::Batch, seq: u64) {
         batch.insert(OUTBOX_SEQ, seq.to_be_bytes());
     }
 
@@ -260,7 +260,7 @@ impl Store {
             .alerting
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut batch = tree::Batch::default();
+        let mut batch = keyspace::Batch::default();
         for kv in self.data.scan_prefix(alert_prefix(target)) {
             batch.remove(kv?.0);
         }
@@ -282,7 +282,7 @@ impl Store {
         if let Some(ms) = stored.and_then(|v| v.as_ref().try_into().ok()) {
             return Ok(u64::from_be_bytes(ms));
         }
-        let mut batch = tree::Batch::default();
+        let mut batch = keyspace::Batch::default();
         batch.insert(key, now_ms.to_be_bytes());
         self.apply(batch)?;
         Ok(now_ms)
@@ -315,7 +315,7 @@ impl Store {
 
     /// Removes delivered entries (one message), in one batch.
     pub fn outbox_delivered(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
-        let mut batch = tree::Batch::default();
+        let mut batch = keyspace::Batch::default();
         for entry in entries {
             batch.remove(outbox_key(&entry.channel, entry.seq));
         }
@@ -325,7 +325,7 @@ impl Store {
     /// Records a failed attempt: `entries` as they should now be (their
     /// attempts and next attempt time).
     pub fn outbox_retry(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
-        let mut batch = tree::Batch::default();
+        let mut batch = keyspace::Batch::default();
         for entry in entries {
             batch.insert(
                 outbox_key(&entry.channel, entry.seq),
@@ -338,7 +338,7 @@ impl Store {
     /// Drops every notice (alerts' and change notices) waiting for a
     /// channel (one that is no longer configured); returns how many.
     pub fn outbox_drop(&self, channel: &ChannelName) -> Result<u64, StoreError> {
-        let mut batch = tree::Batch::default();
+        let mut batch = keyspace::Batch::default();
         let mut n = 0;
         let kvs = self
             .data

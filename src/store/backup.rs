@@ -153,7 +153,7 @@ fn restore_into(path: &Path, file: &Path) -> Result<u64, String> {
     let mut reader = BackupReader::new(BufReader::new(input))?;
     let tree = super::tree::Tree::open(path, super::CACHE_BYTES, false)
         .map_err(|e| format!("cannot create the store: {e}"))?;
-    let mut batch = super::tree::Batch::default();
+    let mut batch = super::keyspace::Batch::default();
     let mut pending = 0u64;
     while let Some((key, value)) = reader.next_record()? {
         batch.insert(key, value);

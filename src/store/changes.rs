@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{prefixed, tree, Store, StoreError, FORMAT};
+use super::{keyspace, prefixed, Store, StoreError, FORMAT};
 use crate::ids::{ChannelName, RunId, TargetId};
 
 /// The version of the change notice schema (the webhook body), `version` in it.
@@ -150,7 +150,7 @@ impl Store {
         if self.notified_run(target)?.is_some_and(|m| m >= run) {
             return Ok(false);
         }
-        let mut batch = tree::Batch::default();
+        let mut batch = keyspace::Batch::default();
         if !messages.is_empty() {
             let mut seq = self.next_outbox_seq()?;
             for (channel, message) in messages {
@@ -180,14 +180,14 @@ impl Store {
 
     /// Removes a delivered change notice.
     pub fn change_delivered(&self, entry: &ChangeEntry) -> Result<(), StoreError> {
-        let mut batch = tree::Batch::default();
+        let mut batch = keyspace::Batch::default();
         batch.remove(key(&entry.channel, entry.seq));
         self.apply(batch)
     }
 
     /// Records a failed attempt: `entry` as it should now be.
     pub fn change_retry(&self, entry: &ChangeEntry) -> Result<(), StoreError> {
-        let mut batch = tree::Batch::default();
+        let mut batch = keyspace::Batch::default();
         batch.insert(key(&entry.channel, entry.seq), super::encode(self, entry)?);
         self.apply(batch)
     }

@@ -257,7 +257,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let t = crate::ids::TargetId::new("t");
-        let mut batch = super::super::tree::Batch::default();
+        let mut batch = super::super::keyspace::Batch::default();
         let put_page = |p: PageRecord| {
             let key = super::super::page_key(&t, &p.url);
             (key, super::super::encode(&store, &p).unwrap())

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
+use super::keyspace::Batch;
 use super::records::{FailureRecord, ItemRecord, PageRecord, FORMAT};
-use super::tree::Batch;
 use super::writer::{CommitStats, PageCommit, PageOutcome, RunWriter};
 use super::{encode, event_key, failure_key, item_key, page_key, StoreError};
 use crate::extract::Item;

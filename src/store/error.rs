@@ -97,6 +97,48 @@ pub enum StoreError {
         available: u64,
         reserve: u64,
     },
+    #[error("invalid database URL: {detail}. Give one like postgres://crawld@db.internal/crawld")]
+    DatabaseUrl { detail: String },
+    #[error(
+        "{doing} the database at {place} failed: {detail}. What was committed before is kept: check \
+         that the server is up and the URL, role and password are right, and run again"
+    )]
+    Database {
+        place: String,
+        doing: &'static str,
+        detail: String,
+    },
+    #[error(
+        "the database at {place} is in use by another crawld that writes to it: one process writes \
+         to a database at a time (stop the other one, or read with a command that only reads)"
+    )]
+    DatabaseLocked { place: String },
+    #[error(
+        "the database at {place} has crawld's schema version {found}, newer than this crawld's \
+         ({known}): nothing was written. Upgrade crawld on this machine to the release that wrote it"
+    )]
+    DatabaseNewer {
+        place: String,
+        found: i64,
+        known: i64,
+    },
+    #[error(
+        "the database at {place} {}: a command that only reads does not change it. Start \
+         `crawld run --cluster URL` (or `crawld crawl`) of this release once, which {}",
+        match found {
+            None => "has no crawld schema".to_string(),
+            Some(v) => format!("has crawld's schema version {v}, not this release's {known}"),
+        },
+        match found {
+            Some(v) if v > known => "will refuse it too: upgrade crawld here instead",
+            _ => "creates or upgrades it",
+        }
+    )]
+    DatabaseSchema {
+        place: String,
+        found: Option<i64>,
+        known: i64,
+    },
     #[error(
         "the store at {path} lost committed data: it holds commit {found}, but commit {expected} was \
          recorded (a truncated or replaced file?). It was left as it is: restore a backup into an empty \
@@ -115,7 +157,7 @@ pub enum StoreError {
 impl From<&StoreError> for Exit {
     fn from(e: &StoreError) -> Self {
         match e {
-            StoreError::Locked { .. } => Exit::Locked,
+            StoreError::Locked { .. } | StoreError::DatabaseLocked { .. } => Exit::Locked,
             _ => Exit::Store,
         }
     }

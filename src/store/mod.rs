@@ -23,7 +23,9 @@ mod changes;
 mod check;
 mod commit;
 mod error;
+mod keyspace;
 mod lock;
+mod postgres;
 mod records;
 mod runs;
 mod settle;
@@ -49,6 +51,8 @@ pub use records::{
 };
 pub use runs::{Resume, RunPolicy, RunStart};
 pub use tree::{Op, SledError};
+
+use keyspace::Keyspace;
 pub use writer::{CommitStats, PageCommit, PageOutcome, RunWriter};
 
 use crate::ids::{HostKey, RunId, TargetId};
@@ -57,17 +61,24 @@ use crate::ids::{HostKey, RunId, TargetId};
 const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 const SEP: u8 = 0;
 
-/// An open state directory. Holding it holds the directory's lock.
+/// An open store: a state directory's sled files (holding it holds the
+/// directory's lock), or a PostgreSQL database.
 pub struct Store {
-    data: tree::Tree,
+    data: Keyspace,
+    /// Where the records are, as messages name it: the sled directory, or
+    /// the database's address without its password.
     path: PathBuf,
+    /// The local directory for this process's own files (the frontier's
+    /// spill files): the state dir.
+    dir: PathBuf,
     /// Opened by a command that only reads: every write is refused.
     reading: bool,
     /// Serialises commits, so that the commit counter only grows.
     commits: std::sync::Mutex<Commits>,
     /// Serialises updates of alert state (a read, then a batch).
     alerting: std::sync::Mutex<()>,
-    _lock: StateLock,
+    /// The state dir's lock (sled); a database is locked by its backend.
+    _lock: Option<StateLock>,
 }
 
 /// Free space below which commits stop: sled can tear a batch when the disk
@@ -152,7 +163,7 @@ impl Store {
             });
         }
         let existed = path.exists();
-        let data = tree::Tree::open(&path, CACHE_BYTES, reading)?;
+        let data = Keyspace::Sled(tree::Tree::open(&path, CACHE_BYTES, reading)?);
         let found = data
             .get(COMMITS)?
             .and_then(|v| v.as_ref().try_into().ok())
@@ -170,24 +181,74 @@ impl Store {
         Ok(Store {
             data,
             path,
+            dir: state_dir.to_path_buf(),
             reading,
             commits: std::sync::Mutex::new(Commits {
                 last: found,
                 marked: None,
             }),
             alerting: std::sync::Mutex::new(()),
-            _lock: lock,
+            _lock: Some(lock),
         })
+    }
+
+    /// Connects to the PostgreSQL database at `url` for a process that
+    /// writes, applying the schema's migrations first; `state_dir` keeps
+    /// this process's own files. Runs left "running" by a process that died
+    /// are marked interrupted, as [`Store::open`] does.
+    pub fn connect(url: &str, state_dir: &Path) -> Result<Self, StoreError> {
+        crate::files::create_private_dir(state_dir).map_err(|source| StoreError::Io {
+            what: "cannot create the state dir",
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
+        let store = Store::connect_as(url, state_dir.to_path_buf(), false)?;
+        store.interrupt_stale_runs()?;
+        Ok(store)
+    }
+
+    /// Connects to the PostgreSQL database at `url` for a command that only
+    /// reads: its sessions are read-only, and a database whose schema is not
+    /// this release's is refused rather than migrated.
+    pub fn connect_read(url: &str) -> Result<Self, StoreError> {
+        Store::connect_as(url, std::env::temp_dir(), true)
+    }
+
+    fn connect_as(url: &str, dir: PathBuf, reading: bool) -> Result<Self, StoreError> {
+        let tables = postgres::Tables::connect(url, reading)?;
+        Ok(Store {
+            path: PathBuf::from(tables.describe()),
+            data: Keyspace::Postgres(tables),
+            dir,
+            reading,
+            commits: std::sync::Mutex::new(Commits {
+                last: 0,
+                marked: None,
+            }),
+            alerting: std::sync::Mutex::new(()),
+            _lock: None,
+        })
+    }
+
+    /// Where the records are, for messages: the sled directory, or the
+    /// database's address without its password.
+    pub fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// Whether the records are in a PostgreSQL database.
+    pub fn is_database(&self) -> bool {
+        matches!(self.data, Keyspace::Postgres(_))
     }
 
     /// Applies `batch` atomically, flushes it to disk (blocking), and records
     /// the commit's number beside the store.
-    fn apply(&self, batch: tree::Batch) -> Result<(), StoreError> {
+    fn apply(&self, batch: keyspace::Batch) -> Result<(), StoreError> {
         self.apply_marked(batch, Commit::Pages)
     }
 
     /// [`Store::apply`] for a commit of the given kind: see [`Commit`].
-    fn apply_marked(&self, mut batch: tree::Batch, kind: Commit) -> Result<(), StoreError> {
+    fn apply_marked(&self, mut batch: keyspace::Batch, kind: Commit) -> Result<(), StoreError> {
         let mut commits = self
             .commits
             .lock()
@@ -196,6 +257,12 @@ impl Store {
             return Err(StoreError::ReadOnly {
                 path: self.path.clone(),
             });
+        }
+        if self.is_database() {
+            // The database makes a commit durable, refuses one it has no
+            // room for, and guards its own files: the reserve and the
+            // commit mark are sled's.
+            return self.data.apply_batch(batch);
         }
         let next = commits.last + 1;
         let available = free_bytes(&self.path);
@@ -234,12 +301,13 @@ impl Store {
         Ok(())
     }
 
-    /// The state directory the store lives in.
+    /// The state directory: the store's, or (on a database) this
+    /// process's own.
     pub fn state_dir(&self) -> &Path {
-        self.path.parent().unwrap_or(&self.path)
+        &self.dir
     }
 
-    /// Where the sled files are.
+    /// Where the sled files are (on a database: its address, for messages).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -336,7 +404,7 @@ impl Store {
         mode: RunMode,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), StoreError> {
-        let mut batch = tree::Batch::default();
+        let mut batch = keyspace::Batch::default();
         batch.insert(fired_key(target, mode), at.timestamp_millis().to_be_bytes());
         self.apply(batch)
     }
@@ -359,7 +427,7 @@ impl Store {
 
     /// Records a breaker pause of `host` until `until_ms`.
     pub fn set_host_pause(&self, host: &HostKey, until_ms: u64) -> Result<(), StoreError> {
-        let mut batch = tree::Batch::default();
+        let mut batch = keyspace::Batch::default();
         batch.insert(
             prefixed(b'h', &[host.as_str().as_bytes()]),
             until_ms.to_be_bytes(),
@@ -401,7 +469,7 @@ impl Store {
         if stale.is_empty() {
             return Ok(());
         }
-        let mut batch = tree::Batch::default();
+        let mut batch = keyspace::Batch::default();
         for mut run in stale {
             run.status = RunStatus::Interrupted;
             batch.insert(run_key(&run.target, run.id), encode(self, &run)?);

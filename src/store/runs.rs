@@ -65,7 +65,7 @@ impl Store {
         let by_id: HashMap<RunId, &RunRecord> = runs.iter().map(|r| (r.id, r)).collect();
         let id = self.next_run_id()?;
         let now = now_ms();
-        let mut batch = super::tree::Batch::default();
+        let mut batch = super::keyspace::Batch::default();
         let mut abandoned = None;
         let mut resume = None;
         let mut run = RunRecord {
@@ -265,7 +265,7 @@ impl Store {
             return Ok(());
         }
         run.breached = breached;
-        let mut batch = super::tree::Batch::default();
+        let mut batch = super::keyspace::Batch::default();
         batch.insert(run_key(target, id), encode(self, &run)?);
         self.apply_marked(batch, super::Commit::End)
     }

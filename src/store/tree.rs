@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
+use super::keyspace::Batch;
 use super::{settle, StoreError};
 
 /// What a guarded call was doing, for messages.
@@ -96,33 +97,6 @@ pub struct Tree {
 
 /// One sled record.
 pub type Record = (sled::IVec, sled::IVec);
-
-/// Writes to apply atomically, with the bytes they carry (for the
-/// free-space check before they are applied).
-#[derive(Default)]
-pub struct Batch {
-    inner: sled::Batch,
-    bytes: u64,
-}
-
-impl Batch {
-    pub fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        let (key, value) = (key.as_ref(), value.as_ref());
-        self.bytes += (key.len() + value.len()) as u64;
-        self.inner.insert(key, value);
-    }
-
-    pub fn remove(&mut self, key: impl AsRef<[u8]>) {
-        let key = key.as_ref();
-        self.bytes += key.len() as u64;
-        self.inner.remove(key);
-    }
-
-    /// Bytes of keys and values written.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-}
 
 impl Tree {
     /// Opens (creating if needed) the sled files at `path`, for writing or
@@ -235,7 +209,14 @@ impl Tree {
 
     /// Applies a batch atomically (not yet durable: see [`Tree::flush`]).
     pub fn apply_batch(&self, batch: Batch) -> Result<(), StoreError> {
-        self.call(Op::Write, |_, t| t.apply_batch(batch.inner))
+        let mut inner = sled::Batch::default();
+        for (key, value) in batch.ops {
+            match value {
+                Some(value) => inner.insert(key, value),
+                None => inner.remove(key),
+            }
+        }
+        self.call(Op::Write, |_, t| t.apply_batch(inner))
     }
 
     pub fn update_and_fetch(

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::commit::Building;
+use super::keyspace::Batch;
 use super::records::{
     now_ms, value_hash, ChangeEvent, ChangeKind, FrontierChunk, ItemRecord, ItemVersion, RunMode,
     RunRecord, RunStatus, FORMAT,
 };
 use super::runs::{RunPolicy, RunStart};
-use super::tree::Batch;
 use super::{
     encode, event_key, event_prefix, failure_prefix, frontier_key, item_key, run_key, Store,
     StoreError,
