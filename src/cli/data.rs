@@ -140,6 +140,12 @@ pub(super) async fn read(
     } else {
         through_daemon(state, socket, &cmd, &mut sink, None).await
     };
+    finish_read(sink, out, exit)
+}
+
+/// Ends a reading command's output; a failure after some of it went to
+/// stdout says that stdout is incomplete.
+fn finish_read(sink: Sink, out: Option<&Path>, exit: Exit) -> Exit {
     let written = sink.bytes;
     let exit = finish(sink, out, exit);
     if out.is_none() && exit != Exit::Ok && written > 0 {
@@ -149,6 +155,26 @@ pub(super) async fn read(
         );
     }
     exit
+}
+
+/// Runs a reading command on the PostgreSQL database at `url`, in
+/// read-only sessions; no daemon is needed (or asked).
+pub(super) fn read_database(
+    url: &str,
+    configured: Configured<'_>,
+    cmd: ReadCommand,
+    out: Option<&Path>,
+) -> Exit {
+    let store = match Store::connect_read(url) {
+        Ok(s) => s,
+        Err(e) => return super::store_failed(e),
+    };
+    let mut sink = match sink(out) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    let exit = run_read(&store, configured, &cmd, &mut sink, &mut std::io::stderr());
+    finish_read(sink, out, exit)
 }
 
 /// Runs a reading command in the daemon, its output written through as it

@@ -16,18 +16,23 @@ pub(super) async fn open_store(opts: &Options) -> Result<Store, StoreError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut short_of_space = false;
     loop {
-        let state = opts.state.clone();
-        let opened = tokio::task::spawn_blocking(move || Store::open(&state))
-            .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::Io {
-                    what: "the store's open failed",
-                    path: opts.state.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                })
-            });
+        let (state, cluster) = (opts.state.clone(), opts.cluster.clone());
+        let opened = tokio::task::spawn_blocking(move || match cluster {
+            Some(url) => Store::connect(&url, &state),
+            None => Store::open(&state),
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(StoreError::Io {
+                what: "the store's open failed",
+                path: opts.state.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        });
         match opened {
-            Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
+            Err(StoreError::Locked { .. } | StoreError::DatabaseLocked { .. })
+                if Instant::now() < deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             Err(e @ StoreError::NoSpaceToOpen { .. }) => {
