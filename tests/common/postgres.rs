@@ -110,11 +110,22 @@ pub fn database() -> Option<TestDatabase> {
     })
 }
 
+/// Runs `sql` (one or more statements) on `url` and returns the rows of
+/// its results as text, for a test that looks into a database directly.
+/// Panics with the server's message on an error.
+pub fn sql(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    run(url, sql.to_owned()).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Runs `sql` on `url`, on a runtime of its own in a fresh thread (see the
 /// module docs for why). The error is the driver's, as text with context.
 fn admin(url: &str, sql: String) -> Result<(), String> {
+    run(url, sql).map(|_| ())
+}
+
+fn run(url: &str, sql: String) -> Result<Vec<Vec<Option<String>>>, String> {
     let url = url.to_owned();
-    let work = std::thread::spawn(move || -> Result<(), String> {
+    let work = std::thread::spawn(move || -> Result<Vec<Vec<Option<String>>>, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -131,8 +142,21 @@ fn admin(url: &str, sql: String) -> Result<(), String> {
                 .map_err(|e| format!("cannot connect: {}", chain(&e)))?;
             let driver = tokio::spawn(connection);
             let done = client
-                .batch_execute(&sql)
+                .simple_query(&sql)
                 .await
+                .map(|messages| {
+                    messages
+                        .iter()
+                        .filter_map(|m| match m {
+                            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                                (0..row.len())
+                                    .map(|i| row.get(i).map(str::to_owned))
+                                    .collect(),
+                            ),
+                            _ => None,
+                        })
+                        .collect()
+                })
                 .map_err(|e| format!("{sql}: {}", chain(&e)));
             // Closing the client ends the connection task; wait for it so
             // the server has seen the session end before we return.
