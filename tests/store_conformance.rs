@@ -6,7 +6,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crawld::extract::Item;
 use crawld::failure::Failure;
@@ -511,8 +511,9 @@ fn scans_read_many_records_in_key_order(b: &Backend) {
     assert_eq!(store.check_readable(&t()).unwrap(), 2 * n as u64);
 }
 
-/// What only the PostgreSQL backend has: a versioned schema.
-mod schema {
+/// What only the PostgreSQL backend has: a versioned schema, and a server
+/// that can go away and come back.
+mod postgres_only {
     use super::common::postgres::{self, sql};
     use crawld::store::{Store, StoreError};
 
@@ -585,5 +586,75 @@ mod schema {
             !store.describe().contains(":crawld@"),
             "no password in messages"
         );
+    }
+}
+
+/// The database goes away in the middle of a run (its connections cut, new
+/// ones refused, as while a server restarts) and comes back: the commit
+/// waits for it, and the run completes with every item once.
+#[test]
+fn a_run_waits_for_a_lost_database_and_completes() {
+    use postgres_only_support::*;
+    let Some(db) = common::postgres::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::connect(db.url(), dir.path()).unwrap());
+    let start = store.start_run(&t(), RunMode::Full, &[], &POLICY).unwrap();
+    let mut w = RunWriter::new(store.clone(), &start, POLICY, "cfg".into());
+    w.commit((0..10).map(|i| page(i, 1.0)).collect()).unwrap();
+
+    let outage = Duration::from_secs(2);
+    cut(&db, true);
+    let back = {
+        let admin = db.admin_url().to_owned();
+        let name = db.name().to_owned();
+        std::thread::spawn(move || {
+            // The outage's length, not a synchronisation: the commit below
+            // must wait at least this long, however fast it retries.
+            #[allow(clippy::disallowed_methods)] // a plain thread, not an async worker
+            std::thread::sleep(outage);
+            common::postgres::sql(
+                &admin,
+                &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"),
+            );
+        })
+    };
+    let began = Instant::now();
+    w.commit((10..20).map(|i| page(i, 1.0)).collect())
+        .expect("the commit waits for the database");
+    let waited = began.elapsed();
+    back.join().unwrap();
+    assert!(
+        waited >= outage,
+        "the commit went through during the outage? {waited:?}"
+    );
+    let done = w.finish(RunStatus::Completed, None, |_| {}).unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    assert_eq!(done.counts.items_new, 20);
+    let all = items(&store);
+    assert_eq!(all.len(), 20, "every item once");
+}
+
+mod postgres_only_support {
+    use super::common::postgres::{sql, TestDatabase};
+
+    /// Cuts the test database's connections and refuses new ones (or only
+    /// refuses, with `terminate` false).
+    pub fn cut(db: &TestDatabase, terminate: bool) {
+        let name = db.name();
+        sql(
+            db.admin_url(),
+            &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"),
+        );
+        if terminate {
+            sql(
+                db.admin_url(),
+                &format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+                ),
+            );
+        }
     }
 }
