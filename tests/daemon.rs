@@ -178,9 +178,26 @@ fn hot_reload_adds_changes_breaks_and_deletes_targets() {
 
 #[test]
 fn trigger_stop_run_and_resume_through_the_socket() {
+    trigger_stop_run_and_resume(None);
+}
+
+/// The same with the daemon's store in PostgreSQL (`crawld run` with
+/// CRAWLD_CLUSTER): reading commands on its state dir go through it.
+#[test]
+fn trigger_stop_run_and_resume_on_postgres() {
+    if let Some(db) = common::postgres::database() {
+        trigger_stop_run_and_resume(Some(db.url()));
+    }
+}
+
+fn trigger_stop_run_and_resume(database: Option<&str>) {
     let site = slow_site(400);
     let (tmp, configs) = setup(&site, &[("shop.toml", &target("0 0 0 1 1 *"))]);
-    let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
+    let state = tmp.path().join("state");
+    if let Some(url) = database {
+        common::state::use_database(&state, url);
+    }
+    let d = Daemon::start(&configs, &state, &[]);
 
     d.cmd(&["trigger", "shop", "--full"]).assert().success();
     wait_for(
@@ -193,17 +210,6 @@ fn trigger_stop_run_and_resume_through_the_socket() {
         .assert()
         .code(1)
         .stderr(predicates::str::contains("is running run"));
-    // `crawld crawl` refuses while the daemon owns the state dir.
-    Command::cargo_bin("crawld")
-        .unwrap()
-        .args(["crawl", "shop", "--configs"])
-        .arg(&configs)
-        .arg("--state")
-        .arg(&d.state)
-        .assert()
-        .code(75)
-        .stderr(predicates::str::contains("crawld trigger shop"));
-
     wait_for(
         || site.stats.status_count(200) >= 2,
         "some pages are fetched",
@@ -239,6 +245,17 @@ fn trigger_stop_run_and_resume_through_the_socket() {
         "stop-run then trigger resumes"
     );
     assert_eq!(runs[1]["mode"], "full");
+    // `crawld crawl` refuses while the daemon owns the state dir (or the
+    // database).
+    common::state::crawld_on(&d.state)
+        .args(["crawl", "shop", "--configs"])
+        .arg(&configs)
+        .arg("--state")
+        .arg(&d.state)
+        .assert()
+        .code(75)
+        .stderr(predicates::str::contains("crawld trigger shop"));
+
     // Reading commands go through the daemon.
     let items = d.cmd(&["export", "shop"]).output().unwrap();
     assert!(items.status.success());

@@ -105,8 +105,11 @@ pub(super) async fn read(
 ) -> Exit {
     let here = state.join("db").exists();
     // An operator may name only the daemon's socket (`--socket` or
-    // CRAWLD_SOCKET), not its state dir: ask the daemon then.
-    if !here && socket.is_none() {
+    // CRAWLD_SOCKET), not its state dir: ask the daemon then. A daemon whose
+    // store is a database (`--cluster`) has no store in its state dir, only
+    // its socket: ask it too.
+    let daemon_here = socket_path(None, state).exists();
+    if !here && socket.is_none() && !daemon_here {
         let target = cmd.target();
         if configured.target.is_none() && !configured.names.contains(target) {
             // A typo is more likely than a wrong --state: say what exists.

@@ -41,6 +41,9 @@ const HISTORY: &str = "crawld.schema_history";
 /// connected: one writer per database until cluster mode shares it.
 const WRITER_LOCK: i64 = 0x6372_6177_6c64; // "crawld"
 
+/// How long a writer waits for the lock of a process that just ended.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
 /// Rows read per round trip by a scan.
 const PAGE: i64 = 1000;
 
@@ -321,14 +324,23 @@ impl Tables {
                 // Ends when the client is dropped (the lock goes with it).
                 let _ = connection.await;
             });
-            let row = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
-                .await
-                .map_err(&failed)?;
-            if !row.get::<_, bool>(0) {
-                return Err(StoreError::DatabaseLocked { place });
+            // The server releases a dead process's lock when it notices its
+            // connection closed, a moment after the process died: a writer
+            // started right after a crash waits that moment out.
+            let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+            loop {
+                let row = client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
+                    .await
+                    .map_err(&failed)?;
+                if row.get::<_, bool>(0) {
+                    return Ok(client);
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(StoreError::DatabaseLocked { place });
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Ok(client)
         })
     }
 
