@@ -513,3 +513,49 @@ fn a_full_firing_during_an_incremental_run_starts_right_after_it() {
     }
     assert_eq!(d.stop(), Some(0));
 }
+
+/// A daemon on PostgreSQL started while the database refuses connections
+/// (a server still starting, say) waits for it instead of exiting with a
+/// status systemd would not restart, and starts once it answers.
+#[test]
+#[allow(clippy::disallowed_methods)] // the outage's length, on a plain thread
+fn a_daemon_waits_for_its_database_at_start_up() {
+    let Some(db) = common::postgres::database() else {
+        return;
+    };
+    let site = slow_site(0);
+    let (tmp, configs) = setup(&site, &[("shop.toml", &target("0 0 0 1 1 *"))]);
+    let state = tmp.path().join("state");
+    common::state::use_database(&state, db.url());
+    let name = db.name().to_owned();
+    let admin = db.admin_url().to_owned();
+    common::postgres::sql(
+        &admin,
+        &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"),
+    );
+    let outage = Duration::from_millis(1500);
+    let back = std::thread::spawn(move || {
+        std::thread::sleep(outage);
+        common::postgres::sql(
+            &admin,
+            &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"),
+        );
+    });
+    let began = Instant::now();
+    let d = Daemon::start(&configs, &state, &[]);
+    assert!(
+        began.elapsed() >= outage,
+        "the daemon answered before its database did"
+    );
+    back.join().unwrap();
+    d.cmd(&["trigger", "shop"]).assert().success();
+    wait_for(
+        || {
+            d.runs("shop")
+                .last()
+                .is_some_and(|r| r["status"] == "completed")
+        },
+        "a run completes on the database",
+    );
+    assert_eq!(d.stop(), Some(0));
+}
