@@ -97,7 +97,7 @@ pub enum StoreError {
         available: u64,
         reserve: u64,
     },
-    #[error("invalid database URL: {detail}. Give one like postgres://crawld@db.internal/crawld")]
+    #[error("invalid database URL: {detail}")]
     DatabaseUrl { detail: String },
     #[error(
         "{doing} the database at {place} failed: {detail}. What was committed before is kept: check \

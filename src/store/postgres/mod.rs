@@ -166,10 +166,27 @@ impl Tables {
     /// and migrates the schema; a reader checks the schema is this
     /// release's and writes nothing.
     pub fn connect(url: &str, reading: bool) -> Result<Tables, StoreError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| StoreError::DatabaseUrl { detail: detail(&e) })?;
+        let mut config: tokio_postgres::Config =
+            url.parse()
+                .map_err(|e: tokio_postgres::Error| StoreError::DatabaseUrl {
+                    detail: format!(
+                        "{}. Give one like postgres://crawld@db.internal/crawld",
+                        detail(&e)
+                    ),
+                })?;
         let place = describe(&config);
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            return Err(StoreError::DatabaseUrl {
+                detail: format!(
+                    "{place} asks for sslmode=require, and this crawld does not speak TLS to \
+                     PostgreSQL yet (nothing was sent): use a Unix socket, a private network or a \
+                     tunnel, and leave sslmode out"
+                ),
+            });
+        }
+        // `prefer`, the default, would try TLS first: without TLS, say so
+        // to the server at once.
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
         config.application_name("crawld");
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
