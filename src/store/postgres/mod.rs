@@ -470,8 +470,9 @@ impl Tables {
                         let client = Self::client(&pool, &place, "connecting to").await?;
                         let params: Vec<&(dyn ToSql + Sync)> =
                             parts.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                        let statement = client.prepare_cached(&sql).await.map_err(&*failed)?;
                         let row = client
-                            .query_opt(sql.as_str(), &params)
+                            .query_opt(&statement, &params)
                             .await
                             .map_err(&*failed)?;
                         Ok(row.map(|r| r.get::<_, String>(0).into_bytes()))
@@ -513,7 +514,10 @@ impl Tables {
                         .iter()
                         .map(|p| p.as_ref() as &(dyn ToSql + Sync))
                         .collect();
-                    tx.execute(sql.as_str(), &params).await.map_err(&*failed)?;
+                    // Prepared once per connection: a commit is then one
+                    // round trip per statement, not two.
+                    let statement = tx.prepare_cached(sql).await.map_err(&*failed)?;
+                    tx.execute(&statement, &params).await.map_err(&*failed)?;
                 }
                 tx.commit().await.map_err(&*failed)?;
                 Ok(())
@@ -734,7 +738,8 @@ impl Tables {
                         let client = Self::client(&pool, &place, "connecting to").await?;
                         let refs: Vec<&(dyn ToSql + Sync)> =
                             params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                        client.query(sql.as_str(), &refs).await.map_err(&*failed)
+                        let statement = client.prepare_cached(&sql).await.map_err(&*failed)?;
+                        client.query(&statement, &refs).await.map_err(&*failed)
                     }
                 })?;
                 Ok(rows
