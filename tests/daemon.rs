@@ -190,14 +190,21 @@ fn trigger_stop_run_and_resume_on_postgres() {
     }
 }
 
-fn trigger_stop_run_and_resume(database: Option<&str>) {
+fn trigger_stop_run_and_resume(database_url: Option<&str>) {
     let site = slow_site(400);
     let (tmp, configs) = setup(&site, &[("shop.toml", &target("0 0 0 1 1 *"))]);
     let state = tmp.path().join("state");
-    if let Some(url) = database {
+    if let Some(url) = database_url {
         common::state::use_database(&state, url);
     }
     let d = Daemon::start(&configs, &state, &[]);
+    // The status says where the store is, without the password.
+    let database = d.status()["database"].as_str().map(str::to_owned);
+    assert_eq!(database.is_some(), database_url.is_some(), "{database:?}");
+    if let Some(shown) = database {
+        assert!(shown.starts_with("postgres://crawld@"), "{shown}");
+        assert!(!shown.contains("crawld:crawld@"), "no password: {shown}");
+    }
 
     d.cmd(&["trigger", "shop", "--full"]).assert().success();
     wait_for(

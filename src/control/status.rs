@@ -15,6 +15,10 @@ pub struct Status {
     pub pid: u32,
     pub configs: String,
     pub state: String,
+    /// The PostgreSQL database holding the store (without its password),
+    /// when the store is one (`--cluster`); `None`: sled in `state`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     /// Runs in progress.
     pub running: usize,
     /// Runs waiting for `--max-runs`.

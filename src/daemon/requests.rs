@@ -149,6 +149,10 @@ impl Daemon {
             pid: std::process::id(),
             configs: self.opts.configs.display().to_string(),
             state: self.opts.state.display().to_string(),
+            database: {
+                let store = self.store.shared();
+                store.is_database().then(|| store.describe())
+            },
             running: self.running.len(),
             queued: self.queue.len(),
             targets,

@@ -83,10 +83,15 @@ pub fn render(status: &Status, runs: &TargetRuns, now_ms: u64) -> String {
     );
     let _ = write!(
         out,
-        r#"<header><h1>crawl<span>d</span></h1><div class="meta">pid {} · configs <code>{}</code> · state <code>{}</code></div><div class="updated">updated {} · every {REFRESH_SECS} s</div></header><main>"#,
+        r#"<header><h1>crawl<span>d</span></h1><div class="meta">pid {} · configs <code>{}</code> · state <code>{}</code>{}</div><div class="updated">updated {} · every {REFRESH_SECS} s</div></header><main>"#,
         status.pid,
         esc(&status.configs),
         esc(&status.state),
+        status
+            .database
+            .as_deref()
+            .map(|db| format!(" · store <code>{}</code>", esc(db)))
+            .unwrap_or_default(),
         utc(now_ms)
     );
     tables::summary(&mut out, status);

@@ -240,6 +240,7 @@ pub fn status() -> Status {
         pid: 4242,
         configs: "/etc/crawld".into(),
         state: "/var/lib/crawld".into(),
+        database: None,
         running: 1,
         queued: 0,
         targets: vec![books, news, shop, prices],
