@@ -14,7 +14,7 @@ use super::StoreError;
 /// The backend holding the records.
 pub enum Keyspace {
     Sled(Tree),
-    Postgres(Tables),
+    Postgres(Box<Tables>),
 }
 
 /// A key or value read back: sled's own buffer, or bytes read from a

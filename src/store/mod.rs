@@ -218,7 +218,7 @@ impl Store {
         let tables = postgres::Tables::connect(url, reading)?;
         Ok(Store {
             path: PathBuf::from(tables.describe()),
-            data: Keyspace::Postgres(tables),
+            data: Keyspace::Postgres(Box::new(tables)),
             dir,
             reading,
             commits: std::sync::Mutex::new(Commits {

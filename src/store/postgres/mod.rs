@@ -70,7 +70,56 @@ pub struct Tables {
     /// Runs the connections; shut down (without waiting) on drop.
     runtime: Option<tokio::runtime::Runtime>,
     /// The session that holds [`WRITER_LOCK`] (a writer only).
-    _writer: Option<tokio_postgres::Client>,
+    writer: Option<Writer>,
+}
+
+/// A writer's hold on [`WRITER_LOCK`]: the session that holds it, taken
+/// again before a write when the database lost it (a server restart, a cut
+/// connection), so that a writer never writes without the lock: if another
+/// process took it meanwhile, the write fails with
+/// [`StoreError::DatabaseLocked`] instead.
+#[derive(Clone)]
+struct Writer {
+    session: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>,
+    config: tokio_postgres::Config,
+}
+
+impl Writer {
+    /// Makes sure the lock is held, waiting up to `wait` for a process
+    /// that just ended to lose it.
+    async fn hold(&self, place: &str, wait: Duration) -> Result<(), StoreError> {
+        let mut session = self.session.lock().await;
+        if session.as_ref().is_some_and(|c| !c.is_closed()) {
+            return Ok(());
+        }
+        *session = None;
+        let failed = |e: tokio_postgres::Error| database_error(place, "connecting to", &e);
+        let (client, connection) = self.config.connect(NoTls).await.map_err(failed)?;
+        tokio::spawn(async move {
+            // Ends when the client is dropped (the lock goes with it).
+            let _ = connection.await;
+        });
+        // The server releases a dead process's lock when it notices its
+        // connection closed, a moment after the process died: a writer
+        // started right after a crash waits that moment out.
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let row = client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
+                .await
+                .map_err(failed)?;
+            if row.get::<_, bool>(0) {
+                *session = Some(client);
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::DatabaseLocked {
+                    place: place.to_owned(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 impl Drop for Tables {
@@ -224,12 +273,18 @@ impl Tables {
             pool,
             place,
             runtime: Some(runtime),
-            _writer: None,
+            writer: None,
         };
         if reading {
             tables.check_schema()?;
         } else {
-            tables._writer = Some(tables.take_writer_lock(config)?);
+            let writer = Writer {
+                session: Arc::new(tokio::sync::Mutex::new(None)),
+                config,
+            };
+            let (w, place) = (writer.clone(), tables.place.clone());
+            tables.block(async move { w.hold(&place, LOCK_WAIT).await })?;
+            tables.writer = Some(writer);
             tables.migrate()?;
         }
         Ok(tables)
@@ -325,38 +380,6 @@ impl Tables {
                         return done;
                     }
                 }
-            }
-        })
-    }
-
-    fn take_writer_lock(
-        &self,
-        config: tokio_postgres::Config,
-    ) -> Result<tokio_postgres::Client, StoreError> {
-        let failed = self.failed("connecting to");
-        let place = self.place.clone();
-        self.block(async move {
-            let (client, connection) = config.connect(NoTls).await.map_err(&failed)?;
-            tokio::spawn(async move {
-                // Ends when the client is dropped (the lock goes with it).
-                let _ = connection.await;
-            });
-            // The server releases a dead process's lock when it notices its
-            // connection closed, a moment after the process died: a writer
-            // started right after a crash waits that moment out.
-            let deadline = tokio::time::Instant::now() + LOCK_WAIT;
-            loop {
-                let row = client
-                    .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
-                    .await
-                    .map_err(&failed)?;
-                if row.get::<_, bool>(0) {
-                    return Ok(client);
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(StoreError::DatabaseLocked { place });
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
     }
@@ -504,9 +527,13 @@ impl Tables {
         }
         let statements = Arc::new(self.statements(batch)?);
         let failed = Arc::new(self.failed("writing to"));
+        let writer = self.writer.clone();
         self.retrying(move |pool, place| {
-            let (statements, failed) = (statements.clone(), failed.clone());
+            let (statements, failed, writer) = (statements.clone(), failed.clone(), writer.clone());
             async move {
+                if let Some(w) = &writer {
+                    w.hold(&place, Duration::ZERO).await?;
+                }
                 let mut client = Self::client(&pool, &place, "connecting to").await?;
                 let tx = client.transaction().await.map_err(&*failed)?;
                 for (sql, params) in statements.iter() {
@@ -617,9 +644,13 @@ impl Tables {
         let lock = xxhash_rust::xxh3::xxh3_64(&key) as i64;
         // Called again on a retry, with what the database holds then.
         let f = Arc::new(std::sync::Mutex::new(f));
+        let writer = self.writer.clone();
         self.retrying(move |pool, place| {
-            let (key, failed, f) = (key.clone(), failed.clone(), f.clone());
+            let (key, failed, f, writer) = (key.clone(), failed.clone(), f.clone(), writer.clone());
             async move {
+                if let Some(w) = &writer {
+                    w.hold(&place, Duration::ZERO).await?;
+                }
                 let mut client = Self::client(&pool, &place, "connecting to").await?;
                 let tx = client.transaction().await.map_err(&*failed)?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock])
