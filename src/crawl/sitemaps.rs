@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use url::Url;
 
-use super::{blocking, Engine, Progress};
+use super::{Engine, Progress};
 use crate::config::{SitemapSource, Target};
 use crate::failure::Failure;
 use crate::fetcher::{Fetcher, Request};
@@ -468,17 +468,18 @@ impl Reading<'_> {
         &self,
         urls: Vec<String>,
     ) -> Result<HashMap<String, PageRecord>, crate::store::StoreError> {
-        let (store, target) = (self.store.clone(), self.target.id.clone());
-        blocking(self.store, move |_| {
-            let mut found = HashMap::new();
-            for url in urls {
-                if let Some(record) = store.page(&target, &url)? {
-                    found.insert(url, record);
+        let target = self.target.id.clone();
+        self.store
+            .call(move |store| {
+                let mut found = HashMap::new();
+                for url in urls {
+                    if let Some(record) = store.page(&target, &url)? {
+                        found.insert(url, record);
+                    }
                 }
-            }
-            Ok::<_, crate::store::StoreError>(found)
-        })
-        .await?
+                Ok(found)
+            })
+            .await
     }
 }
 
