@@ -125,6 +125,10 @@ impl<'a> RunLoop<'a> {
         let (tx, mut batch_rx) = mpsc::unbounded_channel::<Vec<PageCommit>>();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let mut writer = RunWriter::new(store.clone(), start, policy, target.fingerprint.clone());
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the run writer is a thread of its own: its commits run in order; a panic is mapped by Store::panicked"
+        )]
         let writer = tokio::task::spawn_blocking(move || {
             while let Some(batch) = batch_rx.blocking_recv() {
                 let result = writer.commit(batch);

@@ -368,6 +368,10 @@ impl Reading<'_> {
         }
         self.counts.bytes += response.body.len() as u64;
         let body = response.body;
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "parsing a sitemap is CPU work, not store work"
+        )]
         let read = tokio::task::spawn_blocking(move || sitemap::parse(&body, Limits::default()))
             .await
             .map_err(|_| "the sitemap reader panicked".to_owned())?;

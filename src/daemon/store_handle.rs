@@ -29,6 +29,10 @@ impl StoreHandle {
     /// so that the runtime, when it shuts down, waits for it to drop its
     /// share of the store: a store closes (and settles) when its last share
     /// goes, and the process must not exit before.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the store thread is one thread, so that its calls run in order; Store::guard maps its panics"
+    )]
     pub fn start(store: Arc<Store>) -> Self {
         let (jobs, rx) = std_mpsc::channel::<Job>();
         let s = store.clone();

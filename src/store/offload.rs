@@ -29,6 +29,7 @@ impl Store {
 
     /// [`Store::call`] for work whose answer is not a store result (another
     /// error type, one result per target): only a panic is a [`StoreError`].
+    #[allow(clippy::disallowed_methods, reason = "the one offload of store work")]
     pub fn call_any<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Store) -> T + Send + 'static,
@@ -59,6 +60,10 @@ impl Store {
 
 /// Runs `f` (opening a store: there is none yet to call on) off the async
 /// threads; `place` names what it opens, for the error of a panic.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the one offload of opening a store"
+)]
 pub async fn open_off<T: Send + 'static>(
     place: String,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
