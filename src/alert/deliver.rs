@@ -16,7 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use super::queue::{blocking, with_counters, Backoff, ChannelQueue, Stats, Step};
+use super::queue::{with_counters, Backoff, ChannelQueue, Stats, Step};
 use super::send::Sender;
 use crate::config::Channel;
 use crate::control::status::ChannelStatus;
@@ -245,7 +245,7 @@ async fn drop_orphans(
     map: &BTreeMap<ChannelName, Arc<Channel>>,
     stats: &Stats,
 ) -> Result<u64, StoreError> {
-    let counts = blocking(store, |s| s.outbox_counts()).await?;
+    let counts = store.call(|s| s.outbox_counts()).await?;
     let mut dropped = 0;
     for (name, n) in counts {
         if map.contains_key(&name) {
@@ -253,7 +253,7 @@ async fn drop_orphans(
             continue;
         }
         let gone = name.clone();
-        let n = blocking(store, move |s| s.outbox_drop(&gone)).await?;
+        let n = store.call(move |s| s.outbox_drop(&gone)).await?;
         warn!(channel = %name, dropped = n, "Alerts queued for a channel that is no longer configured were dropped.");
         dropped += n;
     }

@@ -151,10 +151,10 @@ impl ChannelQueue {
     /// allows.
     pub(super) async fn step(&mut self, channel: &Channel) -> Result<Step, StoreError> {
         let name = self.name.clone();
-        let (entries, changes) = blocking(&self.store, move |s| {
-            Ok((s.outbox(&name)?, s.change_outbox(&name)?))
-        })
-        .await?;
+        let (entries, changes) = self
+            .store
+            .call(move |s| Ok((s.outbox(&name)?, s.change_outbox(&name)?)))
+            .await?;
         let pending = (entries.len() + changes.len()) as u64;
         with_counters(&self.stats, &self.name, |c| c.pending = pending);
         // The channel waits out the backoff of its last failure.
@@ -197,7 +197,7 @@ impl ChannelQueue {
                 info!(channel = %self.name, target = %head.target, monitor = %head.monitor, state = head.state.name(), notices = message.entries.len(), "Alert delivered: {said}.");
                 let done = message.entries.clone();
                 let n = done.len() as u64;
-                blocking(&self.store, move |s| s.outbox_delivered(&done)).await?;
+                self.store.call(move |s| s.outbox_delivered(&done)).await?;
                 with_counters(&self.stats, &self.name, |c| {
                     c.delivered += n;
                     c.pending = pending.saturating_sub(n);
@@ -224,7 +224,7 @@ impl ChannelQueue {
                     e.attempts = attempts;
                     e.next_attempt_ms = next_attempt_ms;
                 }
-                blocking(&self.store, move |s| s.outbox_retry(&retry)).await?;
+                self.store.call(move |s| s.outbox_retry(&retry)).await?;
                 with_counters(&self.stats, &self.name, |c| {
                     c.failed += 1;
                     c.last_error = Some(error.clone());
@@ -248,7 +248,7 @@ impl ChannelQueue {
         match self.sender.send_changes(channel, &entry.message).await {
             Ok(said) => {
                 info!(channel = %self.name, target = %target, run, changes = entry.message.counts.total(), "Change notice delivered: {said}.");
-                blocking(&self.store, move |s| s.change_delivered(&entry)).await?;
+                self.store.call(move |s| s.change_delivered(&entry)).await?;
                 with_counters(&self.stats, &self.name, |c| {
                     c.delivered += 1;
                     c.pending = pending.saturating_sub(1);
@@ -263,7 +263,7 @@ impl ChannelQueue {
                 let wait = self.backoff.after(entry.attempts);
                 entry.next_attempt_ms = now_ms().saturating_add(wait.as_millis() as u64);
                 warn!(channel = %self.name, target = %target, run, attempts = entry.attempts, retry_in = %humantime::format_duration(wait), error = %error, "Change notice delivery failed; it stays queued.");
-                blocking(&self.store, move |s| s.change_retry(&entry)).await?;
+                self.store.call(move |s| s.change_retry(&entry)).await?;
                 with_counters(&self.stats, &self.name, |c| {
                     c.failed += 1;
                     c.last_error = Some(error.clone());
@@ -271,22 +271,6 @@ impl ChannelQueue {
                 Ok(Step::Failed(error))
             }
         }
-    }
-}
-
-/// Runs a store call off the async threads.
-pub(super) async fn blocking<T: Send + 'static>(
-    store: &Arc<Store>,
-    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    let s = store.clone();
-    match tokio::task::spawn_blocking(move || f(&s)).await {
-        Ok(r) => r,
-        Err(e) => Err(StoreError::Io {
-            what: "a store call of the alert delivery failed on",
-            path: store.path().to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        }),
     }
 }
 

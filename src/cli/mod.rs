@@ -348,13 +348,12 @@ pub(crate) async fn crawl_target(
     if watch.notify {
         // Before the run starts: a missing marker later means [notify] was
         // just added, not "this run ended and its notice was never queued".
-        let (s, t) = (store.clone(), target.clone());
+        let t = target.clone();
         let seen = crate::store::now_ms();
-        let marked = tokio::task::spawn_blocking(move || {
-            crate::alert::mark_notify_start(&s, &t, seen, seen)
-        })
-        .await;
-        if let Ok(Err(e)) = marked {
+        let marked = store
+            .call(move |s| crate::alert::mark_notify_start(s, &t, seen, seen))
+            .await;
+        if let Err(e) = marked {
             errln!("warning: --notify: cannot mark where change notices start: {e}");
         }
     }

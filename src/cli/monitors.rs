@@ -63,18 +63,11 @@ pub(super) async fn judge(
     run: &RunRecord,
     watch: &Watch,
 ) -> bool {
-    let (s, t, r) = (store.clone(), target.clone(), run.clone());
+    let (t, r) = (target.clone(), run.clone());
     let (alerting, channels) = (watch.alert, watch.channels.clone());
-    let judged =
-        tokio::task::spawn_blocking(move || judge_and_observe(&s, &t, &r, alerting, &channels))
-            .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::Io {
-                    what: "the monitors' judgement failed",
-                    path: std::path::PathBuf::new(),
-                    source: std::io::Error::other(e.to_string()),
-                })
-            });
+    let judged = store
+        .call(move |s| judge_and_observe(s, &t, &r, alerting, &channels))
+        .await;
     let states = match judged {
         Ok(states) => states,
         Err(e) => {
@@ -136,19 +129,13 @@ async fn queue_changes(store: &Arc<Store>, target: &Arc<Target>, run: &RunRecord
             target.id
         );
     }
-    let (s, t, r, channels) = (
-        store.clone(),
-        target.clone(),
-        run.clone(),
-        watch.notify_channels.clone(),
-    );
-    let queued =
-        tokio::task::spawn_blocking(move || alert::queue_changes(&s, &t, &r, &channels, now_ms()))
-            .await;
+    let (t, r, channels) = (target.clone(), run.clone(), watch.notify_channels.clone());
+    let queued = store
+        .call(move |s| alert::queue_changes(s, &t, &r, &channels, now_ms()))
+        .await;
     match queued {
-        Ok(Ok(0)) => outln!("Change notices: nothing to send"),
-        Ok(Ok(n)) => outln!("Change notices: {n} queued"),
-        Ok(Err(e)) => errln!("warning: the change notices were not queued: {e}"),
+        Ok(0) => outln!("Change notices: nothing to send"),
+        Ok(n) => outln!("Change notices: {n} queued"),
         Err(e) => errln!("warning: the change notices were not queued: {e}"),
     }
 }

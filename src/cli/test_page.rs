@@ -164,6 +164,10 @@ async fn fetch(target: &Target, u: Url) -> Result<(String, PageSource), Exit> {
 }
 
 /// Items and links of the page, extracted off the async threads as a crawl does.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "extraction is CPU work, not store work"
+)]
 async fn extract_page(
     target: &Arc<Target>,
     html: String,

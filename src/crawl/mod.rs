@@ -144,7 +144,7 @@ pub async fn run(
     let start = begin(&store, &target, mode, policy).await?;
     let started = Instant::now();
     // Breaker pauses outlive the process.
-    let pauses = blocking(&store, |store| store.host_pauses()).await??;
+    let pauses = store.call(|store| store.host_pauses()).await?;
     hops::restore_pauses(&engine.hosts, pauses);
     let internal_ok = hops::internal_ok(&target, fetcher.policy()).await;
     let mut frontier = frontier(&store, &target, &start).await?;
@@ -167,10 +167,9 @@ pub async fn run(
     let record = end_run(&store, end).await?;
     if let Some(template) = &target.changes_jsonl {
         let (record2, template) = (record.clone(), template.clone());
-        match blocking(&store, move |store| {
-            crate::export::write_run_changes(store, &record2, &template)
-        })
-        .await
+        match store
+            .call_any(move |store| crate::export::write_run_changes(store, &record2, &template))
+            .await
         {
             Ok(Ok(path)) => info!(path = %path.display(), "Changes written."),
             Ok(Err(e)) | Err(e) => warn!(error = %e, "Could not write the run's changes file."),
@@ -197,15 +196,16 @@ async fn begin(
     policy: RunPolicy,
 ) -> Result<RunStart, RunError> {
     let target = target.clone();
-    let start = blocking(store, move |store| {
-        // The run reads page and item records as it goes (see `prefetch`):
-        // both are scanned first, without decoding or keeping them, so that a
-        // store whose records cannot be read fails before the run records itself.
-        store.check_readable(&target.id)?;
-        let urls: Vec<String> = target.start_urls.iter().map(|u| u.to_string()).collect();
-        store.start_run(&target.id, mode, &urls, &policy)
-    })
-    .await??;
+    let start = store
+        .call(move |store| {
+            // The run reads page and item records as it goes (see `prefetch`):
+            // both are scanned first, without decoding or keeping them, so that a
+            // store whose records cannot be read fails before the run records itself.
+            store.check_readable(&target.id)?;
+            let urls: Vec<String> = target.start_urls.iter().map(|u| u.to_string()).collect();
+            store.start_run(&target.id, mode, &urls, &policy)
+        })
+        .await?;
     let mode = start.run.mode;
     // Every line of the run carries its id from here on.
     tracing::Span::current().record("run", start.run.id.0);
@@ -232,15 +232,16 @@ async fn frontier(
         return Ok(frontier);
     };
     let (target, crawl) = (target.clone(), resume.crawl);
-    let frontier = blocking(store, move |store| {
-        let mut frontier = Frontier::resuming(&target);
-        frontier.spill_in(store.state_dir().to_path_buf());
-        store.replay_frontier(&target.id, crawl, |url, entry| {
-            frontier.restore(&target, url, entry);
-        })?;
-        Ok::<_, StoreError>(frontier)
-    })
-    .await??;
+    let frontier = store
+        .call(move |store| {
+            let mut frontier = Frontier::resuming(&target);
+            frontier.spill_in(store.state_dir().to_path_buf());
+            store.replay_frontier(&target.id, crawl, |url, entry| {
+                frontier.restore(&target, url, entry);
+            })?;
+            Ok(frontier)
+        })
+        .await?;
     Ok(frontier)
 }
 
@@ -249,39 +250,24 @@ async fn frontier(
 async fn end_run(store: &Arc<Store>, end: run_loop::LoopEnd) -> Result<RunRecord, RunError> {
     let (writer, status, counts, store_error) = end;
     let error = store_error.as_ref().map(|e| e.to_string());
-    let record = blocking(store, move |_| {
-        writer.finish(status, error, |run| {
-            let committed = std::mem::take(&mut run.counts);
-            run.counts = RunCounts {
-                pages_committed: committed.pages_committed,
-                items_new: committed.items_new,
-                items_changed: committed.items_changed,
-                items_unchanged: committed.items_unchanged,
-                items_duplicate: committed.items_duplicate,
-                ..counts
-            };
+    let record = store
+        .call_any(move |_| {
+            writer.finish(status, error, |run| {
+                let committed = std::mem::take(&mut run.counts);
+                run.counts = RunCounts {
+                    pages_committed: committed.pages_committed,
+                    items_new: committed.items_new,
+                    items_changed: committed.items_changed,
+                    items_unchanged: committed.items_unchanged,
+                    items_duplicate: committed.items_duplicate,
+                    ..counts
+                };
+            })
         })
-    })
-    .await?;
+        .await?;
     if let Some(e) = store_error {
         warn!(error = %e, "Run failed: the store could not be written.");
         return Err(e.into());
     }
     Ok(record?)
-}
-
-/// Runs blocking store work off the async worker threads.
-async fn blocking<T: Send + 'static>(
-    store: &Arc<Store>,
-    f: impl FnOnce(&Store) -> T + Send + 'static,
-) -> Result<T, StoreError> {
-    let path = store.path().to_path_buf();
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| StoreError::Io {
-            what: "a store task stopped",
-            path,
-            source: std::io::Error::other(e.to_string()),
-        })
 }

@@ -186,6 +186,10 @@ pub(super) async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
 const INLINE_PARSE_BYTES: usize = 64 * 1024;
 
 /// Hashes the body, and extracts when the page is new HTML.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a large page is parsed on the blocking pool: CPU work, not store work"
+)]
 pub(super) async fn process(
     mut response: Response,
     prev: Option<&PageRecord>,

@@ -5,9 +5,9 @@
 //! read every record of the target before its first request.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-
-use tokio::task::{JoinError, JoinSet};
 
 use crate::frontier::Frontier;
 use crate::ids::TargetId;
@@ -18,6 +18,9 @@ pub const WINDOW: usize = 1024;
 
 /// A batch of records read from the store, by URL (`None`: no record).
 pub(super) type Batch = Result<Vec<(String, Option<PageRecord>)>, StoreError>;
+
+/// A batch's read, under way.
+type Reading = Pin<Box<dyn Future<Output = Batch> + Send + Sync>>;
 
 /// The window of records (see the module docs).
 pub(super) struct Prefetch {
@@ -30,8 +33,8 @@ pub(super) struct Prefetch {
     loading: bool,
     /// The next URL of some host waits for its record.
     stalled: bool,
-    /// The batch being read, on a blocking thread.
-    tasks: JoinSet<Batch>,
+    /// The batch being read, off the async threads (see [`Store::call`]).
+    reading: Option<Reading>,
 }
 
 impl Prefetch {
@@ -42,7 +45,7 @@ impl Prefetch {
             window: HashMap::new(),
             loading: false,
             stalled: false,
-            tasks: JoinSet::new(),
+            reading: None,
         }
     }
 
@@ -96,34 +99,29 @@ impl Prefetch {
         let Some(urls) = self.due(frontier) else {
             return;
         };
-        let (store, target) = (store.clone(), self.target.clone());
-        self.tasks.spawn_blocking(move || {
+        let target = self.target.clone();
+        self.reading = Some(Box::pin(store.call(move |store| {
             urls.into_iter()
                 .map(|url| {
                     let record = store.page(&target, &url)?;
                     Ok((url, record))
                 })
                 .collect()
-        });
+        })));
     }
 
-    /// The batch being read, when it is (for the run loop's `select!`).
-    pub(super) async fn joined(&mut self) -> Option<Result<Batch, JoinError>> {
-        self.tasks.join_next().await
+    /// The batch being read, when it is (for the run loop's `select!`; the
+    /// read stays under way when another branch wins).
+    pub(super) async fn joined(&mut self) -> Option<Batch> {
+        let batch = self.reading.as_mut()?.await;
+        self.reading = None;
+        Some(batch)
     }
 
     /// A batch was read; a read that failed stops the run.
-    pub(super) fn on_read(
-        &mut self,
-        joined: Result<Batch, JoinError>,
-        store: &Store,
-    ) -> Result<(), StoreError> {
+    pub(super) fn on_read(&mut self, batch: Batch) -> Result<(), StoreError> {
         self.loading = false;
-        let records = joined.map_err(|e| StoreError::Io {
-            what: "a store task stopped",
-            path: store.path().to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        })??;
+        let records = batch?;
         self.window.extend(records);
         Ok(())
     }

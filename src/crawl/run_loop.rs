@@ -22,7 +22,7 @@ use super::outcome::{
 };
 use super::prefetch::{self, Prefetch};
 use super::record::record_outcome;
-use super::{blocking, Engine, Progress, ProgressSink, Waiting, COMMIT_INTERVAL};
+use super::{Engine, Progress, ProgressSink, Waiting, COMMIT_INTERVAL};
 use crate::config::Target;
 use crate::fetcher::{Fetcher, Validators};
 use crate::frontier::{Frontier, QueuedUrl};
@@ -51,7 +51,7 @@ enum Event {
     Robots(Result<(tokio::task::Id, (HostKey, robots::Answer)), JoinError>),
     Fetched(Result<(tokio::task::Id, Outcome), JoinError>),
     /// Page records were read ahead of their fetches.
-    Prefetched(Result<prefetch::Batch, JoinError>),
+    Prefetched(prefetch::Batch),
     /// The commit buffer waited long enough.
     FlushDue,
     /// A host slot was freed, a retry or a host became due: look again.
@@ -125,6 +125,10 @@ impl<'a> RunLoop<'a> {
         let (tx, mut batch_rx) = mpsc::unbounded_channel::<Vec<PageCommit>>();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let mut writer = RunWriter::new(store.clone(), start, policy, target.fingerprint.clone());
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the run writer is a thread of its own: its commits run in order; a panic is mapped by Store::panicked"
+        )]
         let writer = tokio::task::spawn_blocking(move || {
             while let Some(batch) = batch_rx.blocking_recv() {
                 let result = writer.commit(batch);
@@ -209,8 +213,8 @@ impl<'a> RunLoop<'a> {
                 }
                 Event::Robots(joined) => self.on_robots(joined),
                 Event::Fetched(joined) => self.on_fetched(joined).await,
-                Event::Prefetched(joined) => {
-                    if let Err(e) = self.prefetch.on_read(joined, self.store) {
+                Event::Prefetched(batch) => {
+                    if let Err(e) = self.prefetch.on_read(batch) {
                         self.store_error = Some(e);
                         break;
                     }
@@ -270,7 +274,7 @@ impl<'a> RunLoop<'a> {
             // A robots.txt task that panicked answers too: its host must not stay waiting.
             Some(joined) = self.robots_tasks.join_next_with_id() => Event::Robots(joined),
             Some(joined) = self.tasks.join_next_with_id() => Event::Fetched(joined),
-            Some(joined) = self.prefetch.joined() => Event::Prefetched(joined),
+            Some(batch) = self.prefetch.joined() => Event::Prefetched(batch),
             _ = tokio::time::sleep_until(flush_at), if flush_due => Event::FlushDue,
             _ = self.freed.changed() => Event::Woken,
             _ = sleep_until_opt(retry_at), if retry_at.is_some() => Event::Woken,
@@ -489,8 +493,8 @@ impl<'a> RunLoop<'a> {
     async fn keep_pause(&self, host: &HostKey, pause: std::time::Duration) {
         let until = now_ms() + pause.as_millis() as u64;
         let key = host.clone();
-        let kept = blocking(self.store, move |s| s.set_host_pause(&key, until)).await;
-        if let Err(e) = kept.and_then(|r| r) {
+        let kept = self.store.call(move |s| s.set_host_pause(&key, until));
+        if let Err(e) = kept.await {
             warn!(%host, error = %e, "Could not keep the host's pause in the store.");
         }
     }
@@ -529,11 +533,7 @@ impl<'a> RunLoop<'a> {
             ..
         } = self;
         drop(commits);
-        let writer = writer.await.map_err(|e| StoreError::Io {
-            what: "the store writer stopped",
-            path: store.path().to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        let writer = writer.await.map_err(|e| store.panicked(e))?;
         while let Ok(done) = done_rx.try_recv() {
             match done {
                 Ok(stats) => note_commit(&mut live, stats),

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use url::Url;
 
-use super::{blocking, Engine, Progress};
+use super::{Engine, Progress};
 use crate::config::{SitemapSource, Target};
 use crate::failure::Failure;
 use crate::fetcher::{Fetcher, Request};
@@ -368,6 +368,10 @@ impl Reading<'_> {
         }
         self.counts.bytes += response.body.len() as u64;
         let body = response.body;
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "parsing a sitemap is CPU work, not store work"
+        )]
         let read = tokio::task::spawn_blocking(move || sitemap::parse(&body, Limits::default()))
             .await
             .map_err(|_| "the sitemap reader panicked".to_owned())?;
@@ -468,17 +472,18 @@ impl Reading<'_> {
         &self,
         urls: Vec<String>,
     ) -> Result<HashMap<String, PageRecord>, crate::store::StoreError> {
-        let (store, target) = (self.store.clone(), self.target.id.clone());
-        blocking(self.store, move |_| {
-            let mut found = HashMap::new();
-            for url in urls {
-                if let Some(record) = store.page(&target, &url)? {
-                    found.insert(url, record);
+        let target = self.target.id.clone();
+        self.store
+            .call(move |store| {
+                let mut found = HashMap::new();
+                for url in urls {
+                    if let Some(record) = store.page(&target, &url)? {
+                        found.insert(url, record);
+                    }
                 }
-            }
-            Ok::<_, crate::store::StoreError>(found)
-        })
-        .await?
+                Ok(found)
+            })
+            .await
     }
 }
 

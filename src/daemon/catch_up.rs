@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use tracing::{error, info, warn};
 
-use super::store_handle::{StoreGone, StoreHandle};
+use super::store_handle::StoreHandle;
 use super::{schedule, Daemon};
 use crate::config::{CatchUp, Target};
 use crate::ids::TargetId;
@@ -29,8 +29,9 @@ pub(super) enum CatchUpVerdict {
 pub(super) enum CatchUpError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store thread's call failed, for every target it decided.
     #[error(transparent)]
-    Gone(#[from] StoreGone),
+    Call(Arc<StoreError>),
 }
 
 /// The verdict of each target, by target.
@@ -59,7 +60,12 @@ pub(super) fn catch_up_verdicts(
     async move {
         match call.await {
             Ok(verdicts) => ids.into_iter().zip(verdicts).collect(),
-            Err(gone) => ids.into_iter().map(|id| (id, Err(gone.into()))).collect(),
+            Err(e) => {
+                let e = Arc::new(e);
+                ids.into_iter()
+                    .map(|id| (id, Err(CatchUpError::Call(e.clone()))))
+                    .collect()
+            }
         }
     }
 }

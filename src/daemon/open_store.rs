@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info};
 
 use super::Options;
-use crate::store::{Store, StoreError};
+use crate::store::{open_off, Store, StoreError};
 
 /// Opens the store, waiting a little for a command that briefly holds the
 /// state dir (`crawld export` on it): exit 75 stops systemd's restarts.
@@ -18,18 +18,16 @@ pub(super) async fn open_store(opts: &Options) -> Result<Store, StoreError> {
     let mut database_lost = false;
     loop {
         let (state, cluster) = (opts.state.clone(), opts.cluster.clone());
-        let opened = tokio::task::spawn_blocking(move || match cluster {
+        // The URL may carry a password: a panic's message names the option.
+        let place = match &cluster {
+            Some(_) => "the database of --cluster".to_owned(),
+            None => opts.state.display().to_string(),
+        };
+        let opened = open_off(place, move || match cluster {
             Some(url) => Store::connect(&url, &state),
             None => Store::open(&state),
         })
-        .await
-        .unwrap_or_else(|e| {
-            Err(StoreError::Io {
-                what: "the store's open failed",
-                path: opts.state.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })
-        });
+        .await;
         match opened {
             Err(StoreError::Locked { .. } | StoreError::DatabaseLocked { .. })
                 if Instant::now() < deadline =>

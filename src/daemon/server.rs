@@ -251,12 +251,12 @@ async fn read(State(tx): State<Tx>, body: Bytes) -> Response {
         Ok(v) => v,
         Err(e) => return refuse(e),
     };
-    streamed(move |out, err| {
+    streamed(store, move |store, out, err| {
         let configured = Configured {
             target: config.as_deref(),
             names: &names,
         };
-        run_read(&store, configured, &cmd, out, err)
+        run_read(store, configured, &cmd, out, err)
     })
 }
 
@@ -269,7 +269,7 @@ async fn backup(State(tx): State<Tx>) -> Response {
         Ok(s) => s,
         Err(e) => return refuse(e),
     };
-    streamed(move |out, err| {
+    streamed(store, move |store, out, err| {
         match store.backup_to(out, std::path::Path::new("the backup stream")) {
             Ok(_) => crate::error::Exit::Ok,
             Err(e) => {
@@ -280,21 +280,35 @@ async fn backup(State(tx): State<Tx>) -> Response {
     })
 }
 
-/// Runs `command` on a blocking thread (reads can be long: exports,
-/// backups), its output and messages streamed as frames as they are
+/// Runs `command` on the store off the async threads (reads can be long:
+/// exports, backups), its output and messages streamed as frames as they are
 /// written, then its exit code, which closes the stream.
 fn streamed(
-    command: impl FnOnce(&mut dyn Write, &mut dyn Write) -> crate::error::Exit + Send + 'static,
+    store: Arc<Store>,
+    command: impl FnOnce(&Store, &mut dyn Write, &mut dyn Write) -> crate::error::Exit + Send + 'static,
 ) -> Response {
     let (frames, rx) = mpsc::channel::<Bytes>(READ_FRAMES);
-    tokio::task::spawn_blocking(move || {
+    let ended = frames.clone();
+    let done = store.call_any(move |store| {
         let mut out = std::io::BufWriter::with_capacity(READ_CHUNK, FrameWriter::out(&frames));
         let mut err = FrameWriter::err(&frames);
-        let exit = command(&mut out, &mut err);
+        let exit = command(store, &mut out, &mut err);
         // Output first, then the exit code that closes the stream.
         let _ = out.flush();
         drop(out);
         let _ = frames.blocking_send(encode(&Frame::End(exit)));
+    });
+    // A command that panicked still ends its stream with an error and an
+    // exit code, rather than a stream cut short.
+    tokio::spawn(async move {
+        if let Err(e) = done.await {
+            let _ = ended
+                .send(encode(&Frame::Err(format!("error: {e}\n"))))
+                .await;
+            let _ = ended
+                .send(encode(&Frame::End(crate::error::Exit::from(&e))))
+                .await;
+        }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv()

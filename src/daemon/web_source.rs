@@ -22,8 +22,7 @@ impl Source for WebSource {
     }
 
     async fn runs(&self, targets: Vec<TargetId>, limit: usize) -> Result<TargetRuns, SourceError> {
-        let store = self.store.shared();
-        let runs = tokio::task::spawn_blocking(move || {
+        let runs = self.store.shared().call_any(move |store| {
             targets
                 .into_iter()
                 .map(|id| {
@@ -35,8 +34,7 @@ impl Source for WebSource {
                     (id, runs)
                 })
                 .collect()
-        })
-        .await?;
-        Ok(runs)
+        });
+        Ok(runs.await?)
     }
 }

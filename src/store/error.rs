@@ -150,6 +150,12 @@ pub enum StoreError {
         known: i64,
     },
     #[error(
+        "store work on {place} stopped with a panic ({detail}): what was committed before is \
+         kept, and this one piece of work was not done. This is a bug in crawld: please report it \
+         with the log"
+    )]
+    Panicked { place: String, detail: String },
+    #[error(
         "the store at {path} lost committed data: it holds commit {found}, but commit {expected} was \
          recorded (a truncated or replaced file?). It was left as it is: restore a backup into an empty \
          state dir with `crawld store restore FILE`, or move it aside"

@@ -25,6 +25,7 @@ mod commit;
 mod error;
 mod keyspace;
 mod lock;
+mod offload;
 mod postgres;
 mod records;
 mod runs;
@@ -44,6 +45,7 @@ pub use changes::{
 pub use check::CheckReport;
 pub use error::StoreError;
 pub use lock::StateLock;
+pub use offload::open_off;
 pub use records::{
     now_ms, value_hash, AnswerCounts, ChangeEvent, ChangeKind, FailureRecord, FrontierChunk,
     FrontierEntry, HostRunCounts, ItemRecord, ItemVersion, KindCoverage, PageRecord, RunCounts,

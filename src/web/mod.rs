@@ -123,7 +123,7 @@ pub enum SourceError {
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error("the daemon's store read stopped: {0}")]
-    Read(#[from] tokio::task::JoinError),
+    Read(#[from] StoreError),
 }
 
 /// Each target's run records, or why they could not be read.
