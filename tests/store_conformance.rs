@@ -85,6 +85,7 @@ conformance!(
     a_reader_sees_everything_and_writes_nothing,
     a_second_writer_is_refused,
     scans_read_many_records_in_key_order,
+    a_nul_from_a_page_is_stored_as_a_replacement_character,
 );
 
 const POLICY: RunPolicy = RunPolicy {
@@ -496,6 +497,29 @@ fn a_second_writer_is_refused(b: &Backend) {
     b.open();
 }
 
+/// A page with U+0000 in an item's key and values (JSON-LD may carry
+/// `"\u0000"`).
+fn nul_page() -> PageCommit {
+    let mut p = page(0, 1.0);
+    if let PageOutcome::Fetched { items, .. } = &mut p.outcome {
+        items[0].key = "b\0nul".into();
+        items[0].value.insert("title".into(), json!("A\0B"));
+        items[0]
+            .value
+            .insert("tags".into(), json!(["x\0", {"y": "\0"}]));
+    }
+    p
+}
+
+fn a_nul_from_a_page_is_stored_as_a_replacement_character(b: &Backend) {
+    let store = b.open();
+    let done = run(&store, RunMode::Full, vec![nul_page()], POLICY);
+    assert_eq!(done.counts.items_new, 1);
+    let item = store.item(&t(), "book", "b\u{FFFD}nul").unwrap().unwrap();
+    assert_eq!(item.value["title"], json!("A\u{FFFD}B"));
+    assert_eq!(item.value["tags"], json!(["x\u{FFFD}", {"y": "\u{FFFD}"}]));
+}
+
 fn scans_read_many_records_in_key_order(b: &Backend) {
     let store = b.open();
     // More than a page of rows of every kind a scan reads in pages.
@@ -560,6 +584,82 @@ mod postgres_only {
             "{read}"
         );
         assert_eq!(footprint(db.url()), before);
+    }
+
+    /// The views read every item, one with a NUL from its page included.
+    #[test]
+    fn the_views_read_what_crawld_wrote() {
+        let Some(db) = postgres::database() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::connect(db.url(), dir.path()).unwrap());
+        super::run(
+            &store,
+            super::RunMode::Full,
+            vec![super::nul_page(), super::page(1, 2.5)],
+            super::POLICY,
+        );
+        let second = super::run(
+            &store,
+            super::RunMode::Full,
+            vec![super::nul_page(), super::page(1, 3.0)],
+            super::POLICY,
+        );
+        let rows = sql(
+            db.url(),
+            "SELECT key, value->>'title', value->>'price' FROM crawld.items_current \
+             WHERE target = 'books' ORDER BY key",
+        );
+        assert_eq!(
+            rows,
+            vec![
+                vec![
+                    Some("b00001".into()),
+                    Some("A book".into()),
+                    Some("3.0".into())
+                ],
+                vec![
+                    Some("b\u{FFFD}nul".into()),
+                    Some("A\u{FFFD}B".into()),
+                    Some("1.0".into())
+                ],
+            ]
+        );
+        let history = sql(
+            db.url(),
+            "SELECT key, value->>'price' FROM crawld.item_history WHERE target = 'books'",
+        );
+        assert_eq!(
+            history,
+            vec![vec![Some("b00001".into()), Some("2.5".into())]]
+        );
+        let changes = sql(
+            db.url(),
+            &format!(
+                "SELECT change, key, old->>'price', value->>'price' FROM crawld.changes \
+                 WHERE target = 'books' AND run = {}",
+                second.id.0
+            ),
+        );
+        assert_eq!(
+            changes,
+            vec![vec![
+                Some("changed".into()),
+                Some("b00001".into()),
+                Some("2.5".into()),
+                Some("3.0".into())
+            ]]
+        );
+        let runs = sql(
+            db.url(),
+            "SELECT run, status, items_new, items_changed FROM crawld.run_summaries ORDER BY run",
+        );
+        assert_eq!(runs.len(), 2);
+        assert_eq!(
+            runs[1][1..],
+            [Some("completed".into()), Some("0".into()), Some("1".into())]
+        );
     }
 
     #[test]
@@ -657,4 +757,44 @@ mod postgres_only_support {
             );
         }
     }
+}
+
+/// The writer's lock session ends (the server ended it: a restart, an idle
+/// timeout, an operator) and another process takes the database: the first
+/// writer's next write fails as locked instead of writing beside it.
+#[test]
+fn a_writer_that_lost_its_lock_to_another_does_not_write() {
+    let Some(db) = common::postgres::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let first = Arc::new(Store::connect(db.url(), dir.path()).unwrap());
+    let start = first.start_run(&t(), RunMode::Full, &[], &POLICY).unwrap();
+    let mut w = RunWriter::new(first.clone(), &start, POLICY, "cfg".into());
+    w.commit(vec![page(0, 1.0)]).unwrap();
+    // End the session that holds the lock (and only it).
+    let ended = common::postgres::sql(
+        db.admin_url(),
+        &format!(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+             WHERE l.locktype = 'advisory' AND l.granted AND d.datname = '{}'",
+            db.name()
+        ),
+    );
+    assert_eq!(ended.len(), 1, "one lock session: {ended:?}");
+    let second = Store::connect(db.url(), tempfile::tempdir().unwrap().path())
+        .expect("the lock is free: a second writer takes it");
+    let refused = w.commit(vec![page(1, 1.0)]).unwrap_err();
+    assert!(
+        matches!(refused, StoreError::DatabaseLocked { .. }),
+        "{refused}"
+    );
+    assert!(
+        second.item(&t(), "book", "b00001").unwrap().is_none(),
+        "the first writer wrote nothing without its lock"
+    );
+    drop(second);
+    // Free again: the first writer takes the lock back and goes on.
+    w.commit(vec![page(1, 1.0)]).unwrap();
+    assert!(first.item(&t(), "book", "b00001").unwrap().is_some());
 }

@@ -137,7 +137,8 @@ impl Building<'_> {
         let (writer, store) = (self.writer, &*self.writer.store);
         let (target, run_id) = (&writer.run.target, writer.run.id);
         let mut item_ids = Vec::with_capacity(items.len());
-        for item in items {
+        for mut item in items {
+            scrub(&mut item);
             let key = item_key(target, &item.kind, &item.key);
             let (previous, from_batch) = match self.pending.remove(&key) {
                 Some(r) => (Some(r), true),
@@ -167,5 +168,24 @@ impl Building<'_> {
             self.pending.insert(key, record);
         }
         Ok(item_ids)
+    }
+}
+
+/// U+0000 in an item's key or values becomes U+FFFD, on both backends so
+/// that they keep the same items: PostgreSQL's text and jsonb refuse it
+/// (a page's JSON-LD may well say `"\u0000"`).
+fn scrub(item: &mut Item) {
+    if item.key.contains('\0') {
+        item.key = item.key.replace('\0', "\u{FFFD}");
+    }
+    item.value.values_mut().for_each(scrub_value);
+}
+
+fn scrub_value(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(scrub_value),
+        serde_json::Value::Object(o) => o.values_mut().for_each(scrub_value),
+        _ => {}
     }
 }

@@ -109,9 +109,9 @@ pub enum StoreError {
         detail: String,
     },
     #[error(
-        "lost the database at {place} while {doing} it: {detail}. crawld retried for 5 minutes; \
-         what was committed before is kept: check the server and the network, and run again (a run \
-         resumes where it stopped)"
+        "lost the database at {place} while {doing} it: {detail}. crawld retries for up to 5 \
+         minutes before it gives up; what was committed before is kept: check the server, the \
+         network and the URL's host, and run again (a run resumes where it stopped)"
     )]
     DatabaseLost {
         place: String,

@@ -340,8 +340,9 @@ impl Store {
     ) -> impl Iterator<Item = Result<RunRecord, StoreError>> + '_ {
         // This process holds the state dir's lock, so no run is running: a
         // reader shows a run left "running" by a dead process as the writer
-        // that opens the store next will record it, without writing.
-        let reading = self.reading;
+        // that opens the store next will record it, without writing. A
+        // database is read while its writer runs: its runs are as stored.
+        let reading = self.reading && !self.is_database();
         self.scan(prefixed(b'r', &[target.as_str().as_bytes()]))
             .map(move |run| {
                 run.map(|mut run: RunRecord| {

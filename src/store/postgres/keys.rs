@@ -94,7 +94,8 @@ impl Table {
             };
             parts.push(match col {
                 Col::Text => Part::Text(std::str::from_utf8(part).ok()?.to_owned()),
-                Col::Id => Part::Id(i64::from_be_bytes(part.try_into().ok()?)),
+                // Ids past i64::MAX would sort first as bigint: refused.
+                Col::Id => Part::Id(i64::try_from(u64::from_be_bytes(part.try_into().ok()?)).ok()?),
             });
             rest = next;
         }
@@ -130,9 +131,12 @@ impl Table {
                     let Some(tail) = tail.strip_prefix(&[SEP]) else {
                         break;
                     };
-                    parts.push(Part::Id(i64::from_be_bytes(
-                        id.try_into().unwrap_or_default(),
-                    )));
+                    let Ok(id) =
+                        i64::try_from(u64::from_be_bytes(id.try_into().unwrap_or_default()))
+                    else {
+                        break;
+                    };
+                    parts.push(Part::Id(id));
                     rest = tail;
                 }
             }
@@ -318,6 +322,12 @@ mod tests {
 
     #[test]
     fn a_malformed_key_has_no_place() {
+        let mut huge = b"r\0t\0".to_vec();
+        huge.extend_from_slice(&(1u64 << 63).to_be_bytes());
+        assert!(
+            table(b'r').unwrap().parse_key(&huge).is_none(),
+            "past i64::MAX"
+        );
         assert!(table(b'r').unwrap().parse_key(b"r\0t\0short").is_none());
         assert!(table(b'i').unwrap().parse_key(b"i\0only").is_none());
         assert!(table(b'p').unwrap().parse_key(b"q\0t\0u").is_none());

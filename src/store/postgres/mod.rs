@@ -41,6 +41,14 @@ const HISTORY: &str = "crawld.schema_history";
 /// connected: one writer per database until cluster mode shares it.
 const WRITER_LOCK: i64 = 0x6372_6177_6c64; // "crawld"
 
+/// Idle time before a connection's first keepalive probe.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+
+/// One try of an operation gives up after this, as if the connection was
+/// lost (and is tried again): a statement of crawld's takes milliseconds,
+/// so this only ends a wait on a connection that went silent.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long a writer waits for the lock of a process that just ended.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
 
@@ -80,17 +88,26 @@ pub struct Tables {
 /// [`StoreError::DatabaseLocked`] instead.
 #[derive(Clone)]
 struct Writer {
-    session: Arc<tokio::sync::Mutex<Option<tokio_postgres::Client>>>,
+    /// The session holding the lock, and its server process id.
+    session: Arc<tokio::sync::Mutex<Option<(tokio_postgres::Client, i32)>>>,
     config: tokio_postgres::Config,
 }
 
+/// Whether the server process `$1` holds [`WRITER_LOCK`] (`$2`): the
+/// first statement of every write transaction, so that a writer whose
+/// lock session the server ended (and whose client has not noticed yet)
+/// does not write.
+const STILL_HELD: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+     AND granted AND pid = $1 AND ((classid::bigint << 32) | objid::bigint) = $2)";
+
 impl Writer {
     /// Makes sure the lock is held, waiting up to `wait` for a process
-    /// that just ended to lose it.
-    async fn hold(&self, place: &str, wait: Duration) -> Result<(), StoreError> {
+    /// that just ended to lose it; returns the holding session's server
+    /// process id.
+    async fn hold(&self, place: &str, wait: Duration) -> Result<i32, StoreError> {
         let mut session = self.session.lock().await;
-        if session.as_ref().is_some_and(|c| !c.is_closed()) {
-            return Ok(());
+        if let Some((_, pid)) = session.as_ref().filter(|(c, _)| !c.is_closed()) {
+            return Ok(*pid);
         }
         *session = None;
         let failed = |e: tokio_postgres::Error| database_error(place, "connecting to", &e);
@@ -109,8 +126,13 @@ impl Writer {
                 .await
                 .map_err(failed)?;
             if row.get::<_, bool>(0) {
-                *session = Some(client);
-                return Ok(());
+                let pid = client
+                    .query_one("SELECT pg_backend_pid()", &[])
+                    .await
+                    .map_err(failed)?
+                    .get::<_, i32>(0);
+                *session = Some((client, pid));
+                return Ok(pid);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(StoreError::DatabaseLocked {
@@ -119,6 +141,34 @@ impl Writer {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+impl Writer {
+    /// Checks, inside a write transaction, that the lock is still held;
+    /// when it is not, the session is dropped (the next try takes the lock
+    /// again, or finds another process holds it) and the write is retried.
+    async fn check(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        pid: i32,
+        place: &str,
+        failed: &(impl Fn(tokio_postgres::Error) -> StoreError + Sync),
+    ) -> Result<(), StoreError> {
+        let held: bool = tx
+            .query_one(STILL_HELD, &[&pid, &WRITER_LOCK])
+            .await
+            .map_err(failed)?
+            .get(0);
+        if held {
+            return Ok(());
+        }
+        *self.session.lock().await = None;
+        Err(StoreError::DatabaseLost {
+            place: place.to_owned(),
+            doing: "writing to",
+            detail: "this process's writer lock was released by the server".into(),
+        })
     }
 }
 
@@ -223,6 +273,19 @@ impl Tables {
                         detail(&e)
                     ),
                 })?;
+        let at_in_host = config.get_hosts().iter().any(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.contains('@'),
+            tokio_postgres::config::Host::Unix(_) => false,
+        });
+        if at_in_host {
+            // A password with an unencoded `@` ends early: what follows
+            // would be taken for the host (and shown in messages).
+            return Err(StoreError::DatabaseUrl {
+                detail: "the host part holds an '@': percent-encode an '@' in the user or \
+                         password as %40"
+                    .into(),
+            });
+        }
         let place = describe(&config);
         if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
             return Err(StoreError::DatabaseUrl {
@@ -241,8 +304,18 @@ impl Tables {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         if reading {
-            config.options("-c default_transaction_read_only=on");
+            // Added to the URL's own `options`, if it has some.
+            let options = match config.get_options() {
+                Some(theirs) => format!("{theirs} -c default_transaction_read_only=on"),
+                None => "-c default_transaction_read_only=on".to_owned(),
+            };
+            config.options(&options);
         }
+        // A connection cut without a word (a network partition) is noticed
+        // within a minute, not after the system's two hours of keepalive.
+        config.keepalives(true);
+        config.keepalives_idle(KEEPALIVE_IDLE);
+        config.tcp_user_timeout(KEEPALIVE_IDLE * 2);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("crawld-postgres")
@@ -283,7 +356,7 @@ impl Tables {
                 config,
             };
             let (w, place) = (writer.clone(), tables.place.clone());
-            tables.block(async move { w.hold(&place, LOCK_WAIT).await })?;
+            tables.block(async move { w.hold(&place, LOCK_WAIT).await.map(|_| ()) })?;
             tables.writer = Some(writer);
             tables.migrate()?;
         }
@@ -348,10 +421,12 @@ impl Tables {
     /// Runs the database work `op` makes, again and again while the
     /// connection is lost (a server restarting, a network cut), with a
     /// backoff, for up to [`RETRY_FOR`]: the caller waits, keeps what it
-    /// holds, and goes on when the database is back. Every operation is safe
-    /// to repeat: a batch writes whole records, so applying it twice (when
-    /// the connection broke after the server committed it) leaves the same
-    /// rows.
+    /// holds, and goes on when the database is back. A batch is safe to
+    /// repeat: it writes whole records, so applying it twice (when the
+    /// connection broke after the server committed it) leaves the same rows.
+    /// A read-modify-write repeated after such a break applies its change
+    /// twice: its one user, the run id counter, then skips an id, which is
+    /// harmless (ids need only be unique and increasing).
     fn retrying<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -364,7 +439,15 @@ impl Tables {
             let mut wait = RETRY_FIRST;
             let mut lost = false;
             loop {
-                match op(pool.clone(), place.clone()).await {
+                let attempt = tokio::time::timeout(ATTEMPT_TIMEOUT, op(pool.clone(), place.clone()));
+                let done = attempt.await.unwrap_or_else(|_| {
+                    Err(StoreError::DatabaseLost {
+                        place: place.clone(),
+                        doing: "waiting for",
+                        detail: format!("no answer in {} s", ATTEMPT_TIMEOUT.as_secs()),
+                    })
+                });
+                match done {
                     Err(e @ StoreError::DatabaseLost { .. }) if started.elapsed() < RETRY_FOR => {
                         if !lost {
                             tracing::warn!(error = %e, "Lost the database; retrying until it is back.");
@@ -424,14 +507,18 @@ impl Tables {
         let failed = self.failed("migrating");
         self.block(async move {
             let mut client = Self::client(&pool, &place, "connecting to").await?;
-            if let Some(found) = Self::applied_version(&client).await.map_err(&failed)? {
-                if found > SCHEMA_VERSION {
+            match Self::applied_version(&client).await.map_err(&failed)? {
+                Some(found) if found > SCHEMA_VERSION => {
                     return Err(StoreError::DatabaseNewer {
                         place,
                         found,
                         known: SCHEMA_VERSION,
                     });
                 }
+                // Up to date: nothing to do, and nothing that needs more
+                // than the right to read and write crawld's tables.
+                Some(found) if found == SCHEMA_VERSION => return Ok(()),
+                _ => {}
             }
             let has_schema = client
                 .query_one(
@@ -531,11 +618,15 @@ impl Tables {
         self.retrying(move |pool, place| {
             let (statements, failed, writer) = (statements.clone(), failed.clone(), writer.clone());
             async move {
-                if let Some(w) = &writer {
-                    w.hold(&place, Duration::ZERO).await?;
-                }
+                let held = match &writer {
+                    Some(w) => Some(w.hold(&place, LOCK_WAIT).await?),
+                    None => None,
+                };
                 let mut client = Self::client(&pool, &place, "connecting to").await?;
                 let tx = client.transaction().await.map_err(&*failed)?;
+                if let (Some(w), Some(pid)) = (&writer, held) {
+                    w.check(&tx, pid, &place, &*failed).await?;
+                }
                 for (sql, params) in statements.iter() {
                     let params: Vec<&(dyn ToSql + Sync)> = params
                         .iter()
@@ -648,11 +739,15 @@ impl Tables {
         self.retrying(move |pool, place| {
             let (key, failed, f, writer) = (key.clone(), failed.clone(), f.clone(), writer.clone());
             async move {
-                if let Some(w) = &writer {
-                    w.hold(&place, Duration::ZERO).await?;
-                }
+                let held = match &writer {
+                    Some(w) => Some(w.hold(&place, LOCK_WAIT).await?),
+                    None => None,
+                };
                 let mut client = Self::client(&pool, &place, "connecting to").await?;
                 let tx = client.transaction().await.map_err(&*failed)?;
+                if let (Some(w), Some(pid)) = (&writer, held) {
+                    w.check(&tx, pid, &place, &*failed).await?;
+                }
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock])
                     .await
                     .map_err(&*failed)?;
