@@ -417,7 +417,12 @@ async fn crawl(
     }
     let dir = state.dir();
     if let Some(url) = cluster {
-        let store = match Store::connect(url, &dir) {
+        // Connecting may wait (for the server, for a lock a dead process
+        // left): not on an async thread.
+        let (url, state) = (url.to_owned(), dir.clone());
+        let connect = move || Store::connect(&url, &state);
+        let store = match crate::store::open_off("the database of --cluster".into(), connect).await
+        {
             Ok(s) => Arc::new(s),
             Err(e @ StoreError::DatabaseLocked { .. }) => {
                 return fail(

@@ -47,9 +47,11 @@ pub type Record = (Val, Val);
 
 /// Writes to apply atomically, in order (a later write of a key wins), with
 /// the bytes they carry (for the free-space check before they are applied).
+/// Keys and values are held as sled's buffers: sled takes them as they are,
+/// with no second copy, and the database reads them as bytes.
 #[derive(Default, Debug)]
 pub struct Batch {
-    pub(super) ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    pub(super) ops: Vec<(sled::IVec, Option<sled::IVec>)>,
     bytes: u64,
 }
 
@@ -57,13 +59,13 @@ impl Batch {
     pub fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         let (key, value) = (key.as_ref(), value.as_ref());
         self.bytes += (key.len() + value.len()) as u64;
-        self.ops.push((key.to_vec(), Some(value.to_vec())));
+        self.ops.push((key.into(), Some(value.into())));
     }
 
     pub fn remove(&mut self, key: impl AsRef<[u8]>) {
         let key = key.as_ref();
         self.bytes += key.len() as u64;
-        self.ops.push((key.to_vec(), None));
+        self.ops.push((key.into(), None));
     }
 
     /// Bytes of keys and values written.

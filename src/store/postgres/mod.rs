@@ -645,7 +645,7 @@ impl Tables {
 
     /// The statements that apply a batch: the last write of a key wins.
     fn statements(&self, batch: Batch) -> Result<Vec<Statement>, StoreError> {
-        let mut writes: IndexMap<Vec<u8>, Option<Vec<u8>>> = IndexMap::new();
+        let mut writes: IndexMap<sled::IVec, Option<sled::IVec>> = IndexMap::new();
         for (key, value) in batch.ops {
             writes.insert(key, value);
         }
@@ -659,10 +659,10 @@ impl Tables {
             let Some(at) = at else {
                 match value {
                     Some(v) => {
-                        state_keys.push(key);
-                        state_values.push(v);
+                        state_keys.push(key.to_vec());
+                        state_values.push(v.to_vec());
                     }
-                    None => state_gone.push(key),
+                    None => state_gone.push(key.to_vec()),
                 }
                 continue;
             };
@@ -675,11 +675,12 @@ impl Tables {
             let (upserts, records, deletions) = &mut tables[at];
             match value {
                 Some(v) => {
-                    let record = String::from_utf8(v).map_err(|e| StoreError::Corrupt {
-                        path: self.place.clone().into(),
-                        key: String::from_utf8_lossy(&key).replace('\0', "/"),
-                        detail: format!("a record that is not UTF-8 JSON: {e}"),
-                    })?;
+                    let record =
+                        String::from_utf8(v.to_vec()).map_err(|e| StoreError::Corrupt {
+                            path: self.place.clone().into(),
+                            key: String::from_utf8_lossy(&key).replace('\0', "/"),
+                            detail: format!("a record that is not UTF-8 JSON: {e}"),
+                        })?;
                     upserts.push(parts);
                     records.push(record);
                 }
@@ -1063,5 +1064,25 @@ impl Iterator for Scan<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// refinery refuses a database whose applied migration differs from the
+    /// binary's: a released migration must never change, so each one's
+    /// checksum is pinned here (a new version adds a line).
+    #[test]
+    fn released_migrations_are_never_edited() {
+        let pinned: [u64; 1] = [279_137_458_585_306_092];
+        for ((name, sql), want) in MIGRATIONS.iter().zip(pinned) {
+            let got = refinery::Migration::unapplied(name, sql)
+                .unwrap()
+                .checksum();
+            assert_eq!(got, want, "{name} changed: add a new migration instead");
+        }
+        assert_eq!(MIGRATIONS.len(), pinned.len());
     }
 }

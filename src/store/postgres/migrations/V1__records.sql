@@ -1,5 +1,11 @@
 -- crawld's records in PostgreSQL, schema version 1.
 --
+-- NEVER EDIT a migration once released, not even a comment: refinery keeps
+-- each applied migration's checksum, and a database whose migration differs
+-- from the binary's is refused. A change is a new file, V2__…, added to
+-- MIGRATIONS in mod.rs (the test `released_migrations_are_never_edited`
+-- pins each checksum).
+--
 -- Runs, pages, items, change events and failures have real columns for
 -- their keys and the record itself as JSON (the same record sled keeps), so
 -- they can be queried in SQL. Everything else crawld keeps (the frontier
