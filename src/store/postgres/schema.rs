@@ -1,0 +1,126 @@
+//! The schema's versions: migrations applied by a writer (refinery), a
+//! newer database refused before any write, readers that never migrate.
+
+use super::{StoreError, Tables};
+
+/// The schema versions this release knows, oldest first.
+const MIGRATIONS: [(&str, &str); 1] = [("V1__records", include_str!("migrations/V1__records.sql"))];
+
+/// The schema version this release writes.
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// refinery's record of the versions applied, inside crawld's schema.
+const HISTORY: &str = "crawld.schema_history";
+
+impl Tables {
+    /// The newest schema version applied, `None` without crawld's schema.
+    pub(super) async fn applied_version(
+        client: &tokio_postgres::Client,
+    ) -> Result<Option<i64>, tokio_postgres::Error> {
+        let exists = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY])
+            .await?
+            .get::<_, bool>(0);
+        if !exists {
+            return Ok(None);
+        }
+        let row = client
+            .query_one(&format!("SELECT max(version)::bigint FROM {HISTORY}"), &[])
+            .await?;
+        Ok(row.get::<_, Option<i64>>(0))
+    }
+
+    pub(super) fn check_schema(&self) -> Result<(), StoreError> {
+        let (pool, place) = (self.pool.clone(), self.place.clone());
+        let failed = self.failed("reading");
+        self.block(async move {
+            let client = Self::client(&pool, &place, "connecting to").await?;
+            let found = Self::applied_version(&client).await.map_err(&failed)?;
+            if found == Some(SCHEMA_VERSION) {
+                Ok(())
+            } else {
+                Err(StoreError::DatabaseSchema {
+                    place,
+                    found,
+                    known: SCHEMA_VERSION,
+                })
+            }
+        })
+    }
+
+    pub(super) fn migrate(&self) -> Result<(), StoreError> {
+        let (pool, place) = (self.pool.clone(), self.place.clone());
+        let failed = self.failed("migrating");
+        self.block(async move {
+            let mut client = Self::client(&pool, &place, "connecting to").await?;
+            match Self::applied_version(&client).await.map_err(&failed)? {
+                Some(found) if found > SCHEMA_VERSION => {
+                    return Err(StoreError::DatabaseNewer {
+                        place,
+                        found,
+                        known: SCHEMA_VERSION,
+                    });
+                }
+                // Up to date: nothing to do, and nothing that needs more
+                // than the right to read and write crawld's tables.
+                Some(found) if found == SCHEMA_VERSION => return Ok(()),
+                _ => {}
+            }
+            let has_schema = client
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'crawld')",
+                    &[],
+                )
+                .await
+                .map_err(&failed)?
+                .get::<_, bool>(0);
+            if !has_schema {
+                client
+                    .batch_execute("CREATE SCHEMA crawld")
+                    .await
+                    .map_err(&failed)?;
+            }
+            let migrations = MIGRATIONS
+                .iter()
+                .map(|(name, sql)| refinery::Migration::unapplied(name, sql))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Database {
+                    place: place.clone(),
+                    doing: "migrating",
+                    detail: e.to_string(),
+                })?;
+            let mut runner = refinery::Runner::new(&migrations).set_abort_missing(true);
+            runner.set_migration_table_name(HISTORY);
+            let client: &mut tokio_postgres::Client = &mut client;
+            runner
+                .run_async(client)
+                .await
+                .map_err(|e| StoreError::Database {
+                    place,
+                    doing: "migrating",
+                    detail: e.to_string(),
+                })?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// refinery refuses a database whose applied migration differs from the
+    /// binary's: a released migration must never change, so each one's
+    /// checksum is pinned here (a new version adds a line).
+    #[test]
+    fn released_migrations_are_never_edited() {
+        let pinned: [u64; 1] = [279_137_458_585_306_092];
+        for ((name, sql), want) in MIGRATIONS.iter().zip(pinned) {
+            let got = refinery::Migration::unapplied(name, sql)
+                .unwrap()
+                .checksum();
+            assert_eq!(got, want, "{name} changed: add a new migration instead");
+        }
+        assert_eq!(MIGRATIONS.len(), pinned.len());
+    }
+}
