@@ -699,9 +699,7 @@ fn a_run_waits_for_a_lost_database_and_completes() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::connect(db.url(), dir.path()).unwrap());
-    let start = store.start_run(&t(), RunMode::Full, &[], &POLICY).unwrap();
-    let mut w = RunWriter::new(store.clone(), &start, POLICY, "cfg".into());
+    let (store, mut w) = writing(&db, &dir);
     w.commit((0..10).map(|i| page(i, 1.0)).collect()).unwrap();
 
     let outage = Duration::from_secs(2);
@@ -768,9 +766,7 @@ fn a_writer_that_lost_its_lock_to_another_does_not_write() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let first = Arc::new(Store::connect(db.url(), dir.path()).unwrap());
-    let start = first.start_run(&t(), RunMode::Full, &[], &POLICY).unwrap();
-    let mut w = RunWriter::new(first.clone(), &start, POLICY, "cfg".into());
+    let (first, mut w) = writing(&db, &dir);
     w.commit(vec![page(0, 1.0)]).unwrap();
     // End the session that holds the lock (and only it).
     let ended = common::postgres::sql(
@@ -797,4 +793,15 @@ fn a_writer_that_lost_its_lock_to_another_does_not_write() {
     // Free again: the first writer takes the lock back and goes on.
     w.commit(vec![page(1, 1.0)]).unwrap();
     assert!(first.item(&t(), "book", "b00001").unwrap().is_some());
+}
+
+/// A writer on `db` (its own files in `dir`) and a full run it started.
+fn writing(
+    db: &common::postgres::TestDatabase,
+    dir: &tempfile::TempDir,
+) -> (Arc<Store>, RunWriter) {
+    let store = Arc::new(Store::connect(db.url(), dir.path()).unwrap());
+    let start = store.start_run(&t(), RunMode::Full, &[], &POLICY).unwrap();
+    let w = RunWriter::new(store.clone(), &start, POLICY, "cfg".into());
+    (store, w)
 }

@@ -103,3 +103,32 @@ impl Writer {
         })
     }
 }
+
+impl Writer {
+    /// [`Writer::hold`] for a process that writes (`Some`), nothing for a
+    /// reader: the first step of every write.
+    pub(super) async fn hold_if(
+        writer: &Option<Writer>,
+        place: &str,
+        wait: Duration,
+    ) -> Result<Option<i32>, StoreError> {
+        match writer {
+            Some(w) => Ok(Some(w.hold(place, wait).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Writer::check`] inside a write's transaction, when a lock is held.
+    pub(super) async fn check_if(
+        writer: &Option<Writer>,
+        held: Option<i32>,
+        tx: &deadpool_postgres::Transaction<'_>,
+        place: &str,
+        failed: &(impl Fn(tokio_postgres::Error) -> StoreError + Sync),
+    ) -> Result<(), StoreError> {
+        match (writer, held) {
+            (Some(w), Some(pid)) => w.check(tx, pid, place, failed).await,
+            _ => Ok(()),
+        }
+    }
+}

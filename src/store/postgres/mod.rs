@@ -348,15 +348,10 @@ impl Tables {
         self.retrying(move |pool, place| {
             let (statements, failed, writer) = (statements.clone(), failed.clone(), writer.clone());
             async move {
-                let held = match &writer {
-                    Some(w) => Some(w.hold(&place, LOCK_WAIT).await?),
-                    None => None,
-                };
+                let held = Writer::hold_if(&writer, &place, LOCK_WAIT).await?;
                 let mut client = Self::client(&pool, &place, "connecting to").await?;
                 let tx = client.transaction().await.map_err(&*failed)?;
-                if let (Some(w), Some(pid)) = (&writer, held) {
-                    w.check(&tx, pid, &place, &*failed).await?;
-                }
+                Writer::check_if(&writer, held, &tx, &place, &*failed).await?;
                 for (sql, params) in statements.iter() {
                     let params: Vec<&(dyn ToSql + Sync)> = params
                         .iter()
@@ -397,15 +392,10 @@ impl Tables {
         self.retrying(move |pool, place| {
             let (key, failed, f, writer) = (key.clone(), failed.clone(), f.clone(), writer.clone());
             async move {
-                let held = match &writer {
-                    Some(w) => Some(w.hold(&place, LOCK_WAIT).await?),
-                    None => None,
-                };
+                let held = Writer::hold_if(&writer, &place, LOCK_WAIT).await?;
                 let mut client = Self::client(&pool, &place, "connecting to").await?;
                 let tx = client.transaction().await.map_err(&*failed)?;
-                if let (Some(w), Some(pid)) = (&writer, held) {
-                    w.check(&tx, pid, &place, &*failed).await?;
-                }
+                Writer::check_if(&writer, held, &tx, &place, &*failed).await?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock])
                     .await
                     .map_err(&*failed)?;
