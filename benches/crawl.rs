@@ -245,9 +245,11 @@ fn main() {
     }
     match &cluster {
         Some(db) => {
+            let size = db.size();
             println!(
-                "bench: database {:.1} MB on disk after {runs} full runs and 1 incremental run",
-                db.size() as f64 / 1e6
+                "bench: database {:.1} MB on disk after {runs} full runs and 1 incremental run ({:.1} MB when made, empty)",
+                size as f64 / 1e6,
+                db.empty_size() as f64 / 1e6
             );
             for (table, rows, bytes) in db.tables() {
                 println!(

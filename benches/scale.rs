@@ -168,8 +168,10 @@ struct Row {
     /// None when the full run was stopped: its incremental would be too.
     inc: Option<Measure>,
     store_mb: f64,
-    /// On PostgreSQL: crawld's tables, with their rows and bytes.
+    /// On PostgreSQL: crawld's tables, with their rows and bytes, and the
+    /// database's size when made, empty.
     tables: Option<Vec<(String, i64, u64)>>,
+    empty_mb: f64,
 }
 
 fn main() {
@@ -219,6 +221,7 @@ fn main() {
         };
         println!("bench: store {store_mb:.1} MB on disk");
         let tables = db.as_ref().map(Cluster::tables);
+        let empty_mb = db.as_ref().map_or(0.0, |db| db.empty_size() as f64 / 1e6);
         for (table, rows, bytes) in tables.iter().flatten() {
             println!(
                 "bench:   crawld.{table}: {rows} rows, {:.1} MB",
@@ -231,6 +234,7 @@ fn main() {
             inc,
             store_mb,
             tables,
+            empty_mb,
         });
     }
     table(&rows);
@@ -243,7 +247,7 @@ fn main() {
 fn cluster_table(rows: &[Row]) {
     println!();
     println!(
-        "| pages | pages fetched (both runs) | full peak RSS MB | incr peak RSS MB | database MB | bytes per product page | largest tables MB | server CPU µs/page full | server CPU µs/page incr |"
+        "| pages | pages fetched (full + incr) | full peak RSS MB | incr peak RSS MB | database MB | bytes per page (over the empty database) | largest tables MB | server CPU µs/page full | server CPU µs/page incr |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let cell = |m: Option<&Measure>, f: &dyn Fn(&Measure) -> String| match m {
@@ -275,7 +279,7 @@ fn cluster_table(rows: &[Row]) {
             cell(full, &|m| format!("{:.1}", m.rss_mb())),
             cell(inc, &|m| format!("{:.1}", m.rss_mb())),
             r.store_mb,
-            r.store_mb * 1e6 / r.size as f64,
+            (r.store_mb - r.empty_mb) * 1e6 / r.full.pages().max(1) as f64,
             largest.join(", "),
             cell(full, &server),
             cell(inc, &server),

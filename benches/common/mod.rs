@@ -132,11 +132,14 @@ impl Measure {
                 None => println!("bench: PostgreSQL server CPU unknown (not on this machine)"),
             }
             println!(
-                "bench: database {:.1} MB after the run ({:.0} bytes per page fetched); {} transactions in other databases meanwhile",
+                "bench: database {:.1} MB after the run ({:.1} MB more than when it was made, empty); {} transactions in other databases meanwhile",
                 db.size as f64 / 1e6,
-                db.size as f64 / pages,
+                db.grown as f64 / 1e6,
                 db.other_transactions
             );
+            if let Some(waits) = &db.waits {
+                println!("bench: database sessions (pg_stat_activity): {waits}");
+            }
         }
     }
 }
@@ -166,9 +169,11 @@ pub fn measure(
         cmd.arg(mode);
     }
     use_store(&mut cmd, cluster);
+    let waits = cluster.and_then(pg::Cluster::watch_waits);
     let child = cmd.spawn().expect("spawn crawld");
     let (status, usage, stopped) = wait(child.id() as libc::pid_t, started, limits);
     let wall = started.elapsed().as_secs_f64();
+    let waits = waits.map(pg::Waits::finish);
     let server_cpu = server.cpu_secs() - server_before;
     let db_after = cluster.map(|c| {
         c.settle();
@@ -188,7 +193,7 @@ pub fn measure(
                 "crawld recorded no run in {}: a build that ignores CRAWLD_CLUSTER?",
                 c.place()
             );
-            pg::ServerFigures::between(&before, &after, c.size())
+            pg::ServerFigures::between(&before, &after, c, waits)
         });
     Measure {
         wall,

@@ -13,8 +13,16 @@
 //! the run as much as its backends do. It is the whole server's, though: a
 //! client of another database on the same server is counted too, so each
 //! run also reports the transactions other databases committed meanwhile.
+//!
+//! `BENCH_PG_WAITS=1` samples `pg_stat_activity` every 50 ms during each
+//! run, from a session of its own (its small CPU is counted in the
+//! server's), and reports what the database's sessions were doing: on CPU
+//! (`active`, no wait event), waiting for crawld (`idle`, `Client:ClientRead`),
+//! for the WAL flush of a commit (`IO:WALSync`, `LWLock:WALWrite`), etc.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Databases made by this process, to name each one apart.
@@ -30,6 +38,8 @@ pub struct Cluster {
     place: String,
     /// The server's postmaster, when it runs on this machine.
     postmaster: Option<i32>,
+    /// The database's size when made.
+    empty: u64,
 }
 
 /// `BENCH_CLUSTER`, if set.
@@ -61,6 +71,8 @@ impl Cluster {
                 "bench: the PostgreSQL server is not on this machine: its CPU is not measured"
             );
         }
+        let empty =
+            query(admin, &format!("SELECT pg_database_size('{name}')"))[0].get::<_, i64>(0) as u64;
         let place = {
             let mut shown = url.clone();
             let _ = shown.set_password(None);
@@ -72,6 +84,7 @@ impl Cluster {
             url: url.into(),
             place,
             postmaster,
+            empty,
         }
     }
 
@@ -127,19 +140,31 @@ impl Cluster {
         rows[0].get::<_, i64>(0) as u64
     }
 
+    /// The size of the database when it was made (the catalogs of an
+    /// empty database), in bytes.
+    pub fn empty_size(&self) -> u64 {
+        self.empty
+    }
+
     /// crawld's tables with their rows and bytes on disk (indexes and TOAST
     /// included), largest first.
     pub fn tables(&self) -> Vec<(String, i64, u64)> {
-        query(
+        let sizes = query(
             &self.url,
-            "SELECT c.relname::text, c.reltuples::bigint, pg_total_relation_size(c.oid) \
+            "SELECT c.relname::text, pg_total_relation_size(c.oid) \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = 'crawld' AND c.relkind = 'r' \
-             ORDER BY 3 DESC",
-        )
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64))
-        .collect()
+             ORDER BY 2 DESC",
+        );
+        sizes
+            .iter()
+            .map(|r| {
+                let table: String = r.get(0);
+                // Counted, not the planner's estimate: it is -1 before an ANALYZE.
+                let rows = query(&self.url, &format!("SELECT count(*) FROM crawld.{table}"));
+                (table, rows[0].get(0), r.get::<_, i64>(1) as u64)
+            })
+            .collect()
     }
 
     /// Runs of the target `bench` recorded in the database: none after a
@@ -150,6 +175,37 @@ impl Cluster {
             "SELECT count(*) FROM crawld.runs WHERE target = 'bench'",
         )
         .map_or(0, |rows| rows[0].get(0))
+    }
+
+    /// With `BENCH_PG_WAITS=1`, starts sampling what this database's
+    /// sessions do.
+    pub fn watch_waits(&self) -> Option<Waits> {
+        if std::env::var("BENCH_PG_WAITS").ok().as_deref() != Some("1") {
+            return None;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (admin, name, stopped) = (self.admin.clone(), self.name.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let sql = "SELECT coalesce(state, '?'), \
+                       coalesce(wait_event_type || ':' || wait_event, 'on CPU') \
+                       FROM pg_stat_activity WHERE datname = $1";
+            on_connection(&admin, |client| {
+                Box::pin(async move {
+                    let (mut samples, mut seen) = (0, BTreeMap::new());
+                    while !stopped.load(Ordering::Relaxed) {
+                        for row in client.query(sql, &[&name]).await? {
+                            let (state, wait): (String, String) = (row.get(0), row.get(1));
+                            *seen.entry(format!("{state} {wait}")).or_insert(0u64) += 1;
+                        }
+                        samples += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Ok((samples, seen))
+                })
+            })
+            .unwrap_or_default()
+        });
+        Some(Waits { stop, thread })
     }
 
     fn other_transactions(&self) -> i64 {
@@ -175,6 +231,32 @@ impl Drop for Cluster {
     }
 }
 
+/// The sampling of `BENCH_PG_WAITS`.
+pub struct Waits {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, BTreeMap<String, u64>)>,
+}
+
+impl Waits {
+    /// Stops sampling; the states seen, most seen first, as a line.
+    pub fn finish(self) -> String {
+        self.stop.store(true, Ordering::Relaxed);
+        let (samples, seen) = self.thread.join().unwrap_or_default();
+        let all: u64 = seen.values().sum();
+        let mut seen: Vec<(String, u64)> = seen.into_iter().collect();
+        seen.sort_by(|a, b| b.1.cmp(&a.1));
+        let shares: Vec<String> = seen
+            .iter()
+            .map(|(what, n)| format!("{what} {:.0} %", *n as f64 / all.max(1) as f64 * 100.0))
+            .collect();
+        format!(
+            "{samples} samples, {:.1} sessions on average: {}",
+            all as f64 / samples.max(1) as f64,
+            shares.join(", ")
+        )
+    }
+}
+
 /// The server's state at the start or end of a run.
 pub struct Sample {
     /// The server's CPU seconds so far, when it is on this machine.
@@ -191,16 +273,22 @@ pub struct ServerFigures {
     /// Transactions of other databases meanwhile: another client's work
     /// would be in `cpu` too.
     pub other_transactions: i64,
-    /// The database's size after the run.
+    /// The database's size after the run, and what it grew since made.
     pub size: u64,
+    pub grown: u64,
+    /// With `BENCH_PG_WAITS=1`: what the sessions were doing.
+    pub waits: Option<String>,
 }
 
 impl ServerFigures {
-    pub fn between(before: &Sample, after: &Sample, size: u64) -> Self {
+    pub fn between(before: &Sample, after: &Sample, db: &Cluster, waits: Option<String>) -> Self {
+        let size = db.size();
         ServerFigures {
+            grown: size.saturating_sub(db.empty),
             cpu: before.cpu.zip(after.cpu).map(|(b, a)| a - b),
             other_transactions: after.others - before.others,
             size,
+            waits,
         }
     }
 }
