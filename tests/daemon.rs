@@ -178,9 +178,26 @@ fn hot_reload_adds_changes_breaks_and_deletes_targets() {
 
 #[test]
 fn trigger_stop_run_and_resume_through_the_socket() {
+    trigger_stop_run_and_resume(None);
+}
+
+/// The same with the daemon's store in PostgreSQL (`crawld run` with
+/// CRAWLD_CLUSTER): reading commands on its state dir go through it.
+#[test]
+fn trigger_stop_run_and_resume_on_postgres() {
+    if let Some(db) = common::postgres::database() {
+        trigger_stop_run_and_resume(Some(db.url()));
+    }
+}
+
+fn trigger_stop_run_and_resume(database: Option<&str>) {
     let site = slow_site(400);
     let (tmp, configs) = setup(&site, &[("shop.toml", &target("0 0 0 1 1 *"))]);
-    let d = Daemon::start(&configs, &tmp.path().join("state"), &[]);
+    let state = tmp.path().join("state");
+    if let Some(url) = database {
+        common::state::use_database(&state, url);
+    }
+    let d = Daemon::start(&configs, &state, &[]);
 
     d.cmd(&["trigger", "shop", "--full"]).assert().success();
     wait_for(
@@ -193,17 +210,6 @@ fn trigger_stop_run_and_resume_through_the_socket() {
         .assert()
         .code(1)
         .stderr(predicates::str::contains("is running run"));
-    // `crawld crawl` refuses while the daemon owns the state dir.
-    Command::cargo_bin("crawld")
-        .unwrap()
-        .args(["crawl", "shop", "--configs"])
-        .arg(&configs)
-        .arg("--state")
-        .arg(&d.state)
-        .assert()
-        .code(75)
-        .stderr(predicates::str::contains("crawld trigger shop"));
-
     wait_for(
         || site.stats.status_count(200) >= 2,
         "some pages are fetched",
@@ -239,6 +245,17 @@ fn trigger_stop_run_and_resume_through_the_socket() {
         "stop-run then trigger resumes"
     );
     assert_eq!(runs[1]["mode"], "full");
+    // `crawld crawl` refuses while the daemon owns the state dir (or the
+    // database).
+    common::state::crawld_on(&d.state)
+        .args(["crawl", "shop", "--configs"])
+        .arg(&configs)
+        .arg("--state")
+        .arg(&d.state)
+        .assert()
+        .code(75)
+        .stderr(predicates::str::contains("crawld trigger shop"));
+
     // Reading commands go through the daemon.
     let items = d.cmd(&["export", "shop"]).output().unwrap();
     assert!(items.status.success());
@@ -494,5 +511,51 @@ fn a_full_firing_during_an_incremental_run_starts_right_after_it() {
             "never two at once: {pair:?}"
         );
     }
+    assert_eq!(d.stop(), Some(0));
+}
+
+/// A daemon on PostgreSQL started while the database refuses connections
+/// (a server still starting, say) waits for it instead of exiting with a
+/// status systemd would not restart, and starts once it answers.
+#[test]
+#[allow(clippy::disallowed_methods)] // the outage's length, on a plain thread
+fn a_daemon_waits_for_its_database_at_start_up() {
+    let Some(db) = common::postgres::database() else {
+        return;
+    };
+    let site = slow_site(0);
+    let (tmp, configs) = setup(&site, &[("shop.toml", &target("0 0 0 1 1 *"))]);
+    let state = tmp.path().join("state");
+    common::state::use_database(&state, db.url());
+    let name = db.name().to_owned();
+    let admin = db.admin_url().to_owned();
+    common::postgres::sql(
+        &admin,
+        &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"),
+    );
+    let outage = Duration::from_millis(1500);
+    let back = std::thread::spawn(move || {
+        std::thread::sleep(outage);
+        common::postgres::sql(
+            &admin,
+            &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"),
+        );
+    });
+    let began = Instant::now();
+    let d = Daemon::start(&configs, &state, &[]);
+    assert!(
+        began.elapsed() >= outage,
+        "the daemon answered before its database did"
+    );
+    back.join().unwrap();
+    d.cmd(&["trigger", "shop"]).assert().success();
+    wait_for(
+        || {
+            d.runs("shop")
+                .last()
+                .is_some_and(|r| r["status"] == "completed")
+        },
+        "a run completes on the database",
+    );
     assert_eq!(d.stop(), Some(0));
 }

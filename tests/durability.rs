@@ -12,8 +12,12 @@ use common::{shop, write_configs, Resource, Site};
 use serde_json::Value;
 
 fn spawn_crawl(e: &Env) -> std::process::Child {
-    Process::new(assert_cmd::cargo::cargo_bin("crawld"))
-        .args(["crawl", "shop", "--no-progress", "--configs"])
+    let mut cmd = Process::new(assert_cmd::cargo::cargo_bin("crawld"));
+    cmd.env_remove("CRAWLD_CLUSTER");
+    if let Some(url) = database_of(&e.state) {
+        cmd.env("CRAWLD_CLUSTER", url);
+    }
+    cmd.args(["crawl", "shop", "--no-progress", "--configs"])
         .arg(&e.configs)
         .arg("--state")
         .arg(&e.state)
@@ -33,12 +37,27 @@ fn slow_shop(lists: usize, per_list: usize, delay: Duration) -> HashMap<String, 
 }
 
 #[test]
-#[allow(clippy::disallowed_methods)] // sleeps between kills of a child process
 fn kill_9_at_random_moments_loses_no_item_and_duplicates_none() {
+    kill_9_at_random_moments(None);
+}
+
+/// The same on the PostgreSQL backend (`crawld crawl` with CRAWLD_CLUSTER).
+#[test]
+fn kill_9_at_random_moments_loses_no_item_on_postgres() {
+    if let Some(db) = common::postgres::database() {
+        kill_9_at_random_moments(Some(db.url()));
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // sleeps between kills of a child process
+fn kill_9_at_random_moments(database: Option<&str>) {
     let (lists, per_list) = (20, 100);
     let products = lists * per_list;
     let site = Site::start(slow_shop(lists, per_list, Duration::from_millis(15)));
     let e = env(&site, TARGET);
+    if let Some(url) = database {
+        use_database(&e.state, url);
+    }
     // A small LCG: seeded, so a failure replays the same kill times.
     let mut seed: u64 = 0x5eed_2026;
     let mut next = |lo: u64, hi: u64| {
@@ -97,11 +116,21 @@ fn kill_9_at_random_moments_loses_no_item_and_duplicates_none() {
             "a killed run that committed pages shows them fetched: {run}"
         );
     }
-    crawld()
-        .args(["store", "check", "--state"])
-        .arg(&e.state)
-        .assert()
-        .success();
+    if let Some(url) = database {
+        let stored = common::postgres::sql(url, "SELECT count(*) FROM crawld.runs");
+        assert_eq!(
+            stored[0][0].as_deref(),
+            Some(runs.len().to_string().as_str()),
+            "the runs are in the database"
+        );
+        assert!(!e.state.join("db").exists(), "and no sled store was made");
+    } else {
+        crawld()
+            .args(["store", "check", "--state"])
+            .arg(&e.state)
+            .assert()
+            .success();
+    }
 }
 
 #[test]

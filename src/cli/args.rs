@@ -71,6 +71,8 @@ pub(super) enum Command {
         configs: ConfigsArg,
         #[command(flatten)]
         state: StateArg,
+        #[command(flatten)]
+        cluster: ClusterArg,
     },
     /// Write a target's current items (or its changes) to stdout or a file.
     Export {
@@ -99,6 +101,8 @@ pub(super) enum Command {
         configs: ConfigsArg,
         #[command(flatten)]
         state: StateArg,
+        #[command(flatten)]
+        cluster: ClusterArg,
         /// Runs in progress across all targets, at most; further ones queue.
         #[arg(long, default_value_t = 4)]
         max_runs: usize,
@@ -280,6 +284,22 @@ pub(super) struct ReaderArgs {
     pub(super) configs: ConfigsArg,
     #[command(flatten)]
     pub(super) state: StateArg,
+    #[command(flatten)]
+    pub(super) cluster: ClusterArg,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct ClusterArg {
+    /// Keep the store in this PostgreSQL database instead of in the state
+    /// dir (postgres://USER[:PASSWORD]@HOST[:PORT]/DB; prefer the
+    /// environment variable, which `ps` does not show)
+    #[arg(
+        long,
+        env = "CRAWLD_CLUSTER",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub(super) cluster: Option<String>,
 }
 
 impl ConfigsArg {

@@ -105,8 +105,11 @@ pub(super) async fn read(
 ) -> Exit {
     let here = state.join("db").exists();
     // An operator may name only the daemon's socket (`--socket` or
-    // CRAWLD_SOCKET), not its state dir: ask the daemon then.
-    if !here && socket.is_none() {
+    // CRAWLD_SOCKET), not its state dir: ask the daemon then. A daemon whose
+    // store is a database (`--cluster`) has no store in its state dir, only
+    // its socket: ask it too.
+    let daemon_here = socket_path(None, state).exists();
+    if !here && socket.is_none() && !daemon_here {
         let target = cmd.target();
         if configured.target.is_none() && !configured.names.contains(target) {
             // A typo is more likely than a wrong --state: say what exists.
@@ -140,6 +143,12 @@ pub(super) async fn read(
     } else {
         through_daemon(state, socket, &cmd, &mut sink, None).await
     };
+    finish_read(sink, out, exit)
+}
+
+/// Ends a reading command's output; a failure after some of it went to
+/// stdout says that stdout is incomplete.
+fn finish_read(sink: Sink, out: Option<&Path>, exit: Exit) -> Exit {
     let written = sink.bytes;
     let exit = finish(sink, out, exit);
     if out.is_none() && exit != Exit::Ok && written > 0 {
@@ -149,6 +158,26 @@ pub(super) async fn read(
         );
     }
     exit
+}
+
+/// Runs a reading command on the PostgreSQL database at `url`, in
+/// read-only sessions; no daemon is needed (or asked).
+pub(super) fn read_database(
+    url: &str,
+    configured: Configured<'_>,
+    cmd: ReadCommand,
+    out: Option<&Path>,
+) -> Exit {
+    let store = match Store::connect_read(url) {
+        Ok(s) => s,
+        Err(e) => return super::store_failed(e),
+    };
+    let mut sink = match sink(out) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    let exit = run_read(&store, configured, &cmd, &mut sink, &mut std::io::stderr());
+    finish_read(sink, out, exit)
 }
 
 /// Runs a reading command in the daemon, its output written through as it

@@ -37,10 +37,21 @@ pub(super) async fn dispatch(command: Command) -> Exit {
             notify,
             configs,
             state,
+            cluster,
         } => {
             let mode = [RunMode::Incremental, RunMode::Full][usize::from(full)];
             let watch = super::Watch::new(fail_on_alert, alert).with_notify(notify);
-            crawl(&configs.dir(), &state, &target, mode, !no_progress, watch).await
+            let cluster = cluster.cluster.as_deref();
+            crawl(
+                &configs.dir(),
+                &state,
+                cluster,
+                &target,
+                mode,
+                !no_progress,
+                watch,
+            )
+            .await
         }
         Command::Export {
             target,
@@ -69,6 +80,7 @@ pub(super) async fn dispatch(command: Command) -> Exit {
         Command::Run {
             configs,
             state,
+            cluster,
             max_runs,
             grace,
             no_watch,
@@ -78,6 +90,7 @@ pub(super) async fn dispatch(command: Command) -> Exit {
             let opts = crate::daemon::Options {
                 configs: configs.dir(),
                 state: state.dir(),
+                cluster: cluster.cluster,
                 socket: control::socket_path(state.socket.as_deref(), &state.dir()),
                 max_runs,
                 grace: grace.into(),
@@ -169,6 +182,9 @@ async fn read(reader: &ReaderArgs, cmd: ReadCommand, out: Option<&Path>) -> Exit
         target: config.as_deref(),
         names: &names,
     };
+    if let Some(url) = &reader.cluster.cluster {
+        return data::read_database(url, configured, cmd, out);
+    }
     let state = &reader.state;
     data::read(&state.dir(), state.socket.as_deref(), configured, cmd, out).await
 }

@@ -369,12 +369,21 @@ pub(crate) async fn crawl_target(
                 .collect();
             out!("{}", report::summary(&run, &failures));
             let firing = monitors::judge(&store, &target, &run, &watch).await;
-            outln!(
-                "Items are in {}; export them with: crawld export {} --state {} --format jsonl",
-                state.display(),
-                target.id,
-                state.display()
-            );
+            if store.is_database() {
+                outln!(
+                    "Items are in {}; export them with: crawld export {} --format jsonl \
+                     (with the same --cluster URL or CRAWLD_CLUSTER)",
+                    store.describe(),
+                    target.id,
+                );
+            } else {
+                outln!(
+                    "Items are in {}; export them with: crawld export {} --state {} --format jsonl",
+                    state.display(),
+                    target.id,
+                    state.display()
+                );
+            }
             if run.status != RunStatus::Completed {
                 Exit::Failed
             } else if firing && watch.fail_on_alert {
@@ -390,6 +399,7 @@ pub(crate) async fn crawl_target(
 async fn crawl(
     configs: &Path,
     state: &StateArg,
+    cluster: Option<&str>,
     name: &str,
     mode: RunMode,
     progress: bool,
@@ -407,6 +417,19 @@ async fn crawl(
         }
     }
     let dir = state.dir();
+    if let Some(url) = cluster {
+        let store = match Store::connect(url, &dir) {
+            Ok(s) => Arc::new(s),
+            Err(e @ StoreError::DatabaseLocked { .. }) => {
+                return fail(
+                    Exit::Locked,
+                    format!("{e}. If it is a daemon, start a run with `crawld trigger {name}`"),
+                )
+            }
+            Err(e) => return store_failed(e),
+        };
+        return crawl_target(store, &dir, target, mode, progress, watch).await;
+    }
     let store = match Store::open(&dir) {
         Ok(s) => Arc::new(s),
         Err(StoreError::Locked { pid, .. }) => {

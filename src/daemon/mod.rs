@@ -58,6 +58,9 @@ use store_handle::StoreHandle;
 pub struct Options {
     pub configs: PathBuf,
     pub state: PathBuf,
+    /// The PostgreSQL database holding the store (`--cluster`), instead of
+    /// sled in `state`.
+    pub cluster: Option<String>,
     pub socket: PathBuf,
     /// Runs in progress across all targets, at most.
     pub max_runs: usize,

@@ -109,6 +109,16 @@ pub enum StoreError {
         detail: String,
     },
     #[error(
+        "lost the database at {place} while {doing} it: {detail}. crawld retried for 5 minutes; \
+         what was committed before is kept: check the server and the network, and run again (a run \
+         resumes where it stopped)"
+    )]
+    DatabaseLost {
+        place: String,
+        doing: &'static str,
+        detail: String,
+    },
+    #[error(
         "the database at {place} is in use by another crawld that writes to it: one process writes \
          to a database at a time (stop the other one, or read with a command that only reads)"
     )]

@@ -52,6 +52,11 @@ impl Daemon {
             None => Stdio::null(),
         };
         let mut cmd = Process::new(assert_cmd::cargo::cargo_bin("crawld"));
+        // On the database registered for this state dir, if any.
+        cmd.env_remove("CRAWLD_CLUSTER");
+        if let Some(url) = super::state::database_of(state) {
+            cmd.env("CRAWLD_CLUSTER", url);
+        }
         cmd.args(["run", "--grace", "10s", "--configs"])
             .arg(configs)
             .arg("--state")

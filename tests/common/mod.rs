@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod postgres;
 pub mod sinks;
 pub mod state;
 pub mod tcp;

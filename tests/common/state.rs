@@ -42,8 +42,42 @@ pub fn crawld() -> Command {
     let mut cmd = Command::cargo_bin("crawld").unwrap();
     cmd.env_remove("CRAWLD_CONFIGS")
         .env_remove("CRAWLD_STATE")
+        .env_remove("CRAWLD_CLUSTER")
         .env_remove("RUST_LOG")
         .timeout(Duration::from_secs(120));
+    cmd
+}
+
+/// The PostgreSQL databases that stand for state dirs: a test on the
+/// PostgreSQL backend registers its database for its state dir, and every
+/// crawld these helpers start for that state dir uses the database.
+static DATABASES: std::sync::Mutex<Vec<(std::path::PathBuf, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Makes every crawld started for `state` use the database at `url`.
+pub fn use_database(state: &Path, url: &str) {
+    DATABASES
+        .lock()
+        .unwrap()
+        .push((state.to_path_buf(), url.to_owned()));
+}
+
+/// The database standing for `state`, if any.
+pub fn database_of(state: &Path) -> Option<String> {
+    DATABASES
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(s, _)| s == state)
+        .map(|(_, url)| url.clone())
+}
+
+/// `crawld()` for a command on `state`: with its database, if it has one.
+pub fn crawld_on(state: &Path) -> Command {
+    let mut cmd = crawld();
+    if let Some(url) = database_of(state) {
+        cmd.env("CRAWLD_CLUSTER", url);
+    }
     cmd
 }
 
@@ -70,7 +104,7 @@ pub fn env(site: &Site, target: &str) -> Env {
 }
 
 pub fn crawl(e: &Env, full: bool) -> assert_cmd::assert::Assert {
-    let mut cmd = crawld();
+    let mut cmd = crawld_on(&e.state);
     cmd.args(["crawl", "shop", "--no-progress", "--configs"])
         .arg(&e.configs)
         .arg("--state")
@@ -82,7 +116,7 @@ pub fn crawl(e: &Env, full: bool) -> assert_cmd::assert::Assert {
 }
 
 pub fn jsonl(state: &Path, args: &[&str]) -> Vec<Value> {
-    let out = crawld()
+    let out = crawld_on(state)
         .arg("export")
         .arg("shop")
         .args(args)
@@ -103,7 +137,7 @@ pub fn jsonl(state: &Path, args: &[&str]) -> Vec<Value> {
 }
 
 pub fn runs(state: &Path) -> Vec<Value> {
-    let out = crawld()
+    let out = crawld_on(state)
         .args(["runs", "shop", "--json", "--state"])
         .arg(state)
         .output()

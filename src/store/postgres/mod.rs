@@ -16,6 +16,7 @@ mod keys;
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -40,6 +41,9 @@ const HISTORY: &str = "crawld.schema_history";
 /// connected: one writer per database until cluster mode shares it.
 const WRITER_LOCK: i64 = 0x6372_6177_6c64; // "crawld"
 
+/// How long a writer waits for the lock of a process that just ended.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
 /// Rows read per round trip by a scan.
 const PAGE: i64 = 1000;
 
@@ -49,6 +53,14 @@ const POOL_SIZE: usize = 8;
 /// How long a call waits for a connection, and a new connection for the
 /// server, before it fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an operation goes on retrying while the database is
+/// unreachable, before it fails (a run then ends interrupted, and resumes
+/// at its next start).
+const RETRY_FOR: Duration = Duration::from_secs(300);
+/// The first wait before a retry, doubled after each up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The records of one database.
 pub struct Tables {
@@ -84,6 +96,41 @@ fn detail(e: &tokio_postgres::Error) -> String {
                 source = s.source();
             }
             text
+        }
+    }
+}
+
+/// A database error as the store reports it: [`StoreError::DatabaseLost`]
+/// when the connection, not the request, failed (the server went away, is
+/// restarting or refuses connections for now), which is worth a retry.
+fn database_error(place: &str, doing: &'static str, e: &tokio_postgres::Error) -> StoreError {
+    let lost = match e.code() {
+        // Connection exceptions, the server shutting down or starting up,
+        // too many connections, and "not accepting connections" (a database
+        // closed to connections for maintenance).
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08")
+                || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55000")
+                    && e.as_db_error()
+                        .is_none_or(|db| code != "55000" || db.message().contains("connections"))
+        }
+        None => {
+            e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        }
+    };
+    let (place, detail) = (place.to_owned(), detail(e));
+    if lost {
+        StoreError::DatabaseLost {
+            place,
+            doing,
+            detail,
+        }
+    } else {
+        StoreError::Database {
+            place,
+            doing,
+            detail,
         }
     }
 }
@@ -202,11 +249,7 @@ impl Tables {
         doing: &'static str,
     ) -> impl Fn(tokio_postgres::Error) -> StoreError + Send + Sync + 'static {
         let place = self.place.clone();
-        move |e| StoreError::Database {
-            place: place.clone(),
-            doing,
-            detail: detail(&e),
-        }
+        move |e| database_error(&place, doing, &e)
     }
 
     async fn client(
@@ -214,13 +257,58 @@ impl Tables {
         place: &str,
         doing: &'static str,
     ) -> Result<deadpool_postgres::Object, StoreError> {
-        pool.get().await.map_err(|e| StoreError::Database {
-            place: place.to_owned(),
-            doing,
-            detail: match &e {
-                deadpool_postgres::PoolError::Backend(e) => detail(e),
-                e => e.to_string(),
+        pool.get().await.map_err(|e| match &e {
+            deadpool_postgres::PoolError::Backend(e) => database_error(place, doing, e),
+            // No connection came free, or none could be made, in time.
+            deadpool_postgres::PoolError::Timeout(_) => StoreError::DatabaseLost {
+                place: place.to_owned(),
+                doing,
+                detail: e.to_string(),
             },
+            e => StoreError::Database {
+                place: place.to_owned(),
+                doing,
+                detail: e.to_string(),
+            },
+        })
+    }
+
+    /// Runs the database work `op` makes, again and again while the
+    /// connection is lost (a server restarting, a network cut), with a
+    /// backoff, for up to [`RETRY_FOR`]: the caller waits, keeps what it
+    /// holds, and goes on when the database is back. Every operation is safe
+    /// to repeat: a batch writes whole records, so applying it twice (when
+    /// the connection broke after the server committed it) leaves the same
+    /// rows.
+    fn retrying<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(Pool, String) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send,
+    {
+        let (pool, place) = (self.pool.clone(), self.place.clone());
+        self.block(async move {
+            let started = tokio::time::Instant::now();
+            let mut wait = RETRY_FIRST;
+            let mut lost = false;
+            loop {
+                match op(pool.clone(), place.clone()).await {
+                    Err(e @ StoreError::DatabaseLost { .. }) if started.elapsed() < RETRY_FOR => {
+                        if !lost {
+                            tracing::warn!(error = %e, "Lost the database; retrying until it is back.");
+                            lost = true;
+                        }
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(RETRY_MAX);
+                    }
+                    done => {
+                        if lost && done.is_ok() {
+                            tracing::info!(database = %place, "The database is back.");
+                        }
+                        return done;
+                    }
+                }
+            }
         })
     }
 
@@ -236,14 +324,23 @@ impl Tables {
                 // Ends when the client is dropped (the lock goes with it).
                 let _ = connection.await;
             });
-            let row = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
-                .await
-                .map_err(&failed)?;
-            if !row.get::<_, bool>(0) {
-                return Err(StoreError::DatabaseLocked { place });
+            // The server releases a dead process's lock when it notices its
+            // connection closed, a moment after the process died: a writer
+            // started right after a crash waits that moment out.
+            let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+            loop {
+                let row = client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
+                    .await
+                    .map_err(&failed)?;
+                if row.get::<_, bool>(0) {
+                    return Ok(client);
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(StoreError::DatabaseLocked { place });
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Ok(client)
         })
     }
 
@@ -335,8 +432,7 @@ impl Tables {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let (pool, place) = (self.pool.clone(), self.place.clone());
-        let failed = self.failed("reading");
+        let failed = Arc::new(self.failed("reading"));
         let Some(&letter) = key.first() else {
             return Ok(None);
         };
@@ -350,23 +446,33 @@ impl Tables {
                     table.name,
                     equalities(table, parts.len(), 1)
                 );
-                self.block(async move {
-                    let client = Self::client(&pool, &place, "connecting to").await?;
-                    let params: Vec<&(dyn ToSql + Sync)> =
-                        parts.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                    let row = client.query_opt(&sql, &params).await.map_err(&failed)?;
-                    Ok(row.map(|r| r.get::<_, String>(0).into_bytes()))
+                let (sql, parts) = (Arc::new(sql), Arc::new(parts));
+                self.retrying(move |pool, place| {
+                    let (sql, parts, failed) = (sql.clone(), parts.clone(), failed.clone());
+                    async move {
+                        let client = Self::client(&pool, &place, "connecting to").await?;
+                        let params: Vec<&(dyn ToSql + Sync)> =
+                            parts.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                        let row = client
+                            .query_opt(sql.as_str(), &params)
+                            .await
+                            .map_err(&*failed)?;
+                        Ok(row.map(|r| r.get::<_, String>(0).into_bytes()))
+                    }
                 })
             }
             None => {
-                let key = key.to_vec();
-                self.block(async move {
-                    let client = Self::client(&pool, &place, "connecting to").await?;
-                    let row = client
-                        .query_opt("SELECT value FROM crawld.state WHERE key = $1", &[&key])
-                        .await
-                        .map_err(&failed)?;
-                    Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+                let key = Arc::new(key.to_vec());
+                self.retrying(move |pool, place| {
+                    let (key, failed) = (key.clone(), failed.clone());
+                    async move {
+                        let client = Self::client(&pool, &place, "connecting to").await?;
+                        let row = client
+                            .query_opt("SELECT value FROM crawld.state WHERE key = $1", &[&*key])
+                            .await
+                            .map_err(&*failed)?;
+                        Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+                    }
                 })
             }
         }
@@ -378,21 +484,23 @@ impl Tables {
         if batch.is_empty() {
             return Ok(());
         }
-        let statements = self.statements(batch)?;
-        let (pool, place) = (self.pool.clone(), self.place.clone());
-        let failed = self.failed("writing to");
-        self.block(async move {
-            let mut client = Self::client(&pool, &place, "connecting to").await?;
-            let tx = client.transaction().await.map_err(&failed)?;
-            for (sql, params) in &statements {
-                let params: Vec<&(dyn ToSql + Sync)> = params
-                    .iter()
-                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-                    .collect();
-                tx.execute(sql.as_str(), &params).await.map_err(&failed)?;
+        let statements = Arc::new(self.statements(batch)?);
+        let failed = Arc::new(self.failed("writing to"));
+        self.retrying(move |pool, place| {
+            let (statements, failed) = (statements.clone(), failed.clone());
+            async move {
+                let mut client = Self::client(&pool, &place, "connecting to").await?;
+                let tx = client.transaction().await.map_err(&*failed)?;
+                for (sql, params) in statements.iter() {
+                    let params: Vec<&(dyn ToSql + Sync)> = params
+                        .iter()
+                        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                        .collect();
+                    tx.execute(sql.as_str(), &params).await.map_err(&*failed)?;
+                }
+                tx.commit().await.map_err(&*failed)?;
+                Ok(())
             }
-            tx.commit().await.map_err(&failed)?;
-            Ok(())
         })
     }
 
@@ -474,7 +582,7 @@ impl Tables {
     pub fn update_and_fetch(
         &self,
         key: &[u8],
-        mut f: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>> + Send + 'static,
+        f: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>> + Send + 'static,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         if key.first().is_some_and(|&l| keys::table(l).is_some()) {
             return Err(StoreError::Corrupt {
@@ -483,38 +591,45 @@ impl Tables {
                 detail: "a record of a table updated in place".into(),
             });
         }
-        let (pool, place) = (self.pool.clone(), self.place.clone());
-        let failed = self.failed("writing to");
-        let key = key.to_vec();
+        let failed = Arc::new(self.failed("writing to"));
+        let key = Arc::new(key.to_vec());
         let lock = xxhash_rust::xxh3::xxh3_64(&key) as i64;
-        self.block(async move {
-            let mut client = Self::client(&pool, &place, "connecting to").await?;
-            let tx = client.transaction().await.map_err(&failed)?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock])
-                .await
-                .map_err(&failed)?;
-            let old = tx
-                .query_opt("SELECT value FROM crawld.state WHERE key = $1", &[&key])
-                .await
-                .map_err(&failed)?
-                .map(|r| r.get::<_, Vec<u8>>(0));
-            let new = f(old.as_deref());
-            match &new {
-                Some(v) => tx
-                    .execute(
-                        "INSERT INTO crawld.state (key, value) VALUES ($1, $2) \
-                         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                        &[&key, v],
-                    )
+        // Called again on a retry, with what the database holds then.
+        let f = Arc::new(std::sync::Mutex::new(f));
+        self.retrying(move |pool, place| {
+            let (key, failed, f) = (key.clone(), failed.clone(), f.clone());
+            async move {
+                let mut client = Self::client(&pool, &place, "connecting to").await?;
+                let tx = client.transaction().await.map_err(&*failed)?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock])
                     .await
-                    .map_err(&failed)?,
-                None => tx
-                    .execute("DELETE FROM crawld.state WHERE key = $1", &[&key])
+                    .map_err(&*failed)?;
+                let old = tx
+                    .query_opt("SELECT value FROM crawld.state WHERE key = $1", &[&*key])
                     .await
-                    .map_err(&failed)?,
-            };
-            tx.commit().await.map_err(&failed)?;
-            Ok(new)
+                    .map_err(&*failed)?
+                    .map(|r| r.get::<_, Vec<u8>>(0));
+                let new = {
+                    let mut f = f.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    (*f)(old.as_deref())
+                };
+                match &new {
+                    Some(v) => tx
+                        .execute(
+                            "INSERT INTO crawld.state (key, value) VALUES ($1, $2) \
+                             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                            &[&*key, v],
+                        )
+                        .await
+                        .map_err(&*failed)?,
+                    None => tx
+                        .execute("DELETE FROM crawld.state WHERE key = $1", &[&*key])
+                        .await
+                        .map_err(&*failed)?,
+                };
+                tx.commit().await.map_err(&*failed)?;
+                Ok(new)
+            }
         })
     }
 
@@ -564,8 +679,7 @@ impl Tables {
 
     /// One page of a source, after `cursor` (the last key read of it).
     fn page(&self, source: &Source, cursor: Option<&Cursor>) -> Result<Vec<Record>, StoreError> {
-        let (pool, place) = (self.pool.clone(), self.place.clone());
-        let failed = self.failed("reading");
+        let failed = Arc::new(self.failed("reading"));
         match source {
             Source::Table { table, fixed } => {
                 let table: &'static Table = table;
@@ -596,62 +710,70 @@ impl Tables {
                     params.extend(last[fixed.len()..].iter().cloned());
                 }
                 sql.push_str(&format!(" ORDER BY {} LIMIT {PAGE}", table.col_list()));
-                self.block(async move {
-                    let client = Self::client(&pool, &place, "connecting to").await?;
-                    let refs: Vec<&(dyn ToSql + Sync)> =
-                        params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-                    let rows = client.query(&sql, &refs).await.map_err(&failed)?;
-                    Ok(rows
-                        .iter()
-                        .map(|row| {
-                            let parts: Vec<Part> = table
-                                .cols
-                                .iter()
-                                .enumerate()
-                                .map(|(i, (_, col))| match col {
-                                    Col::Text => Part::Text(row.get(i)),
-                                    Col::Id => Part::Id(row.get(i)),
-                                })
-                                .collect();
-                            let record: String = row.get(table.cols.len());
-                            (
-                                Val::Owned(table.key(&parts)),
-                                Val::Owned(record.into_bytes()),
-                            )
-                        })
-                        .collect())
-                })
+                let (sql, params) = (Arc::new(sql), Arc::new(params));
+                let rows = self.retrying(move |pool, place| {
+                    let (sql, params, failed) = (sql.clone(), params.clone(), failed.clone());
+                    async move {
+                        let client = Self::client(&pool, &place, "connecting to").await?;
+                        let refs: Vec<&(dyn ToSql + Sync)> =
+                            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                        client.query(sql.as_str(), &refs).await.map_err(&*failed)
+                    }
+                })?;
+                Ok(rows
+                    .iter()
+                    .map(|row| {
+                        let parts: Vec<Part> = table
+                            .cols
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (_, col))| match col {
+                                Col::Text => Part::Text(row.get(i)),
+                                Col::Id => Part::Id(row.get(i)),
+                            })
+                            .collect();
+                        let record: String = row.get(table.cols.len());
+                        (
+                            Val::Owned(table.key(&parts)),
+                            Val::Owned(record.into_bytes()),
+                        )
+                    })
+                    .collect())
             }
             Source::State { from, to } => {
                 let after = match cursor {
                     Some(Cursor::Key(k)) => Some(k.clone()),
                     _ => None,
                 };
-                let (from, to) = (from.clone(), to.clone());
-                self.block(async move {
-                    let client = Self::client(&pool, &place, "connecting to").await?;
-                    let rows = client
-                        .query(
-                            &format!(
-                                "SELECT key, value FROM crawld.state \
-                                 WHERE key >= $1 AND ($2::bytea IS NULL OR key < $2) \
-                                 AND ($3::bytea IS NULL OR key > $3) \
-                                 ORDER BY key LIMIT {PAGE}"
-                            ),
-                            &[&from, &to, &after],
-                        )
-                        .await
-                        .map_err(&failed)?;
-                    Ok(rows
-                        .iter()
-                        .map(|r| {
-                            (
-                                Val::Owned(r.get::<_, Vec<u8>>(0)),
-                                Val::Owned(r.get::<_, Vec<u8>>(1)),
+                let range = Arc::new((from.clone(), to.clone(), after));
+                let rows = self.retrying(move |pool, place| {
+                    let (range, failed) = (range.clone(), failed.clone());
+                    async move {
+                        let client = Self::client(&pool, &place, "connecting to").await?;
+                        let (from, to, after) = &*range;
+                        client
+                            .query(
+                                &format!(
+                                    "SELECT key, value FROM crawld.state \
+                                     WHERE key >= $1 AND ($2::bytea IS NULL OR key < $2) \
+                                     AND ($3::bytea IS NULL OR key > $3) \
+                                     ORDER BY key LIMIT {PAGE}"
+                                ),
+                                &[from, to, after],
                             )
-                        })
-                        .collect())
-                })
+                            .await
+                            .map_err(&*failed)
+                    }
+                })?;
+                Ok(rows
+                    .iter()
+                    .map(|r| {
+                        (
+                            Val::Owned(r.get::<_, Vec<u8>>(0)),
+                            Val::Owned(r.get::<_, Vec<u8>>(1)),
+                        )
+                    })
+                    .collect())
             }
         }
     }
