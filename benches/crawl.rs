@@ -237,10 +237,11 @@ fn main() {
     for n in 2..=runs {
         let m = crawl("--full");
         println!(
-            "bench: full run {n}: {:.0} pages/s, {:.1} µs CPU per page, peak RSS {:.1} MB",
+            "bench: full run {n}: {:.0} pages/s, {:.1} µs CPU per page, peak RSS {:.1} MB{}",
             m.pages_per_s(),
             m.cpu_us_per_page(),
-            m.rss_mb()
+            m.rss_mb(),
+            server_cpu(&m)
         );
     }
     match &cluster {
@@ -295,15 +296,11 @@ fn compare(
                 m.pages_per_s(),
                 m.cpu_us_per_page(),
                 m.rss_mb(),
-                m.db
-                    .as_ref()
-                    .and_then(|f| f.cpu)
-                    .map(|cpu| format!(
-                        ", server {:.3} CPU s per 1,000 pages",
-                        cpu / m.pages().max(1) as f64 * 1000.0
-                    ))
-                    .unwrap_or_default()
+                server_cpu(&m)
             );
+            if let Some(waits) = m.db.as_ref().and_then(|f| f.waits.as_ref()) {
+                println!("bench: database sessions (pg_stat_activity): {waits}");
+            }
             if let Some(why) = &m.stopped {
                 println!("bench: STOPPED EARLY: {why}");
             }
@@ -337,6 +334,20 @@ fn compare(
         common::dir_size(&sled_state) as f64 / 1e6,
         db.size() as f64 / 1e6
     );
+}
+
+/// On PostgreSQL, the database server's CPU per 1,000 pages of a run, for
+/// its one-line report.
+fn server_cpu(m: &Measure) -> String {
+    m.db.as_ref()
+        .and_then(|f| f.cpu)
+        .map(|cpu| {
+            format!(
+                ", PostgreSQL server {:.3} CPU s per 1,000 pages",
+                cpu / m.pages().max(1) as f64 * 1000.0
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// The sitemap variant (see the module docs), reported beside `inc`, the
