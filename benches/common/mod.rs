@@ -132,9 +132,11 @@ impl Measure {
                 None => println!("bench: PostgreSQL server CPU unknown (not on this machine)"),
             }
             println!(
-                "bench: database {:.1} MB after the run ({:.1} MB more than when it was made, empty); {} transactions in other databases meanwhile",
+                "bench: database {:.1} MB after the run ({:.1} MB more than when it was made, empty); WAL {:.1} MB, {:.0} bytes per page; {} transactions in other databases meanwhile",
                 db.size as f64 / 1e6,
                 db.grown as f64 / 1e6,
+                db.wal as f64 / 1e6,
+                db.wal as f64 / pages,
                 db.other_transactions
             );
             if let Some(waits) = &db.waits {

@@ -13,6 +13,8 @@
 //! the run as much as its backends do. It is the whole server's, though: a
 //! client of another database on the same server is counted too, so each
 //! run also reports the transactions other databases committed meanwhile.
+//! The WAL the server wrote during a run (`pg_current_wal_lsn`) is the
+//! whole server's too.
 //!
 //! `BENCH_PG_WAITS=1` samples `pg_stat_activity` every 50 ms during each
 //! run, from a session of its own (its small CPU is counted in the
@@ -101,10 +103,11 @@ impl Cluster {
     /// What a run is measured from: the server's CPU and the transactions
     /// committed in other databases, taken with no connection of ours open.
     pub fn sample(&self) -> Sample {
-        let others = self.other_transactions();
+        let (others, wal) = self.counters();
         Sample {
             cpu: self.postmaster.map(tree_cpu),
             others,
+            wal,
         }
     }
 
@@ -208,16 +211,18 @@ impl Cluster {
         Some(Waits { stop, thread })
     }
 
-    fn other_transactions(&self) -> i64 {
+    /// Transactions of other databases so far, and the WAL's position.
+    fn counters(&self) -> (i64, i64) {
         let rows = query(
             &self.admin,
             &format!(
-                "SELECT coalesce(sum(xact_commit + xact_rollback), 0)::bigint \
+                "SELECT coalesce(sum(xact_commit + xact_rollback), 0)::bigint, \
+                 pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint \
                  FROM pg_stat_database WHERE datname IS DISTINCT FROM '{}'",
                 self.name
             ),
         );
-        rows[0].get(0)
+        (rows[0].get(0), rows[0].get(1))
     }
 }
 
@@ -264,6 +269,8 @@ pub struct Sample {
     /// Transactions committed or rolled back in other databases so far
     /// (the statistics lag by up to a few seconds).
     others: i64,
+    /// The WAL's position, in bytes.
+    wal: i64,
 }
 
 /// What the server did during one run.
@@ -273,6 +280,8 @@ pub struct ServerFigures {
     /// Transactions of other databases meanwhile: another client's work
     /// would be in `cpu` too.
     pub other_transactions: i64,
+    /// WAL written by the server meanwhile (by every database), in bytes.
+    pub wal: u64,
     /// The database's size after the run, and what it grew since made.
     pub size: u64,
     pub grown: u64,
@@ -287,6 +296,7 @@ impl ServerFigures {
             grown: size.saturating_sub(db.empty),
             cpu: before.cpu.zip(after.cpu).map(|(b, a)| a - b),
             other_transactions: after.others - before.others,
+            wal: (after.wal - before.wal).max(0) as u64,
             size,
             waits,
         }
