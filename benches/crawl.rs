@@ -42,7 +42,10 @@
 //! the end is the database's, table by table. `BENCH_COMPARE_SLED=1` with
 //! it measures only full runs, sled and PostgreSQL in turns
 //! (`BENCH_COMPARE_RUNS` each, default 3, on a store of each that grows as
-//! in the plain bench), and compares their medians.
+//! in the plain bench), and compares their medians. `BENCH_PG_WAITS=1`
+//! also samples what the database's sessions wait for, and
+//! `BENCH_PG_SETTINGS='name=value;...'` sets settings on the database
+//! (e.g. `synchronous_commit=off`), see `common/pg.rs`.
 
 mod common;
 mod shop;

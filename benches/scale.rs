@@ -24,7 +24,8 @@
 //! databases) runs each size on a fresh database instead of sled
 //! (`CRAWLD_CLUSTER`), dropped after it; each run also reports the database
 //! server's CPU, and a second table gives crawld's peak RSS and the
-//! database's size on disk, per page, at each size.
+//! database's size on disk, per page, at each size. `BENCH_PG_WAITS` and
+//! `BENCH_PG_SETTINGS` work as in `crawl`.
 
 mod common;
 

@@ -44,6 +44,19 @@ pub struct Cluster {
     empty: u64,
 }
 
+/// `BENCH_PG_SETTINGS=name=value;...`: settings of the bench's databases
+/// (`ALTER DATABASE ... SET`), to see what a setting changes, e.g.
+/// `synchronous_commit=off` what waiting for the WAL's flush costs.
+fn settings() -> Vec<String> {
+    std::env::var("BENCH_PG_SETTINGS")
+        .unwrap_or_default()
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// `BENCH_CLUSTER`, if set.
 pub fn cluster_url() -> Option<String> {
     std::env::var("BENCH_CLUSTER")
@@ -60,6 +73,9 @@ impl Cluster {
         let mut url = url::Url::parse(admin).expect("BENCH_CLUSTER: a postgres:// URL");
         url.set_path(&format!("/{name}"));
         execute(admin, &format!("CREATE DATABASE {name}"));
+        for setting in settings() {
+            execute(admin, &format!("ALTER DATABASE {name} SET {setting}"));
+        }
         // Asked while the session is open: its backend is gone after.
         let postmaster = on_connection(admin, |client| {
             Box::pin(async move {
@@ -103,9 +119,10 @@ impl Cluster {
     /// What a run is measured from: the server's CPU and the transactions
     /// committed in other databases, taken with no connection of ours open.
     pub fn sample(&self) -> Sample {
-        let (others, wal) = self.counters();
+        let (commits, others, wal) = self.counters();
         Sample {
             cpu: self.postmaster.map(tree_cpu),
+            commits,
             others,
             wal,
         }
@@ -211,18 +228,21 @@ impl Cluster {
         Some(Waits { stop, thread })
     }
 
-    /// Transactions of other databases so far, and the WAL's position.
-    fn counters(&self) -> (i64, i64) {
+    /// Transactions committed in this database and in the others so far,
+    /// and the WAL's position.
+    fn counters(&self) -> (i64, i64, i64) {
         let rows = query(
             &self.admin,
             &format!(
-                "SELECT coalesce(sum(xact_commit + xact_rollback), 0)::bigint, \
+                "SELECT coalesce(sum(xact_commit) FILTER (WHERE datname = '{0}'), 0)::bigint, \
+                 coalesce(sum(xact_commit + xact_rollback) \
+                     FILTER (WHERE datname IS DISTINCT FROM '{0}'), 0)::bigint, \
                  pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint \
-                 FROM pg_stat_database WHERE datname IS DISTINCT FROM '{}'",
+                 FROM pg_stat_database",
                 self.name
             ),
         );
-        (rows[0].get(0), rows[0].get(1))
+        (rows[0].get(0), rows[0].get(1), rows[0].get(2))
     }
 }
 
@@ -269,6 +289,9 @@ pub struct Sample {
     /// Transactions committed or rolled back in other databases so far
     /// (the statistics lag by up to a few seconds).
     others: i64,
+    /// Transactions committed in this database so far (a session's count
+    /// is complete once it has ended).
+    commits: i64,
     /// The WAL's position, in bytes.
     wal: i64,
 }
@@ -280,6 +303,8 @@ pub struct ServerFigures {
     /// Transactions of other databases meanwhile: another client's work
     /// would be in `cpu` too.
     pub other_transactions: i64,
+    /// Transactions committed in the run's database.
+    pub commits: i64,
     /// WAL written by the server meanwhile (by every database), in bytes.
     pub wal: u64,
     /// The database's size after the run, and what it grew since made.
@@ -296,6 +321,7 @@ impl ServerFigures {
             grown: size.saturating_sub(db.empty),
             cpu: before.cpu.zip(after.cpu).map(|(b, a)| a - b),
             other_transactions: after.others - before.others,
+            commits: after.commits - before.commits,
             wal: (after.wal - before.wal).max(0) as u64,
             size,
             waits,
