@@ -269,7 +269,7 @@ impl Waits {
         let (samples, seen) = self.thread.join().unwrap_or_default();
         let all: u64 = seen.values().sum();
         let mut seen: Vec<(String, u64)> = seen.into_iter().collect();
-        seen.sort_by(|a, b| b.1.cmp(&a.1));
+        seen.sort_by_key(|s| std::cmp::Reverse(s.1));
         let shares: Vec<String> = seen
             .iter()
             .map(|(what, n)| format!("{what} {:.0} %", *n as f64 / all.max(1) as f64 * 100.0))
