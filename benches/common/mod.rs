@@ -132,7 +132,7 @@ impl Measure {
                 None => println!("bench: PostgreSQL server CPU unknown (not on this machine)"),
             }
             println!(
-                "bench: database {:.1} MB after the run ({:.1} MB more than when it was made, empty); WAL {:.1} MB, {:.0} bytes per page; {} transactions in its database ({:.2} per page; a statement outside BEGIN is one), {} in others meanwhile",
+                "bench: database {:.1} MB after the run ({:.1} MB more than when it was made, empty); WAL {:.1} MB, {:.0} bytes per page; {} transactions in its database ({:.2} per page; each statement or prepare outside a BEGIN counts), {} in others meanwhile",
                 db.size as f64 / 1e6,
                 db.grown as f64 / 1e6,
                 db.wal as f64 / 1e6,
