@@ -33,6 +33,19 @@
 //! older build, to compare on one machine); `BENCH_LATENCY_MS=N` makes the
 //! server wait N ms before each answer, and each run then reports its
 //! pages/s against the ceiling, concurrency / latency.
+//!
+//! PostgreSQL: `BENCH_CLUSTER=URL` (a server whose role may create
+//! databases) creates a fresh database, runs every crawl with
+//! `CRAWLD_CLUSTER` pointing at it, and drops it at the end. Each run then
+//! also reports the database server's CPU (all its processes, per 1,000
+//! pages like the crawler's) and the database's size; the store's size at
+//! the end is the database's, table by table. `BENCH_COMPARE_SLED=1` with
+//! it measures only full runs, sled and PostgreSQL in turns
+//! (`BENCH_COMPARE_RUNS` each, default 3, on a store of each that grows as
+//! in the plain bench), and compares their medians. `BENCH_PG_WAITS=1`
+//! also samples what the database's sessions wait for, and
+//! `BENCH_PG_SETTINGS='name=value;...'` sets settings on the database
+//! (e.g. `synchronous_commit=off`), see `common/pg.rs`.
 
 mod common;
 mod shop;
@@ -40,6 +53,7 @@ mod shop;
 use std::collections::HashMap;
 
 use bytes::Bytes;
+use common::pg::{self, Cluster};
 use common::server::{self, Server, Site};
 use common::{env_num, measure, Limits, Measure};
 
@@ -160,7 +174,16 @@ fn main() {
     let configs = common::write_configs(dir.path(), &target, &profile());
     let state = dir.path().join("state");
     let limits = Limits::from_env();
-    let crawl = |mode: &str| measure(&configs, &state, mode, &server, &limits);
+    let admin = pg::cluster_url();
+    if let Some(url) = admin
+        .as_deref()
+        .filter(|_| env_num("BENCH_COMPARE_SLED", 0) == 1)
+    {
+        compare(&configs, dir.path(), &server, &limits, url);
+        return;
+    }
+    let cluster = admin.map(|url| Cluster::create(&url, "crawl"));
+    let crawl = |mode: &str| measure(&configs, &state, mode, &server, &limits, cluster.as_ref());
 
     let floor = floor::measure(&configs, &server.addr, total);
     floor.report();
@@ -217,16 +240,117 @@ fn main() {
     for n in 2..=runs {
         let m = crawl("--full");
         println!(
-            "bench: full run {n}: {:.0} pages/s, {:.1} µs CPU per page, peak RSS {:.1} MB",
+            "bench: full run {n}: {:.0} pages/s, {:.1} µs CPU per page, peak RSS {:.1} MB{}",
             m.pages_per_s(),
             m.cpu_us_per_page(),
-            m.rss_mb()
+            m.rss_mb(),
+            server_cpu(&m)
         );
     }
-    println!(
-        "bench: store {:.1} MB on disk after {runs} full runs and 1 incremental run",
-        common::dir_size(&state) as f64 / 1e6
+    match &cluster {
+        Some(db) => {
+            let size = db.size();
+            println!(
+                "bench: database {:.1} MB on disk after {runs} full runs and 1 incremental run ({:.1} MB when made, empty)",
+                size as f64 / 1e6,
+                db.empty_size() as f64 / 1e6
+            );
+            for (table, rows, bytes) in db.tables() {
+                println!(
+                    "bench:   crawld.{table}: {rows} rows, {:.1} MB",
+                    bytes as f64 / 1e6
+                );
+            }
+        }
+        None => println!(
+            "bench: store {:.1} MB on disk after {runs} full runs and 1 incremental run",
+            common::dir_size(&state) as f64 / 1e6
+        ),
+    }
+}
+
+/// `BENCH_COMPARE_SLED=1`: full runs on sled and on PostgreSQL in turns,
+/// the first of each pair alternating, so that the machine's drift falls
+/// on both alike; their medians compared.
+fn compare(
+    configs: &std::path::Path,
+    dir: &std::path::Path,
+    server: &Server,
+    limits: &Limits,
+    admin: &str,
+) {
+    let rounds: usize = env_num("BENCH_COMPARE_RUNS", 3);
+    let db = Cluster::create(admin, "compare");
+    let (sled_state, pg_state) = (dir.join("sled"), dir.join("pg"));
+    let mut sled: Vec<Measure> = Vec::new();
+    let mut postgres: Vec<Measure> = Vec::new();
+    println!("== sled vs PostgreSQL: {rounds} full runs each, in turns ==");
+    for round in 1..=rounds {
+        for on_pg in [round % 2 == 0, round % 2 == 1] {
+            let (store, state, name) = if on_pg {
+                (Some(&db), &pg_state, "PostgreSQL")
+            } else {
+                (None, &sled_state, "sled")
+            };
+            let m = measure(configs, state, "--full", server, limits, store);
+            println!(
+                "bench: round {round}, {name}: {} pages, {:.0} pages/s, {:.1} µs crawld CPU per page, peak RSS {:.1} MB{}",
+                m.pages(),
+                m.pages_per_s(),
+                m.cpu_us_per_page(),
+                m.rss_mb(),
+                server_cpu(&m)
+            );
+            if let Some(waits) = m.db.as_ref().and_then(|f| f.waits.as_ref()) {
+                println!("bench: database sessions (pg_stat_activity): {waits}");
+            }
+            if let Some(why) = &m.stopped {
+                println!("bench: STOPPED EARLY: {why}");
+            }
+            if on_pg { &mut postgres } else { &mut sled }.push(m);
+        }
+    }
+    let median = |runs: &[Measure], f: &dyn Fn(&Measure) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (s, p) = (
+        median(&sled, &Measure::pages_per_s),
+        median(&postgres, &Measure::pages_per_s),
     );
+    let cpu = |runs: &[Measure]| median(runs, &Measure::cpu_us_per_page);
+    let server_cpu = median(&postgres, &|m| {
+        m.db.as_ref().and_then(|f| f.cpu).unwrap_or(f64::NAN) / m.pages().max(1) as f64 * 1e6
+    });
+    println!(
+        "bench: medians: sled {s:.0} pages/s, PostgreSQL {p:.0} pages/s: PostgreSQL at {:.0} % of sled (goal ≥ 60 %)",
+        p / s * 100.0
+    );
+    println!(
+        "bench: medians: crawld CPU per page sled {:.1} µs, PostgreSQL {:.1} µs; PostgreSQL server {server_cpu:.1} µs per page",
+        cpu(&sled),
+        cpu(&postgres),
+    );
+    println!(
+        "bench: sled store {:.1} MB, database {:.1} MB after {rounds} full runs each",
+        common::dir_size(&sled_state) as f64 / 1e6,
+        db.size() as f64 / 1e6
+    );
+}
+
+/// On PostgreSQL, the database server's CPU per 1,000 pages of a run, for
+/// its one-line report.
+fn server_cpu(m: &Measure) -> String {
+    m.db.as_ref()
+        .and_then(|f| f.cpu)
+        .map(|cpu| {
+            format!(
+                ", PostgreSQL server {:.3} CPU s per 1,000 pages",
+                cpu / m.pages().max(1) as f64 * 1000.0
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// The sitemap variant (see the module docs), reported beside `inc`, the

@@ -19,12 +19,20 @@
 //! binary; `BENCH_MAX_RSS_MB` (default 6144) and `BENCH_MAX_SECS` (default
 //! none) stop a run that passes them (SIGTERM, then SIGKILL), and the table
 //! marks it; `BENCH_LATENCY_MS=N` delays every answer.
+//!
+//! PostgreSQL: `BENCH_CLUSTER=URL` (a server whose role may create
+//! databases) runs each size on a fresh database instead of sled
+//! (`CRAWLD_CLUSTER`), dropped after it; each run also reports the database
+//! server's CPU, and a second table gives crawld's peak RSS and the
+//! database's size on disk, per page, at each size. `BENCH_PG_WAITS` and
+//! `BENCH_PG_SETTINGS` work as in `crawl`.
 
 mod common;
 
 use std::fmt::Write as _;
 
 use bytes::Bytes;
+use common::pg::{self, Cluster};
 use common::server::{self, Server, Site};
 use common::{measure, Limits, Measure};
 
@@ -161,6 +169,10 @@ struct Row {
     /// None when the full run was stopped: its incremental would be too.
     inc: Option<Measure>,
     store_mb: f64,
+    /// On PostgreSQL: crawld's tables, with their rows and bytes, and the
+    /// database's size when made, empty.
+    tables: Option<Vec<(String, i64, u64)>>,
+    empty_mb: f64,
 }
 
 fn main() {
@@ -180,6 +192,7 @@ fn main() {
         })
         .collect();
     let limits = Limits::from_env();
+    let admin = pg::cluster_url();
     let mut rows = Vec::new();
     for size in sizes {
         let server = Server::spawn(&[("BENCH_PAGES", size.to_string())]);
@@ -190,25 +203,89 @@ fn main() {
             .replace("{max_pages}", &(size + lists + 1000).to_string());
         let configs = common::write_configs(dir.path(), &target, PROFILE);
         let state = dir.path().join("state");
+        let db = admin
+            .as_deref()
+            .map(|url| Cluster::create(url, &size.to_string()));
+        let crawl = |mode| measure(&configs, &state, mode, &server, &limits, db.as_ref());
         println!("== {size} product pages + {lists} listings: full run ==");
-        let full = measure(&configs, &state, "--full", &server, &limits);
+        let full = crawl("--full");
         full.report();
         let inc = full.stopped.is_none().then(|| {
             println!("== {size}: incremental run (all 304) ==");
-            let inc = measure(&configs, &state, "", &server, &limits);
+            let inc = crawl("");
             inc.report();
             inc
         });
-        let store_mb = common::dir_size(&state) as f64 / 1e6;
+        let store_mb = match &db {
+            Some(db) => db.size() as f64 / 1e6,
+            None => common::dir_size(&state) as f64 / 1e6,
+        };
         println!("bench: store {store_mb:.1} MB on disk");
+        let tables = db.as_ref().map(Cluster::tables);
+        let empty_mb = db.as_ref().map_or(0.0, |db| db.empty_size() as f64 / 1e6);
+        for (table, rows, bytes) in tables.iter().flatten() {
+            println!(
+                "bench:   crawld.{table}: {rows} rows, {:.1} MB",
+                *bytes as f64 / 1e6
+            );
+        }
         rows.push(Row {
             size,
             full,
             inc,
             store_mb,
+            tables,
+            empty_mb,
         });
     }
     table(&rows);
+    if admin.is_some() {
+        cluster_table(&rows);
+    }
+}
+
+/// On PostgreSQL: crawld's memory and the database's size at each size.
+fn cluster_table(rows: &[Row]) {
+    println!();
+    println!(
+        "| pages | pages fetched (full + incr) | full peak RSS MB | incr peak RSS MB | database MB | bytes per page (over the empty database) | largest tables MB | server CPU µs/page full | server CPU µs/page incr |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let cell = |m: Option<&Measure>, f: &dyn Fn(&Measure) -> String| match m {
+        Some(m) if m.stopped.is_some() => format!("{} (stopped)", f(m)),
+        Some(m) => f(m),
+        None => "–".to_owned(),
+    };
+    let server = |m: &Measure| {
+        m.db.as_ref()
+            .and_then(|f| f.cpu)
+            .map_or("?".to_owned(), |cpu| {
+                format!("{:.1}", cpu / m.pages().max(1) as f64 * 1e6)
+            })
+    };
+    for r in rows {
+        let (full, inc) = (Some(&r.full), r.inc.as_ref());
+        let largest: Vec<String> = r
+            .tables
+            .iter()
+            .flatten()
+            .take(3)
+            .map(|(t, _, b)| format!("{t} {:.0}", *b as f64 / 1e6))
+            .collect();
+        println!(
+            "| {} | {} + {} | {} | {} | {:.1} | {:.0} | {} | {} | {} |",
+            r.size,
+            r.full.pages(),
+            inc.map_or(0, Measure::pages),
+            cell(full, &|m| format!("{:.1}", m.rss_mb())),
+            cell(inc, &|m| format!("{:.1}", m.rss_mb())),
+            r.store_mb,
+            (r.store_mb - r.empty_mb) * 1e6 / r.full.pages().max(1) as f64,
+            largest.join(", "),
+            cell(full, &server),
+            cell(inc, &server),
+        );
+    }
 }
 
 fn table(rows: &[Row]) {

@@ -1,8 +1,10 @@
 //! What the crawl and scale benchmarks share: the site server in a child
 //! process (`server`), and one `crawld crawl` run as a child process,
 //! measured by the kernel (`wait4`), so that neither the server's memory
-//! nor its CPU is counted against the crawler.
+//! nor its CPU is counted against the crawler. With `BENCH_CLUSTER`, the
+//! run's store is a PostgreSQL database (`pg`) instead of sled.
 
+pub mod pg;
 pub mod server;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +60,8 @@ pub struct Measure {
     pub stopped: Option<String>,
     /// The site server's CPU seconds during the run.
     pub server_cpu: f64,
+    /// On PostgreSQL: what the database server did, and its size after.
+    pub db: Option<pg::ServerFigures>,
 }
 
 impl Measure {
@@ -116,10 +120,37 @@ impl Measure {
             self.server_cpu,
             self.server_cpu / self.wall * 100.0
         );
+        if let Some(db) = &self.db {
+            match db.cpu {
+                Some(cpu) => println!(
+                    "bench: PostgreSQL server {:.2} CPU s: {:.3} CPU s per 1,000 pages, {:.1} µs per page, {:.0} % of one core over the run",
+                    cpu,
+                    cpu / pages * 1000.0,
+                    cpu / pages * 1e6,
+                    cpu / self.wall * 100.0
+                ),
+                None => println!("bench: PostgreSQL server CPU unknown (not on this machine)"),
+            }
+            println!(
+                "bench: database {:.1} MB after the run ({:.1} MB more than when it was made, empty); WAL {:.1} MB, {:.0} bytes per page; {} transactions in its database ({:.2} per page; each statement or prepare outside a BEGIN counts), {} in others meanwhile",
+                db.size as f64 / 1e6,
+                db.grown as f64 / 1e6,
+                db.wal as f64 / 1e6,
+                db.wal as f64 / pages,
+                db.commits,
+                db.commits as f64 / pages,
+                db.other_transactions
+            );
+            if let Some(waits) = &db.waits {
+                println!("bench: database sessions (pg_stat_activity): {waits}");
+            }
+        }
     }
 }
 
-/// Runs `crawld crawl bench` (`mode`: `--full` or empty) and measures it.
+/// Runs `crawld crawl bench` (`mode`: `--full` or empty) and measures it;
+/// its store is `cluster`'s database when given (crawld's `CRAWLD_CLUSTER`;
+/// `state` still holds what is the node's own), sled in `state` otherwise.
 #[allow(clippy::zombie_processes)] // reaped by wait4, which also yields its rusage
 pub fn measure(
     configs: &Path,
@@ -127,7 +158,9 @@ pub fn measure(
     mode: &str,
     server: &server::Server,
     limits: &Limits,
+    cluster: Option<&pg::Cluster>,
 ) -> Measure {
+    let db_before = cluster.map(pg::Cluster::sample);
     let server_before = server.cpu_secs();
     let started = Instant::now();
     let mut cmd = std::process::Command::new(crawld_bin());
@@ -139,25 +172,43 @@ pub fn measure(
     if !mode.is_empty() {
         cmd.arg(mode);
     }
+    use_store(&mut cmd, cluster);
+    let waits = cluster.and_then(pg::Cluster::watch_waits);
     let child = cmd.spawn().expect("spawn crawld");
     let (status, usage, stopped) = wait(child.id() as libc::pid_t, started, limits);
     let wall = started.elapsed().as_secs_f64();
+    let waits = waits.map(pg::Waits::finish);
     let server_cpu = server.cpu_secs() - server_before;
+    let db_after = cluster.map(|c| {
+        c.settle();
+        c.sample()
+    });
     // A panic, not an exit: unwinding drops (and so kills) the server.
     assert!(
         stopped.is_some() || (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0),
         "crawld did not exit cleanly (status {status})"
     );
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let db = cluster
+        .zip(db_before.zip(db_after))
+        .map(|(c, (before, after))| {
+            assert!(
+                stopped.is_some() || c.runs() > 0,
+                "crawld recorded no run in {}: a build that ignores CRAWLD_CLUSTER?",
+                c.place()
+            );
+            pg::ServerFigures::between(&before, &after, c, waits)
+        });
     Measure {
         wall,
         cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
         user: secs(usage.ru_utime),
         sys: secs(usage.ru_stime),
         max_rss_kb: usage.ru_maxrss,
-        counts: last_run_counts(state),
+        counts: last_run_counts(state, cluster),
         stopped,
         server_cpu,
+        db,
     }
 }
 
@@ -233,16 +284,24 @@ fn rss_kb(pid: libc::pid_t) -> u64 {
 }
 
 /// The last run's counts, from `crawld runs bench --json`.
-fn last_run_counts(state: &Path) -> serde_json::Value {
-    let runs = std::process::Command::new(crawld_bin())
-        .args(["runs", "bench", "--json", "--state"])
-        .arg(state)
-        .output()
-        .expect("crawld runs");
+fn last_run_counts(state: &Path, cluster: Option<&pg::Cluster>) -> serde_json::Value {
+    let mut cmd = std::process::Command::new(crawld_bin());
+    cmd.args(["runs", "bench", "--json", "--state"]).arg(state);
+    use_store(&mut cmd, cluster);
+    let runs = cmd.output().expect("crawld runs");
     // A run stopped by SIGKILL may have left no record: its counts are null.
     let runs: serde_json::Value = serde_json::from_slice(&runs.stdout).unwrap_or_default();
     let last = runs.as_array().and_then(|r| r.last()).cloned();
     last.map_or(serde_json::Value::Null, |r| r["counts"].clone())
+}
+
+/// Points a crawld command at `cluster`'s database, or at sled in its
+/// state dir whatever the bench's own environment says.
+fn use_store(cmd: &mut std::process::Command, cluster: Option<&pg::Cluster>) {
+    match cluster {
+        Some(c) => cmd.env("CRAWLD_CLUSTER", c.url()),
+        None => cmd.env_remove("CRAWLD_CLUSTER"),
+    };
 }
 
 /// Bytes of every file under `dir`.
