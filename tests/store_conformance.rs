@@ -86,6 +86,7 @@ conformance!(
     a_second_writer_is_refused,
     scans_read_many_records_in_key_order,
     a_nul_from_a_page_is_stored_as_a_replacement_character,
+    page_records_read_in_one_batch_match_single_reads,
 );
 
 const POLICY: RunPolicy = RunPolicy {
@@ -518,6 +519,32 @@ fn a_nul_from_a_page_is_stored_as_a_replacement_character(b: &Backend) {
     let item = store.item(&t(), "book", "b\u{FFFD}nul").unwrap().unwrap();
     assert_eq!(item.value["title"], json!("A\u{FFFD}B"));
     assert_eq!(item.value["tags"], json!(["x\u{FFFD}", {"y": "\u{FFFD}"}]));
+}
+
+/// The read-ahead's batch read: the records of the URLs asked, in their
+/// order, `None` for a URL never fetched, repeats included.
+fn page_records_read_in_one_batch_match_single_reads(b: &Backend) {
+    let store = b.open();
+    run(
+        &store,
+        RunMode::Full,
+        (0..30).map(|i| page(i, 1.0)).collect(),
+        POLICY,
+    );
+    let mut urls: Vec<String> = vec![url(7), url(999), url(0), url(7), url(29)];
+    urls.extend((0..1500).map(|i| url(i % 40)));
+    let batch = store.pages(&t(), &urls).unwrap();
+    assert_eq!(batch.len(), urls.len());
+    for (u, got) in urls.iter().zip(&batch) {
+        let single = store.page(&t(), u).unwrap();
+        assert_eq!(
+            got.as_ref().map(|p| (&p.url, p.status, &p.etag)),
+            single.as_ref().map(|p| (&p.url, p.status, &p.etag)),
+            "{u}"
+        );
+    }
+    assert!(batch[1].is_none() && batch[0].is_some());
+    assert!(store.pages(&t(), &[]).unwrap().is_empty());
 }
 
 fn scans_read_many_records_in_key_order(b: &Backend) {

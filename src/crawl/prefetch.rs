@@ -101,12 +101,9 @@ impl Prefetch {
         };
         let target = self.target.clone();
         self.reading = Some(Box::pin(store.call(move |store| {
-            urls.into_iter()
-                .map(|url| {
-                    let record = store.page(&target, &url)?;
-                    Ok((url, record))
-                })
-                .collect()
+            // One read for the batch: one round trip on a database.
+            let records = store.pages(&target, &urls)?;
+            Ok(urls.into_iter().zip(records).collect())
         })));
     }
 

@@ -86,6 +86,18 @@ impl Keyspace {
         }
     }
 
+    /// The records at `keys`, in their order (`None`: no record).
+    pub fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Val>>, StoreError> {
+        match self {
+            Keyspace::Sled(t) => keys.iter().map(|k| Ok(t.get(k)?.map(Val::Sled))).collect(),
+            Keyspace::Postgres(t) => Ok(t
+                .get_many(keys)?
+                .into_iter()
+                .map(|v| v.map(Val::Owned))
+                .collect()),
+        }
+    }
+
     /// Applies a batch atomically. On sled it is durable only after
     /// [`Keyspace::flush`]; on PostgreSQL it is committed when this returns.
     pub fn apply_batch(&self, batch: Batch) -> Result<(), StoreError> {

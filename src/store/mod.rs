@@ -367,6 +367,21 @@ impl Store {
         self.get(&page_key(target, url))
     }
 
+    /// The last fetch of each of `urls` by a target, in their order: one
+    /// read for all of them (one round trip on a database).
+    pub fn pages(
+        &self,
+        target: &TargetId,
+        urls: &[String],
+    ) -> Result<Vec<Option<PageRecord>>, StoreError> {
+        let keys: Vec<Vec<u8>> = urls.iter().map(|u| page_key(target, u)).collect();
+        let values = self.data.get_many(&keys)?;
+        keys.iter()
+            .zip(values)
+            .map(|(key, value)| value.map(|v| self.decode(key, &v)).transpose())
+            .collect()
+    }
+
     /// Reads every page and item record of a target, without decoding or
     /// keeping them: a run reads them as it goes, so a run starts only on a
     /// store whose records can be read, rather than failing after it

@@ -30,6 +30,7 @@ use tokio_postgres::NoTls;
 use super::keyspace::{Batch, Record, Val};
 use super::StoreError;
 use errors::{database_error, describe, detail};
+use keys::Part;
 use lock::Writer;
 pub use scan::Scan;
 use sql::equalities;
@@ -334,6 +335,89 @@ impl Tables {
                 })
             }
         }
+    }
+
+    /// The records at `keys`, in their order, with one query per table
+    /// they belong to (`unnest … WITH ORDINALITY` joined to the table).
+    pub fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let mut found: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
+        // Per table, the keys' parts and their positions in `keys`.
+        let mut by_table: Vec<(Vec<Vec<Part>>, Vec<i64>)> =
+            keys::TABLES.iter().map(|_| Default::default()).collect();
+        let mut state: (Vec<Vec<u8>>, Vec<i64>) = Default::default();
+        for (i, key) in keys.iter().enumerate() {
+            let at = key
+                .first()
+                .and_then(|&l| keys::TABLES.iter().position(|t| t.letter == l));
+            match at {
+                Some(at) => {
+                    // A key no table can hold has no record.
+                    if let Some(parts) = keys::TABLES[at].parse_key(key) {
+                        by_table[at].0.push(parts);
+                        by_table[at].1.push(i as i64);
+                    }
+                }
+                None => {
+                    state.0.push(key.clone());
+                    state.1.push(i as i64);
+                }
+            }
+        }
+        for (table, (rows, at)) in keys::TABLES.iter().zip(by_table) {
+            if rows.is_empty() {
+                continue;
+            }
+            let mut params = sql::columns(table, rows);
+            params.push(Box::new(at));
+            let rows = self.query_shared(sql::get_many_sql(table), params)?;
+            for (i, record) in rows {
+                found[i] = Some(record);
+            }
+        }
+        if !state.0.is_empty() {
+            let params: Vec<Box<dyn ToSql + Sync + Send>> =
+                vec![Box::new(state.0), Box::new(state.1)];
+            let sql = "SELECT u.at, s.value FROM unnest($1::bytea[], $2::bigint[]) AS u(key, at) \
+                       JOIN crawld.state s ON s.key = u.key"
+                .to_owned();
+            for (i, value) in self.query_shared(sql, params)? {
+                found[i] = Some(value);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Runs a query whose rows are (position, bytes) and returns them.
+    fn query_shared(
+        &self,
+        sql: String,
+        params: Vec<Box<dyn ToSql + Sync + Send>>,
+    ) -> Result<Vec<(usize, Vec<u8>)>, StoreError> {
+        let failed = Arc::new(self.failed("reading"));
+        let (sql, params) = (Arc::new(sql), Arc::new(params));
+        self.retrying(move |pool, place| {
+            let (sql, params, failed) = (sql.clone(), params.clone(), failed.clone());
+            async move {
+                let client = Self::client(&pool, &place, "connecting to").await?;
+                let refs: Vec<&(dyn ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                    .collect();
+                let statement = client.prepare_cached(&sql).await.map_err(&*failed)?;
+                let rows = client.query(&statement, &refs).await.map_err(&*failed)?;
+                rows.iter()
+                    .map(|r| {
+                        let at: i64 = r.try_get(0).map_err(&*failed)?;
+                        // A table's record is JSON text; a state value bytes.
+                        let value = match r.try_get::<_, String>(1) {
+                            Ok(text) => text.into_bytes(),
+                            Err(_) => r.try_get::<_, Vec<u8>>(1).map_err(&*failed)?,
+                        };
+                        Ok((at as usize, value))
+                    })
+                    .collect()
+            }
+        })
     }
 
     /// Applies a batch in one transaction: per table, one statement for its

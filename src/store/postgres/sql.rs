@@ -101,7 +101,7 @@ pub(super) fn equalities(table: &Table, n: usize, first: usize) -> String {
 }
 
 /// One array per key column, for `unnest`.
-fn columns(table: &Table, rows: Vec<Vec<Part>>) -> Vec<Box<dyn ToSql + Sync + Send>> {
+pub(super) fn columns(table: &Table, rows: Vec<Vec<Part>>) -> Vec<Box<dyn ToSql + Sync + Send>> {
     let mut cols: Vec<Column> = table
         .cols
         .iter()
@@ -150,5 +150,31 @@ fn delete_sql(table: &Table) -> String {
         "DELETE FROM {name} WHERE ({cols}) IN (SELECT {cols} FROM {from})",
         name = table.name,
         from = unnest(table, &[]),
+    )
+}
+
+/// The records of a table at a list of keys: the key columns and each
+/// key's position in the list (`$n+1`) unnested, joined to the table.
+pub(super) fn get_many_sql(table: &Table) -> String {
+    let cols = table.col_list();
+    let on = table
+        .cols
+        .iter()
+        .map(|(c, _)| format!("t.{c} = u.{c}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let n = table.cols.len();
+    let arrays = table
+        .cols
+        .iter()
+        .enumerate()
+        .map(|(i, (_, col))| format!("${}::{}[]", i + 1, keys::sql_type(*col)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT u.at, t.record::text FROM unnest({arrays}, ${}::bigint[]) AS u({cols}, at) \
+         JOIN {name} t ON {on}",
+        n + 1,
+        name = table.name,
     )
 }
