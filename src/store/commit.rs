@@ -19,6 +19,37 @@ pub(super) struct Building<'w> {
     pub(super) stats: CommitStats,
     pub(super) next_event: u64,
     pub(super) pending: HashMap<Vec<u8>, ItemRecord>,
+    /// The stored records of the batch's items, read at once before it is
+    /// built (see [`stored_items`]).
+    pub(super) stored: HashMap<Vec<u8>, ItemRecord>,
+}
+
+/// Reads the stored records of every item of `pages` in one read (one round
+/// trip on a database, rather than one per item), after cleaning the
+/// items' keys and values (see [`scrub`]).
+pub(super) fn stored_items(
+    store: &super::Store,
+    target: &crate::ids::TargetId,
+    pages: &mut [PageCommit],
+) -> Result<HashMap<Vec<u8>, ItemRecord>, StoreError> {
+    let mut keys = Vec::new();
+    for page in pages.iter_mut() {
+        if let PageOutcome::Fetched { items, .. } = &mut page.outcome {
+            for item in items.iter_mut() {
+                scrub(item);
+                keys.push(item_key(target, &item.kind, &item.key));
+            }
+        }
+    }
+    let values = store.data.get_many(&keys)?;
+    let mut stored = HashMap::with_capacity(keys.len());
+    for (key, value) in keys.into_iter().zip(values) {
+        if let Some(value) = value {
+            let record: ItemRecord = store.decode(&key, &value)?;
+            stored.insert(key, record);
+        }
+    }
+    Ok(stored)
 }
 
 impl Building<'_> {
@@ -137,12 +168,12 @@ impl Building<'_> {
         let (writer, store) = (self.writer, &*self.writer.store);
         let (target, run_id) = (&writer.run.target, writer.run.id);
         let mut item_ids = Vec::with_capacity(items.len());
-        for mut item in items {
-            scrub(&mut item);
+        for item in items {
+            // Scrubbed by `stored_items`, which also read the records.
             let key = item_key(target, &item.kind, &item.key);
             let (previous, from_batch) = match self.pending.remove(&key) {
                 Some(r) => (Some(r), true),
-                None => (store.get::<ItemRecord>(&key)?, false),
+                None => (self.stored.remove(&key), false),
             };
             if previous
                 .as_ref()
@@ -150,9 +181,12 @@ impl Building<'_> {
             {
                 // Seen earlier in this crawl: the first one wins.
                 self.stats.items_duplicate += 1;
-                if let (Some(old), true) = (previous, from_batch) {
-                    self.pending.insert(key, old);
-                }
+                // Kept where it was found, for the same key later in the batch.
+                match (previous, from_batch) {
+                    (Some(old), true) => self.pending.insert(key, old),
+                    (Some(old), false) => self.stored.insert(key, old),
+                    (None, _) => None,
+                };
                 continue;
             }
             item_ids.push(format!("{}\0{}", item.kind, item.key));

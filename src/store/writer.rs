@@ -139,12 +139,15 @@ impl RunWriter {
             v: FORMAT,
             ..Default::default()
         };
+        let mut pages = pages;
+        let stored = super::commit::stored_items(&self.store, &self.run.target, &mut pages)?;
         let mut building = Building {
             writer: self,
             batch: Batch::default(),
             stats: CommitStats::default(),
             next_event: self.next_event,
             pending: HashMap::new(),
+            stored,
         };
         for mut page in pages {
             chunk.admitted.append(&mut page.admitted);
