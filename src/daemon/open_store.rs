@@ -11,7 +11,7 @@ use crate::store::{open_off, Store, StoreError};
 /// Opens the store, waiting a little for a command that briefly holds the
 /// state dir (`crawld export` on it): exit 75 stops systemd's restarts.
 /// Short of disk space it waits for space as long as it takes, rather than
-/// exit with a status the unit does not restart (see [`wait_for_space`]).
+/// exit with a status the unit does not restart (see [`wait_before_open`]).
 pub(super) async fn open_store(opts: &Options) -> Result<Store, StoreError> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut short_of_space = false;
@@ -35,13 +35,13 @@ pub(super) async fn open_store(opts: &Options) -> Result<Store, StoreError> {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             Err(e @ StoreError::NoSpaceToOpen { .. }) => {
-                wait_for_space(&e, !short_of_space).await;
+                wait_before_open(&e, !short_of_space, "free space").await;
                 short_of_space = true;
             }
             // The database is down or unreachable (a server starting, a
             // network cut): wait for it like for space, rather than exit.
             Err(e @ StoreError::DatabaseLost { .. }) => {
-                wait_for_database(&e, !database_lost).await;
+                wait_before_open(&e, !database_lost, "the database").await;
                 database_lost = true;
             }
             other => {
@@ -60,28 +60,15 @@ pub(super) async fn open_store(opts: &Options) -> Result<Store, StoreError> {
 /// How often a daemon short of disk space looks again.
 const SPACE_RECHECK: Duration = Duration::from_secs(2);
 
-/// One wait of a daemon that cannot open its store for lack of space; the
-/// first says so (an error, once) and tells systemd, which would otherwise
-/// kill a service that is not ready, or never restart one that exited.
-async fn wait_for_space(e: &StoreError, first: bool) {
+/// One wait of a daemon that cannot open its store for lack of space
+/// (`what` "free space") or because its database does not answer (`what`
+/// "the database"); the first says so (an error, once) and tells systemd,
+/// which would otherwise kill a service that is not ready, or never restart
+/// one that exited.
+async fn wait_before_open(e: &StoreError, first: bool, what: &str) {
     if first {
-        error!(error = %e, "Waiting for free space before opening the store; the daemon starts once there is room.");
-        let status = format!("waiting for free space: {e}");
-        let _ = sd_notify::notify(&[
-            sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status(&status),
-        ]);
-    }
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-    tokio::time::sleep(SPACE_RECHECK).await;
-}
-
-/// One wait of a daemon whose database does not answer at start-up; the
-/// first says so and tells systemd (see [`wait_for_space`]).
-async fn wait_for_database(e: &StoreError, first: bool) {
-    if first {
-        error!(error = %e, "Waiting for the database before opening the store; the daemon starts once it answers.");
-        let status = format!("waiting for the database: {e}");
+        error!(error = %e, "Waiting for {what} before opening the store; the daemon starts once it is there.");
+        let status = format!("waiting for {what}: {e}");
         let _ = sd_notify::notify(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&status),
