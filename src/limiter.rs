@@ -209,11 +209,40 @@ struct Inner {
     acquisitions: std::sync::atomic::AtomicU64,
     /// Bumped whenever a slot is freed, so dispatchers waiting for one wake up.
     freed: watch::Sender<u64>,
+    /// In a cluster, the hosts this process may fetch from (see [`Gate`]).
+    gate: Mutex<Option<Gate>>,
+}
+
+/// In a cluster, one node at a time fetches from a host, so that the
+/// profile's limits hold cluster-wide: a host is open here only while this
+/// node leases it. The leases are kept in the store by a task of the crawl
+/// (`crawl::host_leases`), from what the dispatchers asked for.
+#[derive(Default)]
+struct Gate {
+    held: std::collections::HashSet<HostKey>,
+    /// Hosts a dispatcher asked for, and when it last did.
+    asked: HashMap<HostKey, Instant>,
+}
+
+/// What the host lease keeper does in one round (see [`HostPool::lease_round`]).
+#[derive(Debug, Default)]
+pub struct LeaseRound {
+    /// Asked for, not held.
+    pub want: Vec<HostKey>,
+    /// Held and still used.
+    pub keep: Vec<HostKey>,
+    /// Held, idle: given up, with the host's backoff end (ms since the
+    /// epoch) for the next node.
+    pub release: Vec<(HostKey, Option<u64>)>,
 }
 
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<HostKey, Host>> {
         self.hosts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn gate(&self) -> std::sync::MutexGuard<'_, Option<Gate>> {
+        self.gate.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -231,6 +260,7 @@ impl Default for HostPool {
                 hosts: Mutex::new(HashMap::new()),
                 acquisitions: std::sync::atomic::AtomicU64::new(0),
                 freed: watch::channel(0).0,
+                gate: Mutex::new(None),
             }),
         }
     }
@@ -246,8 +276,20 @@ impl HostPool {
     /// A slot, or why not: `Some(t)` when the host is closed until `t`,
     /// `None` when its slots are taken. Both decided under one lock.
     fn attempt(&self, host: &HostKey, profile: &Profile) -> Result<HostPermit, Option<Instant>> {
-        let mut hosts = self.inner.lock();
         let now = Instant::now();
+        if let Some(gate) = self.inner.gate().as_mut() {
+            match gate.asked.get_mut(host) {
+                Some(at) => *at = now,
+                None => {
+                    gate.asked.insert(host.clone(), now);
+                }
+            }
+            if !gate.held.contains(host) {
+                // The lease keeper asks for it; `freed` wakes the dispatchers.
+                return Err(None);
+            }
+        }
+        let mut hosts = self.inner.lock();
         let n = self
             .inner
             .acquisitions
@@ -404,6 +446,102 @@ impl HostPool {
             .filter_map(Host::closed_until)
             .filter(|&t| t > now)
             .min()
+    }
+
+    /// Opens a host only while this process leases it (a node of a
+    /// cluster); returns false when the pool was gated already.
+    pub fn gate(&self) -> bool {
+        let mut gate = self.inner.gate();
+        if gate.is_some() {
+            return false;
+        }
+        *gate = Some(Gate::default());
+        true
+    }
+
+    /// The next round of the host lease keeper: hosts asked for within
+    /// `idle` and not held are wanted; held hosts with nothing in flight
+    /// and not asked for within `idle` are given up (closed here at once).
+    pub fn lease_round(&self, idle: Duration) -> LeaseRound {
+        let now = Instant::now();
+        let wall = crate::store::now_ms();
+        let mut round = LeaseRound::default();
+        let mut gate = self.inner.gate();
+        let Some(gate) = gate.as_mut() else {
+            return round;
+        };
+        // A host asked for and not held stays wanted until it is granted:
+        // the dispatcher that asked waits for the grant, and asks again
+        // only when woken.
+        let held = &gate.held;
+        gate.asked
+            .retain(|h, at| !held.contains(h) || now.duration_since(*at) < idle);
+        let hosts = self.inner.lock();
+        let mut released = Vec::new();
+        for host in &gate.held {
+            let h = hosts.get(host);
+            let busy = h.is_some_and(|h| h.in_flight > 0);
+            if busy || gate.asked.contains_key(host) {
+                round.keep.push(host.clone());
+            } else {
+                let until = h
+                    .and_then(Host::closed_until)
+                    .filter(|&t| t > now)
+                    .map(|t| wall + t.duration_since(now).as_millis() as u64);
+                released.push(host.clone());
+                round.release.push((host.clone(), until));
+            }
+        }
+        for host in released {
+            gate.held.remove(&host);
+        }
+        round.want = gate
+            .asked
+            .keys()
+            .filter(|h| !gate.held.contains(*h))
+            .cloned()
+            .collect();
+        round
+    }
+
+    /// The hosts this process leases now, after a round: the ones just
+    /// taken are closed until the backoff end the last holder left.
+    pub fn leased(&self, held: Vec<(HostKey, Option<u64>)>) {
+        let wall = crate::store::now_ms();
+        let now = Instant::now();
+        let mut opened = false;
+        {
+            let mut gate = self.inner.gate();
+            let Some(gate) = gate.as_mut() else {
+                return;
+            };
+            let before = std::mem::take(&mut gate.held);
+            for (host, until) in held {
+                if let Some(until) = until.filter(|&u| u > wall) {
+                    self.block(&host, now + Duration::from_millis(until - wall));
+                }
+                if !before.contains(&host) {
+                    opened = true;
+                    // Granted now: idle only if not used for a while from now.
+                    gate.asked.insert(host.clone(), now);
+                }
+                gate.held.insert(host);
+            }
+        }
+        if opened {
+            self.inner.freed.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// The hosts this process leases (a node of a cluster), sorted.
+    pub fn leased_hosts(&self) -> Vec<HostKey> {
+        let gate = self.inner.gate();
+        let mut held: Vec<HostKey> = gate
+            .as_ref()
+            .map(|g| g.held.iter().cloned().collect())
+            .unwrap_or_default();
+        held.sort();
+        held
     }
 
     /// A receiver that changes whenever any host frees a slot.

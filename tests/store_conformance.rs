@@ -18,6 +18,24 @@ use crawld::store::{
 };
 use serde_json::{json, Map, Value};
 
+/// The lease of the test's nodes on a database.
+const LEASE: Duration = Duration::from_secs(1);
+
+#[allow(clippy::disallowed_methods)] // polls the database from a plain test thread
+/// Starts a run, waiting (on a database) for the lease of a node that
+/// "died" before (its store dropped without ending its run) to expire.
+fn start_after_lease(store: &Store, mode: RunMode, urls: &[String]) -> crawld::store::RunStart {
+    let deadline = std::time::Instant::now() + LEASE * 10;
+    loop {
+        match store.start_run(&t(), mode, urls, &POLICY) {
+            Err(StoreError::RunElsewhere { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            started => return started.unwrap(),
+        }
+    }
+}
+
 /// Where a test's store lives.
 enum Backend {
     Sled(tempfile::TempDir),
@@ -42,8 +60,13 @@ impl Backend {
     fn try_open(&self) -> Result<Store, StoreError> {
         match self {
             Backend::Sled(dir) => Store::open(dir.path()),
-            Backend::Postgres { db, dir } => Store::connect(db.url(), dir.path()),
+            // A short lease: a "dead" node's run is taken over in a second.
+            Backend::Postgres { db, dir } => Store::connect_node(db.url(), dir.path(), LEASE),
         }
+    }
+
+    fn is_database(&self) -> bool {
+        matches!(self, Backend::Postgres { .. })
     }
 
     /// The store, for a process that writes.
@@ -84,6 +107,7 @@ conformance!(
     alert_state_and_the_outbox,
     a_reader_sees_everything_and_writes_nothing,
     a_second_writer_is_refused,
+    a_firing_is_claimed_once,
     scans_read_many_records_in_key_order,
     a_nul_from_a_page_is_stored_as_a_replacement_character,
     page_records_read_in_one_batch_match_single_reads,
@@ -231,14 +255,18 @@ fn an_interrupted_run_resumes_and_its_items_are_stored_once(b: &Backend) {
     }
     let store = b.open();
     let last = store.last_run(&t()).unwrap().unwrap();
-    assert_eq!(
-        (last.id, last.status),
-        (first_id, RunStatus::Interrupted),
-        "opening marks a dead process's run interrupted"
-    );
-    let start = store
-        .start_run(&t(), RunMode::Full, &[url(0)], &POLICY)
-        .unwrap();
+    // sled: one process at a time, so opening marks a dead one's run
+    // interrupted; a database: other nodes may be running it, so it is
+    // marked by the node that takes its lease once that expires.
+    let left = if b.is_database() {
+        RunStatus::Running
+    } else {
+        RunStatus::Interrupted
+    };
+    assert_eq!((last.id, last.status), (first_id, left));
+    let start = start_after_lease(&store, RunMode::Full, &[url(0)]);
+    let last = store.run(&t(), first_id).unwrap().unwrap();
+    assert_eq!(last.status, RunStatus::Interrupted);
     let resume = start.resume.as_ref().expect("the run resumes");
     assert_eq!(start.run.resumed_from, Some(first_id));
     assert_eq!(start.chain, vec![start.run.id, first_id]);
@@ -377,6 +405,47 @@ fn firings_pauses_and_run_ids_persist(b: &Backend) {
     );
 }
 
+/// Each firing of a schedule is taken once, whatever the number of nodes
+/// racing for it; a catch-up decided on a stale reading is not taken.
+fn a_firing_is_claimed_once(b: &Backend) {
+    let at = |s: i64| chrono::DateTime::from_timestamp(1_765_000_000 + s, 0).unwrap();
+    let nodes: Vec<Arc<Store>> = if b.is_database() {
+        (0..3).map(|_| b.open()).collect()
+    } else {
+        vec![b.open()]
+    };
+    for firing in 0..5 {
+        let taken: usize = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..6)
+                .map(|i| {
+                    let node = nodes[i % nodes.len()].clone();
+                    scope.spawn(move || {
+                        node.claim_firing(&t(), RunMode::Full, at(firing * 60))
+                            .unwrap()
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap() as usize).sum()
+        });
+        assert_eq!(taken, 1, "firing {firing}: taken once");
+    }
+    // An incremental firing at the same time is another firing.
+    assert!(nodes[0]
+        .claim_firing(&t(), RunMode::Incremental, at(240))
+        .unwrap());
+    // A firing older than the last one recorded is not taken again.
+    assert!(!nodes[0].claim_firing(&t(), RunMode::Full, at(0)).unwrap());
+    // Catch-up: decided on what was read; taken only while it still holds.
+    let seen = nodes[0].last_fired(&t(), RunMode::Full).unwrap();
+    assert_eq!(seen, Some(at(240)));
+    let last = nodes.len() - 1;
+    assert!(nodes[last].claim_catch_up(&t(), seen).unwrap());
+    assert!(
+        !nodes[0].claim_catch_up(&t(), seen).unwrap(),
+        "the other node caught up first"
+    );
+}
+
 fn monitor_state(firing: bool) -> MonitorState {
     MonitorState {
         target: t(),
@@ -479,16 +548,38 @@ fn a_reader_sees_everything_and_writes_nothing(b: &Backend) {
     assert!(store.host_pauses().unwrap().is_empty());
 }
 
+/// sled: a second process cannot open the store. A database: a second
+/// node can, and a run of a target another node runs is refused.
 fn a_second_writer_is_refused(b: &Backend) {
     let first = b.open();
+    if b.is_database() {
+        let second = b.open();
+        let start = first.start_run(&t(), RunMode::Full, &[], &POLICY).unwrap();
+        let refused = second
+            .start_run(&t(), RunMode::Full, &[], &POLICY)
+            .unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::RunElsewhere { node, .. } if Some(node) == first.node_id().as_ref()),
+            "{refused}"
+        );
+        assert_eq!(
+            crawld::error::Exit::from(&refused),
+            crawld::error::Exit::Locked
+        );
+        assert_eq!(
+            second.runs(&t()).count(),
+            1,
+            "the refused run wrote nothing"
+        );
+        // Ended, the run's lease goes: the second node runs the target.
+        RunWriter::new(first.clone(), &start, POLICY, "cfg".into())
+            .finish(RunStatus::Completed, None, |_| {})
+            .unwrap();
+        run(&second, RunMode::Full, vec![page(0, 1.0)], POLICY);
+        return;
+    }
     let second = b.try_open().err().expect("a second writer is refused");
-    assert!(
-        matches!(
-            second,
-            StoreError::Locked { .. } | StoreError::DatabaseLocked { .. }
-        ),
-        "{second}"
-    );
+    assert!(matches!(second, StoreError::Locked { .. }), "{second}");
     assert_eq!(
         crawld::error::Exit::from(&second),
         crawld::error::Exit::Locked
@@ -784,42 +875,46 @@ mod postgres_only_support {
     }
 }
 
-/// The writer's lock session ends (the server ended it: a restart, an idle
-/// timeout, an operator) and another process takes the database: the first
-/// writer's next write fails as locked instead of writing beside it.
+/// A node that could not renew its lease (cut off, stalled) and whose run
+/// another node took over writes nothing more of it: every commit checks
+/// the lease's generation in its transaction (fencing).
 #[test]
-fn a_writer_that_lost_its_lock_to_another_does_not_write() {
+fn a_node_whose_run_was_taken_over_writes_nothing() {
     let Some(db) = common::postgres::database() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let (first, mut w) = writing(&db, &dir);
     w.commit(vec![page(0, 1.0)]).unwrap();
-    // End the session that holds the lock (and only it).
-    let ended = common::postgres::sql(
-        db.admin_url(),
-        &format!(
-            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
-             WHERE l.locktype = 'advisory' AND l.granted AND d.datname = '{}'",
-            db.name()
-        ),
+    // As if its heartbeats had stopped for a lease: the lease expired.
+    common::postgres::sql(
+        db.url(),
+        "UPDATE crawld.run_leases SET expires = now() - interval '1 second'",
     );
-    assert_eq!(ended.len(), 1, "one lock session: {ended:?}");
-    let second = Store::connect(db.url(), tempfile::tempdir().unwrap().path())
-        .expect("the lock is free: a second writer takes it");
+    let second = Arc::new(Store::connect(db.url(), tempfile::tempdir().unwrap().path()).unwrap());
+    let start = second.start_run(&t(), RunMode::Full, &[], &POLICY).unwrap();
+    assert_eq!(
+        start.run.resumed_from,
+        w.run().id.into(),
+        "the second node resumes the run"
+    );
     let refused = w.commit(vec![page(1, 1.0)]).unwrap_err();
     assert!(
-        matches!(refused, StoreError::DatabaseLocked { .. }),
+        matches!(&refused, StoreError::LeaseLost { holder: Some(n), .. } if Some(n) == second.node_id().as_ref()),
         "{refused}"
     );
     assert!(
         second.item(&t(), "book", "b00001").unwrap().is_none(),
-        "the first writer wrote nothing without its lock"
+        "the first node wrote nothing once its run was taken over"
     );
-    drop(second);
-    // Free again: the first writer takes the lock back and goes on.
-    w.commit(vec![page(1, 1.0)]).unwrap();
-    assert!(first.item(&t(), "book", "b00001").unwrap().is_some());
+    let refused = w.finish(RunStatus::Completed, None, |_| {}).unwrap_err();
+    assert!(matches!(refused, StoreError::LeaseLost { .. }), "{refused}");
+    // The second node goes on and ends the run.
+    let mut w2 = RunWriter::new(second.clone(), &start, POLICY, "cfg".into());
+    w2.commit(vec![page(1, 1.0)]).unwrap();
+    w2.finish(RunStatus::Completed, None, |_| {}).unwrap();
+    assert_eq!(items(&second).len(), 2);
+    drop(first);
 }
 
 /// A writer on `db` (its own files in `dir`) and a full run it started.

@@ -103,6 +103,10 @@ pub(super) enum Command {
         state: StateArg,
         #[command(flatten)]
         cluster: ClusterArg,
+        /// With --cluster: how long this node's runs stay its own when it
+        /// stops answering (killed, cut off); then another node resumes them.
+        #[arg(long, default_value = "30s", value_parser = parse_lease)]
+        lease: humantime::Duration,
         /// Runs in progress across all targets, at most; further ones queue.
         #[arg(long, default_value_t = 4)]
         max_runs: usize,
@@ -300,6 +304,18 @@ pub(super) struct ClusterArg {
         hide_env_values = true
     )]
     pub(super) cluster: Option<String>,
+}
+
+/// A lease time: from 1 s (a heartbeat is a sixth of it) to a day.
+fn parse_lease(s: &str) -> Result<humantime::Duration, String> {
+    let d: humantime::Duration = s.parse().map_err(|e| format!("{e}"))?;
+    let secs = std::time::Duration::from(d).as_secs_f64();
+    if !(1.0..=86_400.0).contains(&secs) {
+        return Err(
+            "give a lease between 1s and 1day (the default, 30s, suits most clusters)".into(),
+        );
+    }
+    Ok(d)
 }
 
 impl ConfigsArg {

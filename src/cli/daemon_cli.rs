@@ -44,6 +44,57 @@ pub(super) async fn status(state: &StateArg, json: bool) -> Exit {
     exit
 }
 
+/// The cluster's nodes, when the store is a database.
+fn print_members(s: &Status) {
+    if let Some(db) = &s.database {
+        outln!("store {db}");
+    }
+    if let Some(e) = &s.members_error {
+        outln!("cluster members: cannot be read: {e}");
+    }
+    if s.members.is_empty() {
+        return;
+    }
+    outln!("\ncluster members:");
+    for m in &s.members {
+        let runs: Vec<String> = m
+            .runs
+            .iter()
+            .map(|(t, r)| match r {
+                Some(r) => format!("{t} (run {r})"),
+                None => t.to_string(),
+            })
+            .collect();
+        outln!(
+            "  {}{}  {}  crawld {}  {}",
+            m.node,
+            if m.this { " (this node)" } else { "" },
+            if m.alive {
+                "alive"
+            } else {
+                "GONE (no heartbeat)"
+            },
+            m.version,
+            if runs.is_empty() {
+                "idle".to_owned()
+            } else {
+                format!("running {}", runs.join(", "))
+            }
+        );
+        if !m.hosts.is_empty() {
+            let names: Vec<&str> = m.hosts.iter().map(|h| h.as_str()).collect();
+            outln!("    fetches from {}", names.join(", "));
+        }
+        if !m.config_differs.is_empty() {
+            let names: Vec<&str> = m.config_differs.iter().map(|t| t.as_str()).collect();
+            outln!(
+                "    configs differ from the running node's for: {} (deploy the same configs directory to every node)",
+                names.join(", ")
+            );
+        }
+    }
+}
+
 fn print_status(s: &Status) {
     outln!(
         "crawld pid {} · {} run(s) in progress, {} queued",
@@ -55,6 +106,7 @@ fn print_status(s: &Status) {
         outln!("dashboard http://{addr}/ · metrics http://{addr}/metrics");
     }
     print_firing(s);
+    print_members(s);
     for t in &s.targets {
         outln!("\n{}  ({})", t.name, t.file);
         if t.stale {

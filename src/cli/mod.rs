@@ -424,12 +424,6 @@ async fn crawl(
         let store = match crate::store::open_off("the database of --cluster".into(), connect).await
         {
             Ok(s) => Arc::new(s),
-            Err(e @ StoreError::DatabaseLocked { .. }) => {
-                return fail(
-                    Exit::Locked,
-                    format!("{e}. If it is a daemon, start a run with `crawld trigger {name}`"),
-                )
-            }
             Err(e) => return store_failed(e),
         };
         return crawl_target(store, &dir, target, mode, progress, watch).await;

@@ -27,7 +27,7 @@ use crate::ids::{RunId, TargetId};
 use crate::query::mode_name;
 use crate::query::ReadCommand;
 use crate::store::RunMode;
-pub use status::{HostStatus, RunningStatus, Status, TargetStatus};
+pub use status::{HostStatus, MemberStatus, RunningStatus, Status, TargetStatus};
 
 /// Longest path a Unix socket address holds (`sun_path`, minus the NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
@@ -152,11 +152,17 @@ impl fmt::Display for Triggered {
 pub struct Stopping {
     pub target: TargetId,
     pub run: Option<RunId>,
+    /// The cluster node asked to stop it, when it runs on another node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl fmt::Display for Stopping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let target = &self.target;
+        if let Some(node) = &self.node {
+            return write!(f, "{target}: asked cluster node {node} to stop its run; it checkpoints and resumes at the target's next start");
+        }
         match self.run {
             Some(run) => write!(f, "{target}: stopping run {run}; it checkpoints and resumes at the target's next start"),
             None => write!(f, "{target}: stopping; the run checkpoints and resumes at its next start"),
@@ -200,6 +206,8 @@ pub enum ApiError {
     },
     #[error("target {target} has no run in progress")]
     NotRunning { target: TargetId },
+    #[error("target {target} is running on cluster node {node}; stop it with `crawld stop-run {target}` (from any node)")]
+    RunningElsewhere { target: TargetId, node: String },
     #[error("the daemon is shutting down: run this again once it has restarted")]
     ShuttingDown,
     #[error("the daemon did not understand the request ({detail}): are `crawld` and the daemon the same version?")]
@@ -227,7 +235,9 @@ impl ApiError {
     pub fn http_status(&self) -> u16 {
         match self {
             ApiError::UnknownTarget { .. } => 404,
-            ApiError::AlreadyRunning { .. } | ApiError::NotRunning { .. } => 409,
+            ApiError::AlreadyRunning { .. }
+            | ApiError::NotRunning { .. }
+            | ApiError::RunningElsewhere { .. } => 409,
             ApiError::ShuttingDown => 503,
             ApiError::BadRequest { .. } => 400,
         }
@@ -237,7 +247,9 @@ impl ApiError {
     pub fn exit(&self) -> Exit {
         match self {
             ApiError::UnknownTarget { .. } => Exit::Usage,
-            ApiError::AlreadyRunning { .. } | ApiError::NotRunning { .. } => Exit::Failed,
+            ApiError::AlreadyRunning { .. }
+            | ApiError::NotRunning { .. }
+            | ApiError::RunningElsewhere { .. } => Exit::Failed,
             // Temporary: the same command works once the daemon is back.
             ApiError::ShuttingDown => Exit::Locked,
             ApiError::BadRequest { .. } => Exit::Failed,

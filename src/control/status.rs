@@ -36,6 +36,83 @@ pub struct Status {
     /// The address of the HTTP listener (`--http`), when it listens.
     #[serde(default)]
     pub http: Option<String>,
+    /// The nodes of the cluster (`--cluster`), this one included; empty
+    /// on sled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberStatus>,
+    /// Why the members could not be read, when they could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members_error: Option<String>,
+}
+
+/// A node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// `HOSTNAME-PID-XXXX`: unique per process.
+    pub node: String,
+    pub hostname: String,
+    pub pid: u32,
+    /// crawld's version on the node.
+    pub version: String,
+    /// Milliseconds since the Unix epoch.
+    pub started_ms: u64,
+    pub heartbeat_ms: u64,
+    /// Its heartbeat is recent; a gone node stays listed for an hour.
+    pub alive: bool,
+    /// The node answering this status.
+    pub this: bool,
+    /// The runs it holds: target and run id (once recorded).
+    pub runs: Vec<(TargetId, Option<RunId>)>,
+    /// The hosts it leases: only it fetches from them now.
+    #[serde(default)]
+    pub hosts: Vec<HostKey>,
+    /// Targets it configures differently from the node running the target
+    /// (or, when none runs it, from the node answering): its config file
+    /// differs, and a run it takes over extracts with its own.
+    #[serde(default)]
+    pub config_differs: Vec<TargetId>,
+}
+
+impl MemberStatus {
+    /// The members as `status` lists them, with the targets each
+    /// configures differently from the run's node (see `config_differs`).
+    pub fn list(members: Vec<crate::store::Member>) -> Vec<MemberStatus> {
+        use std::collections::BTreeMap;
+        // The reference fingerprint per target: the running node's, else
+        // this node's.
+        let mut reference: BTreeMap<String, String> = BTreeMap::new();
+        for m in members.iter().filter(|m| m.this) {
+            reference.extend(m.configs.clone());
+        }
+        for m in &members {
+            for (t, _) in &m.runs {
+                if let Some(hash) = m.configs.get(t.as_str()) {
+                    reference.insert(t.to_string(), hash.clone());
+                }
+            }
+        }
+        members
+            .into_iter()
+            .map(|m| MemberStatus {
+                config_differs: m
+                    .configs
+                    .iter()
+                    .filter(|(t, h)| reference.get(*t).is_some_and(|r| r != *h))
+                    .map(|(t, _)| TargetId::new(t))
+                    .collect(),
+                node: m.node,
+                hostname: m.hostname,
+                pid: m.pid,
+                version: m.version,
+                started_ms: m.started_ms,
+                heartbeat_ms: m.heartbeat_ms,
+                alive: m.alive,
+                this: m.this,
+                runs: m.runs,
+                hosts: m.hosts,
+            })
+            .collect()
+    }
 }
 
 /// One alert channel.

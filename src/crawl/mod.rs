@@ -18,6 +18,7 @@ use tracing::{info, instrument, warn};
 
 mod commits;
 mod hops;
+pub mod host_leases;
 mod outcome;
 mod prefetch;
 mod record;
@@ -141,6 +142,8 @@ pub async fn run(
         keep_versions: target.keep_versions,
         keep_runs: target.keep_runs,
     };
+    // In a cluster, a host is fetched from by one node at a time.
+    host_leases::start(&engine.hosts, &store);
     let start = begin(&store, &target, mode, policy).await?;
     let started = Instant::now();
     // Breaker pauses outlive the process.

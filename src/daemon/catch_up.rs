@@ -75,10 +75,8 @@ fn catch_up_verdict(store: &Store, target: &Target) -> Result<CatchUpVerdict, St
     let has_full = store.runs(&target.id).try_fold(false, |found, r| {
         r.map(|r| found || (r.mode == RunMode::Full && r.status == RunStatus::Completed))
     })?;
-    let missed = match (
-        store.last_fired(&target.id, RunMode::Full)?,
-        &target.full_schedule,
-    ) {
+    let last = store.last_fired(&target.id, RunMode::Full)?;
+    let missed = match (last, &target.full_schedule) {
         (Some(last), Some(schedule)) => schedule::next_fire(schedule, target.timezone, last)
             .is_some_and(|next| next < Utc::now()),
         _ => false,
@@ -86,8 +84,17 @@ fn catch_up_verdict(store: &Store, target: &Target) -> Result<CatchUpVerdict, St
     if has_full && !missed {
         return Ok(CatchUpVerdict::None);
     }
-    if let Err(e) = store.set_last_fired(&target.id, RunMode::Full, Utc::now()) {
-        warn!(target = %target.id, error = %e, "Cannot record the catch-up: a restart may catch up again.");
+    // Recorded as a firing, claimed against the one read: of nodes that
+    // start together, one catches up.
+    match store.claim_catch_up(&target.id, last) {
+        Ok(true) => {}
+        Ok(false) => {
+            info!(target = %target.id, "Catch-up taken by another node of the cluster.");
+            return Ok(CatchUpVerdict::None);
+        }
+        Err(e) => {
+            warn!(target = %target.id, error = %e, "Cannot record the catch-up: a restart may catch up again.");
+        }
     }
     Ok(CatchUpVerdict::Run { first: !has_full })
 }

@@ -15,6 +15,7 @@
 
 mod catch_up;
 mod changes;
+mod cluster;
 mod fds;
 mod monitors;
 mod open_store;
@@ -61,6 +62,8 @@ pub struct Options {
     /// The PostgreSQL database holding the store (`--cluster`), instead of
     /// sled in `state`.
     pub cluster: Option<String>,
+    /// How long this node's leases last without a heartbeat (`--cluster`).
+    pub lease: Duration,
     pub socket: PathBuf,
     /// Runs in progress across all targets, at most.
     pub max_runs: usize,
@@ -89,6 +92,10 @@ enum Event {
     ClockFailed(unrecorded::Unrecorded),
     /// A run's monitors were judged but could not be recorded.
     Unrecorded(unrecorded::Unrecorded),
+    /// A firing's claim was answered: whether this node takes it.
+    Claimed(Firing, Result<bool, String>),
+    /// What the cluster tick found.
+    Cluster(cluster::News),
 }
 
 struct Daemon {
@@ -118,6 +125,9 @@ struct Daemon {
     /// Alert delivery, and the channel set it delivers to.
     delivery: Delivery,
     channels: tokio::sync::watch::Sender<ChannelMap>,
+    /// Whether this daemon judges the clock monitors: always on sled; in a
+    /// cluster, the node holding the "clock" role (see `cluster.rs`).
+    clock_role: bool,
 }
 
 fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
@@ -251,6 +261,7 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         unrecorded: unrecorded::Pending::default(),
         delivery,
         channels,
+        clock_role: opts.cluster.is_none(),
     };
     let inputs = Inputs {
         fire_rx,
@@ -313,6 +324,9 @@ impl Daemon {
         clock.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut recheck = tokio::time::interval(watch::RECHECK);
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let in_cluster = self.store.shared().is_database();
+        let mut cluster_tick = tokio::time::interval(cluster::tick_every(self.opts.lease));
+        cluster_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let quiet = async {
                 match reload_at {
@@ -346,6 +360,7 @@ impl Daemon {
                 Some(req) = inputs.ctl_rx.recv() => self.control(req).await,
                 Some(event) = inputs.events_rx.recv() => self.event(event),
                 Some(done) = self.tasks.join_next_with_id() => self.joined(done),
+                _ = cluster_tick.tick(), if in_cluster => self.cluster_tick(),
                 _ = watchdog_tick.tick(), if watchdog.is_some() => {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 }
@@ -374,6 +389,8 @@ impl Daemon {
         self.scheduler.shutdown().await;
         self.queue.clear();
         self.full_after.clear();
+        // In a cluster, the runs this stop interrupts go on on other nodes.
+        self.store.shared().hand_over_at_exit();
         for r in self.running.values() {
             r.cancel.cancel();
         }
@@ -409,6 +426,8 @@ impl Daemon {
             Event::Judged(id, states) => self.judged(id, states),
             Event::ClockFailed(u) => self.clock_failed(u),
             Event::Unrecorded(u) => self.unrecorded(u),
+            Event::Claimed(firing, claimed) => self.claimed(firing, claimed),
+            Event::Cluster(news) => self.cluster_news(news),
         }
     }
 
@@ -487,6 +506,7 @@ impl Daemon {
         }
         self.watch_monitors(&diff.added);
         self.catch_up_notices(&diff.added);
+        self.publish_configs();
         diff.added
     }
 
@@ -500,16 +520,11 @@ impl Daemon {
         let Some(target) = self.set.targets.get(&firing.target).cloned() else {
             return;
         };
-        let (id, mode, at) = (firing.target.clone(), firing.mode, firing.at);
-        self.store.send(move |s| {
-            if let Err(e) = s.set_last_fired(&id, mode, at) {
-                warn!(target = %id, error = %e, "Cannot record the fire time.");
-            }
-        });
         // Arm the next firing first, so a slow run never delays the schedule.
         self.scheduler
             .arm_after(&target, firing.mode, firing.at)
             .await;
-        let _ = self.request(&firing.target, firing.mode, false);
+        // The run starts when the claim is answered (Event::Claimed).
+        self.claim_firing(firing);
     }
 }

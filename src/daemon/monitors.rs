@@ -147,10 +147,23 @@ impl Daemon {
             .map(|t| self.set.channels_for(t))
             .unwrap_or_default();
         let kicker = self.delivery.kicker();
-        self.store.send(move |s| match alert::forget(s, &gone, &channels, now_ms()) {
-            Ok(()) => kicker.kick(),
-            Err(e) => {
-                warn!(target = %gone, error = %e, "Cannot forget the removed target's monitors.")
+        self.store.send(move |s| {
+            // In a cluster, a target another live node still has keeps its
+            // alerts: that node watches it.
+            let watched = s.members().is_ok_and(|members| {
+                members
+                    .iter()
+                    .any(|m| m.alive && !m.this && m.configs.contains_key(gone.as_str()))
+            });
+            if watched {
+                tracing::info!(target = %gone, "Target removed here; other nodes of the cluster still watch its monitors.");
+                return;
+            }
+            match alert::forget(s, &gone, &channels, now_ms()) {
+                Ok(()) => kicker.kick(),
+                Err(e) => {
+                    warn!(target = %gone, error = %e, "Cannot forget the removed target's monitors.")
+                }
             }
         });
         self.monitors.states.remove(id);
@@ -230,6 +243,10 @@ impl Daemon {
     /// The clock's tick: `overdue` and `config_broken` of every target,
     /// observed when a flag changed or a firing one is due for a refresh.
     pub(super) fn clock(&mut self) {
+        // In a cluster one node judges them, or every node would notify.
+        if !self.clock_role {
+            return;
+        }
         let now = now_ms();
         let errors = crate::config::errors_by_file(&self.errors);
         let targets: Vec<Arc<Target>> = self.set.targets.values().cloned().collect();

@@ -17,21 +17,19 @@ pub(super) async fn open_store(opts: &Options) -> Result<Store, StoreError> {
     let mut short_of_space = false;
     let mut database_lost = false;
     loop {
-        let (state, cluster) = (opts.state.clone(), opts.cluster.clone());
+        let (state, cluster, lease) = (opts.state.clone(), opts.cluster.clone(), opts.lease);
         // The URL may carry a password: a panic's message names the option.
         let place = match &cluster {
             Some(_) => "the database of --cluster".to_owned(),
             None => opts.state.display().to_string(),
         };
         let opened = open_off(place, move || match cluster {
-            Some(url) => Store::connect(&url, &state),
+            Some(url) => Store::connect_node(&url, &state, lease),
             None => Store::open(&state),
         })
         .await;
         match opened {
-            Err(StoreError::Locked { .. } | StoreError::DatabaseLocked { .. })
-                if Instant::now() < deadline =>
-            {
+            Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
             Err(e @ StoreError::NoSpaceToOpen { .. }) => {

@@ -26,10 +26,21 @@ impl Daemon {
                 } else {
                     RunMode::Incremental
                 };
+                if let Some(node) = self.elsewhere(&req.target).await {
+                    let _ = reply.send(Err(ApiError::RunningElsewhere {
+                        target: req.target,
+                        node,
+                    }));
+                    return;
+                }
                 let _ = reply.send(self.trigger(&req.target, mode));
             }
             Request::StopRun { req, reply } => {
-                let _ = reply.send(self.stop_run(&req));
+                let answer = match self.stop_run(&req) {
+                    Err(ApiError::NotRunning { target }) => self.stop_elsewhere(target).await,
+                    answer => answer,
+                };
+                let _ = reply.send(answer);
             }
             Request::Reload(reply) => {
                 self.reload().await;
@@ -48,6 +59,38 @@ impl Daemon {
             Request::Backup(reply) => {
                 let _ = reply.send(self.store.shared());
             }
+        }
+    }
+
+    /// In a cluster, the other node running `target` (when this one does
+    /// not): a trigger here would only be refused by the run's lease.
+    async fn elsewhere(&self, target: &TargetId) -> Option<String> {
+        let store = self.store.shared();
+        if !store.is_database() || self.running.contains_key(target) {
+            return None;
+        }
+        let t = target.clone();
+        match self.store.call(move |s| s.run_holder(&t)).await {
+            Ok(Ok(holder)) => holder,
+            // Unknown: the run's start settles it (and says so in the log).
+            Ok(Err(_)) | Err(_) => None,
+        }
+    }
+
+    /// `stop-run` of a target this node does not run: in a cluster, the
+    /// node that runs it is asked (through the database).
+    async fn stop_elsewhere(&self, target: TargetId) -> Result<Stopping, ApiError> {
+        if !self.store.shared().is_database() {
+            return Err(ApiError::NotRunning { target });
+        }
+        let t = target.clone();
+        match self.store.call(move |s| s.request_stop(&t)).await {
+            Ok(Ok(Some(node))) => Ok(Stopping {
+                target,
+                run: None,
+                node: Some(node),
+            }),
+            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => Err(ApiError::NotRunning { target }),
         }
     }
 
@@ -91,6 +134,7 @@ impl Daemon {
                 Ok(Stopping {
                     target: id.clone(),
                     run: run.run_id(),
+                    node: None,
                 })
             }
             None if self.set.targets.contains_key(id) => {
@@ -167,6 +211,8 @@ impl Daemon {
             errors: self.errors.clone(),
             channels: self.delivery.status(),
             http: self.http.clone(),
+            members: Vec::new(),
+            members_error: None,
         }
     }
 }

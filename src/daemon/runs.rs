@@ -106,6 +106,17 @@ pub(super) enum RunFailed {
 }
 
 impl RunFailed {
+    /// The run is another node's: it runs there, or was taken over.
+    pub(super) fn runs_elsewhere(&self) -> bool {
+        matches!(
+            self,
+            RunFailed::Run(crawl::RunError::Store(
+                crate::store::StoreError::RunElsewhere { .. }
+                    | crate::store::StoreError::LeaseLost { .. }
+            ))
+        )
+    }
+
     /// The exit code `crawld crawl` would have ended with.
     pub(super) fn exit(&self) -> Exit {
         match self {
@@ -281,6 +292,11 @@ impl Daemon {
                 if !removed && !stopped {
                     self.judge_run(run, timed_out);
                 }
+            }
+            Err(e) if e.runs_elsewhere() => {
+                // Another node of the cluster runs it (or took it over):
+                // nothing failed, and it is that node's to judge.
+                info!(target = %id, mode = mode_name(mode), reason = %e, "Run left to another node.");
             }
             Err(e) => {
                 error!(target = %id, mode = mode_name(mode), exit = e.exit() as u8, error = %e, "Run failed.");

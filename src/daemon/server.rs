@@ -168,6 +168,12 @@ pub(super) async fn full_status(tx: &Tx) -> Result<Status, ApiError> {
             }
         }
     }
+    if status.database.is_some() {
+        match store.call(|s| s.members()).await {
+            Ok(Ok(members)) => status.members = crate::control::MemberStatus::list(members),
+            Ok(Err(e)) | Err(e) => status.members_error = Some(e.to_string()),
+        }
+    }
     Ok(status)
 }
 

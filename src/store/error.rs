@@ -119,10 +119,23 @@ pub enum StoreError {
         detail: String,
     },
     #[error(
-        "the database at {place} is in use by another crawld that writes to it: one process writes \
-         to a database at a time (stop the other one, or read with a command that only reads)"
+        "target {target} is running on cluster node {node}: one run of a target at a time, \
+         cluster-wide. It ends, or is handed over when that node stops, or is resumed here once \
+         that node's lease expires (it stopped answering); see `crawld status`",
+        node = if node.is_empty() { "(being handed over)" } else { node.as_str() }
     )]
-    DatabaseLocked { place: String },
+    RunElsewhere { target: String, node: String },
+    #[error(
+        "the run of target {target} is no longer this node's (the database at {place}{}): its \
+         lease expired while this node could not renew it, and another node resumed the run. \
+         Nothing more of it is written here; what was committed is kept",
+        holder.as_ref().map(|n| format!(" says node {n} runs it")).unwrap_or_default()
+    )]
+    LeaseLost {
+        place: String,
+        target: String,
+        holder: Option<String>,
+    },
     #[error(
         "the database at {place} has crawld's schema version {found}, newer than this crawld's \
          ({known}): nothing was written. Upgrade crawld on this machine to the release that wrote it"
@@ -173,7 +186,9 @@ pub enum StoreError {
 impl From<&StoreError> for Exit {
     fn from(e: &StoreError) -> Self {
         match e {
-            StoreError::Locked { .. } | StoreError::DatabaseLocked { .. } => Exit::Locked,
+            StoreError::Locked { .. }
+            | StoreError::RunElsewhere { .. }
+            | StoreError::LeaseLost { .. } => Exit::Locked,
             _ => Exit::Store,
         }
     }

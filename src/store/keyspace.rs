@@ -53,6 +53,9 @@ pub type Record = (Val, Val);
 pub struct Batch {
     pub(super) ops: Vec<(sled::IVec, Option<sled::IVec>)>,
     bytes: u64,
+    /// On a database, the run lease the batch's transaction checks (and
+    /// steps): a run's writes stop once another node took the run over.
+    pub(super) fence: Option<postgres::Fence>,
 }
 
 impl Batch {

@@ -21,6 +21,7 @@ mod alerts;
 mod backup;
 mod changes;
 mod check;
+mod cluster;
 mod commit;
 mod error;
 mod keyspace;
@@ -43,6 +44,7 @@ pub use changes::{
     CHANGES_VERSION,
 };
 pub use check::CheckReport;
+pub use cluster::{Member, DEFAULT_LEASE};
 pub use error::StoreError;
 pub use lock::StateLock;
 pub use offload::open_off;
@@ -195,29 +197,43 @@ impl Store {
     }
 
     /// Connects to the PostgreSQL database at `url` for a process that
-    /// writes, applying the schema's migrations first; `state_dir` keeps
-    /// this process's own files. Runs left "running" by a process that died
-    /// are marked interrupted, as [`Store::open`] does.
+    /// writes, applying the schema's migrations first, and joins the
+    /// cluster as a node with the default lease time; `state_dir` keeps
+    /// this process's own files. Runs are not marked interrupted here, as
+    /// [`Store::open`] does: other nodes may be running them. A run whose
+    /// node is gone is resumed by the node that takes its lease.
     pub fn connect(url: &str, state_dir: &Path) -> Result<Self, StoreError> {
+        Store::connect_node(url, state_dir, DEFAULT_LEASE)
+    }
+
+    /// [`Store::connect`] with leases that last `lease` without a heartbeat.
+    pub fn connect_node(
+        url: &str,
+        state_dir: &Path,
+        lease: std::time::Duration,
+    ) -> Result<Self, StoreError> {
         crate::files::create_private_dir(state_dir).map_err(|source| StoreError::Io {
             what: "cannot create the state dir",
             path: state_dir.to_path_buf(),
             source,
         })?;
-        let store = Store::connect_as(url, state_dir.to_path_buf(), false)?;
-        store.interrupt_stale_runs()?;
-        Ok(store)
+        Store::connect_as(url, state_dir.to_path_buf(), Some(lease))
     }
 
     /// Connects to the PostgreSQL database at `url` for a command that only
     /// reads: its sessions are read-only, and a database whose schema is not
     /// this release's is refused rather than migrated.
     pub fn connect_read(url: &str) -> Result<Self, StoreError> {
-        Store::connect_as(url, std::env::temp_dir(), true)
+        Store::connect_as(url, std::env::temp_dir(), None)
     }
 
-    fn connect_as(url: &str, dir: PathBuf, reading: bool) -> Result<Self, StoreError> {
-        let tables = postgres::Tables::connect(url, reading)?;
+    fn connect_as(
+        url: &str,
+        dir: PathBuf,
+        lease: Option<std::time::Duration>,
+    ) -> Result<Self, StoreError> {
+        let reading = lease.is_none();
+        let tables = postgres::Tables::connect(url, lease)?;
         Ok(Store {
             path: PathBuf::from(tables.describe()),
             data: Keyspace::Postgres(Box::new(tables)),

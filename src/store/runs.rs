@@ -61,11 +61,38 @@ impl Store {
         start_urls: &[String],
         policy: &RunPolicy,
     ) -> Result<RunStart, StoreError> {
-        let runs: Vec<RunRecord> = self.runs(target).collect::<Result<_, _>>()?;
+        // On a database, the run is this node's until it ends; nothing is
+        // written (or read into a plan) before that is settled.
+        self.claim_run(target)?;
+        let started = self.start_claimed(target, mode, start_urls, policy);
+        if started.is_err() {
+            self.release_run(target);
+        }
+        started
+    }
+
+    fn start_claimed(
+        &self,
+        target: &TargetId,
+        mode: RunMode,
+        start_urls: &[String],
+        policy: &RunPolicy,
+    ) -> Result<RunStart, StoreError> {
+        let mut runs: Vec<RunRecord> = self.runs(target).collect::<Result<_, _>>()?;
+        let mut batch = super::keyspace::Batch::default();
+        if self.is_database() {
+            // This node holds the target's lease: a run still "running" was
+            // left by a node that is gone (a sled store marks such runs
+            // interrupted when it opens).
+            for run in runs.iter_mut().filter(|r| r.status == RunStatus::Running) {
+                run.status = RunStatus::Interrupted;
+                run.ended_ms = Some(now_ms());
+                batch.insert(run_key(target, run.id), encode(self, &*run)?);
+            }
+        }
         let by_id: HashMap<RunId, &RunRecord> = runs.iter().map(|r| (r.id, r)).collect();
         let id = self.next_run_id()?;
         let now = now_ms();
-        let mut batch = super::keyspace::Batch::default();
         let mut abandoned = None;
         let mut resume = None;
         let mut run = RunRecord {
@@ -135,6 +162,7 @@ impl Store {
             batch.insert(frontier_key(target, id, 0), encode(self, &chunk)?);
         }
         batch.insert(run_key(target, id), encode(self, &run)?);
+        self.fence(&mut batch, target, super::cluster::FenceStep::Start(id));
         self.apply_marked(batch, super::Commit::Start)?;
         Ok(RunStart {
             run,

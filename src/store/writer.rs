@@ -180,6 +180,7 @@ impl RunWriter {
         run.counts.items_unchanged += stats.items_unchanged;
         run.counts.items_duplicate += stats.items_duplicate;
         batch.insert(run_key(target, run.id), encode(store, &run)?);
+        store.fence(&mut batch, target, super::cluster::FenceStep::Commit);
         store.apply(batch)?;
         self.run = run;
         self.next_event = next_event;
@@ -310,6 +311,12 @@ impl RunWriter {
             }
         }
         batch.insert(run_key(&target, self.run.id), encode(&store, &self.run)?);
+        let interrupted = status == RunStatus::Interrupted;
+        store.fence(
+            &mut batch,
+            &target,
+            super::cluster::FenceStep::End { interrupted },
+        );
         store.apply_marked(batch, super::Commit::End)?;
         Ok(self.run)
     }

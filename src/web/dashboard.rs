@@ -97,6 +97,7 @@ pub fn render(status: &Status, runs: &TargetRuns, now_ms: u64) -> String {
     tables::summary(&mut out, status);
     tables::firing(&mut out, status, now_ms);
     tables::config_errors(&mut out, status);
+    tables::members(&mut out, status, now_ms);
     out.push_str(r#"<h2 class="section">Targets</h2>"#);
     if status.targets.is_empty() {
         out.push_str(r#"<div class="card empty">No targets: put a target file in the configs directory.</div>"#);

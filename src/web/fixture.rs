@@ -241,6 +241,8 @@ pub fn status() -> Status {
         configs: "/etc/crawld".into(),
         state: "/var/lib/crawld".into(),
         database: None,
+        members: Vec::new(),
+        members_error: None,
         running: 1,
         queued: 0,
         targets: vec![books, news, shop, prices],

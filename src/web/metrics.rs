@@ -139,6 +139,7 @@ pub fn encode(status: &Status, runs: &TargetRuns, now_ms: u64) -> String {
     hosts(&mut reg, &status.hosts, &shown, now_ms);
     host_retries(&mut reg, runs, &shown);
     channels(&mut reg, status);
+    members(&mut reg, status);
     let mut out = String::new();
     // Writing to a String cannot fail, and the label encoders above do not.
     let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
@@ -478,5 +479,49 @@ fn channels(reg: &mut Registry, status: &Status) {
             .set(i64::try_from(ch.pending).unwrap_or(i64::MAX));
         delivered.get_or_create(&l).inc_by(ch.delivered);
         failed.get_or_create(&l).inc_by(ch.failed);
+    }
+}
+
+/// Live nodes with a series of their own, at most: whoever can write to
+/// the database can add members.
+const MAX_NODE_SERIES: usize = 32;
+
+/// The cluster's nodes (`--cluster`): none on sled, so no series.
+fn members(reg: &mut Registry, status: &Status) {
+    if status.members.is_empty() {
+        return;
+    }
+    let members: Family<Labels, Gauge> = family(
+        reg,
+        "cluster_members",
+        "Nodes of the cluster, alive (heartbeat within their lease) or gone (listed for an hour)",
+        None,
+    );
+    let runs: Family<Labels, Gauge> = family(
+        reg,
+        "cluster_node_runs",
+        "Runs each live node of the cluster holds",
+        None,
+    );
+    for state in ["alive", "gone"] {
+        let n = status
+            .members
+            .iter()
+            .filter(|m| m.alive == (state == "alive"))
+            .count();
+        members
+            .get_or_create(&labels(&[("state", state)]))
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    // Gone nodes come and go with restarts: their series would not be
+    // capped by anything crawld controls, so only live nodes get one.
+    for m in status
+        .members
+        .iter()
+        .filter(|m| m.alive)
+        .take(MAX_NODE_SERIES)
+    {
+        runs.get_or_create(&labels(&[("node", &m.node)]))
+            .set(i64::try_from(m.runs.len()).unwrap_or(i64::MAX));
     }
 }

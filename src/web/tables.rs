@@ -256,3 +256,74 @@ pub fn channels(out: &mut String, channels: &[ChannelStatus], now_ms: u64) {
     }
     out.push_str("</table></div>");
 }
+
+/// The cluster's nodes, when the store is a database (`--cluster`).
+pub fn members(out: &mut String, status: &Status, now_ms: u64) {
+    if status.members.is_empty() && status.members_error.is_none() {
+        return;
+    }
+    out.push_str(r#"<h2 class="section">Cluster</h2><div class="card">"#);
+    if let Some(e) = &status.members_error {
+        let _ = write!(
+            out,
+            r#"<div class="bad">Members cannot be read: {}</div>"#,
+            esc(e)
+        );
+    }
+    out.push_str(
+        r#"<table><tr><th>Node</th><th>State</th><th>Version</th><th>Last heartbeat</th><th>Runs</th><th>Hosts</th><th>Configs</th></tr>"#,
+    );
+    for m in &status.members {
+        let _ = write!(
+            out,
+            r#"<tr><td><b>{}</b>{}</td><td>{}</td><td>{}</td><td>"#,
+            esc(&m.node),
+            if m.this {
+                r#" <span class="muted">(this node)</span>"#
+            } else {
+                ""
+            },
+            if m.alive {
+                "alive"
+            } else {
+                r#"<span class="bad">gone</span>"#
+            },
+            esc(&m.version),
+        );
+        when(out, m.heartbeat_ms, now_ms);
+        let runs: Vec<String> = m
+            .runs
+            .iter()
+            .map(|(t, r)| match r {
+                Some(r) => format!("{} (run {r})", esc(t.as_str())),
+                None => esc(t.as_str()).to_string(),
+            })
+            .collect();
+        let hosts: Vec<String> = m
+            .hosts
+            .iter()
+            .map(|h| esc(h.as_str()).to_string())
+            .collect();
+        let _ = write!(
+            out,
+            r#"</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            if runs.is_empty() {
+                r#"<span class="muted">idle</span>"#.to_owned()
+            } else {
+                runs.join(", ")
+            },
+            hosts.join(", "),
+            if m.config_differs.is_empty() {
+                "same".to_owned()
+            } else {
+                let names: Vec<String> = m
+                    .config_differs
+                    .iter()
+                    .map(|t| esc(t.as_str()).to_string())
+                    .collect();
+                format!(r#"<span class="bad">differ: {}</span>"#, names.join(", "))
+            },
+        );
+    }
+    out.push_str("</table></div>");
+}

@@ -12,9 +12,9 @@
 //! newer than it, before writing anything; a command that only reads uses
 //! read-only sessions and refuses a schema that is not its own.
 
+mod cluster;
 mod errors;
 mod keys;
-mod lock;
 mod scan;
 mod schema;
 mod sql;
@@ -29,9 +29,9 @@ use tokio_postgres::NoTls;
 
 use super::keyspace::{Batch, Record, Val};
 use super::StoreError;
+pub use cluster::{Fence, LeaseStep, Node, DEFAULT_LEASE};
 use errors::{database_error, describe, detail};
 use keys::Part;
-use lock::Writer;
 pub use scan::Scan;
 use sql::equalities;
 
@@ -43,8 +43,8 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
 /// so this only ends a wait on a connection that went silent.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long a writer waits for the lock of a process that just ended.
-const LOCK_WAIT: Duration = Duration::from_secs(2);
+/// How long a node that stops waits for the database to take its leave.
+const LEAVE_WAIT: Duration = Duration::from_secs(2);
 
 /// Connections kept open at most.
 const POOL_SIZE: usize = 8;
@@ -68,8 +68,10 @@ pub struct Tables {
     place: String,
     /// Runs the connections; shut down (without waiting) on drop.
     runtime: Option<tokio::runtime::Runtime>,
-    /// The session that holds [`WRITER_LOCK`] (a writer only).
-    writer: Option<Writer>,
+    /// The connection settings, for the migration's own session.
+    config: tokio_postgres::Config,
+    /// This process as a node of the cluster (a writer only).
+    node: Option<Arc<Node>>,
 }
 
 impl Drop for Tables {
@@ -77,16 +79,42 @@ impl Drop for Tables {
         // `shutdown_background`, not a drop: the store may be dropped on an
         // async thread, where waiting for a runtime is refused.
         if let Some(rt) = self.runtime.take() {
+            // A node that stops leaves the cluster, if the database answers
+            // at once; otherwise it is listed as gone when its heartbeat
+            // expires.
+            if let Some(node) = &self.node {
+                let (pool, place, id) = (self.pool.clone(), self.place.clone(), node.id.clone());
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                rt.spawn(async move {
+                    if let Ok(client) = Self::client(&pool, &place, "connecting to").await {
+                        // Its hosts are free for the others at once.
+                        let _ = client
+                            .execute(
+                                "UPDATE crawld.host_leases SET node = '', expires = now() \
+                                 WHERE node = $1",
+                                &[&id],
+                            )
+                            .await;
+                        let _ = client
+                            .execute("DELETE FROM crawld.members WHERE node = $1", &[&id])
+                            .await;
+                    }
+                    let _ = tx.send(());
+                });
+                let _ = rx.recv_timeout(LEAVE_WAIT);
+            }
             rt.shutdown_background();
         }
     }
 }
 
 impl Tables {
-    /// Connects to the database at `url`: a writer takes the writer's lock
-    /// and migrates the schema; a reader checks the schema is this
-    /// release's and writes nothing.
-    pub fn connect(url: &str, reading: bool) -> Result<Tables, StoreError> {
+    /// Connects to the database at `url`: a writer migrates the schema and
+    /// joins the cluster as a node whose leases last `lease`; a reader
+    /// (`lease` is `None`) checks the schema is this release's and writes
+    /// nothing.
+    pub fn connect(url: &str, lease: Option<Duration>) -> Result<Tables, StoreError> {
+        let reading = lease.is_none();
         let mut config: tokio_postgres::Config =
             url.parse()
                 .map_err(|e: tokio_postgres::Error| StoreError::DatabaseUrl {
@@ -168,19 +196,15 @@ impl Tables {
             pool,
             place,
             runtime: Some(runtime),
-            writer: None,
+            config,
+            node: None,
         };
-        if reading {
-            tables.check_schema()?;
-        } else {
-            let writer = Writer {
-                session: Arc::new(tokio::sync::Mutex::new(None)),
-                config,
-            };
-            let (w, place) = (writer.clone(), tables.place.clone());
-            tables.block(async move { w.hold(&place, LOCK_WAIT).await.map(|_| ()) })?;
-            tables.writer = Some(writer);
-            tables.migrate()?;
+        match lease {
+            None => tables.check_schema()?,
+            Some(lease) => {
+                tables.migrate()?;
+                tables.join(Node::new(lease))?;
+            }
         }
         Ok(tables)
     }
@@ -422,20 +446,21 @@ impl Tables {
 
     /// Applies a batch in one transaction: per table, one statement for its
     /// upserts and one for its deletions.
-    pub fn apply_batch(&self, batch: Batch) -> Result<(), StoreError> {
+    pub fn apply_batch(&self, mut batch: Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
+        let fence = Arc::new(batch.fence.take());
         let statements = Arc::new(self.statements(batch)?);
         let failed = Arc::new(self.failed("writing to"));
-        let writer = self.writer.clone();
         self.retrying(move |pool, place| {
-            let (statements, failed, writer) = (statements.clone(), failed.clone(), writer.clone());
+            let (statements, failed, fence) = (statements.clone(), failed.clone(), fence.clone());
             async move {
-                let held = Writer::hold_if(&writer, &place, LOCK_WAIT).await?;
                 let mut client = Self::client(&pool, &place, "connecting to").await?;
                 let tx = client.transaction().await.map_err(&*failed)?;
-                Writer::check_if(&writer, held, &tx, &place, &*failed).await?;
+                if let Some(fence) = fence.as_ref() {
+                    fence.check(&tx, &place, &*failed).await?;
+                }
                 for (sql, params) in statements.iter() {
                     let params: Vec<&(dyn ToSql + Sync)> = params
                         .iter()
@@ -445,6 +470,9 @@ impl Tables {
                     // round trip per statement, not two.
                     let statement = tx.prepare_cached(sql).await.map_err(&*failed)?;
                     tx.execute(&statement, &params).await.map_err(&*failed)?;
+                }
+                if let Some(fence) = fence.as_ref() {
+                    fence.step(&tx, &*failed).await?;
                 }
                 tx.commit().await.map_err(&*failed)?;
                 Ok(())
@@ -472,14 +500,11 @@ impl Tables {
         let lock = xxhash_rust::xxh3::xxh3_64(&key) as i64;
         // Called again on a retry, with what the database holds then.
         let f = Arc::new(std::sync::Mutex::new(f));
-        let writer = self.writer.clone();
         self.retrying(move |pool, place| {
-            let (key, failed, f, writer) = (key.clone(), failed.clone(), f.clone(), writer.clone());
+            let (key, failed, f) = (key.clone(), failed.clone(), f.clone());
             async move {
-                let held = Writer::hold_if(&writer, &place, LOCK_WAIT).await?;
                 let mut client = Self::client(&pool, &place, "connecting to").await?;
                 let tx = client.transaction().await.map_err(&*failed)?;
-                Writer::check_if(&writer, held, &tx, &place, &*failed).await?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock])
                     .await
                     .map_err(&*failed)?;

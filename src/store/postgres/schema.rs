@@ -4,10 +4,16 @@
 use super::{StoreError, Tables};
 
 /// The schema versions this release knows, oldest first.
-const MIGRATIONS: [(&str, &str); 1] = [("V1__records", include_str!("migrations/V1__records.sql"))];
+const MIGRATIONS: [(&str, &str); 2] = [
+    ("V1__records", include_str!("migrations/V1__records.sql")),
+    ("V2__cluster", include_str!("migrations/V2__cluster.sql")),
+];
 
 /// The schema version this release writes.
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The advisory lock a process holds while it migrates.
+const MIGRATION_LOCK: i64 = 0x6372_6177_6c64; // "crawld"
 
 /// refinery's record of the versions applied, inside crawld's schema.
 const HISTORY: &str = "crawld.schema_history";
@@ -48,11 +54,25 @@ impl Tables {
         })
     }
 
+    /// Applies the migrations this release knows, in a session of its own
+    /// that holds [`MIGRATION_LOCK`]: nodes starting together migrate one
+    /// after the other (the later ones find the schema up to date).
     pub(super) fn migrate(&self) -> Result<(), StoreError> {
-        let (pool, place) = (self.pool.clone(), self.place.clone());
+        let (config, place) = (self.config.clone(), self.place.clone());
         let failed = self.failed("migrating");
         self.block(async move {
-            let mut client = Self::client(&pool, &place, "connecting to").await?;
+            let (mut client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| super::errors::database_error(&place, "connecting to", &e))?;
+            // Ends when the client is dropped, and the lock with it.
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            client
+                .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+                .await
+                .map_err(&failed)?;
             match Self::applied_version(&client).await.map_err(&failed)? {
                 Some(found) if found > SCHEMA_VERSION => {
                     return Err(StoreError::DatabaseNewer {
@@ -114,7 +134,7 @@ mod tests {
     /// checksum is pinned here (a new version adds a line).
     #[test]
     fn released_migrations_are_never_edited() {
-        let pinned: [u64; 1] = [279_137_458_585_306_092];
+        let pinned: [u64; 2] = [279_137_458_585_306_092, 11_567_894_668_703_818_021];
         for ((name, sql), want) in MIGRATIONS.iter().zip(pinned) {
             let got = refinery::Migration::unapplied(name, sql)
                 .unwrap()

@@ -1,0 +1,140 @@
+//! The daemon as a node of a cluster (`--cluster`): firings claimed once,
+//! and a tick that stops the runs other nodes asked to stop and resumes
+//! the runs whose node is gone. On sled a firing is always this daemon's
+//! and the tick never runs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::schedule::Firing;
+use super::{mode_name, Daemon, Event};
+use crate::ids::TargetId;
+use crate::store::RunMode;
+
+/// What the cluster tick found in the database.
+pub(super) struct News {
+    /// Runs of this node that another node asked to stop.
+    stops: Vec<TargetId>,
+    /// Runs whose node is gone (or handed them over), waiting for a node.
+    orphans: Vec<TargetId>,
+    /// Whether this node judges the clock monitors (`overdue`,
+    /// `config_broken`) for the cluster.
+    clock: bool,
+}
+
+/// How often a node looks for stop requests and runs to resume: three
+/// times per lease, so a run whose node is gone waits at most a third of
+/// a lease more.
+pub(super) fn tick_every(lease: Duration) -> Duration {
+    (lease / 3).max(Duration::from_millis(200))
+}
+
+impl Daemon {
+    /// A schedule fired: the firing is claimed in the store (once,
+    /// cluster-wide), and the answer comes back as [`Event::Claimed`].
+    pub(super) fn claim_firing(&self, firing: Firing) {
+        let (id, mode, at) = (firing.target.clone(), firing.mode, firing.at);
+        let call = self.store.call(move |s| s.claim_firing(&id, mode, at));
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let claimed = match call.await {
+                Ok(Ok(taken)) => Ok(taken),
+                Ok(Err(e)) | Err(e) => Err(e.to_string()),
+            };
+            let _ = events.send(Event::Claimed(firing, claimed));
+        });
+    }
+
+    /// The store answered a firing's claim: the run starts on the node
+    /// that took it. A firing that could not be recorded still runs here
+    /// (as a daemon on its own would), and says so.
+    pub(super) fn claimed(&mut self, firing: Firing, claimed: Result<bool, String>) {
+        match claimed {
+            Ok(true) => {}
+            Ok(false) => {
+                info!(target = %firing.target, mode = mode_name(firing.mode), "Firing taken by another node of the cluster.");
+                return;
+            }
+            Err(e) => {
+                warn!(target = %firing.target, error = %e, "Cannot record the fire time; running it here.");
+            }
+        }
+        if self.set.targets.contains_key(&firing.target) {
+            let _ = self.request(&firing.target, firing.mode, false);
+        }
+    }
+
+    /// Reads, on the store thread, the stop requests for this node's runs
+    /// and the runs waiting for a node; the answer comes as [`Event::Cluster`].
+    pub(super) fn cluster_tick(&self) {
+        let call = self.store.call(|s| {
+            Ok::<_, crate::store::StoreError>(News {
+                stops: s.take_stop_requests()?,
+                orphans: s.orphaned_runs()?,
+                clock: s.holds_role("clock")?,
+            })
+        });
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            match call.await {
+                Ok(Ok(news)) => {
+                    let _ = events.send(Event::Cluster(news));
+                }
+                Ok(Err(e)) | Err(e) => {
+                    warn!(error = %e, "Cannot read the cluster's requests; trying again.");
+                }
+            }
+        });
+    }
+
+    pub(super) fn cluster_news(&mut self, news: News) {
+        if news.clock != self.clock_role {
+            info!(
+                clock = news.clock,
+                "This node {} the cluster's clock monitors.",
+                if news.clock {
+                    "now judges"
+                } else {
+                    "no longer judges"
+                }
+            );
+            self.clock_role = news.clock;
+        }
+        for id in news.stops {
+            if let Some(run) = self.running.get(&id) {
+                info!(target = %id, "Stopping the run: another node of the cluster asked.");
+                run.cancel.cancel();
+                self.full_after.remove(&id);
+            }
+        }
+        for id in news.orphans {
+            if self.running.contains_key(&id) || !self.set.targets.contains_key(&id) {
+                continue;
+            }
+            // Incremental: a resumed run keeps the mode of the one it
+            // resumes (a full request would abandon an incremental one).
+            info!(target = %id, "Resuming a run whose node is gone.");
+            let _ = self.request(&id, RunMode::Incremental, false);
+        }
+    }
+
+    /// Publishes this node's configuration of each target, for `status`.
+    pub(super) fn publish_configs(&self) {
+        if !self.store.shared().is_database() {
+            return;
+        }
+        let configs: BTreeMap<String, String> = self
+            .set
+            .targets
+            .values()
+            .map(|t| (t.id.to_string(), t.fingerprint.clone()))
+            .collect();
+        self.store.send(move |s| {
+            if let Err(e) = s.publish_configs(&configs) {
+                warn!(error = %e, "Cannot publish this node's configs to the cluster.");
+            }
+        });
+    }
+}

@@ -1,0 +1,638 @@
+//! The cluster's shared state: the nodes writing to the database (each
+//! with a heartbeat), which node runs each target (a lease with an expiry
+//! and a generation that every commit of the run checks), and requests to
+//! stop a run on its node. See V2__cluster.sql for the tables.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+
+use super::errors::database_error;
+use super::{StoreError, Tables};
+
+/// How long a node's leases last without a heartbeat, unless asked otherwise.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// Heartbeats per lease: a node renews its leases this many times before
+/// they would expire, so a few slow or lost beats do not lose them.
+const BEATS_PER_LEASE: u32 = 6;
+
+/// How long a gone node stays listed among the members.
+const GONE_LISTED: &str = "1 hour";
+
+/// This process as a member of the cluster: its id, its lease time and the
+/// runs it holds (target → lease generation).
+pub struct Node {
+    pub id: String,
+    pub lease: Duration,
+    leases: Mutex<HashMap<String, i64>>,
+    /// Set when the process stops: its interrupted runs are handed over
+    /// (resumed by another node at once) instead of released.
+    hand_over: AtomicBool,
+}
+
+impl Node {
+    pub fn new(lease: Duration) -> Node {
+        let host = Some(this_host())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        Node {
+            id: format!(
+                "{host}-{}-{:04x}",
+                std::process::id(),
+                rand::random::<u16>()
+            ),
+            lease,
+            leases: Mutex::new(HashMap::new()),
+            hand_over: AtomicBool::new(false),
+        }
+    }
+
+    fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.leases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The generation of this node's lease on `target`'s run, if it holds one.
+    pub fn generation(&self, target: &str) -> Option<i64> {
+        self.leases().get(target).copied()
+    }
+
+    pub fn forget(&self, target: &str) {
+        self.leases().remove(target);
+    }
+
+    pub fn set_hand_over(&self) {
+        self.hand_over.store(true, Ordering::Relaxed);
+    }
+
+    pub fn hands_over(&self) -> bool {
+        self.hand_over.load(Ordering::Relaxed)
+    }
+
+    fn secs(&self) -> f64 {
+        self.lease.as_secs_f64()
+    }
+}
+
+/// What a fenced write does to its run's lease, beside checking it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseStep {
+    /// A commit of the run: the lease is checked.
+    Commit,
+    /// The run's first record: the lease names the run.
+    Start(i64),
+    /// The run ended: the lease goes.
+    Release,
+    /// The run stopped with its node: another node resumes it at once.
+    HandOver,
+}
+
+/// The check a write of a run makes in its transaction: the run's lease is
+/// still this node's, with the generation it took.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    pub target: String,
+    pub node: String,
+    pub generation: i64,
+    pub step: LeaseStep,
+}
+
+/// A node of the cluster, as `crawld status` lists it.
+#[derive(Debug, Clone)]
+pub struct MemberRow {
+    pub node: String,
+    pub hostname: String,
+    pub pid: i32,
+    pub version: String,
+    pub started_ms: i64,
+    pub heartbeat_ms: i64,
+    pub alive: bool,
+    pub configs: BTreeMap<String, String>,
+    /// The targets whose runs it holds, with the run's id once recorded.
+    pub runs: Vec<(String, Option<i64>)>,
+    /// The hosts it leases.
+    pub hosts: Vec<String>,
+}
+
+impl Fence {
+    /// Checks the lease inside `tx`, before the batch's writes.
+    pub(super) async fn check(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        place: &str,
+        failed: &(impl Fn(tokio_postgres::Error) -> StoreError + Sync),
+    ) -> Result<(), StoreError> {
+        let row = tx
+            .query_opt(
+                "SELECT node, generation FROM crawld.run_leases WHERE target = $1 FOR UPDATE",
+                &[&self.target],
+            )
+            .await
+            .map_err(failed)?;
+        let holder = row.map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)));
+        match holder {
+            Some((node, generation)) if node == self.node && generation == self.generation => {
+                Ok(())
+            }
+            other => Err(StoreError::LeaseLost {
+                place: place.to_owned(),
+                target: self.target.clone(),
+                holder: other.map(|(n, _)| n).filter(|n| !n.is_empty()),
+            }),
+        }
+    }
+
+    /// Applies the step's change to the lease inside `tx`, after the writes.
+    pub(super) async fn step(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        failed: &(impl Fn(tokio_postgres::Error) -> StoreError + Sync),
+    ) -> Result<(), StoreError> {
+        let (sql, run) = match self.step {
+            LeaseStep::Commit => return Ok(()),
+            LeaseStep::Start(run) => (
+                "UPDATE crawld.run_leases SET run = $3 WHERE target = $1 AND generation = $2",
+                Some(run),
+            ),
+            LeaseStep::Release => (
+                "DELETE FROM crawld.run_leases WHERE target = $1 AND generation = $2",
+                None,
+            ),
+            LeaseStep::HandOver => (
+                "UPDATE crawld.run_leases SET node = '', expires = now() \
+                 WHERE target = $1 AND generation = $2",
+                None,
+            ),
+        };
+        match run {
+            Some(run) => {
+                tx.execute(sql, &[&self.target, &self.generation, &run])
+                    .await
+            }
+            None => tx.execute(sql, &[&self.target, &self.generation]).await,
+        }
+        .map_err(failed)?;
+        Ok(())
+    }
+}
+
+impl Tables {
+    /// Registers this process as a node of the cluster and starts its
+    /// heartbeat, which renews its membership and its runs' leases.
+    pub(super) fn join(&mut self, node: Node) -> Result<(), StoreError> {
+        let node = Arc::new(node);
+        let (pool, place, n) = (self.pool.clone(), self.place.clone(), node.clone());
+        let failed = Arc::new(self.failed("joining"));
+        self.retrying(move |pool2, place2| {
+            let (n, failed) = (n.clone(), failed.clone());
+            async move {
+                let client = Self::client(&pool2, &place2, "connecting to").await?;
+                register(&client, &n).await.map_err(&*failed)
+            }
+        })?;
+        if let Some(rt) = &self.runtime {
+            rt.spawn(heartbeat(pool, place, node.clone()));
+        }
+        self.node = Some(node);
+        Ok(())
+    }
+
+    pub fn node(&self) -> Option<&Arc<Node>> {
+        self.node.as_ref()
+    }
+
+    /// Takes the lease on `target`'s run for this node: free, expired (its
+    /// node is gone, or handed it over) or already this node's. Returns
+    /// the lease's generation, or [`StoreError::RunElsewhere`].
+    pub fn claim_run(&self, target: &str) -> Result<i64, StoreError> {
+        let Some(node) = self.node.clone() else {
+            return Ok(0);
+        };
+        let failed = Arc::new(self.failed("writing to"));
+        let t = target.to_owned();
+        let n = node.clone();
+        let claimed = self.retrying(move |pool, place| {
+            let (t, n, failed) = (t.clone(), n.clone(), failed.clone());
+            async move {
+                let client = Self::client(&pool, &place, "connecting to").await?;
+                let row = client
+                    .query_opt(
+                        "INSERT INTO crawld.run_leases AS l (target, node, generation, started, expires) \
+                         VALUES ($1, $2, 1, now(), now() + make_interval(secs => $3)) \
+                         ON CONFLICT (target) DO UPDATE SET node = EXCLUDED.node, \
+                           generation = l.generation + 1, run = NULL, started = now(), \
+                           expires = EXCLUDED.expires \
+                         WHERE l.expires < now() OR l.node = EXCLUDED.node \
+                         RETURNING generation",
+                        &[&t, &n.id, &n.secs()],
+                    )
+                    .await
+                    .map_err(&*failed)?;
+                if let Some(row) = row {
+                    return Ok(Ok(row.get::<_, i64>(0)));
+                }
+                let holder = client
+                    .query_opt(
+                        "SELECT l.node, m.hostname, m.pid FROM crawld.run_leases l \
+                         LEFT JOIN crawld.members m ON m.node = l.node WHERE l.target = $1",
+                        &[&t],
+                    )
+                    .await
+                    .map_err(&*failed)?;
+                let Some(holder) = holder else {
+                    // Released meanwhile: the next try takes it.
+                    return Ok(Err(String::new()));
+                };
+                let (node, host, pid): (String, Option<String>, Option<i32>) =
+                    (holder.get(0), holder.get(1), holder.get(2));
+                if host.as_deref() == Some(this_host().as_str()) && pid.is_some_and(|p| !alive(p)) {
+                    // Its process died on this machine (a `kill -9`, a
+                    // crash): no need to wait for its lease to expire.
+                    let taken = client
+                        .query_opt(
+                            "UPDATE crawld.run_leases SET node = $2, generation = generation + 1, \
+                               run = NULL, started = now(), expires = now() + make_interval(secs => $4) \
+                             WHERE target = $1 AND node = $3 RETURNING generation",
+                            &[&t, &n.id, &node, &n.secs()],
+                        )
+                        .await
+                        .map_err(&*failed)?;
+                    if let Some(row) = taken {
+                        client
+                            .execute("DELETE FROM crawld.members WHERE node = $1", &[&node])
+                            .await
+                            .map_err(&*failed)?;
+                        return Ok(Ok(row.get::<_, i64>(0)));
+                    }
+                }
+                Ok(Err(node))
+            }
+        })?;
+        match claimed {
+            Ok(generation) => {
+                node.leases().insert(target.to_owned(), generation);
+                Ok(generation)
+            }
+            Err(holder) => Err(StoreError::RunElsewhere {
+                target: target.to_owned(),
+                node: holder,
+            }),
+        }
+    }
+
+    /// Gives up this node's lease on `target` (a run that could not start).
+    pub fn release_run(&self, target: &str) -> Result<(), StoreError> {
+        let Some(node) = self.node.clone() else {
+            return Ok(());
+        };
+        let Some(generation) = node.generation(target) else {
+            return Ok(());
+        };
+        node.forget(target);
+        self.execute(
+            "DELETE FROM crawld.run_leases WHERE target = $1 AND generation = $2",
+            vec![Box::new(target.to_owned()), Box::new(generation)],
+        )
+        .map(|_| ())
+    }
+
+    /// The node whose live lease holds `target`'s run, other than this one.
+    pub fn run_holder(&self, target: &str) -> Result<Option<String>, StoreError> {
+        let me = self.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
+        let rows = self.rows(
+            "SELECT node FROM crawld.run_leases WHERE target = $1 AND node <> '' \
+             AND node <> $2 AND expires > now()",
+            vec![Box::new(target.to_owned()), Box::new(me)],
+        )?;
+        Ok(rows.into_iter().next().map(|mut r| r.swap_remove(0)))
+    }
+
+    /// Targets whose run lease expired: their node is gone (or handed the
+    /// run over), and the run waits for another node to resume it.
+    pub fn orphaned_runs(&self) -> Result<Vec<String>, StoreError> {
+        let rows = self.rows(
+            "SELECT target FROM crawld.run_leases WHERE expires < now() ORDER BY target",
+            vec![],
+        )?;
+        Ok(rows.into_iter().map(|mut r| r.swap_remove(0)).collect())
+    }
+
+    /// Asks the node that runs `target` to stop it; returns that node, or
+    /// `None` when no live node runs it.
+    pub fn request_stop(&self, target: &str) -> Result<Option<String>, StoreError> {
+        let me = self.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
+        let rows = self.rows(
+            "WITH holder AS (SELECT node FROM crawld.run_leases WHERE target = $1 \
+               AND node <> '' AND expires > now()), \
+             asked AS (INSERT INTO crawld.stop_requests (target, asked, by) \
+               SELECT $1, now(), $2 FROM holder \
+               ON CONFLICT (target) DO UPDATE SET asked = now(), by = EXCLUDED.by) \
+             SELECT node FROM holder",
+            vec![Box::new(target.to_owned()), Box::new(me)],
+        )?;
+        Ok(rows.into_iter().next().map(|mut r| r.swap_remove(0)))
+    }
+
+    /// The stop requests for runs this node holds, taken (deleted).
+    pub fn take_stop_requests(&self) -> Result<Vec<String>, StoreError> {
+        let Some(node) = self.node.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let rows = self.rows(
+            "DELETE FROM crawld.stop_requests s USING crawld.run_leases l \
+             WHERE s.target = l.target AND l.node = $1 RETURNING s.target",
+            vec![Box::new(node.id.clone())],
+        )?;
+        Ok(rows.into_iter().map(|mut r| r.swap_remove(0)).collect())
+    }
+
+    /// Records, for `crawld status` on any node, this node's configuration
+    /// fingerprint of each target.
+    pub fn publish_configs(&self, configs: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        let Some(node) = self.node.as_ref() else {
+            return Ok(());
+        };
+        let json = serde_json::to_value(configs).unwrap_or_default();
+        self.execute(
+            "UPDATE crawld.members SET configs = $2 WHERE node = $1",
+            vec![Box::new(node.id.clone()), Box::new(json)],
+        )
+        .map(|_| ())
+    }
+
+    /// The nodes, live ones first, oldest first.
+    pub fn members(&self) -> Result<Vec<MemberRow>, StoreError> {
+        let failed = Arc::new(self.failed("reading"));
+        self.retrying(move |pool, place| {
+            let failed = failed.clone();
+            async move {
+                let client = Self::client(&pool, &place, "connecting to").await?;
+                let rows = client
+                    .query(
+                        "SELECT m.node, m.hostname, m.pid, m.version, \
+                           (extract(epoch FROM m.started) * 1000)::bigint, \
+                           (extract(epoch FROM m.heartbeat) * 1000)::bigint, \
+                           m.expires > now(), m.configs::text, \
+                           (SELECT coalesce(json_agg(json_build_array(l.target, l.run) ORDER BY l.target), '[]') \
+                              FROM crawld.run_leases l WHERE l.node = m.node)::text, \
+                           (SELECT coalesce(json_agg(h.host ORDER BY h.host), '[]') \
+                              FROM crawld.host_leases h WHERE h.node = m.node AND h.expires > now())::text \
+                         FROM crawld.members m ORDER BY m.expires > now() DESC, m.started, m.node",
+                        &[],
+                    )
+                    .await
+                    .map_err(&*failed)?;
+                Ok(rows
+                    .iter()
+                    .map(|r| MemberRow {
+                        node: r.get(0),
+                        hostname: r.get(1),
+                        pid: r.get(2),
+                        version: r.get(3),
+                        started_ms: r.get(4),
+                        heartbeat_ms: r.get(5),
+                        alive: r.get(6),
+                        configs: serde_json::from_str(r.get::<_, &str>(7)).unwrap_or_default(),
+                        runs: serde_json::from_str(r.get::<_, &str>(8)).unwrap_or_default(),
+                        hosts: serde_json::from_str(r.get::<_, &str>(9)).unwrap_or_default(),
+                    })
+                    .collect())
+            }
+        })
+    }
+
+    /// One round of this node's host leases, in one transaction: gives up
+    /// `release` (leaving each host's backoff end for the next node),
+    /// renews `keep`, and takes those of `want` that are free or expired.
+    /// Returns the hosts held now, with the backoff end left by the last
+    /// holder for those just taken.
+    pub fn sync_hosts(
+        &self,
+        want: Vec<String>,
+        keep: Vec<String>,
+        release: Vec<(String, Option<i64>)>,
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        let Some(node) = self.node.clone() else {
+            let mut all: Vec<(String, Option<i64>)> = want.into_iter().map(|h| (h, None)).collect();
+            all.extend(keep.into_iter().map(|h| (h, None)));
+            return Ok(all);
+        };
+        let failed = Arc::new(self.failed("writing to"));
+        let args = Arc::new((want, keep, release));
+        self.retrying(move |pool, place| {
+            let (args, failed, node) = (args.clone(), failed.clone(), node.clone());
+            async move {
+                let (want, keep, release) = &*args;
+                let mut client = Self::client(&pool, &place, "connecting to").await?;
+                let tx = client.transaction().await.map_err(&*failed)?;
+                if !release.is_empty() {
+                    let (hosts, until): (Vec<&String>, Vec<Option<i64>>) =
+                        release.iter().map(|(h, u)| (h, *u)).unzip();
+                    tx.execute(
+                        "UPDATE crawld.host_leases h SET node = '', expires = now(), \
+                           closed_until_ms = r.until \
+                         FROM unnest($2::text[], $3::bigint[]) AS r(host, until) \
+                         WHERE h.host = r.host AND h.node = $1",
+                        &[&node.id, &hosts, &until],
+                    )
+                    .await
+                    .map_err(&*failed)?;
+                }
+                let mut held: Vec<(String, Option<i64>)> = Vec::new();
+                if !keep.is_empty() {
+                    let rows = tx
+                        .query(
+                            "UPDATE crawld.host_leases SET expires = now() + make_interval(secs => $3) \
+                             WHERE node = $1 AND host = ANY($2) RETURNING host",
+                            &[&node.id, keep, &node.secs()],
+                        )
+                        .await
+                        .map_err(&*failed)?;
+                    held.extend(rows.iter().map(|r| (r.get::<_, String>(0), None)));
+                }
+                if !want.is_empty() {
+                    let rows = tx
+                        .query(
+                            "INSERT INTO crawld.host_leases AS h (host, node, expires) \
+                             SELECT w, $1, now() + make_interval(secs => $3) FROM unnest($2::text[]) AS w \
+                             ON CONFLICT (host) DO UPDATE SET node = EXCLUDED.node, expires = EXCLUDED.expires \
+                             WHERE h.expires < now() OR h.node = EXCLUDED.node \
+                             RETURNING host, closed_until_ms",
+                            &[&node.id, want, &node.secs()],
+                        )
+                        .await
+                        .map_err(&*failed)?;
+                    held.extend(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, Option<i64>>(1))));
+                }
+                tx.commit().await.map_err(&*failed)?;
+                Ok(held)
+            }
+        })
+    }
+
+    /// Takes or renews `role` for this node for `secs` seconds: whether this
+    /// node holds it now.
+    pub fn hold_role(&self, role: &str, secs: f64) -> Result<bool, StoreError> {
+        let Some(node) = self.node.as_ref() else {
+            return Ok(true);
+        };
+        let rows = self.rows(
+            "INSERT INTO crawld.roles AS r (role, node, expires) \
+             VALUES ($1, $2, now() + make_interval(secs => $3)) \
+             ON CONFLICT (role) DO UPDATE SET node = EXCLUDED.node, expires = EXCLUDED.expires \
+             WHERE r.expires < now() OR r.node = EXCLUDED.node \
+             RETURNING node",
+            vec![
+                Box::new(role.to_owned()),
+                Box::new(node.id.clone()),
+                Box::new(secs),
+            ],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Runs one statement, with retries; returns the rows changed.
+    fn execute(
+        &self,
+        sql: &'static str,
+        params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>,
+    ) -> Result<u64, StoreError> {
+        let failed = Arc::new(self.failed("writing to"));
+        let params = Arc::new(params);
+        self.retrying(move |pool, place| {
+            let (params, failed) = (params.clone(), failed.clone());
+            async move {
+                let client = Self::client(&pool, &place, "connecting to").await?;
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                client.execute(sql, &refs).await.map_err(&*failed)
+            }
+        })
+    }
+
+    /// Runs one query whose columns are text, with retries.
+    fn rows(
+        &self,
+        sql: &'static str,
+        params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>,
+    ) -> Result<Vec<Vec<String>>, StoreError> {
+        let failed = Arc::new(self.failed("reading"));
+        let params = Arc::new(params);
+        self.retrying(move |pool, place| {
+            let (params, failed) = (params.clone(), failed.clone());
+            async move {
+                let client = Self::client(&pool, &place, "connecting to").await?;
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                let rows = client.query(sql, &refs).await.map_err(&*failed)?;
+                Ok(rows
+                    .iter()
+                    .map(|r| (0..r.len()).map(|i| r.get::<_, String>(i)).collect())
+                    .collect())
+            }
+        })
+    }
+}
+
+/// This machine's name, as member rows record it.
+fn this_host() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
+}
+
+/// Whether process `pid` of this machine exists (one of another user's
+/// counts: it may be a crawld).
+fn alive(pid: i32) -> bool {
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+        return false;
+    };
+    !matches!(
+        rustix::process::test_kill_process(pid),
+        Err(rustix::io::Errno::SRCH)
+    )
+}
+
+/// Inserts (or refreshes) this node's member row.
+async fn register(
+    client: &tokio_postgres::Client,
+    node: &Node,
+) -> Result<(), tokio_postgres::Error> {
+    let host = this_host();
+    let pid = std::process::id() as i32;
+    client
+        .execute(
+            "INSERT INTO crawld.members (node, hostname, pid, version, started, heartbeat, expires) \
+             VALUES ($1, $2, $3, $4, now(), now(), now() + make_interval(secs => $5)) \
+             ON CONFLICT (node) DO UPDATE SET heartbeat = now(), expires = EXCLUDED.expires",
+            &[&node.id, &host, &pid, &env!("CARGO_PKG_VERSION"), &node.secs()],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Renews this node's membership and run leases every lease / 6, until the
+/// backend's runtime stops. A beat that fails is tried again at the next;
+/// the first failure and the recovery are logged.
+async fn heartbeat(pool: Pool, place: String, node: Arc<Node>) {
+    let every = node.lease / BEATS_PER_LEASE;
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(every).await;
+        let beat = async {
+            let client = Tables::client(&pool, &place, "connecting to").await?;
+            let failed = |e: tokio_postgres::Error| database_error(&place, "writing to", &e);
+            register(&client, &node).await.map_err(failed)?;
+            // Only the runs this process still works on: a lease it forgot
+            // (a run that ended without recording it) expires, and another
+            // node takes it.
+            let held: Vec<String> = node.leases().keys().cloned().collect();
+            client
+                .execute(
+                    "UPDATE crawld.run_leases SET expires = now() + make_interval(secs => $2) \
+                     WHERE node = $1 AND target = ANY($3)",
+                    &[&node.id, &node.secs(), &held],
+                )
+                .await
+                .map_err(failed)?;
+            client
+                .batch_execute(&format!(
+                    "DELETE FROM crawld.members WHERE expires < now() - interval '{GONE_LISTED}'; \
+                     DELETE FROM crawld.stop_requests WHERE asked < now() - interval '1 minute'"
+                ))
+                .await
+                .map_err(failed)?;
+            Ok::<_, StoreError>(())
+        };
+        match tokio::time::timeout(every.max(Duration::from_secs(1)) * 2, beat).await {
+            Ok(Ok(())) => {
+                if failing {
+                    tracing::info!(node = %node.id, "Heartbeats go through again.");
+                }
+                failing = false;
+            }
+            Ok(Err(e)) => {
+                if !failing {
+                    tracing::warn!(node = %node.id, error = %e, "A heartbeat failed: this node's runs are taken over by others if this lasts past the lease.");
+                }
+                failing = true;
+            }
+            Err(_) => {
+                if !failing {
+                    tracing::warn!(node = %node.id, "A heartbeat got no answer in time.");
+                }
+                failing = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+-- crawld's cluster, schema version 2: the nodes sharing this database,
+-- which node runs each target, and requests to stop a run on its node.
+--
+-- NEVER EDIT a migration once released (see V1__records.sql).
+
+-- A crawld process writing to this database: it renews `expires` with its
+-- heartbeat; one whose `expires` passed is gone.
+CREATE TABLE crawld.members (
+    node      text COLLATE "C" PRIMARY KEY,
+    hostname  text NOT NULL,
+    pid       integer NOT NULL,
+    version   text NOT NULL,
+    started   timestamptz NOT NULL,
+    heartbeat timestamptz NOT NULL,
+    expires   timestamptz NOT NULL,
+    -- Per target, the fingerprint of this node's configuration of it.
+    configs   json NOT NULL DEFAULT '{}'
+);
+
+-- Which node runs a target. A node takes the lease when it starts a run
+-- (or resumes one whose node is gone), renews it with its heartbeat, and
+-- deletes it when the run ends; every commit of the run checks, in its
+-- transaction, that the lease is still the node's with the same
+-- `generation` (fencing). A node that stops hands its run over: `node`
+-- becomes '' and `expires` now, and another node resumes it at once.
+CREATE TABLE crawld.run_leases (
+    target     text COLLATE "C" PRIMARY KEY,
+    node       text COLLATE "C" NOT NULL,
+    generation bigint NOT NULL,
+    run        bigint,
+    started    timestamptz NOT NULL,
+    expires    timestamptz NOT NULL
+);
+
+-- `crawld stop-run` given to a node that does not run the target: the
+-- node that runs it stops the run when its heartbeat finds the request.
+CREATE TABLE crawld.stop_requests (
+    target text COLLATE "C" PRIMARY KEY,
+    asked  timestamptz NOT NULL,
+    by     text NOT NULL
+);
+
+-- Work one node does for the whole cluster (delivering a channel's
+-- alerts, judging the clock monitors): the node holding the role's lease
+-- does it, renewing the lease each time; when it stops, another takes it.
+CREATE TABLE crawld.roles (
+    role    text COLLATE "C" PRIMARY KEY,
+    node    text COLLATE "C" NOT NULL,
+    expires timestamptz NOT NULL
+);
+
+-- Which node fetches from a host: one at a time, so that a profile's
+-- limits (concurrency, delay, Crawl-delay, 429 windows) hold for the
+-- cluster as for one process. A node leases the hosts it has pages for,
+-- renews them while it works, and gives them up when idle, leaving the
+-- host's backoff window (`closed_until_ms`) for the next node.
+CREATE TABLE crawld.host_leases (
+    host            text COLLATE "C" PRIMARY KEY,
+    node            text COLLATE "C" NOT NULL,
+    expires         timestamptz NOT NULL,
+    closed_until_ms bigint
+);

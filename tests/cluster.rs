@@ -1,0 +1,385 @@
+//! Several `crawld run --cluster` daemons on one PostgreSQL database, as
+//! an operator runs them: firings taken once, a run owned by one node and
+//! resumed by another when that node is killed or stops, `trigger` and
+//! `stop-run` from any node, and `status` listing the members.
+//!
+//! Each node has its own state dir (its socket and files) and the same
+//! configs directory; all share the test's database. Skipped without a
+//! database (see tests/common/postgres.rs).
+#![allow(clippy::disallowed_methods)] // these tests poll child processes with thread sleeps
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::daemon::{wait_for, Daemon};
+use common::postgres::TestDatabase;
+use common::state::{assert_all_products_once, use_database};
+use common::{shop, write_configs, Site};
+use serde_json::Value;
+
+/// The nodes' lease in these tests: a killed node's run is resumed within
+/// a few seconds (the default is 30 s).
+const LEASE: &str = "3s";
+
+const PROFILE: &str = r#"
+[profiles.quick]
+concurrency = 4
+delay = "0ms"
+timeout = "30s"
+"#;
+
+fn target(schedule: &str) -> String {
+    format!(
+        r#"
+start_urls = ["{{base}}/"]
+profile = "quick"
+schedule = "{schedule}"
+[follow]
+allow = ['^/$', '^/list/', '^/p/']
+max_depth = 10000
+[items.product]
+pages = '^/p/'
+[items.product.fields]
+name = {{ css = "h1::text", required = true }}
+"#
+    )
+}
+
+/// A site of `lists` × `per_list` product pages, each taking `delay`.
+fn site(lists: usize, per_list: usize, delay: Duration) -> Site {
+    let mut pages = shop(lists, per_list);
+    for r in pages.values_mut() {
+        r.delay = delay;
+    }
+    Site::start(pages)
+}
+
+/// A cluster of `n` nodes on `db`, sharing one configs dir.
+struct Cluster {
+    _tmp: tempfile::TempDir,
+    nodes: Vec<Option<Daemon>>,
+    states: Vec<PathBuf>,
+}
+
+impl Cluster {
+    fn start(db: &TestDatabase, site: &Site, shop_toml: &str, n: usize) -> Cluster {
+        Cluster::with_files(
+            db,
+            site,
+            &[("shop.toml", shop_toml), ("p.toml", PROFILE)],
+            n,
+        )
+    }
+
+    fn with_files(db: &TestDatabase, site: &Site, files: &[(&str, &str)], n: usize) -> Cluster {
+        let tmp = tempfile::tempdir().unwrap();
+        let configs = tmp.path().join("configs");
+        write_configs(&configs, &site.url(""), files);
+        let states: Vec<PathBuf> = (0..n)
+            .map(|i| tmp.path().join(format!("node{i}")))
+            .collect();
+        let nodes = states
+            .iter()
+            .map(|state| {
+                use_database(state, db.url());
+                Some(Daemon::start(&configs, state, &["--lease", LEASE]))
+            })
+            .collect();
+        Cluster {
+            _tmp: tmp,
+            nodes,
+            states,
+        }
+    }
+
+    fn node(&self, i: usize) -> &Daemon {
+        self.nodes[i].as_ref().expect("a live node")
+    }
+
+    fn live(&self) -> impl Iterator<Item = (usize, &Daemon)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| d.as_ref().map(|d| (i, d)))
+    }
+
+    /// The node whose status shows the shop target running.
+    fn running_node(&self) -> Option<usize> {
+        self.live()
+            .find(|(_, d)| d.target("shop").is_some_and(|t| t["running"].is_object()))
+            .map(|(i, _)| i)
+    }
+
+    fn state(&self, i: usize) -> &Path {
+        &self.states[i]
+    }
+}
+
+/// Three nodes on a schedule of every 2 s: each firing starts one run,
+/// cluster-wide, and the runs do not pile up.
+#[test]
+fn three_nodes_start_one_run_per_firing() {
+    let Some(db) = common::postgres::database() else {
+        return;
+    };
+    let site = site(1, 4, Duration::ZERO);
+    let c = Cluster::start(&db, &site, &target("*/2 * * * * *"), 3);
+    wait_for(|| c.node(0).runs("shop").len() >= 4, "four firings ran");
+    let runs = c.node(1).runs("shop");
+    let starts: Vec<u64> = runs
+        .iter()
+        .map(|r| r["started_ms"].as_u64().unwrap())
+        .collect();
+    for pair in starts.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 1_000,
+            "two runs for one firing (started {} ms apart): {runs:#?}",
+            pair[1] - pair[0]
+        );
+    }
+    assert!(
+        runs.iter().all(|r| r["status"] == "completed"
+            || (r["status"] == "running" && r == runs.last().unwrap())),
+        "{runs:#?}"
+    );
+}
+
+/// `kill -9` of the node running a run: another node resumes the run once
+/// the dead node's lease expires, and every item is stored exactly once.
+#[test]
+fn a_run_survives_kill_9_of_its_node() {
+    let Some(db) = common::postgres::database() else {
+        return;
+    };
+    let (lists, per_list) = (10, 60);
+    let products = lists * per_list;
+    let site = site(lists, per_list, Duration::from_millis(10));
+    let mut c = Cluster::start(&db, &site, &target("0 0 0 1 1 *"), 3);
+    // Triggered on one node: it runs there (the lease is the trigger's node's).
+    c.node(2)
+        .cmd(&["trigger", "shop", "--full"])
+        .assert()
+        .success();
+    wait_for(|| c.running_node().is_some(), "the run is in progress");
+    let owner = c.running_node().unwrap();
+    assert_eq!(owner, 2, "a triggered run runs on the node asked");
+    wait_for(
+        || site.stats.status_count(200) >= products / 4,
+        "a quarter of the pages are fetched",
+    );
+    // The status of every node lists the members and who runs the target.
+    let members = c.node(0).status()["members"].as_array().unwrap().clone();
+    assert_eq!(members.len(), 3, "{members:#?}");
+    let running: Vec<&Value> = members
+        .iter()
+        .filter(|m| m["runs"].as_array().is_some_and(|r| !r.is_empty()))
+        .collect();
+    assert_eq!(running.len(), 1, "{members:#?}");
+    let owner_node = running[0]["node"].as_str().unwrap().to_owned();
+    assert!(
+        owner_node.contains(&format!("-{}-", c.node(2).pid())),
+        "{owner_node}"
+    );
+    let before = site.stats.page_requests();
+    c.nodes[owner] = None; // kill -9
+    let killed_at = std::time::Instant::now();
+    wait_for(
+        || c.running_node().is_some(),
+        "another node resumes the run",
+    );
+    let resumed_after = killed_at.elapsed();
+    wait_for(
+        || {
+            c.node(0)
+                .runs("shop")
+                .last()
+                .is_some_and(|r| r["status"] == "completed")
+        },
+        "the run completes",
+    );
+    assert_all_products_once(c.state(0), products);
+    let runs = c.node(1).runs("shop");
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    assert_eq!(runs[0]["status"], "interrupted");
+    assert_eq!(runs[1]["resumed_from"], runs[0]["id"]);
+    let site_pages = products + lists;
+    // Requests, not answers: a request the kill cut short was still sent.
+    let fetched = site.stats.page_requests();
+    let duplicates = fetched.saturating_sub(site_pages);
+    eprintln!(
+        "kill -9 after {before} pages: resumed after {:.1} s, {duplicates} page(s) fetched twice",
+        resumed_after.as_secs_f64()
+    );
+    assert!(
+        resumed_after >= Duration::from_secs(2),
+        "resumed before the lease expired: {resumed_after:?}"
+    );
+    // The dead node's in-flight pages and its last uncommitted batch.
+    assert!(
+        duplicates <= 4 + 64,
+        "{duplicates} duplicate fetches for one kill"
+    );
+    // The dead node is listed as gone.
+    let members = c.node(0).status()["members"].as_array().unwrap().clone();
+    assert!(
+        members
+            .iter()
+            .any(|m| m["node"] == owner_node.as_str() && m["alive"] == false),
+        "{members:#?}"
+    );
+}
+
+/// `trigger` on a node while another runs the target is refused, naming
+/// that node; `stop-run` on any node stops the run where it runs.
+#[test]
+fn trigger_and_stop_run_work_from_any_node() {
+    let Some(db) = common::postgres::database() else {
+        return;
+    };
+    let site = site(4, 50, Duration::from_millis(20));
+    let c = Cluster::start(&db, &site, &target("0 0 0 1 1 *"), 2);
+    c.node(0).cmd(&["trigger", "shop"]).assert().success();
+    wait_for(|| c.running_node() == Some(0), "the run is in progress");
+    let refused = c.node(1).cmd(&["trigger", "shop"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("is running on cluster node") && said.contains(&c.node(0).pid().to_string()),
+        "{said}"
+    );
+    let stop = c.node(1).cmd(&["stop-run", "shop"]).output().unwrap();
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&stop.stdout).contains("asked cluster node"),
+        "{}",
+        String::from_utf8_lossy(&stop.stdout)
+    );
+    wait_for(
+        || c.node(0).target("shop").unwrap()["running"].is_null(),
+        "the run stops on its node",
+    );
+    let runs = c.node(1).runs("shop");
+    assert_eq!(runs.last().unwrap()["status"], "interrupted");
+    // Stopped, not handed over: no node resumes it on its own.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(c.node(1).runs("shop").len(), runs.len());
+    assert!(c.running_node().is_none());
+}
+
+/// A node that stops (SIGTERM) hands its run over: another node resumes
+/// it at once, without waiting for the lease, and it completes.
+#[test]
+fn a_stopping_node_hands_its_run_over() {
+    let Some(db) = common::postgres::database() else {
+        return;
+    };
+    let (lists, per_list) = (6, 50);
+    let site = site(lists, per_list, Duration::from_millis(15));
+    let mut c = Cluster::start(&db, &site, &target("0 0 0 1 1 *"), 2);
+    c.node(0)
+        .cmd(&["trigger", "shop", "--full"])
+        .assert()
+        .success();
+    wait_for(|| c.running_node() == Some(0), "the run is in progress");
+    wait_for(
+        || site.stats.status_count(200) >= 40,
+        "some pages are fetched",
+    );
+    let stopped = std::time::Instant::now();
+    assert_eq!(c.nodes[0].take().unwrap().stop(), Some(0));
+    wait_for(
+        || c.running_node() == Some(1),
+        "the other node resumes the run",
+    );
+    let resumed_after = stopped.elapsed();
+    wait_for(
+        || {
+            c.node(1)
+                .runs("shop")
+                .last()
+                .is_some_and(|r| r["status"] == "completed")
+        },
+        "the run completes",
+    );
+    assert_all_products_once(c.state(1), lists * per_list);
+    let runs = c.node(1).runs("shop");
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    assert_eq!(runs[1]["resumed_from"], runs[0]["id"]);
+    assert_eq!(runs[1]["mode"], "full", "the resumed run keeps its mode");
+    eprintln!("handed over in {:.1} s", resumed_after.as_secs_f64());
+}
+
+/// Two targets on one host, run by two nodes at once: the profile's limits
+/// hold for the host across the cluster, since one node at a time leases
+/// the host (the in-flight maximum is the profile's concurrency, not twice
+/// it, and the request rate stays within concurrency / (latency + delay)).
+#[test]
+fn per_host_limits_hold_across_nodes() {
+    let Some(db) = common::postgres::database() else {
+        return;
+    };
+    let (latency, delay) = (Duration::from_millis(20), Duration::from_millis(50));
+    let site = site(2, 20, latency);
+    let profile = r#"
+[profiles.quick]
+concurrency = 2
+delay = "50ms"
+timeout = "30s"
+"#;
+    let shop = target("0 0 0 1 1 *");
+    let c = Cluster::with_files(
+        &db,
+        &site,
+        &[
+            ("shop.toml", &shop),
+            ("shop2.toml", &shop),
+            ("p.toml", profile),
+        ],
+        2,
+    );
+    let began = std::time::Instant::now();
+    c.node(0).cmd(&["trigger", "shop"]).assert().success();
+    c.node(1).cmd(&["trigger", "shop2"]).assert().success();
+    for (node, name) in [(0, "shop"), (1, "shop2")] {
+        wait_for(
+            || {
+                c.node(node)
+                    .runs(name)
+                    .last()
+                    .is_some_and(|r| r["status"] == "completed")
+            },
+            "both runs complete",
+        );
+    }
+    let elapsed = began.elapsed();
+    let pages = 2 * (2 * 20 + 2);
+    assert_eq!(
+        site.stats.page_requests(),
+        pages,
+        "each target fetched every page once"
+    );
+    let max = site.stats.max_in_flight();
+    assert!(
+        max <= 2,
+        "{max} requests in flight on one host, with concurrency 2"
+    );
+    let starts = site.stats.page_starts();
+    let span = starts
+        .last()
+        .unwrap()
+        .duration_since(starts[0])
+        .as_secs_f64();
+    let rate = (starts.len() - 1) as f64 / span;
+    let bound = 2.0 / (latency + delay).as_secs_f64();
+    eprintln!("{pages} requests in {span:.2} s ({:.1} s in all): {rate:.1} req/s, bound {bound:.1}, max in flight {max}", elapsed.as_secs_f64());
+    assert!(
+        rate <= bound * 1.1,
+        "{rate:.1} requests/s on one host, above {bound:.1}"
+    );
+}
