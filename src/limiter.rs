@@ -224,6 +224,9 @@ struct Gate {
     asked: HashMap<HostKey, Instant>,
 }
 
+/// How long a host asked for and not held stays wanted without a new ask.
+const ASK_KEPT: Duration = Duration::from_secs(5);
+
 /// What the host lease keeper does in one round (see [`HostPool::lease_round`]).
 #[derive(Debug, Default)]
 pub struct LeaseRound {
@@ -470,12 +473,12 @@ impl HostPool {
         let Some(gate) = gate.as_mut() else {
             return round;
         };
-        // A host asked for and not held stays wanted until it is granted:
-        // the dispatcher that asked waits for the grant, and asks again
-        // only when woken.
-        let held = &gate.held;
+        // A host not held stays wanted while a dispatcher still asks for
+        // it: dispatchers ask again when woken, and the keeper wakes them
+        // (`nudge`) while it waits for a grant. One asked for by a run that
+        // ended is forgotten.
         gate.asked
-            .retain(|h, at| !held.contains(h) || now.duration_since(*at) < idle);
+            .retain(|_, at| now.duration_since(*at) < idle.max(ASK_KEPT));
         let hosts = self.inner.lock();
         let mut released = Vec::new();
         for host in &gate.held {
@@ -531,6 +534,11 @@ impl HostPool {
         if opened {
             self.inner.freed.send_modify(|n| *n = n.wrapping_add(1));
         }
+    }
+
+    /// Wakes the dispatchers, so that those waiting for a host ask again.
+    pub fn nudge(&self) {
+        self.inner.freed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The hosts this process leases (a node of a cluster), sorted.

@@ -321,6 +321,6 @@ pub fn dir_size(dir: &Path) -> u64 {
 }
 
 /// The crawld binary to measure: this build's, or `BENCH_CRAWLD`.
-fn crawld_bin() -> std::ffi::OsString {
+pub fn crawld_bin() -> std::ffi::OsString {
     std::env::var_os("BENCH_CRAWLD").unwrap_or_else(|| env!("CARGO_BIN_EXE_crawld").into())
 }

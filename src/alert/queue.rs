@@ -150,13 +150,12 @@ impl ChannelQueue {
     /// Delivers the next message if the channel is due and the rate limit
     /// allows.
     pub(super) async fn step(&mut self, channel: &Channel) -> Result<Step, StoreError> {
-        if !self.eager {
-            // In a cluster one node delivers each channel's notices: the
-            // others would send them again.
-            let role = format!("deliver:{}", self.name);
-            if !self.store.call(move |s| s.holds_role(&role)).await? {
-                return Ok(Step::Empty);
-            }
+        // In a cluster one node delivers each channel's notices: the others
+        // would send them again. (A pass asked for now too: the holder
+        // delivers what it leaves.)
+        let role = format!("deliver:{}", self.name);
+        if !self.store.call(move |s| s.holds_role(&role)).await? {
+            return Ok(Step::Empty);
         }
         let name = self.name.clone();
         let (entries, changes) = self

@@ -208,6 +208,8 @@ pub enum ApiError {
     NotRunning { target: TargetId },
     #[error("target {target} is running on cluster node {node}; stop it with `crawld stop-run {target}` (from any node)")]
     RunningElsewhere { target: TargetId, node: String },
+    #[error("cannot reach the cluster's database to ask the node that runs the target: {detail}; try again")]
+    Cluster { detail: String },
     #[error("the daemon is shutting down: run this again once it has restarted")]
     ShuttingDown,
     #[error("the daemon did not understand the request ({detail}): are `crawld` and the daemon the same version?")]
@@ -238,7 +240,7 @@ impl ApiError {
             ApiError::AlreadyRunning { .. }
             | ApiError::NotRunning { .. }
             | ApiError::RunningElsewhere { .. } => 409,
-            ApiError::ShuttingDown => 503,
+            ApiError::ShuttingDown | ApiError::Cluster { .. } => 503,
             ApiError::BadRequest { .. } => 400,
         }
     }
@@ -251,7 +253,7 @@ impl ApiError {
             | ApiError::NotRunning { .. }
             | ApiError::RunningElsewhere { .. } => Exit::Failed,
             // Temporary: the same command works once the daemon is back.
-            ApiError::ShuttingDown => Exit::Locked,
+            ApiError::ShuttingDown | ApiError::Cluster { .. } => Exit::Locked,
             ApiError::BadRequest { .. } => Exit::Failed,
         }
     }

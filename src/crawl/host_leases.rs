@@ -6,11 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::ids::HostKey;
 use crate::limiter::HostPool;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// How often the keeper looks at what the run loops asked for.
 const TICK: Duration = Duration::from_millis(100);
@@ -18,6 +20,9 @@ const TICK: Duration = Duration::from_millis(100);
 /// A held host with nothing in flight and not asked for this long is given
 /// up, so that another node's run can have it.
 const IDLE: Duration = Duration::from_secs(2);
+
+/// How often a host held by another node is asked for again.
+const WAITING_RETRY: Duration = Duration::from_secs(1);
 
 /// Starts the keeper for `hosts`, once per pool, when `store` is a
 /// database that other nodes share; it runs as long as the process.
@@ -31,42 +36,78 @@ pub fn start(hosts: &HostPool, store: &Arc<Store>) {
     tokio::spawn(keep(hosts.clone(), store.clone(), lease));
 }
 
+type Synced = Result<Vec<(HostKey, Option<u64>)>, StoreError>;
+
 async fn keep(hosts: HostPool, store: Arc<Store>, lease: Duration) {
     let renew_every = lease / 6;
-    let mut renewed = Instant::now();
+    let mut synced_at = Instant::now();
     let mut last_ok = Instant::now();
     let mut failing = false;
+    // One round with the database at a time; the keeper goes on ticking
+    // while it waits, so that a database that stopped answering does not
+    // keep this node fetching from hosts its leases no longer cover.
+    let mut pending: Option<JoinHandle<Synced>> = None;
+    let mut waiting = false;
     loop {
         tokio::time::sleep(TICK).await;
-        let round = hosts.lease_round(IDLE);
-        let quiet = round.want.is_empty() && round.release.is_empty();
-        if quiet && renewed.elapsed() < renew_every {
+        if let Some(call) = pending.take_if(|c| c.is_finished()) {
+            match call.await {
+                Ok(Ok(held)) => {
+                    if failing {
+                        info!("Host leases renewed again.");
+                    }
+                    failing = false;
+                    last_ok = Instant::now();
+                    hosts.leased(held);
+                }
+                Ok(Err(e)) => {
+                    if !failing {
+                        warn!(error = %e, "Cannot renew this node's host leases; retrying.");
+                    }
+                    failing = true;
+                }
+                Err(e) => {
+                    warn!(error = %e, "The host lease round failed; retrying.");
+                    failing = true;
+                }
+            }
+        }
+        // Past two thirds of a lease without renewal, another node may take
+        // the hosts soon: stop fetching from them first.
+        if last_ok.elapsed() > lease * 2 / 3 && !hosts.leased_hosts().is_empty() {
+            warn!("Host leases not renewed for two thirds of a lease: fetching paused until they are.");
+            hosts.leased(Vec::new());
+        }
+        if pending.is_some() {
             continue;
         }
-        renewed = Instant::now();
-        let synced = store
-            .call(move |s| s.sync_hosts(&round.want, &round.keep, &round.release))
-            .await;
-        match synced {
-            Ok(held) => {
-                if failing {
-                    info!("Host leases renewed again.");
-                }
-                failing = false;
-                last_ok = Instant::now();
-                hosts.leased(held);
-            }
-            Err(e) => {
-                if !failing {
-                    warn!(error = %e, "Cannot renew this node's host leases; retrying.");
-                }
-                failing = true;
-                // Past two thirds of a lease without renewal, another node
-                // may take the hosts soon: stop fetching from them first.
-                if last_ok.elapsed() > lease * 2 / 3 {
-                    hosts.leased(Vec::new());
-                }
-            }
+        let round = hosts.lease_round(IDLE);
+        let due = if !round.release.is_empty() {
+            true
+        } else if !round.want.is_empty() {
+            // Asked again at once the first time, then every second while
+            // another node has the host.
+            !waiting || synced_at.elapsed() >= WAITING_RETRY
+        } else {
+            synced_at.elapsed() >= renew_every
+        };
+        if round.want.is_empty() {
+            waiting = false;
         }
+        if !due {
+            continue;
+        }
+        if !round.want.is_empty() {
+            waiting = true;
+            // Dispatchers still waiting ask again, so that their hosts stay wanted.
+            hosts.nudge();
+        }
+        synced_at = Instant::now();
+        let store = store.clone();
+        pending = Some(tokio::spawn(async move {
+            store
+                .call(move |s| s.sync_hosts(&round.want, &round.keep, &round.release))
+                .await
+        }));
     }
 }

@@ -145,6 +145,12 @@ pub async fn run(
     // In a cluster, a host is fetched from by one node at a time.
     host_leases::start(&engine.hosts, &store);
     let start = begin(&store, &target, mode, policy).await?;
+    // However the run ends (an error before its end was recorded, a panic),
+    // its lease is no longer renewed: the run waits for a node to resume it.
+    let _lease = LeaseGuard {
+        store: store.clone(),
+        target: target.id.clone(),
+    };
     let started = Instant::now();
     // Breaker pauses outlive the process.
     let pauses = store.call(|store| store.host_pauses()).await?;
@@ -186,6 +192,18 @@ pub async fn run(
         "Run finished."
     );
     Ok(record)
+}
+
+/// Forgets the run's lease when the run's task ends (see [`run`]).
+struct LeaseGuard {
+    store: Arc<Store>,
+    target: crate::ids::TargetId,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        self.store.forget_lease(&self.target);
+    }
 }
 
 /// Reads what the run needs, then records it as running (resuming an

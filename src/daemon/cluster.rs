@@ -17,7 +17,7 @@ use crate::store::RunMode;
 pub(super) struct News {
     /// Runs of this node that another node asked to stop.
     stops: Vec<TargetId>,
-    /// Runs whose node is gone (or handed them over), waiting for a node.
+    /// Runs whose node is gone (or handed them over) that this node took.
     orphans: Vec<TargetId>,
     /// Whether this node judges the clock monitors (`overdue`,
     /// `config_broken`) for the cluster.
@@ -69,10 +69,26 @@ impl Daemon {
     /// Reads, on the store thread, the stop requests for this node's runs
     /// and the runs waiting for a node; the answer comes as [`Event::Cluster`].
     pub(super) fn cluster_tick(&self) {
-        let call = self.store.call(|s| {
+        // Runs whose node is gone are taken here, on the store thread, only
+        // as many as can start at once: a taken run is this node's to run.
+        let candidates: Vec<TargetId> = self
+            .set
+            .targets
+            .keys()
+            .filter(|id| {
+                !self.running.contains_key(*id) && !self.queue.iter().any(|(q, _)| q == *id)
+            })
+            .cloned()
+            .collect();
+        let room = self
+            .opts
+            .max_runs
+            .max(1)
+            .saturating_sub(self.running.len() + self.queue.len());
+        let call = self.store.call(move |s| {
             Ok::<_, crate::store::StoreError>(News {
                 stops: s.take_stop_requests()?,
-                orphans: s.orphaned_runs()?,
+                orphans: s.claim_orphans(&candidates, room)?,
                 clock: s.holds_role("clock")?,
             })
         });
@@ -111,6 +127,9 @@ impl Daemon {
         }
         for id in news.orphans {
             if self.running.contains_key(&id) || !self.set.targets.contains_key(&id) {
+                // Taken, but it cannot run here now: let it expire again.
+                let gone = id.clone();
+                self.store.send(move |s| s.forget_lease(&gone));
                 continue;
             }
             // Incremental: a resumed run keeps the mode of the one it

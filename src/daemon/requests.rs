@@ -14,6 +14,9 @@ use crate::ids::TargetId;
 use crate::limiter::HostSnapshot;
 use crate::store::RunMode;
 
+/// How long a request waits for the cluster's database, at most.
+const ASK_CLUSTER: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Daemon {
     pub(super) async fn control(&mut self, req: Request) {
         match req {
@@ -70,10 +73,12 @@ impl Daemon {
             return None;
         }
         let t = target.clone();
-        match self.store.call(move |s| s.run_holder(&t)).await {
-            Ok(Ok(holder)) => holder,
+        // Bounded: the supervisor's loop waits for it, and a lost database
+        // would hold it for minutes.
+        match tokio::time::timeout(ASK_CLUSTER, self.store.call(move |s| s.run_holder(&t))).await {
+            Ok(Ok(Ok(holder))) => holder,
             // Unknown: the run's start settles it (and says so in the log).
-            Ok(Err(_)) | Err(_) => None,
+            _ => None,
         }
     }
 
@@ -84,13 +89,20 @@ impl Daemon {
             return Err(ApiError::NotRunning { target });
         }
         let t = target.clone();
-        match self.store.call(move |s| s.request_stop(&t)).await {
-            Ok(Ok(Some(node))) => Ok(Stopping {
+        let asked = self.store.call(move |s| s.request_stop(&t));
+        match tokio::time::timeout(ASK_CLUSTER, asked).await {
+            Ok(Ok(Ok(Some(node)))) => Ok(Stopping {
                 target,
                 run: None,
                 node: Some(node),
             }),
-            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => Err(ApiError::NotRunning { target }),
+            Ok(Ok(Ok(None))) => Err(ApiError::NotRunning { target }),
+            Ok(Ok(Err(e)) | Err(e)) => Err(ApiError::Cluster {
+                detail: e.to_string(),
+            }),
+            Err(_) => Err(ApiError::Cluster {
+                detail: format!("the database did not answer in {} s", ASK_CLUSTER.as_secs()),
+            }),
         }
     }
 

@@ -100,21 +100,33 @@ impl Store {
                 path: self.path.clone(),
             });
         }
+        if matches!(claim, Claim::Firing(_)) && self.run_holder(target)?.is_some() {
+            // Another node runs the target: the firing is its to take (it
+            // skips it, or runs a full one after its incremental run).
+            return Ok(false);
+        }
+        // The firing's time, then (on a database) a token of this claim: a
+        // try repeated after a lost answer finds its own record.
+        let mut mine = new.timestamp_millis().to_be_bytes().to_vec();
+        if self.is_database() {
+            mine.extend_from_slice(&rand::random::<u64>().to_be_bytes());
+        }
         let taken = Arc::new(AtomicBool::new(false));
         let t = taken.clone();
         // Called again on a database's retry: the last call decides.
         let update = move |old: Option<&[u8]>| {
-            let last = old
-                .and_then(|v| v.try_into().ok())
-                .map(i64::from_be_bytes)
-                .and_then(DateTime::from_timestamp_millis);
+            if old == Some(mine.as_slice()) && mine.len() > 8 {
+                t.store(true, Ordering::Relaxed);
+                return Some(mine.clone());
+            }
+            let last = fired_at(old);
             let take = match claim {
                 Claim::Firing(at) => last.is_none_or(|l| l < at),
                 Claim::CatchUp(seen) => last == seen,
             };
             t.store(take, Ordering::Relaxed);
             match (take, old) {
-                (true, _) => Some(new.timestamp_millis().to_be_bytes().to_vec()),
+                (true, _) => Some(mine.clone()),
                 (false, old) => old.map(<[u8]>::to_vec),
             }
         };
@@ -196,6 +208,45 @@ impl Store {
         }
     }
 
+    /// Takes, among the runs waiting for a node, those of `candidates`
+    /// (in their order), at most `room`: the runs this node now holds and
+    /// must resume.
+    pub fn claim_orphans(
+        &self,
+        candidates: &[TargetId],
+        room: usize,
+    ) -> Result<Vec<TargetId>, StoreError> {
+        let Some(t) = self.tables() else {
+            return Ok(Vec::new());
+        };
+        if room == 0 {
+            return Ok(Vec::new());
+        }
+        let waiting = t.orphaned_runs()?;
+        let mut taken = Vec::new();
+        for id in candidates
+            .iter()
+            .filter(|c| waiting.iter().any(|w| w == c.as_str()))
+        {
+            if taken.len() >= room {
+                break;
+            }
+            if t.claim_orphan(id.as_str())? {
+                taken.push(id.clone());
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Stops renewing this node's lease on `target`'s run (a run that
+    /// ended without recording its end): it expires, and the run waits
+    /// for a node to resume it.
+    pub fn forget_lease(&self, target: &TargetId) {
+        if let Some(node) = self.tables().and_then(|t| t.node()) {
+            node.forget(target.as_str());
+        }
+    }
+
     /// Asks the node that runs `target` to stop the run: that node, or
     /// `None` when no live node runs it.
     pub fn request_stop(&self, target: &TargetId) -> Result<Option<String>, StoreError> {
@@ -251,15 +302,21 @@ impl Store {
         release: &[(HostKey, Option<u64>)],
     ) -> Result<Vec<(HostKey, Option<u64>)>, StoreError> {
         let name = |h: &HostKey| h.as_str().to_owned();
+        // Rows are locked in one order by every node: no deadlock between two.
+        let sorted = |hosts: &[HostKey]| {
+            let mut v: Vec<String> = hosts.iter().map(name).collect();
+            v.sort();
+            v
+        };
         let held = match self.tables() {
-            Some(t) => t.sync_hosts(
-                want.iter().map(name).collect(),
-                keep.iter().map(name).collect(),
-                release
+            Some(t) => t.sync_hosts(sorted(want), sorted(keep), {
+                let mut r: Vec<(String, Option<i64>)> = release
                     .iter()
                     .map(|(h, u)| (name(h), u.map(|u| u.min(i64::MAX as u64) as i64)))
-                    .collect(),
-            )?,
+                    .collect();
+                r.sort();
+                r
+            })?,
             None => want.iter().chain(keep).map(|h| (name(h), None)).collect(),
         };
         Ok(held
@@ -306,6 +363,13 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// The time of a firing record: its first 8 bytes (big-endian ms); on a
+/// database the claim's token follows.
+pub(super) fn fired_at(value: Option<&[u8]>) -> Option<DateTime<Utc>> {
+    let ms = value?.get(..8)?.try_into().ok().map(i64::from_be_bytes)?;
+    DateTime::from_timestamp_millis(ms)
 }
 
 /// What a run's write does to its lease (see [`Store::fence`]).

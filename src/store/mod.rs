@@ -423,12 +423,7 @@ impl Store {
         mode: RunMode,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
         let key = fired_key(target, mode);
-        let ms = self
-            .data
-            .get(&key)?
-            .and_then(|v| v.as_ref().try_into().ok())
-            .map(i64::from_be_bytes);
-        Ok(ms.and_then(chrono::DateTime::from_timestamp_millis))
+        Ok(cluster::fired_at(self.data.get(&key)?.as_deref()))
     }
 
     /// Records a firing of a target's schedule.

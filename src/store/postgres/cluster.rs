@@ -135,8 +135,16 @@ impl Fence {
             .await
             .map_err(failed)?;
         let holder = row.map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)));
+        let ends = matches!(self.step, LeaseStep::Release | LeaseStep::HandOver);
         match holder {
             Some((node, generation)) if node == self.node && generation == self.generation => {
+                Ok(())
+            }
+            // This very end, applied by a try whose answer was lost: the
+            // generation proves no node took the run since.
+            Some((node, generation))
+                if ends && node.is_empty() && generation == self.generation =>
+            {
                 Ok(())
             }
             other => Err(StoreError::LeaseLost {
@@ -160,11 +168,12 @@ impl Fence {
                 Some(run),
             ),
             LeaseStep::Release => (
-                "DELETE FROM crawld.run_leases WHERE target = $1 AND generation = $2",
+                "UPDATE crawld.run_leases SET node = '', done = true, run = NULL, expires = now() \
+                 WHERE target = $1 AND generation = $2",
                 None,
             ),
             LeaseStep::HandOver => (
-                "UPDATE crawld.run_leases SET node = '', expires = now() \
+                "UPDATE crawld.run_leases SET node = '', done = false, expires = now() \
                  WHERE target = $1 AND generation = $2",
                 None,
             ),
@@ -226,7 +235,7 @@ impl Tables {
                          VALUES ($1, $2, 1, now(), now() + make_interval(secs => $3)) \
                          ON CONFLICT (target) DO UPDATE SET node = EXCLUDED.node, \
                            generation = l.generation + 1, run = NULL, started = now(), \
-                           expires = EXCLUDED.expires \
+                           expires = EXCLUDED.expires, done = false \
                          WHERE l.expires < now() OR l.node = EXCLUDED.node \
                          RETURNING generation",
                         &[&t, &n.id, &n.secs()],
@@ -238,7 +247,7 @@ impl Tables {
                 }
                 let holder = client
                     .query_opt(
-                        "SELECT l.node, m.hostname, m.pid FROM crawld.run_leases l \
+                        "SELECT l.node, m.hostname, m.pid, m.pid_ns FROM crawld.run_leases l \
                          LEFT JOIN crawld.members m ON m.node = l.node WHERE l.target = $1",
                         &[&t],
                     )
@@ -248,9 +257,11 @@ impl Tables {
                     // Released meanwhile: the next try takes it.
                     return Ok(Err(String::new()));
                 };
-                let (node, host, pid): (String, Option<String>, Option<i32>) =
-                    (holder.get(0), holder.get(1), holder.get(2));
-                if host.as_deref() == Some(this_host().as_str()) && pid.is_some_and(|p| !alive(p)) {
+                let (node, host, pid, ns): (String, Option<String>, Option<i32>, Option<String>) =
+                    (holder.get(0), holder.get(1), holder.get(2), holder.get(3));
+                let here = host.as_deref() == Some(this_host().as_str())
+                    && ns.as_deref().is_some_and(|ns| !ns.is_empty() && ns == pid_namespace());
+                if here && pid.is_some_and(|p| !alive(p)) {
                     // Its process died on this machine (a `kill -9`, a
                     // crash): no need to wait for its lease to expire.
                     let taken = client
@@ -295,7 +306,8 @@ impl Tables {
         };
         node.forget(target);
         self.execute(
-            "DELETE FROM crawld.run_leases WHERE target = $1 AND generation = $2",
+            "UPDATE crawld.run_leases SET node = '', done = true, run = NULL, expires = now() \
+             WHERE target = $1 AND generation = $2",
             vec![Box::new(target.to_owned()), Box::new(generation)],
         )
         .map(|_| ())
@@ -316,10 +328,39 @@ impl Tables {
     /// run over), and the run waits for another node to resume it.
     pub fn orphaned_runs(&self) -> Result<Vec<String>, StoreError> {
         let rows = self.rows(
-            "SELECT target FROM crawld.run_leases WHERE expires < now() ORDER BY target",
+            "SELECT target FROM crawld.run_leases WHERE expires < now() AND NOT done \
+             ORDER BY target",
             vec![],
         )?;
         Ok(rows.into_iter().map(|mut r| r.swap_remove(0)).collect())
+    }
+
+    /// Takes the lease of `target`'s run if it waits for a node (expired,
+    /// not ended): whether this node now holds it and resumes the run.
+    pub fn claim_orphan(&self, target: &str) -> Result<bool, StoreError> {
+        let Some(node) = self.node.clone() else {
+            return Ok(false);
+        };
+        let rows = self.rows(
+            "UPDATE crawld.run_leases SET node = $2, generation = generation + 1, run = NULL, \
+               started = now(), expires = now() + make_interval(secs => $3) \
+             WHERE target = $1 AND expires < now() AND NOT done \
+             RETURNING generation::text",
+            vec![
+                Box::new(target.to_owned()),
+                Box::new(node.id.clone()),
+                Box::new(node.secs()),
+            ],
+        )?;
+        let Some(generation) = rows
+            .first()
+            .and_then(|r| r.first())
+            .and_then(|g| g.parse().ok())
+        else {
+            return Ok(false);
+        };
+        node.leases().insert(target.to_owned(), generation);
+        Ok(true)
     }
 
     /// Asks the node that runs `target` to stop it; returns that node, or
@@ -551,6 +592,14 @@ fn this_host() -> String {
         .unwrap_or_default()
 }
 
+/// This process's PID namespace (`pid:[4026531836]`), or "" when unknown:
+/// containers sharing a host name have pids of their own.
+fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Whether process `pid` of this machine exists (one of another user's
 /// counts: it may be a crawld).
 fn alive(pid: i32) -> bool {
@@ -572,10 +621,18 @@ async fn register(
     let pid = std::process::id() as i32;
     client
         .execute(
-            "INSERT INTO crawld.members (node, hostname, pid, version, started, heartbeat, expires) \
-             VALUES ($1, $2, $3, $4, now(), now(), now() + make_interval(secs => $5)) \
+            "INSERT INTO crawld.members \
+               (node, hostname, pid, version, started, heartbeat, expires, pid_ns) \
+             VALUES ($1, $2, $3, $4, now(), now(), now() + make_interval(secs => $5), $6) \
              ON CONFLICT (node) DO UPDATE SET heartbeat = now(), expires = EXCLUDED.expires",
-            &[&node.id, &host, &pid, &env!("CARGO_PKG_VERSION"), &node.secs()],
+            &[
+                &node.id,
+                &host,
+                &pid,
+                &env!("CARGO_PKG_VERSION"),
+                &node.secs(),
+                &pid_namespace(),
+            ],
         )
         .await?;
     Ok(())

@@ -34,7 +34,10 @@ pub(super) fn database_error(
         // closed to connections for maintenance).
         Some(code) => {
             let code = code.code();
+            // Deadlocks and serialization failures between the nodes of a
+            // cluster: the transaction was rolled back and is tried again.
             code.starts_with("08")
+                || matches!(code, "40P01" | "40001")
                 || matches!(code, "57P01" | "57P02" | "57P03" | "53300" | "55000")
                     && e.as_db_error()
                         .is_none_or(|db| code != "55000" || db.message().contains("connections"))

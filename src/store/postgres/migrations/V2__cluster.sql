@@ -13,23 +13,27 @@ CREATE TABLE crawld.members (
     started   timestamptz NOT NULL,
     heartbeat timestamptz NOT NULL,
     expires   timestamptz NOT NULL,
+    -- The PID namespace of its process (/proc/self/ns/pid), so that a pid
+    -- is only compared with one of the same namespace.
+    pid_ns    text NOT NULL DEFAULT '',
     -- Per target, the fingerprint of this node's configuration of it.
     configs   json NOT NULL DEFAULT '{}'
 );
 
 -- Which node runs a target. A node takes the lease when it starts a run
 -- (or resumes one whose node is gone), renews it with its heartbeat, and
--- deletes it when the run ends; every commit of the run checks, in its
--- transaction, that the lease is still the node's with the same
--- `generation` (fencing). A node that stops hands its run over: `node`
--- becomes '' and `expires` now, and another node resumes it at once.
+-- gives it up when the run ends (`node` '' and `done`); every commit of
+-- the run checks, in its transaction, that the lease is still the node's
+-- with the same `generation` (fencing). A node that stops hands its run
+-- over (`node` '', not `done`, `expires` now): another node resumes it.
 CREATE TABLE crawld.run_leases (
     target     text COLLATE "C" PRIMARY KEY,
     node       text COLLATE "C" NOT NULL,
     generation bigint NOT NULL,
     run        bigint,
     started    timestamptz NOT NULL,
-    expires    timestamptz NOT NULL
+    expires    timestamptz NOT NULL,
+    done       boolean NOT NULL DEFAULT false
 );
 
 -- `crawld stop-run` given to a node that does not run the target: the
