@@ -222,7 +222,17 @@ struct Gate {
     held: std::collections::HashSet<HostKey>,
     /// Hosts a dispatcher asked for, and when it last did.
     asked: HashMap<HostKey, Instant>,
+    /// Held hosts given up for another node's turn: closed here, released
+    /// once nothing is in flight.
+    yielding: std::collections::HashSet<HostKey>,
+    /// Hosts given up for another node's turn, not asked for again before then.
+    turn_ends: HashMap<HostKey, Instant>,
+    /// Held hosts another node waits for: given up as soon as they idle.
+    contested: std::collections::HashSet<HostKey>,
 }
+
+/// A held host another node waits for is given up after this without use.
+const CONTESTED_IDLE: Duration = Duration::from_millis(300);
 
 /// How long a host asked for and not held stays wanted without a new ask.
 const ASK_KEPT: Duration = Duration::from_secs(5);
@@ -287,7 +297,7 @@ impl HostPool {
                     gate.asked.insert(host.clone(), now);
                 }
             }
-            if !gate.held.contains(host) {
+            if !gate.held.contains(host) || gate.yielding.contains(host) {
                 // The lease keeper asks for it; `freed` wakes the dispatchers.
                 return Err(None);
             }
@@ -481,10 +491,16 @@ impl HostPool {
             .retain(|_, at| now.duration_since(*at) < idle.max(ASK_KEPT));
         let hosts = self.inner.lock();
         let mut released = Vec::new();
+        gate.turn_ends.retain(|_, end| *end > now);
         for host in &gate.held {
             let h = hosts.get(host);
             let busy = h.is_some_and(|h| h.in_flight > 0);
-            if busy || gate.asked.contains_key(host) {
+            // A host another node waits for is idle sooner.
+            let recent = gate.asked.get(host).is_some_and(|at| {
+                !gate.contested.contains(host) || now.duration_since(*at) < CONTESTED_IDLE
+            });
+            let used = recent && !gate.yielding.contains(host);
+            if busy || used {
                 round.keep.push(host.clone());
             } else {
                 let until = h
@@ -497,11 +513,13 @@ impl HostPool {
         }
         for host in released {
             gate.held.remove(&host);
+            gate.yielding.remove(&host);
+            gate.contested.remove(&host);
         }
         round.want = gate
             .asked
             .keys()
-            .filter(|h| !gate.held.contains(*h))
+            .filter(|h| !gate.held.contains(*h) && !gate.turn_ends.contains_key(*h))
             .cloned()
             .collect();
         round
@@ -519,6 +537,8 @@ impl HostPool {
                 return;
             };
             let before = std::mem::take(&mut gate.held);
+            let still: std::collections::HashSet<&HostKey> = held.iter().map(|(h, _)| h).collect();
+            gate.yielding.retain(|h| still.contains(h));
             for (host, until) in held {
                 if let Some(until) = until.filter(|&u| u > wall) {
                     self.block(&host, now + Duration::from_millis(until - wall));
@@ -533,6 +553,27 @@ impl HostPool {
         }
         if opened {
             self.inner.freed.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Marks the held hosts another node waits for (the others are not).
+    pub fn contested(&self, hosts: Vec<HostKey>) {
+        if let Some(gate) = self.inner.gate().as_mut() {
+            gate.contested = hosts.into_iter().collect();
+        }
+    }
+
+    /// Gives up `hosts` for another node's turn: closed here at once,
+    /// released once nothing is in flight, not asked for again for `turn`.
+    pub fn yield_hosts(&self, hosts: Vec<HostKey>, turn: Duration) {
+        let mut gate = self.inner.gate();
+        let Some(gate) = gate.as_mut() else {
+            return;
+        };
+        let end = Instant::now() + turn;
+        for host in hosts {
+            gate.turn_ends.insert(host.clone(), end);
+            gate.yielding.insert(host);
         }
     }
 

@@ -383,3 +383,74 @@ timeout = "30s"
         "{rate:.1} requests/s on one host, above {bound:.1}"
     );
 }
+
+/// The database goes away during a run (its connections cut and new ones
+/// refused, as in a server restart) for longer than the nodes' lease: when
+/// it is back, the run completes (on its node, or on the other one if that
+/// one took it over first: fencing stops the first), every item once.
+#[test]
+fn a_run_completes_across_a_database_outage_longer_than_the_lease() {
+    let Some(db) = common::postgres::database() else {
+        return;
+    };
+    let (lists, per_list) = (6, 50);
+    let site = site(lists, per_list, Duration::from_millis(15));
+    let c = Cluster::start(&db, &site, &target("0 0 0 1 1 *"), 2);
+    c.node(0)
+        .cmd(&["trigger", "shop", "--full"])
+        .assert()
+        .success();
+    wait_for(|| c.running_node() == Some(0), "the run is in progress");
+    wait_for(
+        || site.stats.page_requests() >= 40,
+        "some pages are fetched",
+    );
+    let (name, admin) = (db.name().to_owned(), db.admin_url().to_owned());
+    common::postgres::sql(
+        &admin,
+        &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"),
+    );
+    common::postgres::sql(
+        &admin,
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        ),
+    );
+    // Longer than the 3 s lease: both nodes see the lease expired when the
+    // database is back.
+    std::thread::sleep(Duration::from_secs(5));
+    common::postgres::sql(
+        &admin,
+        &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"),
+    );
+    wait_for(
+        || {
+            c.node(1)
+                .runs("shop")
+                .last()
+                .is_some_and(|r| r["status"] == "completed")
+        },
+        "the run completes",
+    );
+    assert_all_products_once(c.state(1), lists * per_list);
+    let runs = c.node(1).runs("shop");
+    eprintln!(
+        "after the outage: {} run(s): {}",
+        runs.len(),
+        runs.iter()
+            .map(|r| format!("{} {}", r["id"], r["status"]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert!(
+        runs.iter().all(|r| r["status"] != "running"),
+        "no run left running: {runs:#?}"
+    );
+    let site_pages = lists * per_list + lists;
+    let fetched = site.stats.page_requests();
+    assert!(
+        fetched <= site_pages + 2 * (4 + 64),
+        "{fetched} requests for {site_pages} pages"
+    );
+}

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::ids::HostKey;
 use crate::limiter::HostPool;
-use crate::store::{Store, StoreError};
+use crate::store::{HostSync, Store, StoreError};
 
 /// How often the keeper looks at what the run loops asked for.
 const TICK: Duration = Duration::from_millis(100);
@@ -22,7 +21,10 @@ const TICK: Duration = Duration::from_millis(100);
 const IDLE: Duration = Duration::from_secs(2);
 
 /// How often a host held by another node is asked for again.
-const WAITING_RETRY: Duration = Duration::from_secs(1);
+const WAITING_RETRY: Duration = Duration::from_millis(250);
+
+/// A host two nodes have work for goes to each in turn, for this long.
+const TURN: Duration = Duration::from_secs(3);
 
 /// Starts the keeper for `hosts`, once per pool, when `store` is a
 /// database that other nodes share; it runs as long as the process.
@@ -36,10 +38,11 @@ pub fn start(hosts: &HostPool, store: &Arc<Store>) {
     tokio::spawn(keep(hosts.clone(), store.clone(), lease));
 }
 
-type Synced = Result<Vec<(HostKey, Option<u64>)>, StoreError>;
+type Synced = Result<HostSync, StoreError>;
 
 async fn keep(hosts: HostPool, store: Arc<Store>, lease: Duration) {
-    let renew_every = lease / 6;
+    // Often enough that a node waiting for a host gets its turn on time.
+    let renew_every = (lease / 6).min(Duration::from_secs(1));
     let mut synced_at = Instant::now();
     let mut last_ok = Instant::now();
     let mut failing = false;
@@ -52,13 +55,21 @@ async fn keep(hosts: HostPool, store: Arc<Store>, lease: Duration) {
         tokio::time::sleep(TICK).await;
         if let Some(call) = pending.take_if(|c| c.is_finished()) {
             match call.await {
-                Ok(Ok(held)) => {
+                Ok(Ok(synced)) => {
                     if failing {
                         info!("Host leases renewed again.");
                     }
                     failing = false;
                     last_ok = Instant::now();
-                    hosts.leased(held);
+                    let renewed = !synced.contested.is_empty() || !synced.held.is_empty();
+                    hosts.leased(synced.held);
+                    if renewed {
+                        hosts.contested(synced.contested);
+                    }
+                    if !synced.yield_now.is_empty() {
+                        debug!(hosts = ?synced.yield_now, "Another node's turn on these hosts.");
+                        hosts.yield_hosts(synced.yield_now, TURN);
+                    }
                 }
                 Ok(Err(e)) => {
                     if !failing {
@@ -106,7 +117,7 @@ async fn keep(hosts: HostPool, store: Arc<Store>, lease: Duration) {
         let store = store.clone();
         pending = Some(tokio::spawn(async move {
             store
-                .call(move |s| s.sync_hosts(&round.want, &round.keep, &round.release))
+                .call(move |s| s.sync_hosts(&round.want, &round.keep, &round.release, TURN))
                 .await
         }));
     }

@@ -41,6 +41,17 @@ pub struct Member {
     pub hosts: Vec<HostKey>,
 }
 
+/// What a round of host leases found (see [`Store::sync_hosts`]).
+#[derive(Debug, Default)]
+pub struct HostSync {
+    /// Held now; for a host just taken, the backoff end its last holder left.
+    pub held: Vec<(HostKey, Option<u64>)>,
+    /// Held, and another node has waited a turn for them: to give up.
+    pub yield_now: Vec<HostKey>,
+    /// Held, and another node waits for them: given up as soon as idle.
+    pub contested: Vec<HostKey>,
+}
+
 /// Which firings a claim takes.
 #[derive(Debug, Clone, Copy)]
 enum Claim {
@@ -293,14 +304,16 @@ impl Store {
 
     /// One round of this node's host leases (see the database's
     /// `sync_hosts`): the hosts held after it, with the backoff end (ms
-    /// since the epoch) the last holder left for those just taken. On
-    /// sled every host asked for is held.
+    /// since the epoch) the last holder left for those just taken, and the
+    /// held hosts another node has waited `turn` for. On sled every host
+    /// asked for is held.
     pub fn sync_hosts(
         &self,
         want: &[HostKey],
         keep: &[HostKey],
         release: &[(HostKey, Option<u64>)],
-    ) -> Result<Vec<(HostKey, Option<u64>)>, StoreError> {
+        turn: std::time::Duration,
+    ) -> Result<HostSync, StoreError> {
         let name = |h: &HostKey| h.as_str().to_owned();
         // Rows are locked in one order by every node: no deadlock between two.
         let sorted = |hosts: &[HostKey]| {
@@ -308,21 +321,29 @@ impl Store {
             v.sort();
             v
         };
-        let held = match self.tables() {
-            Some(t) => t.sync_hosts(sorted(want), sorted(keep), {
+        let round = match self.tables() {
+            Some(t) => {
                 let mut r: Vec<(String, Option<i64>)> = release
                     .iter()
                     .map(|(h, u)| (name(h), u.map(|u| u.min(i64::MAX as u64) as i64)))
                     .collect();
                 r.sort();
-                r
-            })?,
-            None => want.iter().chain(keep).map(|h| (name(h), None)).collect(),
+                t.sync_hosts(sorted(want), sorted(keep), r, turn)?
+            }
+            None => super::postgres::HostRound {
+                held: want.iter().chain(keep).map(|h| (name(h), None)).collect(),
+                ..Default::default()
+            },
         };
-        Ok(held
-            .into_iter()
-            .map(|(h, u)| (HostKey::new(&h), u.map(|u| u.max(0) as u64)))
-            .collect())
+        Ok(HostSync {
+            held: round
+                .held
+                .into_iter()
+                .map(|(h, u)| (HostKey::new(&h), u.map(|u| u.max(0) as u64)))
+                .collect(),
+            yield_now: round.yield_now.iter().map(HostKey::new).collect(),
+            contested: round.contested.iter().map(HostKey::new).collect(),
+        })
     }
 
     /// Whether this process shares hosts with other nodes (a writer on a

@@ -44,7 +44,7 @@ pub use changes::{
     CHANGES_VERSION,
 };
 pub use check::CheckReport;
-pub use cluster::{Member, DEFAULT_LEASE};
+pub use cluster::{HostSync, Member, DEFAULT_LEASE};
 pub use error::StoreError;
 pub use lock::StateLock;
 pub use offload::open_off;

@@ -102,6 +102,17 @@ pub struct Fence {
     pub step: LeaseStep,
 }
 
+/// What a round of host leases found: the hosts held (with the backoff
+/// end the last holder left, for those just taken), and those to give up
+/// now because another node has waited a turn for them.
+#[derive(Debug, Default)]
+pub struct HostRound {
+    pub held: Vec<(String, Option<i64>)>,
+    pub yield_now: Vec<String>,
+    /// Held hosts another node waits for: given up as soon as idle.
+    pub contested: Vec<String>,
+}
+
 /// A node of the cluster, as `crawld status` lists it.
 #[derive(Debug, Clone)]
 pub struct MemberRow {
@@ -457,12 +468,18 @@ impl Tables {
         want: Vec<String>,
         keep: Vec<String>,
         release: Vec<(String, Option<i64>)>,
-    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        turn: Duration,
+    ) -> Result<HostRound, StoreError> {
         let Some(node) = self.node.clone() else {
-            let mut all: Vec<(String, Option<i64>)> = want.into_iter().map(|h| (h, None)).collect();
-            all.extend(keep.into_iter().map(|h| (h, None)));
-            return Ok(all);
+            let mut held: Vec<(String, Option<i64>)> =
+                want.into_iter().map(|h| (h, None)).collect();
+            held.extend(keep.into_iter().map(|h| (h, None)));
+            return Ok(HostRound {
+                held,
+                ..HostRound::default()
+            });
         };
+        let turn = turn.as_secs_f64();
         let failed = Arc::new(self.failed("writing to"));
         let args = Arc::new((want, keep, release));
         self.retrying(move |pool, place| {
@@ -484,34 +501,69 @@ impl Tables {
                     .await
                     .map_err(&*failed)?;
                 }
-                let mut held: Vec<(String, Option<i64>)> = Vec::new();
+                let mut round = HostRound::default();
                 if !keep.is_empty() {
+                    // Renewed; a host another node waits for, held for a
+                    // turn since it began to wait, is to be given up.
                     let rows = tx
                         .query(
                             "UPDATE crawld.host_leases SET expires = now() + make_interval(secs => $3) \
-                             WHERE node = $1 AND host = ANY($2) RETURNING host",
-                            &[&node.id, keep, &node.secs()],
+                             WHERE node = $1 AND host = ANY($2) \
+                             RETURNING host, (wanted IS NOT NULL \
+                               AND greatest(wanted, held_since) < now() - make_interval(secs => $4)), \
+                               wanted IS NOT NULL",
+                            &[&node.id, keep, &node.secs(), &turn],
                         )
                         .await
                         .map_err(&*failed)?;
-                    held.extend(rows.iter().map(|r| (r.get::<_, String>(0), None)));
+                    for r in &rows {
+                        let host: String = r.get(0);
+                        if r.get::<_, Option<bool>>(1).unwrap_or(false) {
+                            round.yield_now.push(host.clone());
+                        }
+                        if r.get::<_, bool>(2) {
+                            round.contested.push(host.clone());
+                        }
+                        round.held.push((host, None));
+                    }
                 }
                 if !want.is_empty() {
                     let rows = tx
                         .query(
-                            "INSERT INTO crawld.host_leases AS h (host, node, expires) \
-                             SELECT w, $1, now() + make_interval(secs => $3) FROM unnest($2::text[]) AS w \
-                             ON CONFLICT (host) DO UPDATE SET node = EXCLUDED.node, expires = EXCLUDED.expires \
+                            "INSERT INTO crawld.host_leases AS h (host, node, expires, held_since) \
+                             SELECT w, $1, now() + make_interval(secs => $3), now() \
+                             FROM unnest($2::text[]) AS w \
+                             ON CONFLICT (host) DO UPDATE SET node = EXCLUDED.node, \
+                               expires = EXCLUDED.expires, \
+                               held_since = CASE WHEN h.node = EXCLUDED.node THEN h.held_since ELSE now() END, \
+                               wanted = CASE WHEN h.node = EXCLUDED.node THEN h.wanted ELSE NULL END \
                              WHERE h.expires < now() OR h.node = EXCLUDED.node \
                              RETURNING host, closed_until_ms",
                             &[&node.id, want, &node.secs()],
                         )
                         .await
                         .map_err(&*failed)?;
-                    held.extend(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, Option<i64>>(1))));
+                    let granted: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
+                    round.held.extend(
+                        rows.iter()
+                            .map(|r| (r.get::<_, String>(0), r.get::<_, Option<i64>>(1))),
+                    );
+                    // The others: another node has them; it is told this
+                    // one waits (once, from when it began to).
+                    let waiting: Vec<&String> =
+                        want.iter().filter(|w| !granted.contains(w)).collect();
+                    if !waiting.is_empty() {
+                        tx.execute(
+                            "UPDATE crawld.host_leases SET wanted = coalesce(wanted, now()) \
+                             WHERE host = ANY($2) AND node <> $1 AND node <> ''",
+                            &[&node.id, &waiting],
+                        )
+                        .await
+                        .map_err(&*failed)?;
+                    }
                 }
                 tx.commit().await.map_err(&*failed)?;
-                Ok(held)
+                Ok(round)
             }
         })
     }

@@ -29,7 +29,7 @@ use tokio_postgres::NoTls;
 
 use super::keyspace::{Batch, Record, Val};
 use super::StoreError;
-pub use cluster::{Fence, LeaseStep, Node, DEFAULT_LEASE};
+pub use cluster::{Fence, HostRound, LeaseStep, Node, DEFAULT_LEASE};
 use errors::{database_error, describe, detail};
 use keys::Part;
 pub use scan::Scan;

@@ -58,9 +58,15 @@ CREATE TABLE crawld.roles (
 -- cluster as for one process. A node leases the hosts it has pages for,
 -- renews them while it works, and gives them up when idle, leaving the
 -- host's backoff window (`closed_until_ms`) for the next node.
+-- A node that waits for a host marks it `wanted`; the holder gives it up
+-- once it held it for a turn (a few seconds) after that, and lets the
+-- waiting node have it for a turn: two nodes with work on one host take
+-- turns rather than one waiting for the other's runs to end.
 CREATE TABLE crawld.host_leases (
     host            text COLLATE "C" PRIMARY KEY,
     node            text COLLATE "C" NOT NULL,
     expires         timestamptz NOT NULL,
-    closed_until_ms bigint
+    closed_until_ms bigint,
+    held_since      timestamptz NOT NULL DEFAULT now(),
+    wanted          timestamptz
 );
