@@ -34,25 +34,7 @@ use common::{crawld_bin, env_num};
 
 const TARGETS: usize = 3;
 
-const TARGET: &str = r#"
-start_urls = ["http://{addr}/list/1"]
-profile = "bench"
-max_pages = {max_pages}
-[follow]
-allow = ['^/list/', '^/p/']
-max_depth = 1000
-[items.product]
-pages = '^/p/'
-[items.product.fields]
-title = { css = "main h1.product-title::text", required = true }
-price = { css = "div.price-block p.price span.amount::text", type = "number", required = true }
-sku = "div.product-meta span.sku::text"
-availability = "div.availability-block p.availability::text"
-rating = { css = "div.rating-summary span.rating-value::text", type = "number" }
-review_count = { css = "div.rating-summary a.review-count::text", type = "number" }
-weight = "section.specifications table.specs tr[data-spec='weight'] > td::text"
-image = { css = "section.gallery figure.main img::attr(src)", type = "url" }
-"#;
+use shop::TARGET;
 
 const PROFILE: &str = "[profiles.bench]\nextends = \"aggressive\"\nconcurrency = 64\ndelay = \"0ms\"\ntimeout = \"30s\"\n";
 

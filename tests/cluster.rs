@@ -115,6 +115,19 @@ impl Cluster {
     fn state(&self, i: usize) -> &Path {
         &self.states[i]
     }
+
+    /// Waits until the last run of `target`, read through node `i`, completed.
+    fn wait_completed(&self, i: usize, target: &str, what: &str) {
+        wait_for(
+            || {
+                self.node(i)
+                    .runs(target)
+                    .last()
+                    .is_some_and(|r| r["status"] == "completed")
+            },
+            what,
+        );
+    }
 }
 
 /// Three nodes on a schedule of every 2 s: each firing starts one run,
@@ -190,15 +203,7 @@ fn a_run_survives_kill_9_of_its_node() {
         "another node resumes the run",
     );
     let resumed_after = killed_at.elapsed();
-    wait_for(
-        || {
-            c.node(0)
-                .runs("shop")
-                .last()
-                .is_some_and(|r| r["status"] == "completed")
-        },
-        "the run completes",
-    );
+    c.wait_completed(0, "shop", "the run completes");
     assert_all_products_once(c.state(0), products);
     let runs = c.node(1).runs("shop");
     assert_eq!(runs.len(), 2, "{runs:#?}");
@@ -298,15 +303,7 @@ fn a_stopping_node_hands_its_run_over() {
         "the other node resumes the run",
     );
     let resumed_after = stopped.elapsed();
-    wait_for(
-        || {
-            c.node(1)
-                .runs("shop")
-                .last()
-                .is_some_and(|r| r["status"] == "completed")
-        },
-        "the run completes",
-    );
+    c.wait_completed(1, "shop", "the run completes");
     assert_all_products_once(c.state(1), lists * per_list);
     let runs = c.node(1).runs("shop");
     assert_eq!(runs.len(), 2, "{runs:#?}");
@@ -347,15 +344,7 @@ timeout = "30s"
     c.node(0).cmd(&["trigger", "shop"]).assert().success();
     c.node(1).cmd(&["trigger", "shop2"]).assert().success();
     for (node, name) in [(0, "shop"), (1, "shop2")] {
-        wait_for(
-            || {
-                c.node(node)
-                    .runs(name)
-                    .last()
-                    .is_some_and(|r| r["status"] == "completed")
-            },
-            "both runs complete",
-        );
+        c.wait_completed(node, name, "both runs complete");
     }
     let elapsed = began.elapsed();
     let pages = 2 * (2 * 20 + 2);
@@ -424,15 +413,7 @@ fn a_run_completes_across_a_database_outage_longer_than_the_lease() {
         &admin,
         &format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"),
     );
-    wait_for(
-        || {
-            c.node(1)
-                .runs("shop")
-                .last()
-                .is_some_and(|r| r["status"] == "completed")
-        },
-        "the run completes",
-    );
+    c.wait_completed(1, "shop", "the run completes");
     assert_all_products_once(c.state(1), lists * per_list);
     let runs = c.node(1).runs("shop");
     eprintln!(

@@ -23,6 +23,29 @@ use text::{paragraph, sentence, Rng};
 
 /// Products per listing page.
 pub const PER_LIST: usize = 100;
+
+/// The target the crawl and cluster benches crawl the shop with: 8
+/// fields per product (`{addr}` and `{max_pages}` filled in by the bench).
+pub const TARGET: &str = r#"
+start_urls = ["http://{addr}/list/1"]
+profile = "bench"
+max_pages = {max_pages}
+[follow]
+allow = ['^/list/', '^/p/']
+max_depth = 1000
+[items.product]
+pages = '^/p/'
+[items.product.fields]
+title = { css = "main h1.product-title::text", required = true }
+price = { css = "div.price-block p.price span.amount::text", type = "number", required = true }
+sku = "div.product-meta span.sku::text"
+availability = "div.availability-block p.availability::text"
+rating = { css = "div.rating-summary span.rating-value::text", type = "number" }
+review_count = { css = "div.rating-summary a.review-count::text", type = "number" }
+weight = "section.specifications table.specs tr[data-spec='weight'] > td::text"
+image = { css = "section.gallery figure.main img::attr(src)", type = "url" }
+"#;
+
 /// Product pages are drawn between these sizes, in bytes.
 const MIN_SIZE: usize = 15 * 1024;
 const MAX_SIZE: usize = 30_500;

@@ -589,25 +589,14 @@ impl Tables {
         Ok(!rows.is_empty())
     }
 
-    /// Runs one statement, with retries; returns the rows changed.
+    /// Runs one statement, with retries.
     fn execute(
         &self,
         sql: &'static str,
         params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>,
-    ) -> Result<u64, StoreError> {
-        let failed = Arc::new(self.failed("writing to"));
-        let params = Arc::new(params);
-        self.retrying(move |pool, place| {
-            let (params, failed) = (params.clone(), failed.clone());
-            async move {
-                let client = Self::client(&pool, &place, "connecting to").await?;
-                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
-                    .iter()
-                    .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-                    .collect();
-                client.execute(sql, &refs).await.map_err(&*failed)
-            }
-        })
+    ) -> Result<(), StoreError> {
+        // A query whose rows (none) are dropped: one round trip either way.
+        self.rows(sql, params).map(|_| ())
     }
 
     /// Runs one query whose columns are text, with retries.
