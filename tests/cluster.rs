@@ -226,6 +226,16 @@ fn a_run_survives_kill_9_of_its_node() {
         duplicates <= 4 + 64,
         "{duplicates} duplicate fetches for one kill"
     );
+    // Every live node shows the run's monitors, judged where it ran.
+    for (i, d) in c.live() {
+        wait_for(
+            || {
+                d.target("shop")
+                    .is_some_and(|t| t["monitors"].as_array().is_some_and(|m| !m.is_empty()))
+            },
+            &format!("node {i} shows the monitors of the run"),
+        );
+    }
     // The dead node is listed as gone.
     let members = c.node(0).status()["members"].as_array().unwrap().clone();
     assert!(

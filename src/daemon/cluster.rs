@@ -22,6 +22,9 @@ pub(super) struct News {
     /// Whether this node judges the clock monitors (`overdue`,
     /// `config_broken`) for the cluster.
     clock: bool,
+    /// Per target, what the store holds of its monitors and its last
+    /// completed run (other nodes' runs included).
+    known: Vec<(TargetId, super::monitors::Known)>,
 }
 
 /// How often a node looks for stop requests and runs to resume: three
@@ -85,11 +88,17 @@ impl Daemon {
             .max_runs
             .max(1)
             .saturating_sub(self.running.len() + self.queue.len());
+        let targets: Vec<TargetId> = self.set.targets.keys().cloned().collect();
         let call = self.store.call(move |s| {
+            let known = targets
+                .iter()
+                .filter_map(|id| super::monitors::known(s, id).ok().map(|k| (id.clone(), k)))
+                .collect();
             Ok::<_, crate::store::StoreError>(News {
                 stops: s.take_stop_requests()?,
                 orphans: s.claim_orphans(&candidates, room)?,
                 clock: s.holds_role("clock")?,
+                known,
             })
         });
         let events = self.events.clone();
@@ -106,6 +115,10 @@ impl Daemon {
     }
 
     pub(super) fn cluster_news(&mut self, news: News) {
+        let fresh = tick_every(self.opts.lease) * 2;
+        for (id, k) in news.known {
+            self.known_elsewhere(id, k, fresh);
+        }
         if news.clock != self.clock_role {
             info!(
                 clock = news.clock,

@@ -61,6 +61,9 @@ pub(super) struct Monitors {
     known: HashSet<TargetId>,
     /// The clock monitors' firing flags as last observed, and when.
     clock_seen: HashMap<TargetId, (Vec<bool>, Instant)>,
+    /// When this node last judged each target's monitors: in a cluster,
+    /// what another node stored is newer only after that (see `cluster.rs`).
+    judged_here: HashMap<TargetId, Instant>,
 }
 
 /// What the store thread reads for a target the daemon begins to watch.
@@ -73,7 +76,7 @@ pub(super) struct Known {
     pub since_ms: Option<u64>,
 }
 
-fn known(store: &Store, id: &TargetId) -> Result<Known, StoreError> {
+pub(super) fn known(store: &Store, id: &TargetId) -> Result<Known, StoreError> {
     let mut last_completed_ms = None;
     for r in store.runs(id) {
         let r = r?;
@@ -92,6 +95,32 @@ fn known(store: &Store, id: &TargetId) -> Result<Known, StoreError> {
 }
 
 impl Daemon {
+    /// In a cluster, what other nodes recorded of a target: its monitor
+    /// states (judged where its run ran, or by the clock's node) and the
+    /// end of its last completed run, from which `overdue` counts. States
+    /// this node judged within `fresh` are kept: the read may predate them.
+    pub(super) fn known_elsewhere(&mut self, id: TargetId, k: Known, fresh: std::time::Duration) {
+        if !self.monitors.known.contains(&id) || !self.set.targets.contains_key(&id) {
+            return;
+        }
+        if let Some(since) = k.since_ms {
+            let r = self
+                .monitors
+                .reference_ms
+                .entry(id.clone())
+                .or_insert(since);
+            *r = (*r).max(since);
+        }
+        let judged_lately = self
+            .monitors
+            .judged_here
+            .get(&id)
+            .is_some_and(|at| at.elapsed() < fresh);
+        if !judged_lately && !self.running.contains_key(&id) && !k.states.is_empty() {
+            self.monitors.states.insert(id, k.states);
+        }
+    }
+
     /// Reads the stored monitors of targets the daemon begins to watch. The
     /// clock judges a target only once they are read: judged before, a
     /// restart would resolve an `overdue` that still holds.
@@ -167,6 +196,7 @@ impl Daemon {
             }
         });
         self.monitors.states.remove(id);
+        self.monitors.judged_here.remove(id);
         self.monitors.reference_ms.remove(id);
         self.monitors.known.remove(id);
         self.monitors.clock_seen.remove(id);
@@ -235,6 +265,7 @@ impl Daemon {
         self.recorded_again();
         if self.set.targets.contains_key(&id) {
             // observe answers the target's whole list, judged or not.
+            self.monitors.judged_here.insert(id.clone(), Instant::now());
             self.monitors.states.insert(id, states);
             self.delivery.kick();
         }
