@@ -8,20 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
-
-use super::errors::database_error;
+use super::heartbeat::{alive, heartbeat, pid_namespace, register, this_host};
 use super::{StoreError, Tables};
 
 /// How long a node's leases last without a heartbeat, unless asked otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
-
-/// Heartbeats per lease: a node renews its leases this many times before
-/// they would expire, so a few slow or lost beats do not lose them.
-const BEATS_PER_LEASE: u32 = 6;
-
-/// How long a gone node stays listed among the members.
-const GONE_LISTED: &str = "1 hour";
 
 /// This process as a member of the cluster: its id, its lease time and the
 /// runs it holds (target → lease generation).
@@ -51,7 +42,7 @@ impl Node {
         }
     }
 
-    fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+    pub(super) fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
         self.leases
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -74,7 +65,7 @@ impl Node {
         self.hand_over.load(Ordering::Relaxed)
     }
 
-    fn secs(&self) -> f64 {
+    pub(super) fn secs(&self) -> f64 {
         self.lease.as_secs_f64()
     }
 }
@@ -100,17 +91,6 @@ pub struct Fence {
     pub node: String,
     pub generation: i64,
     pub step: LeaseStep,
-}
-
-/// What a round of host leases found: the hosts held (with the backoff
-/// end the last holder left, for those just taken), and those to give up
-/// now because another node has waited a turn for them.
-#[derive(Debug, Default)]
-pub struct HostRound {
-    pub held: Vec<(String, Option<i64>)>,
-    pub yield_now: Vec<String>,
-    /// Held hosts another node waits for: given up as soon as idle.
-    pub contested: Vec<String>,
 }
 
 /// A node of the cluster, as `crawld status` lists it.
@@ -458,139 +438,8 @@ impl Tables {
         })
     }
 
-    /// One round of this node's host leases, in one transaction: gives up
-    /// `release` (leaving each host's backoff end for the next node),
-    /// renews `keep`, and takes those of `want` that are free or expired.
-    /// Returns the hosts held now, with the backoff end left by the last
-    /// holder for those just taken.
-    pub fn sync_hosts(
-        &self,
-        want: Vec<String>,
-        keep: Vec<String>,
-        release: Vec<(String, Option<i64>)>,
-        turn: Duration,
-    ) -> Result<HostRound, StoreError> {
-        let Some(node) = self.node.clone() else {
-            let mut held: Vec<(String, Option<i64>)> =
-                want.into_iter().map(|h| (h, None)).collect();
-            held.extend(keep.into_iter().map(|h| (h, None)));
-            return Ok(HostRound {
-                held,
-                ..HostRound::default()
-            });
-        };
-        let turn = turn.as_secs_f64();
-        let failed = Arc::new(self.failed("writing to"));
-        let args = Arc::new((want, keep, release));
-        self.retrying(move |pool, place| {
-            let (args, failed, node) = (args.clone(), failed.clone(), node.clone());
-            async move {
-                let (want, keep, release) = &*args;
-                let mut client = Self::client(&pool, &place, "connecting to").await?;
-                let tx = client.transaction().await.map_err(&*failed)?;
-                if !release.is_empty() {
-                    let (hosts, until): (Vec<&String>, Vec<Option<i64>>) =
-                        release.iter().map(|(h, u)| (h, *u)).unzip();
-                    tx.execute(
-                        "UPDATE crawld.host_leases h SET node = '', expires = now(), \
-                           closed_until_ms = r.until \
-                         FROM unnest($2::text[], $3::bigint[]) AS r(host, until) \
-                         WHERE h.host = r.host AND h.node = $1",
-                        &[&node.id, &hosts, &until],
-                    )
-                    .await
-                    .map_err(&*failed)?;
-                }
-                let mut round = HostRound::default();
-                if !keep.is_empty() {
-                    // Renewed; a host another node waits for, held for a
-                    // turn since it began to wait, is to be given up.
-                    let rows = tx
-                        .query(
-                            "UPDATE crawld.host_leases SET expires = now() + make_interval(secs => $3) \
-                             WHERE node = $1 AND host = ANY($2) \
-                             RETURNING host, (wanted IS NOT NULL \
-                               AND greatest(wanted, held_since) < now() - make_interval(secs => $4)), \
-                               wanted IS NOT NULL",
-                            &[&node.id, keep, &node.secs(), &turn],
-                        )
-                        .await
-                        .map_err(&*failed)?;
-                    for r in &rows {
-                        let host: String = r.get(0);
-                        if r.get::<_, Option<bool>>(1).unwrap_or(false) {
-                            round.yield_now.push(host.clone());
-                        }
-                        if r.get::<_, bool>(2) {
-                            round.contested.push(host.clone());
-                        }
-                        round.held.push((host, None));
-                    }
-                }
-                if !want.is_empty() {
-                    let rows = tx
-                        .query(
-                            "INSERT INTO crawld.host_leases AS h (host, node, expires, held_since) \
-                             SELECT w, $1, now() + make_interval(secs => $3), now() \
-                             FROM unnest($2::text[]) AS w \
-                             ON CONFLICT (host) DO UPDATE SET node = EXCLUDED.node, \
-                               expires = EXCLUDED.expires, \
-                               held_since = CASE WHEN h.node = EXCLUDED.node THEN h.held_since ELSE now() END, \
-                               wanted = CASE WHEN h.node = EXCLUDED.node THEN h.wanted ELSE NULL END \
-                             WHERE h.expires < now() OR h.node = EXCLUDED.node \
-                             RETURNING host, closed_until_ms",
-                            &[&node.id, want, &node.secs()],
-                        )
-                        .await
-                        .map_err(&*failed)?;
-                    let granted: Vec<String> = rows.iter().map(|r| r.get::<_, String>(0)).collect();
-                    round.held.extend(
-                        rows.iter()
-                            .map(|r| (r.get::<_, String>(0), r.get::<_, Option<i64>>(1))),
-                    );
-                    // The others: another node has them; it is told this
-                    // one waits (once, from when it began to).
-                    let waiting: Vec<&String> =
-                        want.iter().filter(|w| !granted.contains(w)).collect();
-                    if !waiting.is_empty() {
-                        tx.execute(
-                            "UPDATE crawld.host_leases SET wanted = coalesce(wanted, now()) \
-                             WHERE host = ANY($2) AND node <> $1 AND node <> ''",
-                            &[&node.id, &waiting],
-                        )
-                        .await
-                        .map_err(&*failed)?;
-                    }
-                }
-                tx.commit().await.map_err(&*failed)?;
-                Ok(round)
-            }
-        })
-    }
-
-    /// Takes or renews `role` for this node for `secs` seconds: whether this
-    /// node holds it now.
-    pub fn hold_role(&self, role: &str, secs: f64) -> Result<bool, StoreError> {
-        let Some(node) = self.node.as_ref() else {
-            return Ok(true);
-        };
-        let rows = self.rows(
-            "INSERT INTO crawld.roles AS r (role, node, expires) \
-             VALUES ($1, $2, now() + make_interval(secs => $3)) \
-             ON CONFLICT (role) DO UPDATE SET node = EXCLUDED.node, expires = EXCLUDED.expires \
-             WHERE r.expires < now() OR r.node = EXCLUDED.node \
-             RETURNING node",
-            vec![
-                Box::new(role.to_owned()),
-                Box::new(node.id.clone()),
-                Box::new(secs),
-            ],
-        )?;
-        Ok(!rows.is_empty())
-    }
-
     /// Runs one statement, with retries.
-    fn execute(
+    pub(super) fn execute(
         &self,
         sql: &'static str,
         params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>,
@@ -600,7 +449,7 @@ impl Tables {
     }
 
     /// Runs one query whose columns are text, with retries.
-    fn rows(
+    pub(super) fn rows(
         &self,
         sql: &'static str,
         params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>,
@@ -622,115 +471,5 @@ impl Tables {
                     .collect())
             }
         })
-    }
-}
-
-/// This machine's name, as member rows record it.
-fn this_host() -> String {
-    hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_default()
-}
-
-/// This process's PID namespace (`pid:[4026531836]`), or "" when unknown:
-/// containers sharing a host name have pids of their own.
-fn pid_namespace() -> String {
-    std::fs::read_link("/proc/self/ns/pid")
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// Whether process `pid` of this machine exists (one of another user's
-/// counts: it may be a crawld).
-fn alive(pid: i32) -> bool {
-    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
-        return false;
-    };
-    !matches!(
-        rustix::process::test_kill_process(pid),
-        Err(rustix::io::Errno::SRCH)
-    )
-}
-
-/// Inserts (or refreshes) this node's member row.
-async fn register(
-    client: &tokio_postgres::Client,
-    node: &Node,
-) -> Result<(), tokio_postgres::Error> {
-    let host = this_host();
-    let pid = std::process::id() as i32;
-    client
-        .execute(
-            "INSERT INTO crawld.members \
-               (node, hostname, pid, version, started, heartbeat, expires, pid_ns) \
-             VALUES ($1, $2, $3, $4, now(), now(), now() + make_interval(secs => $5), $6) \
-             ON CONFLICT (node) DO UPDATE SET heartbeat = now(), expires = EXCLUDED.expires",
-            &[
-                &node.id,
-                &host,
-                &pid,
-                &env!("CARGO_PKG_VERSION"),
-                &node.secs(),
-                &pid_namespace(),
-            ],
-        )
-        .await?;
-    Ok(())
-}
-
-/// Renews this node's membership and run leases every lease / 6, until the
-/// backend's runtime stops. A beat that fails is tried again at the next;
-/// the first failure and the recovery are logged.
-async fn heartbeat(pool: Pool, place: String, node: Arc<Node>) {
-    let every = node.lease / BEATS_PER_LEASE;
-    let mut failing = false;
-    loop {
-        tokio::time::sleep(every).await;
-        let beat = async {
-            let client = Tables::client(&pool, &place, "connecting to").await?;
-            let failed = |e: tokio_postgres::Error| database_error(&place, "writing to", &e);
-            register(&client, &node).await.map_err(failed)?;
-            // Only the runs this process still works on: a lease it forgot
-            // (a run that ended without recording it) expires, and another
-            // node takes it.
-            let held: Vec<String> = node.leases().keys().cloned().collect();
-            client
-                .execute(
-                    "UPDATE crawld.run_leases SET expires = now() + make_interval(secs => $2) \
-                     WHERE node = $1 AND target = ANY($3)",
-                    &[&node.id, &node.secs(), &held],
-                )
-                .await
-                .map_err(failed)?;
-            client
-                .batch_execute(&format!(
-                    "DELETE FROM crawld.members WHERE expires < now() - interval '{GONE_LISTED}'; \
-                     DELETE FROM crawld.stop_requests WHERE asked < now() - interval '1 minute'"
-                ))
-                .await
-                .map_err(failed)?;
-            Ok::<_, StoreError>(())
-        };
-        match tokio::time::timeout(every.max(Duration::from_secs(1)) * 2, beat).await {
-            Ok(Ok(())) => {
-                if failing {
-                    tracing::info!(node = %node.id, "Heartbeats go through again.");
-                }
-                failing = false;
-            }
-            Ok(Err(e)) => {
-                if !failing {
-                    tracing::warn!(node = %node.id, error = %e, "A heartbeat failed: this node's runs are taken over by others if this lasts past the lease.");
-                }
-                failing = true;
-            }
-            Err(_) => {
-                if !failing {
-                    tracing::warn!(node = %node.id, "A heartbeat got no answer in time.");
-                }
-                failing = true;
-            }
-        }
     }
 }

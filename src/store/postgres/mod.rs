@@ -14,6 +14,8 @@
 
 mod cluster;
 mod errors;
+mod heartbeat;
+mod hosts;
 mod keys;
 mod scan;
 mod schema;
@@ -29,8 +31,9 @@ use tokio_postgres::NoTls;
 
 use super::keyspace::{Batch, Record, Val};
 use super::StoreError;
-pub use cluster::{Fence, HostRound, LeaseStep, Node, DEFAULT_LEASE};
+pub use cluster::{Fence, LeaseStep, Node, DEFAULT_LEASE};
 use errors::{database_error, describe, detail};
+pub use hosts::HostRound;
 use keys::Part;
 pub use scan::Scan;
 use sql::equalities;
