@@ -82,9 +82,17 @@ impl Cluster {
             .collect();
         let nodes = states
             .iter()
-            .map(|state| {
+            .enumerate()
+            .map(|(i, state)| {
                 use_database(state, db.url());
-                Some(Daemon::start(&configs, state, &["--lease", LEASE]))
+                let log = std::env::var_os("CRAWLD_TEST_LOGS")
+                    .map(|d| PathBuf::from(d).join(format!("node{i}.log")));
+                Some(Daemon::start_logged(
+                    &configs,
+                    state,
+                    &["--lease", LEASE],
+                    log.as_deref(),
+                ))
             })
             .collect();
         Cluster {
@@ -157,6 +165,143 @@ fn three_nodes_start_one_run_per_firing() {
             || (r["status"] == "running" && r == runs.last().unwrap())),
         "{runs:#?}"
     );
+}
+
+/// Three shops of `lists` × `per_list` products, on three hosts. Each
+/// product links to the next, and each list to the next: the crawl is deep
+/// as well as wide.
+fn three_sites(lists: usize, per_list: usize, delay: Duration) -> Vec<Site> {
+    (0..3).map(|_| site(lists, per_list, delay)).collect()
+}
+
+/// The shop target over `sites`, with `extra` top-level settings.
+fn three_host_target(sites: &[Site], extra: &str) -> String {
+    let starts: Vec<String> = sites
+        .iter()
+        .map(|s| format!("\"{}\"", s.url("/")))
+        .collect();
+    target("0 0 0 1 1 *").replace(
+        r#"start_urls = ["{base}/"]"#,
+        &format!(
+            "start_urls = [{}]\nstrip_params = [\"utm_*\"]\n{extra}",
+            starts.join(", ")
+        ),
+    )
+}
+
+/// A 3,000-page target on three hosts, triggered on one node of three:
+/// the run's frontier is the database's, every node claims URLs of it from
+/// the hosts it was given, and every node fetches a share. The run
+/// completes once, with every page fetched once and every item once.
+#[test]
+fn a_run_is_shared_by_every_node() {
+    let Some(db) = common::postgres::database() else {
+        return;
+    };
+    let (lists, per_list) = (10, 100);
+    let sites = three_sites(lists, per_list, Duration::from_millis(5));
+    let shop = three_host_target(&sites, "");
+    let c = Cluster::with_files(
+        &db,
+        &sites[0],
+        &[("shop.toml", &shop), ("p.toml", PROFILE)],
+        3,
+    );
+    let began = std::time::Instant::now();
+    c.node(0)
+        .cmd(&["trigger", "shop", "--full"])
+        .assert()
+        .success();
+    c.wait_completed(1, "shop", "the shared run completes");
+    let secs = began.elapsed().as_secs_f64();
+    let pages = 3 * (lists + lists * per_list);
+    let runs = c.node(2).runs("shop");
+    assert_eq!(runs.len(), 1, "one run for one firing: {runs:#?}");
+    let counts = &runs[0]["counts"];
+    let nodes = counts["nodes"].as_object().expect("per-node figures");
+    let requests: Vec<usize> = sites.iter().map(|s| s.stats.page_requests()).collect();
+    eprintln!("{pages} pages on 3 hosts by 3 nodes in {secs:.1} s: {nodes:?}, requests {requests:?}, fetched {}", counts["pages_fetched"]);
+    assert_eq!(counts["pages_fetched"], pages, "{counts:#?}");
+    assert_eq!(nodes.len(), 3, "every node worked on the run: {nodes:?}");
+    for (node, n) in nodes {
+        let n = n.as_u64().unwrap() as usize;
+        assert!(n >= pages / 20, "{node} fetched only {n} of {pages} pages");
+    }
+    assert_eq!(
+        requests.iter().sum::<usize>(),
+        pages,
+        "every page fetched once"
+    );
+    assert_all_products_once(c.state(2), 3 * lists * per_list);
+}
+
+/// A shared run's `max_pages` is counted in the database: nodes admit
+/// links at once, and the run fetches exactly that many pages.
+#[test]
+fn a_shared_run_keeps_max_pages() {
+    let Some(db) = common::postgres::database() else {
+        return;
+    };
+    // Slow pages: the other nodes join before the budget is spent.
+    let sites = three_sites(4, 100, Duration::from_millis(60));
+    let shop = three_host_target(&sites, "max_pages = 300");
+    let c = Cluster::with_files(
+        &db,
+        &sites[0],
+        &[("shop.toml", &shop), ("p.toml", PROFILE)],
+        3,
+    );
+    c.node(1)
+        .cmd(&["trigger", "shop", "--full"])
+        .assert()
+        .success();
+    c.wait_completed(0, "shop", "the shared run completes");
+    let requests: usize = sites.iter().map(|s| s.stats.page_requests()).sum();
+    let runs = c.node(0).runs("shop");
+    eprintln!(
+        "max_pages 300: {requests} requests, {}",
+        runs[0]["counts"]["nodes"]
+    );
+    assert_eq!(requests, 300, "max_pages holds across the nodes");
+    assert_eq!(runs[0]["counts"]["pages_fetched"], 300);
+    let nodes = runs[0]["counts"]["nodes"].as_object().unwrap();
+    assert!(nodes.len() >= 2, "the budget was shared: {nodes:?}");
+}
+
+/// `kill -9` of the busiest node of a shared run (its owner) at a random
+/// moment: the others go on with its hosts once its URL leases expire, the
+/// run completes (resumed by one of them), every item is stored once, and
+/// the pages fetched twice are at most what the dead node held.
+#[test]
+fn a_shared_run_survives_kill_9_of_its_busiest_node() {
+    let Some(db) = common::postgres::database() else {
+        return;
+    };
+    let (lists, per_list) = (10, 100);
+    let sites = three_sites(lists, per_list, Duration::from_millis(5));
+    let pages = 3 * (lists + lists * per_list);
+    let shop = three_host_target(&sites, "");
+    let mut c = Cluster::with_files(
+        &db,
+        &sites[0],
+        &[("shop.toml", &shop), ("p.toml", PROFILE)],
+        3,
+    );
+    c.node(0)
+        .cmd(&["trigger", "shop", "--full"])
+        .assert()
+        .success();
+    let fetched = || sites.iter().map(|s| s.stats.page_requests()).sum::<usize>();
+    let at = pages * rand::random_range(20..60) / 100;
+    wait_for(|| fetched() >= at, "part of the pages are fetched");
+    let before = fetched();
+    c.nodes[0] = None; // kill -9 of the run's owner, which fetches the most
+    c.wait_completed(1, "shop", "the run completes on the other nodes");
+    let duplicates = fetched().saturating_sub(pages);
+    eprintln!("kill -9 after {before} of {pages} pages: {duplicates} fetched twice");
+    assert_all_products_once(c.state(1), 3 * lists * per_list);
+    // What the dead node held: a claim of URLs per host at most.
+    assert!(duplicates <= 3 * 256, "{duplicates} pages fetched twice");
 }
 
 /// `kill -9` of the node running a run: another node resumes the run once

@@ -81,6 +81,14 @@ fn print_members(s: &Status) {
                 format!("running {}", runs.join(", "))
             }
         );
+        if !m.helps.is_empty() {
+            let runs: Vec<String> = m
+                .helps
+                .iter()
+                .map(|(t, r)| format!("{t} (run {r})"))
+                .collect();
+            outln!("    works on {} with its owner", runs.join(", "));
+        }
         if !m.hosts.is_empty() {
             let names: Vec<&str> = m.hosts.iter().map(|h| h.as_str()).collect();
             outln!("    fetches from {}", names.join(", "));

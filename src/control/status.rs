@@ -71,6 +71,9 @@ pub struct MemberStatus {
     /// differs, and a run it takes over extracts with its own.
     #[serde(default)]
     pub config_differs: Vec<TargetId>,
+    /// The shared runs other nodes own that it works on: target and run.
+    #[serde(default)]
+    pub helps: Vec<(TargetId, RunId)>,
 }
 
 impl MemberStatus {
@@ -110,6 +113,7 @@ impl MemberStatus {
                 this: m.this,
                 runs: m.runs,
                 hosts: m.hosts,
+                helps: m.helps,
             })
             .collect()
     }

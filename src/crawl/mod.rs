@@ -23,6 +23,7 @@ mod outcome;
 mod prefetch;
 mod record;
 mod run_loop;
+mod share;
 mod sitemaps;
 
 use run_loop::RunLoop;
@@ -156,7 +157,27 @@ pub async fn run(
     let pauses = store.call(|store| store.host_pauses()).await?;
     hops::restore_pauses(&engine.hosts, pauses);
     let internal_ok = hops::internal_ok(&target, fetcher.policy()).await;
-    let mut frontier = frontier(&store, &target, &start).await?;
+    // On a database written by a node, the run is shared: its frontier is
+    // the database's, and the other nodes with the target work on it too.
+    let share = store.shares_runs().then_some(share::Part {
+        crawl: start.run.crawl,
+        run: start.run.id,
+        helper: false,
+    });
+    let mut frontier = match share {
+        Some(_) => {
+            let (run, max, config) = (
+                start.run.clone(),
+                target.max_pages,
+                target.fingerprint.clone(),
+            );
+            store.call(move |s| s.share_run(&run, max, &config)).await?;
+            let mut frontier = Frontier::shared(&target);
+            frontier.spill_in(store.state_dir().to_path_buf());
+            frontier
+        }
+        None => frontier(&store, &target, &start).await?,
+    };
     if !internal_ok {
         frontier.guard(fetcher.policy().clone());
     }
@@ -170,10 +191,15 @@ pub async fn run(
         policy,
         frontier: &mut frontier,
         progress,
+        share,
     })
     .run(cancel)
     .await?;
-    let record = end_run(&store, end).await?;
+    let parts = match share {
+        Some(part) => leave_shared(&store, part, &start.chain).await,
+        None => Vec::new(),
+    };
+    let record = end_run(&store, end, parts).await?;
     if let Some(template) = &target.changes_jsonl {
         let (record2, template) = (record.clone(), template.clone());
         match store
@@ -266,10 +292,130 @@ async fn frontier(
     Ok(frontier)
 }
 
-/// Writes the run's last record: its status, the loop's figures and the
-/// store error that ended it, which it then returns.
-async fn end_run(store: &Arc<Store>, end: run_loop::LoopEnd) -> Result<RunRecord, RunError> {
-    let (writer, status, counts, store_error) = end;
+/// How long the owner of a shared run waits, at its end, for the other
+/// nodes to record their parts of it.
+const PARTS_WAIT: Duration = Duration::from_secs(3);
+
+/// The owner of a shared run leaves it (what it still holds goes back to
+/// the others, for a run that stops) and reads the other nodes' parts, once
+/// they have all left (or after [`PARTS_WAIT`]).
+async fn leave_shared(
+    store: &Arc<Store>,
+    part: share::Part,
+    chain: &[crate::ids::RunId],
+) -> Vec<RunCounts> {
+    let left = store.call(move |s| s.leave_run(part.crawl, part.run, None));
+    if let Err(e) = left.await {
+        warn!(error = %e, "Could not give this node's URLs of the run back.");
+    }
+    let until = Instant::now() + PARTS_WAIT;
+    loop {
+        let chain = chain.to_vec();
+        match store.call(move |s| s.run_parts(&chain)).await {
+            Ok((parts, all_left)) if all_left || Instant::now() >= until => return parts,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => {
+                warn!(error = %e, "Could not read the other nodes' parts of the run.");
+                return Vec::new();
+            }
+        }
+    }
+}
+
+/// A node works on a run another node of the cluster owns: it claims URLs
+/// of the run's frontier, fetches them from the hosts the run gave it, and
+/// commits what it found, until no URL is left (or `cancel` fires, or the
+/// run ends). Returns this node's part of the run's figures.
+#[instrument(skip_all, fields(target = %target.id, run = %shared.run))]
+pub async fn help(
+    engine: &Engine,
+    store: Arc<Store>,
+    target: Arc<Target>,
+    shared: crate::store::SharedRun,
+    cancel: CancellationToken,
+) -> Result<RunCounts, RunError> {
+    let fetcher = engine.fetcher.clone();
+    host_leases::start(&engine.hosts, &store);
+    let start = store.call(move |s| s.join_run(&shared)).await?;
+    let part = share::Part {
+        crawl: start.run.crawl,
+        run: start.run.id,
+        helper: true,
+    };
+    info!("Working on a run another node of the cluster started.");
+    let pauses = store.call(|store| store.host_pauses()).await?;
+    hops::restore_pauses(&engine.hosts, pauses);
+    let internal_ok = hops::internal_ok(&target, fetcher.policy()).await;
+    let mut frontier = Frontier::shared(&target);
+    frontier.spill_in(store.state_dir().to_path_buf());
+    if !internal_ok {
+        frontier.guard(fetcher.policy().clone());
+    }
+    let policy = RunPolicy {
+        resume_within: target.resume_within,
+        keep_versions: target.keep_versions,
+        keep_runs: target.keep_runs,
+    };
+    let looped = RunLoop::new(run_loop::Setup {
+        engine,
+        store: &store,
+        target: &target,
+        fetcher: &fetcher,
+        internal_ok,
+        start: &start,
+        policy,
+        frontier: &mut frontier,
+        progress: &(),
+        share: Some(part),
+    })
+    .run(cancel)
+    .await;
+    let (counts, store_error) = match looped {
+        Ok((writer, _, mut counts, store_error)) => {
+            let committed = writer.part();
+            counts.pages_committed = committed.pages_committed;
+            counts.items_new = committed.items_new;
+            counts.items_changed = committed.items_changed;
+            counts.items_unchanged = committed.items_unchanged;
+            counts.items_duplicate = committed.items_duplicate;
+            if let Some(node) = store.node_id() {
+                counts.nodes.insert(node, counts.pages_fetched);
+            }
+            (Some(counts), store_error)
+        }
+        Err(e) => (None, Some(e)),
+    };
+    let mine = counts.clone();
+    let left = store.call(move |s| s.leave_run(part.crawl, part.run, mine.as_ref()));
+    if let Err(e) = left.await {
+        warn!(error = %e, "Could not leave the run: what this node held expires with its lease.");
+    }
+    if let Some(e) = store_error {
+        return Err(e.into());
+    }
+    let counts = counts.unwrap_or_default();
+    info!(
+        pages = counts.pages_fetched,
+        items = counts.items_new + counts.items_changed + counts.items_unchanged,
+        "Done with the shared run."
+    );
+    Ok(counts)
+}
+
+/// Writes the run's last record: its status, the loop's figures (with the
+/// other nodes' parts of a shared run) and the store error that ended it,
+/// which it then returns.
+async fn end_run(
+    store: &Arc<Store>,
+    end: run_loop::LoopEnd,
+    parts: Vec<RunCounts>,
+) -> Result<RunRecord, RunError> {
+    let (writer, status, mut counts, store_error) = end;
+    if !parts.is_empty() || store.shares_runs() {
+        if let Some(node) = store.node_id() {
+            counts.nodes.insert(node, counts.pages_fetched);
+        }
+    }
     let error = store_error.as_ref().map(|e| e.to_string());
     let record = store
         .call_any(move |_| {
@@ -283,6 +429,10 @@ async fn end_run(store: &Arc<Store>, end: run_loop::LoopEnd) -> Result<RunRecord
                     items_duplicate: committed.items_duplicate,
                     ..counts
                 };
+                // The other nodes' parts: what they fetched and committed.
+                for part in &parts {
+                    run.counts.add(part);
+                }
             })
         })
         .await?;

@@ -22,6 +22,7 @@ use super::outcome::{
 };
 use super::prefetch::{self, Prefetch};
 use super::record::record_outcome;
+use super::share::{Claims, Part};
 use super::{Engine, Progress, ProgressSink, Waiting, COMMIT_INTERVAL};
 use crate::config::Target;
 use crate::fetcher::{Fetcher, Validators};
@@ -52,6 +53,8 @@ enum Event {
     Fetched(Result<(tokio::task::Id, Outcome), JoinError>),
     /// Page records were read ahead of their fetches.
     Prefetched(prefetch::Batch),
+    /// A claim on a shared run's frontier answered.
+    Claimed(super::share::Claimed),
     /// The commit buffer waited long enough.
     FlushDue,
     /// A host slot was freed, a retry or a host became due: look again.
@@ -92,6 +95,8 @@ pub(super) struct RunLoop<'a> {
     /// Whether the run resumes an interrupted one (whose part counted the
     /// sitemaps already).
     resumed: bool,
+    /// A shared run's claims on the database's frontier.
+    claims: Option<Claims>,
 }
 
 /// What a run loop needs from the run that starts it.
@@ -105,6 +110,8 @@ pub(super) struct Setup<'a> {
     pub policy: RunPolicy,
     pub frontier: &'a mut Frontier,
     pub progress: &'a dyn ProgressSink,
+    /// A shared run: its frontier is the database's.
+    pub share: Option<Part>,
 }
 
 impl<'a> RunLoop<'a> {
@@ -120,11 +127,15 @@ impl<'a> RunLoop<'a> {
             policy,
             frontier,
             progress,
+            share,
         } = setup;
         // The writer thread commits batches and reports each commit back.
         let (tx, mut batch_rx) = mpsc::unbounded_channel::<Vec<PageCommit>>();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let mut writer = RunWriter::new(store.clone(), start, policy, target.fingerprint.clone());
+        if let Some(part) = share {
+            writer = writer.shared(part.helper);
+        }
         #[allow(
             clippy::disallowed_methods,
             reason = "the run writer is a thread of its own: its commits run in order; a panic is mapped by Store::panicked"
@@ -181,6 +192,7 @@ impl<'a> RunLoop<'a> {
             store_error: None,
             sitemap_unchanged: HashMap::new(),
             resumed: start.resume.is_some(),
+            claims: share.map(Claims::new),
         }
     }
 
@@ -188,14 +200,29 @@ impl<'a> RunLoop<'a> {
     /// then commits what was fetched and hands back the writer.
     pub(super) async fn run(mut self, cancel: CancellationToken) -> Result<LoopEnd, StoreError> {
         let mut interrupted = false;
-        self.read_sitemaps(&cancel).await;
+        // A node working on another's run leaves the sitemaps to the owner.
+        if !self.claims.as_ref().is_some_and(|c| c.part.helper) {
+            self.read_sitemaps(&cancel).await;
+        }
         loop {
             self.dispatch();
+            if let Some(claims) = &mut self.claims {
+                // Nothing left here: what was fetched goes to the database
+                // now, with the links it found, for the next claim.
+                if self.tasks.is_empty() && self.frontier.queued() == 0 {
+                    self.commits.send();
+                }
+                claims.claim_if_low(self.frontier, self.store);
+            }
             self.prefetch.read_ahead(self.frontier, self.store);
             self.live.queued =
                 (self.frontier.queued() + self.tasks.len() + self.retry_later.len()) as u64;
             self.progress.update(&self.live);
-            if self.tasks.is_empty() && self.frontier.queued() == 0 && self.retry_later.is_empty() {
+            if self.tasks.is_empty()
+                && self.frontier.queued() == 0
+                && self.retry_later.is_empty()
+                && self.shared_drained()
+            {
                 break;
             }
             match self.next_event(&cancel).await {
@@ -206,6 +233,9 @@ impl<'a> RunLoop<'a> {
                 Event::Committed(Ok(stats)) => {
                     self.commits.answered();
                     note_commit(&mut self.live, stats);
+                    if let Some(claims) = &mut self.claims {
+                        claims.committed();
+                    }
                 }
                 Event::Committed(Err(e)) => {
                     self.store_error = Some(e);
@@ -219,12 +249,30 @@ impl<'a> RunLoop<'a> {
                         break;
                     }
                 }
+                Event::Claimed(claimed) => {
+                    if let Some(claims) = &mut self.claims {
+                        if let Err(e) =
+                            claims.on_claimed(self.target, self.frontier, claimed, self.store)
+                        {
+                            self.store_error = Some(e);
+                            break;
+                        }
+                    }
+                }
                 Event::FlushDue => self.commits.send(),
                 Event::Woken => {}
             }
             self.on_timer();
         }
         self.finish(interrupted).await
+    }
+
+    /// Whether a shared run has no URL left anywhere (a run of its own: true).
+    /// This node's pages must be committed first: they may add links.
+    fn shared_drained(&self) -> bool {
+        self.claims.as_ref().is_none_or(|c| {
+            c.drained() && self.commits.pending.is_empty() && self.commits.in_writer == 0
+        })
     }
 
     /// Reads the target's sitemaps (if it has any) before the first fetch:
@@ -267,6 +315,7 @@ impl<'a> RunLoop<'a> {
             .min();
         let flush_at = tokio::time::Instant::from_std(self.commits.since + COMMIT_INTERVAL);
         let flush_due = !self.commits.pending.is_empty();
+        let claim_at = self.claims.as_ref().and_then(Claims::wake_at);
         tokio::select! {
             biased;
             _ = cancel.cancelled() => Event::Cancelled,
@@ -275,9 +324,11 @@ impl<'a> RunLoop<'a> {
             Some(joined) = self.robots_tasks.join_next_with_id() => Event::Robots(joined),
             Some(joined) = self.tasks.join_next_with_id() => Event::Fetched(joined),
             Some(batch) = self.prefetch.joined() => Event::Prefetched(batch),
+            Some(claimed) = claim_joined(&mut self.claims) => Event::Claimed(claimed),
             _ = tokio::time::sleep_until(flush_at), if flush_due => Event::FlushDue,
             _ = self.freed.changed() => Event::Woken,
             _ = sleep_until_opt(retry_at), if retry_at.is_some() => Event::Woken,
+            _ = sleep_until_opt(claim_at), if claim_at.is_some() => Event::Woken,
             _ = sleep_until_opt(host_ready), if host_ready.is_some() => Event::Woken,
         }
     }
@@ -550,4 +601,9 @@ impl<'a> RunLoop<'a> {
         };
         Ok((writer, status, counts, store_error))
     }
+}
+
+/// The answer of a shared run's claim under way, if any.
+async fn claim_joined(claims: &mut Option<Claims>) -> Option<super::share::Claimed> {
+    claims.as_mut()?.joined().await
 }

@@ -6,12 +6,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::schedule::Firing;
 use super::{mode_name, Daemon, Event};
+use crate::crawl;
 use crate::ids::TargetId;
-use crate::store::RunMode;
+use crate::store::{RunMode, SharedRun};
 
 /// What the cluster tick found in the database.
 pub(super) struct News {
@@ -25,6 +27,8 @@ pub(super) struct News {
     /// Per target, what the store holds of its monitors and its last
     /// completed run (other nodes' runs included).
     known: Vec<(TargetId, super::monitors::Known)>,
+    /// Shared runs other nodes own, which this node may work on.
+    shared: Vec<SharedRun>,
 }
 
 /// How often a node looks for stop requests and runs to resume: three
@@ -99,6 +103,7 @@ impl Daemon {
                 orphans: s.claim_orphans(&candidates, room)?,
                 clock: s.holds_role("clock")?,
                 known,
+                shared: s.shared_runs()?,
             })
         });
         let events = self.events.clone();
@@ -149,6 +154,79 @@ impl Daemon {
             // resumes (a full request would abandon an incremental one).
             info!(target = %id, "Resuming a run whose node is gone.");
             let _ = self.request(&id, RunMode::Incremental, false);
+        }
+        self.help_runs(news.shared);
+    }
+
+    /// Works on the shared runs other nodes own, of targets configured here
+    /// the same way (the same items, follow and strip_params, so that every
+    /// node extracts the same items from a page), as many as `--max-runs`
+    /// leaves room for. Work on a target no longer configured stops.
+    fn help_runs(&mut self, shared: Vec<SharedRun>) {
+        for (id, cancel) in &self.helping {
+            if !self.set.targets.contains_key(id) {
+                cancel.cancel();
+            }
+        }
+        for run in shared {
+            if self.helping.contains_key(&run.target)
+                || self.running.contains_key(&run.target)
+                || self.helped.contains(&run.run)
+            {
+                continue;
+            }
+            let Some(target) = self.set.targets.get(&run.target).cloned() else {
+                continue;
+            };
+            if target.fingerprint != run.config {
+                if self.differs.insert(run.run) {
+                    warn!(target = %run.target, run = %run.run, "Not working on this run of another node: its configuration of the target (items, follow, strip_params) differs from this node's.");
+                }
+                continue;
+            }
+            if self.running.len() + self.helping.len() >= self.opts.max_runs.max(1) {
+                break;
+            }
+            let cancel = CancellationToken::new();
+            let (engine, store, events) = (
+                self.engine.clone(),
+                self.store.shared(),
+                self.events.clone(),
+            );
+            let (id, token, run_target, run_id) = (
+                run.target.clone(),
+                cancel.clone(),
+                run.target.clone(),
+                run.run,
+            );
+            self.helpers.spawn(async move {
+                let result = crawl::help(&engine, store, target, run, token).await;
+                let result = result.map(|_| ()).map_err(|e| e.to_string());
+                let _ = events.send(Event::Helped(id, run_id, result));
+            });
+            self.helping.insert(run_target, cancel);
+        }
+    }
+
+    /// Work on another node's run ended: it was done, stopped, or the run
+    /// was ended or taken over by another node.
+    pub(super) fn helped(
+        &mut self,
+        id: TargetId,
+        run: crate::ids::RunId,
+        result: Result<(), String>,
+    ) {
+        self.helping.remove(&id);
+        match result {
+            // Done: its owner ends it (a run is helped once per node).
+            Ok(()) => {
+                // Ended runs are never listed again: old ones can go.
+                if self.helped.len() >= 4096 {
+                    self.helped.clear();
+                }
+                self.helped.insert(run);
+            }
+            Err(e) => info!(target = %id, reason = %e, "Stopped working on another node's run."),
         }
     }
 

@@ -96,6 +96,8 @@ enum Event {
     Claimed(Firing, Result<bool, String>),
     /// What the cluster tick found.
     Cluster(cluster::News),
+    /// This node's work on another node's shared run ended.
+    Helped(TargetId, crate::ids::RunId, Result<(), String>),
 }
 
 struct Daemon {
@@ -128,6 +130,15 @@ struct Daemon {
     /// Whether this daemon judges the clock monitors: always on sled; in a
     /// cluster, the node holding the "clock" role (see `cluster.rs`).
     clock_role: bool,
+    /// Shared runs of other nodes this node works on, by target.
+    helping: HashMap<TargetId, CancellationToken>,
+    helpers: JoinSet<()>,
+    /// Shared runs this node does not work on because its configuration
+    /// of the target differs (said once per run).
+    differs: HashSet<crate::ids::RunId>,
+    /// Shared runs this node worked on until no URL was left: not joined
+    /// again while their owner ends them.
+    helped: HashSet<crate::ids::RunId>,
 }
 
 fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
@@ -262,6 +273,10 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         delivery,
         channels,
         clock_role: opts.cluster.is_none(),
+        helping: HashMap::new(),
+        helpers: JoinSet::new(),
+        differs: HashSet::new(),
+        helped: HashSet::new(),
     };
     let inputs = Inputs {
         fire_rx,
@@ -394,12 +409,17 @@ impl Daemon {
         for r in self.running.values() {
             r.cancel.cancel();
         }
+        for c in self.helping.values() {
+            c.cancel();
+        }
         let deadline = tokio::time::sleep(grace);
         tokio::pin!(deadline);
         let mut exit = Exit::Ok;
-        while !self.tasks.is_empty() {
+        while !self.tasks.is_empty() || !self.helpers.is_empty() {
             tokio::select! {
                 Some(done) = self.tasks.join_next_with_id() => self.joined(done),
+                // What a node working on others' runs holds goes back to them.
+                Some(_) = self.helpers.join_next() => {}
                 _ = &mut deadline => {
                     // What they committed is safe; they resume at the next start.
                     warn!(left = self.tasks.len(), "Grace period over: runs still stopping are left mid-way.");
@@ -428,6 +448,7 @@ impl Daemon {
             Event::Unrecorded(u) => self.unrecorded(u),
             Event::Claimed(firing, claimed) => self.claimed(firing, claimed),
             Event::Cluster(news) => self.cluster_news(news),
+            Event::Helped(id, run, result) => self.helped(id, run, result),
         }
     }
 

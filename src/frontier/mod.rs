@@ -119,6 +119,11 @@ pub struct Frontier {
     /// URLs queued in memory (the others are in spill files).
     in_memory: usize,
     spill: Spill,
+    /// The run's frontier is the database's (a shared run): URLs admitted
+    /// here go there with the commit of the page that found them, and only
+    /// URLs claimed from there are queued here. The database deduplicates
+    /// what nodes admit and counts `max_pages`.
+    shared: bool,
 }
 
 impl Frontier {
@@ -153,7 +158,32 @@ impl Frontier {
             redirect_hosts: 0,
             in_memory: 0,
             spill: Spill::default(),
+            shared: false,
         }
+    }
+
+    /// An empty frontier of a shared run (see [`Frontier::claimed`]): the
+    /// database deduplicates what nodes admit and counts `max_pages`.
+    pub fn shared(target: &Target) -> Self {
+        Frontier {
+            shared: true,
+            budget: u64::MAX,
+            ..Frontier::resuming(target)
+        }
+    }
+
+    /// Queues a URL this node claimed from a shared run's frontier.
+    pub fn claimed(&mut self, target: &Target, url: Url, depth: u32) {
+        self.seen.insert(url.as_str());
+        if let Some(host) = HostKey::of(&url) {
+            // With same_host, a URL was admitted on a start host (one a
+            // start URL redirected to included), as in `restore`.
+            if target.follow.same_host {
+                self.start_hosts.insert(host.clone());
+            }
+            self.hosts.insert(host);
+        }
+        self.enqueue(url, depth);
     }
 
     /// Takes back one URL of the interrupted crawl's frontier: it counts as
@@ -305,7 +335,9 @@ impl Frontier {
 
     fn push(&mut self, url: Url, depth: u32) {
         self.admitted += 1;
-        self.enqueue(url, depth);
+        if !self.shared {
+            self.enqueue(url, depth);
+        }
     }
 
     fn enqueue(&mut self, url: Url, depth: u32) {
@@ -390,6 +422,21 @@ impl Frontier {
             return Some((next, permit));
         }
         None
+    }
+
+    /// Takes a host's queued URLs out of the frontier (a shared run's host
+    /// that went to another node), unless part of its queue is in a file:
+    /// then this node fetches them all.
+    pub fn give_back(&mut self, host: &HostKey) -> Vec<QueuedUrl> {
+        let Some(queue) = self.queues.get_mut(host).filter(|q| !q.spilled()) else {
+            return Vec::new();
+        };
+        let urls: Vec<QueuedUrl> = queue.head.drain(..).collect();
+        self.in_memory -= urls.len();
+        self.queued -= urls.len();
+        self.remove_host(host);
+        self.ready.retain(|h| h != host);
+        urls
     }
 
     /// Forgets an empty host queue, closing its file.

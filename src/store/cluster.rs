@@ -39,6 +39,8 @@ pub struct Member {
     pub runs: Vec<(TargetId, Option<RunId>)>,
     /// The hosts it leases: only it fetches from them.
     pub hosts: Vec<HostKey>,
+    /// The shared runs of other nodes it works on.
+    pub helps: Vec<(TargetId, RunId)>,
 }
 
 /// What a round of host leases found (see [`Store::sync_hosts`]).
@@ -64,7 +66,7 @@ enum Claim {
 }
 
 impl Store {
-    fn tables(&self) -> Option<&Tables> {
+    pub(super) fn tables(&self) -> Option<&Tables> {
         match &self.data {
             Keyspace::Postgres(t) => Some(t),
             Keyspace::Sled(_) => None,
@@ -381,6 +383,11 @@ impl Store {
                     .map(|(t, r)| (TargetId::new(&t), r.map(|r| RunId(r.max(0) as u64))))
                     .collect(),
                 hosts: m.hosts.iter().map(HostKey::new).collect(),
+                helps: m
+                    .helps
+                    .into_iter()
+                    .map(|(t, r)| (TargetId::new(t), RunId(r.max(0) as u64)))
+                    .collect(),
             })
             .collect())
     }

@@ -56,6 +56,8 @@ pub struct Batch {
     /// On a database, the run lease the batch's transaction checks (and
     /// steps): a run's writes stop once another node took the run over.
     pub(super) fence: Option<postgres::Fence>,
+    /// On a database, what the commit of a shared run does to its frontier.
+    pub(super) shared: Option<postgres::SharedStep>,
 }
 
 impl Batch {
@@ -77,7 +79,7 @@ impl Batch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.ops.is_empty() && self.shared.is_none()
     }
 }
 

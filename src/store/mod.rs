@@ -31,6 +31,7 @@ mod postgres;
 mod records;
 mod runs;
 mod settle;
+mod shared;
 mod tree;
 mod writer;
 
@@ -48,12 +49,14 @@ pub use cluster::{HostSync, Member, DEFAULT_LEASE};
 pub use error::StoreError;
 pub use lock::StateLock;
 pub use offload::open_off;
+pub use postgres::Claim;
 pub use records::{
     now_ms, value_hash, AnswerCounts, ChangeEvent, ChangeKind, FailureRecord, FrontierChunk,
     FrontierEntry, HostRunCounts, ItemRecord, ItemVersion, KindCoverage, PageRecord, RunCounts,
     RunMode, RunRecord, RunStatus, FORMAT,
 };
 pub use runs::{Resume, RunPolicy, RunStart};
+pub use shared::SharedRun;
 pub use tree::{Op, SledError};
 
 use keyspace::Keyspace;

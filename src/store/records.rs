@@ -126,6 +126,9 @@ pub struct RunCounts {
     /// of them had it: the baseline of the `field_coverage` monitor.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub coverage: BTreeMap<String, KindCoverage>,
+    /// In a cluster, the responses each node received for a shared run.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes: BTreeMap<String, u64>,
 }
 
 /// Field coverage of one item kind in one run.
@@ -240,6 +243,9 @@ impl RunCounts {
         self.sitemap_warnings
             .extend(o.sitemap_warnings.iter().cloned());
         self.jsonld_invalid += o.jsonld_invalid;
+        for (node, n) in &o.nodes {
+            *self.nodes.entry(node.clone()).or_default() += n;
+        }
         for (k, n) in &o.errors {
             *self.errors.entry(*k).or_default() += n;
         }

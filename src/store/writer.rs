@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use super::commit::Building;
 use super::keyspace::Batch;
 use super::records::{
-    now_ms, value_hash, ChangeEvent, ChangeKind, FrontierChunk, ItemRecord, ItemVersion, RunMode,
-    RunRecord, RunStatus, FORMAT,
+    now_ms, value_hash, ChangeEvent, ChangeKind, FrontierChunk, ItemRecord, ItemVersion, RunCounts,
+    RunMode, RunRecord, RunStatus, FORMAT,
 };
 use super::runs::{RunPolicy, RunStart};
 use super::{
@@ -107,6 +107,17 @@ pub struct RunWriter {
     next_chunk: u64,
     /// The target configuration's fingerprint, stamped on every page written.
     pub(super) fingerprint: String,
+    /// On a shared run, this node's side of it (see `store::shared`).
+    share: Option<Share>,
+}
+
+/// A writer's side of a shared run.
+#[derive(Debug)]
+struct Share {
+    /// It works on another node's run: it writes its part, not the run's record.
+    helper: bool,
+    /// The figures of this node's commits (a helper's part).
+    part: RunCounts,
 }
 
 impl RunWriter {
@@ -124,7 +135,31 @@ impl RunWriter {
             next_event: 0,
             next_chunk: start.resume.as_ref().map_or(1, |r| r.next_chunk),
             fingerprint,
+            share: None,
         }
+    }
+
+    /// Makes this the writer of a shared run: its frontier is the
+    /// database's. A `helper` works on another node's run: its change
+    /// events are numbered in a range of their own, and it keeps its
+    /// figures in its part of the run.
+    pub fn shared(mut self, helper: bool) -> Self {
+        if helper {
+            self.next_event = (u64::from(rand::random::<u16>()) | 1) << 40;
+        }
+        self.share = Some(Share {
+            helper,
+            part: RunCounts::default(),
+        });
+        self
+    }
+
+    /// The figures this node committed to a run it helps.
+    pub fn part(&self) -> RunCounts {
+        self.share
+            .as_ref()
+            .map(|s| s.part.clone())
+            .unwrap_or_default()
     }
 
     /// The run record with the counters committed so far.
@@ -149,9 +184,14 @@ impl RunWriter {
             pending: HashMap::new(),
             stored,
         };
+        let mut done = Vec::new();
         for mut page in pages {
+            if self.share.is_some() {
+                done.push(super::shared::fingerprint(&page.url));
+            } else {
+                chunk.done.push(page.url.clone());
+            }
             chunk.admitted.append(&mut page.admitted);
-            chunk.done.push(page.url.clone());
             building.page(page)?;
         }
         let Building {
@@ -166,22 +206,30 @@ impl RunWriter {
         for (key, record) in &pending {
             batch.insert(key.as_slice(), encode(store, record)?);
         }
-        batch.insert(
-            frontier_key(target, self.run.crawl, self.next_chunk),
-            encode(store, &chunk)?,
-        );
         let mut run = self.run.clone();
-        run.counts.pages_committed += stats.pages;
-        // The run's own count is written when it ends; until then (and for a
-        // run killed before its end) the committed pages stand for it.
-        run.counts.pages_fetched += stats.fetched;
-        run.counts.items_new += stats.items_new;
-        run.counts.items_changed += stats.items_changed;
-        run.counts.items_unchanged += stats.items_unchanged;
-        run.counts.items_duplicate += stats.items_duplicate;
-        batch.insert(run_key(target, run.id), encode(store, &run)?);
-        store.fence(&mut batch, target, super::cluster::FenceStep::Commit);
+        add_stats(&mut run.counts, &stats);
+        let mut part = None;
+        match &self.share {
+            None => batch.insert(
+                frontier_key(target, self.run.crawl, self.next_chunk),
+                encode(store, &chunk)?,
+            ),
+            Some(share) => {
+                let mut counts = share.part.clone();
+                add_stats(&mut counts, &stats);
+                let mine = share.helper.then_some((run.id, target, &counts));
+                batch.shared = Some(super::shared::step(run.crawl, done, &chunk.admitted, mine)?);
+                part = Some(counts);
+            }
+        }
+        if !self.share.as_ref().is_some_and(|s| s.helper) {
+            batch.insert(run_key(target, run.id), encode(store, &run)?);
+            store.fence(&mut batch, target, super::cluster::FenceStep::Commit);
+        }
         store.apply(batch)?;
+        if let (Some(share), Some(part)) = (&mut self.share, part) {
+            share.part = part;
+        }
         self.run = run;
         self.next_event = next_event;
         self.next_chunk += 1;
@@ -294,6 +342,11 @@ impl RunWriter {
             for seq in 0..self.next_chunk {
                 batch.remove(frontier_key(&target, self.run.crawl, seq));
             }
+            if self.share.is_some() {
+                let mut end = super::shared::step(self.run.crawl, Vec::new(), &[], None)?;
+                end.end = Some(self.chain.iter().map(|r| r.0 as i64).collect());
+                batch.shared = Some(end);
+            }
             let runs: Vec<RunRecord> = store.runs(&target).collect::<Result<_, _>>()?;
             // `runs` holds this run too.
             let excess = runs.len().saturating_sub(self.policy.keep_runs.max(1));
@@ -380,6 +433,18 @@ impl RunWriter {
         }
         Ok(())
     }
+}
+
+/// Adds what one commit changed to a run's figures. The run's own count of
+/// pages is written when it ends; until then (and for a run killed before
+/// its end) the committed pages stand for it.
+fn add_stats(counts: &mut RunCounts, stats: &CommitStats) {
+    counts.pages_committed += stats.pages;
+    counts.pages_fetched += stats.fetched;
+    counts.items_new += stats.items_new;
+    counts.items_changed += stats.items_changed;
+    counts.items_unchanged += stats.items_unchanged;
+    counts.items_duplicate += stats.items_duplicate;
 }
 
 fn event(

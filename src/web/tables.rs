@@ -291,7 +291,7 @@ pub fn members(out: &mut String, status: &Status, now_ms: u64) {
             esc(&m.version),
         );
         when(out, m.heartbeat_ms, now_ms);
-        let runs: Vec<String> = m
+        let mut runs: Vec<String> = m
             .runs
             .iter()
             .map(|(t, r)| match r {
@@ -299,6 +299,12 @@ pub fn members(out: &mut String, status: &Status, now_ms: u64) {
                 None => esc(t.as_str()).to_string(),
             })
             .collect();
+        runs.extend(m.helps.iter().map(|(t, r)| {
+            format!(
+                r#"{} (run {r}) <span class="muted">with its owner</span>"#,
+                esc(t.as_str())
+            )
+        }));
         let hosts: Vec<String> = m
             .hosts
             .iter()

@@ -62,7 +62,10 @@ impl Daemon {
             .arg("--state")
             .arg(state)
             .args(extra)
-            .env("RUST_LOG", "crawld=info")
+            .env(
+                "RUST_LOG",
+                std::env::var("CRAWLD_TEST_RUST_LOG").unwrap_or_else(|_| "crawld=info".into()),
+            )
             .stdout(stdout)
             .stderr(Stdio::null());
         if let Some(n) = nofile {

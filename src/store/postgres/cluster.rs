@@ -108,6 +108,8 @@ pub struct MemberRow {
     pub runs: Vec<(String, Option<i64>)>,
     /// The hosts it leases.
     pub hosts: Vec<String>,
+    /// The shared runs of other nodes it works on: target and run.
+    pub helps: Vec<(String, i64)>,
 }
 
 impl Fence {
@@ -413,7 +415,12 @@ impl Tables {
                            (SELECT coalesce(json_agg(json_build_array(l.target, l.run) ORDER BY l.target), '[]') \
                               FROM crawld.run_leases l WHERE l.node = m.node)::text, \
                            (SELECT coalesce(json_agg(h.host ORDER BY h.host), '[]') \
-                              FROM crawld.host_leases h WHERE h.node = m.node AND h.expires > now())::text \
+                              FROM crawld.host_leases h WHERE h.node = m.node AND h.expires > now())::text, \
+                           (SELECT coalesce(json_agg(json_build_array(s.target, p.run) ORDER BY s.target), '[]') \
+                              FROM crawld.run_parts p JOIN crawld.shared_runs s ON s.run = p.run \
+                              WHERE p.node = m.node AND p.left_at IS NULL AND NOT EXISTS \
+                                (SELECT 1 FROM crawld.run_leases l \
+                                 WHERE l.target = s.target AND l.node = m.node))::text \
                          FROM crawld.members m ORDER BY m.expires > now() DESC, m.started, m.node",
                         &[],
                     )
@@ -432,6 +439,7 @@ impl Tables {
                         configs: serde_json::from_str(r.get::<_, &str>(7)).unwrap_or_default(),
                         runs: serde_json::from_str(r.get::<_, &str>(8)).unwrap_or_default(),
                         hosts: serde_json::from_str(r.get::<_, &str>(9)).unwrap_or_default(),
+                        helps: serde_json::from_str(r.get::<_, &str>(10)).unwrap_or_default(),
                     })
                     .collect())
             }

@@ -95,6 +95,18 @@ pub(super) async fn heartbeat(pool: Pool, place: String, node: Arc<Node>) {
                 )
                 .await
                 .map_err(failed)?;
+            // The URLs and hosts of shared runs this node works on.
+            for sql in [
+                "UPDATE crawld.frontier SET expires = now() + make_interval(secs => $2) \
+                 WHERE holder = $1 AND state = 1",
+                "UPDATE crawld.run_hosts SET expires = now() + make_interval(secs => $2) \
+                 WHERE holder = $1",
+            ] {
+                client
+                    .execute(sql, &[&node.id, &node.secs()])
+                    .await
+                    .map_err(failed)?;
+            }
             client
                 .batch_execute(&format!(
                     "DELETE FROM crawld.members WHERE expires < now() - interval '{GONE_LISTED}'; \

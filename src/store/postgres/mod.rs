@@ -19,6 +19,7 @@ mod hosts;
 mod keys;
 mod scan;
 mod schema;
+mod shared;
 mod sql;
 
 use std::future::Future;
@@ -36,6 +37,7 @@ use errors::{database_error, describe, detail};
 pub use hosts::HostRound;
 use keys::Part;
 pub use scan::Scan;
+pub use shared::{fingerprint, Claim, SharedStep};
 use sql::equalities;
 
 /// Idle time before a connection's first keepalive probe.
@@ -454,10 +456,13 @@ impl Tables {
             return Ok(());
         }
         let fence = Arc::new(batch.fence.take());
+        let shared = Arc::new(batch.shared.take());
+        let node = self.node.clone();
         let statements = Arc::new(self.statements(batch)?);
         let failed = Arc::new(self.failed("writing to"));
         self.retrying(move |pool, place| {
             let (statements, failed, fence) = (statements.clone(), failed.clone(), fence.clone());
+            let (shared, node) = (shared.clone(), node.clone());
             async move {
                 let mut client = Self::client(&pool, &place, "connecting to").await?;
                 let tx = client.transaction().await.map_err(&*failed)?;
@@ -473,6 +478,9 @@ impl Tables {
                     // round trip per statement, not two.
                     let statement = tx.prepare_cached(sql).await.map_err(&*failed)?;
                     tx.execute(&statement, &params).await.map_err(&*failed)?;
+                }
+                if let (Some(step), Some(node)) = (shared.as_ref(), node.as_ref()) {
+                    step.apply(&tx, node, &place, &*failed).await?;
                 }
                 if let Some(fence) = fence.as_ref() {
                     fence.step(&tx, &*failed).await?;

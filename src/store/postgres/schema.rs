@@ -4,9 +4,13 @@
 use super::{StoreError, Tables};
 
 /// The schema versions this release knows, oldest first.
-const MIGRATIONS: [(&str, &str); 2] = [
+const MIGRATIONS: [(&str, &str); 3] = [
     ("V1__records", include_str!("migrations/V1__records.sql")),
     ("V2__cluster", include_str!("migrations/V2__cluster.sql")),
+    (
+        "V3__shared_runs",
+        include_str!("migrations/V3__shared_runs.sql"),
+    ),
 ];
 
 /// The schema version this release writes.
@@ -146,7 +150,11 @@ mod tests {
     /// checksum is pinned here (a new version adds a line).
     #[test]
     fn released_migrations_are_never_edited() {
-        let pinned: [u64; 2] = [279_137_458_585_306_092, 4_179_013_154_172_003_951];
+        let pinned: [u64; 3] = [
+            279_137_458_585_306_092,
+            4_179_013_154_172_003_951,
+            17_218_536_099_893_597_524,
+        ];
         for ((name, sql), want) in MIGRATIONS.iter().zip(pinned) {
             let got = refinery::Migration::unapplied(name, sql)
                 .unwrap()
