@@ -157,9 +157,16 @@ pub async fn run(
     let pauses = store.call(|store| store.host_pauses()).await?;
     hops::restore_pauses(&engine.hosts, pauses);
     let internal_ok = hops::internal_ok(&target, fetcher.policy()).await;
-    // On a database written by a node, the run is shared: its frontier is
-    // the database's, and the other nodes with the target work on it too.
-    let share = store.shares_runs().then_some(share::Part {
+    // In a cluster whose other nodes have the target, the run is shared:
+    // its frontier is the database's, and they work on it too.
+    let shared = match store.shares_runs() {
+        true => {
+            let (run, config) = (start.run.clone(), target.fingerprint.clone());
+            store.call(move |s| s.should_share(&run, &config)).await?
+        }
+        false => false,
+    };
+    let share = shared.then_some(share::Part {
         crawl: start.run.crawl,
         run: start.run.id,
         helper: false,
@@ -196,7 +203,10 @@ pub async fn run(
     .run(cancel)
     .await?;
     let parts = match share {
-        Some(part) => leave_shared(&store, part, &start.chain).await,
+        Some(part) => {
+            let completed = end.1 == crate::store::RunStatus::Completed;
+            leave_shared(&store, part, &start.chain, completed).await
+        }
         None => Vec::new(),
     };
     let record = end_run(&store, end, parts).await?;
@@ -297,16 +307,22 @@ async fn frontier(
 const PARTS_WAIT: Duration = Duration::from_secs(3);
 
 /// The owner of a shared run leaves it (what it still holds goes back to
-/// the others, for a run that stops) and reads the other nodes' parts, once
-/// they have all left (or after [`PARTS_WAIT`]).
+/// the others, for a run that stops) and, when it completed, reads the
+/// other nodes' parts of its chain once they have all left (or after
+/// [`PARTS_WAIT`]). A run that stops leaves them to the run that resumes
+/// it, which adds them once.
 async fn leave_shared(
     store: &Arc<Store>,
     part: share::Part,
     chain: &[crate::ids::RunId],
+    completed: bool,
 ) -> Vec<RunCounts> {
     let left = store.call(move |s| s.leave_run(part.crawl, part.run, None));
     if let Err(e) = left.await {
         warn!(error = %e, "Could not give this node's URLs of the run back.");
+    }
+    if !completed {
+        return Vec::new();
     }
     let until = Instant::now() + PARTS_WAIT;
     loop {

@@ -202,7 +202,19 @@ impl<'a> RunLoop<'a> {
         let mut interrupted = false;
         // A node working on another's run leaves the sitemaps to the owner.
         if !self.claims.as_ref().is_some_and(|c| c.part.helper) {
+            self.frontier.collect();
             self.read_sitemaps(&cancel).await;
+            // On a shared run, the pages the sitemaps list go to the
+            // database's frontier (the pages' commits carry the links).
+            let found = self.frontier.collected();
+            if let (Some(claims), false) = (&self.claims, found.is_empty()) {
+                let crawl = claims.part.crawl;
+                let admitted = self.store.call(move |s| s.admit_shared(crawl, &found));
+                if let Err(e) = admitted.await {
+                    self.store_error = Some(e);
+                    return self.finish(false).await;
+                }
+            }
         }
         loop {
             self.dispatch();

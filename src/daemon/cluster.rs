@@ -91,7 +91,7 @@ impl Daemon {
             .opts
             .max_runs
             .max(1)
-            .saturating_sub(self.running.len() + self.queue.len());
+            .saturating_sub(self.running.len() + self.queue.len() + self.helping.len());
         let targets: Vec<TargetId> = self.set.targets.keys().cloned().collect();
         let call = self.store.call(move |s| {
             let known = targets
@@ -217,6 +217,11 @@ impl Daemon {
         result: Result<(), String>,
     ) {
         self.helping.remove(&id);
+        if let Some(mode) = self.after_help.remove(&id) {
+            if self.set.targets.contains_key(&id) {
+                let _ = self.request(&id, mode, false);
+            }
+        }
         match result {
             // Done: its owner ends it (a run is helped once per node).
             Ok(()) => {

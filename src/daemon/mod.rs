@@ -139,6 +139,9 @@ struct Daemon {
     /// Shared runs this node worked on until no URL was left: not joined
     /// again while their owner ends them.
     helped: HashSet<crate::ids::RunId>,
+    /// Runs to start here once this node stopped working on another node's
+    /// run of the target (one loop per target on a node).
+    after_help: HashMap<TargetId, RunMode>,
 }
 
 fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {
@@ -277,6 +280,7 @@ async fn start(opts: &Options) -> Result<(Daemon, Inputs, reload::Loaded), Exit>
         helpers: JoinSet::new(),
         differs: HashSet::new(),
         helped: HashSet::new(),
+        after_help: HashMap::new(),
     };
     let inputs = Inputs {
         fire_rx,

@@ -174,13 +174,25 @@ impl Daemon {
             info!(target = %id, mode = mode_name(mode), "Firing skipped: the target is running.");
             return Ok(Decision::Skipped);
         }
+        if let Some(cancel) = self.helping.get(id) {
+            // This node works on another node's run of the target (which
+            // it now takes over, say): that work stops first.
+            cancel.cancel();
+            let after = self.after_help.entry(id.clone()).or_insert(mode);
+            if mode == RunMode::Full {
+                *after = RunMode::Full;
+            }
+            return Ok(Decision::Queued {
+                running: self.running.len(),
+            });
+        }
         if let Some(queued) = self.queue.iter_mut().find(|(t, _)| t == id) {
             if mode == RunMode::Full {
                 queued.1 = RunMode::Full;
             }
             return Ok(Decision::AlreadyQueued { mode: queued.1 });
         }
-        if self.running.len() >= self.opts.max_runs.max(1) {
+        if self.running.len() + self.helping.len() >= self.opts.max_runs.max(1) {
             self.queue.push_back((id.clone(), mode));
             info!(target = %id, mode = mode_name(mode), "Run queued: --max-runs reached.");
             return Ok(Decision::Queued {

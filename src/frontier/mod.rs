@@ -124,6 +124,9 @@ pub struct Frontier {
     /// URLs claimed from there are queued here. The database deduplicates
     /// what nodes admit and counts `max_pages`.
     shared: bool,
+    /// On a shared run, the URLs admitted that no page's commit carries
+    /// (the sitemaps'), while they are being collected.
+    collected: Option<Vec<(String, u32)>>,
 }
 
 impl Frontier {
@@ -159,6 +162,7 @@ impl Frontier {
             in_memory: 0,
             spill: Spill::default(),
             shared: false,
+            collected: None,
         }
     }
 
@@ -337,7 +341,22 @@ impl Frontier {
         self.admitted += 1;
         if !self.shared {
             self.enqueue(url, depth);
+        } else if let Some(collected) = &mut self.collected {
+            collected.push((url.as_str().to_owned(), depth));
         }
+    }
+
+    /// On a shared run, starts collecting the URLs admitted (see
+    /// [`Frontier::collected`]).
+    pub fn collect(&mut self) {
+        if self.shared {
+            self.collected = Some(Vec::new());
+        }
+    }
+
+    /// The URLs admitted since [`Frontier::collect`], for the database.
+    pub fn collected(&mut self) -> Vec<(String, u32)> {
+        self.collected.take().unwrap_or_default()
     }
 
     fn enqueue(&mut self, url: Url, depth: u32) {

@@ -264,7 +264,7 @@ impl Store {
 
     /// Applies `batch` atomically, flushes it to disk (blocking), and records
     /// the commit's number beside the store.
-    fn apply(&self, batch: keyspace::Batch) -> Result<(), StoreError> {
+    pub(super) fn apply(&self, batch: keyspace::Batch) -> Result<(), StoreError> {
         self.apply_marked(batch, Commit::Pages)
     }
 

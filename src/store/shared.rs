@@ -24,9 +24,20 @@ pub struct SharedRun {
 }
 
 impl Store {
-    /// Whether this store's runs are shared: a writer on a database.
+    /// Whether this store's runs may be shared: a writer on a database.
     pub fn shares_runs(&self) -> bool {
         self.tables().is_some_and(|t| t.node().is_some())
+    }
+
+    /// Whether the run `run` (just started) is shared: its crawl is shared
+    /// already (it resumes a shared run), or another live node of the
+    /// cluster has the target with the same configuration `config`. A node
+    /// on its own runs as on sled, with its frontier in memory.
+    pub fn should_share(&self, run: &RunRecord, config: &str) -> Result<bool, StoreError> {
+        match self.tables().filter(|t| t.node().is_some()) {
+            Some(t) => t.should_share(run.target.as_str(), run.crawl.0 as i64, config),
+            None => Ok(false),
+        }
     }
 
     /// Makes the run `start` began a shared run, with the configuration
@@ -103,7 +114,7 @@ impl Store {
             .filter(|r| r.crawl == shared.crawl)
             .map(|r| r.id)
             .collect();
-        tables.join_run(shared.run.0 as i64)?;
+        tables.join_run(shared.crawl.0 as i64, shared.run.0 as i64)?;
         Ok(RunStart {
             run,
             chain,
@@ -121,6 +132,17 @@ impl Store {
                 ..Claim::default()
             }),
         }
+    }
+
+    /// Admits URLs found outside a page's commit (the run's sitemaps) to a
+    /// shared run's frontier: once, within its `max_pages`.
+    pub fn admit_shared(&self, crawl: RunId, urls: &[(String, u32)]) -> Result<(), StoreError> {
+        if urls.is_empty() || self.tables().is_none() {
+            return Ok(());
+        }
+        let mut batch = super::keyspace::Batch::default();
+        batch.shared = Some(step(crawl, Vec::new(), urls, None)?);
+        self.apply(batch)
     }
 
     /// Gives URLs this node holds back to the run (their host went to

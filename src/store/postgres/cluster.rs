@@ -20,6 +20,9 @@ pub struct Node {
     pub id: String,
     pub lease: Duration,
     leases: Mutex<HashMap<String, i64>>,
+    /// The shared runs' crawls this node works on: its URL and host leases
+    /// in them are renewed with its heartbeat, and only those.
+    crawls: Mutex<std::collections::HashSet<i64>>,
     /// Set when the process stops: its interrupted runs are handed over
     /// (resumed by another node at once) instead of released.
     hand_over: AtomicBool,
@@ -38,8 +41,16 @@ impl Node {
             ),
             lease,
             leases: Mutex::new(HashMap::new()),
+            crawls: Mutex::new(std::collections::HashSet::new()),
             hand_over: AtomicBool::new(false),
         }
+    }
+
+    /// The shared runs' crawls this node works on (see `crawls`).
+    pub(super) fn crawls(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<i64>> {
+        self.crawls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(super) fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {

@@ -95,17 +95,21 @@ pub(super) async fn heartbeat(pool: Pool, place: String, node: Arc<Node>) {
                 )
                 .await
                 .map_err(failed)?;
-            // The URLs and hosts of shared runs this node works on.
-            for sql in [
-                "UPDATE crawld.frontier SET expires = now() + make_interval(secs => $2) \
-                 WHERE holder = $1 AND state = 1",
-                "UPDATE crawld.run_hosts SET expires = now() + make_interval(secs => $2) \
-                 WHERE holder = $1",
-            ] {
-                client
-                    .execute(sql, &[&node.id, &node.secs()])
-                    .await
-                    .map_err(failed)?;
+            // The URLs and hosts of the shared runs this node works on
+            // now: what it holds in a run it left expires.
+            let crawls: Vec<i64> = node.crawls().iter().copied().collect();
+            if !crawls.is_empty() {
+                for sql in [
+                    "UPDATE crawld.frontier SET expires = now() + make_interval(secs => $2) \
+                     WHERE holder = $1 AND state = 1 AND crawl = ANY($3)",
+                    "UPDATE crawld.run_hosts SET expires = now() + make_interval(secs => $2) \
+                     WHERE holder = $1 AND crawl = ANY($3)",
+                ] {
+                    client
+                        .execute(sql, &[&node.id, &node.secs(), &crawls])
+                        .await
+                        .map_err(failed)?;
+                }
             }
             client
                 .batch_execute(&format!(

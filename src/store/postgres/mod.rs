@@ -469,6 +469,9 @@ impl Tables {
                 if let Some(fence) = fence.as_ref() {
                     fence.check(&tx, &place, &*failed).await?;
                 }
+                if let Some(step) = shared.as_ref() {
+                    step.check(&tx, &place, &*failed).await?;
+                }
                 for (sql, params) in statements.iter() {
                     let params: Vec<&(dyn ToSql + Sync)> = params
                         .iter()
@@ -480,7 +483,7 @@ impl Tables {
                     tx.execute(&statement, &params).await.map_err(&*failed)?;
                 }
                 if let (Some(step), Some(node)) = (shared.as_ref(), node.as_ref()) {
-                    step.apply(&tx, node, &place, &*failed).await?;
+                    step.apply(&tx, node, &*failed).await?;
                 }
                 if let Some(fence) = fence.as_ref() {
                     fence.step(&tx, &*failed).await?;

@@ -60,15 +60,16 @@ pub struct SharedRunRow {
 }
 
 impl SharedStep {
-    /// Applies the step inside `tx`, after the batch's records.
-    pub(super) async fn apply(
+    /// For a node working on another's run, checks inside `tx`, before the
+    /// batch's records (the owner's commits take the run's lease row first
+    /// too), that the run is still that run and not ended.
+    pub(super) async fn check(
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
-        node: &Node,
         place: &str,
         failed: &(impl Fn(tokio_postgres::Error) -> StoreError + Sync),
     ) -> Result<(), StoreError> {
-        if let Some((run, target, counts)) = &self.part {
+        if let Some((run, target, _)) = &self.part {
             let alive = tx
                 .query_opt(
                     "SELECT 1 FROM crawld.run_leases \
@@ -84,6 +85,18 @@ impl SharedStep {
                     holder: None,
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// Applies the step inside `tx`, after the batch's records.
+    pub(super) async fn apply(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        node: &Node,
+        failed: &(impl Fn(tokio_postgres::Error) -> StoreError + Sync),
+    ) -> Result<(), StoreError> {
+        if let Some((run, _, counts)) = &self.part {
             tx.execute(
                 "INSERT INTO crawld.run_parts (run, node, counts) VALUES ($1, $2, $3::text::json) \
                  ON CONFLICT (run, node) DO UPDATE SET counts = EXCLUDED.counts",
@@ -267,13 +280,36 @@ impl Tables {
                 }
                 join(&tx, run, &node.id).await.map_err(&*failed)?;
                 tx.commit().await.map_err(&*failed)?;
+                node.crawls().insert(crawl);
                 Ok(())
             }
         })
     }
 
-    /// Joins another node's shared run.
-    pub fn join_run(&self, run: i64) -> Result<(), StoreError> {
+    /// Whether a run of `target`'s `crawl` is shared: its crawl is shared
+    /// already, or another live node has the target with the same
+    /// configuration (`config`), and may work on it.
+    pub fn should_share(&self, target: &str, crawl: i64, config: &str) -> Result<bool, StoreError> {
+        let me = self.this_node()?.id.clone();
+        let rows = self.rows(
+            "SELECT (EXISTS (SELECT 1 FROM crawld.shared_runs WHERE crawl = $1) \
+                 OR EXISTS (SELECT 1 FROM crawld.members \
+                            WHERE node <> $2 AND expires > now() AND configs->>$3 = $4))::text",
+            vec![
+                Box::new(crawl),
+                Box::new(me),
+                Box::new(target.to_owned()),
+                Box::new(config.to_owned()),
+            ],
+        )?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.first())
+            .is_some_and(|v| v == "true"))
+    }
+
+    /// Joins another node's shared run (of `crawl`).
+    pub fn join_run(&self, crawl: i64, run: i64) -> Result<(), StoreError> {
         let node = self.this_node()?;
         let failed = Arc::new(self.failed("writing to"));
         self.retrying(move |pool, place| {
@@ -283,6 +319,7 @@ impl Tables {
                 let tx = client.transaction().await.map_err(&*failed)?;
                 join(&tx, run, &node.id).await.map_err(&*failed)?;
                 tx.commit().await.map_err(&*failed)?;
+                node.crawls().insert(crawl);
                 Ok(())
             }
         })
@@ -356,6 +393,22 @@ impl Tables {
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(CLAIM_LOCK ^ crawl)])
                     .await
                     .map_err(&*failed)?;
+                // A run ended (or stopped, or taken over as a new run) has
+                // nothing more for anyone.
+                let alive = tx
+                    .query_opt(
+                        "SELECT 1 FROM crawld.run_leases WHERE run = $1 AND NOT done",
+                        &[&run],
+                    )
+                    .await
+                    .map_err(&*failed)?;
+                if alive.is_none() {
+                    tx.commit().await.map_err(&*failed)?;
+                    return Ok(Claim {
+                        drained: true,
+                        ..Claim::default()
+                    });
+                }
                 let work: BTreeSet<String> = tx
                     .query(HOSTS_WITH_WORK, &[&crawl, &MAX_RUN_HOSTS])
                     .await
