@@ -10,7 +10,11 @@
 //!   at a time leases a host, so more nodes are not faster: the site's
 //!   limits are the cluster's;
 //! - **three sites**: each target has a server of its own (three hosts),
-//!   and the nodes crawl them at once.
+//!   and the nodes crawl them at once;
+//! - **one target, three sites**: one target whose start URLs are on three
+//!   servers, triggered on the first node: with two or three nodes its run
+//!   is shared (the nodes claim its URLs from the database, a share of
+//!   the hosts each).
 //!
 //! The figures are the cluster's pages/s (all three runs), the daemons'
 //! CPU per page (from /proc, all nodes) and the database server's CPU per
@@ -147,11 +151,24 @@ fn run(admin: &str, servers: &[Server], nodes: usize, total: usize, label: &str)
     let configs = dir.path().join("configs");
     std::fs::create_dir_all(&configs).unwrap();
     std::fs::write(configs.join("p.toml"), PROFILE).unwrap();
-    for t in 0..TARGETS {
+    // One target over every server, or one target per server.
+    let shared = label.starts_with("one target");
+    let targets = if shared { 1 } else { TARGETS };
+    for t in 0..targets {
         let server = &servers[t % servers.len()];
-        let text = TARGET
+        let mut text = TARGET
             .replace("{addr}", &server.addr)
-            .replace("{max_pages}", &(2 * total + 1000).to_string());
+            .replace("{max_pages}", &(6 * total + 1000).to_string());
+        if shared {
+            let starts: Vec<String> = servers
+                .iter()
+                .map(|s| format!("\"http://{}/list/1\"", s.addr))
+                .collect();
+            text = text.replace(
+                &format!("start_urls = [\"http://{}/list/1\"]", server.addr),
+                &format!("start_urls = [{}]", starts.join(", ")),
+            );
+        }
         std::fs::write(configs.join(format!("t{t}.toml")), text).unwrap();
     }
     let db = Cluster::create(admin, &format!("nodes{nodes}"));
@@ -162,7 +179,7 @@ fn run(admin: &str, servers: &[Server], nodes: usize, total: usize, label: &str)
     let server_before: f64 = servers.iter().map(Server::cpu_secs).sum();
     let db_before = db.sample();
     let started = Instant::now();
-    for t in 0..TARGETS {
+    for t in 0..targets {
         let node = &members[t % nodes];
         let out = crawld(&db, &["trigger", &format!("t{t}"), "--full"], &node.state);
         assert!(
@@ -172,7 +189,7 @@ fn run(admin: &str, servers: &[Server], nodes: usize, total: usize, label: &str)
         );
     }
     let mut pages = 0;
-    for t in 0..TARGETS {
+    for t in 0..targets {
         let name = format!("t{t}");
         loop {
             if let Some(n) = completed(&db, &name, &members[0].state) {
@@ -222,5 +239,8 @@ fn main() {
     }
     for nodes in 1..=3 {
         run(&admin, &three, nodes, total, "three sites");
+    }
+    for nodes in 1..=3 {
+        run(&admin, &three, nodes, total, "one target, three sites");
     }
 }
