@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, instrument, warn};
 
 mod commits;
+mod helper;
 mod hops;
 pub mod host_leases;
 mod outcome;
@@ -26,6 +27,8 @@ mod run_loop;
 mod share;
 mod sitemaps;
 
+pub use helper::help;
+use helper::leave_shared;
 use run_loop::RunLoop;
 
 use crate::address::AddressPolicy;
@@ -138,11 +141,7 @@ pub async fn run(
     progress: &dyn ProgressSink,
 ) -> Result<RunRecord, RunError> {
     let fetcher = engine.fetcher.clone();
-    let policy = RunPolicy {
-        resume_within: target.resume_within,
-        keep_versions: target.keep_versions,
-        keep_runs: target.keep_runs,
-    };
+    let policy = run_policy(&target);
     // In a cluster, a host is fetched from by one node at a time.
     host_leases::start(&engine.hosts, &store);
     let start = begin(&store, &target, mode, policy).await?;
@@ -154,9 +153,7 @@ pub async fn run(
     };
     let started = Instant::now();
     // Breaker pauses outlive the process.
-    let pauses = store.call(|store| store.host_pauses()).await?;
-    hops::restore_pauses(&engine.hosts, pauses);
-    let internal_ok = hops::internal_ok(&target, fetcher.policy()).await;
+    let internal_ok = prepare(engine, &store, &target).await?;
     // In a cluster whose other nodes have the target, the run is shared:
     // its frontier is the database's, and they work on it too.
     let shared = match store.shares_runs() {
@@ -179,9 +176,7 @@ pub async fn run(
                 target.fingerprint.clone(),
             );
             store.call(move |s| s.share_run(&run, max, &config)).await?;
-            let mut frontier = Frontier::shared(&target);
-            frontier.spill_in(store.state_dir().to_path_buf());
-            frontier
+            shared_frontier(&store, &target)
         }
         None => frontier(&store, &target, &start).await?,
     };
@@ -228,6 +223,32 @@ pub async fn run(
         "Run finished."
     );
     Ok(record)
+}
+
+/// What a run's figures are kept by: the target's retention settings.
+fn run_policy(target: &Target) -> RunPolicy {
+    RunPolicy {
+        resume_within: target.resume_within,
+        keep_versions: target.keep_versions,
+        keep_runs: target.keep_runs,
+    }
+}
+
+/// Before a run's (or a part's) first fetch: the host pauses kept in the
+/// store (breaker pauses outlive the process), and whether the target may
+/// reach internal addresses.
+async fn prepare(engine: &Engine, store: &Arc<Store>, target: &Target) -> Result<bool, RunError> {
+    let pauses = store.call(|store| store.host_pauses()).await?;
+    hops::restore_pauses(&engine.hosts, pauses);
+    Ok(hops::internal_ok(target, engine.fetcher.policy()).await)
+}
+
+/// An empty frontier of a shared run, its queues going on in files of the
+/// state directory as a run's own do.
+fn shared_frontier(store: &Store, target: &Target) -> Frontier {
+    let mut frontier = Frontier::shared(target);
+    frontier.spill_in(store.state_dir().to_path_buf());
+    frontier
 }
 
 /// Forgets the run's lease when the run's task ends (see [`run`]).
@@ -300,122 +321,6 @@ async fn frontier(
         })
         .await?;
     Ok(frontier)
-}
-
-/// How long the owner of a shared run waits, at its end, for the other
-/// nodes to record their parts of it.
-const PARTS_WAIT: Duration = Duration::from_secs(3);
-
-/// The owner of a shared run leaves it (what it still holds goes back to
-/// the others, for a run that stops) and, when it completed, reads the
-/// other nodes' parts of its chain once they have all left (or after
-/// [`PARTS_WAIT`]). A run that stops leaves them to the run that resumes
-/// it, which adds them once.
-async fn leave_shared(
-    store: &Arc<Store>,
-    part: share::Part,
-    chain: &[crate::ids::RunId],
-    completed: bool,
-) -> Vec<RunCounts> {
-    let left = store.call(move |s| s.leave_run(part.crawl, part.run, None));
-    if let Err(e) = left.await {
-        warn!(error = %e, "Could not give this node's URLs of the run back.");
-    }
-    if !completed {
-        return Vec::new();
-    }
-    let until = Instant::now() + PARTS_WAIT;
-    loop {
-        let chain = chain.to_vec();
-        match store.call(move |s| s.run_parts(&chain)).await {
-            Ok((parts, all_left)) if all_left || Instant::now() >= until => return parts,
-            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(e) => {
-                warn!(error = %e, "Could not read the other nodes' parts of the run.");
-                return Vec::new();
-            }
-        }
-    }
-}
-
-/// A node works on a run another node of the cluster owns: it claims URLs
-/// of the run's frontier, fetches them from the hosts the run gave it, and
-/// commits what it found, until no URL is left (or `cancel` fires, or the
-/// run ends). Returns this node's part of the run's figures.
-#[instrument(skip_all, fields(target = %target.id, run = %shared.run))]
-pub async fn help(
-    engine: &Engine,
-    store: Arc<Store>,
-    target: Arc<Target>,
-    shared: crate::store::SharedRun,
-    cancel: CancellationToken,
-) -> Result<RunCounts, RunError> {
-    let fetcher = engine.fetcher.clone();
-    host_leases::start(&engine.hosts, &store);
-    let start = store.call(move |s| s.join_run(&shared)).await?;
-    let part = share::Part {
-        crawl: start.run.crawl,
-        run: start.run.id,
-        helper: true,
-    };
-    info!("Working on a run another node of the cluster started.");
-    let pauses = store.call(|store| store.host_pauses()).await?;
-    hops::restore_pauses(&engine.hosts, pauses);
-    let internal_ok = hops::internal_ok(&target, fetcher.policy()).await;
-    let mut frontier = Frontier::shared(&target);
-    frontier.spill_in(store.state_dir().to_path_buf());
-    if !internal_ok {
-        frontier.guard(fetcher.policy().clone());
-    }
-    let policy = RunPolicy {
-        resume_within: target.resume_within,
-        keep_versions: target.keep_versions,
-        keep_runs: target.keep_runs,
-    };
-    let looped = RunLoop::new(run_loop::Setup {
-        engine,
-        store: &store,
-        target: &target,
-        fetcher: &fetcher,
-        internal_ok,
-        start: &start,
-        policy,
-        frontier: &mut frontier,
-        progress: &(),
-        share: Some(part),
-    })
-    .run(cancel)
-    .await;
-    let (counts, store_error) = match looped {
-        Ok((writer, _, mut counts, store_error)) => {
-            let committed = writer.part();
-            counts.pages_committed = committed.pages_committed;
-            counts.items_new = committed.items_new;
-            counts.items_changed = committed.items_changed;
-            counts.items_unchanged = committed.items_unchanged;
-            counts.items_duplicate = committed.items_duplicate;
-            if let Some(node) = store.node_id() {
-                counts.nodes.insert(node, counts.pages_fetched);
-            }
-            (Some(counts), store_error)
-        }
-        Err(e) => (None, Some(e)),
-    };
-    let mine = counts.clone();
-    let left = store.call(move |s| s.leave_run(part.crawl, part.run, mine.as_ref()));
-    if let Err(e) = left.await {
-        warn!(error = %e, "Could not leave the run: what this node held expires with its lease.");
-    }
-    if let Some(e) = store_error {
-        return Err(e.into());
-    }
-    let counts = counts.unwrap_or_default();
-    info!(
-        pages = counts.pages_fetched,
-        items = counts.items_new + counts.items_changed + counts.items_unchanged,
-        "Done with the shared run."
-    );
-    Ok(counts)
 }
 
 /// Writes the run's last record: its status, the loop's figures (with the

@@ -12,6 +12,7 @@
 //! newer than it, before writing anything; a command that only reads uses
 //! read-only sessions and refuses a schema that is not its own.
 
+mod claims;
 mod cluster;
 mod errors;
 mod heartbeat;
@@ -32,12 +33,13 @@ use tokio_postgres::NoTls;
 
 use super::keyspace::{Batch, Record, Val};
 use super::StoreError;
+pub use claims::Claim;
 pub use cluster::{Fence, LeaseStep, Node, DEFAULT_LEASE};
 use errors::{database_error, describe, detail};
 pub use hosts::HostRound;
 use keys::Part;
 pub use scan::Scan;
-pub use shared::{fingerprint, Claim, SharedStep};
+pub use shared::{fingerprint, SharedStep};
 use sql::equalities;
 
 /// Idle time before a connection's first keepalive probe.
