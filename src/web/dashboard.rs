@@ -61,10 +61,11 @@ pub fn health(t: &TargetStatus) -> (Light, &'static str) {
         (Light::Amber, "running")
     } else if t.stale {
         (Light::Amber, "config broken")
-    } else if matches!(
-        last,
-        Some(RunStatus::Interrupted | RunStatus::Abandoned | RunStatus::Running)
-    ) {
+    } else if last == Some(RunStatus::Running) {
+        // Recorded as running, not here: another process (a node of the
+        // cluster, a `crawld crawl`) runs it.
+        (Light::Amber, "running elsewhere")
+    } else if matches!(last, Some(RunStatus::Interrupted | RunStatus::Abandoned)) {
         (Light::Amber, "interrupted")
     } else if last.is_none() {
         (Light::Grey, "never ran")
