@@ -243,7 +243,7 @@ fn a_shared_run_keeps_max_pages() {
         return;
     };
     // Slow pages: the other nodes join before the budget is spent.
-    let sites = three_sites(4, 100, Duration::from_millis(60));
+    let sites = three_sites(4, 100, Duration::from_millis(150));
     let shop = three_host_target(&sites, "max_pages = 300");
     let c = Cluster::with_files(
         &db,
@@ -265,7 +265,8 @@ fn a_shared_run_keeps_max_pages() {
     assert_eq!(requests, 300, "max_pages holds across the nodes");
     assert_eq!(runs[0]["counts"]["pages_fetched"], 300);
     let nodes = runs[0]["counts"]["nodes"].as_object().unwrap();
-    assert!(nodes.len() >= 2, "the budget was shared: {nodes:?}");
+    let working = nodes.values().filter(|n| n.as_u64() > Some(0)).count();
+    assert!(working >= 2, "the budget was shared: {nodes:?}");
 }
 
 /// `kill -9` of the busiest node of a shared run (its owner) at a random

@@ -517,6 +517,9 @@ impl<'a> RunLoop<'a> {
                     &mut self.live,
                     outcome,
                 );
+                if let Some(claims) = &mut self.claims {
+                    claims.propose(&page.admitted);
+                }
                 self.commits.push(page);
             }
         }

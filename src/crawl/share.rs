@@ -26,6 +26,8 @@ const LOW: usize = 64;
 /// How soon a node asks again after a claim that brought nothing (other
 /// nodes' pages may still add links).
 const IDLE_CLAIM: Duration = Duration::from_millis(200);
+/// Links proposed with one claim, at most.
+const MAX_PROPOSED: usize = 4096;
 /// How often a node with work claims anyway, taking no URLs: the run's
 /// hosts are shared again as nodes join or leave it.
 const REBALANCE: Duration = Duration::from_secs(1);
@@ -56,6 +58,9 @@ pub(super) struct Claims {
     last: Instant,
     /// The run's hosts this node holds.
     hosts: HashSet<HostKey>,
+    /// Links found here to those hosts, for the next claim to admit and
+    /// lease to this node at once (see `Store::claim_urls`).
+    proposed: Vec<(String, u32)>,
 }
 
 impl Claims {
@@ -67,27 +72,50 @@ impl Claims {
             next_at: Instant::now(),
             last: Instant::now(),
             hosts: HashSet::new(),
+            proposed: Vec::new(),
         }
     }
 
     /// Starts a claim when the frontier runs low and none is under way.
     /// With work enough here, a claim for no URL still comes every
-    /// [`REBALANCE`], to share the run's hosts again.
+    /// [`REBALANCE`], to share the run's hosts again. Links proposed make
+    /// a node short of work claim at once.
     pub(super) fn claim_if_low(&mut self, frontier: &Frontier, store: &Arc<Store>) {
         let now = Instant::now();
-        if self.claiming.is_some() || now < self.next_at {
+        let low = frontier.queued() < LOW;
+        let proposing = low && !self.proposed.is_empty();
+        if self.claiming.is_some() || (now < self.next_at && !proposing) {
             return;
         }
-        let limit = match frontier.queued() < LOW {
+        let limit = match low {
             true => CLAIM,
             false if now >= self.last + REBALANCE => 0,
             false => return,
         };
         self.last = now;
         let (crawl, run) = (self.part.crawl, self.part.run);
-        self.claiming = Some(Box::pin(
-            store.call(move |store| store.claim_urls(crawl, run, limit)),
-        ));
+        let proposed = std::mem::take(&mut self.proposed);
+        self.claiming =
+            Some(Box::pin(store.call(move |store| {
+                store.claim_urls(crawl, run, limit, &proposed)
+            })));
+    }
+
+    /// Links a page of this node found: those to hosts it holds are
+    /// proposed with the next claim, which leases them to it at once (a
+    /// chain of pages then costs a claim per hop, not a commit and a claim).
+    pub(super) fn propose(&mut self, admitted: &[(String, u32)]) {
+        for (url, depth) in admitted {
+            let held = url::Url::parse(url)
+                .ok()
+                .and_then(|u| HostKey::of(&u))
+                .is_some_and(|h| self.hosts.contains(&h));
+            // Past the cap, links wait in the database (the page's commit
+            // admits them) for the next claim.
+            if held && self.proposed.len() < MAX_PROPOSED {
+                self.proposed.push((url.clone(), *depth));
+            }
+        }
     }
 
     /// The claim under way, when it answers (for the loop's `select!`).

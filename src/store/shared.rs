@@ -123,10 +123,23 @@ impl Store {
         })
     }
 
-    /// Claims up to `limit` URLs of a shared run for this node.
-    pub fn claim_urls(&self, crawl: RunId, run: RunId, limit: usize) -> Result<Claim, StoreError> {
+    /// Claims up to `limit` URLs of a shared run for this node, and the
+    /// links it `proposed` (found on its pages, to hosts it holds: see
+    /// `Tables::claim_urls`).
+    pub fn claim_urls(
+        &self,
+        crawl: RunId,
+        run: RunId,
+        limit: usize,
+        proposed: &[(String, u32)],
+    ) -> Result<Claim, StoreError> {
         match self.tables() {
-            Some(t) => t.claim_urls(crawl.0 as i64, run.0 as i64, limit as i64),
+            Some(t) => t.claim_urls(
+                crawl.0 as i64,
+                run.0 as i64,
+                limit as i64,
+                step(crawl, Vec::new(), proposed, None)?.found,
+            ),
             None => Ok(Claim {
                 drained: true,
                 ..Claim::default()

@@ -27,15 +27,26 @@ pub struct Claim {
 }
 
 impl Tables {
-    /// Claims up to `limit` URLs of `crawl` for this node: first it takes
-    /// its fair share of the run's hosts with URLs left (those hosts
-    /// divided by the nodes on the run), keeping those it holds; then the
-    /// next URLs of those hosts that are queued, or whose lease expired.
-    pub fn claim_urls(&self, crawl: i64, run: i64, limit: i64) -> Result<Claim, StoreError> {
+    /// Claims up to `limit` URLs of `crawl` for this node: first the links
+    /// it `proposed` (fingerprint, URL, host, depth: links it found to
+    /// hosts it holds, admitted here and leased to it at once, within the
+    /// run's `max_pages`, so that it fetches them without waiting for the
+    /// commit of the page that found them); then it takes its fair share of
+    /// the run's hosts with URLs left (those hosts divided by the nodes on
+    /// the run), keeping those it holds; then the next URLs of those hosts
+    /// that are queued, or whose lease expired.
+    pub fn claim_urls(
+        &self,
+        crawl: i64,
+        run: i64,
+        limit: i64,
+        proposed: Vec<(Vec<u8>, String, String, i32)>,
+    ) -> Result<Claim, StoreError> {
         let node = self.this_node()?;
         let failed = Arc::new(self.failed("writing to"));
+        let proposed = Arc::new(proposed);
         self.retrying(move |pool, place| {
-            let (failed, node) = (failed.clone(), node.clone());
+            let (failed, node, proposed) = (failed.clone(), node.clone(), proposed.clone());
             async move {
                 let mut client = Self::client(&pool, &place, "connecting to").await?;
                 let tx = client.transaction().await.map_err(&*failed)?;
@@ -58,6 +69,9 @@ impl Tables {
                         ..Claim::default()
                     });
                 }
+                let granted = grant(&tx, crawl, &node, &proposed)
+                    .await
+                    .map_err(&*failed)?;
                 let work: BTreeSet<String> = tx
                     .query(HOSTS_WITH_WORK, &[&crawl, &MAX_RUN_HOSTS])
                     .await
@@ -72,6 +86,7 @@ impl Tables {
                         ..Claim::default()
                     });
                 }
+                let mut urls = granted;
                 let nodes: i64 = tx
                     .query_one(
                         "SELECT count(*) FROM crawld.run_parts p \
@@ -127,7 +142,6 @@ impl Tables {
                     .iter()
                     .map(|r| r.get(0))
                     .collect();
-                let mut urls = Vec::new();
                 if !taken.is_empty() && limit > 0 {
                     let per = (limit / taken.len() as i64).max(1);
                     for host in &taken {
@@ -154,6 +168,94 @@ impl Tables {
         })
     }
 }
+
+/// Admits the links a node proposed, for the hosts it holds in the run,
+/// leased to it: new ones within the run's `max_pages` (the run's row is
+/// locked, as by a commit that admits links), and known ones still queued.
+/// Returns them (URL, depth, claims).
+async fn grant(
+    tx: &deadpool_postgres::Transaction<'_>,
+    crawl: i64,
+    node: &super::Node,
+    proposed: &[(Vec<u8>, String, String, i32)],
+) -> Result<Vec<(String, u32, u32)>, tokio_postgres::Error> {
+    if proposed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let left: i64 = tx
+        .query_opt(
+            "SELECT max_pages - admitted FROM crawld.shared_runs WHERE crawl = $1 FOR UPDATE",
+            &[&crawl],
+        )
+        .await?
+        .map_or(0, |r| r.get(0));
+    let mut fps = Vec::with_capacity(proposed.len());
+    let (mut urls, mut hosts, mut depths) = (Vec::new(), Vec::new(), Vec::new());
+    for (fp, url, host, depth) in proposed {
+        fps.push(fp.clone());
+        urls.push(url.as_str());
+        hosts.push(host.as_str());
+        depths.push(*depth);
+    }
+    let new = tx
+        .query(
+            GRANT_NEW,
+            &[
+                &crawl,
+                &fps,
+                &urls,
+                &hosts,
+                &depths,
+                &left.max(0),
+                &node.id,
+                &node.secs(),
+            ],
+        )
+        .await?;
+    tx.execute(
+        "UPDATE crawld.shared_runs SET admitted = admitted + $2 WHERE crawl = $1",
+        &[&crawl, &(new.len() as i64)],
+    )
+    .await?;
+    let known = tx
+        .query(GRANT_KNOWN, &[&crawl, &fps, &node.id, &node.secs()])
+        .await?;
+    Ok(new
+        .iter()
+        .chain(known.iter())
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                r.get::<_, i32>(1).max(0) as u32,
+                r.get::<_, i32>(2).max(0) as u32,
+            )
+        })
+        .collect())
+}
+
+/// Proposed links not known yet, of hosts the node holds in the run:
+/// admitted leased to it, in the order found, within what `max_pages`
+/// leaves.
+const GRANT_NEW: &str = "\
+INSERT INTO crawld.frontier AS f (crawl, fp, url, host, depth, state, holder, expires, attempts)
+SELECT $1, u.fp, u.url, u.host, u.depth, 1, $7, now() + make_interval(secs => $8), 1
+FROM unnest($2::bytea[], $3::text[], $4::text[], $5::int4[]) WITH ORDINALITY AS u(fp, url, host, depth, n)
+WHERE EXISTS (SELECT 1 FROM crawld.run_hosts h
+              WHERE h.crawl = $1 AND h.host = u.host AND h.holder = $7 AND h.expires > now())
+  AND NOT EXISTS (SELECT 1 FROM crawld.frontier k WHERE k.crawl = $1 AND k.fp = u.fp)
+ORDER BY u.n LIMIT $6
+ON CONFLICT DO NOTHING
+RETURNING f.url, f.depth, f.attempts";
+
+/// Proposed links known already and still queued, of hosts the node
+/// holds: leased to it.
+const GRANT_KNOWN: &str = "\
+UPDATE crawld.frontier f
+SET state = 1, holder = $3, expires = now() + make_interval(secs => $4), attempts = f.attempts + 1
+WHERE f.crawl = $1 AND f.fp = ANY($2) AND f.state = 0
+  AND EXISTS (SELECT 1 FROM crawld.run_hosts h
+              WHERE h.crawl = $1 AND h.host = f.host AND h.holder = $3 AND h.expires > now())
+RETURNING f.url, f.depth, f.attempts";
 
 /// The hosts a node keeps (its fair share of the hosts with work, those it
 /// holds first, then free ones) and those it gives up.
