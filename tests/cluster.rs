@@ -201,12 +201,7 @@ fn a_run_is_shared_by_every_node() {
     let (lists, per_list) = (10, 100);
     let sites = three_sites(lists, per_list, Duration::from_millis(5));
     let shop = three_host_target(&sites, "");
-    let c = Cluster::with_files(
-        &db,
-        &sites[0],
-        &[("shop.toml", &shop), ("p.toml", PROFILE)],
-        3,
-    );
+    let c = Cluster::start(&db, &sites[0], &shop, 3);
     let began = std::time::Instant::now();
     c.node(0)
         .cmd(&["trigger", "shop", "--full"])
@@ -245,12 +240,7 @@ fn a_shared_run_keeps_max_pages() {
     // Slow pages: the other nodes join before the budget is spent.
     let sites = three_sites(4, 100, Duration::from_millis(150));
     let shop = three_host_target(&sites, "max_pages = 300");
-    let c = Cluster::with_files(
-        &db,
-        &sites[0],
-        &[("shop.toml", &shop), ("p.toml", PROFILE)],
-        3,
-    );
+    let c = Cluster::start(&db, &sites[0], &shop, 3);
     c.node(1)
         .cmd(&["trigger", "shop", "--full"])
         .assert()
@@ -282,12 +272,7 @@ fn a_shared_run_survives_kill_9_of_its_busiest_node() {
     let sites = three_sites(lists, per_list, Duration::from_millis(5));
     let pages = 3 * (lists + lists * per_list);
     let shop = three_host_target(&sites, "");
-    let mut c = Cluster::with_files(
-        &db,
-        &sites[0],
-        &[("shop.toml", &shop), ("p.toml", PROFILE)],
-        3,
-    );
+    let mut c = Cluster::start(&db, &sites[0], &shop, 3);
     c.node(0)
         .cmd(&["trigger", "shop", "--full"])
         .assert()

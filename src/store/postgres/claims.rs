@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::{StoreError, Tables};
+use super::{Node, StoreError, Tables};
 
 /// A transaction-scoped advisory lock per crawl, taken by claims: two
 /// nodes never both decide who takes a host of the run.
@@ -50,123 +50,129 @@ impl Tables {
             async move {
                 let mut client = Self::client(&pool, &place, "connecting to").await?;
                 let tx = client.transaction().await.map_err(&*failed)?;
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(CLAIM_LOCK ^ crawl)])
+                let claim = claim_in(&tx, crawl, run, limit, &node, &proposed)
                     .await
                     .map_err(&*failed)?;
-                // A run ended (or stopped, or taken over as a new run) has
-                // nothing more for anyone.
-                let alive = tx
-                    .query_opt(
-                        "SELECT 1 FROM crawld.run_leases WHERE run = $1 AND NOT done",
-                        &[&run],
-                    )
-                    .await
-                    .map_err(&*failed)?;
-                if alive.is_none() {
-                    tx.commit().await.map_err(&*failed)?;
-                    return Ok(Claim {
-                        drained: true,
-                        ..Claim::default()
-                    });
-                }
-                let granted = grant(&tx, crawl, &node, &proposed)
-                    .await
-                    .map_err(&*failed)?;
-                let work: BTreeSet<String> = tx
-                    .query(HOSTS_WITH_WORK, &[&crawl, &MAX_RUN_HOSTS])
-                    .await
-                    .map_err(&*failed)?
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect();
-                if work.is_empty() {
-                    tx.commit().await.map_err(&*failed)?;
-                    return Ok(Claim {
-                        drained: true,
-                        ..Claim::default()
-                    });
-                }
-                let mut urls = granted;
-                let nodes: i64 = tx
-                    .query_one(
-                        "SELECT count(*) FROM crawld.run_parts p \
-                         JOIN crawld.members m ON m.node = p.node \
-                         WHERE p.run = $1 AND p.left_at IS NULL AND m.expires > now()",
-                        &[&run],
-                    )
-                    .await
-                    .map_err(&*failed)?
-                    .get(0);
-                let held: HashMap<String, (String, bool)> = tx
-                    .query(
-                        "SELECT host, holder, coalesce(expires > now(), false) \
-                         FROM crawld.run_hosts WHERE crawl = $1",
-                        &[&crawl],
-                    )
-                    .await
-                    .map_err(&*failed)?
-                    .iter()
-                    .map(|r| (r.get(0), (r.get(1), r.get(2))))
-                    .collect();
-                let hosts = pick_hosts(&work, &held, &node.id, nodes.max(1) as usize);
-                let (keep, drop): (Vec<String>, Vec<String>) = hosts;
-                tx.execute(
-                    "UPDATE crawld.run_hosts SET holder = '', expires = NULL \
-                     WHERE crawl = $1 AND host = ANY($2) AND holder = $3",
-                    &[
-                        &crawl as &(dyn tokio_postgres::types::ToSql + Sync),
-                        &drop,
-                        &node.id,
-                    ],
-                )
-                .await
-                .map_err(&*failed)?;
-                let taken: Vec<String> = tx
-                    .query(
-                        "INSERT INTO crawld.run_hosts AS h (crawl, host, holder, expires) \
-                         SELECT $1, unnest($2::text[]), $3, now() + make_interval(secs => $4) \
-                         ON CONFLICT (crawl, host) DO UPDATE \
-                           SET holder = EXCLUDED.holder, expires = EXCLUDED.expires \
-                         WHERE h.holder IN ('', EXCLUDED.holder) OR h.expires IS NULL \
-                           OR h.expires < now() \
-                         RETURNING host",
-                        &[
-                            &crawl as &(dyn tokio_postgres::types::ToSql + Sync),
-                            &keep,
-                            &node.id,
-                            &node.secs(),
-                        ],
-                    )
-                    .await
-                    .map_err(&*failed)?
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect();
-                if !taken.is_empty() && limit > 0 {
-                    let per = (limit / taken.len() as i64).max(1);
-                    for host in &taken {
-                        let rows = tx
-                            .query(CLAIM_HOST, &[&crawl, host, &per, &node.id, &node.secs()])
-                            .await
-                            .map_err(&*failed)?;
-                        urls.extend(rows.iter().map(|r| {
-                            (
-                                r.get::<_, String>(0),
-                                r.get::<_, i32>(1).max(0) as u32,
-                                r.get::<_, i32>(2).max(0) as u32,
-                            )
-                        }));
-                    }
-                }
                 tx.commit().await.map_err(&*failed)?;
-                Ok(Claim {
-                    urls,
-                    drained: false,
-                    hosts: taken,
-                })
+                Ok(claim)
             }
         })
     }
+}
+
+/// One claim, in `tx` (see [`Tables::claim_urls`]), under the crawl's
+/// claim lock.
+async fn claim_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    crawl: i64,
+    run: i64,
+    limit: i64,
+    node: &Node,
+    proposed: &[(Vec<u8>, String, String, i32)],
+) -> Result<Claim, tokio_postgres::Error> {
+    let drained = Claim {
+        drained: true,
+        ..Claim::default()
+    };
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&(CLAIM_LOCK ^ crawl)])
+        .await?;
+    // A run ended (or stopped, or taken over as a new run) has nothing
+    // more for anyone.
+    let alive = tx
+        .query_opt(
+            "SELECT 1 FROM crawld.run_leases WHERE run = $1 AND NOT done",
+            &[&run],
+        )
+        .await?;
+    if alive.is_none() {
+        return Ok(drained);
+    }
+    let mut urls = grant(tx, crawl, node, proposed).await?;
+    let work: BTreeSet<String> = tx
+        .query(HOSTS_WITH_WORK, &[&crawl, &MAX_RUN_HOSTS])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if work.is_empty() {
+        return Ok(drained);
+    }
+    let hosts = take_hosts(tx, crawl, run, node, &work).await?;
+    if !hosts.is_empty() && limit > 0 {
+        let per = (limit / hosts.len() as i64).max(1);
+        for host in &hosts {
+            let rows = tx
+                .query(CLAIM_HOST, &[&crawl, host, &per, &node.id, &node.secs()])
+                .await?;
+            urls.extend(rows.iter().map(claimed));
+        }
+    }
+    Ok(Claim {
+        urls,
+        drained: false,
+        hosts,
+    })
+}
+
+/// Takes this node's fair share of the run's hosts with `work` (see
+/// [`pick_hosts`]) and gives up the others it held; returns those it holds.
+async fn take_hosts(
+    tx: &deadpool_postgres::Transaction<'_>,
+    crawl: i64,
+    run: i64,
+    node: &Node,
+    work: &BTreeSet<String>,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let nodes: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM crawld.run_parts p \
+             JOIN crawld.members m ON m.node = p.node \
+             WHERE p.run = $1 AND p.left_at IS NULL AND m.expires > now()",
+            &[&run],
+        )
+        .await?
+        .get(0);
+    let held: HashMap<String, (String, bool)> = tx
+        .query(
+            "SELECT host, holder, coalesce(expires > now(), false) \
+             FROM crawld.run_hosts WHERE crawl = $1",
+            &[&crawl],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
+    let (keep, give_up) = pick_hosts(work, &held, &node.id, nodes.max(1) as usize);
+    tx.execute(
+        "UPDATE crawld.run_hosts SET holder = '', expires = NULL \
+         WHERE crawl = $1 AND host = ANY($2) AND holder = $3",
+        &[&crawl, &give_up, &node.id],
+    )
+    .await?;
+    Ok(tx
+        .query(
+            "INSERT INTO crawld.run_hosts AS h (crawl, host, holder, expires) \
+             SELECT $1, unnest($2::text[]), $3, now() + make_interval(secs => $4) \
+             ON CONFLICT (crawl, host) DO UPDATE \
+               SET holder = EXCLUDED.holder, expires = EXCLUDED.expires \
+             WHERE h.holder IN ('', EXCLUDED.holder) OR h.expires IS NULL \
+               OR h.expires < now() \
+             RETURNING host",
+            &[&crawl, &keep, &node.id, &node.secs()],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// A URL leased to this node: URL, depth, claims taken.
+fn claimed(row: &tokio_postgres::Row) -> (String, u32, u32) {
+    (
+        row.get::<_, String>(0),
+        row.get::<_, i32>(1).max(0) as u32,
+        row.get::<_, i32>(2).max(0) as u32,
+    )
 }
 
 /// Admits the links a node proposed, for the hosts it holds in the run,
@@ -176,7 +182,7 @@ impl Tables {
 async fn grant(
     tx: &deadpool_postgres::Transaction<'_>,
     crawl: i64,
-    node: &super::Node,
+    node: &Node,
     proposed: &[(Vec<u8>, String, String, i32)],
 ) -> Result<Vec<(String, u32, u32)>, tokio_postgres::Error> {
     if proposed.is_empty() {
@@ -220,17 +226,7 @@ async fn grant(
     let known = tx
         .query(GRANT_KNOWN, &[&crawl, &fps, &node.id, &node.secs()])
         .await?;
-    Ok(new
-        .iter()
-        .chain(known.iter())
-        .map(|r| {
-            (
-                r.get::<_, String>(0),
-                r.get::<_, i32>(1).max(0) as u32,
-                r.get::<_, i32>(2).max(0) as u32,
-            )
-        })
-        .collect())
+    Ok(new.iter().chain(known.iter()).map(claimed).collect())
 }
 
 /// Proposed links not known yet, of hosts the node holds in the run:
